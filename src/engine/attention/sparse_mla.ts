@@ -1,0 +1,123 @@
+// One attention group of one layer: DSA key selection, then absorbed MLA over the paged latent cache.
+//
+// Per query row at position p the visible keys are positions 0..p (causal, the row itself included).
+// With an indexer and more than index_topk visible keys, only the index_topk best-scored keys are
+// attended; otherwise all visible keys are (README "Lightning indexer").
+// Decode groups (S = 1) gather only the selected rows (cost ~ topk, flat in context length);
+// prefill chunks gather the whole context once and mask per row (cost ~ S * T).
+import { floatTensor, int32Tensor, type GraphSession } from '../onnx/session.ts';
+import type { AttentionGroup } from '../model/step_plan.ts';
+import { selectTopK } from './topk.ts';
+
+const MASKED = -1e30; // finite, so a fully masked (padding) row can never turn into NaN
+
+export interface AttentionLayerInputs {
+  readonly q: Float32Array; // [N, H, C] all rows of the step
+  readonly iq: Float32Array | null; // [N, Hi, Di]
+  readonly iw: Float32Array | null; // [N, Hi]
+  readonly latentCache: Float32Array; // [P, C]
+  readonly indexerCache: Float32Array | null; // [P, Di]
+}
+
+export interface AttentionShapes {
+  readonly numHeads: number; // H
+  readonly latentDim: number; // C = L + dr
+  readonly kvLoraRank: number; // L
+  readonly indexerHeads: number; // Hi
+  readonly indexerDim: number; // Di
+  readonly indexTopk: number; // 0 when the indexer is off (dense attention)
+}
+
+export interface GroupSessions {
+  readonly attention: GraphSession;
+  readonly indexer: GraphSession | null;
+}
+
+/** Attends one group; returns o [B * S, H, L] and, if asked, the selected positions of each sequence's last row. */
+export async function attendGroup(
+  group: AttentionGroup,
+  inp: AttentionLayerInputs,
+  shapes: AttentionShapes,
+  sessions: GroupSessions,
+  recordLast: boolean,
+): Promise<{ o: Float32Array; lastSelections: Int32Array[] | null }> {
+  const { numSeqs: B, queryLen: S, maxContext: T, startPos } = group;
+  const { numHeads: H, latentDim: C, indexTopk: topk } = shapes;
+  const rows = B * S;
+  const scores = await indexerScores(group, inp, shapes, sessions);
+  // For each (b, i) row: the selected positions (null = all visible positions).
+  const selection = (b: number, i: number, work: Int32Array, out: Int32Array): number => {
+    const visible = startPos[b] + i + 1;
+    if (!scores || visible <= topk) {
+      for (let s = 0; s < visible; s++) out[s] = s;
+      return visible;
+    }
+    return selectTopK(scores, (b * S + i) * T, visible, topk, work, out);
+  };
+  const work = new Int32Array(T);
+  const chosen = new Int32Array(T);
+  const lastSelections: Int32Array[] | null = recordLast ? [] : null;
+  let idx: Int32Array;
+  let mask: Float32Array;
+  let K: number;
+  if (S === 1) {
+    // Decode: gather only the chosen rows; pad each row to K with masked copies of its first key.
+    const counts = new Int32Array(B);
+    const picked: Int32Array[] = [];
+    for (let b = 0; b < B; b++) {
+      counts[b] = selection(b, 0, work, chosen);
+      picked.push(chosen.slice(0, counts[b]));
+    }
+    K = Math.max(...counts);
+    idx = new Int32Array(B * K);
+    mask = new Float32Array(B * K).fill(MASKED);
+    for (let b = 0; b < B; b++) {
+      const slots = group.keySlots.subarray(b * T, (b + 1) * T);
+      for (let j = 0; j < K; j++) idx[b * K + j] = slots[j < counts[b] ? picked[b][j] : 0];
+      mask.fill(0, b * K, b * K + counts[b]);
+      lastSelections?.push(picked[b].sort());
+    }
+  } else {
+    // Prefill chunk (B = 1): the whole context once, masked per query row.
+    K = T;
+    idx = group.keySlots;
+    mask = new Float32Array(S * T).fill(MASKED);
+    for (let i = 0; i < S; i++) {
+      const n = selection(0, i, work, chosen);
+      if (n === startPos[0] + i + 1) mask.fill(0, i * T, i * T + n);
+      else for (let j = 0; j < n; j++) mask[i * T + chosen[j]] = 0;
+      if (i === S - 1) lastSelections?.push(chosen.slice(0, n).sort());
+    }
+  }
+  const q = inp.q.subarray(group.rowStart * H * C, (group.rowStart + rows) * H * C);
+  const [o] = await sessions.attention.run(
+    {
+      q: floatTensor(q, [B, S, H, C]),
+      cache: floatTensor(inp.latentCache, [inp.latentCache.length / C, C]),
+      idx: int32Tensor(idx, [B, K]),
+      mask: floatTensor(mask, [B, S, K]),
+    },
+    ['o'],
+  );
+  return { o, lastSelections };
+}
+
+/** Indexer scores [B, S, T] when some row of the group has more visible keys than index_topk, else null. */
+async function indexerScores(group: AttentionGroup, inp: AttentionLayerInputs, shapes: AttentionShapes, sessions: GroupSessions): Promise<Float32Array | null> {
+  const { numSeqs: B, queryLen: S, maxContext: T } = group;
+  if (!sessions.indexer || !inp.iq || !inp.iw || !inp.indexerCache || shapes.indexTopk === 0) return null;
+  if (Math.max(...group.startPos) + S <= shapes.indexTopk) return null;
+  const { indexerHeads: Hi, indexerDim: Di } = shapes;
+  const r0 = group.rowStart;
+  const rows = B * S;
+  const [scores] = await sessions.indexer.run(
+    {
+      iq: floatTensor(inp.iq.subarray(r0 * Hi * Di, (r0 + rows) * Hi * Di), [B, S, Hi, Di]),
+      cache: floatTensor(inp.indexerCache, [inp.indexerCache.length / Di, Di]),
+      idx: int32Tensor(group.keySlots, [B, T]),
+      iw: floatTensor(inp.iw.subarray(r0 * Hi, (r0 + rows) * Hi), [B, S, Hi]),
+    },
+    ['scores'],
+  );
+  return scores;
+}

@@ -1,0 +1,227 @@
+// The DeepSeek-V3.2 / V3 / V2 forward pass over the paged caches, one batched step at a time.
+//
+// Per step: embed -> for each layer [pre-attention graph -> cache write -> per group: indexer +
+// top-k + sparse MLA -> post-attention graph (+ routed experts)] -> final norm + lm_head on the
+// rows that return logits. Graph sessions: 2 per layer (weights as prepacked initializers), plus
+// shared attention / indexer / expert graphs whose inputs are the caches and expert weights.
+import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
+import { linear, rmsNorm } from '../onnx/ops.ts';
+import { floatTensor, GraphSession, int32Tensor, int64Tensor, type SessionOptions } from '../onnx/session.ts';
+import type { PagedKVStorage } from '../../kvcache/paged_kv_storage.ts';
+import { attendGroup, type AttentionShapes } from '../attention/sparse_mla.ts';
+import { buildIndexerScoreGraph } from './indexer.ts';
+import { buildAttentionGraph, buildPostAttentionGraph, buildPreAttentionGraph } from './mla.ts';
+import { buildExpertGraph, denseFfn, dispatch, moePreludeFfn } from './moe.ts';
+import { routeTokens } from './moe_router.ts';
+import { ropeInvFreq, ropeTables } from './rope.ts';
+import { planStep, type StepPlan, type StepSequence } from './step_plan.ts';
+import type { LoadedModel, ModelConfig, MoeWeights } from './types.ts';
+import type * as ort from 'onnxruntime-node';
+
+export interface ModelOptions extends SessionOptions {
+  /** A/B switch: run a DSA model with dense attention (the indexer is skipped). */
+  readonly denseAttention?: boolean;
+}
+
+export interface StepOptions {
+  /** Return, per layer and sequence, the key positions selected for the sequence's last new token. */
+  readonly recordSelections?: boolean;
+}
+
+export interface StepResult {
+  /** [R, vocab] logits rows, in sequence order; sequence i owns rows logitOffsets[i] .. logitOffsets[i+1]. */
+  readonly logits: Float32Array;
+  readonly logitOffsets: Int32Array;
+  /** selections[layer][seq]: ascending positions, when recordSelections was set. */
+  readonly selections: Int32Array[][] | null;
+}
+
+interface LayerSessions {
+  readonly pre: GraphSession;
+  readonly post: GraphSession;
+  readonly moe: MoeWeights | null;
+  readonly expertTensors: readonly { gate: ort.Tensor; up: ort.Tensor; down: ort.Tensor }[];
+}
+
+export class DeepseekModel {
+  private readonly expertGraphs = new Map<number, Promise<GraphSession>>();
+  private readonly invFreq: Float64Array;
+  readonly usesIndexer: boolean;
+
+  private constructor(
+    readonly model: LoadedModel,
+    readonly storage: PagedKVStorage,
+    private readonly layers: readonly LayerSessions[],
+    private readonly attention: GraphSession,
+    private readonly indexer: GraphSession | null,
+    private readonly lmHead: GraphSession,
+    private readonly options: ModelOptions,
+  ) {
+    this.invFreq = ropeInvFreq(model.config);
+    this.usesIndexer = indexer !== null;
+  }
+
+  static async create(model: LoadedModel, storage: PagedKVStorage, options: ModelOptions = {}): Promise<DeepseekModel> {
+    const { config, weights } = model;
+    const withIndexer = config.indexer !== null && !options.denseAttention;
+    const layers: LayerSessions[] = [];
+    for (let l = 0; l < config.numHiddenLayers; l++) {
+      const w = weights.layers[l];
+      const ffn = w.mlp.kind === 'dense' ? denseFfn(w.mlp.weights) : moePreludeFfn(w.mlp.weights);
+      const moe = w.mlp.kind === 'moe' ? w.mlp.weights : null;
+      layers.push({
+        pre: await GraphSession.create(`pre_attention_${l}`, buildPreAttentionGraph(config, l, w.attn, w.inputLayernorm, withIndexer), options),
+        post: await GraphSession.create(`post_attention_${l}`, buildPostAttentionGraph(config, l, w.attn, w.postAttentionLayernorm, ffn), options),
+        moe,
+        expertTensors: (moe?.experts ?? []).map((e) => ({
+          gate: floatTensor(e.gateProj.data, e.gateProj.shape),
+          up: floatTensor(e.upProj.data, e.upProj.shape),
+          down: floatTensor(e.downProj.data, e.downProj.shape),
+        })),
+      });
+    }
+    const attention = await GraphSession.create('sparse_mla', buildAttentionGraph(config), options);
+    const indexer = withIndexer ? await GraphSession.create('indexer_scores', buildIndexerScoreGraph(config), options) : null;
+    const lmHead = await GraphSession.create('lm_head', buildLmHeadGraph(model), options);
+    return new DeepseekModel(model, storage, layers, attention, indexer, lmHead, options);
+  }
+
+  get config(): ModelConfig {
+    return this.model.config;
+  }
+
+  /** Runs one batched forward over the given sequences, writing their new tokens into the caches. */
+  async step(seqs: readonly StepSequence[], stepOptions: StepOptions = {}): Promise<StepResult> {
+    const { config } = this;
+    const plan = planStep(seqs, this.storage.blockSize, config.vocabSize, config.maxPositionEmbeddings);
+    const N = plan.numTokens;
+    const D = config.hiddenSize;
+    let h = this.embed(plan);
+    const { cos, sin } = ropeTables(this.invFreq, plan.positions);
+    const half = config.qkRopeHeadDim / 2;
+    const cosT = floatTensor(cos, [N, half]);
+    const sinT = floatTensor(sin, [N, half]);
+    const shapes = this.attentionShapes();
+    const selections: Int32Array[][] | null = stepOptions.recordSelections ? [] : null;
+    for (let l = 0; l < this.layers.length; l++) {
+      const layer = this.layers[l];
+      const preOut = this.usesIndexer ? ['q', 'kv', 'iq', 'ik', 'iw'] : ['q', 'kv'];
+      const [q, kv, iq, ik, iw] = await layer.pre.run({ h: floatTensor(h, [N, D]), cos: cosT, sin: sinT }, preOut);
+      this.storage.writeLatent(l, plan.slots, kv);
+      if (ik) this.storage.writeIndexerKey(l, plan.slots, ik);
+      const o = await this.attend(l, plan, { q, iq: iq ?? null, iw: iw ?? null }, shapes, selections);
+      h = await this.postAttention(layer, h, o, N);
+    }
+    const logits = await this.computeLogits(h, plan);
+    return { logits, logitOffsets: plan.logitOffsets, selections };
+  }
+
+  private embed(plan: StepPlan): Float32Array {
+    const D = this.config.hiddenSize;
+    const table = this.model.weights.embedTokens.data;
+    const h = new Float32Array(plan.numTokens * D);
+    for (let t = 0; t < plan.numTokens; t++) h.set(table.subarray(plan.tokenIds[t] * D, (plan.tokenIds[t] + 1) * D), t * D);
+    return h;
+  }
+
+  private attentionShapes(): AttentionShapes {
+    const c = this.config;
+    return {
+      numHeads: c.numAttentionHeads,
+      latentDim: c.kvLoraRank + c.qkRopeHeadDim,
+      kvLoraRank: c.kvLoraRank,
+      indexerHeads: c.indexer?.nHeads ?? 0,
+      indexerDim: c.indexer?.headDim ?? 0,
+      indexTopk: this.usesIndexer ? c.indexer!.topk : 0,
+    };
+  }
+
+  private async attend(
+    l: number,
+    plan: StepPlan,
+    proj: { q: Float32Array; iq: Float32Array | null; iw: Float32Array | null },
+    shapes: AttentionShapes,
+    selections: Int32Array[][] | null,
+  ): Promise<Float32Array> {
+    const { numHeads: H, kvLoraRank: L } = shapes;
+    const o = new Float32Array(plan.numTokens * H * L); // [N, H, L]
+    const inputs = {
+      ...proj,
+      latentCache: this.storage.latent(l),
+      indexerCache: this.usesIndexer ? this.storage.indexerKey(l) : null,
+    };
+    const perSeq: Int32Array[] = [];
+    for (const group of plan.groups) {
+      const res = await attendGroup(group, inputs, shapes, { attention: this.attention, indexer: this.indexer }, selections !== null);
+      o.set(res.o, group.rowStart * H * L);
+      res.lastSelections?.forEach((sel, b) => (perSeq[group.seqIndex[b]] = sel));
+    }
+    selections?.push(perSeq);
+    return o;
+  }
+
+  private async postAttention(layer: LayerSessions, h: Float32Array, o: Float32Array, N: number): Promise<Float32Array> {
+    const { hiddenSize: D, numAttentionHeads: H, kvLoraRank: L } = this.config;
+    const feed = { h: floatTensor(h, [N, D]), o: floatTensor(o, [N, H, L]) };
+    if (!layer.moe) return (await layer.post.run(feed, ['h_out']))[0];
+    const [hOut, x, router] = await layer.post.run(feed, ['h_out', 'x', 'router']);
+    const moe = this.config.moe!;
+    const routing = routeTokens(this.config, moe, router, layer.moe.eScoreCorrectionBias?.data ?? null, N);
+    const d = dispatch(routing.experts, routing.weights, moe.nRoutedExperts, moe.numExpertsPerTok);
+    const session = await this.expertGraph(d.activeExperts.length);
+    const feeds: Record<string, ort.Tensor> = {
+      x: floatTensor(x, [N, D]),
+      h: floatTensor(hOut, [N, D]),
+      rows: int64Tensor(d.rows, [d.rows.length, 1]),
+    };
+    d.activeExperts.forEach((e, j) => {
+      const t = layer.expertTensors[e];
+      feeds[`tok${j}`] = int32Tensor(d.tokens[j], [d.tokens[j].length]);
+      feeds[`w${j}`] = floatTensor(d.weights[j], [d.weights[j].length, 1]);
+      feeds[`gate${j}`] = t.gate;
+      feeds[`up${j}`] = t.up;
+      feeds[`down${j}`] = t.down;
+    });
+    return (await session.run(feeds, ['h_out']))[0];
+  }
+
+  private expertGraph(numActive: number): Promise<GraphSession> {
+    let s = this.expertGraphs.get(numActive);
+    if (!s) {
+      s = GraphSession.create(`experts_${numActive}`, buildExpertGraph(this.config, numActive), this.options);
+      this.expertGraphs.set(numActive, s);
+    }
+    return s;
+  }
+
+  private async computeLogits(h: Float32Array, plan: StepPlan): Promise<Float32Array> {
+    const { hiddenSize: D } = this.config;
+    const R = plan.logitRows.length;
+    if (R === 0) return new Float32Array(0);
+    const rows = new Float32Array(R * D);
+    plan.logitRows.forEach((r, i) => rows.set(h.subarray(r * D, (r + 1) * D), i * D));
+    return (await this.lmHead.run({ h: floatTensor(rows, [R, D]) }, ['logits']))[0];
+  }
+
+  async dispose(): Promise<void> {
+    for (const l of this.layers) {
+      await l.pre.release();
+      await l.post.release();
+    }
+    await this.attention.release();
+    await this.indexer?.release();
+    await this.lmHead.release();
+    for (const s of this.expertGraphs.values()) await (await s).release();
+  }
+}
+
+/** Final RMSNorm + lm_head: h [R, D] -> logits [R, vocab]. */
+function buildLmHeadGraph(model: LoadedModel): Uint8Array {
+  const { config, weights } = model;
+  const g = new GraphBuilder('lm_head');
+  const h = g.input('h', DataType.FLOAT, ['R', config.hiddenSize]);
+  const logits = linear(g, rmsNorm(g, h, weights.norm, config.rmsNormEps), weights.lmHead);
+  g.markOutput(logits, 'logits', DataType.FLOAT, ['R', config.vocabSize]);
+  return g.build();
+}
+

@@ -1,0 +1,225 @@
+// Exact conversions between checkpoint dtypes and float32, plus the encoders used to write test checkpoints.
+// Every narrow format (bf16, f16, e4m3) is a subset of float32, so decoding is exact; encoding rounds to nearest even.
+// Bulk paths work on Uint32Array views of the float32 output so NaN payloads and -0 survive bit-exactly.
+import { endianness } from 'node:os';
+import { assert } from '../errors.ts';
+
+export type FloatDType = 'F32' | 'BF16' | 'F16' | 'F8_E4M3';
+
+export const FP8_E4M3_MAX = 448;
+/** DeepSeek FP8 checkpoints quantise 2-D weights in square blocks of this size (ragged at the edges). */
+export const FP8_BLOCK = 128;
+
+// Safetensors data is little-endian; typed-array views use host order.
+assert(endianness() === 'LE', 'checkpoint decoding requires a little-endian host');
+
+const scratchF32 = new Float32Array(1);
+const scratchU32 = new Uint32Array(scratchF32.buffer);
+
+function f32Bits(x: number): number {
+  scratchF32[0] = x;
+  return scratchU32[0];
+}
+
+function bitsF32(bits: number): number {
+  scratchU32[0] = bits;
+  return scratchF32[0];
+}
+
+// e4m3fn: s eeee mmm, bias 7, no infinities, s.1111.111 is NaN, e == 0 is subnormal (m/8 * 2^-6).
+export function e4m3ToFloat32(code: number): number {
+  const sign = code & 0x80 ? -1 : 1;
+  const e = (code >> 3) & 0xf;
+  const m = code & 7;
+  if (e === 15 && m === 7) return NaN;
+  return sign * (e === 0 ? m * 2 ** -9 : (8 + m) * 2 ** (e - 10));
+}
+
+export function bf16ToFloat32(bits: number): number {
+  return bitsF32((bits & 0xffff) << 16);
+}
+
+function f16ToF32Bits(h: number): number {
+  const sign = (h & 0x8000) << 16;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0x1f) return (sign | 0x7f800000 | (m << 13)) >>> 0;
+  if (e !== 0) return (sign | ((e + 112) << 23) | (m << 13)) >>> 0;
+  return (sign | f32Bits(m * 2 ** -24)) >>> 0; // subnormal halves are normal floats
+}
+
+export function f16ToFloat32(bits: number): number {
+  return bitsF32(f16ToF32Bits(bits & 0xffff));
+}
+
+let e4m3Bits: Uint32Array | null = null;
+let e4m3Values: Float32Array | null = null;
+let f16Bits: Uint32Array | null = null;
+
+function e4m3BitsTable(): Uint32Array {
+  if (e4m3Bits === null) {
+    e4m3Bits = new Uint32Array(256);
+    for (let c = 0; c < 256; c++) {
+      const v = e4m3ToFloat32(c);
+      e4m3Bits[c] = Number.isNaN(v) ? ((c & 0x80) << 24) | 0x7fc00000 : f32Bits(v);
+    }
+  }
+  return e4m3Bits;
+}
+
+function e4m3ValueTable(): Float32Array {
+  e4m3Values ??= new Float32Array(e4m3BitsTable().buffer.slice(0));
+  return e4m3Values;
+}
+
+function f16BitsTable(): Uint32Array {
+  if (f16Bits === null) {
+    f16Bits = new Uint32Array(65536);
+    for (let h = 0; h < 65536; h++) f16Bits[h] = f16ToF32Bits(h);
+  }
+  return f16Bits;
+}
+
+/** Element views need aligned offsets; a misaligned slice is copied once. */
+function aligned(bytes: Uint8Array, width: number): Uint8Array {
+  return bytes.byteOffset % width === 0 ? bytes : bytes.slice();
+}
+
+/** Decodes little-endian raw tensor bytes to float32. F32 input is copied so the result owns its buffer. */
+export function decodeToFloat32(bytes: Uint8Array, dtype: FloatDType): Float32Array {
+  if (dtype === 'F8_E4M3') return mapCodes(bytes, e4m3BitsTable());
+  const width = dtype === 'F32' ? 4 : 2;
+  assert(bytes.byteLength % width === 0, `${dtype} byte length ${bytes.byteLength} not a multiple of ${width}`);
+  const src = aligned(bytes, width);
+  if (dtype === 'F32') return new Float32Array(src.buffer.slice(src.byteOffset, src.byteOffset + src.byteLength));
+  const halves = new Uint16Array(src.buffer, src.byteOffset, src.byteLength / 2);
+  if (dtype === 'F16') return mapCodes(halves, f16BitsTable());
+  const out = new Float32Array(halves.length);
+  const outBits = new Uint32Array(out.buffer);
+  for (let i = 0; i < halves.length; i++) outBits[i] = halves[i] << 16;
+  return out;
+}
+
+function mapCodes(codes: Uint8Array | Uint16Array, table: Uint32Array): Float32Array {
+  const out = new Float32Array(codes.length);
+  const outBits = new Uint32Array(out.buffer);
+  for (let i = 0; i < codes.length; i++) outBits[i] = table[codes[i]];
+  return out;
+}
+
+/** Scale grid shape for a [rows, cols] FP8 weight. */
+export function fp8ScaleShape(rows: number, cols: number): [number, number] {
+  return [Math.ceil(rows / FP8_BLOCK), Math.ceil(cols / FP8_BLOCK)];
+}
+
+/**
+ * w[i, j] = e4m3(q[i, j]) * scaleInv[i / 128 | 0, j / 128 | 0], rounded once to float32
+ * (the double product of two floats is exact, so this equals a float32 multiply).
+ */
+export function dequantizeFp8Blocks(q: Uint8Array, rows: number, cols: number, scaleInv: Float32Array): Float32Array {
+  const [scaleRows, scaleCols] = fp8ScaleShape(rows, cols);
+  assert(q.length === rows * cols, 'fp8 data size != rows * cols');
+  assert(scaleInv.length === scaleRows * scaleCols, 'fp8 scale grid size mismatch');
+  const lut = e4m3ValueTable();
+  const out = new Float32Array(rows * cols);
+  for (let i = 0; i < rows; i++) {
+    const scaleRow = ((i / FP8_BLOCK) | 0) * scaleCols;
+    const base = i * cols;
+    for (let j = 0; j < cols; j++) out[base + j] = lut[q[base + j]] * scaleInv[scaleRow + ((j / FP8_BLOCK) | 0)];
+  }
+  return out;
+}
+
+function roundHalfEven(x: number): number {
+  const f = Math.floor(x);
+  const d = x - f;
+  if (d !== 0.5) return d < 0.5 ? f : f + 1;
+  return f % 2 === 0 ? f : f + 1;
+}
+
+function floorLog2(a: number): number {
+  let e = Math.floor(Math.log2(a));
+  if (2 ** e > a) e--;
+  else if (2 ** (e + 1) <= a) e++;
+  return e;
+}
+
+/**
+ * Magnitude code (exponent | mantissa) of finite a >= 0 in a binary format with `mant` mantissa bits and
+ * exponent bias `bias`, rounded to nearest even. A mantissa that rounds up carries into the exponent field,
+ * so the result may exceed the largest finite code; callers saturate or map to infinity.
+ */
+function encodeMagnitude(a: number, mant: number, bias: number): number {
+  const minExp = 1 - bias;
+  if (a < 2 ** minExp) return roundHalfEven(a / 2 ** (minExp - mant));
+  const e = floorLog2(a);
+  return ((e + bias) << mant) + roundHalfEven(a / 2 ** (e - mant)) - (1 << mant);
+}
+
+/** float32 -> e4m3fn, round-to-nearest-even, saturating to +-448 (the quantiser never wants NaN from overflow). */
+export function float32ToE4m3(x: number): number {
+  if (Number.isNaN(x)) return 0x7f;
+  const sign = x < 0 || Object.is(x, -0) ? 0x80 : 0;
+  const a = Math.abs(x);
+  const code = a === Infinity ? 0x7e : Math.min(encodeMagnitude(a, 3, 7), 0x7e);
+  return sign | code;
+}
+
+/** float32 -> f16, round-to-nearest-even, overflow to infinity. */
+export function float32ToF16(x: number): number {
+  if (Number.isNaN(x)) return 0x7e00;
+  const sign = x < 0 || Object.is(x, -0) ? 0x8000 : 0;
+  const a = Math.abs(x);
+  const code = a === Infinity ? 0x7c00 : Math.min(encodeMagnitude(a, 10, 15), 0x7c00);
+  return sign | code;
+}
+
+/** float32 -> bf16 bits, round-to-nearest-even on the float32 bit pattern; NaN stays a quiet NaN. */
+export function float32ToBf16(x: number): number {
+  const b = f32Bits(x);
+  if ((b & 0x7fffffff) > 0x7f800000) return ((b >>> 16) | 0x40) & 0xffff;
+  return ((b + 0x7fff + ((b >>> 16) & 1)) / 65536) & 0xffff;
+}
+
+/** Little-endian raw bytes of `data` in `dtype` (F32, BF16 or F16; FP8 goes through quantizeFp8Blocks). */
+export function encodeFromFloat32(data: Float32Array, dtype: 'F32' | 'BF16' | 'F16'): Uint8Array {
+  if (dtype === 'F32') return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+  const halves = new Uint16Array(data.length);
+  const encode = dtype === 'BF16' ? float32ToBf16 : float32ToF16;
+  for (let i = 0; i < data.length; i++) halves[i] = encode(data[i]);
+  return new Uint8Array(halves.buffer);
+}
+
+/** Block quantiser matching DeepSeek's FP8 layout: scaleInv = amax / 448 per 128x128 block (1 for all-zero blocks). */
+export function quantizeFp8Blocks(x: Float32Array, rows: number, cols: number): { q: Uint8Array; scaleInv: Float32Array } {
+  assert(x.length === rows * cols, 'fp8 quantiser: data size != rows * cols');
+  const [scaleRows, scaleCols] = fp8ScaleShape(rows, cols);
+  const q = new Uint8Array(rows * cols);
+  const scaleInv = new Float32Array(scaleRows * scaleCols);
+  for (let bi = 0; bi < scaleRows; bi++) {
+    for (let bj = 0; bj < scaleCols; bj++) {
+      const block = { r0: bi * FP8_BLOCK, r1: Math.min(rows, (bi + 1) * FP8_BLOCK), c0: bj * FP8_BLOCK, c1: Math.min(cols, (bj + 1) * FP8_BLOCK) };
+      scaleInv[bi * scaleCols + bj] = quantizeBlock(x, q, cols, block);
+    }
+  }
+  return { q, scaleInv };
+}
+
+interface Block {
+  readonly r0: number;
+  readonly r1: number;
+  readonly c0: number;
+  readonly c1: number;
+}
+
+function quantizeBlock(x: Float32Array, q: Uint8Array, cols: number, b: Block): number {
+  let amax = 0;
+  for (let i = b.r0; i < b.r1; i++) {
+    for (let j = b.c0; j < b.c1; j++) amax = Math.max(amax, Math.abs(x[i * cols + j]) || 0);
+  }
+  const scale = amax > 0 ? Math.fround(amax / FP8_E4M3_MAX) : 1;
+  for (let i = b.r0; i < b.r1; i++) {
+    for (let j = b.c0; j < b.c1; j++) q[i * cols + j] = float32ToE4m3(Math.fround(x[i * cols + j] / scale));
+  }
+  return scale;
+}

@@ -1,0 +1,101 @@
+// Turns one batched step (sequences with their new tokens and block tables) into flat,
+// execution-ordered arrays. Sequences with one new token (decodes) run first as one attention
+// group; each multi-token chunk (prefill) is its own group, so no group pads queries.
+import { EngineError } from '../errors.ts';
+import { slotMapping } from '../../kvcache/paged_kv_storage.ts';
+
+export interface StepSequence {
+  /** The new tokens of this step: a prefill chunk of any length or one decode token. */
+  readonly tokenIds: ArrayLike<number>;
+  /** Tokens already in the cache; the first new token sits at this position. */
+  readonly numComputedTokens: number;
+  /** Block ids covering positions 0 .. numComputedTokens + tokenIds.length - 1. */
+  readonly blockTable: readonly number[];
+  /** Which rows return logits: the last new token, every new token (prompt logprobs), or none. */
+  readonly logits: 'last' | 'all' | 'none';
+}
+
+/** Sequences that attend together: B sequences with S query rows each. */
+export interface AttentionGroup {
+  readonly rowStart: number; // first execution row of the group; rows are contiguous
+  readonly numSeqs: number; // B
+  readonly queryLen: number; // S
+  readonly seqIndex: Int32Array; // [B] index into the caller's sequence list
+  readonly startPos: Int32Array; // [B] position of each sequence's first query row
+  readonly maxContext: number; // T = max over b of startPos + S
+  readonly keySlots: Int32Array; // [B, T] cache slot of positions 0 .. ctx_b - 1, padded with position 0's slot
+}
+
+export interface StepPlan {
+  readonly numTokens: number; // N
+  readonly tokenIds: Int32Array; // [N] execution order
+  readonly positions: Int32Array; // [N]
+  readonly slots: Int32Array; // [N] cache slot each new token is written to
+  readonly groups: readonly AttentionGroup[];
+  /** Execution rows whose logits are returned, in the caller's sequence order. */
+  readonly logitRows: Int32Array;
+  /** [numSeqs + 1] prefix offsets into the logits rows per caller sequence. */
+  readonly logitOffsets: Int32Array;
+}
+
+export function planStep(seqs: readonly StepSequence[], blockSize: number, vocabSize: number, maxPositions: number): StepPlan {
+  const order = [...seqs.keys()].sort((a, b) => Number(seqs[a].tokenIds.length > 1) - Number(seqs[b].tokenIds.length > 1));
+  const numTokens = seqs.reduce((n, s) => n + s.tokenIds.length, 0);
+  const tokenIds = new Int32Array(numTokens);
+  const positions = new Int32Array(numTokens);
+  const slots = new Int32Array(numTokens);
+  const rowStartOf = new Int32Array(seqs.length);
+  let row = 0;
+  for (const i of order) {
+    const s = seqs[i];
+    validateSequence(s, i, vocabSize, maxPositions);
+    rowStartOf[i] = row;
+    slots.set(slotMapping(s.blockTable, blockSize, s.numComputedTokens, s.tokenIds.length), row);
+    for (let j = 0; j < s.tokenIds.length; j++, row++) {
+      tokenIds[row] = s.tokenIds[j];
+      positions[row] = s.numComputedTokens + j;
+    }
+  }
+  const decodes = order.filter((i) => seqs[i].tokenIds.length === 1);
+  const groups: AttentionGroup[] = [];
+  if (decodes.length > 0) groups.push(makeGroup(seqs, decodes, 0, blockSize));
+  for (const i of order) if (seqs[i].tokenIds.length > 1) groups.push(makeGroup(seqs, [i], rowStartOf[i], blockSize));
+
+  const logitOffsets = new Int32Array(seqs.length + 1);
+  const rows: number[] = [];
+  seqs.forEach((s, i) => {
+    const n = s.tokenIds.length;
+    if (s.logits === 'last') rows.push(rowStartOf[i] + n - 1);
+    else if (s.logits === 'all') for (let j = 0; j < n; j++) rows.push(rowStartOf[i] + j);
+    logitOffsets[i + 1] = rows.length;
+  });
+  return { numTokens, tokenIds, positions, slots, groups, logitRows: Int32Array.from(rows), logitOffsets };
+}
+
+function validateSequence(s: StepSequence, i: number, vocabSize: number, maxPositions: number): void {
+  if (s.tokenIds.length === 0) throw new EngineError('DSV_ERR_INVALID_REQUEST', `sequence ${i}: no new tokens`);
+  const end = s.numComputedTokens + s.tokenIds.length;
+  if (end > maxPositions) {
+    throw new EngineError('DSV_ERR_CONTEXT_LENGTH', `sequence ${i}: ${end} tokens exceed the model's ${maxPositions} positions`);
+  }
+  for (let j = 0; j < s.tokenIds.length; j++) {
+    const t = s.tokenIds[j];
+    if (!Number.isInteger(t) || t < 0 || t >= vocabSize) {
+      throw new EngineError('DSV_ERR_INVALID_REQUEST', `sequence ${i}: token id ${t} is outside the vocabulary [0, ${vocabSize})`);
+    }
+  }
+}
+
+function makeGroup(seqs: readonly StepSequence[], members: readonly number[], rowStart: number, blockSize: number): AttentionGroup {
+  const S = seqs[members[0]].tokenIds.length;
+  const startPos = Int32Array.from(members, (i) => seqs[i].numComputedTokens);
+  const T = Math.max(...startPos) + S;
+  const keySlots = new Int32Array(members.length * T);
+  members.forEach((i, b) => {
+    const ctx = startPos[b] + S;
+    const row = keySlots.subarray(b * T, (b + 1) * T);
+    row.set(slotMapping(seqs[i].blockTable, blockSize, 0, ctx));
+    row.fill(row[0], ctx);
+  });
+  return { rowStart, numSeqs: members.length, queryLen: S, seqIndex: Int32Array.from(members), startPos, maxContext: T, keySlots };
+}

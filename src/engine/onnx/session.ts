@@ -1,0 +1,59 @@
+// The only module that imports onnxruntime-node. Graph sessions are created from in-memory
+// ModelProto buffers and run with zero-copy float32/int64 inputs.
+import * as ort from 'onnxruntime-node';
+
+export interface SessionOptions {
+  /** Intra-op threads per session (default 2: the machines this targets have 2 cores). */
+  readonly numThreads?: number;
+}
+
+export type Feed = Record<string, ort.Tensor>;
+
+export function floatTensor(data: Float32Array, dims: readonly number[]): ort.Tensor {
+  return new ort.Tensor('float32', data, dims);
+}
+
+export function int32Tensor(data: Int32Array, dims: readonly number[]): ort.Tensor {
+  return new ort.Tensor('int32', data, dims);
+}
+
+export function int64Tensor(data: BigInt64Array, dims: readonly number[]): ort.Tensor {
+  return new ort.Tensor('int64', data, dims);
+}
+
+/** A compiled graph with named float32 outputs. */
+export class GraphSession {
+  private constructor(private readonly session: ort.InferenceSession, readonly name: string) {}
+
+  static async create(name: string, model: Uint8Array, options: SessionOptions = {}): Promise<GraphSession> {
+    const session = await ort.InferenceSession.create(model, {
+      intraOpNumThreads: options.numThreads ?? 2,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+      // Sessions run one after another on the same cores; spinning pool threads of an idle
+      // session would steal cycles from the one that is running.
+      extra: { session: { intra_op: { allow_spinning: '0' } } },
+    });
+    return new GraphSession(session, name);
+  }
+
+  /** Runs the graph; returns the requested outputs as Float32Arrays (fresh buffers owned by the caller). */
+  async run(feed: Feed, outputs: readonly string[]): Promise<Float32Array[]> {
+    let result: ort.InferenceSession.OnnxValueMapType;
+    try {
+      result = await this.session.run(feed, outputs as string[]);
+    } catch (err) {
+      throw new Error(`graph ${this.name}: ${(err as Error).message}`, { cause: err });
+    }
+    return outputs.map((o) => {
+      const t = result[o];
+      if (!(t.data instanceof Float32Array)) throw new Error(`graph ${this.name}: output ${o} is not float32`);
+      return t.data;
+    });
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
