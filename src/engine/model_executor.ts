@@ -9,7 +9,7 @@ import { PagedKVStorage } from '../kvcache/paged_kv_storage.ts';
 import type { StorageShape } from '../kvcache/types.ts';
 
 export const DEFAULT_BLOCK_SIZE = 64;
-export const DEFAULT_KV_CACHE_MEMORY = 1 << 30; // 1 GiB
+export const DEFAULT_KV_CACHE_MEMORY = 2 ** 30; // 1 GiB
 
 export interface ModelExecutorOptions extends ModelOptions {
   readonly blockSize?: number;

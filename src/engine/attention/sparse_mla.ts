@@ -28,6 +28,19 @@ export interface AttentionShapes {
   readonly indexTopk: number; // 0 when the indexer is off (dense attention)
 }
 
+/** Milliseconds spent per part of the step (accumulated across layers and groups). */
+export interface StepTimings {
+  dense: number; // pre/post-attention graphs, lm_head
+  indexer: number; // indexer score graph + top-k selection
+  attention: number; // mask/index building + sparse MLA graph
+  experts: number; // routing + routed expert graph
+  other: number; // planning, embedding, cache writes
+}
+
+export function emptyTimings(): StepTimings {
+  return { dense: 0, indexer: 0, attention: 0, experts: 0, other: 0 };
+}
+
 export interface GroupSessions {
   readonly attention: GraphSession;
   readonly indexer: GraphSession | null;
@@ -40,10 +53,12 @@ export async function attendGroup(
   shapes: AttentionShapes,
   sessions: GroupSessions,
   recordLast: boolean,
+  timings: StepTimings,
 ): Promise<{ o: Float32Array; lastSelections: Int32Array[] | null }> {
   const { numSeqs: B, queryLen: S, maxContext: T, startPos } = group;
   const { numHeads: H, latentDim: C, indexTopk: topk } = shapes;
   const rows = B * S;
+  let t0 = performance.now();
   const scores = await indexerScores(group, inp, shapes, sessions);
   // For each (b, i) row: the selected positions (null = all visible positions).
   const selection = (b: number, i: number, work: Int32Array, out: Int32Array): number => {
@@ -60,6 +75,7 @@ export async function attendGroup(
   let idx: Int32Array;
   let mask: Float32Array;
   let K: number;
+  const tSelect = performance.now();
   if (S === 1) {
     // Decode: gather only the chosen rows; pad each row to K with masked copies of its first key.
     const counts = new Int32Array(B);
@@ -89,6 +105,11 @@ export async function attendGroup(
       if (i === S - 1) lastSelections?.push(chosen.slice(0, n).sort());
     }
   }
+  // Selection happens inside the mask building; charge it to the indexer when there were scores.
+  const tMask = performance.now();
+  if (scores) timings.indexer += tMask - t0;
+  else timings.attention += tMask - tSelect;
+  t0 = tMask;
   const q = inp.q.subarray(group.rowStart * H * C, (group.rowStart + rows) * H * C);
   const [o] = await sessions.attention.run(
     {
@@ -99,6 +120,7 @@ export async function attendGroup(
     },
     ['o'],
   );
+  timings.attention += performance.now() - t0;
   return { o, lastSelections };
 }
 

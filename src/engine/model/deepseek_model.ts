@@ -8,9 +8,10 @@ import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
 import { linear, rmsNorm } from '../onnx/ops.ts';
 import { floatTensor, GraphSession, int32Tensor, int64Tensor, type SessionOptions } from '../onnx/session.ts';
 import type { PagedKVStorage } from '../../kvcache/paged_kv_storage.ts';
-import { attendGroup, type AttentionShapes } from '../attention/sparse_mla.ts';
+import { attendGroup, emptyTimings, type AttentionShapes, type StepTimings } from '../attention/sparse_mla.ts';
 import { buildIndexerScoreGraph } from './indexer.ts';
-import { buildAttentionGraph, buildPostAttentionGraph, buildPreAttentionGraph } from './mla.ts';
+import { buildAttentionGraph, buildPostAttentionGraph } from './mla.ts';
+import { buildPreAttentionGraph } from './pre_attention.ts';
 import { buildExpertGraph, denseFfn, dispatch, moePreludeFfn } from './moe.ts';
 import { routeTokens } from './moe_router.ts';
 import { ropeInvFreq, ropeTables } from './rope.ts';
@@ -34,6 +35,7 @@ export interface StepResult {
   readonly logitOffsets: Int32Array;
   /** selections[layer][seq]: ascending positions, when recordSelections was set. */
   readonly selections: Int32Array[][] | null;
+  readonly timings: StepTimings;
 }
 
 interface LayerSessions {
@@ -93,27 +95,47 @@ export class DeepseekModel {
   /** Runs one batched forward over the given sequences, writing their new tokens into the caches. */
   async step(seqs: readonly StepSequence[], stepOptions: StepOptions = {}): Promise<StepResult> {
     const { config } = this;
+    const timings = emptyTimings();
+    let t0 = performance.now();
     const plan = planStep(seqs, this.storage.blockSize, config.vocabSize, config.maxPositionEmbeddings);
     const N = plan.numTokens;
     const D = config.hiddenSize;
     let h = this.embed(plan);
-    const { cos, sin } = ropeTables(this.invFreq, plan.positions);
-    const half = config.qkRopeHeadDim / 2;
-    const cosT = floatTensor(cos, [N, half]);
-    const sinT = floatTensor(sin, [N, half]);
+    const ropeFeed = this.ropeFeed(plan.positions);
     const shapes = this.attentionShapes();
     const selections: Int32Array[][] | null = stepOptions.recordSelections ? [] : null;
+    const preOut = this.usesIndexer ? ['q', 'kv', 'iq', 'ik', 'iw'] : ['q', 'kv'];
     for (let l = 0; l < this.layers.length; l++) {
       const layer = this.layers[l];
-      const preOut = this.usesIndexer ? ['q', 'kv', 'iq', 'ik', 'iw'] : ['q', 'kv'];
-      const [q, kv, iq, ik, iw] = await layer.pre.run({ h: floatTensor(h, [N, D]), cos: cosT, sin: sinT }, preOut);
+      timings.other += performance.now() - t0;
+      t0 = performance.now();
+      const [q, kv, iq, ik, iw] = await layer.pre.run({ h: floatTensor(h, [N, D]), ...ropeFeed }, preOut);
+      timings.dense += performance.now() - t0;
+      t0 = performance.now();
       this.storage.writeLatent(l, plan.slots, kv);
       if (ik) this.storage.writeIndexerKey(l, plan.slots, ik);
-      const o = await this.attend(l, plan, { q, iq: iq ?? null, iw: iw ?? null }, shapes, selections);
-      h = await this.postAttention(layer, h, o, N);
+      timings.other += performance.now() - t0;
+      const o = await this.attend(l, plan, { q, iq: iq ?? null, iw: iw ?? null }, shapes, selections, timings);
+      h = await this.postAttention(layer, h, o, N, timings);
+      t0 = performance.now();
     }
     const logits = await this.computeLogits(h, plan);
-    return { logits, logitOffsets: plan.logitOffsets, selections };
+    timings.dense += performance.now() - t0;
+    return { logits, logitOffsets: plan.logitOffsets, selections, timings };
+  }
+
+  /** cos/sin inputs of the pre-attention graphs: MLA (interleaved) and indexer (half-split) layouts. */
+  private ropeFeed(positions: Int32Array): Record<string, ort.Tensor> {
+    const { qkRopeHeadDim: dr, indexer } = this.config;
+    const N = positions.length;
+    const mla = ropeTables(this.invFreq, positions, 'interleaved', dr);
+    const feed: Record<string, ort.Tensor> = { cos: floatTensor(mla.cos, [N, 1, dr]), sin: floatTensor(mla.sin, [N, 1, dr]) };
+    if (this.usesIndexer && indexer) {
+      const idx = ropeTables(this.invFreq, positions, 'half-split', indexer.headDim);
+      feed.icos = floatTensor(idx.cos, [N, 1, indexer.headDim]);
+      feed.isin = floatTensor(idx.sin, [N, 1, indexer.headDim]);
+    }
+    return feed;
   }
 
   private embed(plan: StepPlan): Float32Array {
@@ -142,6 +164,7 @@ export class DeepseekModel {
     proj: { q: Float32Array; iq: Float32Array | null; iw: Float32Array | null },
     shapes: AttentionShapes,
     selections: Int32Array[][] | null,
+    timings: StepTimings,
   ): Promise<Float32Array> {
     const { numHeads: H, kvLoraRank: L } = shapes;
     const o = new Float32Array(plan.numTokens * H * L); // [N, H, L]
@@ -152,7 +175,7 @@ export class DeepseekModel {
     };
     const perSeq: Int32Array[] = [];
     for (const group of plan.groups) {
-      const res = await attendGroup(group, inputs, shapes, { attention: this.attention, indexer: this.indexer }, selections !== null);
+      const res = await attendGroup(group, inputs, shapes, { attention: this.attention, indexer: this.indexer }, selections !== null, timings);
       o.set(res.o, group.rowStart * H * L);
       res.lastSelections?.forEach((sel, b) => (perSeq[group.seqIndex[b]] = sel));
     }
@@ -160,11 +183,18 @@ export class DeepseekModel {
     return o;
   }
 
-  private async postAttention(layer: LayerSessions, h: Float32Array, o: Float32Array, N: number): Promise<Float32Array> {
+  private async postAttention(layer: LayerSessions, h: Float32Array, o: Float32Array, N: number, timings: StepTimings): Promise<Float32Array> {
     const { hiddenSize: D, numAttentionHeads: H, kvLoraRank: L } = this.config;
     const feed = { h: floatTensor(h, [N, D]), o: floatTensor(o, [N, H, L]) };
-    if (!layer.moe) return (await layer.post.run(feed, ['h_out']))[0];
+    let t0 = performance.now();
+    if (!layer.moe) {
+      const [hOut] = await layer.post.run(feed, ['h_out']);
+      timings.dense += performance.now() - t0;
+      return hOut;
+    }
     const [hOut, x, router] = await layer.post.run(feed, ['h_out', 'x', 'router']);
+    timings.dense += performance.now() - t0;
+    t0 = performance.now();
     const moe = this.config.moe!;
     const routing = routeTokens(this.config, moe, router, layer.moe.eScoreCorrectionBias?.data ?? null, N);
     const d = dispatch(routing.experts, routing.weights, moe.nRoutedExperts, moe.numExpertsPerTok);
@@ -182,7 +212,9 @@ export class DeepseekModel {
       feeds[`up${j}`] = t.up;
       feeds[`down${j}`] = t.down;
     });
-    return (await session.run(feeds, ['h_out']))[0];
+    const [out] = await session.run(feeds, ['h_out']);
+    timings.experts += performance.now() - t0;
+    return out;
   }
 
   private expertGraph(numActive: number): Promise<GraphSession> {

@@ -85,13 +85,16 @@ function aligned(bytes: Uint8Array, width: number): Uint8Array {
   return bytes.byteOffset % width === 0 ? bytes : bytes.slice();
 }
 
-/** Decodes little-endian raw tensor bytes to float32. F32 input is copied so the result owns its buffer. */
+/**
+ * Decodes little-endian raw tensor bytes to float32. Aligned F32 input is returned as a view over `bytes`
+ * (no copy: the loader hands over freshly read buffers); other dtypes produce a new array.
+ */
 export function decodeToFloat32(bytes: Uint8Array, dtype: FloatDType): Float32Array {
   if (dtype === 'F8_E4M3') return mapCodes(bytes, e4m3BitsTable());
   const width = dtype === 'F32' ? 4 : 2;
   assert(bytes.byteLength % width === 0, `${dtype} byte length ${bytes.byteLength} not a multiple of ${width}`);
   const src = aligned(bytes, width);
-  if (dtype === 'F32') return new Float32Array(src.buffer.slice(src.byteOffset, src.byteOffset + src.byteLength));
+  if (dtype === 'F32') return new Float32Array(src.buffer, src.byteOffset, src.byteLength / 4);
   const halves = new Uint16Array(src.buffer, src.byteOffset, src.byteLength / 2);
   if (dtype === 'F16') return mapCodes(halves, f16BitsTable());
   const out = new Float32Array(halves.length);

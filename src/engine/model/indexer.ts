@@ -1,4 +1,4 @@
-// DSA lightning indexer: projections (part of the pre-attention graph) and the score graph.
+// DSA lightning indexer score graph (the projections, steps 1-4, are in pre_attention.ts).
 //
 // Notation: Hi = index_n_heads, Di = index_head_dim, dr = qk_rope_head_dim; other letters as in mla.ts.
 // 1. iq = wq_b(qr)                      [N, Hi, Di], split [rope | nope] (rope FIRST, unlike MLA)
@@ -9,21 +9,8 @@
 // The Hadamard rotation of the reference is orthogonal and leaves every dot product unchanged: skipped.
 // Ref: DeepSeek-V3.2-Exp inference/model.py (with the Nov-2025 indexer RoPE fix).
 import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
-import { layerNorm, linear, reshape, reshapeLike, ropeHalfSplit } from '../onnx/ops.ts';
-import type { IndexerWeights, ModelConfig } from './types.ts';
-
-const INDEXER_LAYERNORM_EPS = 1e-6; // fixed by the reference, not from config
-
-export function addIndexerProjections(g: GraphBuilder, config: ModelConfig, w: IndexerWeights, x: string, qr: string, cos: string, sin: string): void {
-  const { nHeads: Hi, headDim: Di } = config.indexer!;
-  const dr = config.qkRopeHeadDim;
-  const iq = ropeHalfSplit(g, reshape(g, linear(g, qr, w.wqB), [0, Hi, Di]), cos, sin, dr, Di); // [N, Hi, Di]
-  g.markOutput(iq, 'iq', DataType.FLOAT, ['N', Hi, Di]);
-  const k = reshape(g, layerNorm(g, linear(g, x, w.wk), w.kNormWeight, w.kNormBias, INDEXER_LAYERNORM_EPS), [0, 1, Di]);
-  g.markOutput(reshape(g, ropeHalfSplit(g, k, cos, sin, dr, Di), [0, Di]), 'ik', DataType.FLOAT, ['N', Di]);
-  const iw = g.node('Mul', [linear(g, x, w.weightsProj), g.scalar(Math.pow(Hi, -0.5) * Math.pow(Di, -0.5))]);
-  g.markOutput(iw, 'iw', DataType.FLOAT, ['N', Hi]);
-}
+import { reshape, reshapeLike } from '../onnx/ops.ts';
+import type { ModelConfig } from './types.ts';
 
 /**
  * Indexer scores over gathered key slots (shared by all layers).

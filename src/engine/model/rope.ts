@@ -35,17 +35,37 @@ export function mlaSoftmaxScale(config: ModelConfig): number {
   return scale;
 }
 
-/** cos/sin tables [N, d/2] for the given absolute positions. */
-export function ropeTables(invFreq: Float64Array, positions: Int32Array): { cos: Float32Array; sin: Float32Array } {
+/**
+ * RoPE as y = x * cos + (x @ R) * sin over a row of `width` dims whose first d = 2 * invFreq.length
+ * dims rotate. Layouts (fixture README): MLA pairs (x[2i], x[2i+1]) ("interleaved"); the indexer
+ * pairs (x[i], x[i + d/2]) ("half-split"). Dims past d pass through (cos 1, sin 0, R 0).
+ */
+export type RopeLayout = 'interleaved' | 'half-split';
+
+/** The [width, width] matrix R with (x @ R) = the pair-rotated x (-x_b in a's place, x_a in b's). */
+export function ropeRotation(layout: RopeLayout, d: number, width: number): Float32Array {
+  const r = new Float32Array(width * width);
+  for (let i = 0; i < d / 2; i++) {
+    const [a, b] = layout === 'interleaved' ? [2 * i, 2 * i + 1] : [i, i + d / 2];
+    r[b * width + a] = -1; // y[a] = -x[b]
+    r[a * width + b] = 1; // y[b] = x[a]
+  }
+  return r;
+}
+
+/** cos/sin tables [N, width] for the given absolute positions, in the layout's pair order. */
+export function ropeTables(invFreq: Float64Array, positions: Int32Array, layout: RopeLayout, width: number): { cos: Float32Array; sin: Float32Array } {
   const half = invFreq.length;
-  const cos = new Float32Array(positions.length * half);
-  const sin = new Float32Array(positions.length * half);
+  const cos = new Float32Array(positions.length * width);
+  const sin = new Float32Array(positions.length * width);
   for (let t = 0; t < positions.length; t++) {
-    const p = positions[t];
+    const row = t * width;
+    cos.fill(1, row + 2 * half, row + width);
     for (let i = 0; i < half; i++) {
-      const angle = p * invFreq[i];
-      cos[t * half + i] = Math.cos(angle);
-      sin[t * half + i] = Math.sin(angle);
+      const angle = positions[t] * invFreq[i];
+      const [a, b] = layout === 'interleaved' ? [2 * i, 2 * i + 1] : [i, i + half];
+      cos[row + a] = cos[row + b] = Math.cos(angle);
+      sin[row + a] = sin[row + b] = Math.sin(angle);
     }
   }
   return { cos, sin };

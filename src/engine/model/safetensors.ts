@@ -198,8 +198,9 @@ function allowedRoots(root: string): string[] {
  */
 export function resolveModelFile(dir: string, name: string, referrer: string, what: string): string {
   const code = referrer === 'config.json' ? 'DSV_ERR_CONFIG' : 'DSV_ERR_CHECKPOINT';
+  const subject = name === referrer ? 'file' : `${what}: "${name}"`;
   const bad = (msg: string): never => {
-    throw new CheckpointError(code, referrer, `${what}: "${name}" ${msg}`);
+    throw new CheckpointError(code, referrer, `${subject} ${msg}`);
   };
   if (name === '' || name.includes('\0') || path.isAbsolute(name)) bad('is not a relative file name');
   const root = realpathSync(dir);
@@ -221,9 +222,10 @@ export class Checkpoint {
     private readonly defaultFile: string,
   ) {}
 
+  /** Like HF transformers, a single model.safetensors wins over an index. */
   static open(dir: string): Checkpoint {
-    if (existsSync(path.join(dir, INDEX_FILE))) return Checkpoint.openSharded(dir);
     if (!existsSync(path.join(dir, SINGLE_FILE))) {
+      if (existsSync(path.join(dir, INDEX_FILE))) return Checkpoint.openSharded(dir);
       fail(SINGLE_FILE, `not found in ${dir} (and no ${INDEX_FILE} either)`);
     }
     const file = SafetensorsFile.open(resolveModelFile(dir, SINGLE_FILE, SINGLE_FILE, 'model file'), SINGLE_FILE);

@@ -54,31 +54,19 @@ export function swiGlu(g: GraphBuilder, x: string, gate: Tensor | string, up: Te
   return linear(g, mul(g, silu, linear(g, x, up)), down);
 }
 
-/**
- * Interleaved RoPE (MLA layout): pairs (x[2i], x[2i+1]) rotate by angle p * th_i.
- * x: [N, G, d], cos/sin: [N, d/2] -> [N, G, d].
- */
-export function ropeInterleaved(g: GraphBuilder, x: string, cos: string, sin: string, d: number): string {
-  const pairs = reshape(g, x, [0, 0, d / 2, 2]); // [N, G, d/2, 2]
-  const [even, odd] = g.nodeN('Split', [pairs], 2, { axis: -1, num_outputs: 2 }); // [N, G, d/2, 1]
-  const c = reshape(g, cos, [0, 1, d / 2, 1]);
-  const s = reshape(g, sin, [0, 1, d / 2, 1]);
-  const yEven = g.node('Sub', [mul(g, even, c), mul(g, odd, s)]);
-  const yOdd = add(g, mul(g, even, s), mul(g, odd, c));
-  return reshape(g, g.node('Concat', [yEven, yOdd], { axis: -1 }), [0, 0, d]);
+/** RoPE as x * cos + (x @ R) * sin (see model/rope.ts); cos/sin broadcast against x. */
+export function ropeRotate(g: GraphBuilder, x: string, cos: string, sin: string, rotation: string): string {
+  return add(g, mul(g, x, cos), mul(g, g.node('MatMul', [x, rotation]), sin));
 }
 
-/**
- * Half-split ("rotate_half") RoPE on the first d dims (indexer layout, rope part first):
- * x: [N, G, D] with D >= d, cos/sin: [N, d/2] -> [N, G, D].
- */
-export function ropeHalfSplit(g: GraphBuilder, x: string, cos: string, sin: string, d: number, total: number): string {
-  const [x1, x2] = g.nodeN('Split', [slice(g, x, -1, 0, d)], 2, { axis: -1, num_outputs: 2 }); // [N, G, d/2]
-  const c = reshape(g, cos, [0, 1, d / 2]);
-  const s = reshape(g, sin, [0, 1, d / 2]);
-  const y1 = g.node('Sub', [mul(g, x1, c), mul(g, x2, s)]);
-  const y2 = add(g, mul(g, x1, s), mul(g, x2, c));
-  const parts = [y1, y2];
-  if (total > d) parts.push(slice(g, x, -1, d, total));
-  return g.node('Concat', parts, { axis: -1 });
+/** Stacks row blocks of HF linear weights ([out_i, in] each, same `in`) into one [sum out_i, in] weight. */
+export function stackRows(blocks: readonly Float32Array[], cols: number): Tensor {
+  const rows = blocks.reduce((n, b) => n + b.length / cols, 0);
+  const data = new Float32Array(rows * cols);
+  let offset = 0;
+  for (const b of blocks) {
+    data.set(b, offset);
+    offset += b.length;
+  }
+  return { data, shape: [rows, cols] };
 }

@@ -1,0 +1,64 @@
+// Check CLI: greedy generation from prompt token ids, printed as JSON with top-N logprobs.
+//   npm run check -- --model DIR --prompt 1,2,3 [--max-tokens 16] [--chunk-size 13] [--dense-attention]
+// Exit code 1 with a one-line message on any error (bad flags, bad checkpoint, ...).
+import { parseArgs } from 'node:util';
+import { generateGreedy } from '../engine/greedy_generate.ts';
+import { createModelExecutor } from '../engine/model_executor.ts';
+import { topLogprobs } from '../engine/sampling/logprobs.ts';
+
+const USAGE = 'usage: check --model DIR --prompt ID,ID,... [--max-tokens N] [--chunk-size N] [--top N] [--block-size N] [--dense-attention] [--threads N]';
+
+function positiveInt(name: string, value: string | undefined, fallback: number | undefined): number | undefined {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got "${value}"`);
+  return n;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string' },
+      prompt: { type: 'string' },
+      'max-tokens': { type: 'string' },
+      'chunk-size': { type: 'string' },
+      top: { type: 'string' },
+      'block-size': { type: 'string' },
+      threads: { type: 'string' },
+      'dense-attention': { type: 'boolean', default: false },
+    },
+  });
+  if (!values.model || !values.prompt) throw new Error(USAGE);
+  const prompt = values.prompt.split(',').map((s) => {
+    const id = Number(s.trim());
+    if (!Number.isInteger(id) || id < 0) throw new Error(`--prompt: "${s}" is not a token id`);
+    return id;
+  });
+  const top = positiveInt('top', values.top, 5)!;
+  const exec = await createModelExecutor(values.model, {
+    blockSize: positiveInt('block-size', values['block-size'], undefined),
+    denseAttention: values['dense-attention'],
+    numThreads: positiveInt('threads', values.threads, undefined),
+    kvCacheMemory: 256 * 2 ** 20,
+  });
+  try {
+    const [result] = await generateGreedy(exec, [prompt], {
+      maxTokens: positiveInt('max-tokens', values['max-tokens'], 16)!,
+      chunkSize: positiveInt('chunk-size', values['chunk-size'], undefined),
+    });
+    const steps = result.tokens.map((token, i) => {
+      const alternatives = topLogprobs(result.stepLogits[i], top);
+      const chosen = alternatives.find((a) => a.tokenId === token);
+      return { token, logprob: chosen?.logprob ?? null, top_logprobs: alternatives.map((a) => ({ token: a.tokenId, logprob: a.logprob })) };
+    });
+    process.stdout.write(`${JSON.stringify({ model: values.model, prompt, dense_attention: values['dense-attention'], tokens: result.tokens, steps }, null, 1)}\n`);
+  } finally {
+    await exec.model.dispose();
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});
