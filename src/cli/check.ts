@@ -4,7 +4,7 @@
 import { parseArgs } from 'node:util';
 import { generateGreedy } from '../engine/greedy_generate.ts';
 import { createModelExecutor } from '../engine/model_executor.ts';
-import { topLogprobs } from '../engine/sampling/logprobs.ts';
+import { logSumExp, topLogprobs } from '../engine/sampling/logprobs.ts';
 
 const USAGE = 'usage: check --model DIR --prompt ID,ID,... [--max-tokens N] [--chunk-size N] [--top N] [--block-size N] [--dense-attention] [--threads N]';
 
@@ -48,9 +48,9 @@ async function main(argv: string[]): Promise<void> {
       chunkSize: positiveInt('chunk-size', values['chunk-size'], undefined),
     });
     const steps = result.tokens.map((token, i) => {
-      const alternatives = topLogprobs(result.stepLogits[i], top);
-      const chosen = alternatives.find((a) => a.tokenId === token);
-      return { token, logprob: chosen?.logprob ?? null, top_logprobs: alternatives.map((a) => ({ token: a.tokenId, logprob: a.logprob })) };
+      const row = result.stepLogits[i];
+      const alternatives = topLogprobs(row, top, logSumExp(row));
+      return { token, logprob: row[token] - logSumExp(row), top_logprobs: alternatives.map((a) => ({ token: a.tokenId, logprob: a.logprob })) };
     });
     process.stdout.write(`${JSON.stringify({ model: values.model, prompt, dense_attention: values['dense-attention'], tokens: result.tokens, steps }, null, 1)}\n`);
   } finally {

@@ -41,6 +41,17 @@ export function emptyTimings(): StepTimings {
   return { dense: 0, indexer: 0, attention: 0, experts: 0, other: 0 };
 }
 
+/** DSA sparsity of a step, summed over layers and query rows. */
+export interface SparsityCounters {
+  queries: number;
+  visibleKeys: number; // causal keys each query could see
+  selectedKeys: number; // keys it attended
+}
+
+export function emptySparsity(): SparsityCounters {
+  return { queries: 0, visibleKeys: 0, selectedKeys: 0 };
+}
+
 export interface GroupSessions {
   readonly attention: GraphSession;
   readonly indexer: GraphSession | null;
@@ -54,6 +65,7 @@ export async function attendGroup(
   sessions: GroupSessions,
   recordLast: boolean,
   timings: StepTimings,
+  sparsity: SparsityCounters,
 ): Promise<{ o: Float32Array; lastSelections: Int32Array[] | null }> {
   const { numSeqs: B, queryLen: S, maxContext: T, startPos } = group;
   const { numHeads: H, latentDim: C, indexTopk: topk } = shapes;
@@ -63,11 +75,12 @@ export async function attendGroup(
   // For each (b, i) row: the selected positions (null = all visible positions).
   const selection = (b: number, i: number, work: Int32Array, out: Int32Array): number => {
     const visible = startPos[b] + i + 1;
-    if (!scores || visible <= topk) {
-      for (let s = 0; s < visible; s++) out[s] = s;
-      return visible;
-    }
-    return selectTopK(scores, (b * S + i) * T, visible, topk, work, out);
+    const n = !scores || visible <= topk ? visible : selectTopK(scores, (b * S + i) * T, visible, topk, work, out);
+    if (n === visible) for (let s = 0; s < visible; s++) out[s] = s;
+    sparsity.queries++;
+    sparsity.visibleKeys += visible;
+    sparsity.selectedKeys += n;
+    return n;
   };
   const work = new Int32Array(T);
   const chosen = new Int32Array(T);

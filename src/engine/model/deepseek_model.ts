@@ -8,7 +8,7 @@ import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
 import { linear, rmsNorm } from '../onnx/ops.ts';
 import { floatTensor, GraphSession, int32Tensor, int64Tensor, type SessionOptions } from '../onnx/session.ts';
 import type { PagedKVStorage } from '../../kvcache/paged_kv_storage.ts';
-import { attendGroup, emptyTimings, type AttentionShapes, type StepTimings } from '../attention/sparse_mla.ts';
+import { attendGroup, emptySparsity, emptyTimings, type AttentionShapes, type SparsityCounters, type StepTimings } from '../attention/sparse_mla.ts';
 import { buildIndexerScoreGraph } from './indexer.ts';
 import { buildAttentionGraph, buildPostAttentionGraph } from './mla.ts';
 import { buildPreAttentionGraph } from './pre_attention.ts';
@@ -36,6 +36,7 @@ export interface StepResult {
   /** selections[layer][seq]: ascending positions, when recordSelections was set. */
   readonly selections: Int32Array[][] | null;
   readonly timings: StepTimings;
+  readonly sparsity: SparsityCounters;
 }
 
 interface LayerSessions {
@@ -96,6 +97,7 @@ export class DeepseekModel {
   async step(seqs: readonly StepSequence[], stepOptions: StepOptions = {}): Promise<StepResult> {
     const { config } = this;
     const timings = emptyTimings();
+    const sparsity = emptySparsity();
     let t0 = performance.now();
     const plan = planStep(seqs, this.storage.blockSize, config.vocabSize, config.maxPositionEmbeddings);
     const N = plan.numTokens;
@@ -115,13 +117,13 @@ export class DeepseekModel {
       this.storage.writeLatent(l, plan.slots, kv);
       if (ik) this.storage.writeIndexerKey(l, plan.slots, ik);
       timings.other += performance.now() - t0;
-      const o = await this.attend(l, plan, { q, iq: iq ?? null, iw: iw ?? null }, shapes, selections, timings);
+      const o = await this.attend(l, plan, { q, iq: iq ?? null, iw: iw ?? null }, shapes, selections, timings, sparsity);
       h = await this.postAttention(layer, h, o, N, timings);
       t0 = performance.now();
     }
     const logits = await this.computeLogits(h, plan);
     timings.dense += performance.now() - t0;
-    return { logits, logitOffsets: plan.logitOffsets, selections, timings };
+    return { logits, logitOffsets: plan.logitOffsets, selections, timings, sparsity };
   }
 
   /** cos/sin inputs of the pre-attention graphs: MLA (interleaved) and indexer (half-split) layouts. */
@@ -165,6 +167,7 @@ export class DeepseekModel {
     shapes: AttentionShapes,
     selections: Int32Array[][] | null,
     timings: StepTimings,
+    sparsity: SparsityCounters,
   ): Promise<Float32Array> {
     const { numHeads: H, kvLoraRank: L } = shapes;
     const o = new Float32Array(plan.numTokens * H * L); // [N, H, L]
@@ -175,7 +178,7 @@ export class DeepseekModel {
     };
     const perSeq: Int32Array[] = [];
     for (const group of plan.groups) {
-      const res = await attendGroup(group, inputs, shapes, { attention: this.attention, indexer: this.indexer }, selections !== null, timings);
+      const res = await attendGroup(group, inputs, shapes, { attention: this.attention, indexer: this.indexer }, selections !== null, timings, sparsity);
       o.set(res.o, group.rowStart * H * L);
       res.lastSelections?.forEach((sel, b) => (perSeq[group.seqIndex[b]] = sel));
     }

@@ -43,11 +43,14 @@ export function topKOfRow(values: Float32Array, k: number, out: Int32Array): num
   if (n === 0) return 0;
   for (let i = 0; i < n; i++) out[i] = i;
   for (let i = (n >> 1) - 1; i >= 0; i--) siftDown(values, out, n, i);
+  let rootValue = values[out[0]];
   for (let i = n; i < values.length; i++) {
     // Scanning ids upwards, an equal value never beats the root, so ties keep the lower id.
-    if (better(values, i, out[0])) {
+    const x = values[i];
+    if (x > rootValue || (rootValue !== rootValue && x === x)) {
       out[0] = i;
       siftDown(values, out, n, 0);
+      rootValue = values[out[0]];
     }
   }
   return n;

@@ -1,0 +1,166 @@
+// The HTTP thread's handle on the engine: starts the worker, turns requests into async streams of
+// output deltas, forwards aborts, and surfaces step stats for /metrics. Never computes.
+import { EventEmitter } from 'node:events';
+import { Worker } from 'node:worker_threads';
+import { EngineError } from './errors.ts';
+import type { StepStats } from './engine_core.ts';
+import type { RequestInit, RequestOutputDelta } from './request.ts';
+import type { EngineWorkerData, FromWorker, ModelInfo, SerializedError, ToWorker } from './worker/messages.ts';
+
+const WORKER_URL = new URL('./worker/engine_worker.ts', import.meta.url);
+
+function toError(e: SerializedError): EngineError {
+  return new EngineError(e.code, e.message);
+}
+
+/** Output deltas of one request, in order; ends after the delta with a finishReason. */
+class RequestStream implements AsyncIterable<RequestOutputDelta> {
+  private readonly queue: RequestOutputDelta[] = [];
+  private waiter: (() => void) | null = null;
+  private done = false;
+
+  push(delta: RequestOutputDelta): void {
+    this.queue.push(delta);
+    if (delta.finishReason !== null) this.done = true;
+    this.waiter?.();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<RequestOutputDelta> {
+    for (;;) {
+      const next = this.queue.shift();
+      if (next) {
+        yield next;
+        if (next.finishReason !== null) return;
+        continue;
+      }
+      if (this.done) return;
+      await new Promise<void>((resolve) => (this.waiter = resolve));
+      this.waiter = null;
+    }
+  }
+}
+
+export interface EngineClientEvents {
+  stats: [StepStats];
+  error: [Error];
+}
+
+export class EngineClient extends EventEmitter<EngineClientEvents> {
+  private readonly streams = new Map<string, RequestStream>();
+  private readonly pendingAdds = new Map<string, { resolve: (s: RequestStream) => void; reject: (e: Error) => void; stream: RequestStream }>();
+  private closed: Promise<void>;
+  private dead: Error | null = null;
+  private stopping = false;
+
+  private constructor(
+    private readonly worker: Worker,
+    readonly info: ModelInfo,
+  ) {
+    super();
+    this.closed = new Promise((resolve) => worker.once('exit', () => resolve()));
+    worker.on('message', (m: FromWorker) => this.onMessage(m));
+    worker.on('error', (err) => this.fail(err));
+    worker.on('exit', (code) => this.fail(new EngineError('DSV_ERR_INTERNAL', `the engine worker exited (code ${code})`)));
+  }
+
+  /** Starts the worker and resolves once the model is loaded (rejects with the load error). */
+  static start(data: EngineWorkerData): Promise<EngineClient> {
+    const worker = new Worker(WORKER_URL, { workerData: data });
+    return new Promise((resolve, reject) => {
+      const onMessage = (m: FromWorker) => {
+        if (m.type === 'ready') {
+          worker.off('message', onMessage);
+          resolve(new EngineClient(worker, m.info));
+        } else if (m.type === 'fatal') {
+          void worker.terminate();
+          reject(toError(m.error));
+        }
+      };
+      worker.on('message', onMessage);
+      worker.once('error', reject);
+      worker.once('exit', (code) => reject(new EngineError('DSV_ERR_INTERNAL', `the engine worker exited during start-up (code ${code})`)));
+    });
+  }
+
+  get numInFlight(): number {
+    return this.streams.size;
+  }
+
+  /** Queues a request; rejects with EngineError (invalid, too long, queue full) when the engine refuses it. */
+  addRequest(request: RequestInit): Promise<AsyncIterable<RequestOutputDelta>> {
+    if (this.dead) return Promise.reject(this.dead);
+    const stream = new RequestStream();
+    return new Promise((resolve, reject) => {
+      this.pendingAdds.set(request.requestId, { resolve, reject, stream });
+      this.streams.set(request.requestId, stream);
+      this.send({ type: 'add', request });
+    });
+  }
+
+  /** Aborts (frees the blocks of) requests, e.g. on client disconnect. Unknown ids are ignored. */
+  abort(requestIds: readonly string[]): void {
+    if (!this.dead && requestIds.length > 0) this.send({ type: 'finish', requestIds, reason: 'abort' });
+  }
+
+  /** Ends requests with finish reason 'stop' (the server matched a stop string). */
+  stop(requestIds: readonly string[]): void {
+    if (!this.dead && requestIds.length > 0) this.send({ type: 'finish', requestIds, reason: 'stop' });
+  }
+
+  /** Aborts whatever is still in flight, stops the worker and waits for it to exit. */
+  async shutdown(): Promise<void> {
+    if (!this.dead && !this.stopping) this.send({ type: 'shutdown' });
+    this.stopping = true;
+    await this.closed;
+  }
+
+  private send(m: ToWorker): void {
+    this.worker.postMessage(m);
+  }
+
+  private onMessage(m: FromWorker): void {
+    switch (m.type) {
+      case 'added': {
+        const p = this.pendingAdds.get(m.requestId);
+        this.pendingAdds.delete(m.requestId);
+        p?.resolve(p.stream);
+        break;
+      }
+      case 'rejected': {
+        const p = this.pendingAdds.get(m.requestId);
+        this.pendingAdds.delete(m.requestId);
+        this.streams.delete(m.requestId);
+        p?.reject(toError(m.error));
+        break;
+      }
+      case 'outputs':
+        for (const delta of m.outputs) {
+          this.streams.get(delta.requestId)?.push(delta);
+          if (delta.finishReason !== null) this.streams.delete(delta.requestId);
+        }
+        if (m.stats) this.emit('stats', m.stats);
+        break;
+      case 'fatal':
+        this.fail(toError(m.error));
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** The worker is gone: every open request ends with an error so no client hangs. */
+  private fail(err: Error): void {
+    if (this.dead) return;
+    this.dead = this.stopping ? new EngineError('DSV_ERR_INTERNAL', 'the engine has shut down') : err;
+    for (const p of this.pendingAdds.values()) p.reject(err);
+    this.pendingAdds.clear();
+    for (const [requestId, stream] of this.streams) {
+      stream.push({
+        requestId, newTokenIds: [], logprobs: null, promptLogprobs: null, finishReason: 'error', stopReason: null,
+        numPromptTokens: 0, numCachedTokens: 0, numOutputTokens: 0, errorMessage: err.message,
+      });
+    }
+    this.streams.clear();
+    if (!this.stopping && this.listenerCount('error') > 0) this.emit('error', err);
+  }
+}

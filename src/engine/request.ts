@@ -1,0 +1,122 @@
+// One request inside the engine. The scheduler sees only counts: numComputedTokens catches up to
+// numTokens (prompt + output); there is no prefill or decode phase (vLLM v1's model).
+import type { SamplingParams } from './sampling/sampling_params.ts';
+import { SamplingState } from './sampling/sampling_state.ts';
+import type { PromptTokenLogprobs } from './sampling/prompt_logprobs.ts';
+
+/** Ordered: every status after PREEMPTED is final. */
+export enum RequestStatus {
+  WAITING = 0,
+  RUNNING = 1,
+  PREEMPTED = 2,
+  FINISHED_STOPPED = 3,
+  FINISHED_LENGTH = 4,
+  FINISHED_ABORTED = 5,
+  FINISHED_ERROR = 6,
+}
+
+export type FinishReason = 'stop' | 'length' | 'abort' | 'error';
+
+export function isFinished(status: RequestStatus): boolean {
+  return status > RequestStatus.PREEMPTED;
+}
+
+export function finishReason(status: RequestStatus): FinishReason | null {
+  switch (status) {
+    case RequestStatus.FINISHED_STOPPED:
+      return 'stop';
+    case RequestStatus.FINISHED_LENGTH:
+      return 'length';
+    case RequestStatus.FINISHED_ABORTED:
+      return 'abort';
+    case RequestStatus.FINISHED_ERROR:
+      return 'error';
+    default:
+      return null;
+  }
+}
+
+export interface RequestInit {
+  readonly requestId: string;
+  readonly promptTokenIds: readonly number[];
+  readonly params: SamplingParams;
+  /** Isolates this request's prefix-cache entries (per tenant). */
+  readonly cacheSalt?: string;
+  /** Requests of one n > 1 fan-out share a group id (their prompts are identical). */
+  readonly groupId?: string;
+}
+
+export class Request {
+  readonly requestId: string;
+  readonly promptTokenIds: readonly number[];
+  readonly params: SamplingParams;
+  readonly cacheSalt: string | undefined;
+  readonly groupId: string | undefined;
+  readonly sampling: SamplingState;
+  /** Prompt followed by every generated token. */
+  readonly tokenIds: number[];
+  readonly arrivalTime = performance.now();
+  status = RequestStatus.WAITING;
+  /** Tokens whose latent rows are in this request's cache blocks. */
+  numComputedTokens = 0;
+  /** Prompt tokens served from the prefix cache at first admission. */
+  numCachedTokens = 0;
+  numPreemptions = 0;
+  /** Prompt logprobs are computed once; a recompute after preemption skips them. */
+  promptLogprobsDone = false;
+  /** The stop token id that ended the request (OpenAI/vLLM stop_reason), if any. */
+  stopReason: number | null = null;
+  errorMessage: string | null = null;
+  firstScheduledTime: number | null = null;
+
+  constructor(init: RequestInit, eosTokenIds: readonly number[]) {
+    this.requestId = init.requestId;
+    this.promptTokenIds = init.promptTokenIds;
+    this.params = init.params;
+    this.cacheSalt = init.cacheSalt;
+    this.groupId = init.groupId;
+    this.tokenIds = [...init.promptTokenIds];
+    this.sampling = SamplingState.create(init.params, init.promptTokenIds, eosTokenIds);
+  }
+
+  get numPromptTokens(): number {
+    return this.promptTokenIds.length;
+  }
+
+  get numTokens(): number {
+    return this.tokenIds.length;
+  }
+
+  get numOutputTokens(): number {
+    return this.tokenIds.length - this.promptTokenIds.length;
+  }
+
+  /** Prompt logprobs are wanted and not yet produced: the prompt must be computed, not cache-hit. */
+  get wantsPromptLogprobs(): boolean {
+    return this.params.promptLogprobs !== null && !this.promptLogprobsDone;
+  }
+
+  appendOutputToken(tokenId: number): void {
+    this.tokenIds.push(tokenId);
+    this.sampling.appendToken(tokenId);
+  }
+}
+
+/** What one step produced for one request (plain data: it crosses the worker boundary). */
+export interface RequestOutputDelta {
+  readonly requestId: string;
+  readonly newTokenIds: readonly number[];
+  /** One entry per new token when the request asked for logprobs. */
+  readonly logprobs: readonly SampledLogprobs[] | null;
+  /** Per prompt position (null for the first), sent once when the prompt is computed. */
+  readonly promptLogprobs: readonly (SampledLogprobs | null)[] | null;
+  readonly finishReason: FinishReason | null;
+  readonly stopReason: number | null;
+  readonly numPromptTokens: number;
+  readonly numCachedTokens: number;
+  readonly numOutputTokens: number;
+  readonly errorMessage: string | null;
+}
+
+/** A token's raw-model logprob with the best alternatives (same shape for prompt and output tokens). */
+export type SampledLogprobs = PromptTokenLogprobs;

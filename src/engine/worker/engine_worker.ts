@@ -1,0 +1,110 @@
+// Engine worker entry: loads the model, then loops schedule -> forward -> update while there is
+// work, taking messages only between steps. ONNX Runtime computes on this thread, never on the
+// HTTP thread (session.run is synchronous under its promise: DESIGN.md §1).
+import { setImmediate as nextTick } from 'node:timers/promises';
+import { parentPort, workerData } from 'node:worker_threads';
+import { EngineCore } from '../engine_core.ts';
+import { EngineError } from '../errors.ts';
+import { createModelExecutor } from '../model_executor.ts';
+import { RequestStatus } from '../request.ts';
+import { PagedKVStorage } from '../../kvcache/paged_kv_storage.ts';
+import type { EngineWorkerData, FromWorker, SerializedError, ToWorker } from './messages.ts';
+
+const port = parentPort!;
+const data = workerData as EngineWorkerData;
+const inbox: ToWorker[] = [];
+let wake: (() => void) | null = null;
+
+function post(message: FromWorker): void {
+  port.postMessage(message);
+}
+
+function serialize(err: unknown): SerializedError {
+  if (err instanceof EngineError) return { code: err.code, message: err.message };
+  return { code: 'DSV_ERR_INTERNAL', message: err instanceof Error ? err.message : String(err) };
+}
+
+port.on('message', (m: ToWorker) => {
+  inbox.push(m);
+  wake?.();
+});
+
+/** Applies queued messages; returns false on shutdown. */
+function drainInbox(core: EngineCore): boolean {
+  for (let m = inbox.shift(); m; m = inbox.shift()) {
+    if (m.type === 'shutdown') return false;
+    if (m.type === 'add') {
+      try {
+        core.addRequest(m.request);
+        post({ type: 'added', requestId: m.request.requestId });
+      } catch (err) {
+        post({ type: 'rejected', requestId: m.request.requestId, error: serialize(err) });
+      }
+    } else {
+      const status = m.reason === 'stop' ? RequestStatus.FINISHED_STOPPED : RequestStatus.FINISHED_ABORTED;
+      const outputs = core.finishRequests(m.requestIds, status);
+      if (outputs.length > 0) post({ type: 'outputs', outputs, stats: null });
+    }
+  }
+  return true;
+}
+
+/** A step that throws outside the model (a bug) fails the requests in flight, not the engine. */
+async function safeStep(core: EngineCore): Promise<void> {
+  try {
+    const { outputs, stats } = await core.step();
+    if (data.checkIntegrity) core.exec.kvCache.checkIntegrity();
+    post({ type: 'outputs', outputs, stats });
+  } catch (err) {
+    const ids = core.scheduler.allRequests().filter((r) => r.status === RequestStatus.RUNNING).map((r) => r.requestId);
+    const outputs = core.finishRequests(ids, RequestStatus.FINISHED_ERROR, serialize(err).message);
+    post({ type: 'outputs', outputs, stats: null });
+  }
+}
+
+async function main(): Promise<void> {
+  const t0 = performance.now();
+  let core: EngineCore;
+  try {
+    const exec = await createModelExecutor(data.modelDir, data.executor);
+    core = new EngineCore(exec, data.engine);
+    const c = exec.loaded.config;
+    post({
+      type: 'ready',
+      info: {
+        modelDir: data.modelDir,
+        modelType: c.modelType,
+        torchDtype: c.torchDtype,
+        numParameters: exec.loaded.numParameters,
+        vocabSize: c.vocabSize,
+        maxModelLen: data.engine.maxModelLen,
+        eosTokenIds: c.eosTokenIds,
+        bosTokenId: c.bosTokenId,
+        blockSize: exec.kvCache.blockSize,
+        numKvBlocks: exec.kvCache.numBlocks,
+        kvCacheBytesPerToken: PagedKVStorage.bytesPerToken(exec.storage),
+        usesIndexer: exec.model.usesIndexer,
+        loadSeconds: (performance.now() - t0) / 1000,
+      },
+    });
+  } catch (err) {
+    post({ type: 'fatal', error: serialize(err) });
+    return;
+  }
+  for (;;) {
+    if (!drainInbox(core)) break;
+    if (!core.hasWork()) {
+      if (inbox.length === 0) await new Promise<void>((resolve) => (wake = resolve));
+      wake = null;
+      continue;
+    }
+    await safeStep(core);
+    await nextTick(); // let queued messages (adds, aborts) arrive before the next step
+  }
+  const aborted = core.finishRequests(core.scheduler.allRequests().map((r) => r.requestId));
+  if (aborted.length > 0) post({ type: 'outputs', outputs: aborted, stats: null });
+  await core.exec.model.dispose();
+  post({ type: 'closed' });
+}
+
+main().catch((err: unknown) => post({ type: 'fatal', error: serialize(err) }));

@@ -1,0 +1,48 @@
+// Plain-data messages between the HTTP thread (EngineClient) and the engine worker (EngineCore).
+import type { ErrorCode } from '../errors.ts';
+import type { EngineConfig, StepStats } from '../engine_core.ts';
+import type { ModelExecutorOptions } from '../model_executor.ts';
+import type { RequestInit, RequestOutputDelta } from '../request.ts';
+
+export interface EngineWorkerData {
+  readonly modelDir: string;
+  readonly executor: ModelExecutorOptions;
+  readonly engine: EngineConfig;
+  /** Run the block manager's integrity check after every step (tests). */
+  readonly checkIntegrity?: boolean;
+}
+
+/** What the HTTP side needs to know about the loaded model. */
+export interface ModelInfo {
+  readonly modelDir: string;
+  readonly modelType: string;
+  readonly torchDtype: string;
+  readonly numParameters: number;
+  readonly vocabSize: number;
+  readonly maxModelLen: number;
+  readonly eosTokenIds: readonly number[];
+  readonly bosTokenId: number | null;
+  readonly blockSize: number;
+  readonly numKvBlocks: number;
+  readonly kvCacheBytesPerToken: number;
+  readonly usesIndexer: boolean;
+  readonly loadSeconds: number;
+}
+
+export interface SerializedError {
+  readonly code: ErrorCode;
+  readonly message: string;
+}
+
+export type ToWorker =
+  | { readonly type: 'add'; readonly request: RequestInit }
+  | { readonly type: 'finish'; readonly requestIds: readonly string[]; readonly reason: 'abort' | 'stop' }
+  | { readonly type: 'shutdown' };
+
+export type FromWorker =
+  | { readonly type: 'ready'; readonly info: ModelInfo }
+  | { readonly type: 'fatal'; readonly error: SerializedError }
+  | { readonly type: 'added'; readonly requestId: string }
+  | { readonly type: 'rejected'; readonly requestId: string; readonly error: SerializedError }
+  | { readonly type: 'outputs'; readonly outputs: readonly RequestOutputDelta[]; readonly stats: StepStats | null }
+  | { readonly type: 'closed' };

@@ -1,0 +1,177 @@
+// Engine loop on the shared fixture: continuous batching, chunked prefill, preemption, prefix
+// caching, aborts, failure isolation and seeded sampling; integrity checked after every step.
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import { EngineCore, type EngineConfig } from '../../src/engine/engine_core.ts';
+import { createModelExecutor, type ModelExecutor, type ModelExecutorOptions } from '../../src/engine/model_executor.ts';
+import { logSumExp } from '../../src/engine/sampling/logprobs.ts';
+import { EngineDriver } from '../helpers/engine_driver.ts';
+import { FIXTURE_DIR, Golden } from '../helpers/golden.ts';
+
+const golden = new Golden();
+const prompts = golden.json.prompts;
+const STEPS = 16;
+const VOCAB = 512;
+const executors: ModelExecutor[] = [];
+
+async function makeCore(exec: ModelExecutorOptions, engine: Partial<EngineConfig> = {}): Promise<EngineCore> {
+  const e = await createModelExecutor(FIXTURE_DIR, { blockSize: 16, numKvBlocks: 64, ...exec });
+  executors.push(e);
+  return new EngineCore(e, {
+    maxNumSeqs: 16, maxNumBatchedTokens: 512, longPrefillTokenThreshold: 0, maxModelLen: 512,
+    maxQueuedRequests: 64, maxQueuedTokens: 100000, ...engine,
+  });
+}
+
+/** Golden logprob of token n of prompt p: log_softmax of the golden step logits. */
+function goldenLogprob(p: number, n: number): number {
+  const row = golden.floats(`greedy_step_logits.p${p}`).subarray(n * VOCAB, (n + 1) * VOCAB);
+  return row[golden.json.greedy_tokens[p][n]] - logSumExp(row);
+}
+
+function addGoldenPrompts(driver: EngineDriver, suffix = '', extra: { logprobs?: number } = {}): void {
+  prompts.forEach((prompt, p) => driver.add(`p${p}${suffix}`, prompt, { temperature: 0, maxTokens: STEPS, ignoreEos: true, logprobs: extra.logprobs ?? null }));
+}
+
+function assertGolden(driver: EngineDriver, suffix = '', withLogprobs = false): void {
+  prompts.forEach((_, p) => {
+    const r = driver.results.get(`p${p}${suffix}`)!;
+    assert.deepEqual(r.tokens, golden.json.greedy_tokens[p], `prompt ${p}${suffix} tokens`);
+    assert.equal(r.final?.finishReason, 'length');
+    if (!withLogprobs) return;
+    const lps = r.deltas.flatMap((d) => d.logprobs ?? []);
+    assert.equal(lps.length, STEPS);
+    lps.forEach((lp, n) => assert.ok(Math.abs(lp.logprob - goldenLogprob(p, n)) < 1e-4, `prompt ${p} step ${n} logprob ${lp.logprob} vs ${goldenLogprob(p, n)}`));
+  });
+}
+
+describe('engine core on the shared fixture', () => {
+  after(async () => {
+    for (const e of executors) await e.model.dispose();
+  });
+
+  test('five prompts concurrently with a 13-token budget: chunked prefill mixed with decodes', async () => {
+    const driver = new EngineDriver(await makeCore({}, { maxNumBatchedTokens: 13 }));
+    addGoldenPrompts(driver, '', { logprobs: 3 });
+    await driver.runToCompletion();
+    assertGolden(driver, '', true);
+    assert.ok(driver.stats.some((s) => s.numDecodeTokens > 0 && s.numPrefillTokens > 0), 'some step mixed prefill and decode');
+    assert.ok(driver.stats.every((s) => s.numScheduledTokens <= 13));
+    driver.assertNoLeaks();
+  });
+
+  test('a KV cache too small for all five forces preemption; greedy output is unchanged', async () => {
+    // Needs 2+2+4+9+20 = 37 blocks of 16 for everything at once; 24 fit the longest alone.
+    const driver = new EngineDriver(await makeCore({ numKvBlocks: 24, enablePrefixCaching: false }, { maxNumBatchedTokens: 64 }));
+    addGoldenPrompts(driver);
+    await driver.runToCompletion();
+    assert.ok(driver.core.scheduler.numPreemptionsTotal > 0, 'preemption happened');
+    assertGolden(driver);
+    driver.assertNoLeaks();
+  });
+
+  test('a second run of the same prompts is served from the prefix cache', async () => {
+    const driver = new EngineDriver(await makeCore({ numKvBlocks: 96 }));
+    addGoldenPrompts(driver, '-first');
+    await driver.runToCompletion();
+    addGoldenPrompts(driver, '-second');
+    await driver.runToCompletion();
+    assertGolden(driver, '-first');
+    assertGolden(driver, '-second');
+    const cached = prompts.map((_, p) => driver.results.get(`p${p}-second`)!.final!.numCachedTokens);
+    assert.ok(cached[4] >= 288 && cached[3] >= 112, `cached tokens ${cached}`);
+    cached.forEach((c, p) => assert.ok(c < prompts[p].length, 'a hit never covers the last prompt token'));
+    driver.assertNoLeaks();
+  });
+
+  test('aborts at random points free everything; the other requests still match golden', async () => {
+    const driver = new EngineDriver(await makeCore({ numKvBlocks: 48 }, { maxNumBatchedTokens: 32 }));
+    addGoldenPrompts(driver);
+    for (let i = 0; i < 6; i++) driver.add(`victim${i}`, prompts[4].slice(i * 7, i * 7 + 150), { temperature: 0, maxTokens: 40, ignoreEos: true });
+    let step = 0;
+    await driver.runToCompletion(() => {
+      step++;
+      if (step % 3 === 0) driver.absorb(driver.core.finishRequests([`victim${step / 3 - 1}`]));
+    });
+    assertGolden(driver);
+    for (let i = 0; i < 6; i++) assert.ok(['abort', 'length'].includes(driver.results.get(`victim${i}`)!.final!.finishReason!));
+    assert.ok([...driver.results.values()].some((r) => r.final?.finishReason === 'abort'));
+    driver.assertNoLeaks();
+  });
+
+  test('a request whose forward pass fails ends with "error"; the batch goes on', async () => {
+    const core = await makeCore({});
+    const model = core.exec.model;
+    const realStep = model.step.bind(model);
+    const used = new Set([...prompts.flat(), ...golden.json.greedy_tokens.flat()]);
+    const POISON = [...Array(VOCAB).keys()].find((id) => id > 1 && !used.has(id))!;
+    model.step = async (seqs, opts) => {
+      if (seqs.some((s) => Array.from(s.tokenIds).includes(POISON))) throw new Error('injected failure');
+      return realStep(seqs, opts);
+    };
+    const driver = new EngineDriver(core);
+    addGoldenPrompts(driver);
+    driver.add('poisoned', [prompts[2][0], POISON, prompts[2][1]], { temperature: 0, maxTokens: 4 });
+    await driver.runToCompletion();
+    model.step = realStep;
+    assert.equal(driver.results.get('poisoned')!.final!.finishReason, 'error');
+    assert.match(driver.results.get('poisoned')!.final!.errorMessage!, /injected failure/);
+    assertGolden(driver);
+    driver.assertNoLeaks();
+  });
+
+  test('seeded sampling is reproducible whatever else is batched', async () => {
+    const params = { temperature: 1.0, topP: 0.9, seed: 1234, maxTokens: 12, ignoreEos: true };
+    const alone = new EngineDriver(await makeCore({}));
+    alone.add('s', prompts[2], params);
+    await alone.runToCompletion();
+    const crowded = new EngineDriver(await makeCore({}, { maxNumBatchedTokens: 17 }));
+    addGoldenPrompts(crowded);
+    crowded.add('s', prompts[2], params);
+    crowded.add('other', prompts[3], { ...params, seed: 99 });
+    await crowded.runToCompletion();
+    assert.deepEqual(crowded.results.get('s')!.tokens, alone.results.get('s')!.tokens);
+    assert.notDeepEqual(crowded.results.get('other')!.tokens.slice(0, 12), crowded.results.get('s')!.tokens);
+    assertGolden(crowded);
+  });
+
+  test('prompt logprobs match the golden prefill logits', async () => {
+    const driver = new EngineDriver(await makeCore({}, { maxNumBatchedTokens: 50 }));
+    driver.add('pl', prompts[3], { temperature: 0, maxTokens: 2, promptLogprobs: 2 });
+    await driver.runToCompletion();
+    const pl = driver.results.get('pl')!.deltas.find((d) => d.promptLogprobs)!.promptLogprobs!;
+    assert.equal(pl.length, prompts[3].length);
+    assert.equal(pl[0], null);
+    const g = golden.floats('prefill_logits.p3');
+    for (let t = 1; t < prompts[3].length; t++) {
+      const row = g.subarray((t - 1) * VOCAB, t * VOCAB);
+      assert.ok(Math.abs(pl[t]!.logprob - (row[prompts[3][t]] - logSumExp(row))) < 1e-4, `position ${t}`);
+      assert.equal(pl[t]!.topLogprobs.length, 2);
+    }
+    driver.assertNoLeaks();
+  });
+
+  test('n > 1 samples of one prompt share its cached blocks', async () => {
+    const driver = new EngineDriver(await makeCore({}));
+    for (let i = 0; i < 3; i++) driver.add(`g-${i}`, prompts[4], { temperature: 0.8, seed: 10 + i, maxTokens: 4, ignoreEos: true }, { groupId: 'g' });
+    await driver.runToCompletion();
+    const cached = [0, 1, 2].map((i) => driver.results.get(`g-${i}`)!.final!.numCachedTokens);
+    assert.deepEqual(cached, [0, 288, 288]);
+    driver.assertNoLeaks();
+  });
+
+  test('admission control: queue bounds give QUEUE_FULL, over-long prompts CONTEXT_LENGTH', async () => {
+    const core = await makeCore({}, { maxQueuedRequests: 2, maxQueuedTokens: 400, maxModelLen: 320 });
+    const driver = new EngineDriver(core);
+    driver.add('a', prompts[3], { maxTokens: 4 });
+    driver.add('b', prompts[3], { maxTokens: 4 });
+    assert.throws(() => driver.add('c', prompts[1], { maxTokens: 4 }), { code: 'DSV_ERR_QUEUE_FULL' });
+    await driver.runToCompletion();
+    driver.add('d', prompts[3], { maxTokens: 4 });
+    assert.throws(() => driver.add('e', prompts[4], { maxTokens: 4 }), { code: 'DSV_ERR_QUEUE_FULL' }); // 120 + 300 queued tokens > 400
+    assert.throws(() => driver.add('f', prompts[4], { maxTokens: 30 }), { code: 'DSV_ERR_CONTEXT_LENGTH', message: /320.*300.*30/ });
+    assert.throws(() => driver.add('g', [1, 2, VOCAB], { maxTokens: 4 }), { code: 'DSV_ERR_INVALID_REQUEST' });
+    await driver.runToCompletion();
+    driver.assertNoLeaks();
+  });
+});
