@@ -7,7 +7,17 @@ import type { StepStats } from './engine_core.ts';
 import type { RequestInit, RequestOutputDelta } from './request.ts';
 import type { EngineWorkerData, FromWorker, ModelInfo, SerializedError, ToWorker } from './worker/messages.ts';
 
-const WORKER_URL = new URL('./worker/engine_worker.ts', import.meta.url);
+// From the compiled build (dist/) the worker is plain JavaScript. From TypeScript sources (tests,
+// dev) Node 20 does not apply the parent's --import tsx hooks to a worker's entry module, so the
+// worker first registers tsx itself, then imports its entry.
+const RUNNING_TS = import.meta.url.endsWith('.ts');
+const WORKER_URL = new URL(`./worker/engine_worker.${RUNNING_TS ? 'ts' : 'js'}`, import.meta.url);
+
+function spawnWorker(workerData: EngineWorkerData): Worker {
+  if (!RUNNING_TS) return new Worker(WORKER_URL, { workerData });
+  const bootstrap = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(WORKER_URL.href)}); })`;
+  return new Worker(bootstrap, { eval: true, workerData });
+}
 
 function toError(e: SerializedError): EngineError {
   return new EngineError(e.code, e.message);
@@ -65,7 +75,7 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
 
   /** Starts the worker and resolves once the model is loaded (rejects with the load error). */
   static start(data: EngineWorkerData): Promise<EngineClient> {
-    const worker = new Worker(WORKER_URL, { workerData: data });
+    const worker = spawnWorker(data);
     return new Promise((resolve, reject) => {
       const onMessage = (m: FromWorker) => {
         if (m.type === 'ready') {

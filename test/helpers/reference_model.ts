@@ -19,6 +19,8 @@ export interface ReferenceMargins {
   indexerAbsGap: number;
   /** Same boundary, relative: (s_k - s_k+1) / max(|s_k|, |s_k+1|). */
   indexerRelGap: number;
+  /** Same boundary, relative to the row's largest |score| (the scale of float32 rounding noise in that row). */
+  indexerRowGap: number;
   /** Expert cut: k-th minus (k+1)-th choice score among the experts still eligible after group limiting. */
   routingExpertGap: number;
   /** Group cut: topk_group-th minus (topk_group+1)-th group score (only when groups are actually limited). */
@@ -33,6 +35,8 @@ export interface ReferenceResult {
   readonly lastSelections: number[][] | null;
   /** Per layer, per position: the selected key positions (ascending); null without indexer. */
   readonly selections: number[][][] | null;
+  /** Per layer: raw indexer scores of the last position over keys 0..L-1; null without indexer. */
+  readonly lastIndexerScores: Float64Array[] | null;
   /** Per layer, per position: the routed experts (ascending); null for dense layers. */
   readonly experts: (number[][] | null)[];
   readonly margins: ReferenceMargins;
@@ -172,6 +176,7 @@ export function referenceSoftmaxScale(c: ModelConfig): number {
 interface AttentionOut {
   readonly out: Vec[];
   readonly selections: number[][] | null;
+  readonly lastScores: Vec | null;
 }
 
 function attention(c: ModelConfig, a: AttentionWeights, xs: Vec[], th: Vec, useIndexer: boolean, margins: ReferenceMargins): AttentionOut {
@@ -210,6 +215,7 @@ function attention(c: ModelConfig, a: AttentionWeights, xs: Vec[], th: Vec, useI
 
   // Indexer selection per query row.
   let selections: number[][] | null = null;
+  let lastScores: Vec | null = null;
   if (useIndexer) {
     const ix = a.indexer!;
     const cfg = c.indexer!;
@@ -232,10 +238,6 @@ function attention(c: ModelConfig, a: AttentionWeights, xs: Vec[], th: Vec, useI
     selections = [];
     for (let t = 0; t < L; t++) {
       const visible = t + 1;
-      if (visible <= cfg.topk) {
-        selections.push(Array.from({ length: visible }, (_, s) => s));
-        continue;
-      }
       const scores = new Float64Array(visible);
       for (let s = 0; s < visible; s++) {
         let sc = 0;
@@ -246,11 +248,19 @@ function attention(c: ModelConfig, a: AttentionWeights, xs: Vec[], th: Vec, useI
         }
         scores[s] = sc;
       }
+      if (t === L - 1) lastScores = scores;
+      if (visible <= cfg.topk) {
+        selections.push(Array.from({ length: visible }, (_, s) => s));
+        continue;
+      }
       const order = topkIndices(scores, cfg.topk + 1);
       const sk = scores[order[cfg.topk - 1]];
       const sk1 = scores[order[cfg.topk]];
       margins.indexerAbsGap = Math.min(margins.indexerAbsGap, sk - sk1);
       margins.indexerRelGap = Math.min(margins.indexerRelGap, (sk - sk1) / Math.max(Math.abs(sk), Math.abs(sk1)));
+      let rowMax = 0;
+      for (let s = 0; s < visible; s++) rowMax = Math.max(rowMax, Math.abs(scores[s]));
+      margins.indexerRowGap = Math.min(margins.indexerRowGap, (sk - sk1) / rowMax);
       selections.push(order.slice(0, cfg.topk).sort((x, y) => x - y));
     }
   }
@@ -277,7 +287,7 @@ function attention(c: ModelConfig, a: AttentionWeights, xs: Vec[], th: Vec, useI
     }
     out.push(linear(a.oProj, o));
   }
-  return { out, selections };
+  return { out, selections, lastScores };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -349,13 +359,14 @@ export function referenceForward(model: Pick<LoadedModel, 'config' | 'weights'>,
   const D = c.hiddenSize;
   const th = referenceRopeFrequencies(c);
   const useIndexer = c.indexer !== null && !opts.skipIndexer;
-  const margins: ReferenceMargins = { indexerAbsGap: Infinity, indexerRelGap: Infinity, routingExpertGap: Infinity, routingGroupGap: Infinity };
+  const margins: ReferenceMargins = { indexerAbsGap: Infinity, indexerRelGap: Infinity, indexerRowGap: Infinity, routingExpertGap: Infinity, routingGroupGap: Infinity };
 
   let h: Vec[] = tokens.map((id) => {
     if (!(id >= 0 && id < c.vocabSize)) throw new Error(`token ${id} out of range`);
     return Float64Array.from(W.embedTokens.data.subarray(id * D, (id + 1) * D));
   });
   const selections: number[][][] = [];
+  const lastScores: Float64Array[] = [];
   const experts: (number[][] | null)[] = [];
   for (let l = 0; l < c.numHiddenLayers; l++) {
     const lw = W.layers[l];
@@ -364,6 +375,7 @@ export function referenceForward(model: Pick<LoadedModel, 'config' | 'weights'>,
     const xs = h.map((v) => rmsNorm(v, lw.inputLayernorm, c.rmsNormEps));
     const att = attention(c, lw.attn, xs, th, useIndexer, margins);
     if (att.selections) selections.push(att.selections);
+    if (att.lastScores) lastScores.push(att.lastScores);
     h = h.map((v, t) => add(v, att.out[t]));
     const ys = h.map((v) => rmsNorm(v, lw.postAttentionLayernorm, c.rmsNormEps));
     const mlp = lw.mlp;
@@ -388,6 +400,7 @@ export function referenceForward(model: Pick<LoadedModel, 'config' | 'weights'>,
     logits,
     lastSelections: useIndexer ? selections.map((perRow) => perRow[L - 1]) : null,
     selections: useIndexer ? selections : null,
+    lastIndexerScores: useIndexer ? lastScores : null,
     experts,
     margins,
   };

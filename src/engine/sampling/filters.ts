@@ -30,24 +30,81 @@ export function keepTopK(logits: Float32Array, ids: Int32Array, n: number, k: nu
   return selectTopK(logits, ids, logits.length, k);
 }
 
+// Top-p bins candidates by distance below lmax: NUM_BUCKETS buckets of 1 / INV_BUCKET_WIDTH nats,
+// the last one open-ended. Lists shorter than MIN_BUCKETED skip the binning.
+const NUM_BUCKETS = 256;
+const INV_BUCKET_WIDTH = 8; // 1/8-nat buckets
+const MIN_BUCKETED = 2048;
+const bucketMass = new Float64Array(NUM_BUCKETS);
+
 /**
- * Top-p over candidates ids[0 .. n) weighted by probs[id] (unnormalised; Z = their sum). The
- * nucleus is the shortest best-first prefix reaching topP * Z: the token ranked r is kept iff
- * the mass ranked before it is < topP * Z, so the best token always is. This equals vLLM's rule
- * (ascending cumsum of the renormalised probabilities, drop where cumsum <= 1 - topP).
+ * Top-p over candidates ids[0 .. n) weighted by probs[id] = exp(logits[id] - lmax). The nucleus
+ * is the shortest best-first prefix reaching topP * Z (Z = the candidates' mass): the token
+ * ranked r is kept iff the mass ranked before it is < topP * Z, so the best token always is.
+ * This is vLLM's rule (ascending cumsum of the renormalised probabilities, drop where
+ * cumsum <= 1 - topP) without the sort.
  *
- * Weighted quickselect instead of a sort: partition around a pivot, and recurse only into the
- * side holding the token where the best-first cumulative mass crosses topP * Z. O(n) expected.
+ * 1. Bin each candidate's mass by distance below lmax. Best-first order visits the buckets in
+ *    turn, so the bucket b where the cumulative bucket mass reaches topP * Z holds the crossing.
+ * 2. Buckets before b are kept whole, buckets after b + 1 dropped whole (b + 1 absorbs rounding
+ *    between summation orders).
+ * 3. Resolve the crossing inside the band b, b + 1 exactly by weighted quickselect.
  * On return ids[0 .. kept) is the nucleus, in no particular order. Returns kept (>= 1).
  */
-export function keepTopP(logits: Float32Array, ids: Int32Array, n: number, probs: Float64Array, topP: number): number {
+export function keepTopP(logits: Float32Array, lmax: number, ids: Int32Array, n: number, probs: Float64Array, topP: number): number {
   let z = 0;
   for (let j = 0; j < n; j++) z += probs[ids[j]];
   const target = topP * z;
-  // Invariant: ids[0 .. lo) rank before ids[lo .. hi], hold massBefore < target, and are kept;
-  // ids(hi .. n) rank after and are dropped.
-  let lo = 0;
-  let hi = n - 1;
+  if (n < MIN_BUCKETED) return keepMass(logits, ids, 0, n, probs, target);
+  // Each loop lives in its own function: V8 optimises a long loop on entry (OSR) and would
+  // deoptimise on reaching the next, not yet profiled, one.
+  fillBucketMass(logits, lmax, ids, n, probs);
+  let crossing = 0;
+  let massBefore = 0;
+  while (crossing < NUM_BUCKETS - 1 && massBefore + bucketMass[crossing] < target) massBefore += bucketMass[crossing++];
+  const numSure = splitAtBucket(logits, lmax, ids, 0, n, crossing);
+  const bandEnd = splitAtBucket(logits, lmax, ids, numSure, n, crossing + 2);
+  return Math.max(1, keepMass(logits, ids, numSure, bandEnd, probs, target - massBefore));
+}
+
+function fillBucketMass(logits: Float32Array, lmax: number, ids: Int32Array, n: number, probs: Float64Array): void {
+  bucketMass.fill(0);
+  for (let j = 0; j < n; j++) bucketMass[bucketOf(logits, lmax, ids[j])] += probs[ids[j]];
+}
+
+/**
+ * Moves ids[from .. n) in buckets < limit to the front of that range; returns their end.
+ * floor(x) < limit iff x < limit, so this agrees with bucketOf exactly. Branch-free (the swap
+ * is unconditional): on flat distributions the test is a coin flip the CPU cannot predict.
+ */
+function splitAtBucket(logits: Float32Array, lmax: number, ids: Int32Array, from: number, n: number, limit: number): number {
+  let end = from;
+  for (let j = from; j < n; j++) {
+    const id = ids[j];
+    ids[j] = ids[end];
+    ids[end] = id;
+    end += +((lmax - logits[id]) * INV_BUCKET_WIDTH < limit);
+  }
+  return end;
+}
+
+function bucketOf(logits: Float32Array, lmax: number, id: number): number {
+  const bucket = Math.floor((lmax - logits[id]) * INV_BUCKET_WIDTH);
+  return bucket < NUM_BUCKETS ? bucket : NUM_BUCKETS - 1;
+}
+
+/**
+ * Weighted quickselect over ids[start .. end), all ranked after ids[0 .. start): keeps the
+ * shortest best-first prefix whose mass reaches `target` (at least one token, counting
+ * ids[0 .. start)). Partition around a pivot and continue only into the side holding the
+ * crossing: O(end - start) expected. Returns the nucleus end: ids[0 .. kept) is kept.
+ */
+function keepMass(logits: Float32Array, ids: Int32Array, start: number, end: number, probs: Float64Array, target: number): number {
+  if (start > 0 && target <= 0) return start;
+  // Invariant: ids[start .. lo) rank before ids[lo .. hi], hold massBefore < target, and are
+  // kept; ids(hi .. end) rank after and are dropped.
+  let lo = start;
+  let hi = end - 1;
   let massBefore = 0;
   while (lo <= hi) {
     const median = medianOfThree(logits, ids, lo, (lo + hi) >>> 1, hi);
@@ -57,13 +114,16 @@ export function keepTopP(logits: Float32Array, ids: Int32Array, n: number, probs
     // Lomuto partition: ids[lo .. pivotPos) rank before the pivot, ids(pivotPos .. hi] after.
     let pivotPos = lo;
     let massLeft = 0;
+    const pivotValue = logits[pivotId];
     for (let j = lo; j < hi; j++) {
+      // Branch-free like splitAtBucket: ranksBefore(id, pivotId) as 0/1.
       const id = ids[j];
-      if (ranksBefore(logits, id, pivotId)) {
-        ids[j] = ids[pivotPos];
-        ids[pivotPos++] = id;
-        massLeft += probs[id];
-      }
+      const x = logits[id];
+      const before = +(x > pivotValue) | (+(x === pivotValue) & +(id < pivotId));
+      ids[j] = ids[pivotPos];
+      ids[pivotPos] = id;
+      pivotPos += before;
+      massLeft += before * probs[id];
     }
     ids[hi] = ids[pivotPos];
     ids[pivotPos] = pivotId;
@@ -78,7 +138,7 @@ export function keepTopP(logits: Float32Array, ids: Int32Array, n: number, probs
   }
   // Reached only when summation order rounds differently: ids[lo] (a former pivot that crossed
   // target) has mass before it < target, so it ends the nucleus.
-  return Math.min(n, lo + 1);
+  return Math.min(end, lo + 1);
 }
 
 function ranksBefore(logits: Float32Array, a: number, b: number): boolean {

@@ -76,7 +76,7 @@ function sampleFromProcessed(logits: Float32Array, lmax: number, params: Samplin
     for (let i = 0; i < n; i++) ids[i] = i;
   }
   for (let j = 0; j < n; j++) probs[ids[j]] = Math.exp(logits[ids[j]] - lmax);
-  if (params.topP < 1) n = keepTopP(logits, ids, n, probs, params.topP);
+  if (params.topP < 1) n = keepTopP(logits, lmax, ids, n, probs, params.topP);
   return drawFrom(ids, n, probs, u);
 }
 

@@ -105,6 +105,7 @@ async function main(): Promise<void> {
   if (aborted.length > 0) post({ type: 'outputs', outputs: aborted, stats: null });
   await core.exec.model.dispose();
   post({ type: 'closed' });
+  port.close(); // nothing else keeps the worker alive: it exits
 }
 
 main().catch((err: unknown) => post({ type: 'fatal', error: serialize(err) }));

@@ -42,7 +42,7 @@ export function logSoftmax(row: Float32Array): Float64Array {
 /** Reference softmax in float64 of row / temperature. */
 export function softmax(row: ArrayLike<number>, temperature = 1): number[] {
   const xs = Array.from(row, (x) => x / temperature);
-  const max = Math.max(...xs);
+  const max = xs.reduce((a, b) => Math.max(a, b), -Infinity);
   const e = xs.map((x) => Math.exp(x - max));
   const z = e.reduce((a, b) => a + b, 0);
   return e.map((x) => x / z);
