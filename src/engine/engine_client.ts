@@ -167,7 +167,7 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
     for (const [requestId, stream] of this.streams) {
       stream.push({
         requestId, newTokenIds: [], logprobs: null, promptLogprobs: null, finishReason: 'error', stopReason: null,
-        numPromptTokens: 0, numCachedTokens: 0, numOutputTokens: 0, errorMessage: err.message,
+        numPromptTokens: 0, numCachedTokens: 0, numOutputTokens: 0, queueTimeMs: null, errorMessage: err.message,
       });
     }
     this.streams.clear();

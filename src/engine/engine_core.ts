@@ -18,6 +18,8 @@ export interface StepStats {
   readonly numScheduledTokens: number;
   readonly numPrefillTokens: number;
   readonly numDecodeTokens: number;
+  /** Tokens sampled in this step (one per request that reached the end of its known tokens). */
+  readonly numGeneratedTokens: number;
   readonly numPreemptionsTotal: number;
   readonly kvCacheUsage: number; // fraction of blocks in use
   readonly kvCacheBytesInUse: { readonly latent: number; readonly indexer: number };
@@ -109,7 +111,8 @@ export class EngineCore {
     const outputs = this.update(plans, results);
     const tEnd = performance.now();
     const timings = { ...results.timings, schedule: tModel - t0, sampling: tEnd - tSample };
-    return { outputs, stats: this.stats(schedulerOutput, tEnd - t0, timings, results.sparsity) };
+    const generated = outputs.reduce((n, o) => n + o.newTokenIds.length, 0);
+    return { outputs, stats: this.stats(schedulerOutput, tEnd - t0, timings, results.sparsity, generated) };
   }
 
   private rowPlan(scheduled: SchedulerOutput['scheduled'][number]): RowPlan {
@@ -230,11 +233,12 @@ export class EngineCore {
       numPromptTokens: request.numPromptTokens,
       numCachedTokens: request.numCachedTokens,
       numOutputTokens: request.numOutputTokens,
+      queueTimeMs: request.firstScheduledTime === null ? null : request.firstScheduledTime - request.arrivalTime,
       errorMessage: request.errorMessage,
     };
   }
 
-  private stats(out: SchedulerOutput, stepMs: number, timings: StepStats['timings'], sparsity: SparsityCounters): StepStats {
+  private stats(out: SchedulerOutput, stepMs: number, timings: StepStats['timings'], sparsity: SparsityCounters, numGeneratedTokens: number): StepStats {
     const kv = this.exec.kvCache;
     const storage = this.exec.storage;
     const blocksInUse = kv.numBlocks - kv.numFreeBlocks;
@@ -249,6 +253,7 @@ export class EngineCore {
       numScheduledTokens: out.numScheduledTokens,
       numPrefillTokens: out.numScheduledTokens - numDecodeTokens,
       numDecodeTokens,
+      numGeneratedTokens,
       numPreemptionsTotal: this.scheduler.numPreemptionsTotal,
       kvCacheUsage: kv.usage,
       kvCacheBytesInUse: { latent: blocksInUse * latentBytesPerBlock, indexer: blocksInUse * indexerBytesPerBlock },

@@ -9,16 +9,26 @@ export const ERROR_CODES = {
   DSV_ERR_QUEUE_FULL: { status: 429, type: 'rate_limit_error' },
   DSV_ERR_OUT_OF_BLOCKS: { status: 503, type: 'server_error' },
   DSV_ERR_INTERNAL: { status: 500, type: 'server_error' },
+  // HTTP-surface errors (src/server): same table, so every code has exactly one status.
+  DSV_ERR_UNAUTHORIZED: { status: 401, type: 'authentication_error' },
+  DSV_ERR_NOT_FOUND: { status: 404, type: 'not_found_error' },
+  DSV_ERR_MODEL_NOT_FOUND: { status: 404, type: 'not_found_error' },
+  DSV_ERR_BODY_TOO_LARGE: { status: 413, type: 'invalid_request_error' },
+  DSV_ERR_NO_TOKENIZER: { status: 400, type: 'invalid_request_error' },
+  DSV_ERR_DRAINING: { status: 503, type: 'server_error' },
 } as const satisfies Record<string, { status: number; type: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
 export class EngineError extends Error {
   readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  /** The request field at fault, when there is one (OpenAI's error.param). */
+  readonly param: string | null;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; param?: string }) {
     super(message, options);
     this.name = 'EngineError';
     this.code = code;
+    this.param = options?.param ?? null;
   }
   get status(): number {
     return ERROR_CODES[this.code].status;

@@ -115,6 +115,8 @@ export interface RequestOutputDelta {
   readonly numPromptTokens: number;
   readonly numCachedTokens: number;
   readonly numOutputTokens: number;
+  /** Milliseconds from arrival to first scheduling (engine clock); null until scheduled. */
+  readonly queueTimeMs: number | null;
   readonly errorMessage: string | null;
 }
 

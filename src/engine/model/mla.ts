@@ -41,7 +41,9 @@ export function buildAttentionGraph(config: ModelConfig): Uint8Array {
   const scores4 = reshapeLike(g, scores, [[mask, 0, 2], H, [mask, 2, 3]]); // [B, S, H, K]
   const masked = g.node('Add', [scores4, g.node('Unsqueeze', [mask, g.int64s([2])])]);
   const p = reshapeLike(g, g.node('Softmax', [masked], { axis: -1 }), [[mask, 0, 1], -1, [mask, 2, 3]]); // [B, S * H, K]
-  const o = g.node('MatMul', [p, slice(g, kv, 2, 0, L)]); // [B, S * H, L]
+  // p @ kv, then drop the rope columns of the small result: slicing V out of kv first would copy
+  // the whole gathered block again.
+  const o = slice(g, g.node('MatMul', [p, kv]), 2, 0, L); // [B, S * H, L]
   g.markOutput(reshape(g, o, [0, -1, H, L]), 'o', DataType.FLOAT, ['B', 'S', H, L]);
   return g.build();
 }

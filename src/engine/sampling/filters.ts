@@ -1,6 +1,6 @@
 // The sampling filters, each over a candidate list ids[0 .. n) of a processed logits row:
 // min-p, top-k and top-p. None sorts its input; all keep ties deterministic (lower id first).
-import { selectTopK, topKOfRow } from './select.ts';
+import { selectMassPrefix, selectTopK, topKOfRow } from './select.ts';
 
 // Above this k, quickselect over the row beats the heap's O(V log k) worst case.
 const MAX_HEAP_TOP_K = 4096;
@@ -38,44 +38,67 @@ const MIN_BUCKETED = 2048;
 const bucketMass = new Float64Array(NUM_BUCKETS);
 
 /**
- * Top-p over candidates ids[0 .. n) weighted by probs[id] = exp(logits[id] - lmax). The nucleus
- * is the shortest best-first prefix reaching topP * Z (Z = the candidates' mass): the token
- * ranked r is kept iff the mass ranked before it is < topP * Z, so the best token always is.
- * This is vLLM's rule (ascending cumsum of the renormalised probabilities, drop where
- * cumsum <= 1 - topP) without the sort.
- *
+ * Top-p over candidates ids[0 .. n). Fills probs[id] = exp(logits[id] - lmax) for them (the
+ * caller draws from those). The nucleus is the shortest best-first prefix reaching topP * Z
+ * (Z = the candidates' mass): the token ranked r is kept iff the mass ranked before it is
+ * < topP * Z, so the best token always is. This is vLLM's rule (ascending cumsum of the
+ * renormalised probabilities, drop where cumsum <= 1 - topP), without the sort:
  * 1. Bin each candidate's mass by distance below lmax. Best-first order visits the buckets in
  *    turn, so the bucket b where the cumulative bucket mass reaches topP * Z holds the crossing.
  * 2. Buckets before b are kept whole, buckets after b + 1 dropped whole (b + 1 absorbs rounding
  *    between summation orders).
- * 3. Resolve the crossing inside the band b, b + 1 exactly by weighted quickselect.
+ * 3. Resolve the crossing inside the band b, b + 1 by weighted quickselect.
  * On return ids[0 .. kept) is the nucleus, in no particular order. Returns kept (>= 1).
  */
 export function keepTopP(logits: Float32Array, lmax: number, ids: Int32Array, n: number, probs: Float64Array, topP: number): number {
-  let z = 0;
-  for (let j = 0; j < n; j++) z += probs[ids[j]];
-  const target = topP * z;
-  if (n < MIN_BUCKETED) return keepMass(logits, ids, 0, n, probs, target);
-  // Each loop lives in its own function: V8 optimises a long loop on entry (OSR) and would
-  // deoptimise on reaching the next, not yet profiled, one.
-  fillBucketMass(logits, lmax, ids, n, probs);
+  if (n < MIN_BUCKETED) {
+    fillProbs(logits, lmax, ids, n, probs);
+    return selectMassPrefix(logits, ids, 0, n, probs, topP * massOf(ids, n, probs));
+  }
+  // Hot loops live in small call-free functions: in a function that also makes calls, V8
+  // reloads a typed array's bounds on every iteration (measured 2-5x slower).
+  const target = topP * fillProbsAndBuckets(logits, lmax, ids, n, probs);
   let crossing = 0;
   let massBefore = 0;
   while (crossing < NUM_BUCKETS - 1 && massBefore + bucketMass[crossing] < target) massBefore += bucketMass[crossing++];
-  const numSure = splitAtBucket(logits, lmax, ids, 0, n, crossing);
-  const bandEnd = splitAtBucket(logits, lmax, ids, numSure, n, crossing + 2);
-  return Math.max(1, keepMass(logits, ids, numSure, bandEnd, probs, target - massBefore));
+  const numSure = crossing === 0 ? 0 : splitAtBucket(logits, lmax, ids, 0, n, crossing);
+  // The last bucket is open-ended, so a band reaching it takes everything left.
+  const bandLimit = crossing + 2 < NUM_BUCKETS ? crossing + 2 : Infinity;
+  const bandEnd = splitAtBucket(logits, lmax, ids, numSure, n, bandLimit);
+  return Math.max(1, selectMassPrefix(logits, ids, numSure, bandEnd, probs, target - massBefore));
 }
 
-function fillBucketMass(logits: Float32Array, lmax: number, ids: Int32Array, n: number, probs: Float64Array): void {
+/** probs[id] := exp(logits[id] - lmax) for the candidates ids[0 .. n). */
+export function fillProbs(logits: Float32Array, lmax: number, ids: Int32Array, n: number, probs: Float64Array): void {
+  for (let j = 0; j < n; j++) probs[ids[j]] = Math.exp(logits[ids[j]] - lmax);
+}
+
+/** Σ probs[id] over ids[0 .. n). */
+export function massOf(ids: Int32Array, n: number, probs: Float64Array): number {
+  let z = 0;
+  for (let j = 0; j < n; j++) z += probs[ids[j]];
+  return z;
+}
+
+/** probs[id] := exp(logits[id] - lmax) for the candidates, binned into bucketMass; returns Z. */
+function fillProbsAndBuckets(logits: Float32Array, lmax: number, ids: Int32Array, n: number, probs: Float64Array): number {
   bucketMass.fill(0);
-  for (let j = 0; j < n; j++) bucketMass[bucketOf(logits, lmax, ids[j])] += probs[ids[j]];
+  let z = 0;
+  for (let j = 0; j < n; j++) {
+    const id = ids[j];
+    const d = lmax - logits[id];
+    const p = Math.exp(-d);
+    probs[id] = p;
+    z += p;
+    bucketMass[Math.min(NUM_BUCKETS - 1, Math.floor(d * INV_BUCKET_WIDTH))] += p;
+  }
+  return z;
 }
 
 /**
  * Moves ids[from .. n) in buckets < limit to the front of that range; returns their end.
- * floor(x) < limit iff x < limit, so this agrees with bucketOf exactly. Branch-free (the swap
- * is unconditional): on flat distributions the test is a coin flip the CPU cannot predict.
+ * floor(x) < limit iff x < limit, so this agrees with fillProbsAndBuckets exactly. Branch-free
+ * like partitionBefore in select.ts.
  */
 function splitAtBucket(logits: Float32Array, lmax: number, ids: Int32Array, from: number, n: number, limit: number): number {
   let end = from;
@@ -86,76 +109,4 @@ function splitAtBucket(logits: Float32Array, lmax: number, ids: Int32Array, from
     end += +((lmax - logits[id]) * INV_BUCKET_WIDTH < limit);
   }
   return end;
-}
-
-function bucketOf(logits: Float32Array, lmax: number, id: number): number {
-  const bucket = Math.floor((lmax - logits[id]) * INV_BUCKET_WIDTH);
-  return bucket < NUM_BUCKETS ? bucket : NUM_BUCKETS - 1;
-}
-
-/**
- * Weighted quickselect over ids[start .. end), all ranked after ids[0 .. start): keeps the
- * shortest best-first prefix whose mass reaches `target` (at least one token, counting
- * ids[0 .. start)). Partition around a pivot and continue only into the side holding the
- * crossing: O(end - start) expected. Returns the nucleus end: ids[0 .. kept) is kept.
- */
-function keepMass(logits: Float32Array, ids: Int32Array, start: number, end: number, probs: Float64Array, target: number): number {
-  if (start > 0 && target <= 0) return start;
-  // Invariant: ids[start .. lo) rank before ids[lo .. hi], hold massBefore < target, and are
-  // kept; ids(hi .. end) rank after and are dropped.
-  let lo = start;
-  let hi = end - 1;
-  let massBefore = 0;
-  while (lo <= hi) {
-    const median = medianOfThree(logits, ids, lo, (lo + hi) >>> 1, hi);
-    const pivotId = ids[median];
-    ids[median] = ids[hi];
-    ids[hi] = pivotId;
-    // Lomuto partition: ids[lo .. pivotPos) rank before the pivot, ids(pivotPos .. hi] after.
-    let pivotPos = lo;
-    let massLeft = 0;
-    const pivotValue = logits[pivotId];
-    for (let j = lo; j < hi; j++) {
-      // Branch-free like splitAtBucket: ranksBefore(id, pivotId) as 0/1.
-      const id = ids[j];
-      const x = logits[id];
-      const before = +(x > pivotValue) | (+(x === pivotValue) & +(id < pivotId));
-      ids[j] = ids[pivotPos];
-      ids[pivotPos] = id;
-      pivotPos += before;
-      massLeft += before * probs[id];
-    }
-    ids[hi] = ids[pivotPos];
-    ids[pivotPos] = pivotId;
-    if (massBefore + massLeft >= target) {
-      hi = pivotPos - 1;
-    } else if (massBefore + massLeft + probs[pivotId] >= target) {
-      return pivotPos + 1;
-    } else {
-      massBefore += massLeft + probs[pivotId];
-      lo = pivotPos + 1;
-    }
-  }
-  // Reached only when summation order rounds differently: ids[lo] (a former pivot that crossed
-  // target) has mass before it < target, so it ends the nucleus.
-  return Math.min(end, lo + 1);
-}
-
-function ranksBefore(logits: Float32Array, a: number, b: number): boolean {
-  const va = logits[a];
-  const vb = logits[b];
-  return va > vb || (va === vb && a < b);
-}
-
-/** Position (i, j or k) of the median of ids[i], ids[j], ids[k]. */
-function medianOfThree(logits: Float32Array, ids: Int32Array, i: number, j: number, k: number): number {
-  const a = ids[i];
-  const b = ids[j];
-  const c = ids[k];
-  if (ranksBefore(logits, a, b)) {
-    if (ranksBefore(logits, b, c)) return j;
-    return ranksBefore(logits, a, c) ? k : i;
-  }
-  if (ranksBefore(logits, a, c)) return i;
-  return ranksBefore(logits, b, c) ? k : j;
 }

@@ -66,9 +66,13 @@ export class Rng {
   }
 }
 
-/** The seed of request `seed`'s i-th parallel sample (n > 1), so children draw distinct streams. */
+/**
+ * Seed for the index-th parallel sample (n > 1) of a seeded request: seed + index, so the
+ * children draw distinct, reproducible streams (stepping down instead at the top of the range).
+ */
 export function childSeed(seed: number, index: number): number {
-  return (seed + index) % Number.MAX_SAFE_INTEGER;
+  const up = seed + index;
+  return Number.isSafeInteger(up) ? up : seed - index;
 }
 
 function rotl(x: number, k: number): number {

@@ -4,12 +4,13 @@
 //   7. top-k:  keep the k best
 //   8. top-p:  keep the best-first prefix of the renormalised survivors reaching topP
 //   9. draw:   inverse CDF with u in [0, 1) over the survivors
-// filters.ts implements 6-8 without sorting: a heap or quickselect for top-k, a weighted
-// quickselect for top-p, so a step costs O(vocab) and only the exp pass is per-token heavy.
+// filters.ts implements 6-8 without sorting: a heap or quickselect for top-k; for top-p, mass
+// buckets plus a weighted quickselect inside the crossing bucket. A step costs O(vocab), and
+// the exp pass over the candidates dominates.
 // min-p commutes with top-k (it compares ratios to the max), so only its place before top-p
 // matters; vLLM applies it first. Determinism: every call draws exactly one rng.nextFloat(),
 // greedy included, so a request's RNG position always equals its number of sampled tokens.
-import { gatherMinP, keepTopK, keepTopP } from './filters.ts';
+import { fillProbs, gatherMinP, keepTopK, keepTopP } from './filters.ts';
 import { applyLogitsProcessors } from './logits_processors.ts';
 import { logSumExp, topLogprobs, type TokenLogprob } from './logprobs.ts';
 import { isGreedy, type SamplingParams } from './sampling_params.ts';
@@ -71,13 +72,18 @@ function sampleFromProcessed(logits: Float32Array, lmax: number, params: Samplin
   let n = params.minP > 0 ? gatherMinP(logits, lmax, params.minP, ids) : -1;
   if (params.topK > 0 && params.topK < (n < 0 ? logits.length : n)) n = keepTopK(logits, ids, n, params.topK);
   if (n < 0 && params.topP === 1) return drawFromRow(logits, lmax, probs, u);
-  if (n < 0) {
-    n = logits.length;
-    for (let i = 0; i < n; i++) ids[i] = i;
-  }
-  for (let j = 0; j < n; j++) probs[ids[j]] = Math.exp(logits[ids[j]] - lmax);
+  if (n < 0) n = fillRange(ids, logits.length);
   if (params.topP < 1) n = keepTopP(logits, lmax, ids, n, probs, params.topP);
+  else fillProbs(logits, lmax, ids, n, probs);
   return drawFrom(ids, n, probs, u);
+}
+
+// Hot loops live in small call-free functions: in a function that also makes calls, V8 reloads
+// a typed array's bounds on every iteration (measured 2-5x slower).
+
+function fillRange(ids: Int32Array, n: number): number {
+  for (let i = 0; i < n; i++) ids[i] = i;
+  return n;
 }
 
 /** Inverse CDF over ids[0 .. n) weighted by probs[id]. */

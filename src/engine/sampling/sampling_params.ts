@@ -171,5 +171,5 @@ function nullableIntegerIn(field: string, value: unknown, min: number, max: numb
 }
 
 function invalid(field: string, message: string): never {
-  throw new EngineError('DSV_ERR_INVALID_REQUEST', `sampling parameter '${field}' ${message}`);
+  throw new EngineError('DSV_ERR_INVALID_REQUEST', `sampling parameter '${field}' ${message}`, { param: field });
 }

@@ -1,5 +1,6 @@
-// Partial selection over a logits row without sorting the vocabulary. Order everywhere: larger
-// value first, ties to the lower token id (so every choice is deterministic); NaN ranks last.
+// Partial selection over a logits row without sorting the vocabulary: argmax, top-k by heap or
+// quickselect, and the weighted quickselect behind top-p. Order everywhere: larger value first,
+// ties to the lower token id (so every choice is deterministic); NaN ranks last.
 import { EngineError } from '../errors.ts';
 
 /** a ranks strictly before b: a strict total order over ids, NaN below every number. */
@@ -95,7 +96,7 @@ export function selectTopK(values: Float32Array, ids: Int32Array, n: number, k: 
   let hi = n - 1;
   // Invariant: the k best lie in ids[0 .. hi] and ids[0 .. lo) are among them.
   while (lo < hi) {
-    const pivot = medianOfThree(values, ids[lo], ids[(lo + hi) >>> 1], ids[hi]);
+    const pivot = ids[medianOfThree(values, ids, lo, (lo + hi) >>> 1, hi)];
     let i = lo;
     let j = hi;
     while (i <= j) {
@@ -115,13 +116,79 @@ export function selectTopK(values: Float32Array, ids: Int32Array, n: number, k: 
   return k;
 }
 
-function medianOfThree(values: Float32Array, a: number, b: number, c: number): number {
-  if (better(values, a, b)) {
-    if (better(values, b, c)) return b;
-    return better(values, a, c) ? c : a;
+/**
+ * Weighted quickselect over ids[start .. end), all ranked after ids[0 .. start): keeps the
+ * shortest best-first prefix whose mass (probs[id]) reaches `target`, i.e. a token is kept iff
+ * the mass ranked before it (from ids[start]) is < target; at least one token counting
+ * ids[0 .. start). Partitions around a pivot and continues only into the side holding the
+ * crossing: O(end - start) expected. Returns kept: ids[0 .. kept) is the prefix, unordered.
+ * The rows must be NaN-free (argmax has rejected NaN before any filter runs).
+ */
+export function selectMassPrefix(values: Float32Array, ids: Int32Array, start: number, end: number, probs: Float64Array, target: number): number {
+  if (start > 0 && target <= 0) return start;
+  // Invariant: ids[start .. lo) rank before ids[lo .. hi], hold massBefore < target, and are
+  // kept; ids(hi .. end) rank after and are dropped.
+  let lo = start;
+  let hi = end - 1;
+  let massBefore = 0;
+  while (lo <= hi) {
+    const median = medianOfThree(values, ids, lo, (lo + hi) >>> 1, hi);
+    const pivotId = ids[median];
+    ids[median] = ids[hi];
+    ids[hi] = pivotId;
+    const pivotPos = partitionBefore(values, ids, lo, hi, pivotId);
+    ids[hi] = ids[pivotPos];
+    ids[pivotPos] = pivotId;
+    const massLeft = sumMass(ids, lo, pivotPos, probs);
+    if (massBefore + massLeft >= target) {
+      hi = pivotPos - 1;
+    } else if (massBefore + massLeft + probs[pivotId] >= target) {
+      return pivotPos + 1;
+    } else {
+      massBefore += massLeft + probs[pivotId];
+      lo = pivotPos + 1;
+    }
   }
-  if (better(values, a, c)) return a;
-  return better(values, b, c) ? c : b;
+  // Reached only when summation order rounds differently: ids[lo] (a former pivot that crossed
+  // target) has mass before it < target, so it ends the prefix.
+  return Math.min(end, lo + 1);
+}
+
+/**
+ * Lomuto partition of ids[lo .. hi) around pivotId: returns p with ids[lo .. p) ranked before
+ * the pivot and ids[p .. hi) after. Branch-free (the swap is unconditional, the test only moves
+ * p): on flat distributions the test is a coin flip the CPU cannot predict.
+ */
+function partitionBefore(values: Float32Array, ids: Int32Array, lo: number, hi: number, pivotId: number): number {
+  const pivotValue = values[pivotId];
+  let p = lo;
+  for (let j = lo; j < hi; j++) {
+    const id = ids[j];
+    const x = values[id];
+    ids[j] = ids[p];
+    ids[p] = id;
+    p += +(x > pivotValue) | (+(x === pivotValue) & +(id < pivotId));
+  }
+  return p;
+}
+
+function sumMass(ids: Int32Array, from: number, to: number, probs: Float64Array): number {
+  let z = 0;
+  for (let j = from; j < to; j++) z += probs[ids[j]];
+  return z;
+}
+
+/** Position (i, j or k) of the median of ids[i], ids[j], ids[k]. */
+function medianOfThree(values: Float32Array, ids: Int32Array, i: number, j: number, k: number): number {
+  const a = ids[i];
+  const b = ids[j];
+  const c = ids[k];
+  if (better(values, a, b)) {
+    if (better(values, b, c)) return j;
+    return better(values, a, c) ? k : i;
+  }
+  if (better(values, a, c)) return i;
+  return better(values, b, c) ? k : j;
 }
 
 /** Sorts ids[0 .. n) best first. */

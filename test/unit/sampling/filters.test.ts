@@ -70,6 +70,20 @@ describe('keepTopP', () => {
     }
   });
 
+  it('reaches into the open-ended last bucket (tokens > 32 nats below the max)', () => {
+    // One token at 0 and 3000 at -33: the tail holds ~1.4e-11 of the mass, and topP = 1 - 1e-12
+    // puts the crossing ~2800 tokens into it.
+    const row = new Float32Array(3001).fill(-33);
+    row[1234] = 0;
+    const kept = runTopP(row, 1 - 1e-12);
+    const expected = ascending(referenceNucleus(row, 1 - 1e-12));
+    assert.ok(expected.length > 2000 && expected.length < 3001, `reference keeps ${expected.length}`);
+    // Each tail token is ~20 ulps of Z, so summation order moves the boundary by a few tokens;
+    // dropping the open bucket (the failure this guards against) would keep 1.
+    assert.ok(Math.abs(kept.length - expected.length) <= 30, `kept ${kept.length}, reference ${expected.length}`);
+    assert.ok(kept.includes(1234));
+  });
+
   it('orders tied tokens by id and always keeps at least the best token', () => {
     const flat = new Float32Array(10).fill(1);
     assert.deepEqual(runTopP(flat, 0.25), [0, 1, 2]); // before: 0, 0.1, 0.2 < 0.25; then 0.3

@@ -78,10 +78,14 @@ describe('penalties', () => {
     for (const t of [2, 4, 4, 4]) state.appendToken(t);
     const logits = row();
     applyPenalties(logits, p, state);
+    // The formulas, rounded to float32 after each step as the row stores them.
     const raw = row();
-    const rep = (x: number) => (x > 0 ? x / r : x * r);
-    const expected = [raw[0], rep(raw[1]), rep(raw[2]) - f * 1 - pres, raw[3], rep(raw[4]) - f * 3 - pres, raw[5], raw[6]];
-    expected.forEach((x, i) => assert.ok(Math.abs(logits[i] - x) < 1e-6, `token ${i}: ${logits[i]} vs ${x}`));
+    const rep = (x: number) => Math.fround(x > 0 ? x / r : x * r);
+    const freqPres = (x: number, count: number) => Math.fround(x - (f * count + pres));
+    const expected = [raw[0], rep(raw[1]), freqPres(rep(raw[2]), 1), raw[3], freqPres(rep(raw[4]), 3), raw[5], raw[6]];
+    assert.deepEqual(Array.from(logits), expected);
+    // Sanity against the unrounded formulas.
+    assert.ok(Math.abs(logits[4] - (-0.25 * r - f * 3 - pres)) < 1e-6);
   });
 
   it('are no-ops at their neutral values', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Rng } from '../../../src/engine/sampling/rng.ts';
+import { childSeed, Rng } from '../../../src/engine/sampling/rng.ts';
 import { SamplingState } from '../../../src/engine/sampling/sampling_state.ts';
 import { params } from './helpers.ts';
 
@@ -28,6 +28,14 @@ describe('Rng', () => {
     assert.ok(state.every((w) => Number.isInteger(w) && w >= 0 && w < 2 ** 32));
     assert.deepEqual(draws(Rng.fromState(state), 50), draws(a, 50));
     assert.throws(() => Rng.fromState([0, 0, 0, 0]), /all zero/);
+  });
+
+  it('derives distinct child seeds for parallel samples, inside the safe-integer range', () => {
+    assert.deepEqual([0, 1, 2].map((i) => childSeed(40, i)), [40, 41, 42]);
+    const top = Number.MAX_SAFE_INTEGER;
+    const children = [0, 1, 2].map((i) => childSeed(top, i));
+    assert.equal(new Set(children).size, 3);
+    assert.ok(children.every(Number.isSafeInteger));
   });
 
   it('nextFloat is uniform on [0, 1)', () => {

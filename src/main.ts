@@ -1,0 +1,36 @@
+// Entry point: `npm start [-- flags]`. Exit codes: 0 after a clean drain, 1 on a start-up error
+// (with one message naming the flag, file or key), 2 on bad usage.
+import { ConfigError, HelpRequested, loadConfig } from './config.ts';
+import { startServer } from './server/serve.ts';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof HelpRequested) {
+      process.stdout.write(`${err.usage}\n`);
+      return;
+    }
+    throw err;
+  }
+  const server = await startServer(config);
+  const onSignal = (signal: string) => {
+    server.app.log.info({ signal }, 'draining');
+    server.drainAndClose().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        server.app.log.error({ err }, 'drain failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`dsv32-server: ${message}\n`);
+  process.exitCode = err instanceof ConfigError ? 2 : 1;
+});

@@ -1,0 +1,65 @@
+// buildApp wires the routes, auth, errors and metrics around an engine; it never listens, so tests
+// use app.inject and a real socket alike.
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { EngineError } from '../engine/errors.ts';
+import type { ServerContext } from './context.ts';
+import { errorBody, toHttpError } from './http_errors.ts';
+import { registerChatCompletions } from './routes/chat_completions.ts';
+import { registerCompletions } from './routes/completions.ts';
+import { registerMiscRoutes } from './routes/misc.ts';
+
+export interface AppOptions {
+  readonly bodyLimit: number;
+  readonly apiKeys: readonly string[];
+  readonly logger: FastifyBaseLogger;
+}
+
+const OPEN_ROUTES = new Set(['/health', '/metrics']);
+
+/** Constant-time check of a bearer token against every configured key. */
+function authorized(header: string | undefined, keyDigests: readonly Buffer[]): boolean {
+  const token = header?.startsWith('Bearer ') ? header.slice(7) : '';
+  const digest = createHash('sha256').update(token).digest();
+  let ok = false;
+  for (const k of keyDigests) ok = timingSafeEqual(digest, k) || ok;
+  return ok && token.length > 0;
+}
+
+export function buildApp(ctx: ServerContext, options: AppOptions): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: options.logger,
+    bodyLimit: options.bodyLimit,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+    disableRequestLogging: false,
+  });
+  const keyDigests = options.apiKeys.map((k) => createHash('sha256').update(k).digest());
+
+  if (keyDigests.length > 0) {
+    app.addHook('onRequest', async (request) => {
+      const path = request.url.split('?')[0];
+      if (OPEN_ROUTES.has(path)) return;
+      if (!authorized(request.headers.authorization, keyDigests)) throw new EngineError('DSV_ERR_UNAUTHORIZED', 'missing or invalid API key (send "Authorization: Bearer <key>")');
+    });
+  }
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', String(request.id));
+  });
+
+  app.setErrorHandler((err, request, reply) => {
+    const [status, body] = toHttpError(err);
+    if (status >= 500) request.log.error({ err }, 'request failed');
+    else request.log.info({ code: body.error.code, status }, body.error.message);
+    void reply.code(status).send(body);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    void reply.code(404).send(errorBody('DSV_ERR_NOT_FOUND', `route ${request.method} ${request.url.split('?')[0]} not found`));
+  });
+
+  ctx.engine.on('stats', (s) => ctx.metrics.onStepStats(s));
+  registerCompletions(app, ctx);
+  registerChatCompletions(app, ctx);
+  registerMiscRoutes(app, ctx);
+  return app;
+}

@@ -1,0 +1,225 @@
+// One API request's generation: fans out n samples per prompt to the engine, turns each choice's
+// token deltas into text (incremental detokenization, stop strings held back until they cannot
+// match), and merges all choices into one ordered event stream. Aborting it aborts every choice.
+import { randomUUID } from 'node:crypto';
+import type { EngineClient } from '../engine/engine_client.ts';
+import { EngineError } from '../engine/errors.ts';
+import type { FinishReason, RequestOutputDelta, SampledLogprobs } from '../engine/request.ts';
+import type { SamplingParams } from '../engine/sampling/sampling_params.ts';
+import { childSeed } from '../engine/sampling/rng.ts';
+import { StopStringMatcher } from './tokenizer/stop_strings.ts';
+import type { TextTokenizer } from './tokenizer/tokenizer.ts';
+
+export interface GenerationInput {
+  readonly prompts: readonly (readonly number[])[];
+  readonly params: SamplingParams; // params.n samples per prompt
+  readonly stop: readonly string[];
+  readonly includeStopStr: boolean;
+  readonly skipSpecialTokens: boolean;
+  readonly cacheSalt?: string;
+}
+
+export interface ChoiceEvent {
+  readonly index: number; // promptIndex * n + sample
+  readonly promptIndex: number;
+  readonly text: string;
+  readonly tokenIds: readonly number[];
+  readonly logprobs: readonly SampledLogprobs[] | null;
+  /** Sent with the first event of a choice when prompt logprobs were asked for. */
+  readonly promptLogprobs: readonly (SampledLogprobs | null)[] | null;
+  readonly finishReason: FinishReason | null;
+  readonly stopReason: number | string | null;
+}
+
+/** Callbacks for metrics; times are performance.now() milliseconds on the HTTP thread. */
+export interface GenerationObserver {
+  onTokens?(choice: number, count: number, now: number): void;
+  onFinish?(info: { reason: FinishReason; promptTokens: number; outputTokens: number; queueTimeMs: number | null; arrival: number; firstTokenAt: number | null; now: number }): void;
+}
+
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+  cachedTokens: number;
+}
+
+interface Choice {
+  readonly index: number;
+  readonly promptIndex: number;
+  readonly engineId: string;
+  readonly detok: ReturnType<TextTokenizer['createDetokenizer']> | null;
+  readonly stop: StopStringMatcher | null;
+  stopped: boolean;
+  done: boolean;
+  firstTokenAt: number | null;
+}
+
+export class Generation {
+  readonly id = randomUUID().replaceAll('-', '');
+  readonly arrival = performance.now();
+  readonly usage: Usage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0 };
+  private readonly queue: ChoiceEvent[] = [];
+  private waiter: (() => void) | null = null;
+  private readonly choices: Choice[] = [];
+  private numOpen = 0;
+
+  private constructor(
+    private readonly engine: EngineClient,
+    private readonly tokenizer: TextTokenizer | null,
+    private readonly input: GenerationInput,
+    private readonly observer: GenerationObserver,
+  ) {}
+
+  /** Queues every choice; if the engine refuses one (queue full, too long), aborts the rest and throws. */
+  static async start(engine: EngineClient, tokenizer: TextTokenizer | null, input: GenerationInput, observer: GenerationObserver = {}): Promise<Generation> {
+    const g = new Generation(engine, tokenizer, input, observer);
+    const n = input.params.n;
+    const streams: Promise<AsyncIterable<RequestOutputDelta>>[] = [];
+    input.prompts.forEach((prompt, p) => {
+      g.usage.promptTokens += prompt.length;
+      for (let i = 0; i < n; i++) {
+        const choice = g.addChoice(p * n + i, p, prompt);
+        const seed = input.params.seed === null ? null : childSeed(input.params.seed, i);
+        streams.push(
+          engine.addRequest({
+            requestId: choice.engineId,
+            promptTokenIds: prompt,
+            params: { ...input.params, seed },
+            cacheSalt: input.cacheSalt,
+            groupId: n > 1 ? `${g.id}-${p}` : undefined,
+          }),
+        );
+      }
+    });
+    const settled = await Promise.allSettled(streams);
+    const failure = settled.find((s) => s.status === 'rejected');
+    if (failure) {
+      engine.abort(g.choices.map((c) => c.engineId));
+      throw (failure as PromiseRejectedResult).reason;
+    }
+    settled.forEach((s, i) => void g.consume(g.choices[i], (s as PromiseFulfilledResult<AsyncIterable<RequestOutputDelta>>).value));
+    return g;
+  }
+
+  private addChoice(index: number, promptIndex: number, prompt: readonly number[]): Choice {
+    const t = this.tokenizer;
+    const choice: Choice = {
+      index,
+      promptIndex,
+      engineId: `${this.id}-${index}`,
+      detok: t ? t.createDetokenizer(prompt, this.input.skipSpecialTokens) : null,
+      stop: this.input.stop.length > 0 ? new StopStringMatcher([...this.input.stop], this.input.includeStopStr) : null,
+      stopped: false,
+      done: false,
+      firstTokenAt: null,
+    };
+    this.choices.push(choice);
+    this.numOpen++;
+    return choice;
+  }
+
+  private async consume(choice: Choice, stream: AsyncIterable<RequestOutputDelta>): Promise<void> {
+    let last: RequestOutputDelta | null = null;
+    for await (const delta of stream) {
+      last = delta;
+      if (!choice.stopped) this.onDelta(choice, delta);
+    }
+    if (!choice.done) this.finishChoice(choice, last?.finishReason ?? 'error', last?.stopReason ?? null, last);
+  }
+
+  private onDelta(choice: Choice, delta: RequestOutputDelta): void {
+    const now = performance.now();
+    if (delta.newTokenIds.length > 0) {
+      choice.firstTokenAt ??= now;
+      this.observer.onTokens?.(choice.index, delta.newTokenIds.length, now);
+    }
+    let text = choice.detok ? choice.detok.push(delta.newTokenIds) : '';
+    let stopString: string | null = null;
+    if (choice.stop) {
+      const r = choice.stop.push(text);
+      text = r.text;
+      if (r.stopped) {
+        stopString = r.stop;
+        choice.stopped = true;
+        this.engine.stop([choice.engineId]);
+      }
+    }
+    if (delta.finishReason !== null && !choice.stopped) {
+      const tail = choice.detok ? choice.detok.flush() : '';
+      text += choice.stop ? choice.stop.push(tail).text + choice.stop.flush() : tail;
+    }
+    const finishReason = choice.stopped ? 'stop' : delta.finishReason;
+    this.emit({
+      index: choice.index,
+      promptIndex: choice.promptIndex,
+      text,
+      tokenIds: delta.newTokenIds,
+      logprobs: delta.logprobs,
+      promptLogprobs: delta.promptLogprobs,
+      finishReason,
+      stopReason: stopString ?? delta.stopReason,
+    });
+    if (finishReason !== null) this.finishChoice(choice, finishReason, null, delta, true);
+  }
+
+  private finishChoice(choice: Choice, reason: FinishReason, stopReason: number | string | null, last: RequestOutputDelta | null, emitted = false): void {
+    if (choice.done) return;
+    choice.done = true;
+    this.numOpen--;
+    if (reason === 'error' && last?.errorMessage) this.errorMessage ??= last.errorMessage;
+    this.usage.completionTokens += last?.numOutputTokens ?? 0;
+    if (choice.index % this.input.params.n === 0) this.usage.cachedTokens += last?.numCachedTokens ?? 0;
+    if (!emitted) this.emit({ index: choice.index, promptIndex: choice.promptIndex, text: '', tokenIds: [], logprobs: null, promptLogprobs: null, finishReason: reason, stopReason });
+    this.observer.onFinish?.({
+      reason,
+      promptTokens: this.input.prompts[choice.promptIndex].length,
+      outputTokens: last?.numOutputTokens ?? 0,
+      queueTimeMs: last?.queueTimeMs ?? null,
+      arrival: this.arrival,
+      firstTokenAt: choice.firstTokenAt,
+      now: performance.now(),
+    });
+    if (this.numOpen === 0) this.waiter?.();
+  }
+
+  /** First engine error message of a choice that failed, for the error response. */
+  errorMessage: string | null = null;
+
+  private emit(e: ChoiceEvent): void {
+    this.queue.push(e);
+    this.waiter?.();
+  }
+
+  /** Choice events in arrival order; ends when every choice has finished. */
+  async *events(): AsyncGenerator<ChoiceEvent> {
+    for (;;) {
+      const e = this.queue.shift();
+      if (e) {
+        yield e;
+        continue;
+      }
+      if (this.numOpen === 0) return;
+      await new Promise<void>((resolve) => (this.waiter = resolve));
+      this.waiter = null;
+    }
+  }
+
+  /** Client went away: abort every unfinished choice (their blocks are freed at once). */
+  abort(): void {
+    this.engine.abort(this.choices.filter((c) => !c.done).map((c) => c.engineId));
+  }
+
+  get numChoices(): number {
+    return this.choices.length;
+  }
+}
+
+/** Renders a token for logprobs: its text, or vLLM's "token_id:N" when asked (or without a tokenizer). */
+export function tokenLabel(tokenizer: TextTokenizer | null, tokenId: number, asIds: boolean): string {
+  return asIds || !tokenizer ? `token_id:${tokenId}` : tokenizer.tokenText(tokenId);
+}
+
+export function requireTokenizer(tokenizer: TextTokenizer | null, what: string): TextTokenizer {
+  if (!tokenizer) throw new EngineError('DSV_ERR_NO_TOKENIZER', `this model has no tokenizer (no tokenizer.json in its directory): ${what} is not available; send token ids instead`);
+  return tokenizer;
+}

@@ -1,0 +1,110 @@
+// POST /v1/completions (OpenAI legacy completions + vLLM extensions), streaming or not.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { EngineError } from '../../engine/errors.ts';
+import { checkModelName, checkNotDraining, stopList, toSamplingParams, type ServerContext } from '../context.ts';
+import { Generation, requireTokenizer, type ChoiceEvent } from '../generation.ts';
+import { completionRequestSchema, type CompletionRequest } from '../schemas/openai.ts';
+import { SseStream } from '../sse.ts';
+import { CompletionLogprobsBuilder, mergeCompletionLogprobs, type CompletionLogprobs } from './logprobs_format.ts';
+import { abortOnDisconnect, usageBody } from './shared.ts';
+
+const DEFAULT_MAX_TOKENS = 16; // OpenAI's default for completions
+
+interface Prompt {
+  readonly ids: readonly number[];
+  readonly text: string | null; // the original string, for echo
+}
+
+function preparePrompts(ctx: ServerContext, body: CompletionRequest): Prompt[] {
+  const p = body.prompt;
+  const list: (string | number[])[] = typeof p === 'string' ? [p] : typeof p[0] === 'number' ? [p as number[]] : (p as (string | number[])[]);
+  return list.map((item) => {
+    if (typeof item !== 'string') return { ids: item, text: null };
+    const ids = requireTokenizer(ctx.tokenizer, 'a text prompt').encode(item, { addSpecialTokens: true });
+    if (ids.length === 0) throw new EngineError('DSV_ERR_INVALID_REQUEST', 'prompt: the prompt is empty', { param: 'prompt' });
+    return { ids, text: item };
+  });
+}
+
+interface ChoiceState {
+  text: string;
+  logprobs: CompletionLogprobs | null;
+  finishReason: string | null;
+  stopReason: number | string | null;
+  builder: CompletionLogprobsBuilder | null;
+  started: boolean;
+}
+
+export function registerCompletions(app: FastifyInstance, ctx: ServerContext): void {
+  app.post('/v1/completions', async (request: FastifyRequest, reply: FastifyReply) => {
+    checkNotDraining(ctx);
+    const body = completionRequestSchema.parse(request.body);
+    const model = checkModelName(ctx, body.model);
+    const prompts = preparePrompts(ctx, body);
+    const stop = stopList(body.stop);
+    if (stop.length > 0) requireTokenizer(ctx.tokenizer, 'stop strings');
+    const logprobs = body.logprobs ?? null;
+    const params = toSamplingParams(ctx, body, { maxTokens: body.max_tokens ?? DEFAULT_MAX_TOKENS, logprobs, promptLogprobs: body.echo && logprobs !== null ? logprobs : null });
+    const generation = await Generation.start(
+      ctx.engine,
+      ctx.tokenizer,
+      { prompts: prompts.map((p) => p.ids), params, stop, includeStopStr: body.include_stop_str_in_output ?? false, skipSpecialTokens: body.skip_special_tokens ?? true, cacheSalt: body.cache_salt },
+      ctx.metrics.observer(),
+    );
+    const id = `cmpl-${generation.id}`;
+    const created = Math.floor(Date.now() / 1000);
+    const asIds = body.return_tokens_as_token_ids ?? false;
+    const states: ChoiceState[] = Array.from({ length: generation.numChoices }, () => ({
+      text: '', logprobs: null, finishReason: null, stopReason: null, started: false,
+      builder: logprobs !== null ? new CompletionLogprobsBuilder(ctx.tokenizer, asIds) : null,
+    }));
+    // The text and logprobs one event adds to its choice (echo puts the prompt first).
+    const piece = (e: ChoiceEvent): { text: string; logprobs: CompletionLogprobs | null } => {
+      const s = states[e.index];
+      let text = e.text;
+      let lp: CompletionLogprobs | null = null;
+      if (!s.started) {
+        s.started = true;
+        const prompt = prompts[e.promptIndex];
+        if (body.echo) text = (prompt.text ?? ctx.tokenizer?.decode(prompt.ids, { skipSpecialTokens: false }) ?? '') + text;
+        if (body.echo && s.builder && e.promptLogprobs) lp = s.builder.format(e.promptLogprobs, prompt.ids);
+      }
+      if (s.builder && e.logprobs) lp = mergeCompletionLogprobs(lp, s.builder.format(e.logprobs, e.tokenIds));
+      return { text, logprobs: lp ?? (s.builder ? { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] } : null) };
+    };
+
+    if (body.stream) {
+      const sse = SseStream.open(request, reply, () => generation.abort());
+      const includeUsage = body.stream_options?.include_usage ?? false;
+      for await (const e of generation.events()) {
+        const { text, logprobs: lp } = piece(e);
+        if (text === '' && e.finishReason === null && !lp?.tokens.length) continue;
+        sse.send({
+          id, object: 'text_completion', created, model,
+          choices: [{ index: e.index, text, logprobs: lp, finish_reason: e.finishReason, stop_reason: e.stopReason }],
+          ...(includeUsage ? { usage: null } : {}),
+        });
+      }
+      if (generation.errorMessage) sse.sendError({ error: { message: generation.errorMessage, type: 'server_error', param: null, code: 'DSV_ERR_INTERNAL' } });
+      if (includeUsage) sse.send({ id, object: 'text_completion', created, model, choices: [], usage: usageBody(generation) });
+      sse.end();
+      return reply;
+    }
+
+    const detach = abortOnDisconnect(request, reply, generation);
+    for await (const e of generation.events()) {
+      const s = states[e.index];
+      const { text, logprobs: lp } = piece(e);
+      s.text += text;
+      if (lp) s.logprobs = mergeCompletionLogprobs(s.logprobs, lp);
+      if (e.finishReason !== null) [s.finishReason, s.stopReason] = [e.finishReason, e.stopReason];
+    }
+    detach();
+    if (generation.errorMessage) throw new EngineError('DSV_ERR_INTERNAL', `generation failed: ${generation.errorMessage}`);
+    return {
+      id, object: 'text_completion', created, model,
+      choices: states.map((s, index) => ({ index, text: s.text, logprobs: s.logprobs, finish_reason: s.finishReason, stop_reason: s.stopReason })),
+      usage: usageBody(generation),
+    };
+  });
+}

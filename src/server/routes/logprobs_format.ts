@@ -1,0 +1,64 @@
+// Logprobs in the two OpenAI shapes: legacy completions ({tokens, token_logprobs, top_logprobs,
+// text_offset}) and chat ({content: [{token, logprob, bytes, top_logprobs}]}).
+import type { SampledLogprobs } from '../../engine/request.ts';
+import { tokenLabel } from '../generation.ts';
+import type { TextTokenizer } from '../tokenizer/tokenizer.ts';
+
+export interface CompletionLogprobs {
+  tokens: string[];
+  token_logprobs: (number | null)[];
+  top_logprobs: (Record<string, number> | null)[];
+  text_offset: number[];
+}
+
+/** Accumulates completions-style logprobs; text offsets run over the choice's text. */
+export class CompletionLogprobsBuilder {
+  private offset: number;
+
+  constructor(
+    private readonly tokenizer: TextTokenizer | null,
+    private readonly asTokenIds: boolean,
+    startOffset = 0,
+  ) {
+    this.offset = startOffset;
+  }
+
+  /** Formats entries (null = the first prompt token, which has no logprob). */
+  format(entries: readonly (SampledLogprobs | null)[], tokenIds: readonly number[]): CompletionLogprobs {
+    const out: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+    entries.forEach((e, i) => {
+      const label = tokenLabel(this.tokenizer, tokenIds[i], this.asTokenIds);
+      out.tokens.push(label);
+      out.token_logprobs.push(e ? e.logprob : null);
+      out.top_logprobs.push(e ? Object.fromEntries(e.topLogprobs.map((t) => [tokenLabel(this.tokenizer, t.tokenId, this.asTokenIds), t.logprob])) : null);
+      out.text_offset.push(this.offset);
+      this.offset += this.asTokenIds || !this.tokenizer ? 0 : label.length;
+    });
+    return out;
+  }
+}
+
+export function mergeCompletionLogprobs(a: CompletionLogprobs | null, b: CompletionLogprobs): CompletionLogprobs {
+  if (!a) return b;
+  return {
+    tokens: [...a.tokens, ...b.tokens],
+    token_logprobs: [...a.token_logprobs, ...b.token_logprobs],
+    top_logprobs: [...a.top_logprobs, ...b.top_logprobs],
+    text_offset: [...a.text_offset, ...b.text_offset],
+  };
+}
+
+export interface ChatTokenLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[] | null;
+  top_logprobs: { token: string; logprob: number; bytes: number[] | null }[];
+}
+
+export function chatLogprobs(tokenizer: TextTokenizer | null, asTokenIds: boolean, entries: readonly SampledLogprobs[]): ChatTokenLogprob[] {
+  const item = (tokenId: number, logprob: number) => {
+    const token = tokenLabel(tokenizer, tokenId, asTokenIds);
+    return { token, logprob, bytes: asTokenIds ? null : [...Buffer.from(token, 'utf8')] };
+  };
+  return entries.map((e) => ({ ...item(e.tokenId, e.logprob), top_logprobs: e.topLogprobs.map((t) => item(t.tokenId, t.logprob)) }));
+}
