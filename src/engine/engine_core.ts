@@ -238,6 +238,12 @@ export class EngineCore {
     };
   }
 
+  /** Stats between steps (after aborts): gauges only, no step work. */
+  idleStats(): StepStats {
+    const timings = { ...emptyTimings(), schedule: 0, sampling: 0 };
+    return this.stats({ scheduled: [], numScheduledTokens: 0, preempted: [] }, 0, timings, emptySparsity(), 0);
+  }
+
   private stats(out: SchedulerOutput, stepMs: number, timings: StepStats['timings'], sparsity: SparsityCounters, numGeneratedTokens: number): StepStats {
     const kv = this.exec.kvCache;
     const storage = this.exec.storage;

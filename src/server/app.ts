@@ -32,7 +32,6 @@ export function buildApp(ctx: ServerContext, options: AppOptions): FastifyInstan
     bodyLimit: options.bodyLimit,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
-    disableRequestLogging: false,
   });
   const keyDigests = options.apiKeys.map((k) => createHash('sha256').update(k).digest());
 

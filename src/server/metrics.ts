@@ -64,9 +64,13 @@ export class ServerMetrics {
     this.dsaSelected = new Counter({ name: 'dsv:dsa_selected_keys_total', help: 'Keys attended after indexer top-k, summed over query rows and layers (selected / visible = DSA density).', labelNames: names, registers: r });
     this.cacheBytes = new Gauge({ name: 'dsv:kv_cache_bytes_in_use', help: 'Bytes of KV cache blocks in use, by cache (latent, indexer).', labelNames: [...names, 'cache'], registers: r });
     collectDefaultMetrics({ register: this.registry, labels: this.labels });
-    this.running.set(this.labels, 0);
-    this.waiting.set(this.labels, 0);
-    this.kvUsage.set(this.labels, 0);
+    // Export every series from the start (a scrape before the first request sees zeros, not gaps).
+    for (const g of [this.running, this.waiting, this.kvUsage]) g.set(this.labels, 0);
+    for (const c of [this.prefixQueries, this.prefixHits, this.preemptions, this.promptTokens, this.generationTokens, this.dsaQueries, this.dsaVisible, this.dsaSelected]) c.inc(this.labels, 0);
+    for (const reason of ['stop', 'length', 'abort', 'error']) this.success.inc({ ...this.labels, finished_reason: reason }, 0);
+    for (const part of STEP_PARTS) this.stepSeconds.inc({ ...this.labels, part }, 0);
+    for (const cache of ['latent', 'indexer']) this.cacheBytes.set({ ...this.labels, cache }, 0);
+    for (const h of [this.ttft, this.itl, this.e2e, this.queueTime, this.prefillTime, this.decodeTime, this.iterationTokens]) h.zero(this.labels);
   }
 
   get contentType(): string {

@@ -74,7 +74,7 @@ export function fillProbs(logits: Float32Array, lmax: number, ids: Int32Array, n
 }
 
 /** Σ probs[id] over ids[0 .. n). */
-export function massOf(ids: Int32Array, n: number, probs: Float64Array): number {
+function massOf(ids: Int32Array, n: number, probs: Float64Array): number {
   let z = 0;
   for (let j = 0; j < n; j++) z += probs[ids[j]];
   return z;

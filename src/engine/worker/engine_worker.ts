@@ -43,7 +43,7 @@ function drainInbox(core: EngineCore): boolean {
     } else {
       const status = m.reason === 'stop' ? RequestStatus.FINISHED_STOPPED : RequestStatus.FINISHED_ABORTED;
       const outputs = core.finishRequests(m.requestIds, status);
-      if (outputs.length > 0) post({ type: 'outputs', outputs, stats: null });
+      if (outputs.length > 0) post({ type: 'outputs', outputs, stats: core.idleStats() });
     }
   }
   return true;

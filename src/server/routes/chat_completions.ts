@@ -9,17 +9,13 @@ import { SseStream } from '../sse.ts';
 import { chatLogprobs, type ChatTokenLogprob } from './logprobs_format.ts';
 import { abortOnDisconnect, usageBody } from './shared.ts';
 
-export function renderChatPrompt(ctx: ServerContext, body: Pick<ChatCompletionRequest, 'messages' | 'add_generation_prompt'>): number[] {
+export function renderChatPrompt(ctx: ServerContext, body: Pick<ChatCompletionRequest, 'messages' | 'add_generation_prompt' | 'chat_template_kwargs'>): number[] {
   const tokenizer = requireTokenizer(ctx.tokenizer, 'chat completion');
-  let text: string;
-  try {
-    text = tokenizer.applyChatTemplate(
-      body.messages.map((m) => ({ role: m.role, content: messageText(m) })),
-      { addGenerationPrompt: body.add_generation_prompt ?? true },
-    );
-  } catch (err) {
-    throw new EngineError('DSV_ERR_INVALID_REQUEST', `messages: the chat template failed: ${(err as Error).message}`, { param: 'messages' });
-  }
+  // Template failures are EngineErrors (400) already.
+  const text = tokenizer.applyChatTemplate(
+    body.messages.map((m) => ({ role: m.role, content: messageText(m) })),
+    { addGenerationPrompt: body.add_generation_prompt ?? true, templateKwargs: body.chat_template_kwargs ?? undefined },
+  );
   // The template already holds BOS and the turn markers.
   return tokenizer.encode(text, { addSpecialTokens: false });
 }
@@ -52,7 +48,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
         sse.send(chunk([{ index: i, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]));
       }
       for await (const e of generation.events()) {
-        if (e.text === '' && e.finishReason === null && !e.logprobs?.length) continue;
+        if (e.text === '' && e.finishReason === null && !e.logprobs?.length && (ctx.tokenizer || e.tokenIds.length === 0)) continue;
         const delta = e.text === '' && e.finishReason !== null ? {} : { content: e.text };
         sse.send(chunk([{ index: e.index, delta, logprobs: formatLogprobs(e.logprobs), finish_reason: e.finishReason, stop_reason: e.stopReason }]));
       }

@@ -20,9 +20,8 @@ function preparePrompts(ctx: ServerContext, body: CompletionRequest): Prompt[] {
   const list: (string | number[])[] = typeof p === 'string' ? [p] : typeof p[0] === 'number' ? [p as number[]] : (p as (string | number[])[]);
   return list.map((item) => {
     if (typeof item !== 'string') return { ids: item, text: null };
-    const ids = requireTokenizer(ctx.tokenizer, 'a text prompt').encode(item, { addSpecialTokens: true });
-    if (ids.length === 0) throw new EngineError('DSV_ERR_INVALID_REQUEST', 'prompt: the prompt is empty', { param: 'prompt' });
-    return { ids, text: item };
+    if (item.length === 0) throw new EngineError('DSV_ERR_INVALID_REQUEST', 'prompt: must not be empty', { param: 'prompt' });
+    return { ids: requireTokenizer(ctx.tokenizer, 'a text prompt').encode(item, { addSpecialTokens: true }), text: item };
   });
 }
 
@@ -78,7 +77,8 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
       const includeUsage = body.stream_options?.include_usage ?? false;
       for await (const e of generation.events()) {
         const { text, logprobs: lp } = piece(e);
-        if (text === '' && e.finishReason === null && !lp?.tokens.length) continue;
+        // Skip chunks with nothing to show; without a tokenizer, tokens are the only progress signal.
+        if (text === '' && e.finishReason === null && !lp?.tokens.length && (ctx.tokenizer || e.tokenIds.length === 0)) continue;
         sse.send({
           id, object: 'text_completion', created, model,
           choices: [{ index: e.index, text, logprobs: lp, finish_reason: e.finishReason, stop_reason: e.stopReason }],

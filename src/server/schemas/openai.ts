@@ -56,13 +56,14 @@ export const chatCompletionRequestSchema = z.object({
   logprobs: z.boolean().optional(),
   top_logprobs: z.number().int().min(0).nullish(),
   add_generation_prompt: z.boolean().optional(),
+  chat_template_kwargs: z.record(z.string(), z.unknown()).nullish(),
 });
 export type ChatCompletionRequest = z.infer<typeof chatCompletionRequestSchema>;
 export type ChatMessage = z.infer<typeof message>;
 
 export const tokenizeRequestSchema = z.union([
   z.object({ model: z.string().optional(), prompt: z.string(), add_special_tokens: z.boolean().optional() }),
-  z.object({ model: z.string().optional(), messages: z.array(message).min(1), add_generation_prompt: z.boolean().optional() }),
+  z.object({ model: z.string().optional(), messages: z.array(message).min(1), add_generation_prompt: z.boolean().optional(), chat_template_kwargs: z.record(z.string(), z.unknown()).nullish() }),
 ]);
 
 export const detokenizeRequestSchema = z.object({ model: z.string().optional(), tokens: z.array(tokenId) });

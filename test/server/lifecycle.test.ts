@@ -1,0 +1,107 @@
+// Client disconnects, bursts past the queue limit, /metrics, and SIGTERM draining of a real process.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { RunningServer } from '../../src/server/serve.ts';
+import { FIXTURE_DIR } from '../helpers/golden.ts';
+import { metricValue, parsePrometheus } from '../helpers/prometheus.ts';
+import { startTestServer } from '../helpers/server.ts';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const LONG = { prompt: [5, 6, 7, 8], max_tokens: 400, temperature: 0, ignore_eos: true };
+
+async function metrics(server: RunningServer) {
+  return parsePrometheus(await (await fetch(`${server.address}/metrics`)).text()).samples;
+}
+
+async function waitFor(condition: () => Promise<boolean>, what: string, ms = 10000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+describe('request lifecycle', () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startTestServer(FIXTURE_DIR, ['--max-num-seqs', '2', '--max-queued-requests', '2']);
+  });
+  after(async () => {
+    await server.drainAndClose();
+  });
+
+  test('/metrics parses and the counters move as requests complete', async () => {
+    const before = await metrics(server);
+    for (const name of ['vllm:num_requests_running', 'vllm:num_requests_waiting', 'vllm:kv_cache_usage_perc', 'vllm:prefix_cache_queries_total', 'vllm:prefix_cache_hits_total', 'vllm:num_preemptions_total', 'vllm:time_to_first_token_seconds_count', 'vllm:inter_token_latency_seconds_count', 'vllm:e2e_request_latency_seconds_count', 'vllm:request_queue_time_seconds_count', 'vllm:request_prefill_time_seconds_count', 'vllm:request_decode_time_seconds_count', 'vllm:iteration_tokens_total_count', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_p99_seconds']) {
+      assert.ok(before.some((s) => s.name === name), `${name} is exported`);
+    }
+    const res = await fetch(`${server.address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: [9, 10, 11], max_tokens: 6, temperature: 0, ignore_eos: true }) });
+    assert.equal(res.status, 200);
+    const after = await metrics(server);
+    const delta = (name: string, labels = {}) => metricValue(after, name, labels) - metricValue(before, name, labels);
+    assert.equal(delta('vllm:generation_tokens_total'), 6);
+    assert.equal(delta('vllm:prompt_tokens_total'), 3);
+    assert.equal(delta('vllm:request_success_total', { finished_reason: 'length' }), 1);
+    assert.equal(delta('vllm:e2e_request_latency_seconds_count'), 1);
+    assert.equal(delta('vllm:inter_token_latency_seconds_count'), 5);
+    assert.ok(delta('dsv:dsa_queries_total') > 0);
+    assert.ok(metricValue(after, 'vllm:num_requests_running', { model_name: 'tiny-dsv32' }) === 0);
+  });
+
+  test('a client that disconnects mid-stream is aborted and its blocks are freed', async () => {
+    const controller = new AbortController();
+    const res = await fetch(`${server.address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...LONG, stream: true }), signal: controller.signal });
+    const reader = res.body!.getReader();
+    await reader.read();
+    await reader.read();
+    assert.ok(server.ctx.engine.numInFlight >= 1);
+    controller.abort();
+    await waitFor(async () => server.ctx.engine.numInFlight === 0, 'the engine to drop the request');
+    await waitFor(async () => metricValue(await metrics(server), 'vllm:kv_cache_usage_perc') === 0, 'kv usage back to 0');
+    assert.equal(metricValue(await metrics(server), 'vllm:request_success_total', { finished_reason: 'abort' }), 1);
+  });
+
+  test('a burst past the queue limit gets 429s; everything accepted completes', async () => {
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        fetch(`${server.address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: [5 + i, 6, 7], max_tokens: 20, temperature: 0, ignore_eos: true }) }).then(async (r) => ({ status: r.status, body: await r.json() })),
+      ),
+    );
+    const rejected = results.filter((r) => r.status === 429);
+    const ok = results.filter((r) => r.status === 200);
+    assert.ok(rejected.length > 0, 'some requests were refused');
+    assert.ok(ok.length >= 2, 'some were served');
+    assert.equal(rejected.length + ok.length, 10);
+    for (const r of rejected) assert.equal(r.body.error.code, 'DSV_ERR_QUEUE_FULL');
+    for (const r of ok) assert.equal(r.body.usage.completion_tokens, 20);
+  });
+});
+
+test('SIGTERM drains: readiness 503, in-flight requests finish, new ones are refused, exit 0', async () => {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--model', FIXTURE_DIR, '--port', '0', '--drain-timeout', '20'], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stderr.on('data', (d) => (log += d));
+  const address = await new Promise<string>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => {
+      log += d;
+      const m = /"address":"(http:\/\/[^"]+)"/.exec(log);
+      if (m) resolve(m[1]);
+    });
+    child.once('exit', (code) => reject(new Error(`server exited early (${code}): ${log}`)));
+  });
+  const inflight = fetch(`${address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...LONG, max_tokens: 150 }) });
+  await waitFor(async () => parsePrometheus(await (await fetch(`${address}/metrics`)).text()).samples.some((s) => s.name === 'vllm:num_requests_running' && s.value > 0), 'the request to run');
+  child.kill('SIGTERM');
+  await waitFor(async () => (await fetch(`${address}/health`)).status === 503, 'readiness 503');
+  const refused = await fetch(`${address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: [1, 2], max_tokens: 2 }) });
+  assert.equal(refused.status, 503);
+  const done = await inflight;
+  assert.equal(done.status, 200);
+  assert.equal((await done.json()).usage.completion_tokens, 150);
+  const [code] = await once(child, 'exit');
+  assert.equal(code, 0, log);
+});
