@@ -1,14 +1,23 @@
 // The server's option table: one row per option, read by the flag, env and config-file parsers
 // in config.ts, by --help and by the README's table. Adding an option means adding a row here
 // and a field to ConfigValues; the mapped type below fails to compile if either is missing.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+/** The package root: the nearest directory holding package.json (src/ from sources, dist/src/ when built). */
+function packageRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return dir;
+}
+
 /** The embedded default model, `models/default` at the repo root. */
-export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../models/default', import.meta.url));
+export const DEFAULT_MODEL_DIR = path.join(packageRoot(), 'models', 'default');
 
 /** What the option table produces; ServerConfig resolves the derived defaults. */
 export interface ConfigValues {

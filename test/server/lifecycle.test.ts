@@ -68,7 +68,7 @@ describe('request lifecycle', () => {
   test('a burst past the queue limit gets 429s; everything accepted completes', async () => {
     const results = await Promise.all(
       Array.from({ length: 10 }, (_, i) =>
-        fetch(`${server.address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: [5 + i, 6, 7], max_tokens: 20, temperature: 0, ignore_eos: true }) }).then(async (r) => ({ status: r.status, body: await r.json() })),
+        fetch(`${server.address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: [5 + i, 6, 7], max_tokens: 20, temperature: 0, ignore_eos: true }) }).then(async (r) => ({ status: r.status, body: (await r.json()) as { error: { code: string }; usage: { completion_tokens: number } } })),
       ),
     );
     const rejected = results.filter((r) => r.status === 429);
@@ -101,7 +101,7 @@ test('SIGTERM drains: readiness 503, in-flight requests finish, new ones are ref
   assert.equal(refused.status, 503);
   const done = await inflight;
   assert.equal(done.status, 200);
-  assert.equal((await done.json()).usage.completion_tokens, 150);
+  assert.equal(((await done.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens, 150);
   const [code] = await once(child, 'exit');
   assert.equal(code, 0, log);
 });

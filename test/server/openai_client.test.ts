@@ -94,7 +94,7 @@ describe('openai client against the real server', () => {
 
   test('a wrong API key is refused with 401', async () => {
     const bad = new OpenAI({ baseURL: `${server.address}/v1`, apiKey: 'sk-wrong', maxRetries: 0 });
-    await assert.rejects(bad.models.list(), (err: OpenAI.APIError) => err.status === 401);
+    await assert.rejects(bad.models.list(), (err: InstanceType<typeof OpenAI.APIError>) => err.status === 401);
     const health = await fetch(`${server.address}/health`);
     assert.equal(health.status, 200);
   });
