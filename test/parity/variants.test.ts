@@ -13,8 +13,9 @@ import path from 'node:path';
 import { after, describe, test, type TestContext } from 'node:test';
 import { generateGreedy, type GreedyResult } from '../../src/engine/greedy_generate.ts';
 import { createModelExecutor, type ModelExecutorOptions } from '../../src/engine/model_executor.ts';
-import type { LoadedModel, SwiGluWeights, Tensor } from '../../src/engine/model/types.ts';
+import type { LoadedModel } from '../../src/engine/model/types.ts';
 import { loadModel } from '../../src/engine/model/weights.ts';
+import { namedTensors } from '../helpers/named_tensors.ts';
 import {
   randomCheckpoint, seededRandom, tinyHfConfig, writeCheckpoint, type HfConfig, type HostTensor, type TinyOptions, type WriteDType,
 } from '../helpers/checkpoint_writer.ts';
@@ -242,49 +243,6 @@ describe('architecture variants: engine vs float64 reference', () => {
 // ---------------------------------------------------------------------------------------------------------------
 // 3. Storage dtypes: one random checkpoint written as F32, BF16 and FP8
 
-/** HF name -> loaded tensor for every tensor of the model (walked here, independently of the loader). */
-function namedTensors(model: LoadedModel): Map<string, Tensor> {
-  const out = new Map<string, Tensor>();
-  const put = (name: string, tensor: Tensor | null): void => void (tensor !== null && out.set(name, tensor));
-  const swiglu = (p: string, w: SwiGluWeights): void => {
-    put(`${p}gate_proj.weight`, w.gateProj);
-    put(`${p}up_proj.weight`, w.upProj);
-    put(`${p}down_proj.weight`, w.downProj);
-  };
-  const w = model.weights;
-  put('model.embed_tokens.weight', w.embedTokens);
-  put('model.norm.weight', w.norm);
-  put('lm_head.weight', w.lmHead);
-  w.layers.forEach((layer, l) => {
-    const p = `model.layers.${l}.`;
-    const a = `${p}self_attn.`;
-    put(`${p}input_layernorm.weight`, layer.inputLayernorm);
-    put(`${p}post_attention_layernorm.weight`, layer.postAttentionLayernorm);
-    put(`${a}q_a_proj.weight`, layer.attn.qAProj);
-    put(`${a}q_a_layernorm.weight`, layer.attn.qALayernorm);
-    put(`${a}q_b_proj.weight`, layer.attn.qBProj);
-    put(`${a}q_proj.weight`, layer.attn.qProj);
-    put(`${a}kv_a_proj_with_mqa.weight`, layer.attn.kvAProjWithMqa);
-    put(`${a}kv_a_layernorm.weight`, layer.attn.kvALayernorm);
-    put(`${a}kv_b_proj.weight`, layer.attn.kvBProj);
-    put(`${a}o_proj.weight`, layer.attn.oProj);
-    const ix = layer.attn.indexer;
-    if (ix !== null) {
-      put(`${a}indexer.wq_b.weight`, ix.wqB);
-      put(`${a}indexer.wk.weight`, ix.wk);
-      put(`${a}indexer.k_norm.weight`, ix.kNormWeight);
-      put(`${a}indexer.k_norm.bias`, ix.kNormBias);
-      put(`${a}indexer.weights_proj.weight`, ix.weightsProj);
-    }
-    if (layer.mlp.kind === 'dense') return swiglu(`${p}mlp.`, layer.mlp.weights);
-    const m = layer.mlp.weights;
-    put(`${p}mlp.gate.weight`, m.gate);
-    put(`${p}mlp.gate.e_score_correction_bias`, m.eScoreCorrectionBias);
-    m.experts.forEach((e, j) => swiglu(`${p}mlp.experts.${j}.`, e));
-    if (m.sharedExperts !== null) swiglu(`${p}mlp.shared_experts.`, m.sharedExperts);
-  });
-  return out;
-}
 
 // Per-weight rounding of each storage format (round to nearest even, p significant bits, unit roundoff 2^-p):
 //  - BF16 has p = 8 (7 stored mantissa bits): |w_q - w| <= 2^-8 |w|. (2^-9 is the *typical* size; the worst case,
