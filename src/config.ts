@@ -73,6 +73,15 @@ export function loadConfig(argv: readonly string[] = process.argv.slice(2), env:
   return deepFreeze({ ...values, model, servedModelName });
 }
 
+/**
+ * The environment of the engine worker: this process's, with ONNX Runtime's usage telemetry off
+ * unless the operator set ORT_DISABLE_TELEMETRY (onnxruntime-node 1.30 otherwise writes a device id
+ * and an event database under ~/.cache on Linux).
+ */
+export function engineWorkerEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  return { ...env, ORT_DISABLE_TELEMETRY: env.ORT_DISABLE_TELEMETRY ?? '1' };
+}
+
 /** A copy safe to log: API keys replaced. */
 export function redactConfig(config: ServerConfig): ServerConfig {
   return { ...config, apiKey: config.apiKey && config.apiKey.map(() => '<redacted>') };

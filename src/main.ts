@@ -25,6 +25,10 @@ async function main(): Promise<void> {
       },
     );
   };
+  void server.engineFailure.then(async () => {
+    await server.app.close();
+    process.exit(1);
+  });
   process.once('SIGTERM', () => onSignal('SIGTERM'));
   process.once('SIGINT', () => onSignal('SIGINT'));
 }

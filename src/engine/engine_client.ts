@@ -14,9 +14,10 @@ const RUNNING_TS = import.meta.url.endsWith('.ts');
 const WORKER_URL = new URL(`./worker/engine_worker.${RUNNING_TS ? 'ts' : 'js'}`, import.meta.url);
 
 function spawnWorker(workerData: EngineWorkerData): Worker {
-  if (!RUNNING_TS) return new Worker(WORKER_URL, { workerData });
+  const env = workerData.env;
+  if (!RUNNING_TS) return new Worker(WORKER_URL, { workerData, env });
   const bootstrap = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(WORKER_URL.href)}); })`;
-  return new Worker(bootstrap, { eval: true, workerData });
+  return new Worker(bootstrap, { eval: true, workerData, env });
 }
 
 function toError(e: SerializedError): EngineError {
@@ -90,6 +91,11 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
       worker.once('error', reject);
       worker.once('exit', (code) => reject(new EngineError('DSV_ERR_INTERNAL', `the engine worker exited during start-up (code ${code})`)));
     });
+  }
+
+  /** False once the worker has died (the server then reports unhealthy). */
+  get isAlive(): boolean {
+    return this.dead === null;
   }
 
   get numInFlight(): number {

@@ -2,7 +2,7 @@
 // Used by src/main.ts and by the tests that need a real socket.
 import pino from 'pino';
 import type { FastifyInstance } from 'fastify';
-import { ConfigError, toEngineWorkerData, type ServerConfig } from '../config.ts';
+import { ConfigError, engineWorkerEnv, toEngineWorkerData, type ServerConfig } from '../config.ts';
 import { EngineClient } from '../engine/engine_client.ts';
 import { readModelConfig } from '../engine/model/config.ts';
 import { buildApp } from './app.ts';
@@ -16,6 +16,8 @@ export interface RunningServer {
   readonly address: string;
   /** SIGTERM semantics: readiness 503, refuse new work, finish in-flight (bounded), then close. */
   drainAndClose(): Promise<void>;
+  /** Resolves with the error if the engine worker dies (the process should then exit non-zero). */
+  readonly engineFailure: Promise<Error>;
 }
 
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
@@ -27,7 +29,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     throw new ConfigError(`--max-model-len ${maxModelLen} exceeds the model's max_position_embeddings (${modelConfig.maxPositionEmbeddings})`);
   }
   const tokenizer = loadTokenizer(config.model);
-  const engine = await EngineClient.start(toEngineWorkerData(config, maxModelLen));
+  const engine = await EngineClient.start({ ...toEngineWorkerData(config, maxModelLen), env: engineWorkerEnv() });
   const ctx: ServerContext = {
     engine,
     tokenizer,
@@ -37,7 +39,12 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     metrics: new ServerMetrics(config.servedModelName[0]),
     state: { draining: false },
   };
-  engine.on('error', (err) => logger.fatal({ err }, 'engine worker failed'));
+  const engineFailure = new Promise<Error>((resolve) =>
+    engine.on('error', (err) => {
+      logger.fatal({ err }, 'engine worker failed');
+      resolve(err);
+    }),
+  );
   const app = buildApp(ctx, { bodyLimit: config.maxRequestBody, apiKeys: config.apiKey ?? [], logger });
   const address = await app.listen({ host: config.host, port: config.port });
   const info = engine.info;
@@ -62,5 +69,5 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     })();
     return draining;
   };
-  return { app, ctx, address, drainAndClose };
+  return { app, ctx, address, drainAndClose, engineFailure };
 }

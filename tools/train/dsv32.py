@@ -34,10 +34,37 @@ class RMSNorm(nn.Module):
         return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
 
 
-def rope_tables(cfg, T, dtype, device=None):
+def rope_inv_freq(cfg):
+    """theta_i (float64), YaRN-corrected when rope_scaling is configured (fixture README "RoPE frequencies")."""
+    d, base = cfg['qk_rope_head_dim'], cfg['rope_theta']
+    inv = base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+    rs = cfg.get('rope_scaling')
+    if not rs:
+        return inv
+    L0, factor = rs['original_max_position_embeddings'], rs['factor']
+
+    def corr(rot):
+        return d * math.log(L0 / (rot * 2 * math.pi)) / (2 * math.log(base))
+    low = max(math.floor(corr(rs['beta_fast'])), 0)
+    high = min(math.ceil(corr(rs['beta_slow'])), d - 1)
+    if low == high:
+        high += 0.001
+    ramp = ((torch.arange(d // 2, dtype=torch.float64) - low) / (high - low)).clamp(0, 1)
+    return inv / factor * ramp + inv * (1 - ramp)
+
+
+def softmax_scale(cfg):
+    scale = (cfg['qk_nope_head_dim'] + cfg['qk_rope_head_dim']) ** -0.5
+    rs = cfg.get('rope_scaling')
+    if rs and rs['factor'] > 1 and rs.get('mscale_all_dim'):
+        m = 0.1 * rs['mscale_all_dim'] * math.log(rs['factor']) + 1
+        scale *= m * m
+    return scale
+
+
+def rope_tables(cfg, T, dtype):
     """cos/sin [T, d/2] of angles p * theta_i, computed in float64."""
-    d = cfg['qk_rope_head_dim']
-    inv = cfg['rope_theta'] ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+    inv = rope_inv_freq(cfg)
     ang = torch.arange(T, dtype=torch.float64)[:, None] * inv[None, :]
     return torch.cos(ang).to(dtype), torch.sin(ang).to(dtype)
 
@@ -109,7 +136,7 @@ class MLA(nn.Module):
         self.kv_b_proj = nn.Linear(self.L, self.H * (self.dn + self.dv), bias=False)
         self.o_proj = nn.Linear(self.H * self.dv, hidden, bias=False)
         self.indexer = Indexer(cfg)
-        self.scale = (self.dn + self.dr) ** -0.5
+        self.scale = softmax_scale(cfg)
 
     def logits(self, x, cos, sin):
         """Main-attention logits [B, H, T, T] (unmasked, scaled), v [B, H, T, dv], qr [B, T, q_lora]."""
@@ -212,7 +239,7 @@ class DeepseekV32(nn.Module):
         self.lm_head = nn.Linear(cfg['hidden_size'], cfg['vocab_size'], bias=False)
         self.topk = cfg['index_topk']
 
-    def forward(self, ids, mode='dense', return_selection=False):
+    def forward(self, ids, mode='dense', return_selection=False, capture=None):
         B, T = ids.shape
         dtype = self.lm_head.weight.dtype
         cos, sin = rope_tables(self.cfg, T, dtype)
@@ -234,6 +261,8 @@ class DeepseekV32(nn.Module):
                     if return_selection:
                         selections.append((scores.detach(), allowed))
                 kls.append(kl_indexer(logits.detach(), allowed.expand(B, T, T), scores))
+                if capture is not None:
+                    capture.append({'logits': logits.detach(), 'scores': scores.detach(), 'allowed': allowed.expand(B, T, T)})
             p = torch.softmax(logits.masked_fill(~allowed[:, None], neg), dim=-1)
             o = torch.einsum('bhts,bhsd->bthd', p, v).reshape(B, T, -1)
             h = h + attn.o_proj(o)

@@ -27,6 +27,21 @@ export interface ModelOptions extends SessionOptions {
 export interface StepOptions {
   /** Return, per layer and sequence, the key positions selected for the sequence's last new token. */
   readonly recordSelections?: boolean;
+  /**
+   * Diagnostics hook: called per layer with the pre-attention outputs of all N rows of the step (read-only
+   * views; copy what you keep). Not called when unset; the forward pass is the same either way.
+   */
+  readonly onLayer?: (layer: number, out: LayerCapture) => void;
+}
+
+/** Pre-attention outputs of one layer for the N rows of a step (shapes as in pre_attention.ts). */
+export interface LayerCapture {
+  readonly q: Float32Array; // [N, H, C] absorbed query, softmax scale included
+  readonly kv: Float32Array; // [N, C] the cached latent rows
+  readonly iq: Float32Array | null; // [N, Hi, Di] (null without the indexer)
+  readonly ik: Float32Array | null; // [N, Di]
+  readonly iw: Float32Array | null; // [N, Hi]
+  readonly positions: Int32Array; // [N] absolute positions
 }
 
 export interface StepResult {
@@ -38,6 +53,8 @@ export interface StepResult {
   readonly timings: StepTimings;
   readonly sparsity: SparsityCounters;
 }
+
+const MAX_PRECOMPILED_EXPERT_GRAPHS = 64;
 
 interface LayerSessions {
   readonly pre: GraphSession;
@@ -86,7 +103,12 @@ export class DeepseekModel {
     const attention = await GraphSession.create('sparse_mla', buildAttentionGraph(config), options);
     const indexer = withIndexer ? await GraphSession.create('indexer_scores', buildIndexerScoreGraph(config), options) : null;
     const lmHead = await GraphSession.create('lm_head', buildLmHeadGraph(model), options);
-    return new DeepseekModel(model, storage, layers, attention, indexer, lmHead, options);
+    const m = new DeepseekModel(model, storage, layers, attention, indexer, lmHead, options);
+    // Compile every routed-expert graph up front for small expert counts, so no step pays for a
+    // session creation; larger ones compile on first use (a step rarely activates all of them).
+    const numExperts = config.moe?.nRoutedExperts ?? 0;
+    if (numExperts <= MAX_PRECOMPILED_EXPERT_GRAPHS) for (let a = 1; a <= numExperts; a++) await m.expertGraph(a);
+    return m;
   }
 
   get config(): ModelConfig {
@@ -112,6 +134,7 @@ export class DeepseekModel {
       timings.other += performance.now() - t0;
       t0 = performance.now();
       const [q, kv, iq, ik, iw] = await layer.pre.run({ h: floatTensor(h, [N, D]), ...ropeFeed }, preOut);
+      stepOptions.onLayer?.(l, { q, kv, iq: iq ?? null, ik: ik ?? null, iw: iw ?? null, positions: plan.positions });
       timings.dense += performance.now() - t0;
       t0 = performance.now();
       this.storage.writeLatent(l, plan.slots, kv);

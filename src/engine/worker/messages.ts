@@ -10,6 +10,8 @@ export interface EngineWorkerData {
   readonly engine: EngineConfig;
   /** Run the block manager's integrity check after every step (tests). */
   readonly checkIntegrity?: boolean;
+  /** Environment of the worker thread (defaults to the parent's). */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 /** What the HTTP side needs to know about the loaded model. */

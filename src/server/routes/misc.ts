@@ -12,6 +12,7 @@ export function registerMiscRoutes(app: FastifyInstance, ctx: ServerContext): vo
 
   app.get('/health', async (_request, reply) => {
     if (ctx.state.draining) return reply.code(503).send(errorBody('DSV_ERR_DRAINING', 'draining'));
+    if (!ctx.engine.isAlive) return reply.code(503).send(errorBody('DSV_ERR_INTERNAL', 'the engine worker has stopped'));
     return {};
   });
 

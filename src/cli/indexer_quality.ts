@@ -1,0 +1,82 @@
+// Indexer-quality CLI: per layer, KL(dense attention || indexer) (dense and sparse variants, the DSA
+// indexer training loss) and the recall of the indexer's top-k selection, printed as JSON.
+//   node --import tsx src/cli/indexer_quality.ts --model DIR (--text TEXT | --file PATH | --prompt ID,ID,...)
+//        [--max-tokens N] [--chunk-size N] [--threads N]
+// --text / --file need the model's tokenizer (BOS added as the tokenizer config says). Exit code 1 with a
+// one-line message on any error.
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { indexerQuality } from '../engine/diagnostics/indexer_quality.ts';
+import { createModelExecutor } from '../engine/model_executor.ts';
+import { loadTokenizer } from '../server/tokenizer/tokenizer.ts';
+
+const USAGE = 'usage: indexer_quality --model DIR (--text TEXT | --file PATH | --prompt ID,ID,...) [--max-tokens N] [--chunk-size N] [--threads N]';
+
+function positiveInt(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got "${value}"`);
+  return n;
+}
+
+function tokenIds(model: string, values: { text?: string; file?: string; prompt?: string }): number[] {
+  const sources = [values.text, values.file, values.prompt].filter((v) => v !== undefined).length;
+  if (sources !== 1) throw new Error(USAGE);
+  if (values.prompt !== undefined) {
+    return values.prompt.split(',').map((s) => {
+      const id = Number(s.trim());
+      if (!Number.isInteger(id) || id < 0) throw new Error(`--prompt: "${s}" is not a token id`);
+      return id;
+    });
+  }
+  const tokenizer = loadTokenizer(model);
+  if (!tokenizer) throw new Error(`${model} has no tokenizer.json: use --prompt with token ids`);
+  return tokenizer.encode(values.text ?? readFileSync(values.file!, 'utf8'));
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string' },
+      text: { type: 'string' },
+      file: { type: 'string' },
+      prompt: { type: 'string' },
+      'max-tokens': { type: 'string' },
+      'chunk-size': { type: 'string' },
+      threads: { type: 'string' },
+    },
+  });
+  if (!values.model) throw new Error(USAGE);
+  let ids = tokenIds(values.model, values);
+  const maxTokens = positiveInt('max-tokens', values['max-tokens']);
+  if (maxTokens !== undefined) ids = ids.slice(0, maxTokens);
+  const exec = await createModelExecutor(values.model, {
+    numThreads: positiveInt('threads', values.threads),
+    kvCacheMemory: 256 * 2 ** 20,
+    enablePrefixCaching: false,
+  });
+  try {
+    const res = await indexerQuality(exec, ids, { chunkSize: positiveInt('chunk-size', values['chunk-size']) });
+    const mean = (f: (l: (typeof res.layers)[number]) => number | null): number | null => {
+      const v = res.layers.map(f).filter((x): x is number => x !== null);
+      return v.length ? v.reduce((a, b) => a + b, 0) / v.length : null;
+    };
+    const out = {
+      model: values.model,
+      num_tokens: res.numTokens,
+      index_topk: res.indexTopk,
+      sparse_rows: res.sparseRows,
+      layers: res.layers.map((l) => ({ layer: l.layer, kl_dense: l.klDense, kl_sparse: l.klSparse, recall: l.recall, recall_sparse_rows: l.recallSparseRows })),
+      mean: { kl_dense: mean((l) => l.klDense), kl_sparse: mean((l) => l.klSparse), recall: mean((l) => l.recall), recall_sparse_rows: mean((l) => l.recallSparseRows) },
+    };
+    process.stdout.write(`${JSON.stringify(out, null, 1)}\n`);
+  } finally {
+    await exec.model.dispose();
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});
