@@ -289,14 +289,15 @@ export class PeerLlama {
   }
 
   /**
-   * Batch-1 greedy decode: prefills `contextIds` (untimed, may be empty), then generates `steps` tokens one
-   * at a time, each fed back as the next input; only the decode steps are timed.
+   * Batch-1 greedy decode of `steps` tokens after `contextIds`: all but the last context token are prefilled
+   * untimed, then each timed step evaluates one token (the last context token, then each generated one) and
+   * samples the next greedily. With an empty context the first step feeds `firstToken`.
    */
   async timeDecode(contextIds: readonly number[], steps: number, firstToken = 2): Promise<TimedRun & { readonly generated: number[] }> {
     await this.sequence.clearHistory();
-    if (contextIds.length > 0) await this.sequence.evaluateWithoutGeneratingNewTokens([...contextIds]);
+    if (contextIds.length > 1) await this.sequence.evaluateWithoutGeneratingNewTokens(contextIds.slice(0, -1));
     const generated: number[] = [];
-    let next = firstToken;
+    let next = contextIds.length > 0 ? contextIds[contextIds.length - 1] : firstToken;
     const t0 = performance.now();
     for (let i = 0; i < steps; i++) {
       const out = await this.sequence.controlledEvaluate([[next, { generateNext: { token: true } }]]);

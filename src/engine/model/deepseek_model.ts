@@ -6,18 +6,17 @@
 // shared attention / indexer / expert graphs whose inputs are the caches and expert weights.
 import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
 import { linear, rmsNorm } from '../onnx/ops.ts';
-import { floatTensor, GraphSession, int32Tensor, int64Tensor, type SessionOptions } from '../onnx/session.ts';
+import { floatTensor, GraphSession, int32Tensor, int64Tensor, type Feed, type SessionOptions } from '../onnx/session.ts';
 import type { PagedKVStorage } from '../../kvcache/paged_kv_storage.ts';
 import { attendGroup, emptySparsity, emptyTimings, type AttentionShapes, type SparsityCounters, type StepTimings } from '../attention/sparse_mla.ts';
 import { buildIndexerScoreGraph } from './indexer.ts';
 import { buildAttentionGraph, buildPostAttentionGraph } from './mla.ts';
 import { buildPreAttentionGraph } from './pre_attention.ts';
-import { buildExpertGraph, denseFfn, dispatch, moePreludeFfn } from './moe.ts';
+import { buildRoutedExpertsGraph, denseFfn, dispatch, moePreludeFfn } from './moe.ts';
 import { routeTokens } from './moe_router.ts';
 import { ropeInvFreq, ropeTables } from './rope.ts';
 import { planStep, type StepPlan, type StepSequence } from './step_plan.ts';
 import type { LoadedModel, ModelConfig, MoeWeights } from './types.ts';
-import type * as ort from 'onnxruntime-node';
 
 export interface ModelOptions extends SessionOptions {
   /** A/B switch: run a DSA model with dense attention (the indexer is skipped). */
@@ -54,17 +53,14 @@ export interface StepResult {
   readonly sparsity: SparsityCounters;
 }
 
-const MAX_PRECOMPILED_EXPERT_GRAPHS = 64;
-
 interface LayerSessions {
   readonly pre: GraphSession;
   readonly post: GraphSession;
   readonly moe: MoeWeights | null;
-  readonly expertTensors: readonly { gate: ort.Tensor; up: ort.Tensor; down: ort.Tensor }[];
+  readonly experts: GraphSession | null; // routed experts of a MoE layer
 }
 
 export class DeepseekModel {
-  private readonly expertGraphs = new Map<number, Promise<GraphSession>>();
   private readonly invFreq: Float64Array;
   readonly usesIndexer: boolean;
 
@@ -75,7 +71,6 @@ export class DeepseekModel {
     private readonly attention: GraphSession,
     private readonly indexer: GraphSession | null,
     private readonly lmHead: GraphSession,
-    private readonly options: ModelOptions,
   ) {
     this.invFreq = ropeInvFreq(model.config);
     this.usesIndexer = indexer !== null;
@@ -93,22 +88,13 @@ export class DeepseekModel {
         pre: await GraphSession.create(`pre_attention_${l}`, buildPreAttentionGraph(config, l, w.attn, w.inputLayernorm, withIndexer), options),
         post: await GraphSession.create(`post_attention_${l}`, buildPostAttentionGraph(config, l, w.attn, w.postAttentionLayernorm, ffn), options),
         moe,
-        expertTensors: (moe?.experts ?? []).map((e) => ({
-          gate: floatTensor(e.gateProj.data, e.gateProj.shape),
-          up: floatTensor(e.upProj.data, e.upProj.shape),
-          down: floatTensor(e.downProj.data, e.downProj.shape),
-        })),
+        experts: moe ? await GraphSession.create(`routed_experts_${l}`, buildRoutedExpertsGraph(config, l, moe), options) : null,
       });
     }
     const attention = await GraphSession.create('sparse_mla', buildAttentionGraph(config), options);
     const indexer = withIndexer ? await GraphSession.create('indexer_scores', buildIndexerScoreGraph(config), options) : null;
     const lmHead = await GraphSession.create('lm_head', buildLmHeadGraph(model), options);
-    const m = new DeepseekModel(model, storage, layers, attention, indexer, lmHead, options);
-    // Compile every routed-expert graph up front for small expert counts, so no step pays for a
-    // session creation; larger ones compile on first use (a step rarely activates all of them).
-    const numExperts = config.moe?.nRoutedExperts ?? 0;
-    if (numExperts <= MAX_PRECOMPILED_EXPERT_GRAPHS) for (let a = 1; a <= numExperts; a++) await m.expertGraph(a);
-    return m;
+    return new DeepseekModel(model, storage, layers, attention, indexer, lmHead);
   }
 
   get config(): ModelConfig {
@@ -150,11 +136,11 @@ export class DeepseekModel {
   }
 
   /** cos/sin inputs of the pre-attention graphs: MLA (interleaved) and indexer (half-split) layouts. */
-  private ropeFeed(positions: Int32Array): Record<string, ort.Tensor> {
+  private ropeFeed(positions: Int32Array): Feed {
     const { qkRopeHeadDim: dr, indexer } = this.config;
     const N = positions.length;
     const mla = ropeTables(this.invFreq, positions, 'interleaved', dr);
-    const feed: Record<string, ort.Tensor> = { cos: floatTensor(mla.cos, [N, 1, dr]), sin: floatTensor(mla.sin, [N, 1, dr]) };
+    const feed: Feed = { cos: floatTensor(mla.cos, [N, 1, dr]), sin: floatTensor(mla.sin, [N, 1, dr]) };
     if (this.usesIndexer && indexer) {
       const idx = ropeTables(this.invFreq, positions, 'half-split', indexer.headDim);
       feed.icos = floatTensor(idx.cos, [N, 1, indexer.headDim]);
@@ -224,32 +210,17 @@ export class DeepseekModel {
     const moe = this.config.moe!;
     const routing = routeTokens(this.config, moe, router, layer.moe.eScoreCorrectionBias?.data ?? null, N);
     const d = dispatch(routing.experts, routing.weights, moe.nRoutedExperts, moe.numExpertsPerTok);
-    const session = await this.expertGraph(d.activeExperts.length);
-    const feeds: Record<string, ort.Tensor> = {
+    const M = d.rows.length;
+    const feeds = {
       x: floatTensor(x, [N, D]),
       h: floatTensor(hOut, [N, D]),
-      rows: int64Tensor(d.rows, [d.rows.length, 1]),
+      rows: int32Tensor(d.rows, [M]),
+      sizes: int64Tensor(d.sizes, [d.sizes.length]),
+      w: floatTensor(d.weights, [M, 1]),
     };
-    d.activeExperts.forEach((e, j) => {
-      const t = layer.expertTensors[e];
-      feeds[`tok${j}`] = int32Tensor(d.tokens[j], [d.tokens[j].length]);
-      feeds[`w${j}`] = floatTensor(d.weights[j], [d.weights[j].length, 1]);
-      feeds[`gate${j}`] = t.gate;
-      feeds[`up${j}`] = t.up;
-      feeds[`down${j}`] = t.down;
-    });
-    const [out] = await session.run(feeds, ['h_out']);
+    const [out] = await layer.experts!.run(feeds, ['h_out']);
     timings.experts += performance.now() - t0;
     return out;
-  }
-
-  private expertGraph(numActive: number): Promise<GraphSession> {
-    let s = this.expertGraphs.get(numActive);
-    if (!s) {
-      s = GraphSession.create(`experts_${numActive}`, buildExpertGraph(this.config, numActive), this.options);
-      this.expertGraphs.set(numActive, s);
-    }
-    return s;
   }
 
   private async computeLogits(h: Float32Array, plan: StepPlan): Promise<Float32Array> {
@@ -265,11 +236,11 @@ export class DeepseekModel {
     for (const l of this.layers) {
       await l.pre.release();
       await l.post.release();
+      await l.experts?.release();
     }
     await this.attention.release();
     await this.indexer?.release();
     await this.lmHead.release();
-    for (const s of this.expertGraphs.values()) await (await s).release();
   }
 }
 

@@ -1,13 +1,8 @@
-// DeepSeek MoE execution: shared experts run inside the post-attention graph; routed experts run
-// in one graph per step and layer whose inputs are only the experts that some token picked, so the
-// cost scales with the activated experts (weights are zero-copy graph inputs, not initializers).
-//
-// Expert graph for A active experts (built once per A, shared by all MoE layers):
-//   inputs x [N, D], h [N, D], rows [M, 1] int64 (token of each dispatched row, expert-major),
-//   and per active expert j: tok{j} [Mj] int32, w{j} [Mj, 1], gate{j}/up{j} [I, D], down{j} [D, I]
-//   y_j = w_j * SwiGLU_j(x[tok_j]);  h_out = h + scatter_add(rows, concat_j y_j)   [N, D]
+// DeepSeek MoE execution: shared experts run inside the post-attention graph (with the router
+// logits); the routing itself is TypeScript (moe_router.ts); routed experts run in one graph per
+// layer fed with the dispatched rows.   [N, D]
 import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
-import { linear, swiGlu } from '../onnx/ops.ts';
+import { linear, stackRows, swiGlu } from '../onnx/ops.ts';
 import type { PostAttentionFfn } from './mla.ts';
 import type { ModelConfig, MoeWeights, SwiGluWeights } from './types.ts';
 
@@ -30,58 +25,57 @@ export function moePreludeFfn(w: MoeWeights): PostAttentionFfn {
   };
 }
 
-export function buildExpertGraph(config: ModelConfig, numActive: number): Uint8Array {
+/**
+ * Routed experts of one MoE layer, all inline as initializers (ONNX Runtime prepacks them; measured
+ * 2.7x faster at 16 active experts than feeding the weights as inputs, and no slower at 2). Each
+ * expert takes its slice of the dispatched rows; experts no token picked get an empty slice and
+ * cost nothing, so the work scales with the activated experts.
+ *   inputs x [N, D], h [N, D], rows [M] int32 (token of each dispatched row, expert-major),
+ *          sizes [E] int64 (rows per expert), w [M, 1] routing weights
+ *   y_e = w * down_e(silu(gate_e(x_e)) * up_e(x_e));  h_out = h + scatter_add(rows, y)   [N, D]
+ */
+export function buildRoutedExpertsGraph(config: ModelConfig, layer: number, w: MoeWeights): Uint8Array {
   const D = config.hiddenSize;
   const I = config.moe!.moeIntermediateSize;
-  const g = new GraphBuilder(`experts_${numActive}`);
+  const E = w.experts.length;
+  const g = new GraphBuilder(`routed_experts_${layer}`);
   const x = g.input('x', DataType.FLOAT, ['N', D]);
   const h = g.input('h', DataType.FLOAT, ['N', D]);
-  const rows = g.input('rows', DataType.INT64, ['M', 1]);
-  const ys: string[] = [];
-  for (let j = 0; j < numActive; j++) {
-    const tok = g.input(`tok${j}`, DataType.INT32, [`M${j}`]);
-    const w = g.input(`w${j}`, DataType.FLOAT, [`M${j}`, 1]);
-    const gate = g.input(`gate${j}`, DataType.FLOAT, [I, D]);
-    const up = g.input(`up${j}`, DataType.FLOAT, [I, D]);
-    const down = g.input(`down${j}`, DataType.FLOAT, [D, I]);
-    const xj = g.node('Gather', [x, tok], { axis: 0 }); // [Mj, D]
-    ys.push(g.node('Mul', [swiGlu(g, xj, gate, up, down), w]));
-  }
-  const y = ys.length === 1 ? ys[0] : g.node('Concat', ys, { axis: 0 }); // [M, D]
-  g.markOutput(g.node('ScatterND', [h, rows, y], { reduction: 'add' }), 'h_out', DataType.FLOAT, ['N', D]);
+  const rows = g.input('rows', DataType.INT32, ['M']);
+  const sizes = g.input('sizes', DataType.INT64, [E]);
+  const weights = g.input('w', DataType.FLOAT, ['M', 1]);
+  const perExpert = (v: string): string[] => (E === 1 ? [v] : g.nodeN('Split', [v, sizes], E, { axis: 0 }));
+  const concat = (vs: string[]): string => (vs.length === 1 ? vs[0] : g.node('Concat', vs, { axis: 0 }));
+  // gate and up share one GEMM per expert: [gate; up] rows -> [Mj, 2I].
+  const xs = perExpert(g.node('Gather', [x, rows], { axis: 0 })); // E x [Mj, D]
+  const gateUp = concat(xs.map((xe, e) => linear(g, xe, stackRows([w.experts[e].gateProj.data, w.experts[e].upProj.data], D)))); // [M, 2I]
+  const [gate, up] = g.nodeN('Split', [gateUp, g.int64s([I, I])], 2, { axis: 1 });
+  const act = g.node('Mul', [g.node('Mul', [gate, g.node('Sigmoid', [gate])]), up]); // [M, I]
+  const y = concat(perExpert(act).map((ae, e) => linear(g, ae, w.experts[e].downProj))); // [M, D]
+  const index = g.node('Unsqueeze', [g.node('Cast', [rows], { to: DataType.INT64 }), g.int64s([1])]); // [M, 1]
+  g.markOutput(g.node('ScatterND', [h, index, g.node('Mul', [y, weights])], { reduction: 'add' }), 'h_out', DataType.FLOAT, ['N', D]);
   return g.build();
 }
 
-/** Token lists per active expert, expert-major (the order of the expert graph's rows). */
+/** Dispatched rows, expert-major (the order of the routed-experts graph). */
 export interface ExpertDispatch {
-  readonly activeExperts: readonly number[];
-  readonly tokens: readonly Int32Array[];
-  readonly weights: readonly Float32Array[];
-  readonly rows: BigInt64Array; // [M] token index per dispatched row
+  readonly rows: Int32Array; // [M] token of each row
+  readonly weights: Float32Array; // [M] routing weight of each row
+  readonly sizes: BigInt64Array; // [E] rows per expert
 }
 
+/** Counting sort of the (token, choice) pairs by expert. */
 export function dispatch(experts: Int32Array, weights: Float32Array, numExperts: number, k: number): ExpertDispatch {
   const counts = new Int32Array(numExperts);
   for (let i = 0; i < experts.length; i++) counts[experts[i]]++;
-  const activeExperts: number[] = [];
-  const tokens: Int32Array[] = [];
-  const ws: Float32Array[] = [];
-  const slotOf = new Int32Array(numExperts).fill(-1);
-  for (let e = 0; e < numExperts; e++) {
-    if (counts[e] === 0) continue;
-    slotOf[e] = activeExperts.length;
-    activeExperts.push(e);
-    tokens.push(new Int32Array(counts[e]));
-    ws.push(new Float32Array(counts[e]));
-  }
-  const fill = new Int32Array(activeExperts.length);
+  const next = new Int32Array(numExperts);
+  for (let e = 1; e < numExperts; e++) next[e] = next[e - 1] + counts[e - 1];
+  const rows = new Int32Array(experts.length);
+  const ws = new Float32Array(experts.length);
   for (let i = 0; i < experts.length; i++) {
-    const j = slotOf[experts[i]];
-    tokens[j][fill[j]] = (i / k) | 0;
-    ws[j][fill[j]++] = weights[i];
+    const r = next[experts[i]]++;
+    rows[r] = (i / k) | 0;
+    ws[r] = weights[i];
   }
-  const rows = new BigInt64Array(experts.length);
-  let r = 0;
-  for (const t of tokens) for (let i = 0; i < t.length; i++) rows[r++] = BigInt(t[i]);
-  return { activeExperts, tokens, weights: ws, rows };
+  return { rows, weights: ws, sizes: BigInt64Array.from(counts, BigInt) };
 }
