@@ -5,6 +5,7 @@
 // What it offers: load a GGUF on the CPU with a fixed thread count, next-token log-probabilities for given
 // token ids (the peer's softmax of its raw logits, so they compare with our logits up to a constant), timed
 // prefill and batch-1 decode, and the KV cache size llama.cpp reports when it creates a context.
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -19,6 +20,21 @@ export function peerUnavailableReason(): string | null {
   if (!existsSync(ENTRY)) return 'node-llama-cpp is not installed in bench/peer (run bench/peer/install.sh)';
   if (!existsSync(path.join(BINARY_DIR, 'llama-addon.node'))) return '@node-llama-cpp/linux-x64 (the prebuilt llama.cpp binary) is not installed in bench/peer';
   return null;
+}
+
+/**
+ * Installs the peer into bench/peer/node_modules (bench/peer/install.sh: `npm ci` from the lockfile with
+ * scripts and optional GPU packages off; a no-op when already installed). Returns the reason when it fails.
+ */
+export function installPeer(options: { readonly quiet?: boolean } = {}): { ok: true } | { ok: false; reason: string } {
+  const res = spawnSync('bash', [path.join(PEER_DIR, 'install.sh')], {
+    stdio: options.quiet ? 'pipe' : 'inherit',
+    env: { ...process.env, NODE_LLAMA_CPP_SKIP_DOWNLOAD: 'true' },
+    encoding: 'utf8',
+  });
+  if (res.status === 0 && peerUnavailableReason() === null) return { ok: true };
+  const detail = res.error ? String(res.error) : `${res.stderr ?? ''}`.trim().split('\n').slice(-3).join(' ');
+  return { ok: false, reason: `bench/peer/install.sh failed (exit ${String(res.status)}): ${detail || peerUnavailableReason() || 'unknown'}` };
 }
 
 /** Installed versions: node-llama-cpp and the llama.cpp release its binary was built from. */
@@ -89,6 +105,8 @@ export interface PeerOptions {
   readonly batchSize?: number;
   /** KV cache element type (default F16, llama.cpp's default). */
   readonly kvCacheType?: 'F16' | 'F32';
+  /** llama.cpp flash attention (default false). */
+  readonly flashAttention?: boolean;
   /** Forward llama.cpp's log lines (warn and up are always kept in `logs`). */
   readonly onLog?: (level: string, message: string) => void;
 }
@@ -243,7 +261,7 @@ export class PeerLlama {
         batchSize: options.batchSize ?? 512,
         threads,
         sequences: 1,
-        flashAttention: false,
+        flashAttention: options.flashAttention ?? false,
         ignoreMemorySafetyChecks: true,
         experimentalKvCacheKeyType: kvType,
         experimentalKvCacheValueType: kvType,

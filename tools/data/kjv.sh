@@ -6,7 +6,7 @@
 # Output (verse references stripped, one verse per line, a blank line between chapters):
 #   OUT_DIR/kjv_train.txt   every chapter except the validation ones
 #   OUT_DIR/kjv_valid.txt   held out by chapter: the 1189 chapters are numbered 0.. in canonical order
-#                           and every 20th one (index % 20 == 10) goes to validation (60 chapters, ~5%)
+#                           and every 20th one (index % 20 == 10) goes to validation (59 chapters, ~5%)
 #   OUT_DIR/kjv_all.txt     the raw `bible` output (with references), for reference
 # Deterministic: the same package version gives byte-identical files.
 set -euo pipefail

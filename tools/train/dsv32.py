@@ -238,6 +238,7 @@ class DeepseekV32(nn.Module):
         self.model.norm = RMSNorm(cfg['hidden_size'], cfg['rms_norm_eps'])
         self.lm_head = nn.Linear(cfg['hidden_size'], cfg['vocab_size'], bias=False)
         self.topk = cfg['index_topk']
+        self.stable_topk = False  # True: deterministic tie-breaking (reference forwards); topk is faster
 
     def forward(self, ids, mode='dense', return_selection=False, capture=None):
         B, T = ids.shape
@@ -256,7 +257,11 @@ class DeepseekV32(nn.Module):
                 scores = attn.indexer(x.detach(), qr.detach(), cos, sin)
                 if mode == 'sparse':
                     k = min(self.topk, T)
-                    top = scores.detach().masked_fill(~causal, float('-inf')).topk(k, dim=-1).indices
+                    masked = scores.detach().masked_fill(~causal, float('-inf'))
+                    if self.stable_topk:  # the engine's tie rule: equal scores -> lower position first
+                        top = masked.sort(dim=-1, descending=True, stable=True).indices[..., :k]
+                    else:
+                        top = masked.topk(k, dim=-1).indices
                     allowed = torch.zeros(B, T, T, dtype=torch.bool).scatter_(2, top, True) & causal
                     if return_selection:
                         selections.append((scores.detach(), allowed))

@@ -55,11 +55,33 @@ def valid_windows(tokens, T, count):
     return torch.stack([tokens[o: o + T + 1] for o in offs])
 
 
-def lr_at(step, total, peak, warmup, floor=0.1):
+def lr_at(step, progress, peak, warmup, floor=0.1):
+    """Linear warm-up over `warmup` steps, then cosine decay to floor * peak as progress goes 0 -> 1."""
     if step < warmup:
         return peak * (step + 1) / warmup
-    p = (step - warmup) / max(1, total - warmup)
-    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+class Budget:
+    """A stage's length: `steps` steps, or `minutes` of wall time if set (the machine is shared, so a time
+    budget keeps the run within its hour whatever the throughput). progress() in [0, 1]."""
+
+    def __init__(self, steps, minutes, warmup):
+        self.steps, self.seconds, self.warmup = steps, (minutes or 0) * 60, warmup
+        self.t0 = None
+
+    def progress(self, step):
+        if self.t0 is None:
+            self.t0 = time.time()
+        if self.seconds:
+            # Time after warm-up decides; warm-up steps count as 0 progress.
+            return 0.0 if step < self.warmup else min(1.0, (time.time() - self.t0) / self.seconds)
+        return max(0.0, (step - self.warmup) / max(1, self.steps - self.warmup))
+
+    def done(self, step):
+        if self.seconds:
+            return self.t0 is not None and time.time() - self.t0 >= self.seconds
+        return step >= self.steps
 
 
 def make_adamw(params, lr, wd):
@@ -107,6 +129,9 @@ def main():
     ap.add_argument('--steps-a', type=int, default=1000)
     ap.add_argument('--steps-b', type=int, default=100)
     ap.add_argument('--steps-c', type=int, default=200)
+    ap.add_argument('--minutes-a', type=float, default=None, help='wall-time budget of stage a (overrides --steps-a)')
+    ap.add_argument('--minutes-b', type=float, default=None)
+    ap.add_argument('--minutes-c', type=float, default=None)
     ap.add_argument('--lr', type=float, default=3e-3)
     ap.add_argument('--lr-c', type=float, default=5e-4)
     ap.add_argument('--lr-indexer', type=float, default=2e-3)
@@ -144,6 +169,7 @@ def main():
 
     def log(rec):
         rec['elapsed_s'] = round(time.time() - t_start, 1)
+        rec['cpu_s'] = round(time.process_time(), 1)
         line = json.dumps(rec)
         log_f.write(line + '\n')
         log_f.flush()
@@ -158,8 +184,10 @@ def main():
     # Stage a: LM, dense attention.
     if 'a' not in done:
         opt = make_adamw(model.main_parameters(), args.lr, args.wd)
-        for step in range(args.steps_a):
-            lr = lr_at(step, args.steps_a, args.lr, args.warmup)
+        budget = Budget(args.steps_a, args.minutes_a, args.warmup)
+        step = 0
+        while not budget.done(step):
+            lr = lr_at(step, budget.progress(step), args.lr, args.warmup)
             for g in opt.param_groups:
                 g['lr'] = lr
             w = batches.next()
@@ -171,10 +199,12 @@ def main():
             opt.step()
             with torch.no_grad():
                 update_bias(model, args.bias_u)
-            if step % args.log_every == 0 or step == args.steps_a - 1:
+            last = budget.done(step + 1)
+            if step % args.log_every == 0 or last:
                 log({'stage': 'a', 'step': step, 'loss': round(loss.item(), 4), 'lr': round(lr, 6), 'grad_norm': round(gn.item(), 3)})
-            if (step + 1) % args.eval_every == 0 or step == args.steps_a - 1:
+            if (step + 1) % args.eval_every == 0 or last:
                 log({'stage': 'a', 'step': step, 'valid_dense': evaluate(model, vwin, 'dense', args.batch)})
+            step += 1
         done += 'a'
         save(done)
 
@@ -183,8 +213,10 @@ def main():
         for p in model.main_parameters():
             p.requires_grad_(False)
         opt = make_adamw(model.indexer_parameters(), args.lr_indexer, 0.0)
-        for step in range(args.steps_b):
-            lr = lr_at(step, args.steps_b, args.lr_indexer, min(args.warmup, args.steps_b // 5), floor=0.3)
+        budget = Budget(args.steps_b, args.minutes_b, 10)
+        step = 0
+        while not budget.done(step):
+            lr = lr_at(step, budget.progress(step), args.lr_indexer, 10, floor=0.3)
             for g in opt.param_groups:
                 g['lr'] = lr
             w = batches.next()
@@ -193,11 +225,12 @@ def main():
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            if step % args.log_every == 0 or step == args.steps_b - 1:
+            if step % args.log_every == 0 or budget.done(step + 1):
                 log({'stage': 'b', 'step': step, 'kl': [round(k.item(), 4) for k in kls], 'lr': round(lr, 6)})
+            step += 1
         for p in model.main_parameters():
             p.requires_grad_(True)
-        log({'stage': 'b', 'step': args.steps_b - 1, 'valid_dense': evaluate(model, vwin, 'warmup', args.batch),
+        log({'stage': 'b', 'step': step - 1, 'valid_dense': evaluate(model, vwin, 'warmup', args.batch),
              'valid_sparse': evaluate(model, vwin, 'sparse', args.batch)})
         done += 'b'
         save(done)
@@ -206,8 +239,10 @@ def main():
     if 'c' not in done:
         opt = make_adamw(model.main_parameters(), args.lr_c, args.wd)
         opt_i = make_adamw(model.indexer_parameters(), args.lr_indexer * 0.5, 0.0)
-        for step in range(args.steps_c):
-            lr = lr_at(step, args.steps_c, args.lr_c, min(args.warmup, args.steps_c // 5), floor=0.1)
+        budget = Budget(args.steps_c, args.minutes_c, 20)
+        step = 0
+        while not budget.done(step):
+            lr = lr_at(step, budget.progress(step), args.lr_c, 20, floor=0.1)
             for g in opt.param_groups:
                 g['lr'] = lr
             for g in opt_i.param_groups:
@@ -225,12 +260,14 @@ def main():
             opt_i.step()
             with torch.no_grad():
                 update_bias(model, args.bias_u)
-            if step % args.log_every == 0 or step == args.steps_c - 1:
+            last = budget.done(step + 1)
+            if step % args.log_every == 0 or last:
                 log({'stage': 'c', 'step': step, 'loss': round(lm.item(), 4), 'kl': [round(k.item(), 4) for k in kls],
                      'lr': round(lr, 6), 'grad_norm': round(gn.item(), 3)})
-            if (step + 1) % args.eval_every == 0 or step == args.steps_c - 1:
+            if (step + 1) % args.eval_every == 0 or last:
                 log({'stage': 'c', 'step': step, 'valid_sparse': evaluate(model, vwin, 'sparse', args.batch),
                      'valid_dense': evaluate(model, vwin, 'dense', args.batch)})
+            step += 1
         done += 'c'
         save(done)
 

@@ -217,6 +217,7 @@ export class DeepseekModel {
       rows: int32Tensor(d.rows, [M]),
       sizes: int64Tensor(d.sizes, [d.sizes.length]),
       w: floatTensor(d.weights, [M, 1]),
+      inverse: int32Tensor(d.inverse, [M]),
     };
     const [out] = await layer.experts!.run(feeds, ['h_out']);
     timings.experts += performance.now() - t0;

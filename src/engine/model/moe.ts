@@ -2,7 +2,7 @@
 // logits); the routing itself is TypeScript (moe_router.ts); routed experts run in one graph per
 // layer fed with the dispatched rows.   [N, D]
 import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
-import { linear, stackRows, swiGlu } from '../onnx/ops.ts';
+import { linear, reshape, stackRows, swiGlu } from '../onnx/ops.ts';
 import type { PostAttentionFfn } from './mla.ts';
 import type { ModelConfig, MoeWeights, SwiGluWeights } from './types.ts';
 
@@ -31,8 +31,11 @@ export function moePreludeFfn(w: MoeWeights): PostAttentionFfn {
  * expert takes its slice of the dispatched rows; experts no token picked get an empty slice and
  * cost nothing, so the work scales with the activated experts.
  *   inputs x [N, D], h [N, D], rows [M] int32 (token of each dispatched row, expert-major),
- *          sizes [E] int64 (rows per expert), w [M, 1] routing weights
- *   y_e = w * down_e(silu(gate_e(x_e)) * up_e(x_e));  h_out = h + scatter_add(rows, y)   [N, D]
+ *          sizes [E] int64 (rows per expert), w [M, 1] routing weights,
+ *          inverse [M] int32 (expert-major row of each (token, choice) pair, token-major)
+ *   y_e = w * down_e(silu(gate_e(x_e)) * up_e(x_e));  h_out = h + sum over k of y[inverse] viewed [N, k, D]
+ * The per-token sum is a gather + reduce, not a scatter-add: ScatterND with reduction 'add' races
+ * on duplicate indices in ORT's threaded kernel (a token's k rows), measured as rare 1e-2 logit errors.
  */
 export function buildRoutedExpertsGraph(config: ModelConfig, layer: number, w: MoeWeights): Uint8Array {
   const D = config.hiddenSize;
@@ -52,8 +55,10 @@ export function buildRoutedExpertsGraph(config: ModelConfig, layer: number, w: M
   const [gate, up] = g.nodeN('Split', [gateUp, g.int64s([I, I])], 2, { axis: 1 });
   const act = g.node('Mul', [g.node('Mul', [gate, g.node('Sigmoid', [gate])]), up]); // [M, I]
   const y = concat(perExpert(act).map((ae, e) => linear(g, ae, w.experts[e].downProj))); // [M, D]
-  const index = g.node('Unsqueeze', [g.node('Cast', [rows], { to: DataType.INT64 }), g.int64s([1])]); // [M, 1]
-  g.markOutput(g.node('ScatterND', [h, index, g.node('Mul', [y, weights])], { reduction: 'add' }), 'h_out', DataType.FLOAT, ['N', D]);
+  const inverse = g.input('inverse', DataType.INT32, ['M']);
+  const k = config.moe!.numExpertsPerTok;
+  const perToken = reshape(g, g.node('Gather', [g.node('Mul', [y, weights]), inverse], { axis: 0 }), [-1, k, D]); // [N, k, D]
+  g.markOutput(g.node('Add', [h, g.node('ReduceSum', [perToken, g.int64s([1])], { keepdims: 0 })]), 'h_out', DataType.FLOAT, ['N', D]);
   return g.build();
 }
 
@@ -62,6 +67,7 @@ export interface ExpertDispatch {
   readonly rows: Int32Array; // [M] token of each row
   readonly weights: Float32Array; // [M] routing weight of each row
   readonly sizes: BigInt64Array; // [E] rows per expert
+  readonly inverse: Int32Array; // [M] row of each (token, choice) pair, token-major
 }
 
 /** Counting sort of the (token, choice) pairs by expert. */
@@ -72,10 +78,12 @@ export function dispatch(experts: Int32Array, weights: Float32Array, numExperts:
   for (let e = 1; e < numExperts; e++) next[e] = next[e - 1] + counts[e - 1];
   const rows = new Int32Array(experts.length);
   const ws = new Float32Array(experts.length);
+  const inverse = new Int32Array(experts.length);
   for (let i = 0; i < experts.length; i++) {
     const r = next[experts[i]]++;
     rows[r] = (i / k) | 0;
     ws[r] = weights[i];
+    inverse[i] = r;
   }
-  return { rows, weights: ws, sizes: BigInt64Array.from(counts, BigInt) };
+  return { rows, weights: ws, sizes: BigInt64Array.from(counts, BigInt), inverse };
 }

@@ -1,0 +1,126 @@
+// Held-out perplexity in the engine, with DSA (the indexer's top-k) and with dense attention, printed as JSON.
+//   node --import tsx src/cli/perplexity.ts --model DIR (--tokens FILE.u16 | --file TEXT) [--context 512]
+//        [--max-chunks N] [--mode both|dsa|dense] [--threads N]
+// The token stream (--tokens: little-endian uint16 ids, as tools/train/tokenize.ts writes; --file: text
+// encoded with the model's tokenizer, BOS added) is cut into consecutive, non-overlapping chunks of
+// --context tokens (a shorter tail is dropped); each chunk is one full prefill from position 0 with logits
+// at every row, and row j scores token j + 1. Reported: mean NLL (nats/token) and perplexity over all scored
+// tokens, and over the tokens at positions > index_topk (the rows where DSA actually drops keys).
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { generateGreedy } from '../engine/greedy_generate.ts';
+import { createModelExecutor } from '../engine/model_executor.ts';
+import { logSumExp } from '../engine/sampling/logprobs.ts';
+import { loadTokenizer } from '../server/tokenizer/tokenizer.ts';
+
+const USAGE = 'usage: perplexity --model DIR (--tokens FILE.u16 | --file TEXT) [--context 512] [--max-chunks N] [--mode both|dsa|dense] [--threads N]';
+
+function positiveInt(name: string, value: string | undefined, fallback?: number): number | undefined {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got "${value}"`);
+  return n;
+}
+
+interface ModeResult {
+  readonly mode: 'dsa' | 'dense';
+  readonly chunks: number;
+  readonly scored_tokens: number;
+  readonly nll: number;
+  readonly ppl: number;
+  readonly scored_tokens_past_topk: number;
+  readonly nll_past_topk: number;
+  readonly ppl_past_topk: number;
+  readonly seconds: number;
+}
+
+async function evaluate(model: string, chunks: number[][], dense: boolean, threads: number | undefined): Promise<ModeResult> {
+  const t0 = performance.now();
+  const exec = await createModelExecutor(model, { denseAttention: dense, numThreads: threads, kvCacheMemory: 64 * 2 ** 20, enablePrefixCaching: false });
+  const vocab = exec.loaded.config.vocabSize;
+  const topk = exec.loaded.config.indexer?.topk ?? Infinity;
+  let nll = 0;
+  let n = 0;
+  let nllPast = 0;
+  let nPast = 0;
+  try {
+    for (const chunk of chunks) {
+      const [r] = await generateGreedy(exec, [chunk], { maxTokens: 1, promptLogits: true });
+      for (let j = 0; j + 1 < chunk.length; j++) {
+        const row = r.promptLogits!.subarray(j * vocab, (j + 1) * vocab);
+        const loss = logSumExp(row) - row[chunk[j + 1]];
+        nll += loss;
+        n++;
+        // Row j attends j + 1 keys: DSA selects among them once j + 1 > index_topk.
+        if (j + 1 > topk) {
+          nllPast += loss;
+          nPast++;
+        }
+      }
+    }
+  } finally {
+    await exec.model.dispose();
+  }
+  return {
+    mode: dense ? 'dense' : 'dsa',
+    chunks: chunks.length,
+    scored_tokens: n,
+    nll: nll / n,
+    ppl: Math.exp(nll / n),
+    scored_tokens_past_topk: nPast,
+    nll_past_topk: nPast ? nllPast / nPast : NaN,
+    ppl_past_topk: nPast ? Math.exp(nllPast / nPast) : NaN,
+    seconds: (performance.now() - t0) / 1000,
+  };
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string' },
+      tokens: { type: 'string' },
+      file: { type: 'string' },
+      context: { type: 'string' },
+      'max-chunks': { type: 'string' },
+      mode: { type: 'string', default: 'both' },
+      threads: { type: 'string' },
+    },
+  });
+  if (!values.model || (values.tokens === undefined) === (values.file === undefined)) throw new Error(USAGE);
+  if (!['both', 'dsa', 'dense'].includes(values.mode!)) throw new Error(`--mode must be both, dsa or dense, got "${values.mode}"`);
+  let ids: number[];
+  if (values.tokens !== undefined) {
+    const buf = readFileSync(values.tokens);
+    ids = Array.from(new Uint16Array(buf.buffer, buf.byteOffset, buf.byteLength >> 1));
+  } else {
+    const tokenizer = loadTokenizer(values.model);
+    if (!tokenizer) throw new Error(`${values.model} has no tokenizer.json: use --tokens`);
+    ids = tokenizer.encode(readFileSync(values.file!, 'utf8'));
+  }
+  const context = positiveInt('context', values.context, 512)!;
+  const chunks: number[][] = [];
+  for (let i = 0; i + context <= ids.length; i += context) chunks.push(ids.slice(i, i + context));
+  const maxChunks = positiveInt('max-chunks', values['max-chunks']);
+  if (maxChunks !== undefined) chunks.splice(maxChunks);
+  if (chunks.length === 0) throw new Error(`fewer than --context ${context} tokens`);
+  const threads = positiveInt('threads', values.threads);
+  const results: ModeResult[] = [];
+  if (values.mode !== 'dense') results.push(await evaluate(values.model, chunks, false, threads));
+  if (values.mode !== 'dsa') results.push(await evaluate(values.model, chunks, true, threads));
+  const dsa = results.find((r) => r.mode === 'dsa');
+  const dense = results.find((r) => r.mode === 'dense');
+  const out = {
+    model: values.model,
+    source: values.tokens ?? values.file,
+    context,
+    results,
+    ...(dsa && dense ? { dsa_over_dense_ppl: dsa.ppl / dense.ppl, dsa_over_dense_ppl_past_topk: dsa.ppl_past_topk / dense.ppl_past_topk } : {}),
+  };
+  process.stdout.write(`${JSON.stringify(out, null, 1)}\n`);
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});
