@@ -57,6 +57,61 @@ export interface GroupSessions {
   readonly indexer: GraphSession | null;
 }
 
+/** The keys one group attends: slot indices [B, K] and an additive mask [B, S, K]. */
+interface GroupKeys {
+  readonly idx: Int32Array;
+  readonly mask: Float32Array;
+  readonly K: number;
+}
+
+/** Writes the attended positions of row (b, i) into `out`, returns how many; counts sparsity. */
+type Selector = (b: number, i: number, out: Int32Array) => number;
+
+function makeSelector(group: AttentionGroup, scores: Float32Array | null, topk: number, sparsity: SparsityCounters): Selector {
+  const { queryLen: S, maxContext: T, startPos } = group;
+  const work = new Int32Array(T);
+  return (b, i, out) => {
+    const visible = startPos[b] + i + 1;
+    const n = !scores || visible <= topk ? visible : selectTopK(scores, (b * S + i) * T, visible, topk, work, out);
+    if (n === visible) for (let s = 0; s < visible; s++) out[s] = s;
+    sparsity.queries++;
+    sparsity.visibleKeys += visible;
+    sparsity.selectedKeys += n;
+    return n;
+  };
+}
+
+/** Decode (S = 1): gather only the chosen rows; each row is padded to K with masked copies of its first key. */
+function decodeKeys(group: AttentionGroup, select: Selector, lastSelections: Int32Array[] | null): GroupKeys {
+  const { numSeqs: B, maxContext: T } = group;
+  const chosen = new Int32Array(T);
+  const picked = Array.from({ length: B }, (_, b) => chosen.slice(0, select(b, 0, chosen)));
+  const K = Math.max(...picked.map((p) => p.length));
+  const idx = new Int32Array(B * K);
+  const mask = new Float32Array(B * K).fill(MASKED);
+  picked.forEach((positions, b) => {
+    const slots = group.keySlots.subarray(b * T, (b + 1) * T);
+    for (let j = 0; j < K; j++) idx[b * K + j] = slots[j < positions.length ? positions[j] : 0];
+    mask.fill(0, b * K, b * K + positions.length);
+    lastSelections?.push(positions.sort());
+  });
+  return { idx, mask, K };
+}
+
+/** Prefill chunk (B = 1): the whole context gathered once, masked per query row (causal AND selected). */
+function prefillKeys(group: AttentionGroup, select: Selector, lastSelections: Int32Array[] | null): GroupKeys {
+  const { queryLen: S, maxContext: T, startPos } = group;
+  const chosen = new Int32Array(T);
+  const mask = new Float32Array(S * T).fill(MASKED);
+  for (let i = 0; i < S; i++) {
+    const n = select(0, i, chosen);
+    if (n === startPos[0] + i + 1) mask.fill(0, i * T, i * T + n);
+    else for (let j = 0; j < n; j++) mask[i * T + chosen[j]] = 0;
+    if (i === S - 1) lastSelections?.push(chosen.slice(0, n).sort());
+  }
+  return { idx: group.keySlots, mask, K: T };
+}
+
 /** Attends one group; returns o [B * S, H, L] and, if asked, the selected positions of each sequence's last row. */
 export async function attendGroup(
   group: AttentionGroup,
@@ -67,63 +122,19 @@ export async function attendGroup(
   timings: StepTimings,
   sparsity: SparsityCounters,
 ): Promise<{ o: Float32Array; lastSelections: Int32Array[] | null }> {
-  const { numSeqs: B, queryLen: S, maxContext: T, startPos } = group;
-  const { numHeads: H, latentDim: C, indexTopk: topk } = shapes;
-  const rows = B * S;
-  let t0 = performance.now();
+  const { numSeqs: B, queryLen: S } = group;
+  const { numHeads: H, latentDim: C } = shapes;
+  const t0 = performance.now();
   const scores = await indexerScores(group, inp, shapes, sessions);
-  // For each (b, i) row: the selected positions (null = all visible positions).
-  const selection = (b: number, i: number, work: Int32Array, out: Int32Array): number => {
-    const visible = startPos[b] + i + 1;
-    const n = !scores || visible <= topk ? visible : selectTopK(scores, (b * S + i) * T, visible, topk, work, out);
-    if (n === visible) for (let s = 0; s < visible; s++) out[s] = s;
-    sparsity.queries++;
-    sparsity.visibleKeys += visible;
-    sparsity.selectedKeys += n;
-    return n;
-  };
-  const work = new Int32Array(T);
-  const chosen = new Int32Array(T);
+  const t1 = performance.now();
+  const select = makeSelector(group, scores, shapes.indexTopk, sparsity);
   const lastSelections: Int32Array[] | null = recordLast ? [] : null;
-  let idx: Int32Array;
-  let mask: Float32Array;
-  let K: number;
-  const tSelect = performance.now();
-  if (S === 1) {
-    // Decode: gather only the chosen rows; pad each row to K with masked copies of its first key.
-    const counts = new Int32Array(B);
-    const picked: Int32Array[] = [];
-    for (let b = 0; b < B; b++) {
-      counts[b] = selection(b, 0, work, chosen);
-      picked.push(chosen.slice(0, counts[b]));
-    }
-    K = Math.max(...counts);
-    idx = new Int32Array(B * K);
-    mask = new Float32Array(B * K).fill(MASKED);
-    for (let b = 0; b < B; b++) {
-      const slots = group.keySlots.subarray(b * T, (b + 1) * T);
-      for (let j = 0; j < K; j++) idx[b * K + j] = slots[j < counts[b] ? picked[b][j] : 0];
-      mask.fill(0, b * K, b * K + counts[b]);
-      lastSelections?.push(picked[b].sort());
-    }
-  } else {
-    // Prefill chunk (B = 1): the whole context once, masked per query row.
-    K = T;
-    idx = group.keySlots;
-    mask = new Float32Array(S * T).fill(MASKED);
-    for (let i = 0; i < S; i++) {
-      const n = selection(0, i, work, chosen);
-      if (n === startPos[0] + i + 1) mask.fill(0, i * T, i * T + n);
-      else for (let j = 0; j < n; j++) mask[i * T + chosen[j]] = 0;
-      if (i === S - 1) lastSelections?.push(chosen.slice(0, n).sort());
-    }
-  }
-  // Selection happens inside the mask building; charge it to the indexer when there were scores.
-  const tMask = performance.now();
-  if (scores) timings.indexer += tMask - t0;
-  else timings.attention += tMask - tSelect;
-  t0 = tMask;
-  const q = inp.q.subarray(group.rowStart * H * C, (group.rowStart + rows) * H * C);
+  const { idx, mask, K } = S === 1 ? decodeKeys(group, select, lastSelections) : prefillKeys(group, select, lastSelections);
+  // Top-k selection runs inside the key building: charge it to the indexer when there were scores.
+  const t2 = performance.now();
+  if (scores) timings.indexer += t2 - t0;
+  else timings.attention += t2 - t1;
+  const q = inp.q.subarray(group.rowStart * H * C, (group.rowStart + B * S) * H * C);
   const [o] = await sessions.attention.run(
     {
       q: floatTensor(q, [B, S, H, C]),
@@ -133,7 +144,7 @@ export async function attendGroup(
     },
     ['o'],
   );
-  timings.attention += performance.now() - t0;
+  timings.attention += performance.now() - t2;
   return { o, lastSelections };
 }
 
