@@ -54,7 +54,8 @@ export function emptySparsity(): SparsityCounters {
 
 export interface GroupSessions {
   readonly attention: GraphSession;
-  readonly indexer: GraphSession | null;
+  readonly indexer: GraphSession | null; // prefill chunks
+  readonly indexerDecode: GraphSession | null; // one query row per sequence
 }
 
 /** The keys one group attends: slot indices [B, K] and an additive mask [B, S, K]. */
@@ -156,7 +157,8 @@ async function indexerScores(group: AttentionGroup, inp: AttentionLayerInputs, s
   const { indexerHeads: Hi, indexerDim: Di } = shapes;
   const r0 = group.rowStart;
   const rows = B * S;
-  const [scores] = await sessions.indexer.run(
+  const session = S === 1 && sessions.indexerDecode ? sessions.indexerDecode : sessions.indexer;
+  const [scores] = await session.run(
     {
       iq: floatTensor(inp.iq.subarray(r0 * Hi * Di, (r0 + rows) * Hi * Di), [B, S, Hi, Di]),
       cache: floatTensor(inp.indexerCache, [inp.indexerCache.length / Di, Di]),

@@ -9,7 +9,7 @@ import { linear, rmsNorm } from '../onnx/ops.ts';
 import { floatTensor, GraphSession, int32Tensor, int64Tensor, type Feed, type SessionOptions } from '../onnx/session.ts';
 import type { PagedKVStorage } from '../../kvcache/paged_kv_storage.ts';
 import { attendGroup, emptySparsity, emptyTimings, type AttentionShapes, type SparsityCounters, type StepTimings } from '../attention/sparse_mla.ts';
-import { buildIndexerScoreGraph } from './indexer.ts';
+import { buildIndexerDecodeScoreGraph, buildIndexerScoreGraph } from './indexer.ts';
 import { buildAttentionGraph, buildPostAttentionGraph } from './mla.ts';
 import { buildPreAttentionGraph } from './pre_attention.ts';
 import { buildRoutedExpertsGraph, denseFfn, dispatch, moePreludeFfn } from './moe.ts';
@@ -70,6 +70,7 @@ export class DeepseekModel {
     private readonly layers: readonly LayerSessions[],
     private readonly attention: GraphSession,
     private readonly indexer: GraphSession | null,
+    private readonly indexerDecode: GraphSession | null,
     private readonly lmHead: GraphSession,
   ) {
     this.invFreq = ropeInvFreq(model.config);
@@ -93,8 +94,9 @@ export class DeepseekModel {
     }
     const attention = await GraphSession.create('sparse_mla', buildAttentionGraph(config), options);
     const indexer = withIndexer ? await GraphSession.create('indexer_scores', buildIndexerScoreGraph(config), options) : null;
+    const indexerDecode = withIndexer ? await GraphSession.create('indexer_scores_decode', buildIndexerDecodeScoreGraph(config), options) : null;
     const lmHead = await GraphSession.create('lm_head', buildLmHeadGraph(model), options);
-    return new DeepseekModel(model, storage, layers, attention, indexer, lmHead);
+    return new DeepseekModel(model, storage, layers, attention, indexer, indexerDecode, lmHead);
   }
 
   get config(): ModelConfig {
@@ -187,7 +189,7 @@ export class DeepseekModel {
     };
     const perSeq: Int32Array[] = [];
     for (const group of plan.groups) {
-      const res = await attendGroup(group, inputs, shapes, { attention: this.attention, indexer: this.indexer }, selections !== null, timings, sparsity);
+      const res = await attendGroup(group, inputs, shapes, { attention: this.attention, indexer: this.indexer, indexerDecode: this.indexerDecode }, selections !== null, timings, sparsity);
       o.set(res.o, group.rowStart * H * L);
       res.lastSelections?.forEach((sel, b) => (perSeq[group.seqIndex[b]] = sel));
     }
@@ -241,6 +243,7 @@ export class DeepseekModel {
     }
     await this.attention.release();
     await this.indexer?.release();
+    await this.indexerDecode?.release();
     await this.lmHead.release();
   }
 }

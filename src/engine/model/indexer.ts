@@ -31,3 +31,23 @@ export function buildIndexerScoreGraph(config: ModelConfig): Uint8Array {
   g.markOutput(g.node('ReduceSum', [weighted, g.int64s([2])], { keepdims: 0 }), 'scores', DataType.FLOAT, ['B', 'S', 'T']);
   return g.build();
 }
+
+/**
+ * Decode form of the indexer scores (S = 1): keys stay the GEMM's streamed operand
+ * (relu(K @ q^T) @ w), so the T x Di gathered keys are read once and never packed or transposed;
+ * the query side is tiny. Same inputs and output shape as buildIndexerScoreGraph with S = 1.
+ */
+export function buildIndexerDecodeScoreGraph(config: ModelConfig): Uint8Array {
+  const { nHeads: Hi, headDim: Di } = config.indexer!;
+  const g = new GraphBuilder('indexer_scores_decode');
+  const iq = g.input('iq', DataType.FLOAT, ['B', 1, Hi, Di]);
+  const cache = g.input('cache', DataType.FLOAT, ['P', Di]);
+  const idx = g.input('idx', DataType.INT32, ['B', 'T']);
+  const iw = g.input('iw', DataType.FLOAT, ['B', 1, Hi]);
+  const keys = g.node('Gather', [cache, idx], { axis: 0 }); // [B, T, Di]
+  const qT = g.node('Transpose', [reshape(g, iq, [0, Hi, Di])], { perm: [0, 2, 1] }); // [B, Di, Hi]
+  const logits = g.node('Relu', [g.node('MatMul', [keys, qT])]); // [B, T, Hi]
+  const scores = g.node('MatMul', [logits, reshape(g, iw, [0, Hi, 1])]); // [B, T, 1]
+  g.markOutput(reshapeLike(g, scores, [[idx, 0, 1], 1, [idx, 1, 2]]), 'scores', DataType.FLOAT, ['B', 1, 'T']);
+  return g.build();
+}
