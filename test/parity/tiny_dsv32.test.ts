@@ -66,6 +66,21 @@ describe('tiny-dsv32 golden parity', () => {
     checkAgainstGolden(whole, 'batched, whole prompts', true);
   });
 
+  test('prefill attention sliced into small query-row runs (bounded score memory) matches golden', async () => {
+    // 4 heads x 300 keys: a 2000-element budget forces slices of 1 row on the longest prompt.
+    const sliced = await createModelExecutor(FIXTURE_DIR, { blockSize: 16, numKvBlocks: 64, maxAttentionScoreElements: 2000 });
+    try {
+      const results: GreedyResult[] = [];
+      for (const p of [2, 4]) results.push(...(await generateGreedy(sliced, [prompts[p]], { maxTokens: STEPS, promptLogits: true, chunkSize: 100 })));
+      [2, 4].forEach((p, i) => {
+        assert.deepEqual(results[i].tokens, golden.ints(`greedy_tokens.p${p}`));
+        assert.ok(maxAbsDiff(results[i].promptLogits!, golden.floats(`prefill_logits.p${p}`)) < TOL);
+      });
+    } finally {
+      await sliced.model.dispose();
+    }
+  });
+
   test('indexer is really used: dense attention matches golden only while every key is selected', async () => {
     const dense = await createModelExecutor(FIXTURE_DIR, { blockSize: 16, numKvBlocks: 64, denseAttention: true });
     try {

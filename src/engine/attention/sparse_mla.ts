@@ -10,6 +10,7 @@ import type { AttentionGroup } from '../model/step_plan.ts';
 import { selectTopK } from './topk.ts';
 
 const MASKED = -1e30; // finite, so a fully masked (padding) row can never turn into NaN
+export const DEFAULT_MAX_SCORE_ELEMENTS = 1 << 25; // 128 MiB of float32 scores per attention run
 
 export interface AttentionLayerInputs {
   readonly q: Float32Array; // [N, H, C] all rows of the step
@@ -26,6 +27,7 @@ export interface AttentionShapes {
   readonly indexerHeads: number; // Hi
   readonly indexerDim: number; // Di
   readonly indexTopk: number; // 0 when the indexer is off (dense attention)
+  readonly maxScoreElements: number; // bound on one attention run's [B, S * H, K] scores
 }
 
 /** Milliseconds spent per part of the step (accumulated across layers and groups). */
@@ -123,30 +125,48 @@ export async function attendGroup(
   timings: StepTimings,
   sparsity: SparsityCounters,
 ): Promise<{ o: Float32Array; lastSelections: Int32Array[] | null }> {
-  const { numSeqs: B, queryLen: S } = group;
-  const { numHeads: H, latentDim: C } = shapes;
   const t0 = performance.now();
   const scores = await indexerScores(group, inp, shapes, sessions);
   const t1 = performance.now();
   const select = makeSelector(group, scores, shapes.indexTopk, sparsity);
   const lastSelections: Int32Array[] | null = recordLast ? [] : null;
-  const { idx, mask, K } = S === 1 ? decodeKeys(group, select, lastSelections) : prefillKeys(group, select, lastSelections);
+  const keys = group.queryLen === 1 ? decodeKeys(group, select, lastSelections) : prefillKeys(group, select, lastSelections);
   // Top-k selection runs inside the key building: charge it to the indexer when there were scores.
   const t2 = performance.now();
   if (scores) timings.indexer += t2 - t0;
   else timings.attention += t2 - t1;
-  const q = inp.q.subarray(group.rowStart * H * C, (group.rowStart + B * S) * H * C);
-  const [o] = await sessions.attention.run(
-    {
-      q: floatTensor(q, [B, S, H, C]),
-      cache: floatTensor(inp.latentCache, [inp.latentCache.length / C, C]),
-      idx: int32Tensor(idx, [B, K]),
-      mask: floatTensor(mask, [B, S, K]),
-    },
-    ['o'],
-  );
+  const o = await runAttention(group, inp, shapes, sessions.attention, keys);
   timings.attention += performance.now() - t2;
   return { o, lastSelections };
+}
+
+/**
+ * The attention graph materialises scores [B, S * H, K]; a long prefill chunk over a long context
+ * would make that gigabytes, so query rows go in slices of at most shapes.maxScoreElements scores.
+ */
+async function runAttention(group: AttentionGroup, inp: AttentionLayerInputs, shapes: AttentionShapes, session: GraphSession, keys: GroupKeys): Promise<Float32Array> {
+  const { numSeqs: B, queryLen: S, rowStart } = group;
+  const { numHeads: H, latentDim: C, kvLoraRank: L } = shapes;
+  const { idx, mask, K } = keys;
+  const cache = floatTensor(inp.latentCache, [inp.latentCache.length / C, C]);
+  const rowsPerRun = B > 1 ? S : Math.max(1, Math.min(S, Math.floor(shapes.maxScoreElements / (H * K))));
+  const o = rowsPerRun === S ? null : new Float32Array(S * H * L);
+  for (let i0 = 0; i0 < S; i0 += rowsPerRun) {
+    const n = Math.min(rowsPerRun, S - i0);
+    const first = rowStart + i0;
+    const [part] = await session.run(
+      {
+        q: floatTensor(inp.q.subarray(first * H * C, (first + B * n) * H * C), [B, n, H, C]),
+        cache,
+        idx: int32Tensor(idx, [B, K]),
+        mask: floatTensor(mask.subarray(i0 * K, (i0 + B * n) * K), [B, n, K]),
+      },
+      ['o'],
+    );
+    if (!o) return part;
+    o.set(part, i0 * H * L);
+  }
+  return o!;
 }
 
 /** Indexer scores [B, S, T] when some row of the group has more visible keys than index_topk, else null. */

@@ -8,7 +8,7 @@ import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
 import { linear, rmsNorm } from '../onnx/ops.ts';
 import { floatTensor, GraphSession, int32Tensor, int64Tensor, type Feed, type SessionOptions } from '../onnx/session.ts';
 import type { PagedKVStorage } from '../../kvcache/paged_kv_storage.ts';
-import { attendGroup, emptySparsity, emptyTimings, type AttentionShapes, type SparsityCounters, type StepTimings } from '../attention/sparse_mla.ts';
+import { attendGroup, DEFAULT_MAX_SCORE_ELEMENTS, emptySparsity, emptyTimings, type AttentionShapes, type SparsityCounters, type StepTimings } from '../attention/sparse_mla.ts';
 import { buildIndexerDecodeScoreGraph, buildIndexerScoreGraph } from './indexer.ts';
 import { buildAttentionGraph, buildPostAttentionGraph } from './mla.ts';
 import { buildPreAttentionGraph } from './pre_attention.ts';
@@ -19,6 +19,8 @@ import { planStep, type StepPlan, type StepSequence } from './step_plan.ts';
 import type { LoadedModel, ModelConfig, MoeWeights } from './types.ts';
 
 export interface ModelOptions extends SessionOptions {
+  /** Largest attention score tensor one run may build (prefill query rows are sliced to fit). */
+  readonly maxAttentionScoreElements?: number;
   /** A/B switch: run a DSA model with dense attention (the indexer is skipped). */
   readonly denseAttention?: boolean;
 }
@@ -63,6 +65,7 @@ interface LayerSessions {
 export class DeepseekModel {
   private readonly invFreq: Float64Array;
   readonly usesIndexer: boolean;
+  private readonly maxScoreElements: number;
 
   private constructor(
     readonly model: LoadedModel,
@@ -72,7 +75,9 @@ export class DeepseekModel {
     private readonly indexer: GraphSession | null,
     private readonly indexerDecode: GraphSession | null,
     private readonly lmHead: GraphSession,
+    options: ModelOptions,
   ) {
+    this.maxScoreElements = options.maxAttentionScoreElements ?? DEFAULT_MAX_SCORE_ELEMENTS;
     this.invFreq = ropeInvFreq(model.config);
     this.usesIndexer = indexer !== null;
   }
@@ -96,7 +101,7 @@ export class DeepseekModel {
     const indexer = withIndexer ? await GraphSession.create('indexer_scores', buildIndexerScoreGraph(config), options) : null;
     const indexerDecode = withIndexer ? await GraphSession.create('indexer_scores_decode', buildIndexerDecodeScoreGraph(config), options) : null;
     const lmHead = await GraphSession.create('lm_head', buildLmHeadGraph(model), options);
-    return new DeepseekModel(model, storage, layers, attention, indexer, indexerDecode, lmHead);
+    return new DeepseekModel(model, storage, layers, attention, indexer, indexerDecode, lmHead, options);
   }
 
   get config(): ModelConfig {
@@ -168,6 +173,7 @@ export class DeepseekModel {
       indexerHeads: c.indexer?.nHeads ?? 0,
       indexerDim: c.indexer?.headDim ?? 0,
       indexTopk: this.usesIndexer ? c.indexer!.topk : 0,
+      maxScoreElements: this.maxScoreElements,
     };
   }
 
