@@ -174,8 +174,7 @@ export class EngineCore {
           return;
         }
         const row = logits.subarray(logits.length - vocab);
-        if (hasNaN(row)) throw new EngineError('DSV_ERR_INTERNAL', 'the model produced NaN logits');
-        const sampled = sampleToken(row, request.params, request.sampling, this.workspace);
+        const sampled = sampleToken(row, request.params, request.sampling, this.workspace); // throws on NaN logits
         request.appendOutputToken(sampled.tokenId);
         const status = this.checkStop(request, sampled.tokenId);
         const logprobs = sampled.logprob === null ? null : [{ tokenId: sampled.tokenId, logprob: sampled.logprob, topLogprobs: sampled.topLogprobs ?? [] }];
@@ -270,9 +269,4 @@ export class EngineCore {
       sparsity,
     };
   }
-}
-
-function hasNaN(row: Float32Array): boolean {
-  for (let i = 0; i < row.length; i++) if (row[i] !== row[i]) return true;
-  return false;
 }

@@ -120,6 +120,29 @@ describe('engine core on the shared fixture', () => {
     driver.assertNoLeaks();
   });
 
+  test('NaN logits end that request with "error"; the others match golden', async () => {
+    const core = await makeCore({});
+    const model = core.exec.model;
+    const realStep = model.step.bind(model);
+    const used = new Set([...prompts.flat(), ...golden.json.greedy_tokens.flat()]);
+    const MARK = [...Array(VOCAB).keys()].find((id) => id > 1 && !used.has(id))!;
+    model.step = async (seqs, opts) => {
+      const out = await realStep(seqs, opts);
+      seqs.forEach((s, i) => {
+        if (Array.from(s.tokenIds).includes(MARK)) out.logits.fill(NaN, out.logitOffsets[i] * VOCAB, out.logitOffsets[i + 1] * VOCAB);
+      });
+      return out;
+    };
+    const driver = new EngineDriver(core);
+    addGoldenPrompts(driver);
+    driver.add('nan', [prompts[2][0], MARK], { temperature: 0.7, maxTokens: 4 });
+    await driver.runToCompletion();
+    model.step = realStep;
+    assert.equal(driver.results.get('nan')!.final!.finishReason, 'error');
+    assertGolden(driver);
+    driver.assertNoLeaks();
+  });
+
   test('seeded sampling is reproducible whatever else is batched', async () => {
     const params = { temperature: 1.0, topP: 0.9, seed: 1234, maxTokens: 12, ignoreEos: true };
     const alone = new EngineDriver(await makeCore({}));
