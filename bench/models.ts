@@ -51,7 +51,60 @@ export const benchMini: HfConfig = {
 /** bench-mini-dsa: the benchmark issue's variant with a wider indexer (8 heads x 64). */
 export const benchMiniDsa: HfConfig = { ...benchMini, index_n_heads: 8 };
 
+/**
+ * bench-base: the bandwidth-bound regime (~3 GB of F32 weights, ~0.9 GB read per decode token). Dense first
+ * layer (first_k_dense_replace 1) and the same DSA indexer as bench-mini-dsa (8 heads x 64, index_topk 256),
+ * so llama.cpp runs it as deepseek32 like the -dsa model.
+ */
+export const benchBase: HfConfig = {
+  ...common,
+  model_type: 'deepseek_v32',
+  index_n_heads: 8,
+  index_head_dim: 64,
+  index_topk: 256,
+  vocab_size: 32000,
+  hidden_size: 1024,
+  num_hidden_layers: 12,
+  intermediate_size: 2816,
+  num_attention_heads: 16,
+  num_key_value_heads: 16,
+  q_lora_rank: 768,
+  kv_lora_rank: 512,
+  qk_nope_head_dim: 128,
+  qk_rope_head_dim: 64,
+  v_head_dim: 128,
+  n_routed_experts: 32,
+  n_shared_experts: 1,
+  num_experts_per_tok: 4,
+  moe_intermediate_size: 512,
+};
+
 export const BENCH_MODELS: Readonly<Record<string, HfConfig>> = {
   'bench-mini': benchMini,
   'bench-mini-dsa': benchMiniDsa,
+  'bench-base': benchBase,
 };
+
+/** Parameter count of a bench config (the tensors tools/checkpoint/random_weights.ts writes). */
+export function countParams(cfg: HfConfig): number {
+  const n = (k: string): number => cfg[k] as number;
+  const hidden = n('hidden_size');
+  const heads = n('num_attention_heads');
+  const qk = n('qk_nope_head_dim') + n('qk_rope_head_dim');
+  const qLora = cfg.q_lora_rank as number | null;
+  let attn = qLora === null ? heads * qk * hidden : qLora * hidden + qLora + heads * qk * qLora;
+  attn += (n('kv_lora_rank') + n('qk_rope_head_dim')) * hidden + n('kv_lora_rank');
+  attn += heads * (n('qk_nope_head_dim') + n('v_head_dim')) * n('kv_lora_rank') + hidden * heads * n('v_head_dim');
+  if (cfg.model_type === 'deepseek_v32') {
+    const ih = n('index_n_heads');
+    const id = n('index_head_dim');
+    attn += ih * id * (qLora ?? 0) + id * hidden + 2 * id + ih * hidden;
+  }
+  const swiglu = (inter: number): number => 3 * inter * hidden;
+  const experts = n('n_routed_experts');
+  const moe = experts * hidden + (cfg.topk_method === 'noaux_tc' ? experts : 0) + experts * swiglu(n('moe_intermediate_size')) + swiglu(n('moe_intermediate_size') * n('n_shared_experts'));
+  const dense = swiglu(n('intermediate_size'));
+  const layers = n('num_hidden_layers');
+  const firstDense = Math.min(layers, n('first_k_dense_replace'));
+  return 2 * n('vocab_size') * hidden + hidden + layers * (attn + 2 * hidden) + firstDense * dense + (layers - firstDense) * moe;
+}

@@ -50,23 +50,25 @@ export function peerVersions(): { nodeLlamaCpp: string; binary: string; llamaCpp
 }
 
 // ---- the slice of node-llama-cpp's API used here (structural, so no compile-time dependency) ----
-type Token = number;
+export type Token = number;
 type ControlledInput = Token | [Token, { generateNext?: { probabilities?: boolean; token?: boolean } }];
 interface ControlledOutput { next: { token?: Token | null; probabilities?: Map<Token, number> } }
-interface NlcSequence {
+export interface NlcSequence {
   controlledEvaluate(input: ControlledInput[]): Promise<(ControlledOutput | undefined)[]>;
   evaluateWithoutGeneratingNewTokens(tokens: Token[]): Promise<void>;
   clearHistory(): Promise<void>;
+  eraseContextTokenRanges(ranges: { start: number; end: number }[]): Promise<void>;
+  evaluate(tokens: Token[], options?: Record<string, unknown>): AsyncGenerator<Token, void, void | Token | Token[]>;
   readonly nextTokenIndex: number;
   dispose(): void;
 }
-interface NlcContext {
+export interface NlcContext {
   getSequence(): NlcSequence;
   dispose(): Promise<void>;
   readonly contextSize: number;
   readonly batchSize: number;
 }
-interface NlcModel {
+export interface NlcModel {
   createContext(options: Record<string, unknown>): Promise<NlcContext>;
   dispose(): Promise<void>;
   readonly trainContextSize: number;
@@ -96,6 +98,13 @@ export function importNodeLlamaCpp(): Promise<NlcModule> {
   return modulePromise;
 }
 
+/**
+ * Whether llama.cpp mmaps its GGUF by default here: no. On this VM (kdamond running) decode through an mmapped
+ * GGUF ran at ~6 ms/token for the first ~0.2 s after loading and then at 10-25 ms/token with many minor page
+ * faults, while a GGUF read into memory stays fast; see bench/results notes.
+ */
+export const PEER_USE_MMAP = false;
+
 export interface PeerOptions {
   /** CPU threads for llama.cpp (default 2). */
   readonly threads?: number;
@@ -107,6 +116,8 @@ export interface PeerOptions {
   readonly kvCacheType?: 'F16' | 'F32';
   /** llama.cpp flash attention (default false). */
   readonly flashAttention?: boolean;
+  /** mmap the GGUF (default false: read into memory; see PEER_USE_MMAP). */
+  readonly useMmap?: boolean;
   /** Forward llama.cpp's log lines (warn and up are always kept in `logs`). */
   readonly onLog?: (level: string, message: string) => void;
 }
@@ -180,7 +191,7 @@ export function topK(values: ArrayLike<number>, k: number): number[] {
   return idx.slice(0, k);
 }
 
-interface Runtime {
+export interface Runtime {
   readonly llama: NlcLlama;
   /** Where llama.cpp's log lines currently go (the most recently loaded PeerLlama). */
   sink: { logs: string[]; onLog?: (level: string, message: string) => void };
@@ -217,6 +228,11 @@ async function runtime(threads: number): Promise<Runtime> {
   return rt;
 }
 
+/** The process-wide llama.cpp runtime (created on first use; see runtime()), for callers that manage their own contexts. */
+export function peerRuntime(threads = 2): Promise<Runtime> {
+  return runtime(threads);
+}
+
 /** Disposes the process-wide llama.cpp runtime (optional: node-llama-cpp also does it at exit). */
 export async function disposePeerRuntime(): Promise<void> {
   const p = runtimePromise;
@@ -245,6 +261,8 @@ export class PeerLlama {
     readonly info: { readonly architecture: string; readonly gpu: string | false; readonly buildType: string; readonly llamaCppRelease: string; readonly threads: number },
     /** llama.cpp's log lines (info and up) from loading this model and creating its context. */
     readonly logs: string[],
+    /** Milliseconds of loadModel + createContext (the runtime already up). */
+    readonly loadMs: number,
   ) {}
 
   static async load(ggufPath: string, vocabSize: number, options: PeerOptions = {}): Promise<PeerLlama> {
@@ -252,7 +270,8 @@ export class PeerLlama {
     const rt = await runtime(threads);
     const logs: string[] = [];
     rt.sink = { logs, onLog: options.onLog };
-    const model = await rt.llama.loadModel({ modelPath: ggufPath, gpuLayers: 0, useMmap: true, ignoreMemorySafetyChecks: true });
+    const t0 = performance.now();
+    const model = await rt.llama.loadModel({ modelPath: ggufPath, gpuLayers: 0, useMmap: options.useMmap ?? PEER_USE_MMAP, ignoreMemorySafetyChecks: true });
     try {
       const kvType = options.kvCacheType ?? 'F16';
       const logStart = logs.length;
@@ -267,6 +286,7 @@ export class PeerLlama {
         experimentalKvCacheValueType: kvType,
         failedCreationRemedy: false,
       });
+      const loadMs = performance.now() - t0;
       await waitForLog(logs, logStart, /sched_reserve: .*reserve took|sched_reserve: graph splits/);
       const kvCache = parseKvCacheLines(logs.slice(logStart).join('\n'));
       const info = {
@@ -276,7 +296,7 @@ export class PeerLlama {
         llamaCppRelease: rt.llama.llamaCppRelease.release,
         threads,
       };
-      return new PeerLlama(model, context, context.getSequence(), vocabSize, kvCache, info, logs);
+      return new PeerLlama(model, context, context.getSequence(), vocabSize, kvCache, info, logs, loadMs);
     } catch (err) {
       await model.dispose();
       throw err;
@@ -326,6 +346,47 @@ export class PeerLlama {
     }
     const ms = performance.now() - t0;
     return { tokens: steps, ms, tokensPerSecond: (steps / ms) * 1000, generated };
+  }
+
+  /** Tokens currently in the sequence's cache. */
+  get length(): number {
+    return this.sequence.nextTokenIndex;
+  }
+
+  /** Empties the sequence's cache. */
+  async clear(): Promise<void> {
+    await this.sequence.clearHistory();
+  }
+
+  /** Appends `tokenIds` to the sequence without sampling (a prefill continuation); returns the milliseconds it took. */
+  async extend(tokenIds: readonly number[]): Promise<number> {
+    const t0 = performance.now();
+    await this.sequence.evaluateWithoutGeneratingNewTokens([...tokenIds]);
+    return performance.now() - t0;
+  }
+
+  /**
+   * `steps` greedy decode steps on top of the current cache: the first feeds `firstToken`, each later one the
+   * token sampled before it (the last sampled token is not fed). Returns the total milliseconds.
+   */
+  async decodeSteps(steps: number, firstToken: number): Promise<{ ms: number; generated: number[] }> {
+    const generated: number[] = [];
+    let next = firstToken;
+    const t0 = performance.now();
+    for (let i = 0; i < steps; i++) {
+      const out = await this.sequence.controlledEvaluate([[next, { generateNext: { token: true } }]]);
+      const token = out[0]?.next.token;
+      if (token === undefined || token === null) throw new Error('llama.cpp generated no token');
+      generated.push(token);
+      next = token;
+    }
+    return { ms: performance.now() - t0, generated };
+  }
+
+  /** Drops every cached token from position `length` on. */
+  async truncate(length: number): Promise<void> {
+    const end = this.sequence.nextTokenIndex;
+    if (end > length) await this.sequence.eraseContextTokenRanges([{ start: length, end }]);
   }
 
   /** Frees the context and the model (the process-wide runtime stays; see disposePeerRuntime). */

@@ -1,0 +1,123 @@
+// bench/stats.ts, bench/targets.ts and bench/kv_memory.ts: the pure helpers behind the bench's numbers.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { kvShape, maxSequences, mhaKvBytesPerToken, oursKvBytesPerToken } from '../../bench/kv_memory.ts';
+import { benchMini, benchBase, countParams } from '../../bench/models.ts';
+import { gaps, mean, percentile, summarize } from '../../bench/stats.ts';
+import { evaluateTarget, evaluateTargets, ratio } from '../../bench/targets.ts';
+import { runLoad, servingPrompt, summarizeLoad } from '../../bench/serving.ts';
+
+describe('percentile', () => {
+  it('interpolates linearly between closest ranks (numpy default)', () => {
+    const v = [15, 20, 35, 40, 50];
+    assert.equal(percentile(v, 0), 15);
+    assert.equal(percentile(v, 100), 50);
+    assert.equal(percentile(v, 50), 35);
+    assert.equal(percentile(v, 40), 29); // rank 1.6: 20 + 0.6 * 15
+    assert.ok(Math.abs(percentile([1, 2, 3, 4], 99) - 3.97) < 1e-12);
+    assert.equal(percentile([7], 99), 7);
+    assert.ok(Number.isNaN(percentile([], 50)));
+    assert.throws(() => percentile([1], 101), RangeError);
+  });
+  it('does not reorder its input; mean, gaps, summarize', () => {
+    const v = [3, 1, 2];
+    percentile(v, 50);
+    assert.deepEqual(v, [3, 1, 2]);
+    assert.equal(mean([1, 2, 3, 6]), 3);
+    assert.deepEqual(gaps([10, 12, 15]), [2, 3]);
+    assert.deepEqual(summarize([1, 2, 3]), { count: 3, mean: 2, p50: 2, p99: 2.98 });
+  });
+});
+
+describe('targets', () => {
+  it('evaluates >= and <= targets with the margin', () => {
+    const met = evaluateTarget({ id: 'a', name: 'a', value: 1.2, direction: '>=', target: 1.0 });
+    assert.equal(met.met, true);
+    assert.ok(Math.abs(met.margin! - 0.2) < 1e-12);
+    assert.equal(met.verdict, 'met (+20%)');
+    const missed = evaluateTarget({ id: 'b', name: 'b', value: 1.2, direction: '>=', target: 1.5 });
+    assert.equal(missed.met, false);
+    assert.ok(Math.abs(missed.margin! + 0.2) < 1e-12);
+    assert.equal(missed.verdict, 'missed by 20% (1.20 vs >= 1.5)');
+    const le = evaluateTarget({ id: 'c', name: 'c', value: 0.9, direction: '<=', target: 1.0 });
+    assert.equal(le.met, true);
+    assert.equal(le.verdict, 'met (+10%)');
+    const leMissed = evaluateTarget({ id: 'd', name: 'd', value: 1.05, direction: '<=', target: 1.0 });
+    assert.equal(leMissed.met, false);
+    assert.equal(leMissed.verdict, 'missed by 5.0% (1.05 vs <= 1)');
+    const exact = evaluateTarget({ id: 'e', name: 'e', value: 1, direction: '<=', target: 1 });
+    assert.equal(exact.met, true);
+  });
+  it('reports unmeasured targets and computes ratios defensively', () => {
+    const [n] = evaluateTargets([{ id: 'x', name: 'x', value: null, direction: '>=', target: 1 }]);
+    assert.equal(n.met, null);
+    assert.equal(n.verdict, 'not measured');
+    assert.equal(evaluateTarget({ id: 'y', name: 'y', value: Number.NaN, direction: '>=', target: 1 }).met, null);
+    assert.equal(ratio(3, 2), 1.5);
+    assert.equal(ratio(null, 2), null);
+    assert.equal(ratio(3, 0), null);
+    assert.equal(ratio(3, undefined), null);
+  });
+});
+
+describe('KV memory', () => {
+  it('counts latent + indexer bytes, MHA bytes and sequences per budget', () => {
+    const s = kvShape(benchMini);
+    assert.equal(oursKvBytesPerToken(s, true), 8 * (256 + 32 + 64) * 4);
+    assert.equal(oursKvBytesPerToken(s, false), 8 * (256 + 32) * 4);
+    assert.equal(mhaKvBytesPerToken(s), 8 * 8 * (64 + 32 + 64) * 4);
+    assert.equal(maxSequences(2 ** 30, 11264, 4096), Math.floor(2 ** 30 / (4096 * 11264)));
+    assert.equal(maxSequences(1000, 1, 100, 64), 7); // 100 tokens take 2 blocks of 64
+    assert.throws(() => maxSequences(1, 0, 1), RangeError);
+  });
+  it('sizes bench-base at ~3 GB of F32', () => {
+    const bytes = countParams(benchBase) * 4;
+    assert.ok(bytes > 2.8e9 && bytes < 3.2e9, String(bytes));
+  });
+});
+
+describe('serving summary', () => {
+  it('aggregates output tok/s, TTFT and ITL across requests', () => {
+    const r = summarizeLoad({ concurrency: 2, numRequests: 2, promptTokens: 4, outputTokens: 3 }, 'ours', [
+      { start: 0, tokenTimes: [100, 110, 130], end: 130, outputTokens: 3 },
+      { start: 0, tokenTimes: [200, 210, 220], end: 250, outputTokens: 3 },
+    ]);
+    assert.equal(r.totalOutputTokens, 6);
+    assert.equal(r.seconds, 0.25);
+    assert.equal(r.outputTokensPerSecond, 24);
+    assert.equal(r.ttftMs.p50, 150);
+    assert.deepEqual([r.itlMs.count, r.itlMs.p50], [4, 10]);
+    assert.equal(r.tpotMs, (15 + 25) / 2);
+    assert.equal(r.tokensPerChunk, 1);
+  });
+});
+
+describe('closed-loop load', () => {
+  it('keeps at most `concurrency` requests in flight and sends each request once', async () => {
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const seen: number[] = [];
+    const workers = new Set<number>();
+    const r = await runLoad({ concurrency: 3, numRequests: 10, promptTokens: 1, outputTokens: 2 }, 'ours', async (i, w) => {
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      seen.push(i);
+      workers.add(w);
+      const start = performance.now();
+      await new Promise((res) => setTimeout(res, 2 + (i % 3)));
+      inFlight--;
+      return { start, tokenTimes: [start + 1, start + 2], end: performance.now(), outputTokens: 2 };
+    });
+    assert.equal(maxInFlight, 3);
+    assert.deepEqual([...seen].sort((a, b) => a - b), [...Array(10).keys()]);
+    assert.deepEqual([...workers].sort(), [0, 1, 2]);
+    assert.equal(r.totalOutputTokens, 20);
+  });
+  it('makes distinct prompts in range', () => {
+    const a = servingPrompt(0, 256, 32000);
+    const b = servingPrompt(1, 256, 32000);
+    assert.equal(a.length, 256);
+    assert.notDeepEqual(a, b);
+    assert.ok([...a, ...b].every((t) => t >= 2 && t < 32000));
+  });
+});
