@@ -1,6 +1,6 @@
 // Generates (once) the random-weight benchmark checkpoints under bench/models/ (git-ignored), and their
 // GGUF conversions for the peer (bench/models/<name>/<name>-<arch>-f32.gguf).
-import { existsSync, statfsSync } from 'node:fs';
+import { existsSync, renameSync, rmSync, statfsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomCheckpoint } from '../tools/checkpoint/random_weights.ts';
@@ -34,12 +34,19 @@ export function ensureBenchCheckpoint(name: string, opts: { readonly needBytes?:
   const config = BENCH_MODELS[name];
   if (!config) throw new Error(`unknown bench model "${name}" (have: ${Object.keys(BENCH_MODELS).join(', ')})`);
   const dir = path.join(BENCH_MODEL_ROOT, name);
-  if (!existsSync(path.join(dir, 'model.safetensors'))) {
+  if (!existsSync(path.join(dir, 'model.safetensors')) && !existsSync(path.join(dir, 'model.safetensors.index.json'))) {
     const need = (opts.needBytes ?? checkpointBytes(name)) + 2 ** 30;
     const free = freeDiskBytes(BENCH_MODEL_ROOT);
     if (free < need) throw new Error(`not enough disk space for ${name}: need ${(need / 1e9).toFixed(1)} GB under ${BENCH_MODEL_ROOT}, ${(free / 1e9).toFixed(1)} GB free`);
     opts.log?.(`writing the random-weight checkpoint ${name} (${(checkpointBytes(name) / 1e9).toFixed(2)} GB F32) to ${dir}`);
-    writeCheckpoint(dir, config, randomCheckpoint(config, { seed: 7 }), { dtype: 'F32' });
+    // fs.writeFileSync writes at most 2 GiB at once: shard bigger checkpoints; write aside, then rename, so an
+    // interrupted run leaves no half-written checkpoint behind
+    const shards = Math.ceil(checkpointBytes(name) / 1.5e9);
+    const partial = `${dir}.partial`;
+    rmSync(partial, { recursive: true, force: true });
+    writeCheckpoint(partial, config, randomCheckpoint(config, { seed: 7 }), { dtype: 'F32', shards });
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(partial, dir);
   }
   return dir;
 }

@@ -96,7 +96,7 @@ interface CaseSpec {
   readonly informational?: boolean;
 }
 
-async function runCase(spec: CaseSpec, kvCacheType: 'F16' | 'F32', log: (s: string) => void): Promise<CaseResult> {
+async function runCase(spec: CaseSpec, kvCacheType: 'F16' | 'F32', log: (s: string) => void, flashAttention = false): Promise<CaseResult> {
   const model = loadModel(spec.checkpointDir);
   const vocab = model.config.vocabSize;
   const dense = spec.arch === 'deepseek2' && model.config.indexer !== null;
@@ -115,7 +115,7 @@ async function runCase(spec: CaseSpec, kvCacheType: 'F16' | 'F32', log: (s: stri
     await exec.model.dispose();
   }
 
-  const peer = await PeerLlama.load(gguf, vocab, { threads: 2, contextSize: Math.max(256, Math.ceil(maxLen / 256) * 256), kvCacheType });
+  const peer = await PeerLlama.load(gguf, vocab, { threads: 2, contextSize: Math.max(256, Math.ceil(maxLen / 256) * 256), kvCacheType, flashAttention });
   const prompts: PromptResult[] = [];
   try {
     for (let i = 0; i < spec.prompts.length; i++) {
@@ -158,6 +158,8 @@ export interface PeerCheckOptions {
   readonly fixture?: boolean;
   readonly dense?: boolean;
   readonly kvCacheType?: 'F16' | 'F32';
+  /** llama.cpp flash attention (default off). */
+  readonly flashAttention?: boolean;
   /** Add the informational sparse-selection case (prompts longer than index_topk). */
   readonly beyondTopk?: boolean;
   readonly log?: (line: string) => void;
@@ -200,7 +202,7 @@ export async function runPeerCheck(options: PeerCheckOptions = {}): Promise<Case
   try {
     for (const spec of specs) {
       log(`${spec.name}: ${spec.arch} GGUF of ${path.relative(ROOT, spec.checkpointDir)}, prompts of ${spec.prompts.map((p) => p.length).join(', ')} tokens`);
-      results.push(await runCase(spec, kvCacheType, log));
+      results.push(await runCase(spec, kvCacheType, log, options.flashAttention ?? false));
     }
   } finally {
     await disposePeerRuntime();
@@ -234,6 +236,7 @@ async function main(): Promise<void> {
       'no-fixture': { type: 'boolean', default: false },
       'no-dense': { type: 'boolean', default: false },
       'f16-cache': { type: 'boolean', default: false },
+      'flash-attention': { type: 'boolean', default: false },
       'beyond-topk': { type: 'boolean', default: false },
       json: { type: 'string' },
     },
@@ -246,12 +249,13 @@ async function main(): Promise<void> {
   }
   const v = peerVersions()!;
   const kvCacheType = values['f16-cache'] ? 'F16' : 'F32';
-  process.stdout.write(`node-llama-cpp ${v.nodeLlamaCpp}, @node-llama-cpp/linux-x64 ${v.binary} (llama.cpp release ${v.llamaCppRelease}), CPU, 2 threads\n`);
+  process.stdout.write(`node-llama-cpp ${v.nodeLlamaCpp}, @node-llama-cpp/linux-x64 ${v.binary} (llama.cpp release ${v.llamaCppRelease}), CPU, 2 threads, ${kvCacheType} KV cache, flash attention ${values['flash-attention'] ? 'on' : 'off'}\n`);
   const t0 = performance.now();
   const results = await runPeerCheck({
     fixture: !values['no-fixture'],
     dense: !values['no-dense'],
     kvCacheType,
+    flashAttention: values['flash-attention'],
     beyondTopk: values['beyond-topk'],
     log: (s) => process.stdout.write(`${s}\n`),
   });

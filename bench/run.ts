@@ -32,8 +32,11 @@ const RESULTS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results
 const THREADS = 2;
 const KV_BUDGET = { bytes: 2 ** 30, tokensPerSequence: 4096 };
 
-// peer-deepseek32-1t: a control, llama.cpp on 1 thread (on this VM its 2-thread decode was slower than 1 thread)
-type Variant = 'ours-dsa' | 'ours-dense' | 'peer-deepseek32' | 'peer-deepseek2' | 'peer-deepseek32-1t';
+// Controls: peer-deepseek32-1t = llama.cpp on 1 thread (on this VM its 2-thread decode was slower than on 1
+// thread); peer-deepseek32-fa16 = llama.cpp with flash attention and an F16 KV cache (faster at long context,
+// but its log-probs differ from F32 by ~1e-2, so it is not the like-for-like default).
+type Variant = 'ours-dsa' | 'ours-dense' | 'peer-deepseek32' | 'peer-deepseek2' | 'peer-deepseek32-1t' | 'peer-deepseek32-fa16';
+const PEER_1T = 'llama.cpp deepseek32, 1 thread';
 interface SingleStreamPlan extends SingleStreamSpec {
   readonly model: string;
   readonly variants: readonly Variant[];
@@ -80,6 +83,7 @@ function fullPlan(withBase: boolean): Plan {
       { ...ss, model: 'bench-mini', variants: OURS_VS_PEER, contexts: [0, 512], prefillLengths: [512], decodeSteps: 64, decodeWarmup: 8, prefillReps: 3 },
       { ...ss, ...CONTROL, decodeSteps: 64, decodeWarmup: 8, prefillReps: 3 },
       { ...ss, model: 'bench-mini-dsa', variants: ALL, contexts: [0, 512, 4096, 16384], prefillLengths: [512, 4096], decodeSteps: 48, decodeWarmup: 8, prefillReps: 3 },
+      { ...ss, model: 'bench-mini-dsa', variants: ['peer-deepseek32-fa16'], contexts: [0, 4096], prefillLengths: [512, 4096], decodeSteps: 48, decodeWarmup: 8, prefillReps: 3 },
       ...(withBase ? [{ ...ss, model: 'bench-base', variants: OURS_VS_PEER, contexts: [0, 512], prefillLengths: [512], decodeSteps: 16, decodeWarmup: 4, prefillReps: 2 }] : []),
     ],
     longContextModel: 'bench-mini-dsa',
@@ -89,7 +93,6 @@ function fullPlan(withBase: boolean): Plan {
   };
 }
 
-const PEER_1T = 'llama.cpp deepseek32, 1 thread';
 const maxOf = (a: number | null, b: number | null): number | null => (a === null ? b : b === null ? a : Math.max(a, b));
 
 const SERVER_FLAGS = ['--threads', String(THREADS), '--max-num-seqs', '64', '--no-enable-prefix-caching', '--log-level', 'warn', '--kv-cache-memory', '1GiB'];
@@ -150,7 +153,7 @@ async function main(): Promise<void> {
   // single-stream: prefill and decode vs context
   const singleStream: SingleStreamResult[] = [];
   for (const p of plan.singleStream) {
-    const needBytes = checkpointBytes(p.model) * (1 + p.variants.filter((v) => v.startsWith('peer')).length);
+    const needBytes = checkpointBytes(p.model) * (1 + new Set(p.variants.filter((v) => v.startsWith('peer')).map((v) => v.includes('deepseek2'))).size);
     const dir = await attempt(`${p.model} checkpoint`, async () => ensureBenchCheckpoint(p.model, { needBytes, log }));
     if (!dir) continue;
     const vocab = BENCH_MODELS[p.model].vocab_size as number;
@@ -164,7 +167,9 @@ async function main(): Promise<void> {
         res = await attempt(`${p.model} ${v}`, async () => {
           const g = ensureBenchGguf(dir, arch);
           if (g.converted) log(`  converted ${path.basename(g.path)}`);
-          return peerSingleStream(g.path, vocab, p.model, arch, p, log, { kvCacheType: peerKv, flashAttention: peerFa, threads: v.endsWith('-1t') ? 1 : THREADS });
+          const control = v.endsWith('-1t') ? { threads: 1, labelSuffix: ', 1 thread' }
+            : v.endsWith('-fa16') ? { kvCacheType: 'F16' as const, flashAttention: true, labelSuffix: ', flash attn + F16 cache' } : {};
+          return peerSingleStream(g.path, vocab, p.model, arch, p, log, { kvCacheType: peerKv, flashAttention: peerFa, threads: THREADS, ...control });
         });
       }
       if (res) singleStream.push(res);
@@ -207,9 +212,8 @@ async function main(): Promise<void> {
     });
     kvRows.push(row('ours, DSA (latent + indexer key)', oursKvBytesPerToken(shape, true), 'PagedKVStorage.bytesPerToken', 64));
     kvRows.push(row('ours, --dense-attention (latent only)', oursKvBytesPerToken(shape, false), 'PagedKVStorage.bytesPerToken', 64));
-    for (const label of ['llama.cpp deepseek32', 'llama.cpp deepseek2 (dense)']) {
-      const r = find(model, label);
-      if (r) kvRows.push(row(`${label}, ${peerKv}`, r.kvBytesPerToken, "llama.cpp's llama_kv_cache log lines"));
+    for (const r of singleStream.filter((x) => x.model === model && x.engine === 'llama.cpp' && !x.label.includes('1 thread'))) {
+      kvRows.push(row(r.label.includes('F16') ? r.label : `${r.label}, ${peerKv} cache`, r.kvBytesPerToken, "llama.cpp's llama_kv_cache log lines"));
     }
     kvRows.push(row('MHA cache of the same model (K nope+rope, V)', mhaKvBytesPerToken(shape), 'layers x heads x (nope+rope+v) x 4'));
   }
@@ -222,7 +226,7 @@ async function main(): Promise<void> {
   const tput = (list: readonly ServingLevelResult[] | null | undefined, c: number): number | null => list?.find((l) => l.concurrency === c)?.outputTokensPerSecond ?? null;
   const detail = (a: number | null, b: number | null, an: string, bn: string, unit: string): string => `${an} ${a?.toFixed(1) ?? '-'} / ${bn} ${b?.toFixed(1) ?? '-'} ${unit}`;
   const ourKv = kvRows.find((k) => k.model === long && k.cache.startsWith('ours, DSA'))?.bytesPerToken ?? null;
-  const peerKvBytes = kvRows.find((k) => k.model === long && k.cache.startsWith('llama.cpp deepseek32'))?.bytesPerToken ?? null;
+  const peerKvBytes = find(long, 'llama.cpp deepseek32')?.kvBytesPerToken ?? null;
   const specs: TargetSpec[] = [
     { id: 'decode', name: 'batch-1 decode, bench-mini: ours / llama.cpp', value: ratio(dec('bench-mini', 'ours DSA', 0), dec('bench-mini', 'llama.cpp deepseek32', 0)), direction: '>=', target: 1.0, detail: detail(dec('bench-mini', 'ours DSA', 0), dec('bench-mini', 'llama.cpp deepseek32', 0), 'ours', 'llama.cpp', 'tok/s at context 0') },
     { id: 'decode-strongest', name: 'batch-1 decode, bench-mini: ours / llama.cpp at its faster thread count (1 or 2)', value: ratio(dec('bench-mini', 'ours DSA', 0), maxOf(dec('bench-mini', 'llama.cpp deepseek32', 0), dec('bench-mini', PEER_1T, 0))), direction: '>=', target: 1.0, detail: detail(dec('bench-mini', 'ours DSA', 0), maxOf(dec('bench-mini', 'llama.cpp deepseek32', 0), dec('bench-mini', PEER_1T, 0)), 'ours', 'llama.cpp', 'tok/s at context 0') },

@@ -174,7 +174,7 @@ export async function oursSingleStream(dir: string, model: string, attention: 'd
 
 export async function peerSingleStream(
   gguf: string, vocab: number, model: string, arch: GgufArch, spec: SingleStreamSpec, log: (s: string) => void = () => {},
-  options: { readonly kvCacheType?: 'F16' | 'F32'; readonly flashAttention?: boolean; readonly threads?: number } = {},
+  options: { readonly kvCacheType?: 'F16' | 'F32'; readonly flashAttention?: boolean; readonly threads?: number; readonly labelSuffix?: string } = {},
 ): Promise<SingleStreamResult> {
   const threads = options.threads ?? spec.threads;
   const maxLen = Math.max(...spec.contexts, ...spec.prefillLengths) + spec.decodeWarmup + spec.decodeSteps;
@@ -225,7 +225,7 @@ export async function peerSingleStream(
     }
     prefill.sort((a, b) => a.tokens - b.tokens);
     return {
-      model, engine: 'llama.cpp', attention, arch, label: `llama.cpp ${arch}${arch === 'deepseek2' ? ' (dense)' : ''}${threads !== spec.threads ? `, ${threads} thread${threads > 1 ? 's' : ''}` : ''}`,
+      model, engine: 'llama.cpp', attention, arch, label: `llama.cpp ${arch}${arch === 'deepseek2' ? ' (dense)' : ''}${options.labelSuffix ?? ''}`,
       loadMs: peer.loadMs, kvBytesPerToken: peer.kvCache?.bytesPerToken ?? null, prefill, decode,
     };
   } finally {
