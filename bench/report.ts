@@ -149,7 +149,7 @@ export function markdown(r: BenchReport): string {
     '',
     `Machine: ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, Node ${r.machine.node}; measured read bandwidth ${f(r.limits.readBandwidthGBs)} GB/s, fp32 GEMM ${f(r.limits.gemmGflops, 0)} GFLOP/s. Ours: ${r.threads} ONNX Runtime threads, F32. Peer: ${peer}.`,
     '',
-    ...(r.machine.loadAverageAtStart > 0.7 ? [`WARNING: the 1-minute load average was ${f(r.machine.loadAverageAtStart, 2)} when the run started: other work shared the ${r.machine.cores} cores. llama.cpp's spinning thread barriers suffer far more from that than ONNX Runtime does (observed: 100x slower), so its numbers here are not representative.`, ''] : []),
+    ...(r.machine.loadAverageAtStart > 0.7 ? [`WARNING: the 1-minute load average was ${f(r.machine.loadAverageAtStart, 2)} when the run started: other work may have shared the ${r.machine.cores} cores at first. llama.cpp's spin-waiting threads suffer far more from competing work than ONNX Runtime does (seen while a training job ran: 10-100x slower), so compare with a run on an idle machine.`, ''] : []),
     '**Targets (issue 7)**',
     '',
     '| target | measured | wanted | met | verdict | from |',
