@@ -330,17 +330,7 @@ export class PeerLlama {
   async timeDecode(contextIds: readonly number[], steps: number, firstToken = 2): Promise<TimedRun & { readonly generated: number[] }> {
     await this.sequence.clearHistory();
     if (contextIds.length > 1) await this.sequence.evaluateWithoutGeneratingNewTokens(contextIds.slice(0, -1));
-    const generated: number[] = [];
-    let next = contextIds.length > 0 ? contextIds[contextIds.length - 1] : firstToken;
-    const t0 = performance.now();
-    for (let i = 0; i < steps; i++) {
-      const out = await this.sequence.controlledEvaluate([[next, { generateNext: { token: true } }]]);
-      const token = out[0]?.next.token;
-      if (token === undefined || token === null) throw new Error('llama.cpp generated no token');
-      generated.push(token);
-      next = token;
-    }
-    const ms = performance.now() - t0;
+    const { ms, generated } = await this.decodeSteps(steps, contextIds.length > 0 ? contextIds[contextIds.length - 1] : firstToken);
     return { tokens: steps, ms, tokensPerSecond: (steps / ms) * 1000, generated };
   }
 

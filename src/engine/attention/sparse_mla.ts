@@ -7,7 +7,7 @@
 // prefill chunks gather the whole context once and mask per row (cost ~ S * T).
 import { floatTensor, int32Tensor, type GraphSession } from '../onnx/session.ts';
 import type { AttentionGroup } from '../model/step_plan.ts';
-import { selectTopK } from './topk.ts';
+import { selectTopK } from '../sampling/select.ts';
 
 const MASKED = -1e30; // finite, so a fully masked (padding) row can never turn into NaN
 export const DEFAULT_MAX_SCORE_ELEMENTS = 1 << 25; // 128 MiB of float32 scores per attention run
@@ -72,11 +72,12 @@ type Selector = (b: number, i: number, out: Int32Array) => number;
 
 function makeSelector(group: AttentionGroup, scores: Float32Array | null, topk: number, sparsity: SparsityCounters): Selector {
   const { queryLen: S, maxContext: T, startPos } = group;
-  const work = new Int32Array(T);
   return (b, i, out) => {
     const visible = startPos[b] + i + 1;
-    const n = !scores || visible <= topk ? visible : selectTopK(scores, (b * S + i) * T, visible, topk, work, out);
-    if (n === visible) for (let s = 0; s < visible; s++) out[s] = s;
+    for (let s = 0; s < visible; s++) out[s] = s;
+    // Quickselect (ties to the lower position) leaves the topk best positions in out[0 .. n).
+    const row = (b * S + i) * T;
+    const n = !scores || visible <= topk ? visible : selectTopK(scores.subarray(row, row + visible), out, visible, topk);
     sparsity.queries++;
     sparsity.visibleKeys += visible;
     sparsity.selectedKeys += n;

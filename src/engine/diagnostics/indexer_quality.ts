@@ -15,7 +15,7 @@
 import { EngineError } from '../errors.ts';
 import type { ModelExecutor } from '../model_executor.ts';
 import type { LayerCapture } from '../model/deepseek_model.ts';
-import { selectTopK } from '../attention/topk.ts';
+import { selectTopK } from '../sampling/select.ts';
 
 const EPS = 1e-8;
 
@@ -116,7 +116,6 @@ function layerQuality(layer: number, r: LayerRows, T: number, d: Dims): IndexerQ
   const score = new Float64Array(T);
   const score32 = new Float32Array(T);
   const selected = new Uint8Array(T);
-  const work = new Int32Array(T);
   const chosen = new Int32Array(T);
   let klDense = 0;
   let klSparse = 0;
@@ -137,7 +136,8 @@ function layerQuality(layer: number, r: LayerRows, T: number, d: Dims): IndexerQ
       score32[s] = acc;
     }
     selected.fill(0, 0, visible);
-    const n = visible <= topk ? visible : selectTopK(score32, 0, visible, topk, work, chosen);
+    for (let s = 0; s < visible; s++) chosen[s] = s;
+    const n = visible <= topk ? visible : selectTopK(score32.subarray(0, visible), chosen, visible, topk);
     if (n === visible) selected.fill(1, 0, visible);
     else for (let j = 0; j < n; j++) selected[chosen[j]] = 1;
     // Targets: sum over heads of softmax(z) over the causal keys and over the selected keys.
