@@ -2,7 +2,7 @@
 // against the bandwidth floor (weight bytes read per decode token / measured read bandwidth).
 import { emptyTimings, type StepTimings } from '../src/engine/attention/sparse_mla.ts';
 import { createModelExecutor, type ModelExecutor } from '../src/engine/model_executor.ts';
-import type { LoadedModel } from '../src/engine/model/types.ts';
+import type { LoadedModel } from '../src/engine/checkpoint/types.ts';
 
 export interface EngineCoreResult {
   readonly model: string;

@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { generateGreedy } from '../src/engine/greedy_generate.ts';
 import { createModelExecutor } from '../src/engine/model_executor.ts';
-import { loadModel } from '../src/engine/model/weights.ts';
+import { loadModel } from '../src/engine/checkpoint/weights.ts';
 import { seededRandom } from '../tools/checkpoint/random_weights.ts';
 import { BENCH_MODEL_ROOT, ensureBenchCheckpoint } from './checkpoints.ts';
 import { convertDeepseekToGguf, type GgufArch } from './gguf/convert_deepseek.ts';

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { basename, extname, resolve } from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { type AnyOptionSpec, type ConfigKey, type ConfigValues, OPTIONS } from './config_schema.ts';
-import { EngineError } from './engine/errors.ts';
+import { EngineError } from './common/errors.ts';
 import type { EngineWorkerData } from './engine/worker/messages.ts';
 
 export { DEFAULT_MODEL_DIR, LOG_LEVELS, OPTIONS, formatByteSize, parseByteSize } from './config_schema.ts';

@@ -22,8 +22,8 @@ import { statSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { loadModel } from '../../src/engine/model/weights.ts';
-import type { LoadedModel, ModelConfig, SwiGluWeights, Tensor } from '../../src/engine/model/types.ts';
+import { loadModel } from '../../src/engine/checkpoint/weights.ts';
+import type { LoadedModel, ModelConfig, SwiGluWeights, Tensor } from '../../src/engine/checkpoint/types.ts';
 import { GgmlType, GgufValueType, GgufWriter, gguf, type GgufWriteResult } from './gguf_writer.ts';
 
 export type GgufArch = 'deepseek2' | 'deepseek32';

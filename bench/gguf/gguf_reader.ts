@@ -1,7 +1,7 @@
 // Reads back what gguf_writer.ts writes (GGUF v2/v3 metadata, tensor infos, F32/F16 data): used by the
 // tests and by the conversion check to inspect a converted file without llama.cpp.
 import { closeSync, openSync, readSync, fstatSync } from 'node:fs';
-import { f16ToFloat32 } from '../../src/engine/model/dtype.ts';
+import { f16ToFloat32 } from '../../src/engine/checkpoint/dtype.ts';
 import { GGUF_DEFAULT_ALIGNMENT, GgmlType, GgufValueType, type GgufScalar } from './gguf_writer.ts';
 
 export interface GgufTensorInfo {

@@ -11,7 +11,7 @@
 // ggml dimensions are listed fastest-varying first, i.e. reversed relative to a row-major (numpy) shape:
 // numpy [rows, cols] is ne = [cols, rows].
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { encodeFromFloat32 } from '../../src/engine/model/dtype.ts';
+import { encodeFromFloat32 } from '../../src/engine/checkpoint/dtype.ts';
 
 export const GGUF_MAGIC = 'GGUF';
 export const GGUF_VERSION = 3;

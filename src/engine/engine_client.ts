@@ -2,7 +2,7 @@
 // output deltas, forwards aborts, and surfaces step stats for /metrics. Never computes.
 import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
-import { EngineError } from './errors.ts';
+import { EngineError } from '../common/errors.ts';
 import type { StepStats } from './engine_core.ts';
 import type { RequestInit, RequestOutputDelta } from './request.ts';
 import type { EngineWorkerData, FromWorker, ModelInfo, SerializedError, ToWorker } from './worker/messages.ts';

@@ -1,6 +1,6 @@
 // EngineCore: one step = schedule -> execute (one batched forward) -> update (sample, stop checks,
 // free finished). Runs inside the engine worker; talks in plain data (RequestOutputDelta, StepStats).
-import { EngineError } from './errors.ts';
+import { EngineError } from '../common/errors.ts';
 import type { ModelExecutor } from './model_executor.ts';
 import { emptySparsity, emptyTimings, type SparsityCounters, type StepTimings } from './attention/sparse_mla.ts';
 import type { StepResult } from './model/deepseek_model.ts';

@@ -1,7 +1,7 @@
 // Greedy generation for a fixed set of prompts, batched: each step runs every unfinished sequence
 // (its next prefill chunk or one decode token) in one model call. Used by the check CLI and the
 // parity tests; the serving engine has its own scheduler and sampler.
-import { EngineError } from './errors.ts';
+import { EngineError } from '../common/errors.ts';
 import type { ModelExecutor } from './model_executor.ts';
 import type { StepSequence } from './model/step_plan.ts';
 

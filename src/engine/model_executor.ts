@@ -1,9 +1,9 @@
 // Loads a checkpoint and sets up everything one engine needs to run it: the weights, the paged
 // caches sized from a block count or a memory budget, the block manager and the compiled graphs.
-import { EngineError } from './errors.ts';
+import { EngineError } from '../common/errors.ts';
 import { DeepseekModel, type ModelOptions } from './model/deepseek_model.ts';
-import type { LoadedModel } from './model/types.ts';
-import { loadModel } from './model/weights.ts';
+import type { LoadedModel } from './checkpoint/types.ts';
+import { loadModel } from './checkpoint/weights.ts';
 import { KVCacheManager } from '../kvcache/kv_cache_manager.ts';
 import { PagedKVStorage } from '../kvcache/paged_kv_storage.ts';
 import type { StorageShape } from '../kvcache/types.ts';

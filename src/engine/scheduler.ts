@@ -2,7 +2,7 @@
 // on running requests (a decode is 1 token, an unfinished prefill its next chunk), then on waiting
 // ones while blocks and maxNumSeqs allow. Out of blocks: preempt the most recently admitted request.
 // Scheduler state changes only in schedule(), updateAfterStep(), addRequest() and finishRequest().
-import { EngineError } from './errors.ts';
+import { EngineError } from '../common/errors.ts';
 import { isFinished, Request, RequestStatus } from './request.ts';
 import type { KVCacheManager } from '../kvcache/kv_cache_manager.ts';
 import type { ComputedBlocks } from '../kvcache/types.ts';

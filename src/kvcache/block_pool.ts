@@ -8,7 +8,7 @@
 //    carries hash h iff hashToBlock.get(h) === id. A free block may stay cached (a future hit) until
 //    allocate() reuses it and evicts its hash.
 //  - tokenIds[id] !== null iff hash[id] !== null (stored to verify hits exactly).
-import { assert } from '../engine/errors.ts';
+import { assert } from '../common/errors.ts';
 import { FreeBlockQueue } from './free_block_queue.ts';
 import type { BlockHash, BlockId, TokenIds } from './types.ts';
 

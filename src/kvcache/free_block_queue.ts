@@ -1,7 +1,7 @@
 // Eviction order of the free blocks: a doubly linked list threaded through two Int32Arrays indexed
 // by block id. Head = next to be reused (least recently freed), tail = most recently freed.
 // Removing a block from the middle (a prefix-cache hit on a free block) is O(1).
-import { assert } from '../engine/errors.ts';
+import { assert } from '../common/errors.ts';
 import type { BlockId } from './types.ts';
 
 const NIL = -1;

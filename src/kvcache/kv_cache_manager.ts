@@ -5,7 +5,7 @@
 // shared by k tables (prefix hit, fork) has refCnt k. Full blocks below a request's
 // numComputedTokens are immutable (no one writes those slots again), which is what makes sharing them
 // and caching them safe.
-import { assert } from '../engine/errors.ts';
+import { assert } from '../common/errors.ts';
 import { blockTokens, hashBlock } from './block_hash.ts';
 import { BlockPool } from './block_pool.ts';
 import type {

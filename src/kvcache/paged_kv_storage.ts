@@ -2,7 +2,7 @@
 // cache [numSlots, indexerDim], float32, row-major, numSlots = numBlocks * blockSize. Both share the
 // block ids of KVCacheManager: slot = blockId * blockSize + offset. The model code owns these arrays
 // through this class and passes them zero-copy to ONNX Runtime; src/kvcache's other files never touch them.
-import { assert } from '../engine/errors.ts';
+import { assert } from '../common/errors.ts';
 import type { BlockId, PagedKVStorageOptions, StorageShape } from './types.ts';
 
 const BYTES_PER_FLOAT32 = 4;

@@ -2,7 +2,7 @@
 // use app.inject and a real socket alike.
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import { EngineError } from '../engine/errors.ts';
+import { EngineError } from '../common/errors.ts';
 import type { ServerContext } from './context.ts';
 import { errorBody, toHttpError } from './http_errors.ts';
 import { registerChatCompletions } from './routes/chat_completions.ts';

@@ -1,6 +1,6 @@
 // What every route needs, built once in buildApp and passed explicitly (no globals).
 import type { EngineClient } from '../engine/engine_client.ts';
-import { EngineError } from '../engine/errors.ts';
+import { EngineError } from '../common/errors.ts';
 import { resolveSamplingParams, type SamplingParams } from '../engine/sampling/sampling_params.ts';
 import type { ServerMetrics } from './metrics.ts';
 import type { TextTokenizer } from './tokenizer/tokenizer.ts';

@@ -3,7 +3,7 @@
 // match), and merges all choices into one ordered event stream. Aborting it aborts every choice.
 import { randomUUID } from 'node:crypto';
 import type { EngineClient } from '../engine/engine_client.ts';
-import { EngineError } from '../engine/errors.ts';
+import { EngineError } from '../common/errors.ts';
 import type { FinishReason, RequestOutputDelta, SampledLogprobs } from '../engine/request.ts';
 import type { SamplingParams } from '../engine/sampling/sampling_params.ts';
 import { childSeed } from '../engine/sampling/rng.ts';

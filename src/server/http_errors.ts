@@ -1,20 +1,42 @@
 // Maps every error to OpenAI's error body, {"error": {"message", "type", "param", "code"}}, with the
-// status from the one code table (src/engine/errors.ts). A 500 never carries a stack trace.
+// HTTP status from the one table below (codes are defined in src/common/errors.ts). A 500 never
+// carries a stack trace.
 import type { FastifyError } from 'fastify';
 import { z } from 'zod';
-import { ERROR_CODES, EngineError, type ErrorCode } from '../engine/errors.ts';
+import { EngineError, type ErrorCode } from '../common/errors.ts';
+
+/** The one table from error code to HTTP status and OpenAI error type. */
+export const HTTP_ERRORS = {
+  DSV_ERR_CONFIG: { status: 500, type: 'server_error' },
+  DSV_ERR_CHECKPOINT: { status: 500, type: 'server_error' },
+  DSV_ERR_INVALID_REQUEST: { status: 400, type: 'invalid_request_error' },
+  DSV_ERR_CONTEXT_LENGTH: { status: 400, type: 'invalid_request_error' },
+  DSV_ERR_QUEUE_FULL: { status: 429, type: 'rate_limit_error' },
+  DSV_ERR_OUT_OF_BLOCKS: { status: 503, type: 'server_error' },
+  DSV_ERR_INTERNAL: { status: 500, type: 'server_error' },
+  DSV_ERR_UNAUTHORIZED: { status: 401, type: 'authentication_error' },
+  DSV_ERR_NOT_FOUND: { status: 404, type: 'not_found_error' },
+  DSV_ERR_MODEL_NOT_FOUND: { status: 404, type: 'not_found_error' },
+  DSV_ERR_BODY_TOO_LARGE: { status: 413, type: 'invalid_request_error' },
+  DSV_ERR_NO_TOKENIZER: { status: 400, type: 'invalid_request_error' },
+  DSV_ERR_DRAINING: { status: 503, type: 'server_error' },
+} as const satisfies Record<ErrorCode, { status: number; type: string }>;
+
+export function httpStatus(code: ErrorCode): number {
+  return HTTP_ERRORS[code].status;
+}
 
 export interface ErrorBody {
   readonly error: { readonly message: string; readonly type: string; readonly param: string | null; readonly code: ErrorCode };
 }
 
 export function errorBody(code: ErrorCode, message: string, param: string | null = null): ErrorBody {
-  return { error: { message, type: ERROR_CODES[code].type, param, code } };
+  return { error: { message, type: HTTP_ERRORS[code].type, param, code } };
 }
 
 /** Normalises anything thrown in a handler (or by fastify itself) to [status, body]. */
 export function toHttpError(err: unknown): [number, ErrorBody] {
-  if (err instanceof EngineError) return [err.status, errorBody(err.code, err.message, err.param)];
+  if (err instanceof EngineError) return [httpStatus(err.code), errorBody(err.code, err.message, err.param)];
   if (err instanceof z.ZodError) {
     const issue = err.issues[0];
     const param = issue.path.length > 0 ? issue.path.map(String).join('.') : null;

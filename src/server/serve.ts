@@ -4,7 +4,7 @@ import pino from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { ConfigError, engineWorkerEnv, toEngineWorkerData, type ServerConfig } from '../config.ts';
 import { EngineClient } from '../engine/engine_client.ts';
-import { readModelConfig } from '../engine/model/config.ts';
+import { readModelConfig } from '../engine/checkpoint/config.ts';
 import { buildApp } from './app.ts';
 import type { ServerContext } from './context.ts';
 import { ServerMetrics } from './metrics.ts';

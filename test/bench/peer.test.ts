@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { loadModel } from '../../src/engine/model/weights.ts';
+import { loadModel } from '../../src/engine/checkpoint/weights.ts';
 import { convertDeepseekToGguf } from '../../bench/gguf/convert_deepseek.ts';
 import {
   PeerLlama, disposePeerRuntime, expectedPeerKvBytesPerToken, logSoftmax, parseKvCacheLines, peerUnavailableReason, topK,

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SafetensorsFile } from '../../src/engine/model/safetensors.ts';
+import { SafetensorsFile } from '../../src/engine/checkpoint/safetensors.ts';
 
 export const FIXTURE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/tiny-dsv32');
 

@@ -1,6 +1,6 @@
 // HF tensor name -> loaded tensor, walked independently of the loader's own naming code, so tests
 // can compare a loaded model against the tensors that were written.
-import type { LoadedModel, SwiGluWeights, Tensor } from '../../src/engine/model/types.ts';
+import type { LoadedModel, SwiGluWeights, Tensor } from '../../src/engine/checkpoint/types.ts';
 
 /** HF name -> tensor, walked independently of the loader's naming code. */
 export function namedTensors(model: LoadedModel): Map<string, Tensor> {

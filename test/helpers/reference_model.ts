@@ -4,7 +4,7 @@
 //
 // Weights come from `loadModel` (Float32Array, HF [out, in] layout, already dequantised); every float32 value is
 // exact in float64, so all arithmetic below is float64 on the exact stored values.
-import type { AttentionWeights, LoadedModel, ModelConfig, MoeWeights, SwiGluWeights, Tensor } from '../../src/engine/model/types.ts';
+import type { AttentionWeights, LoadedModel, ModelConfig, MoeWeights, SwiGluWeights, Tensor } from '../../src/engine/checkpoint/types.ts';
 
 type Vec = Float64Array;
 

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { generateGreedy } from '../../src/engine/greedy_generate.ts';
 import { createModelExecutor, type ModelExecutor } from '../../src/engine/model_executor.ts';
-import { SafetensorsFile } from '../../src/engine/model/safetensors.ts';
+import { SafetensorsFile } from '../../src/engine/checkpoint/safetensors.ts';
 import { maxAbsDiff } from '../helpers/golden.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));

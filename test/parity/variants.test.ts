@@ -13,8 +13,8 @@ import path from 'node:path';
 import { after, describe, test, type TestContext } from 'node:test';
 import { generateGreedy, type GreedyResult } from '../../src/engine/greedy_generate.ts';
 import { createModelExecutor, type ModelExecutorOptions } from '../../src/engine/model_executor.ts';
-import type { LoadedModel } from '../../src/engine/model/types.ts';
-import { loadModel } from '../../src/engine/model/weights.ts';
+import type { LoadedModel } from '../../src/engine/checkpoint/types.ts';
+import { loadModel } from '../../src/engine/checkpoint/weights.ts';
 import { namedTensors } from '../helpers/named_tensors.ts';
 import {
   randomCheckpoint, seededRandom, tinyHfConfig, writeCheckpoint, type HfConfig, type HostTensor, type TinyOptions, type WriteDType,

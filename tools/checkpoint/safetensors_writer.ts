@@ -2,7 +2,7 @@
 // block scales like DeepSeek's own FP8 releases. Used by tests, the benchmark and the model generators.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { encodeFromFloat32, quantizeFp8Blocks } from '../../src/engine/model/dtype.ts';
+import { encodeFromFloat32, quantizeFp8Blocks } from '../../src/engine/checkpoint/dtype.ts';
 
 export type WriteDType = 'F32' | 'BF16' | 'F16' | 'F8_E4M3';
 

@@ -7,7 +7,7 @@
 // prefill chunks gather the whole context once and mask per row (cost ~ S * T).
 import { floatTensor, int32Tensor, type GraphSession } from '../onnx/session.ts';
 import type { AttentionGroup } from '../model/step_plan.ts';
-import { selectTopK } from '../sampling/select.ts';
+import { selectTopK } from '../../common/select.ts';
 
 const MASKED = -1e30; // finite, so a fully masked (padding) row can never turn into NaN
 export const DEFAULT_MAX_SCORE_ELEMENTS = 1 << 25; // 128 MiB of float32 scores per attention run

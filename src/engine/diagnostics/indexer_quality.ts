@@ -12,10 +12,10 @@
 //   KL_t     = sum_s A[s] * (log(A[s] + 1e-8) - log(P[s] + 1e-8))
 // with M = the causal mask (dense variant) or sel(t) (sparse variant); loss = mean over t. Recall_t =
 // sum over sel(t) of the dense (causal) A. Computed in float64 from the float32 engine tensors.
-import { EngineError } from '../errors.ts';
+import { EngineError } from '../../common/errors.ts';
 import type { ModelExecutor } from '../model_executor.ts';
 import type { LayerCapture } from '../model/deepseek_model.ts';
-import { selectTopK } from '../sampling/select.ts';
+import { selectTopK } from '../../common/select.ts';
 
 const EPS = 1e-8;
 

@@ -16,7 +16,7 @@ import { buildRoutedExpertsGraph, denseFfn, dispatch, moePreludeFfn } from './mo
 import { routeTokens } from './moe_router.ts';
 import { ropeInvFreq, ropeTables } from './rope.ts';
 import { planStep, type StepPlan, type StepSequence } from './step_plan.ts';
-import type { LoadedModel, ModelConfig, MoeWeights } from './types.ts';
+import type { LoadedModel, ModelConfig, MoeWeights } from '../checkpoint/types.ts';
 
 export interface ModelOptions extends SessionOptions {
   /** Largest attention score tensor one run may build (prefill query rows are sliced to fit). */

@@ -10,7 +10,7 @@
 // Ref: DeepSeek-V3.2-Exp inference/model.py (with the Nov-2025 indexer RoPE fix).
 import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
 import { reshape, reshapeLike } from '../onnx/ops.ts';
-import type { ModelConfig } from './types.ts';
+import type { ModelConfig } from '../checkpoint/types.ts';
 
 /**
  * Indexer scores over gathered key slots (shared by all layers).

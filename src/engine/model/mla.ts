@@ -12,7 +12,7 @@
 // 6. out = o_proj(concat_h(o[h] @ W_UV[h]^T))  (W_UV = kv_b_proj rows [h, dn:dn+dv])  [N, D]
 import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
 import { linear, reshape, reshapeLike, rmsNorm, slice } from '../onnx/ops.ts';
-import type { AttentionWeights, ModelConfig, Tensor } from './types.ts';
+import type { AttentionWeights, ModelConfig, Tensor } from '../checkpoint/types.ts';
 
 /** W_UV^T: kv_b_proj rows [h, dn:dn+dv] as [H, dv, L] (row blocks, no transpose). */
 function valueUpWeight(config: ModelConfig, kvBProj: Tensor): Float32Array {

@@ -4,7 +4,7 @@
 import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
 import { linear, reshape, stackRows, swiGlu } from '../onnx/ops.ts';
 import type { PostAttentionFfn } from './mla.ts';
-import type { ModelConfig, MoeWeights, SwiGluWeights } from './types.ts';
+import type { ModelConfig, MoeWeights, SwiGluWeights } from '../checkpoint/types.ts';
 
 export function denseFfn(w: SwiGluWeights): PostAttentionFfn {
   return (g, h2, x2) => {

@@ -6,7 +6,7 @@
 //   pick num_experts_per_tok by c; weights = s of the picked (/ their sum if norm_topk_prob) * routed_scaling_factor.
 // softmax + greedy (V2-Lite) / group_limited_greedy (V2, group score = max s): weights = softmax probs;
 //   V2 normalises when norm_topk_prob (and k > 1), otherwise scales by routed_scaling_factor.
-import type { ModelConfig, MoeConfig } from './types.ts';
+import type { ModelConfig, MoeConfig } from '../checkpoint/types.ts';
 
 export interface Routing {
   /** [N * k] expert id per (token, choice). */

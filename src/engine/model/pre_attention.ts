@@ -13,7 +13,7 @@
 import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
 import { layerNorm, linear, reshape, rmsNorm, ropeRotate, stackRows } from '../onnx/ops.ts';
 import { mlaSoftmaxScale, ropeRotation } from './rope.ts';
-import type { AttentionWeights, ModelConfig, Tensor } from './types.ts';
+import type { AttentionWeights, ModelConfig, Tensor } from '../checkpoint/types.ts';
 
 const INDEXER_LAYERNORM_EPS = 1e-6; // fixed by the reference implementation, not from config
 

@@ -1,7 +1,7 @@
 // RoPE frequencies (with YaRN) and per-token cos/sin tables.
 // Spec: test/fixtures/tiny-dsv32/README.md "RoPE frequencies". Angles are computed in float64
 // and rounded to float32 once, so positions far from 0 lose no precision.
-import type { ModelConfig } from './types.ts';
+import type { ModelConfig } from '../checkpoint/types.ts';
 
 /** th_i for i < d/2 (float64), YaRN-corrected when `rope_scaling` is configured (HF semantics). */
 export function ropeInvFreq(config: ModelConfig): Float64Array {

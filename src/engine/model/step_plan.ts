@@ -1,7 +1,7 @@
 // Turns one batched step (sequences with their new tokens and block tables) into flat,
 // execution-ordered arrays. Sequences with one new token (decodes) run first as one attention
 // group; each multi-token chunk (prefill) is its own group, so no group pads queries.
-import { EngineError } from '../errors.ts';
+import { EngineError } from '../../common/errors.ts';
 import { slotMapping } from '../../kvcache/paged_kv_storage.ts';
 
 export interface StepSequence {

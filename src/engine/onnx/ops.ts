@@ -1,7 +1,7 @@
 // Composite ops over GraphBuilder: the building blocks shared by the model graphs.
 // All helpers take and return value names; shapes are in the comments of the callers.
 import type { GraphBuilder } from './graph_builder.ts';
-import type { Tensor } from '../model/types.ts';
+import type { Tensor } from '../../common/tensor.ts';
 
 /** y = x @ W^T for an HF linear weight W [out, in] stored as an initializer; x is 2-D [N, in]. */
 export function linear(g: GraphBuilder, x: string, weight: Tensor | string): string {

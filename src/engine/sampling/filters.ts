@@ -1,6 +1,6 @@
 // The sampling filters, each over a candidate list ids[0 .. n) of a processed logits row:
 // min-p, top-k and top-p. None sorts its input; all keep ties deterministic (lower id first).
-import { selectMassPrefix, selectTopK, topKOfRow } from './select.ts';
+import { selectMassPrefix, selectTopK, topKOfRow } from '../../common/select.ts';
 
 // Above this k, quickselect over the row beats the heap's O(V log k) worst case.
 const MAX_HEAP_TOP_K = 4096;

@@ -1,7 +1,7 @@
 // Log-probabilities of a raw logits row, as vLLM v1's default logprobs mode ("raw_logprobs")
 // reports them: log_softmax of the unprocessed row, natural log, independent of temperature,
 // penalties and filters.
-import { sortBest, topKOfRow } from './select.ts';
+import { sortBest, topKOfRow } from '../../common/select.ts';
 
 export interface TokenLogprob {
   readonly tokenId: number;

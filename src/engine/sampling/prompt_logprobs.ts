@@ -1,7 +1,7 @@
 // Prompt logprobs (OpenAI `echo` + `logprobs`, vLLM `prompt_logprobs`): the logits row of prompt
 // position p predicts prompt token p + 1, so rows 0 .. P-2 score tokens 1 .. P-1 and the first
 // prompt token has nothing to score it (null). Rows may arrive in prefill chunks.
-import { assert } from '../errors.ts';
+import { assert } from '../../common/errors.ts';
 import { logSumExp, topLogprobs, type TokenLogprob } from './logprobs.ts';
 
 export interface PromptTokenLogprobs {

@@ -2,7 +2,7 @@
 // through a splitmix32-style Weyl sequence with the murmur3 finaliser. The whole state is four
 // uint32, so a request's RNG crosses worker_threads as plain data (RngState) and resumes exactly.
 import { randomFillSync } from 'node:crypto';
-import { assert } from '../errors.ts';
+import { assert } from '../../common/errors.ts';
 
 /** xoshiro128** state words s0..s3; never all zero. */
 export type RngState = readonly [number, number, number, number];

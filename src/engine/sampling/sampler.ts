@@ -15,7 +15,7 @@ import { applyLogitsProcessors } from './logits_processors.ts';
 import { logSumExp, topLogprobs, type TokenLogprob } from './logprobs.ts';
 import { isGreedy, type SamplingParams } from './sampling_params.ts';
 import type { SamplingState } from './sampling_state.ts';
-import { argmax } from './select.ts';
+import { argmax } from '../../common/select.ts';
 
 export interface SampledToken {
   readonly tokenId: number;

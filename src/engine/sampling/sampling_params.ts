@@ -1,7 +1,7 @@
 // Per-request sampling parameters: the engine-side guard. The server validates with zod first;
 // this file fills defaults, normalises equivalent spellings (topK -1 -> 0, tiny temperature -> 0)
 // and rejects anything the sampler cannot honour, naming the field.
-import { EngineError } from '../errors.ts';
+import { EngineError } from '../../common/errors.ts';
 
 export interface SamplingParams {
   /** 0 = greedy. Values below GREEDY_TEMPERATURE are treated as 0 (as vLLM does). */

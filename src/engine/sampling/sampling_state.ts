@@ -2,7 +2,7 @@
 // The request owns one SamplingState; sampleToken() advances its RNG, and the request calls
 // appendToken() once per token it keeps, so penalties cost O(distinct tokens) per step rather
 // than O(sequence length).
-import { assert } from '../errors.ts';
+import { assert } from '../../common/errors.ts';
 import { Rng, type RngState } from './rng.ts';
 import type { SamplingParams } from './sampling_params.ts';
 

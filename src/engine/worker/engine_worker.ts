@@ -4,7 +4,7 @@
 import { setImmediate as nextTick } from 'node:timers/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { EngineCore } from '../engine_core.ts';
-import { EngineError } from '../errors.ts';
+import { EngineError } from '../../common/errors.ts';
 import { createModelExecutor } from '../model_executor.ts';
 import { RequestStatus } from '../request.ts';
 import { PagedKVStorage } from '../../kvcache/paged_kv_storage.ts';

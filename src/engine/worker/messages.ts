@@ -1,5 +1,5 @@
 // Plain-data messages between the HTTP thread (EngineClient) and the engine worker (EngineCore).
-import type { ErrorCode } from '../errors.ts';
+import type { ErrorCode } from '../../common/errors.ts';
 import type { EngineConfig, StepStats } from '../engine_core.ts';
 import type { ModelExecutorOptions } from '../model_executor.ts';
 import type { RequestInit, RequestOutputDelta } from '../request.ts';

@@ -1,7 +1,7 @@
 // POST /v1/chat/completions: messages rendered with the model's chat template, then the same
 // generation path as completions; streaming sends a role delta first, then content deltas.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { EngineError } from '../../engine/errors.ts';
+import { EngineError } from '../../common/errors.ts';
 import { checkModelName, checkNotDraining, stopList, toSamplingParams, type ServerContext } from '../context.ts';
 import { Generation, requireTokenizer } from '../generation.ts';
 import { chatCompletionRequestSchema, messageText, type ChatCompletionRequest } from '../schemas/openai.ts';

@@ -1,6 +1,6 @@
 // POST /v1/completions (OpenAI legacy completions + vLLM extensions), streaming or not.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { EngineError } from '../../engine/errors.ts';
+import { EngineError } from '../../common/errors.ts';
 import { checkModelName, checkNotDraining, stopList, toSamplingParams, type ServerContext } from '../context.ts';
 import { Generation, requireTokenizer, type ChoiceEvent } from '../generation.ts';
 import { completionRequestSchema, type CompletionRequest } from '../schemas/openai.ts';

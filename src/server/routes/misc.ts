@@ -1,6 +1,6 @@
 // GET /health, GET /v1/models, GET /metrics, POST /tokenize, POST /detokenize.
 import type { FastifyInstance } from 'fastify';
-import { EngineError } from '../../engine/errors.ts';
+import { EngineError } from '../../common/errors.ts';
 import { checkModelName, type ServerContext } from '../context.ts';
 import { requireTokenizer } from '../generation.ts';
 import { detokenizeRequestSchema, tokenizeRequestSchema } from '../schemas/openai.ts';

@@ -1,7 +1,7 @@
 // Chat templates: the model's own (tokenizer_config.json `chat_template` or chat_template.jinja), or a
 // built-in one, rendered with @huggingface/jinja the way transformers' apply_chat_template does.
 import { Template } from '@huggingface/jinja';
-import { EngineError } from '../../engine/errors.ts';
+import { EngineError } from '../../common/errors.ts';
 
 export interface ChatMessage {
   readonly role: string;

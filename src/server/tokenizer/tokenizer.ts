@@ -4,7 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { CheckpointError } from '../../engine/errors.ts';
+import { CheckpointError } from '../../common/errors.ts';
 import { builtinChatTemplate, ChatTemplate, configChatTemplate, type ChatMessage, type ChatTemplateOptions } from './chat_template.ts';
 import { IncrementalDetokenizer } from './incremental_detokenizer.ts';
 

@@ -1,6 +1,6 @@
 // Shared test helpers for src/kvcache tests.
 import assert from 'node:assert/strict';
-import { EngineError } from '../../../src/engine/errors.ts';
+import { EngineError } from '../../../src/common/errors.ts';
 
 /** Asserts fn throws EngineError DSV_ERR_INTERNAL whose message matches pattern. */
 export function assertInvariantError(fn: () => unknown, pattern: RegExp): void {

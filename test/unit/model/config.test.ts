@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { CheckpointError } from '../../../src/engine/errors.ts';
-import { parseModelConfig } from '../../../src/engine/model/config.ts';
+import { CheckpointError } from '../../../src/common/errors.ts';
+import { parseModelConfig } from '../../../src/engine/checkpoint/config.ts';
 import { tinyHfConfig } from '../../helpers/checkpoint_writer.ts';
 
 const fixture = JSON.parse(readFileSync(new URL('../../fixtures/tiny-dsv32/config.json', import.meta.url), 'utf8'));

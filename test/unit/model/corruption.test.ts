@@ -4,8 +4,8 @@ import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { CheckpointError } from '../../../src/engine/errors.ts';
-import { loadModel } from '../../../src/engine/model/weights.ts';
+import { CheckpointError } from '../../../src/common/errors.ts';
+import { loadModel } from '../../../src/engine/checkpoint/weights.ts';
 import { randomTinyCheckpoint, rewriteHeader, safetensorsBytes, writeCheckpoint, type WriteOptions } from '../../helpers/checkpoint_writer.ts';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'dsv-corrupt-'));

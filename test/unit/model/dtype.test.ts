@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import {
   bf16ToFloat32, decodeToFloat32, dequantizeFp8Blocks, e4m3ToFloat32, encodeFromFloat32, f16ToFloat32,
   float32ToBf16, float32ToE4m3, float32ToF16, quantizeFp8Blocks,
-} from '../../../src/engine/model/dtype.ts';
+} from '../../../src/engine/checkpoint/dtype.ts';
 import { seededRandom } from '../../helpers/checkpoint_writer.ts';
 
 const sameBits = (a: number, b: number): boolean => Object.is(a, b) || (Number.isNaN(a) && Number.isNaN(b));

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { buildRoutedExpertsGraph, dispatch } from '../../../src/engine/model/moe.ts';
-import type { ModelConfig, MoeWeights, Tensor } from '../../../src/engine/model/types.ts';
+import type { ModelConfig, MoeWeights, Tensor } from '../../../src/engine/checkpoint/types.ts';
 import { floatTensor, GraphSession, int32Tensor, int64Tensor } from '../../../src/engine/onnx/session.ts';
 import { seededRandom } from '../../../tools/checkpoint/random_weights.ts';
 

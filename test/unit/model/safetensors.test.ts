@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { CheckpointError } from '../../../src/engine/errors.ts';
-import { SafetensorsFile } from '../../../src/engine/model/safetensors.ts';
+import { CheckpointError } from '../../../src/common/errors.ts';
+import { SafetensorsFile } from '../../../src/engine/checkpoint/safetensors.ts';
 import { safetensorsBytes, type RawTensor } from '../../helpers/checkpoint_writer.ts';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'dsv-st-'));

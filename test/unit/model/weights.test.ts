@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { LoadedModel } from '../../../src/engine/model/types.ts';
-import { loadModel } from '../../../src/engine/model/weights.ts';
+import type { LoadedModel } from '../../../src/engine/checkpoint/types.ts';
+import { loadModel } from '../../../src/engine/checkpoint/weights.ts';
 import { namedTensors } from '../../helpers/named_tensors.ts';
 import { randomTinyCheckpoint, readRawSafetensors, writeCheckpoint, type HostTensor, type TinyOptions } from '../../helpers/checkpoint_writer.ts';
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { EngineError } from '../../../src/engine/errors.ts';
+import { EngineError } from '../../../src/common/errors.ts';
 import { Rng } from '../../../src/engine/sampling/rng.ts';
 import { resolveSamplingParams, type SamplingParams, type SamplingParamsInit } from '../../../src/engine/sampling/sampling_params.ts';
 import { SamplingState } from '../../../src/engine/sampling/sampling_state.ts';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { EngineError } from '../../../src/engine/errors.ts';
+import { EngineError } from '../../../src/common/errors.ts';
 import { computePromptLogprobs, scorePromptRows } from '../../../src/engine/sampling/prompt_logprobs.ts';
 import { logSoftmax, randomRow, rankIds } from './helpers.ts';
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { EngineError } from '../../../src/engine/errors.ts';
+import { EngineError } from '../../../src/common/errors.ts';
 import { Rng } from '../../../src/engine/sampling/rng.ts';
 import { sampleToken } from '../../../src/engine/sampling/sampler.ts';
 import type { SamplingParams } from '../../../src/engine/sampling/sampling_params.ts';

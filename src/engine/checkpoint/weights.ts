@@ -2,7 +2,7 @@
 // derived shape and an allowed dtype; everything else in the checkpoint (MTP layers, rotary inv_freq, ...) is ignored.
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { CheckpointError } from '../errors.ts';
+import { CheckpointError } from '../../common/errors.ts';
 import { readModelConfig } from './config.ts';
 import { decodeToFloat32, dequantizeFp8Blocks, fp8ScaleShape, type FloatDType } from './dtype.ts';
 import { Checkpoint, type DType, type TensorInfo } from './safetensors.ts';

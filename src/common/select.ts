@@ -1,7 +1,7 @@
 // Partial selection over a logits row without sorting the vocabulary: argmax, top-k by heap or
 // quickselect, and the weighted quickselect behind top-p. Order everywhere: larger value first,
 // ties to the lower token id (so every choice is deterministic); NaN ranks last.
-import { EngineError } from '../errors.ts';
+import { EngineError } from './errors.ts';
 
 /** a ranks strictly before b: a strict total order over ids, NaN below every number. */
 function better(values: Float32Array, a: number, b: number): boolean {

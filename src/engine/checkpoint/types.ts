@@ -1,11 +1,9 @@
 // The typed, validated view of a checkpoint that the rest of the engine trusts.
 // Produced only by `loadModel` (config.ts + weights.ts); everything here is readonly.
 
-/** A dense float32 tensor, row-major. HF linear weights keep their [out, in] layout. */
-export interface Tensor {
-  readonly data: Float32Array;
-  readonly shape: readonly number[];
-}
+import type { Tensor } from '../../common/tensor.ts';
+
+export type { Tensor };
 
 export type ModelType = 'deepseek_v32' | 'deepseek_v3' | 'deepseek_v2';
 

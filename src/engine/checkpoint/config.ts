@@ -3,7 +3,7 @@
 // and the DeepSeek-V2 remote-code DeepseekV2Config.
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { CheckpointError } from '../errors.ts';
+import { CheckpointError } from '../../common/errors.ts';
 import { resolveModelFile } from './safetensors.ts';
 import type { IndexerConfig, ModelConfig, ModelType, MoeConfig, YarnScaling } from './types.ts';
 

@@ -3,7 +3,7 @@
 // Each tensor's bytes are read exactly once, on demand, so a shard is never held in memory whole.
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { CheckpointError } from '../errors.ts';
+import { CheckpointError } from '../../common/errors.ts';
 
 export const DTYPE_SIZE = {
   BOOL: 1, U8: 1, I8: 1, F8_E4M3: 1, F8_E5M2: 1,

@@ -2,7 +2,7 @@
 // Every narrow format (bf16, f16, e4m3) is a subset of float32, so decoding is exact; encoding rounds to nearest even.
 // Bulk paths work on Uint32Array views of the float32 output so NaN payloads and -0 survive bit-exactly.
 import { endianness } from 'node:os';
-import { assert } from '../errors.ts';
+import { assert } from '../../common/errors.ts';
 
 export type FloatDType = 'F32' | 'BF16' | 'F16' | 'F8_E4M3';
 
