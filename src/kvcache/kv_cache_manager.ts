@@ -2,7 +2,7 @@
 // Hands out block ids only; the scheduler decides who runs, the model runner turns tables into slots.
 //
 // Ownership: each block table holds exactly one reference (refCnt) on each of its blocks; a block
-// shared by k tables (prefix hit, fork) has refCnt k. Full blocks below a request's
+// shared by k tables (prefix hits) has refCnt k. Full blocks below a request's
 // numComputedTokens are immutable (no one writes those slots again), which is what makes sharing them
 // and caching them safe.
 import { assert } from '../common/errors.ts';
@@ -157,23 +157,6 @@ export class KVCacheManager {
     this.pool.free([...table].reverse());
     this.tables.delete(requestId);
     this.blockHashes.delete(requestId);
-  }
-
-  /**
-   * Starts childId with a reference to the parent's first floor(numSharedTokens / blockSize) blocks
-   * (n > 1 samples). Only full blocks are shared, as they are never written again; numSharedTokens
-   * must not exceed the parent's computed tokens. Returns the child's computed tokens (block aligned).
-   */
-  forkRequest(parentId: string, childId: string, numSharedTokens: number): number {
-    const parent = this.requireTable(parentId);
-    assert(!this.tables.has(childId), `fork into existing request ${childId}`);
-    const numShared = Math.floor(numSharedTokens / this.blockSize);
-    assert(numShared <= parent.length, `fork of ${numSharedTokens} tokens from a ${parent.length}-block table`);
-    const shared = parent.slice(0, numShared);
-    this.pool.touch(shared);
-    this.tables.set(childId, shared);
-    this.blockHashes.set(childId, this.blockHashes.get(parentId)!.slice(0, numShared));
-    return numShared * this.blockSize;
   }
 
   /**

@@ -174,25 +174,6 @@ describe('KVCacheManager prefix caching', () => {
   });
 });
 
-describe('KVCacheManager.forkRequest', () => {
-  it('shares full blocks by refcount; each side frees independently', () => {
-    const m = manager(10);
-    const prompt = range(0, 10);
-    runPrompt(m, 'p', prompt);
-    assert.equal(m.forkRequest('p', 'c', 10), 8);
-    assert.deepEqual(m.getBlockTable('c'), m.getBlockTable('p').slice(0, 2));
-    assert.equal(m.allocateSlots('c', 11)!.length, 1);
-    m.cacheFullBlocks('c', [...prompt, 7], 11);
-    m.checkIntegrity();
-    m.free('p');
-    m.checkIntegrity();
-    assert.equal(m.numFreeBlocks, 10 - 3);
-    m.free('c');
-    assert.equal(m.numFreeBlocks, 10);
-    m.checkIntegrity();
-  });
-});
-
 describe('KVCacheManager.checkIntegrity catches broken states', () => {
   const pool = (m: KVCacheManager) => (m as unknown as { pool: BlockPool }).pool;
   const tables = (m: KVCacheManager) => (m as unknown as { tables: Map<string, number[]> }).tables;
