@@ -1,7 +1,6 @@
 // The engine-core and engine-loop issues' targets in one short run (`npm run bench:engine`, ~2 min):
 // batch-1 decode vs the bandwidth floor, 512-token prefill, and batched decode at 16 concurrent
 // sequences vs batch 1, with the per-step time split and the scheduling share.
-import { createModelExecutor } from '../src/engine/model_executor.ts';
 import { ensureBenchCheckpoint } from './checkpoints.ts';
 import { benchEngineCore } from './engine_core.ts';
 import { probeMachine } from './probe.ts';
@@ -11,10 +10,9 @@ const limits = await probeMachine();
 const dir = ensureBenchCheckpoint('bench-mini');
 const core = await benchEngineCore(dir, 'bench-mini', { quick: false });
 const floorMs = (core.weightBytesPerDecodeToken / (limits.readBandwidthGBs * 1e9)) * 1000;
-const exec = await createModelExecutor(dir, { kvCacheMemory: 2 * 2 ** 30, enablePrefixCaching: false });
-const batch1 = await benchThroughput(exec, { concurrency: 1, numRequests: 2, promptTokens: 256, outputTokens: 128 });
-const batch16 = await benchThroughput(exec, { concurrency: 16, numRequests: 32, promptTokens: 256, outputTokens: 128 });
-await exec.model.dispose();
+const runner = { kvCacheMemory: 2 * 2 ** 30 };
+const batch1 = await benchThroughput(dir, runner, { concurrency: 1, numRequests: 2, promptTokens: 256, outputTokens: 128 });
+const batch16 = await benchThroughput(dir, runner, { concurrency: 16, numRequests: 32, promptTokens: 256, outputTokens: 128 });
 const result = {
   date: new Date().toISOString(),
   readBandwidthGBs: limits.readBandwidthGBs,

@@ -23,8 +23,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { generateGreedy } from '../src/engine/greedy_generate.ts';
-import { createModelExecutor } from '../src/engine/model_executor.ts';
+import { OfflineEngine } from '../src/engine/offline.ts';
 import { loadModel } from '../src/engine/checkpoint/weights.ts';
 import { seededRandom } from '../tools/checkpoint/random_weights.ts';
 import { BENCH_MODEL_ROOT, ensureBenchCheckpoint } from './checkpoints.ts';
@@ -106,13 +105,13 @@ async function runCase(spec: CaseSpec, kvCacheType: 'F16' | 'F32', log: (s: stri
   for (const w of conv.warnings) log(`  conversion warning: ${w}`);
 
   const maxLen = Math.max(...spec.prompts.map((p) => p.length));
-  const exec = await createModelExecutor(spec.checkpointDir, { denseAttention: dense, kvCacheMemory: 256 * 2 ** 20, enablePrefixCaching: false });
+  const engine = await OfflineEngine.create(spec.checkpointDir, { runner: { denseAttention: dense, kvCacheMemory: 256 * 2 ** 20 }, enablePrefixCaching: false, captureLogits: true });
   let ours: Float64Array[];
   try {
-    const res = await generateGreedy(exec, spec.prompts, { maxTokens: 1 });
-    ours = res.map((r) => logSoftmax(r.stepLogits[0]));
+    const res = await engine.generate(spec.prompts.map((promptTokenIds) => ({ promptTokenIds, params: { temperature: 0, maxTokens: 1, ignoreEos: true } })));
+    ours = res.map((r) => logSoftmax(r.stepLogits[0]!));
   } finally {
-    await exec.model.dispose();
+    await engine.dispose();
   }
 
   const peer = await PeerLlama.load(gguf, vocab, { threads: 2, contextSize: Math.max(256, Math.ceil(maxLen / 256) * 256), kvCacheType, flashAttention });

@@ -15,7 +15,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createModelExecutor } from '../src/engine/model_executor.ts';
 import { checkpointBytes, ensureBenchCheckpoint, ensureBenchGguf } from './checkpoints.ts';
 import { kvShape, maxSequences, mhaKvBytesPerToken, oursKvBytesPerToken } from './kv_memory.ts';
 import { BENCH_MODELS } from './models.ts';
@@ -192,14 +191,9 @@ async function main(): Promise<void> {
   let profile: ThroughputResult | null = null;
   if (plan.profile) {
     log('profile: offline engine loop at 16 concurrent');
-    profile = await attempt('profile', async () => {
-      const exec = await createModelExecutor(servingDir, { numThreads: THREADS, kvCacheMemory: 2 ** 30, enablePrefixCaching: false });
-      try {
-        return await benchThroughput(exec, { concurrency: 16, numRequests: 32, promptTokens: 256, outputTokens: 128 });
-      } finally {
-        await exec.model.dispose();
-      }
-    });
+    profile = await attempt('profile', () =>
+      benchThroughput(servingDir, { numThreads: THREADS, kvCacheMemory: 2 ** 30 }, { concurrency: 16, numRequests: 32, promptTokens: 256, outputTokens: 128 }),
+    );
   }
 
   // KV memory

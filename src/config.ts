@@ -94,21 +94,23 @@ export function toEngineWorkerData(config: ServerConfig, maxModelLen: number): E
   }
   return {
     modelDir: config.model,
-    executor: {
-      blockSize: config.blockSize,
-      kvCacheMemory: config.kvCacheMemory,
-      ...(config.numKvBlocks !== null && { numKvBlocks: config.numKvBlocks }),
-      enablePrefixCaching: config.enablePrefixCaching,
-      denseAttention: config.denseAttention,
-      numThreads: config.threads,
-    },
     engine: {
-      maxNumSeqs: config.maxNumSeqs,
-      maxNumBatchedTokens: config.maxNumBatchedTokens,
-      longPrefillTokenThreshold: config.longPrefillTokenThreshold,
-      maxModelLen,
-      maxQueuedRequests: config.maxQueuedRequests,
-      maxQueuedTokens: config.maxQueuedTokens,
+      runner: {
+        blockSize: config.blockSize,
+        kvCacheMemory: config.kvCacheMemory,
+        ...(config.numKvBlocks !== null && { numKvBlocks: config.numKvBlocks }),
+        denseAttention: config.denseAttention,
+        numThreads: config.threads,
+      },
+      scheduler: {
+        maxNumSeqs: config.maxNumSeqs,
+        maxNumBatchedTokens: config.maxNumBatchedTokens,
+        longPrefillTokenThreshold: config.longPrefillTokenThreshold,
+        maxModelLen,
+        maxQueuedRequests: config.maxQueuedRequests,
+        maxQueuedTokens: config.maxQueuedTokens,
+      },
+      enablePrefixCaching: config.enablePrefixCaching,
     },
   };
 }

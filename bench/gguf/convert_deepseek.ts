@@ -254,14 +254,12 @@ export function planDeepseekGguf(model: LoadedModel, options: ConvertOptions = {
     const p = `blk.${i}.`;
     const at = layer.attn;
     put(`${p}attn_norm.weight`, layer.inputLayernorm);
-    if (at.qAProj && at.qALayernorm && at.qBProj) {
-      put(`${p}attn_q_a.weight`, at.qAProj);
-      put(`${p}attn_q_a_norm.weight`, at.qALayernorm);
-      put(`${p}attn_q_b.weight`, at.qBProj);
-    } else if (at.qProj) {
-      put(`${p}attn_q.weight`, at.qProj);
+    if (at.query.kind === 'lora') {
+      put(`${p}attn_q_a.weight`, at.query.qAProj);
+      put(`${p}attn_q_a_norm.weight`, at.query.qALayernorm);
+      put(`${p}attn_q_b.weight`, at.query.qBProj);
     } else {
-      throw new Error(`layer ${i}: no query projection`);
+      put(`${p}attn_q.weight`, at.query.qProj);
     }
     put(`${p}attn_kv_a_mqa.weight`, at.kvAProjWithMqa);
     put(`${p}attn_kv_a_norm.weight`, at.kvALayernorm);

@@ -2,9 +2,7 @@
 //   npm run check -- --model DIR --prompt 1,2,3 [--max-tokens 16] [--chunk-size 13] [--dense-attention]
 // Exit code 1 with a one-line message on any error (bad flags, bad checkpoint, ...).
 import { parseArgs } from 'node:util';
-import { generateGreedy } from '../engine/greedy_generate.ts';
-import { createModelExecutor } from '../engine/model_executor.ts';
-import { logSumExp, topLogprobs } from '../engine/sampling/logprobs.ts';
+import { OfflineEngine } from '../engine/offline.ts';
 
 const USAGE = 'usage: check --model DIR --prompt ID,ID,... [--max-tokens N] [--chunk-size N] [--top N] [--block-size N] [--dense-attention] [--threads N]';
 
@@ -36,25 +34,25 @@ async function main(argv: string[]): Promise<void> {
     return id;
   });
   const top = positiveInt('top', values.top, 5)!;
-  const exec = await createModelExecutor(values.model, {
-    blockSize: positiveInt('block-size', values['block-size'], undefined),
-    denseAttention: values['dense-attention'],
-    numThreads: positiveInt('threads', values.threads, undefined),
-    kvCacheMemory: 256 * 2 ** 20,
+  const blockSize = positiveInt('block-size', values['block-size'], undefined);
+  const numThreads = positiveInt('threads', values.threads, undefined);
+  const chunkSize = positiveInt('chunk-size', values['chunk-size'], undefined);
+  const engine = await OfflineEngine.create(values.model, {
+    runner: { denseAttention: values['dense-attention'], kvCacheMemory: 256 * 2 ** 20, ...(blockSize && { blockSize }), ...(numThreads && { numThreads }) },
+    scheduler: { ...(chunkSize && { longPrefillTokenThreshold: chunkSize }) },
   });
   try {
-    const [result] = await generateGreedy(exec, [prompt], {
-      maxTokens: positiveInt('max-tokens', values['max-tokens'], 16)!,
-      chunkSize: positiveInt('chunk-size', values['chunk-size'], undefined),
-    });
-    const steps = result.tokens.map((token, i) => {
-      const row = result.stepLogits[i];
-      const alternatives = topLogprobs(row, top, logSumExp(row));
-      return { token, logprob: row[token] - logSumExp(row), top_logprobs: alternatives.map((a) => ({ token: a.tokenId, logprob: a.logprob })) };
-    });
-    process.stdout.write(`${JSON.stringify({ model: values.model, prompt, dense_attention: values['dense-attention'], tokens: result.tokens, steps }, null, 1)}\n`);
+    const maxTokens = positiveInt('max-tokens', values['max-tokens'], 16)!;
+    const [result] = await engine.generate([{ promptTokenIds: prompt, params: { temperature: 0, maxTokens, ignoreEos: true, logprobs: top } }]);
+    if (!result || result.errorMessage) throw new Error(result?.errorMessage ?? 'no result');
+    const steps = result.logprobs.map((lp) => ({
+      token: lp.tokenId,
+      logprob: lp.logprob,
+      top_logprobs: lp.topLogprobs.map((a) => ({ token: a.tokenId, logprob: a.logprob })),
+    }));
+    process.stdout.write(`${JSON.stringify({ model: values.model, prompt, dense_attention: values['dense-attention'], tokens: result.tokenIds, steps }, null, 1)}\n`);
   } finally {
-    await exec.model.dispose();
+    await engine.dispose();
   }
 }
 

@@ -7,7 +7,6 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { indexerQuality } from '../engine/diagnostics/indexer_quality.ts';
-import { createModelExecutor } from '../engine/model_executor.ts';
 import { loadTokenizer } from '../server/tokenizer/tokenizer.ts';
 
 const USAGE = 'usage: indexer_quality --model DIR (--text TEXT | --file PATH | --prompt ID,ID,...) [--max-tokens N] [--chunk-size N] [--threads N]';
@@ -51,29 +50,23 @@ async function main(argv: string[]): Promise<void> {
   let ids = tokenIds(values.model, values);
   const maxTokens = positiveInt('max-tokens', values['max-tokens']);
   if (maxTokens !== undefined) ids = ids.slice(0, maxTokens);
-  const exec = await createModelExecutor(values.model, {
-    numThreads: positiveInt('threads', values.threads),
-    kvCacheMemory: 256 * 2 ** 20,
-    enablePrefixCaching: false,
-  });
-  try {
-    const res = await indexerQuality(exec, ids, { chunkSize: positiveInt('chunk-size', values['chunk-size']) });
-    const mean = (f: (l: (typeof res.layers)[number]) => number | null): number | null => {
-      const v = res.layers.map(f).filter((x): x is number => x !== null);
-      return v.length ? v.reduce((a, b) => a + b, 0) / v.length : null;
-    };
-    const out = {
-      model: values.model,
-      num_tokens: res.numTokens,
-      index_topk: res.indexTopk,
-      sparse_rows: res.sparseRows,
-      layers: res.layers.map((l) => ({ layer: l.layer, kl_dense: l.klDense, kl_sparse: l.klSparse, recall: l.recall, recall_sparse_rows: l.recallSparseRows })),
-      mean: { kl_dense: mean((l) => l.klDense), kl_sparse: mean((l) => l.klSparse), recall: mean((l) => l.recall), recall_sparse_rows: mean((l) => l.recallSparseRows) },
-    };
-    process.stdout.write(`${JSON.stringify(out, null, 1)}\n`);
-  } finally {
-    await exec.model.dispose();
-  }
+  const numThreads = positiveInt('threads', values.threads);
+  const chunkSize = positiveInt('chunk-size', values['chunk-size']);
+  const runner = { kvCacheMemory: 256 * 2 ** 20, ...(numThreads !== undefined && { numThreads }) };
+  const res = await indexerQuality(values.model, ids, { runner, ...(chunkSize !== undefined && { chunkSize }) });
+  const mean = (f: (l: (typeof res.layers)[number]) => number | null): number | null => {
+    const v = res.layers.map(f).filter((x): x is number => x !== null);
+    return v.length ? v.reduce((a, b) => a + b, 0) / v.length : null;
+  };
+  const out = {
+    model: values.model,
+    num_tokens: res.numTokens,
+    index_topk: res.indexTopk,
+    sparse_rows: res.sparseRows,
+    layers: res.layers.map((l) => ({ layer: l.layer, kl_dense: l.klDense, kl_sparse: l.klSparse, recall: l.recall, recall_sparse_rows: l.recallSparseRows })),
+    mean: { kl_dense: mean((l) => l.klDense), kl_sparse: mean((l) => l.klSparse), recall: mean((l) => l.recall), recall_sparse_rows: mean((l) => l.recallSparseRows) },
+  };
+  process.stdout.write(`${JSON.stringify(out, null, 1)}\n`);
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {

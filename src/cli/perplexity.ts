@@ -8,9 +8,7 @@
 // tokens, and over the tokens at positions > index_topk (the rows where DSA actually drops keys).
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { generateGreedy } from '../engine/greedy_generate.ts';
-import { createModelExecutor } from '../engine/model_executor.ts';
-import { logSumExp } from '../engine/sampling/logprobs.ts';
+import { OfflineEngine } from '../engine/offline.ts';
 import { loadTokenizer } from '../server/tokenizer/tokenizer.ts';
 
 const USAGE = 'usage: perplexity --model DIR (--tokens FILE.u16 | --file TEXT) [--context 512] [--max-chunks N] [--mode both|dsa|dense] [--threads N]';
@@ -36,19 +34,23 @@ interface ModeResult {
 
 async function evaluate(model: string, chunks: number[][], dense: boolean, threads: number | undefined): Promise<ModeResult> {
   const t0 = performance.now();
-  const exec = await createModelExecutor(model, { denseAttention: dense, numThreads: threads, kvCacheMemory: 64 * 2 ** 20, enablePrefixCaching: false });
-  const vocab = exec.loaded.config.vocabSize;
-  const topk = exec.loaded.config.indexer?.topk ?? Infinity;
+  const engine = await OfflineEngine.create(model, {
+    runner: { denseAttention: dense, kvCacheMemory: 64 * 2 ** 20, ...(threads !== undefined && { numThreads: threads }) },
+    enablePrefixCaching: false,
+  });
+  const topk = engine.core.runner.model.indexer?.topk ?? Infinity;
   let nll = 0;
   let n = 0;
   let nllPast = 0;
   let nPast = 0;
   try {
     for (const chunk of chunks) {
-      const [r] = await generateGreedy(exec, [chunk], { maxTokens: 1, promptLogits: true });
+      // Prompt logprobs through the serving path: entry j + 1 scores token j + 1 from row j.
+      const [r] = await engine.generate([{ promptTokenIds: chunk, params: { temperature: 0, maxTokens: 1, promptLogprobs: 0 } }]);
+      const scored = r?.promptLogprobs;
+      if (!scored) throw new Error(r?.errorMessage ?? 'no prompt logprobs');
       for (let j = 0; j + 1 < chunk.length; j++) {
-        const row = r.promptLogits!.subarray(j * vocab, (j + 1) * vocab);
-        const loss = logSumExp(row) - row[chunk[j + 1]];
+        const loss = -scored[j + 1]!.logprob;
         nll += loss;
         n++;
         // Row j attends j + 1 keys: DSA selects among them once j + 1 > index_topk.
@@ -59,7 +61,7 @@ async function evaluate(model: string, chunks: number[][], dense: boolean, threa
       }
     }
   } finally {
-    await exec.model.dispose();
+    await engine.dispose();
   }
   return {
     mode: dense ? 'dense' : 'dsa',

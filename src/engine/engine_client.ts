@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { EngineError } from '../common/errors.ts';
-import type { StepStats } from './engine_core.ts';
+import type { StepStats } from './step_stats.ts';
 import type { RequestInit, RequestOutputDelta } from './request.ts';
 import type { EngineWorkerData, FromWorker, ModelInfo, SerializedError, ToWorker } from './worker/messages.ts';
 

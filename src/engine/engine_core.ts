@@ -1,53 +1,61 @@
-// EngineCore: one step = schedule -> execute (one batched forward) -> update (sample, stop checks,
-// free finished). Runs inside the engine worker; talks in plain data (RequestOutputDelta, StepStats).
+// EngineCore: the one step loop. A step is schedule -> execute (one batched forward in the
+// ModelRunner) -> sample -> scheduler.updateFromOutput (append tokens, stop checks, free finished).
+// Runs inside the engine worker (and in-process for the offline driver); talks in plain data.
 import { EngineError } from '../common/errors.ts';
-import type { ModelExecutor } from './model_executor.ts';
-import { emptySparsity, emptyTimings, type SparsityCounters, type StepTimings } from './attention/sparse_mla.ts';
-import type { StepResult } from './model/deepseek_model.ts';
-import type { StepSequence } from './model/step_plan.ts';
-import { finishReason, isFinished, Request, RequestStatus, type RequestInit, type RequestOutputDelta, type SampledLogprobs } from './request.ts';
+import { loadModel } from './checkpoint/weights.ts';
+import type { ModelConfig } from './checkpoint/types.ts';
+import type { LayerCapture } from './model/deepseek_model.ts';
+import { ModelRunner, type ModelRunnerOptions, type RunnerOutput } from './model_runner.ts';
+import { Request, RequestStatus, type RequestInit, type RequestOutputDelta, type SampledLogprobs } from './request.ts';
 import { scorePromptRows } from './sampling/prompt_logprobs.ts';
 import { sampleToken, SamplerWorkspace } from './sampling/sampler.ts';
-import { Scheduler, type SchedulerConfig, type SchedulerOutput } from './scheduler.ts';
+import { Scheduler, type RequestStepResult, type ScheduledRequest, type SchedulerConfig, type SchedulerOutput } from './scheduler.ts';
+import type { StepStats } from './step_stats.ts';
+import { StepProfiler } from './step_profiler.ts';
 
-export type EngineConfig = SchedulerConfig;
-
-export interface StepStats {
-  readonly numRunning: number;
-  readonly numWaiting: number;
-  readonly numScheduledTokens: number;
-  readonly numPrefillTokens: number;
-  readonly numDecodeTokens: number;
-  /** Tokens sampled in this step (one per request that reached the end of its known tokens). */
-  readonly numGeneratedTokens: number;
-  readonly numPreemptionsTotal: number;
-  readonly kvCacheUsage: number; // fraction of blocks in use
-  readonly kvCacheBytesInUse: { readonly latent: number; readonly indexer: number };
-  readonly prefixCacheQueryTokens: number; // cumulative
-  readonly prefixCacheHitTokens: number; // cumulative
-  readonly stepMs: number;
-  /** Milliseconds per part: the model's split plus scheduling and sampling. */
-  readonly timings: StepTimings & { schedule: number; sampling: number };
-  readonly sparsity: SparsityCounters;
+export interface EngineCoreOptions {
+  readonly runner: ModelRunnerOptions;
+  /** maxModelLen defaults to the model's max_position_embeddings. */
+  readonly scheduler: Omit<SchedulerConfig, 'maxModelLen'> & { readonly maxModelLen?: number };
+  readonly enablePrefixCaching: boolean;
 }
 
-interface RowPlan {
-  readonly scheduled: SchedulerOutput['scheduled'][number];
-  readonly samples: boolean; // the step reaches the request's last known token: sample the next one
-  readonly promptRows: boolean; // rows of this chunk score prompt tokens (prompt logprobs)
+/** Observers for the offline driver, parity tests and diagnostics; serving runs without them. */
+export interface EngineObserver {
+  /** Raw logits rows [rows, vocab] of one request in a step, before sampling; row r is position firstPosition + r. */
+  readonly onLogits?: (requestId: string, firstPosition: number, logits: Float32Array) => void;
+  /** Per layer, the key positions selected for the request's last row in a step (at lastPosition). */
+  readonly onSelections?: (requestId: string, lastPosition: number, selections: readonly Int32Array[]) => void;
+  /** Per layer, the pre-attention outputs of all rows of a step. */
+  readonly onLayer?: (layer: number, capture: LayerCapture) => void;
 }
 
 export class EngineCore {
-  readonly scheduler: Scheduler;
-  private readonly requests = new Map<string, Request>();
-  private readonly promptLogprobs = new Map<string, (SampledLogprobs | null)[]>();
   private readonly workspace = new SamplerWorkspace();
 
-  constructor(
-    readonly exec: ModelExecutor,
-    readonly config: EngineConfig,
-  ) {
-    this.scheduler = new Scheduler(config, exec.kvCache);
+  private constructor(
+    readonly runner: ModelRunner,
+    readonly scheduler: Scheduler,
+    private readonly observer: EngineObserver,
+  ) {}
+
+  /** Loads the checkpoint, sizes the KV cache, compiles the graphs. */
+  static async create(modelDir: string, options: EngineCoreOptions, observer: EngineObserver = {}): Promise<EngineCore> {
+    const loaded = loadModel(modelDir);
+    const maxModelLen = options.scheduler.maxModelLen ?? loaded.config.maxPositionEmbeddings;
+    if (maxModelLen > loaded.config.maxPositionEmbeddings) {
+      throw new EngineError('DSV_ERR_CONFIG', `max-model-len ${maxModelLen} exceeds the model's max_position_embeddings ${loaded.config.maxPositionEmbeddings}`);
+    }
+    const hooks = { recordSelections: observer.onSelections !== undefined, ...(observer.onLayer && { onLayer: observer.onLayer }) };
+    const runner = await ModelRunner.create(loaded, options.runner, hooks);
+    const { numBlocks, blockSize } = runner.storage;
+    const schedulerConfig = { ...options.scheduler, maxModelLen };
+    const scheduler = new Scheduler(schedulerConfig, { numBlocks, blockSize, enablePrefixCaching: options.enablePrefixCaching }, loaded.config.eosTokenIds);
+    return new EngineCore(runner, scheduler, observer);
+  }
+
+  get config(): ModelConfig {
+    return this.runner.config;
   }
 
   hasWork(): boolean {
@@ -55,202 +63,103 @@ export class EngineCore {
   }
 
   get numRequests(): number {
-    return this.requests.size;
+    return this.scheduler.numRequests;
   }
 
-  /** Validates and queues a request; throws EngineError (400/429 classes) when it cannot be served. */
+  /** The engine's edge: validates and queues a request; throws EngineError (400/429 classes) when it cannot be served. */
   addRequest(init: RequestInit): void {
-    const { vocabSize, eosTokenIds } = this.exec.loaded.config;
+    const { vocabSize, eosTokenIds } = this.config;
     const prompt = init.promptTokenIds;
-    if (this.requests.has(init.requestId)) throw new EngineError('DSV_ERR_INVALID_REQUEST', `duplicate request id ${init.requestId}`);
     if (prompt.length === 0) throw new EngineError('DSV_ERR_INVALID_REQUEST', 'the prompt is empty');
     for (const id of prompt) {
       if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
         throw new EngineError('DSV_ERR_INVALID_REQUEST', `prompt token id ${id} is outside the vocabulary [0, ${vocabSize})`);
       }
     }
-    const maxLen = this.config.maxModelLen;
-    if (prompt.length + init.params.maxTokens > maxLen) {
+    const maxLen = this.scheduler.config.maxModelLen;
+    const total = prompt.length + init.params.maxTokens;
+    if (total > maxLen) {
       throw new EngineError(
         'DSV_ERR_CONTEXT_LENGTH',
-        `this model's maximum context length is ${maxLen} tokens; the prompt has ${prompt.length} tokens and max_tokens is ${init.params.maxTokens} (${prompt.length + init.params.maxTokens} in total)`,
+        `this model's maximum context length is ${maxLen} tokens; the prompt has ${prompt.length} tokens and max_tokens is ${init.params.maxTokens} (${total} in total)`,
       );
     }
-    const capacity = this.exec.kvCache.numBlocks * this.exec.kvCache.blockSize;
-    if (prompt.length + init.params.maxTokens > capacity) {
-      throw new EngineError('DSV_ERR_CONTEXT_LENGTH', `the KV cache holds ${capacity} tokens; ${prompt.length} prompt tokens + max_tokens ${init.params.maxTokens} can never fit`);
+    const { numBlocks, blockSize } = this.scheduler.kvCache;
+    if (total > numBlocks * blockSize) {
+      throw new EngineError('DSV_ERR_CONTEXT_LENGTH', `the KV cache holds ${numBlocks * blockSize} tokens; ${prompt.length} prompt tokens + max_tokens ${init.params.maxTokens} can never fit`);
     }
-    const request = new Request(init, eosTokenIds);
-    this.scheduler.addRequest(request); // may throw DSV_ERR_QUEUE_FULL
-    this.requests.set(request.requestId, request);
+    this.scheduler.addRequest(new Request(init, eosTokenIds)); // may throw DSV_ERR_QUEUE_FULL
   }
 
   /** Finishes requests now (abort, or stop when the server matched a stop string); returns their final deltas. */
   finishRequests(requestIds: readonly string[], status: RequestStatus = RequestStatus.FINISHED_ABORTED, errorMessage?: string): RequestOutputDelta[] {
-    const out: RequestOutputDelta[] = [];
-    for (const id of requestIds) {
-      const request = this.requests.get(id);
-      if (!request) continue;
-      if (errorMessage !== undefined) request.errorMessage = errorMessage;
-      this.scheduler.finishRequest(request, status);
-      out.push(this.delta(request, [], null));
-      this.requests.delete(id);
-      this.promptLogprobs.delete(id);
-    }
-    return out;
+    return this.scheduler.finishRequests(requestIds, status, errorMessage);
   }
 
   async step(): Promise<{ outputs: RequestOutputDelta[]; stats: StepStats }> {
     const t0 = performance.now();
-    const schedulerOutput = this.scheduler.schedule();
-    const plans = schedulerOutput.scheduled.map((s) => this.rowPlan(s));
-    const tModel = performance.now();
-    const results = await this.execute(plans);
-    const tSample = performance.now();
-    this.scheduler.updateAfterStep(schedulerOutput);
-    const outputs = this.update(plans, results);
-    const tEnd = performance.now();
-    const timings = { ...results.timings, schedule: tModel - t0, sampling: tEnd - tSample };
+    const profiler = new StepProfiler();
+    const scheduled = profiler.time('schedule', () => this.scheduler.schedule());
+    const run = await this.runner.execute(scheduled, profiler);
+    const results = profiler.time('sampling', () => this.sample(scheduled, run));
+    const outputs = profiler.time('schedule', () => this.scheduler.updateFromOutput(scheduled, results));
     const generated = outputs.reduce((n, o) => n + o.newTokenIds.length, 0);
-    return { outputs, stats: this.stats(schedulerOutput, tEnd - t0, timings, results.sparsity, generated) };
+    const stats = this.stats(scheduled, performance.now() - t0, profiler, run.forwardMs, generated);
+    return { outputs, stats };
   }
 
-  private rowPlan(scheduled: SchedulerOutput['scheduled'][number]): RowPlan {
-    const { request, numNewTokens } = scheduled;
-    const end = request.numComputedTokens + numNewTokens;
-    return { scheduled, samples: end === request.numTokens, promptRows: request.wantsPromptLogprobs && request.numComputedTokens < request.numPromptTokens };
-  }
-
-  private toSequence(plan: RowPlan): StepSequence {
-    const { request, numNewTokens } = plan.scheduled;
-    const start = request.numComputedTokens;
-    return {
-      tokenIds: request.tokenIds.slice(start, start + numNewTokens),
-      numComputedTokens: start,
-      blockTable: this.exec.kvCache.getBlockTable(request.requestId),
-      logits: plan.promptRows ? 'all' : plan.samples ? 'last' : 'none',
-    };
-  }
-
-  /**
-   * One batched forward. If it throws, each request runs alone so only the failing ones end with
-   * 'error' (re-running rewrites the same cache slots with the same values).
-   */
-  private async execute(plans: readonly RowPlan[]): Promise<{ perRequest: (Float32Array | Error)[]; timings: StepTimings; sparsity: SparsityCounters }> {
-    const vocab = this.exec.loaded.config.vocabSize;
-    const seqs = plans.map((p) => this.toSequence(p));
-    if (seqs.length === 0) return { perRequest: [], timings: emptyTimings(), sparsity: emptySparsity() };
-    const split = (r: StepResult, i: number) => r.logits.subarray(r.logitOffsets[i] * vocab, r.logitOffsets[i + 1] * vocab);
-    try {
-      const r = await this.exec.model.step(seqs);
-      return { perRequest: seqs.map((_, i) => split(r, i)), timings: r.timings, sparsity: r.sparsity };
-    } catch {
-      const perRequest: (Float32Array | Error)[] = [];
-      for (const seq of seqs) {
-        try {
-          perRequest.push(split(await this.exec.model.step([seq]), 0));
-        } catch (err) {
-          perRequest.push(err instanceof Error ? err : new Error(String(err)));
-        }
-      }
-      return { perRequest, timings: emptyTimings(), sparsity: emptySparsity() };
-    }
-  }
-
-  private update(plans: readonly RowPlan[], results: { perRequest: (Float32Array | Error)[] }): RequestOutputDelta[] {
-    const vocab = this.exec.loaded.config.vocabSize;
-    const outputs: RequestOutputDelta[] = [];
-    plans.forEach((plan, i) => {
-      const { request, numNewTokens } = plan.scheduled;
-      if (isFinished(request.status)) return;
-      const logits = results.perRequest[i];
+  /** Turns each request's logits rows into its prompt logprobs and sampled token. */
+  private sample(output: SchedulerOutput, run: RunnerOutput): RequestStepResult[] {
+    return output.scheduled.map((s, i) => {
+      const logits = run.logits[i]!;
+      if (logits instanceof Error) return { kind: 'failed', message: logits.message };
+      const firstPosition = s.scoresPrompt ? s.numComputedTokens : s.numComputedTokens + s.numNewTokens - 1;
+      if (logits.length > 0) this.observer.onLogits?.(s.request.requestId, firstPosition, logits);
+      const selections = run.selections?.[i];
+      if (selections && selections.length > 0) this.observer.onSelections?.(s.request.requestId, s.numComputedTokens + s.numNewTokens - 1, selections);
       try {
-        if (logits instanceof Error) throw logits;
-        const start = request.numComputedTokens - numNewTokens; // updateAfterStep already advanced it
-        let promptDone: (SampledLogprobs | null)[] | null = null;
-        if (plan.promptRows) promptDone = this.collectPromptLogprobs(request, logits, start, vocab);
-        if (!plan.samples) {
-          if (promptDone) outputs.push(this.delta(request, [], null, promptDone));
-          return;
-        }
-        const row = logits.subarray(logits.length - vocab);
-        const sampled = sampleToken(row, request.params, request.sampling, this.workspace); // throws on NaN logits
-        request.appendOutputToken(sampled.tokenId);
-        const status = this.checkStop(request, sampled.tokenId);
-        const logprobs = sampled.logprob === null ? null : [{ tokenId: sampled.tokenId, logprob: sampled.logprob, topLogprobs: sampled.topLogprobs ?? [] }];
-        if (status !== null) this.scheduler.finishRequest(request, status);
-        outputs.push(this.delta(request, [sampled.tokenId], logprobs, promptDone));
+        return { kind: 'computed', promptLogprobs: s.scoresPrompt ? this.promptLogprobs(s, logits) : null, sampled: s.samples ? this.sampleLast(s, logits) : null };
       } catch (err) {
-        request.errorMessage = err instanceof Error ? err.message : String(err);
-        this.scheduler.finishRequest(request, RequestStatus.FINISHED_ERROR);
-        outputs.push(this.delta(request, [], null));
-      }
-      if (isFinished(request.status)) {
-        this.requests.delete(request.requestId);
-        this.promptLogprobs.delete(request.requestId);
+        return { kind: 'failed', message: err instanceof Error ? err.message : String(err) }; // e.g. NaN logits
       }
     });
-    return outputs;
   }
 
-  /** Scores the prompt tokens this chunk's rows predict; returns the full list once the prompt is done. */
-  private collectPromptLogprobs(request: Request, logits: Float32Array, start: number, vocab: number): (SampledLogprobs | null)[] | null {
-    const acc = this.promptLogprobs.get(request.requestId) ?? [null];
-    const numRows = Math.min(logits.length / vocab, request.numPromptTokens - 1 - start);
-    if (numRows > 0) acc.push(...scorePromptRows(logits.subarray(0, numRows * vocab), vocab, request.promptTokenIds, request.params.promptLogprobs!, start));
-    if (request.numComputedTokens < request.numPromptTokens) {
-      this.promptLogprobs.set(request.requestId, acc);
-      return null;
-    }
-    this.promptLogprobs.delete(request.requestId);
-    request.promptLogprobsDone = true;
-    return acc;
+  private promptLogprobs(s: ScheduledRequest, logits: Float32Array): SampledLogprobs[] {
+    const vocab = this.config.vocabSize;
+    const { request } = s;
+    const numRows = Math.min(logits.length / vocab, request.numPromptTokens - 1 - s.numComputedTokens);
+    if (numRows <= 0) return [];
+    return scorePromptRows(logits.subarray(0, numRows * vocab), vocab, request.promptTokenIds, request.params.promptLogprobs ?? 0, s.numComputedTokens);
   }
 
-  private checkStop(request: Request, tokenId: number): RequestStatus | null {
-    const { params } = request;
-    const numOutput = request.numOutputTokens;
-    if (numOutput >= params.minTokens) {
-      if (!params.ignoreEos && this.exec.loaded.config.eosTokenIds.includes(tokenId)) return RequestStatus.FINISHED_STOPPED;
-      if (params.stopTokenIds.includes(tokenId)) {
-        request.stopReason = tokenId;
-        return RequestStatus.FINISHED_STOPPED;
-      }
-    }
-    if (numOutput >= params.maxTokens || request.numTokens >= this.config.maxModelLen) return RequestStatus.FINISHED_LENGTH;
-    return null;
-  }
-
-  private delta(request: Request, newTokenIds: number[], logprobs: SampledLogprobs[] | null, promptLogprobs: (SampledLogprobs | null)[] | null = null): RequestOutputDelta {
-    return {
-      requestId: request.requestId,
-      newTokenIds,
-      logprobs,
-      promptLogprobs,
-      finishReason: finishReason(request.status),
-      stopReason: request.stopReason,
-      numPromptTokens: request.numPromptTokens,
-      numCachedTokens: request.numCachedTokens,
-      numOutputTokens: request.numOutputTokens,
-      queueTimeMs: request.firstScheduledTime === null ? null : request.firstScheduledTime - request.arrivalTime,
-      errorMessage: request.errorMessage,
-    };
+  private sampleLast(s: ScheduledRequest, logits: Float32Array): { tokenId: number; logprobs: SampledLogprobs | null } {
+    const row = logits.subarray(logits.length - this.config.vocabSize);
+    const sampled = sampleToken(row, s.request.params, s.request.sampling, this.workspace); // throws on NaN logits
+    const logprobs = sampled.logprob === null ? null : { tokenId: sampled.tokenId, logprob: sampled.logprob, topLogprobs: sampled.topLogprobs ?? [] };
+    return { tokenId: sampled.tokenId, logprobs };
   }
 
   /** Stats between steps (after aborts): gauges only, no step work. */
   idleStats(): StepStats {
-    const timings = { ...emptyTimings(), schedule: 0, sampling: 0 };
-    return this.stats({ scheduled: [], numScheduledTokens: 0, preempted: [] }, 0, timings, emptySparsity(), 0);
+    return this.stats({ scheduled: [], numScheduledTokens: 0, preempted: [] }, 0, new StepProfiler(), 0, 0);
   }
 
-  private stats(out: SchedulerOutput, stepMs: number, timings: StepStats['timings'], sparsity: SparsityCounters, numGeneratedTokens: number): StepStats {
-    const kv = this.exec.kvCache;
-    const storage = this.exec.storage;
+  /** Scheduler and block-manager invariants (tests run it after every step). */
+  checkIntegrity(): void {
+    this.scheduler.kvCache.checkIntegrity();
+  }
+
+  async dispose(): Promise<void> {
+    await this.runner.dispose();
+  }
+
+  private stats(out: SchedulerOutput, stepMs: number, profiler: StepProfiler, forwardMs: number, numGeneratedTokens: number): StepStats {
+    const kv = this.scheduler.kvCache;
     const blocksInUse = kv.numBlocks - kv.numFreeBlocks;
-    const latentBytesPerBlock = storage.numLayers * storage.blockSize * storage.latentDim * 4;
-    const indexerBytesPerBlock = storage.numLayers * storage.blockSize * (storage.indexerDim ?? 0) * 4;
+    const perBlock = this.runner.storage.bytesPerBlockByCache;
     let numDecodeTokens = 0;
-    for (const s of out.scheduled) if (s.request.numComputedTokens > s.request.numPromptTokens) numDecodeTokens += s.numNewTokens === 1 ? 1 : 0;
+    for (const s of out.scheduled) if (s.numNewTokens === 1 && s.numComputedTokens >= s.request.numPromptTokens) numDecodeTokens++;
     const prefix = kv.prefixCacheStats;
     return {
       numRunning: this.scheduler.numRunning,
@@ -261,12 +170,12 @@ export class EngineCore {
       numGeneratedTokens,
       numPreemptionsTotal: this.scheduler.numPreemptionsTotal,
       kvCacheUsage: kv.usage,
-      kvCacheBytesInUse: { latent: blocksInUse * latentBytesPerBlock, indexer: blocksInUse * indexerBytesPerBlock },
+      kvCacheBytesInUse: { latent: blocksInUse * perBlock.latent, indexer: blocksInUse * perBlock.indexer },
       prefixCacheQueryTokens: prefix.numQueryTokens,
       prefixCacheHitTokens: prefix.numHitTokens,
       stepMs,
-      timings,
-      sparsity,
+      timings: profiler.timings(forwardMs),
+      sparsity: profiler.sparsity,
     };
   }
 }

@@ -64,6 +64,11 @@ export class Request {
   numPreemptions = 0;
   /** Prompt logprobs are computed once; a recompute after preemption skips them. */
   promptLogprobsDone = false;
+  /**
+   * Prompt logprobs gathered chunk by chunk (entry p scores prompt token p; the first is null) until the
+   * prompt is computed. Tied to numComputedTokens: a preemption that resets one must reset the other.
+   */
+  promptLogprobs: (SampledLogprobs | null)[] = [null];
   /** The stop token id that ended the request (OpenAI/vLLM stop_reason), if any. */
   stopReason: number | null = null;
   errorMessage: string | null = null;
@@ -96,6 +101,16 @@ export class Request {
     return this.params.promptLogprobs !== null && !this.promptLogprobsDone;
   }
 
+  /**
+   * Preempted: the KV blocks are gone, so everything is recomputed from position 0. Every piece of
+   * state derived from computed positions is reset here; tokens, sampling state (penalty counts
+   * over output tokens), numCachedTokens (first admission only) and finished prompt logprobs stay.
+   */
+  resetForRecompute(): void {
+    this.numComputedTokens = 0;
+    if (!this.promptLogprobsDone) this.promptLogprobs = [null];
+  }
+
   appendOutputToken(tokenId: number): void {
     this.tokenIds.push(tokenId);
     this.sampling.appendToken(tokenId);
@@ -122,3 +137,25 @@ export interface RequestOutputDelta {
 
 /** A token's raw-model logprob with the best alternatives (same shape for prompt and output tokens). */
 export type SampledLogprobs = PromptTokenLogprobs;
+
+/** The delta of one request after a step or a finish. */
+export function outputDelta(
+  request: Request,
+  newTokenIds: readonly number[],
+  logprobs: readonly SampledLogprobs[] | null,
+  promptLogprobs: readonly (SampledLogprobs | null)[] | null = null,
+): RequestOutputDelta {
+  return {
+    requestId: request.requestId,
+    newTokenIds,
+    logprobs,
+    promptLogprobs,
+    finishReason: finishReason(request.status),
+    stopReason: request.stopReason,
+    numPromptTokens: request.numPromptTokens,
+    numCachedTokens: request.numCachedTokens,
+    numOutputTokens: request.numOutputTokens,
+    queueTimeMs: request.firstScheduledTime === null ? null : request.firstScheduledTime - request.arrivalTime,
+    errorMessage: request.errorMessage,
+  };
+}

@@ -1,11 +1,12 @@
 // The scheduler (vLLM v1's shape): no phases, only counts. Each step spends a token budget, first
 // on running requests (a decode is 1 token, an unfinished prefill its next chunk), then on waiting
 // ones while blocks and maxNumSeqs allow. Out of blocks: preempt the most recently admitted request.
-// Scheduler state changes only in schedule(), updateAfterStep(), addRequest() and finishRequest().
+// It owns the KVCacheManager (block ids only; the arrays live in the ModelRunner's storage).
+// Scheduler state changes only in addRequest(), schedule(), updateFromOutput() and finishRequests().
 import { EngineError } from '../common/errors.ts';
-import { isFinished, Request, RequestStatus } from './request.ts';
-import type { KVCacheManager } from '../kvcache/kv_cache_manager.ts';
-import type { ComputedBlocks } from '../kvcache/types.ts';
+import { KVCacheManager } from '../kvcache/kv_cache_manager.ts';
+import type { BlockId, ComputedBlocks } from '../kvcache/types.ts';
+import { isFinished, outputDelta, Request, RequestStatus, type RequestOutputDelta, type SampledLogprobs } from './request.ts';
 
 export interface SchedulerConfig {
   readonly maxNumSeqs: number;
@@ -17,9 +18,23 @@ export interface SchedulerConfig {
   readonly maxQueuedTokens: number;
 }
 
+export interface KVCacheConfig {
+  readonly numBlocks: number;
+  readonly blockSize: number;
+  readonly enablePrefixCaching: boolean;
+}
+
 export interface ScheduledRequest {
   readonly request: Request;
+  /** Tokens in the cache when the step starts: this step computes positions numComputedTokens .. + numNewTokens - 1. */
+  readonly numComputedTokens: number;
   readonly numNewTokens: number;
+  /** The request's block table, covering every position this step writes. */
+  readonly blockTable: readonly BlockId[];
+  /** The step reaches the request's last known token: the next token is sampled from its last row. */
+  readonly samples: boolean;
+  /** The rows of this chunk score prompt tokens (prompt logprobs), so every row's logits are needed. */
+  readonly scoresPrompt: boolean;
 }
 
 export interface SchedulerOutput {
@@ -29,7 +44,20 @@ export interface SchedulerOutput {
   readonly preempted: readonly Request[];
 }
 
+/** What the engine computed for one scheduled request (same order as SchedulerOutput.scheduled). */
+export type RequestStepResult =
+  | { readonly kind: 'failed'; readonly message: string }
+  | {
+      readonly kind: 'computed';
+      /** This chunk's prompt logprobs (positions numComputedTokens + 1 ...), when scoresPrompt. */
+      readonly promptLogprobs: readonly SampledLogprobs[] | null;
+      /** The sampled token, when samples. */
+      readonly sampled: { readonly tokenId: number; readonly logprobs: SampledLogprobs | null } | null;
+    };
+
 export class Scheduler {
+  readonly kvCache: KVCacheManager;
+  private readonly requests = new Map<string, Request>();
   /** FCFS; preempted requests go back to the head. */
   private readonly waiting: Request[] = [];
   /** In admission order: the last one is the preemption victim. */
@@ -39,8 +67,11 @@ export class Scheduler {
 
   constructor(
     readonly config: SchedulerConfig,
-    private readonly kvCache: KVCacheManager,
-  ) {}
+    kvCacheConfig: KVCacheConfig,
+    private readonly eosTokenIds: readonly number[],
+  ) {
+    this.kvCache = new KVCacheManager(kvCacheConfig);
+  }
 
   get numRunning(): number {
     return this.running.length;
@@ -50,19 +81,30 @@ export class Scheduler {
     return this.waiting.length;
   }
 
+  /** Requests not yet finished (running, waiting or preempted). */
+  get numRequests(): number {
+    return this.requests.size;
+  }
+
   hasWork(): boolean {
     return this.running.length > 0 || this.waiting.length > 0;
+  }
+
+  getRequest(requestId: string): Request | undefined {
+    return this.requests.get(requestId);
   }
 
   /** Admission control: throws DSV_ERR_QUEUE_FULL past the queue bounds (the server answers 429). */
   addRequest(request: Request): void {
     const { maxQueuedRequests, maxQueuedTokens } = this.config;
+    if (this.requests.has(request.requestId)) throw new EngineError('DSV_ERR_INVALID_REQUEST', `duplicate request id ${request.requestId}`);
     if (this.waiting.length >= maxQueuedRequests) {
       throw new EngineError('DSV_ERR_QUEUE_FULL', `the waiting queue is full (${maxQueuedRequests} requests); retry later`);
     }
     if (this.queuedTokens + request.numTokens > maxQueuedTokens) {
       throw new EngineError('DSV_ERR_QUEUE_FULL', `the waiting queue holds ${this.queuedTokens} prompt tokens; ${request.numTokens} more exceed the limit of ${maxQueuedTokens}; retry later`);
     }
+    this.requests.set(request.requestId, request);
     this.pushWaiting(request, false);
   }
 
@@ -72,7 +114,7 @@ export class Scheduler {
     const preempted: Request[] = [];
     // First, the running requests, oldest first.
     for (let i = 0; i < this.running.length && budget > 0; i++) {
-      const request = this.running[i];
+      const request = this.running[i]!;
       const numNew = this.chunk(request.numTokens - request.numComputedTokens, budget);
       if (numNew === 0) continue;
       let allocated = this.kvCache.allocateSlots(request.requestId, request.numComputedTokens + numNew) !== null;
@@ -85,7 +127,7 @@ export class Scheduler {
         allocated = this.kvCache.allocateSlots(request.requestId, request.numComputedTokens + numNew) !== null;
       }
       if (!allocated) break;
-      scheduled.push({ request, numNewTokens: numNew });
+      scheduled.push(this.scheduledEntry(request, numNew));
       budget -= numNew;
     }
     // Next, waiting requests, unless this step had to preempt (there is no room).
@@ -93,9 +135,72 @@ export class Scheduler {
     return { scheduled, numScheduledTokens: this.config.maxNumBatchedTokens - budget, preempted };
   }
 
+  /**
+   * After the forward pass and sampling: advances the computed counts, offers newly full blocks to
+   * the prefix cache, appends sampled tokens, checks stop conditions and frees finished requests.
+   * Returns one delta per request that produced something or finished.
+   */
+  updateFromOutput(output: SchedulerOutput, results: readonly RequestStepResult[]): RequestOutputDelta[] {
+    const deltas: RequestOutputDelta[] = [];
+    output.scheduled.forEach((s, i) => {
+      const { request } = s;
+      const result = results[i]!;
+      if (isFinished(request.status)) return;
+      if (result.kind === 'failed') {
+        request.errorMessage = result.message;
+        this.finish(request, RequestStatus.FINISHED_ERROR);
+        deltas.push(outputDelta(request, [], null));
+        return;
+      }
+      request.numComputedTokens = s.numComputedTokens + s.numNewTokens;
+      this.kvCache.cacheFullBlocks(request.requestId, request.tokenIds, request.numComputedTokens, request.cacheSalt);
+      const promptLogprobs = result.promptLogprobs ? this.addPromptLogprobs(request, result.promptLogprobs) : null;
+      if (!result.sampled) {
+        if (promptLogprobs) deltas.push(outputDelta(request, [], null, promptLogprobs));
+        return;
+      }
+      const { tokenId, logprobs } = result.sampled;
+      request.appendOutputToken(tokenId);
+      const status = this.checkStop(request, tokenId);
+      if (status !== null) this.finish(request, status);
+      deltas.push(outputDelta(request, [tokenId], logprobs && [logprobs], promptLogprobs));
+    });
+    return deltas;
+  }
+
+  /** Ends requests now (abort, a server-side stop string, a failure); returns their final deltas. */
+  finishRequests(requestIds: readonly string[], status: RequestStatus, errorMessage?: string): RequestOutputDelta[] {
+    const deltas: RequestOutputDelta[] = [];
+    for (const id of requestIds) {
+      const request = this.requests.get(id);
+      if (!request) continue;
+      if (errorMessage !== undefined) request.errorMessage = errorMessage;
+      this.finish(request, status);
+      deltas.push(outputDelta(request, [], null));
+    }
+    return deltas;
+  }
+
+  /** Every request the scheduler holds (running first), for aborts and shutdown. */
+  allRequests(): Request[] {
+    return [...this.running, ...this.waiting];
+  }
+
+  private scheduledEntry(request: Request, numNewTokens: number): ScheduledRequest {
+    const start = request.numComputedTokens;
+    return {
+      request,
+      numComputedTokens: start,
+      numNewTokens,
+      blockTable: this.kvCache.getBlockTable(request.requestId),
+      samples: start + numNewTokens === request.numTokens,
+      scoresPrompt: request.wantsPromptLogprobs && start < request.numPromptTokens,
+    };
+  }
+
   private admitWaiting(budget: number, scheduled: ScheduledRequest[]): number {
     for (let i = 0; i < this.waiting.length && budget > 0 && this.running.length < this.config.maxNumSeqs; ) {
-      const request = this.waiting[i];
+      const request = this.waiting[i]!;
       if (this.siblingStillPrefilling(request)) {
         i++; // wait for the sibling's prompt blocks to be cached, then share them
         continue;
@@ -110,7 +215,7 @@ export class Scheduler {
       request.numComputedTokens = computed.numComputedTokens;
       request.firstScheduledTime ??= performance.now();
       this.running.push(request);
-      scheduled.push({ request, numNewTokens: numNew });
+      scheduled.push(this.scheduledEntry(request, numNew));
       budget -= numNew;
     }
     return budget;
@@ -135,7 +240,7 @@ export class Scheduler {
   private preempt(request: Request): void {
     this.kvCache.free(request.requestId);
     request.status = RequestStatus.PREEMPTED;
-    request.numComputedTokens = 0;
+    request.resetForRecompute();
     request.numPreemptions++;
     this.numPreemptionsTotal++;
     this.pushWaiting(request, true);
@@ -147,17 +252,32 @@ export class Scheduler {
     this.queuedTokens += request.numTokens;
   }
 
-  /** After the forward pass: count the computed tokens and offer newly full blocks to the prefix cache. */
-  updateAfterStep(output: SchedulerOutput): void {
-    for (const { request, numNewTokens } of output.scheduled) {
-      if (isFinished(request.status)) continue;
-      request.numComputedTokens += numNewTokens;
-      this.kvCache.cacheFullBlocks(request.requestId, request.tokenIds, request.numComputedTokens, request.cacheSalt);
+  /** Appends a chunk's prompt logprobs; returns the whole list once the prompt is computed. */
+  private addPromptLogprobs(request: Request, chunk: readonly SampledLogprobs[]): (SampledLogprobs | null)[] | null {
+    request.promptLogprobs.push(...chunk);
+    if (request.numComputedTokens < request.numPromptTokens) return null;
+    const all = request.promptLogprobs;
+    request.promptLogprobs = [];
+    request.promptLogprobsDone = true;
+    return all;
+  }
+
+  private checkStop(request: Request, tokenId: number): RequestStatus | null {
+    const { params } = request;
+    const numOutput = request.numOutputTokens;
+    if (numOutput >= params.minTokens) {
+      if (!params.ignoreEos && this.eosTokenIds.includes(tokenId)) return RequestStatus.FINISHED_STOPPED;
+      if (params.stopTokenIds.includes(tokenId)) {
+        request.stopReason = tokenId;
+        return RequestStatus.FINISHED_STOPPED;
+      }
     }
+    if (numOutput >= params.maxTokens || request.numTokens >= this.config.maxModelLen) return RequestStatus.FINISHED_LENGTH;
+    return null;
   }
 
   /** Ends a request (stop, length, abort, error) and frees its blocks at once. */
-  finishRequest(request: Request, status: RequestStatus): void {
+  private finish(request: Request, status: RequestStatus): void {
     if (isFinished(request.status)) return;
     const wasWaiting = request.status !== RequestStatus.RUNNING;
     request.status = status;
@@ -171,10 +291,6 @@ export class Scheduler {
       this.running.splice(this.running.indexOf(request), 1);
     }
     this.kvCache.free(request.requestId);
-  }
-
-  /** Every request the scheduler holds (running first), for aborts and shutdown. */
-  allRequests(): Request[] {
-    return [...this.running, ...this.waiting];
+    this.requests.delete(request.requestId);
   }
 }

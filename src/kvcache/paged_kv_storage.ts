@@ -66,6 +66,12 @@ export class PagedKVStorage {
     return PagedKVStorage.bytesPerToken(this);
   }
 
+  /** Bytes of one block across all layers, per cache (what dsv:kv_cache_bytes_in_use reports). */
+  get bytesPerBlockByCache(): { readonly latent: number; readonly indexer: number } {
+    const perLayerToken = (dim: number): number => this.numLayers * this.blockSize * dim * BYTES_PER_FLOAT32;
+    return { latent: perLayerToken(this.latentDim), indexer: perLayerToken(this.indexerDim ?? 0) };
+  }
+
   /** Total bytes held by all arrays. */
   get numBytes(): number {
     return this.numSlots * this.bytesPerToken;
@@ -82,11 +88,6 @@ export class PagedKVStorage {
     this.checkLayer(layer);
     assert(this.indexerKeys !== null, 'this model has no indexer key cache');
     return this.indexerKeys[layer];
-  }
-
-  /** slotMapping with this storage's block size. */
-  slotMapping(blockTable: readonly BlockId[], start: number, count: number): Int32Array {
-    return slotMapping(blockTable, this.blockSize, start, count);
   }
 
   /** Writes rows [count, latentDim] to the given slots of one layer's latent cache. */

@@ -2,7 +2,7 @@
 // autoscalers and inference gateways work unchanged; dsv:* metrics are this server's own (DSA).
 // The only module that imports prom-client.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { StepStats } from '../engine/engine_core.ts';
+import type { StepStats } from '../engine/step_stats.ts';
 import type { GenerationObserver } from './generation.ts';
 
 const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640, 2560];

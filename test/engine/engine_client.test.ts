@@ -20,8 +20,11 @@ describe('EngineClient + engine worker', () => {
   before(async () => {
     client = await EngineClient.start({
       modelDir: FIXTURE_DIR,
-      executor: { blockSize: 16, numKvBlocks: 64 },
-      engine: { maxNumSeqs: 8, maxNumBatchedTokens: 64, longPrefillTokenThreshold: 0, maxModelLen: 512, maxQueuedRequests: 4, maxQueuedTokens: 4096 },
+      engine: {
+        runner: { blockSize: 16, numKvBlocks: 64 },
+        scheduler: { maxNumSeqs: 8, maxNumBatchedTokens: 64, longPrefillTokenThreshold: 0, maxModelLen: 512, maxQueuedRequests: 4, maxQueuedTokens: 4096 },
+        enablePrefixCaching: true,
+      },
       checkIntegrity: true,
     });
   });
@@ -71,8 +74,11 @@ test('a bad model directory fails start-up with a message naming the file', asyn
   await assert.rejects(
     EngineClient.start({
       modelDir: '/nonexistent-model-dir',
-      executor: {},
-      engine: { maxNumSeqs: 1, maxNumBatchedTokens: 8, longPrefillTokenThreshold: 0, maxModelLen: 8, maxQueuedRequests: 1, maxQueuedTokens: 8 },
+      engine: {
+        runner: {},
+        scheduler: { maxNumSeqs: 1, maxNumBatchedTokens: 8, longPrefillTokenThreshold: 0, maxModelLen: 8, maxQueuedRequests: 1, maxQueuedTokens: 8 },
+        enablePrefixCaching: true,
+      },
     }),
     /config\.json|nonexistent/,
   );

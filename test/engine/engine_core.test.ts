@@ -2,8 +2,10 @@
 // caching, aborts, failure isolation and seeded sampling; integrity checked after every step.
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { EngineCore, type EngineConfig } from '../../src/engine/engine_core.ts';
-import { createModelExecutor, type ModelExecutor, type ModelExecutorOptions } from '../../src/engine/model_executor.ts';
+import { EngineCore } from '../../src/engine/engine_core.ts';
+import type { StepPlan } from '../../src/engine/model/step_plan.ts';
+import type { ModelRunnerOptions } from '../../src/engine/model_runner.ts';
+import type { SchedulerConfig } from '../../src/engine/scheduler.ts';
 import { logSumExp } from '../../src/engine/sampling/logprobs.ts';
 import { EngineDriver } from '../helpers/engine_driver.ts';
 import { FIXTURE_DIR, Golden } from '../helpers/golden.ts';
@@ -12,15 +14,29 @@ const golden = new Golden();
 const prompts = golden.json.prompts;
 const STEPS = 16;
 const VOCAB = 512;
-const executors: ModelExecutor[] = [];
+const cores: EngineCore[] = [];
 
-async function makeCore(exec: ModelExecutorOptions, engine: Partial<EngineConfig> = {}): Promise<EngineCore> {
-  const e = await createModelExecutor(FIXTURE_DIR, { blockSize: 16, numKvBlocks: 64, ...exec });
-  executors.push(e);
-  return new EngineCore(e, {
-    maxNumSeqs: 16, maxNumBatchedTokens: 512, longPrefillTokenThreshold: 0, maxModelLen: 512,
-    maxQueuedRequests: 64, maxQueuedTokens: 100000, ...engine,
+async function makeCore(runner: ModelRunnerOptions & { enablePrefixCaching?: boolean }, scheduler: Partial<SchedulerConfig> = {}): Promise<EngineCore> {
+  const { enablePrefixCaching = true, ...runnerOptions } = runner;
+  const core = await EngineCore.create(FIXTURE_DIR, {
+    runner: { blockSize: 16, numKvBlocks: 64, ...runnerOptions },
+    scheduler: {
+      maxNumSeqs: 16, maxNumBatchedTokens: 512, longPrefillTokenThreshold: 0, maxModelLen: 512,
+      maxQueuedRequests: 64, maxQueuedTokens: 100000, ...scheduler,
+    },
+    enablePrefixCaching,
   });
+  cores.push(core);
+  return core;
+}
+
+/** For each sequence of the plan (caller order), its execution rows. */
+function rowsOfSequences(plan: StepPlan): number[][] {
+  const rows: number[][] = [];
+  for (const g of plan.groups) {
+    g.seqIndex.forEach((seq, b) => (rows[seq] = Array.from({ length: g.queryLen }, (_, j) => g.rowStart + b * g.queryLen + j)));
+  }
+  return rows;
 }
 
 /** Golden logprob of token n of prompt p: log_softmax of the golden step logits. */
@@ -47,7 +63,7 @@ function assertGolden(driver: EngineDriver, suffix = '', withLogprobs = false): 
 
 describe('engine core on the shared fixture', () => {
   after(async () => {
-    for (const e of executors) await e.model.dispose();
+    for (const c of cores) await c.dispose();
   });
 
   test('five prompts concurrently with a 13-token budget: chunked prefill mixed with decodes', async () => {
@@ -101,19 +117,19 @@ describe('engine core on the shared fixture', () => {
 
   test('a request whose forward pass fails ends with "error"; the batch goes on', async () => {
     const core = await makeCore({});
-    const model = core.exec.model;
-    const realStep = model.step.bind(model);
+    const model = core.runner.model;
+    const realForward = model.forward.bind(model);
     const used = new Set([...prompts.flat(), ...golden.json.greedy_tokens.flat()]);
     const POISON = [...Array(VOCAB).keys()].find((id) => id > 1 && !used.has(id))!;
-    model.step = async (seqs, opts) => {
-      if (seqs.some((s) => Array.from(s.tokenIds).includes(POISON))) throw new Error('injected failure');
-      return realStep(seqs, opts);
+    model.forward = async (plan, profiler, hooks) => {
+      if (plan.tokenIds.includes(POISON)) throw new Error('injected failure');
+      return realForward(plan, profiler, hooks);
     };
     const driver = new EngineDriver(core);
     addGoldenPrompts(driver);
     driver.add('poisoned', [prompts[2][0], POISON, prompts[2][1]], { temperature: 0, maxTokens: 4 });
     await driver.runToCompletion();
-    model.step = realStep;
+    model.forward = realForward;
     assert.equal(driver.results.get('poisoned')!.final!.finishReason, 'error');
     assert.match(driver.results.get('poisoned')!.final!.errorMessage!, /injected failure/);
     assertGolden(driver);
@@ -122,14 +138,14 @@ describe('engine core on the shared fixture', () => {
 
   test('NaN logits end that request with "error"; the others match golden', async () => {
     const core = await makeCore({});
-    const model = core.exec.model;
-    const realStep = model.step.bind(model);
+    const model = core.runner.model;
+    const realForward = model.forward.bind(model);
     const used = new Set([...prompts.flat(), ...golden.json.greedy_tokens.flat()]);
     const MARK = [...Array(VOCAB).keys()].find((id) => id > 1 && !used.has(id))!;
-    model.step = async (seqs, opts) => {
-      const out = await realStep(seqs, opts);
-      seqs.forEach((s, i) => {
-        if (Array.from(s.tokenIds).includes(MARK)) out.logits.fill(NaN, out.logitOffsets[i] * VOCAB, out.logitOffsets[i + 1] * VOCAB);
+    model.forward = async (plan, profiler, hooks) => {
+      const out = await realForward(plan, profiler, hooks);
+      rowsOfSequences(plan).forEach((rows, i) => {
+        if (rows.some((r) => plan.tokenIds[r] === MARK)) out.logits.fill(NaN, out.logitOffsets[i]! * VOCAB, out.logitOffsets[i + 1]! * VOCAB);
       });
       return out;
     };
@@ -137,7 +153,7 @@ describe('engine core on the shared fixture', () => {
     addGoldenPrompts(driver);
     driver.add('nan', [prompts[2][0], MARK], { temperature: 0.7, maxTokens: 4 });
     await driver.runToCompletion();
-    model.step = realStep;
+    model.forward = realForward;
     assert.equal(driver.results.get('nan')!.final!.finishReason, 'error');
     assertGolden(driver);
     driver.assertNoLeaks();
@@ -170,6 +186,32 @@ describe('engine core on the shared fixture', () => {
       const row = g.subarray((t - 1) * VOCAB, t * VOCAB);
       assert.ok(Math.abs(pl[t]!.logprob - (row[prompts[3][t]] - logSumExp(row))) < 1e-4, `position ${t}`);
       assert.equal(pl[t]!.topLogprobs.length, 2);
+    }
+    driver.assertNoLeaks();
+  });
+
+  test('prompt logprobs stay exact when the request is preempted during its prefill', async () => {
+    // Issue 14's reproduction: 24 blocks of 16, a 64-token budget, three long decodes crowding a
+    // 300-token echo request (admitted last, so it is the preemption victim while it prefills).
+    const driver = new EngineDriver(await makeCore({ numKvBlocks: 24, enablePrefixCaching: false }, { maxNumBatchedTokens: 64 }));
+    for (let i = 0; i < 3; i++) driver.add(`long${i}`, prompts[2], { temperature: 0, maxTokens: 120, ignoreEos: true });
+    driver.add('pl', prompts[4], { temperature: 0, maxTokens: 2, promptLogprobs: 1 });
+    let preemptedMidPrefill = 0;
+    await driver.runToCompletion((d) => {
+      const r = d.core.scheduler.getRequest('pl');
+      if (r && r.numPreemptions > 0 && r.numComputedTokens < r.numPromptTokens) preemptedMidPrefill++;
+    });
+    assert.ok(preemptedMidPrefill > 0, 'the echo request was preempted during its prefill');
+    const deltas = driver.results.get('pl')!.deltas.filter((d) => d.promptLogprobs);
+    assert.equal(deltas.length, 1, 'prompt logprobs are sent once');
+    const pl = deltas[0]!.promptLogprobs!;
+    assert.equal(pl.length, prompts[4].length);
+    assert.equal(pl[0], null);
+    const g = golden.floats('prefill_logits.p4');
+    for (let t = 1; t < prompts[4].length; t++) {
+      const row = g.subarray((t - 1) * VOCAB, t * VOCAB);
+      assert.equal(pl[t]!.tokenId, prompts[4][t]);
+      assert.ok(Math.abs(pl[t]!.logprob - (row[prompts[4][t]!]! - logSumExp(row))) < 1e-4, `position ${t}`);
     }
     driver.assertNoLeaks();
   });

@@ -1,6 +1,7 @@
 // Drives an EngineCore synchronously step by step (no worker), collecting per-request deltas and
 // checking the block manager's integrity after every step.
-import type { EngineCore, StepStats } from '../../src/engine/engine_core.ts';
+import type { EngineCore } from '../../src/engine/engine_core.ts';
+import type { StepStats } from '../../src/engine/step_stats.ts';
 import type { RequestOutputDelta } from '../../src/engine/request.ts';
 import { resolveSamplingParams, type SamplingParamsInit } from '../../src/engine/sampling/sampling_params.ts';
 
@@ -18,7 +19,7 @@ export class EngineDriver {
   constructor(readonly core: EngineCore) {}
 
   add(requestId: string, promptTokenIds: readonly number[], params: SamplingParamsInit, extra: { cacheSalt?: string; groupId?: string } = {}): void {
-    const vocabSize = this.core.exec.loaded.config.vocabSize;
+    const vocabSize = this.core.config.vocabSize;
     this.core.addRequest({ requestId, promptTokenIds, params: resolveSamplingParams(params, { vocabSize }), ...extra });
     this.results.set(requestId, { tokens: [], deltas: [], final: null });
   }
@@ -35,7 +36,7 @@ export class EngineDriver {
   /** One step; integrity is checked after it. */
   async step(): Promise<void> {
     const { outputs, stats } = await this.core.step();
-    this.core.exec.kvCache.checkIntegrity();
+    this.core.checkIntegrity();
     this.absorb(outputs);
     this.stats.push(stats);
     this.numSteps++;
@@ -50,8 +51,8 @@ export class EngineDriver {
 
   /** Every block is free (possibly still holding a cached prefix): nothing leaked. */
   assertNoLeaks(): void {
-    const kv = this.core.exec.kvCache;
-    kv.checkIntegrity();
+    const kv = this.core.scheduler.kvCache;
+    this.core.checkIntegrity();
     if (kv.numFreeBlocks !== kv.numBlocks) throw new Error(`leak: ${kv.numBlocks - kv.numFreeBlocks} blocks still in use`);
     if (this.core.numRequests !== 0) throw new Error(`leak: ${this.core.numRequests} requests still tracked`);
   }

@@ -22,10 +22,14 @@ export function namedTensors(model: LoadedModel): Map<string, Tensor> {
     const a = `${p}self_attn.`;
     put(`${p}input_layernorm.weight`, layer.inputLayernorm);
     put(`${p}post_attention_layernorm.weight`, layer.postAttentionLayernorm);
-    put(`${a}q_a_proj.weight`, layer.attn.qAProj);
-    put(`${a}q_a_layernorm.weight`, layer.attn.qALayernorm);
-    put(`${a}q_b_proj.weight`, layer.attn.qBProj);
-    put(`${a}q_proj.weight`, layer.attn.qProj);
+    const q = layer.attn.query;
+    if (q.kind === 'lora') {
+      put(`${a}q_a_proj.weight`, q.qAProj);
+      put(`${a}q_a_layernorm.weight`, q.qALayernorm);
+      put(`${a}q_b_proj.weight`, q.qBProj);
+    } else {
+      put(`${a}q_proj.weight`, q.qProj);
+    }
     put(`${a}kv_a_proj_with_mqa.weight`, layer.attn.kvAProjWithMqa);
     put(`${a}kv_a_layernorm.weight`, layer.attn.kvALayernorm);
     put(`${a}kv_b_proj.weight`, layer.attn.kvBProj);

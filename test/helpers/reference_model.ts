@@ -195,13 +195,13 @@ function attention(c: ModelConfig, a: AttentionWeights, xs: Vec[], th: Vec, useI
   const kv: Vec[] = []; // [H * (nope + v)]
   for (let t = 0; t < L; t++) {
     let qt: Vec;
-    if (c.qLoraRank !== null) {
-      const r = rmsNorm(linear(a.qAProj!, xs[t]), a.qALayernorm!, c.rmsNormEps);
+    if (a.query.kind === 'lora') {
+      const r = rmsNorm(linear(a.query.qAProj, xs[t]), a.query.qALayernorm, c.rmsNormEps);
       qr.push(r);
-      qt = linear(a.qBProj!, r);
+      qt = linear(a.query.qBProj, r);
     } else {
       qr.push(null);
-      qt = linear(a.qProj!, xs[t]);
+      qt = linear(a.query.qProj, xs[t]);
     }
     for (let h = 0; h < H; h++) ropeInterleaved(qt, h * qkd + nope, th, t);
     q.push(qt);

@@ -1,29 +1,20 @@
 // The engine's indexer-quality diagnostic reproduces the fixture's indexer KL losses (golden.json
 // `indexer_kl_loss`, MaxText calculate_indexer_loss on prompt 3, dense and sparse variants) within 1e-4.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { indexerQuality } from '../../src/engine/diagnostics/indexer_quality.ts';
-import { createModelExecutor, type ModelExecutor } from '../../src/engine/model_executor.ts';
 import { FIXTURE_DIR, Golden } from '../helpers/golden.ts';
 
 const TOL = 1e-4;
 const golden = new Golden();
 
 describe('indexer quality diagnostic on tiny-dsv32', () => {
-  let exec: ModelExecutor;
-  before(async () => {
-    exec = await createModelExecutor(FIXTURE_DIR, { blockSize: 16, numKvBlocks: 64, enablePrefixCaching: false });
-  });
-  after(async () => {
-    assert.equal(exec.kvCache.numFreeBlocks, exec.kvCache.numBlocks, 'all blocks returned');
-    await exec.model.dispose();
-  });
-
+  const runner = { blockSize: 16, numKvBlocks: 64 };
   for (const chunkSize of [undefined, 13]) {
     test(`KL per layer equals golden indexer_kl_loss (chunk ${chunkSize ?? 'full'})`, async () => {
       const { prompt_index: p, per_layer: expected } = golden.json.indexer_kl_loss;
       const prompt = golden.json.prompts[p];
-      const res = await indexerQuality(exec, prompt, { chunkSize });
+      const res = await indexerQuality(FIXTURE_DIR, prompt, { chunkSize, runner });
       assert.equal(res.numTokens, 120);
       assert.equal(res.layers.length, Object.keys(expected).length);
       for (const l of res.layers) {
@@ -37,11 +28,6 @@ describe('indexer quality diagnostic on tiny-dsv32', () => {
   }
 
   test('rejects a model run with dense attention', async () => {
-    const dense = await createModelExecutor(FIXTURE_DIR, { blockSize: 16, numKvBlocks: 8, denseAttention: true });
-    try {
-      await assert.rejects(indexerQuality(dense, [2, 3, 4]), /indexer/);
-    } finally {
-      await dense.model.dispose();
-    }
+    await assert.rejects(indexerQuality(FIXTURE_DIR, [2, 3, 4], { runner: { blockSize: 16, numKvBlocks: 8, denseAttention: true } }), /indexer/);
   });
 });

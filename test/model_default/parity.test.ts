@@ -6,10 +6,10 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { generateGreedy } from '../../src/engine/greedy_generate.ts';
-import { createModelExecutor, type ModelExecutor } from '../../src/engine/model_executor.ts';
+import type { OfflineEngine } from '../../src/engine/offline.ts';
 import { SafetensorsFile } from '../../src/engine/checkpoint/safetensors.ts';
 import { maxAbsDiff } from '../helpers/golden.ts';
+import { greedy, openEngine } from '../helpers/offline.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const MODEL_DIR = process.env.DSV_DEFAULT_MODEL_DIR ?? path.resolve(HERE, '../../models/default');
@@ -41,25 +41,28 @@ function readCases(): Case[] {
 
 describe('default model parity with the PyTorch training forward', () => {
   const cases = readCases();
-  let exec: ModelExecutor;
+  const engines = new Map<number | undefined, OfflineEngine>();
   before(async () => {
-    exec = await createModelExecutor(MODEL_DIR, { blockSize: 16, numKvBlocks: 64, enablePrefixCaching: false });
+    for (const chunkSize of [undefined, 13]) {
+      engines.set(chunkSize, await openEngine(MODEL_DIR, { runner: { blockSize: 16, numKvBlocks: 64 }, enablePrefixCaching: false, ...(chunkSize && { chunkSize }) }));
+    }
   });
   after(async () => {
-    await exec.model.dispose();
+    for (const e of engines.values()) await e.dispose();
   });
 
   test('the long sequence exercises the DSA selection', () => {
-    assert.ok(cases[1].ids.length > exec.loaded.config.indexer!.topk);
+    assert.ok(cases[1]!.ids.length > engines.get(undefined)!.core.config.indexer!.topk);
   });
 
   for (const chunkSize of [undefined, 13]) {
     test(`prompt logits within ${TOL} (chunk ${chunkSize ?? 'full'})`, async (t) => {
-      const vocab = exec.loaded.config.vocabSize;
+      const engine = engines.get(chunkSize)!;
+      const vocab = engine.core.config.vocabSize;
       for (const c of cases) {
-        const [r] = await generateGreedy(exec, [c.ids], { maxTokens: 1, promptLogits: true, chunkSize });
+        const [r] = await greedy(engine, [c.ids], { maxTokens: 1, promptLogits: true });
         const rows = c.logits.length / vocab;
-        const got = r.promptLogits!.subarray((c.ids.length - rows) * vocab);
+        const got = r!.promptLogits!.subarray((c.ids.length - rows) * vocab);
         const d = maxAbsDiff(got, c.logits);
         t.diagnostic(`${c.name} (${c.ids.length} tokens, last ${rows} rows): max |logit diff| ${d.toExponential(2)}`);
         assert.ok(d < TOL, `${c.name}: max |logit diff| ${d}`);

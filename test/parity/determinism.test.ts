@@ -6,8 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import { generateGreedy } from '../../src/engine/greedy_generate.ts';
-import { createModelExecutor } from '../../src/engine/model_executor.ts';
+import { greedy, openEngine } from '../helpers/offline.ts';
 import { randomCheckpoint } from '../../tools/checkpoint/random_weights.ts';
 import { writeCheckpoint } from '../../tools/checkpoint/safetensors_writer.ts';
 
@@ -24,14 +23,14 @@ const config = {
   max_position_embeddings: 1024, bos_token_id: 0, eos_token_id: 1, tie_word_embeddings: false,
 };
 
-test('the same batch gives bitwise-identical logits in fresh executors', async () => {
+test('the same batch gives bitwise-identical logits in fresh engines', async () => {
   writeCheckpoint(dir, config, randomCheckpoint(config, { seed: 5 }), { dtype: 'F32' });
   const prompts = [200, 90, 1, 33].map((n, p) => Array.from({ length: n }, (_, i) => ((i * 7919 + p * 104729) % 1990) + 2));
   let reference: Float32Array[] | null = null;
   for (let run = 0; run < 6; run++) {
-    const exec = await createModelExecutor(dir, { kvCacheMemory: 2 ** 26 });
-    const results = await generateGreedy(exec, prompts, { maxTokens: 3, chunkSize: 64 });
-    await exec.model.dispose();
+    const engine = await openEngine(dir, { runner: { kvCacheMemory: 2 ** 26 }, chunkSize: 64 });
+    const results = await greedy(engine, prompts, { maxTokens: 3 });
+    await engine.dispose();
     const logits = results.flatMap((r) => r.stepLogits);
     if (reference === null) reference = logits;
     else logits.forEach((row, i) => assert.deepEqual(row, reference![i], `run ${run}, row ${i} differs`));

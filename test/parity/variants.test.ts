@@ -11,8 +11,9 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test, type TestContext } from 'node:test';
-import { generateGreedy, type GreedyResult } from '../../src/engine/greedy_generate.ts';
-import { createModelExecutor, type ModelExecutorOptions } from '../../src/engine/model_executor.ts';
+import type { ModelRunnerOptions } from '../../src/engine/model_runner.ts';
+import type { OfflineOutput } from '../../src/engine/offline.ts';
+import { greedy, openEngine } from '../helpers/offline.ts';
 import type { LoadedModel } from '../../src/engine/checkpoint/types.ts';
 import { loadModel } from '../../src/engine/checkpoint/weights.ts';
 import { namedTensors } from '../helpers/named_tensors.ts';
@@ -133,7 +134,7 @@ const VARIANTS: readonly Variant[] = [
   },
   {
     name: 'deepseek_v3 with direct q_proj (q_lora_rank null)', opts: { modelType: 'deepseek_v3', qLoraRank: null }, dtype: 'BF16', seed: 1,
-    check: (m) => assert.ok(m.config.qLoraRank === null && m.weights.layers[0].attn.qProj !== null),
+    check: (m) => assert.ok(m.config.qLoraRank === null && m.weights.layers[0].attn.query.kind === 'direct'),
   },
   {
     name: 'deepseek_v2, softmax greedy, norm_topk_prob true (normalised, no scaling factor)',
@@ -170,13 +171,13 @@ function writeVariant(v: { opts: TinyOptions; overrides?: HfConfig; dtype: Write
   return dir;
 }
 
-async function runEngine(dir: string, prompt: readonly number[], maxTokens: number, options: ModelExecutorOptions = {}, recordSelections = false): Promise<GreedyResult> {
-  const exec = await createModelExecutor(dir, { blockSize: 16, numKvBlocks: 64, ...options });
+async function runEngine(dir: string, prompt: readonly number[], maxTokens: number, options: ModelRunnerOptions = {}, recordSelections = false): Promise<OfflineOutput> {
+  const engine = await openEngine(dir, { runner: { blockSize: 16, numKvBlocks: 64, ...options }, chunkSize: CHUNK, recordSelections });
   try {
-    const [r] = await generateGreedy(exec, [prompt], { maxTokens, promptLogits: true, chunkSize: CHUNK, recordSelections });
-    return r;
+    const [r] = await greedy(engine, [prompt], { maxTokens, promptLogits: true });
+    return r!;
   } finally {
-    await exec.model.dispose();
+    await engine.dispose();
   }
 }
 
@@ -190,17 +191,17 @@ function assertMargins(ref: ReferenceResult, greedyRows: readonly number[], labe
 }
 
 /** Engine greedy run (prompt logits, chunked prefill, decode steps) against the reference on prompt + tokens. */
-function compareGreedy(t: TestContext, r: GreedyResult, ref: ReferenceResult, prompt: readonly number[], label: string): void {
+function compareGreedy(t: TestContext, r: OfflineOutput, ref: ReferenceResult, prompt: readonly number[], label: string): void {
   const V = ref.vocab;
   const L = prompt.length;
-  const greedyRows = r.tokens.map((_, n) => L - 1 + n);
+  const greedyRows = r.tokenIds.map((_, n) => L - 1 + n);
   const margins = assertMargins(ref, greedyRows, label);
   const dPrompt = maxAbs(r.promptLogits!, ref.logits, 0, 0, L * V);
   assert.ok(dPrompt < TOL, `${label}: prompt logits differ from the reference by ${dPrompt}`);
   let dStep = 0;
   r.stepLogits.forEach((row, n) => (dStep = Math.max(dStep, maxAbs(row, ref.logits, 0, (L - 1 + n) * V, V))));
   assert.ok(dStep < TOL, `${label}: greedy step logits differ from the reference by ${dStep}`);
-  assert.deepEqual(r.tokens, greedyRows.map((row) => argmaxRow(ref.logits, V, row)), `${label}: greedy tokens`);
+  assert.deepEqual(r.tokenIds, greedyRows.map((row) => argmaxRow(ref.logits, V, row)), `${label}: greedy tokens`);
   t.diagnostic(`max |engine - reference|: prompt ${dPrompt.toExponential(2)}, steps ${dStep.toExponential(2)}; margins: ${margins}`);
 }
 
@@ -212,7 +213,7 @@ describe('architecture variants: engine vs float64 reference', () => {
       v.check?.(loaded, dir);
       const hasIndexer = loaded.config.indexer !== null;
       const r = await runEngine(dir, PROMPT, GREEDY_STEPS, {}, hasIndexer);
-      const ref = referenceForward(loaded, [...PROMPT, ...r.tokens.slice(0, -1)]);
+      const ref = referenceForward(loaded, [...PROMPT, ...r.tokenIds.slice(0, -1)]);
       compareGreedy(t, r, ref, PROMPT, v.name);
       if (hasIndexer) {
         const topk = loaded.config.indexer!.topk;
@@ -229,7 +230,7 @@ describe('architecture variants: engine vs float64 reference', () => {
     const dir = writeVariant(v, 'dense');
     const loaded = loadModel(dir);
     const r = await runEngine(dir, PROMPT, GREEDY_STEPS, { denseAttention: true });
-    const seq = [...PROMPT, ...r.tokens.slice(0, -1)];
+    const seq = [...PROMPT, ...r.tokenIds.slice(0, -1)];
     const ref = referenceForward(loaded, seq, { skipIndexer: true });
     assert.equal(ref.selections, null);
     compareGreedy(t, r, ref, PROMPT, 'dense attention');

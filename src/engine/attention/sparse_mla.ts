@@ -6,6 +6,7 @@
 // Decode groups (S = 1) gather only the selected rows (cost ~ topk, flat in context length);
 // prefill chunks gather the whole context once and mask per row (cost ~ S * T).
 import { floatTensor, int32Tensor, type GraphSession } from '../onnx/session.ts';
+import type { SparsityCounters, StepProfiler } from '../step_profiler.ts';
 import type { AttentionGroup } from '../model/step_plan.ts';
 import { selectTopK } from '../../common/select.ts';
 
@@ -30,34 +31,16 @@ export interface AttentionShapes {
   readonly maxScoreElements: number; // bound on one attention run's [B, S * H, K] scores
 }
 
-/** Milliseconds spent per part of the step (accumulated across layers and groups). */
-export interface StepTimings {
-  dense: number; // pre/post-attention graphs, lm_head
-  indexer: number; // indexer score graph + top-k selection
-  attention: number; // mask/index building + sparse MLA graph
-  experts: number; // routing + routed expert graph
-  other: number; // planning, embedding, cache writes
-}
-
-export function emptyTimings(): StepTimings {
-  return { dense: 0, indexer: 0, attention: 0, experts: 0, other: 0 };
-}
-
-/** DSA sparsity of a step, summed over layers and query rows. */
-export interface SparsityCounters {
-  queries: number;
-  visibleKeys: number; // causal keys each query could see
-  selectedKeys: number; // keys it attended
-}
-
-export function emptySparsity(): SparsityCounters {
-  return { queries: 0, visibleKeys: 0, selectedKeys: 0 };
-}
-
-export interface GroupSessions {
+export interface AttentionSessions {
   readonly attention: GraphSession;
   readonly indexer: GraphSession | null; // prefill chunks
   readonly indexerDecode: GraphSession | null; // one query row per sequence
+}
+
+/** Per-step context: where time and sparsity are counted, and whether selections are recorded. */
+export interface AttendContext {
+  readonly profiler: StepProfiler;
+  readonly recordSelections: boolean;
 }
 
 /** The keys one group attends: slot indices [B, K] and an additive mask [B, S, K]. */
@@ -116,29 +99,26 @@ function prefillKeys(group: AttentionGroup, select: Selector, lastSelections: In
   return { idx: group.keySlots, mask, K: T };
 }
 
-/** Attends one group; returns o [B * S, H, L] and, if asked, the selected positions of each sequence's last row. */
-export async function attendGroup(
-  group: AttentionGroup,
-  inp: AttentionLayerInputs,
-  shapes: AttentionShapes,
-  sessions: GroupSessions,
-  recordLast: boolean,
-  timings: StepTimings,
-  sparsity: SparsityCounters,
-): Promise<{ o: Float32Array; lastSelections: Int32Array[] | null }> {
-  const t0 = performance.now();
-  const scores = await indexerScores(group, inp, shapes, sessions);
-  const t1 = performance.now();
-  const select = makeSelector(group, scores, shapes.indexTopk, sparsity);
-  const lastSelections: Int32Array[] | null = recordLast ? [] : null;
-  const keys = group.queryLen === 1 ? decodeKeys(group, select, lastSelections) : prefillKeys(group, select, lastSelections);
-  // Top-k selection runs inside the key building: charge it to the indexer when there were scores.
-  const t2 = performance.now();
-  if (scores) timings.indexer += t2 - t0;
-  else timings.attention += t2 - t1;
-  const o = await runAttention(group, inp, shapes, sessions.attention, keys);
-  timings.attention += performance.now() - t2;
-  return { o, lastSelections };
+/** DSA key selection (IDX 5-6, indexer.ts) and sparse absorbed MLA (MLA 5, mla.ts) for one layer's groups. */
+export class SparseMlaAttention {
+  constructor(
+    private readonly shapes: AttentionShapes,
+    private readonly sessions: AttentionSessions,
+  ) {}
+
+  /** Attends one group; returns o [B * S, H, L] and, if recorded, the selected positions of each sequence's last row. */
+  async attend(group: AttentionGroup, inp: AttentionLayerInputs, ctx: AttendContext): Promise<{ o: Float32Array; lastSelections: Int32Array[] | null }> {
+    const { profiler } = ctx;
+    const scores = await profiler.timeAsync('indexer', () => indexerScores(group, inp, this.shapes, this.sessions));
+    const select = makeSelector(group, scores, this.shapes.indexTopk, profiler.sparsity);
+    const lastSelections: Int32Array[] | null = ctx.recordSelections ? [] : null;
+    // Top-k selection runs inside the key building: it is indexer time when there were scores.
+    const keys = profiler.time(scores ? 'indexer' : 'attention', () =>
+      group.queryLen === 1 ? decodeKeys(group, select, lastSelections) : prefillKeys(group, select, lastSelections),
+    );
+    const o = await profiler.timeAsync('attention', () => runAttention(group, inp, this.shapes, this.sessions.attention, keys));
+    return { o, lastSelections };
+  }
 }
 
 /**
@@ -171,7 +151,7 @@ async function runAttention(group: AttentionGroup, inp: AttentionLayerInputs, sh
 }
 
 /** Indexer scores [B, S, T] when some row of the group has more visible keys than index_topk, else null. */
-async function indexerScores(group: AttentionGroup, inp: AttentionLayerInputs, shapes: AttentionShapes, sessions: GroupSessions): Promise<Float32Array | null> {
+async function indexerScores(group: AttentionGroup, inp: AttentionLayerInputs, shapes: AttentionShapes, sessions: AttentionSessions): Promise<Float32Array | null> {
   const { numSeqs: B, queryLen: S, maxContext: T } = group;
   if (!sessions.indexer || !inp.iq || !inp.iw || !inp.indexerCache || shapes.indexTopk === 0) return null;
   if (Math.max(...group.startPos) + S <= shapes.indexTopk) return null;

@@ -73,11 +73,21 @@ export interface IndexerWeights {
   readonly weightsProj: Tensor; // [nHeads, hidden]
 }
 
+/** The query projection: low-rank (q_lora_rank set: V2.5/V3/V3.2) or one direct matrix (V2-Lite). */
+export type QueryProjection =
+  | {
+      readonly kind: 'lora';
+      readonly qAProj: Tensor; // [qLoraRank, hidden]
+      readonly qALayernorm: Tensor; // [qLoraRank]
+      readonly qBProj: Tensor; // [heads * (nope + rope), qLoraRank]
+    }
+  | {
+      readonly kind: 'direct';
+      readonly qProj: Tensor; // [heads * (nope + rope), hidden]
+    };
+
 export interface AttentionWeights {
-  readonly qAProj: Tensor | null; // [qLoraRank, hidden]
-  readonly qALayernorm: Tensor | null; // [qLoraRank]
-  readonly qBProj: Tensor | null; // [heads * (nope + rope), qLoraRank]
-  readonly qProj: Tensor | null; // [heads * (nope + rope), hidden] when qLoraRank is null
+  readonly query: QueryProjection;
   readonly kvAProjWithMqa: Tensor; // [kvLoraRank + rope, hidden]
   readonly kvALayernorm: Tensor; // [kvLoraRank]
   readonly kvBProj: Tensor; // [heads * (nope + v), kvLoraRank]

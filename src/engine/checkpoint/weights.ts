@@ -7,7 +7,7 @@ import { readModelConfig } from './config.ts';
 import { decodeToFloat32, dequantizeFp8Blocks, fp8ScaleShape, type FloatDType } from './dtype.ts';
 import { Checkpoint, type DType, type TensorInfo } from './safetensors.ts';
 import type {
-  AttentionWeights, IndexerWeights, LayerWeights, LoadedModel, ModelConfig, ModelWeights, MoeWeights, SwiGluWeights, Tensor,
+  AttentionWeights, IndexerWeights, LayerWeights, LoadedModel, ModelConfig, ModelWeights, MoeConfig, MoeWeights, QueryProjection, SwiGluWeights, Tensor,
 } from './types.ts';
 
 const MATRIX_DTYPES: readonly DType[] = ['F32', 'BF16', 'F16', 'F8_E4M3'];
@@ -64,10 +64,10 @@ class TensorLoader {
   }
 }
 
-/** Whether layer `l` uses routed experts (HF DeepseekV3: l >= first_k_dense_replace and l % moe_layer_freq == 0). */
-export function isMoeLayer(config: ModelConfig, l: number): boolean {
+/** The MoE config if layer `l` uses routed experts (HF DeepseekV3: l >= first_k_dense_replace and l % moe_layer_freq == 0). */
+export function moeConfigOfLayer(config: ModelConfig, l: number): MoeConfig | null {
   const m = config.moe;
-  return m !== null && l >= m.firstKDenseReplace && l % m.moeLayerFreq === 0;
+  return m !== null && l >= m.firstKDenseReplace && l % m.moeLayerFreq === 0 ? m : null;
 }
 
 function swiGlu(t: TensorLoader, prefix: string, hidden: number, inter: number, interWhy: string): SwiGluWeights {
@@ -95,11 +95,17 @@ function attentionWeights(t: TensorLoader, c: ModelConfig, prefix: string): Atte
   const qkHeadDim = c.qkNopeHeadDim + c.qkRopeHeadDim;
   const qWhy = 'heads * (qk_nope_head_dim + qk_rope_head_dim)';
   const lora = c.qLoraRank;
+  const query: QueryProjection =
+    lora === null
+      ? { kind: 'direct', qProj: t.matrix(`${prefix}q_proj.weight`, [heads * qkHeadDim, c.hiddenSize], `${qWhy}, hidden_size`) }
+      : {
+          kind: 'lora',
+          qAProj: t.matrix(`${prefix}q_a_proj.weight`, [lora, c.hiddenSize], 'q_lora_rank, hidden_size'),
+          qALayernorm: t.vector(`${prefix}q_a_layernorm.weight`, lora, 'q_lora_rank'),
+          qBProj: t.matrix(`${prefix}q_b_proj.weight`, [heads * qkHeadDim, lora], `${qWhy}, q_lora_rank`),
+        };
   return {
-    qAProj: lora === null ? null : t.matrix(`${prefix}q_a_proj.weight`, [lora, c.hiddenSize], 'q_lora_rank, hidden_size'),
-    qALayernorm: lora === null ? null : t.vector(`${prefix}q_a_layernorm.weight`, lora, 'q_lora_rank'),
-    qBProj: lora === null ? null : t.matrix(`${prefix}q_b_proj.weight`, [heads * qkHeadDim, lora], `${qWhy}, q_lora_rank`),
-    qProj: lora !== null ? null : t.matrix(`${prefix}q_proj.weight`, [heads * qkHeadDim, c.hiddenSize], `${qWhy}, hidden_size`),
+    query,
     kvAProjWithMqa: t.matrix(`${prefix}kv_a_proj_with_mqa.weight`, [c.kvLoraRank + c.qkRopeHeadDim, c.hiddenSize], 'kv_lora_rank + qk_rope_head_dim, hidden_size'),
     kvALayernorm: t.vector(`${prefix}kv_a_layernorm.weight`, c.kvLoraRank, 'kv_lora_rank'),
     kvBProj: t.matrix(`${prefix}kv_b_proj.weight`, [heads * (c.qkNopeHeadDim + c.vHeadDim), c.kvLoraRank], 'heads * (qk_nope_head_dim + v_head_dim), kv_lora_rank'),
@@ -108,9 +114,7 @@ function attentionWeights(t: TensorLoader, c: ModelConfig, prefix: string): Atte
   };
 }
 
-function moeWeights(t: TensorLoader, c: ModelConfig, prefix: string): MoeWeights {
-  const m = c.moe!;
-  const h = c.hiddenSize;
+function moeWeights(t: TensorLoader, h: number, m: MoeConfig, prefix: string): MoeWeights {
   const experts: SwiGluWeights[] = [];
   for (let j = 0; j < m.nRoutedExperts; j++) {
     experts.push(swiGlu(t, `${prefix}experts.${j}.`, h, m.moeIntermediateSize, 'moe_intermediate_size'));
@@ -127,12 +131,13 @@ function moeWeights(t: TensorLoader, c: ModelConfig, prefix: string): MoeWeights
 
 function layerWeights(t: TensorLoader, c: ModelConfig, l: number): LayerWeights {
   const prefix = `model.layers.${l}.`;
+  const moe = moeConfigOfLayer(c, l);
   return {
     inputLayernorm: t.vector(`${prefix}input_layernorm.weight`, c.hiddenSize, 'hidden_size'),
     postAttentionLayernorm: t.vector(`${prefix}post_attention_layernorm.weight`, c.hiddenSize, 'hidden_size'),
     attn: attentionWeights(t, c, `${prefix}self_attn.`),
-    mlp: isMoeLayer(c, l)
-      ? { kind: 'moe', weights: moeWeights(t, c, `${prefix}mlp.`) }
+    mlp: moe
+      ? { kind: 'moe', weights: moeWeights(t, c.hiddenSize, moe, `${prefix}mlp.`) }
       : { kind: 'dense', weights: swiGlu(t, `${prefix}mlp.`, c.hiddenSize, c.intermediateSize, 'intermediate_size') },
   };
 }

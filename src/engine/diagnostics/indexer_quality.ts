@@ -3,8 +3,8 @@
 // MaxText `calculate_indexer_loss`, fixture README (e)), dense and sparse variants, and the recall of
 // the selection (the share of the dense attention mass that falls on the selected top-k keys).
 //
-// The sequence runs through the normal inference forward (DSA on, chunked prefill as asked); a StepOptions
-// hook captures each layer's pre-attention outputs, from which, per layer and query row t:
+// The sequence runs through the offline driver (the serving path: DSA on, chunked prefill as asked); an
+// observer captures each layer's pre-attention outputs, from which, per layer and query row t:
 //   z[h, s]  = q[t, h] . kv[s]          main-attention logits (the absorbed q carries softmax_scale)
 //   I[s]     = sum_h iw[t, h] * relu(iq[t, h] . ik[s])   indexer score
 //   sel(t)   = all s <= t if t + 1 <= index_topk, else the index_topk best I (engine tie rule: lower position)
@@ -13,8 +13,9 @@
 // with M = the causal mask (dense variant) or sel(t) (sparse variant); loss = mean over t. Recall_t =
 // sum over sel(t) of the dense (causal) A. Computed in float64 from the float32 engine tensors.
 import { EngineError } from '../../common/errors.ts';
-import type { ModelExecutor } from '../model_executor.ts';
 import type { LayerCapture } from '../model/deepseek_model.ts';
+import type { ModelRunnerOptions } from '../model_runner.ts';
+import { OfflineEngine } from '../offline.ts';
 import { selectTopK } from '../../common/select.ts';
 
 const EPS = 1e-8;
@@ -42,6 +43,7 @@ export interface IndexerQualityResult {
 export interface IndexerQualityOptions {
   /** Prefill chunk size (default: the whole sequence in one step). */
   readonly chunkSize?: number;
+  readonly runner?: ModelRunnerOptions;
 }
 
 /** Per-layer tensors of all T positions, assembled from the step captures. */
@@ -53,51 +55,54 @@ interface LayerRows {
   iw: Float32Array; // [T, Hi]
 }
 
-export async function indexerQuality(exec: ModelExecutor, tokenIds: readonly number[], options: IndexerQualityOptions = {}): Promise<IndexerQualityResult> {
-  const config = exec.loaded.config;
-  if (!config.indexer || !exec.model.usesIndexer) {
-    throw new EngineError('DSV_ERR_CONFIG', 'indexer quality needs a model with a DSA indexer and sparse attention enabled');
-  }
+export async function indexerQuality(modelDir: string, tokenIds: readonly number[], options: IndexerQualityOptions = {}): Promise<IndexerQualityResult> {
   const T = tokenIds.length;
   if (T < 1) throw new EngineError('DSV_ERR_CONFIG', 'indexer quality needs at least one token');
-  const H = config.numAttentionHeads;
-  const C = config.kvLoraRank + config.qkRopeHeadDim;
-  const { nHeads: Hi, headDim: Di, topk } = config.indexer;
-  const rows: LayerRows[] = Array.from({ length: config.numHiddenLayers }, () => ({
-    q: new Float32Array(T * H * C),
-    kv: new Float32Array(T * C),
-    iq: new Float32Array(T * Hi * Di),
-    ik: new Float32Array(T * Di),
-    iw: new Float32Array(T * Hi),
-  }));
+  let rows: LayerRows[] | null = null;
+  let dims: Dims | null = null;
   const onLayer = (l: number, cap: LayerCapture): void => {
-    const r = rows[l];
+    if (!rows || !dims) return;
     if (!cap.iq || !cap.ik || !cap.iw) throw new EngineError('DSV_ERR_INTERNAL', 'the forward pass produced no indexer outputs');
-    cap.positions.forEach((p, n) => {
-      r.q.set(cap.q.subarray(n * H * C, (n + 1) * H * C), p * H * C);
-      r.kv.set(cap.kv.subarray(n * C, (n + 1) * C), p * C);
-      r.iq.set(cap.iq!.subarray(n * Hi * Di, (n + 1) * Hi * Di), p * Hi * Di);
-      r.ik.set(cap.ik!.subarray(n * Di, (n + 1) * Di), p * Di);
-      r.iw.set(cap.iw!.subarray(n * Hi, (n + 1) * Hi), p * Hi);
-    });
+    captureRows(rows[l]!, cap, dims);
   };
-  const id = `indexer-quality-${Math.random().toString(36).slice(2)}`;
-  const chunk = options.chunkSize ?? T;
+  const engine = await OfflineEngine.create(modelDir, {
+    runner: options.runner ?? {},
+    scheduler: { ...(options.chunkSize !== undefined && { longPrefillTokenThreshold: options.chunkSize }) },
+    enablePrefixCaching: false,
+    onLayer,
+  });
   try {
-    for (let done = 0; done < T; ) {
-      const n = Math.min(chunk, T - done);
-      if (exec.kvCache.allocateSlots(id, done + n) === null) {
-        throw new EngineError('DSV_ERR_OUT_OF_BLOCKS', `KV cache full: ${done + n} tokens do not fit`);
-      }
-      const seq = { tokenIds: tokenIds.slice(done, done + n), numComputedTokens: done, blockTable: exec.kvCache.getBlockTable(id), logits: 'last' as const };
-      await exec.model.step([seq], { onLayer });
-      done += n;
-    }
+    const config = engine.core.config;
+    const indexer = engine.core.runner.model.indexer;
+    if (!indexer) throw new EngineError('DSV_ERR_CONFIG', 'indexer quality needs a model with a DSA indexer and sparse attention enabled');
+    const d: Dims = { H: config.numAttentionHeads, C: config.kvLoraRank + config.qkRopeHeadDim, Hi: indexer.nHeads, Di: indexer.headDim, topk: indexer.topk };
+    dims = d;
+    rows = Array.from({ length: config.numHiddenLayers }, () => ({
+      q: new Float32Array(T * d.H * d.C),
+      kv: new Float32Array(T * d.C),
+      iq: new Float32Array(T * d.Hi * d.Di),
+      ik: new Float32Array(T * d.Di),
+      iw: new Float32Array(T * d.Hi),
+    }));
+    const [out] = await engine.generate([{ promptTokenIds: tokenIds, params: { temperature: 0, maxTokens: 1, ignoreEos: true } }]);
+    if (out?.errorMessage) throw new EngineError('DSV_ERR_INTERNAL', out.errorMessage);
+    const layers = rows.map((r, l) => layerQuality(l, r, T, d));
+    return { numTokens: T, indexTopk: d.topk, sparseRows: Math.max(0, T - d.topk), layers };
   } finally {
-    exec.kvCache.free(id);
+    await engine.dispose();
   }
-  const layers = rows.map((r, l) => layerQuality(l, r, T, { H, C, Hi, Di, topk }));
-  return { numTokens: T, indexTopk: topk, sparseRows: Math.max(0, T - topk), layers };
+}
+
+/** Copies one step's rows to their absolute positions. */
+function captureRows(r: LayerRows, cap: LayerCapture, d: Dims): void {
+  const { H, C, Hi, Di } = d;
+  cap.positions.forEach((p, n) => {
+    r.q.set(cap.q.subarray(n * H * C, (n + 1) * H * C), p * H * C);
+    r.kv.set(cap.kv.subarray(n * C, (n + 1) * C), p * C);
+    r.iq.set(cap.iq!.subarray(n * Hi * Di, (n + 1) * Hi * Di), p * Hi * Di);
+    r.ik.set(cap.ik!.subarray(n * Di, (n + 1) * Di), p * Di);
+    r.iw.set(cap.iw!.subarray(n * Hi, (n + 1) * Hi), p * Hi);
+  });
 }
 
 interface Dims {

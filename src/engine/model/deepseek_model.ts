@@ -1,38 +1,33 @@
 // The DeepSeek-V3.2 / V3 / V2 forward pass over the paged caches, one batched step at a time.
 //
-// Per step: embed -> for each layer [pre-attention graph -> cache write -> per group: indexer +
-// top-k + sparse MLA -> post-attention graph (+ routed experts)] -> final norm + lm_head on the
-// rows that return logits. Graph sessions: 2 per layer (weights as prepacked initializers), plus
-// shared attention / indexer / expert graphs whose inputs are the caches and expert weights.
+// Per step (the numbered steps are those of mla.ts "MLA n" and indexer.ts "IDX n"):
+//   embed -> for each layer [pre-attention graph (MLA 1-4, IDX 1-4) -> cache write ->
+//   per attention group: indexer scores + top-k (IDX 5-6) and sparse MLA (MLA 5) ->
+//   post-attention graph (MLA 6, FFN or router + shared experts) -> routed experts]
+//   -> final norm + lm_head on the rows that return logits.
+// Graph sessions: 2 per layer (weights as prepacked initializers), 1 per MoE layer (routed experts),
+// plus shared attention / indexer graphs whose inputs are the caches.
 import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
 import { linear, rmsNorm } from '../onnx/ops.ts';
 import { floatTensor, GraphSession, int32Tensor, int64Tensor, type Feed, type SessionOptions } from '../onnx/session.ts';
 import type { PagedKVStorage } from '../../kvcache/paged_kv_storage.ts';
-import { attendGroup, DEFAULT_MAX_SCORE_ELEMENTS, emptySparsity, emptyTimings, type AttentionShapes, type SparsityCounters, type StepTimings } from '../attention/sparse_mla.ts';
+import { DEFAULT_MAX_SCORE_ELEMENTS, SparseMlaAttention, type AttentionShapes } from '../attention/sparse_mla.ts';
+import type { StepProfiler } from '../step_profiler.ts';
 import { buildIndexerDecodeScoreGraph, buildIndexerScoreGraph } from './indexer.ts';
 import { buildAttentionGraph, buildPostAttentionGraph } from './mla.ts';
 import { buildPreAttentionGraph } from './pre_attention.ts';
 import { buildRoutedExpertsGraph, denseFfn, dispatch, moePreludeFfn } from './moe.ts';
 import { routeTokens } from './moe_router.ts';
 import { ropeInvFreq, ropeTables } from './rope.ts';
-import { planStep, type StepPlan, type StepSequence } from './step_plan.ts';
-import type { LoadedModel, ModelConfig, MoeWeights } from '../checkpoint/types.ts';
+import type { StepPlan } from './step_plan.ts';
+import type { IndexerConfig, LoadedModel, ModelConfig, MoeConfig, MoeWeights } from '../checkpoint/types.ts';
+import { moeConfigOfLayer } from '../checkpoint/weights.ts';
 
 export interface ModelOptions extends SessionOptions {
   /** Largest attention score tensor one run may build (prefill query rows are sliced to fit). */
   readonly maxAttentionScoreElements?: number;
   /** A/B switch: run a DSA model with dense attention (the indexer is skipped). */
   readonly denseAttention?: boolean;
-}
-
-export interface StepOptions {
-  /** Return, per layer and sequence, the key positions selected for the sequence's last new token. */
-  readonly recordSelections?: boolean;
-  /**
-   * Diagnostics hook: called per layer with the pre-attention outputs of all N rows of the step (read-only
-   * views; copy what you keep). Not called when unset; the forward pass is the same either way.
-   */
-  readonly onLayer?: (layer: number, out: LayerCapture) => void;
 }
 
 /** Pre-attention outputs of one layer for the N rows of a step (shapes as in pre_attention.ts). */
@@ -45,113 +40,123 @@ export interface LayerCapture {
   readonly positions: Int32Array; // [N] absolute positions
 }
 
-export interface StepResult {
+/** Observers of the forward pass (diagnostics and parity tests); the math is the same without them. */
+export interface ForwardHooks {
+  /** Record, per layer and sequence, the key positions selected for the sequence's last new token. */
+  readonly recordSelections?: boolean;
+  /** Called per layer with read-only views of the pre-attention outputs of all N rows (copy what you keep). */
+  readonly onLayer?: (layer: number, out: LayerCapture) => void;
+}
+
+export interface ForwardOutput {
   /** [R, vocab] logits rows, in sequence order; sequence i owns rows logitOffsets[i] .. logitOffsets[i+1]. */
   readonly logits: Float32Array;
   readonly logitOffsets: Int32Array;
-  /** selections[layer][seq]: ascending positions, when recordSelections was set. */
+  /** selections[seq][layer]: ascending positions, when hooks.recordSelections was set. */
   readonly selections: Int32Array[][] | null;
-  readonly timings: StepTimings;
-  readonly sparsity: SparsityCounters;
+}
+
+interface RoutedExperts {
+  readonly config: MoeConfig;
+  readonly eScoreCorrectionBias: Float32Array | null;
+  readonly session: GraphSession;
 }
 
 interface LayerSessions {
   readonly pre: GraphSession;
   readonly post: GraphSession;
-  readonly moe: MoeWeights | null;
-  readonly experts: GraphSession | null; // routed experts of a MoE layer
+  readonly experts: RoutedExperts | null; // MoE layers only
 }
 
 export class DeepseekModel {
   private readonly invFreq: Float64Array;
-  readonly usesIndexer: boolean;
-  private readonly maxScoreElements: number;
+  /** The indexer config when DSA runs (null: no indexer, or --dense-attention). */
+  readonly indexer: IndexerConfig | null;
 
   private constructor(
     readonly model: LoadedModel,
     readonly storage: PagedKVStorage,
     private readonly layers: readonly LayerSessions[],
-    private readonly attention: GraphSession,
-    private readonly indexer: GraphSession | null,
-    private readonly indexerDecode: GraphSession | null,
+    private readonly attention: SparseMlaAttention,
+    private readonly sessions: readonly GraphSession[],
     private readonly lmHead: GraphSession,
-    options: ModelOptions,
+    indexer: IndexerConfig | null,
   ) {
-    this.maxScoreElements = options.maxAttentionScoreElements ?? DEFAULT_MAX_SCORE_ELEMENTS;
     this.invFreq = ropeInvFreq(model.config);
-    this.usesIndexer = indexer !== null;
+    this.indexer = indexer;
   }
 
   static async create(model: LoadedModel, storage: PagedKVStorage, options: ModelOptions = {}): Promise<DeepseekModel> {
     const { config, weights } = model;
-    const withIndexer = config.indexer !== null && !options.denseAttention;
+    const indexer = options.denseAttention ? null : config.indexer;
     const layers: LayerSessions[] = [];
     for (let l = 0; l < config.numHiddenLayers; l++) {
       const w = weights.layers[l];
+      const moe = moeConfigOfLayer(config, l);
       const ffn = w.mlp.kind === 'dense' ? denseFfn(w.mlp.weights) : moePreludeFfn(w.mlp.weights);
-      const moe = w.mlp.kind === 'moe' ? w.mlp.weights : null;
       layers.push({
-        pre: await GraphSession.create(`pre_attention_${l}`, buildPreAttentionGraph(config, l, w.attn, w.inputLayernorm, withIndexer), options),
+        pre: await GraphSession.create(`pre_attention_${l}`, buildPreAttentionGraph(config, l, w.attn, w.inputLayernorm, indexer), options),
         post: await GraphSession.create(`post_attention_${l}`, buildPostAttentionGraph(config, l, w.attn, w.postAttentionLayernorm, ffn), options),
-        moe,
-        experts: moe ? await GraphSession.create(`routed_experts_${l}`, buildRoutedExpertsGraph(config, l, moe), options) : null,
+        experts: moe && w.mlp.kind === 'moe' ? await routedExperts(config, moe, l, w.mlp.weights, options) : null,
       });
     }
     const attention = await GraphSession.create('sparse_mla', buildAttentionGraph(config), options);
-    const indexer = withIndexer ? await GraphSession.create('indexer_scores', buildIndexerScoreGraph(config), options) : null;
-    const indexerDecode = withIndexer ? await GraphSession.create('indexer_scores_decode', buildIndexerDecodeScoreGraph(config), options) : null;
+    const indexerPrefill = indexer ? await GraphSession.create('indexer_scores', buildIndexerScoreGraph(indexer), options) : null;
+    const indexerDecode = indexer ? await GraphSession.create('indexer_scores_decode', buildIndexerDecodeScoreGraph(indexer), options) : null;
+    const shapes: AttentionShapes = {
+      numHeads: config.numAttentionHeads,
+      latentDim: config.kvLoraRank + config.qkRopeHeadDim,
+      kvLoraRank: config.kvLoraRank,
+      indexerHeads: indexer?.nHeads ?? 0,
+      indexerDim: indexer?.headDim ?? 0,
+      indexTopk: indexer?.topk ?? 0,
+      maxScoreElements: options.maxAttentionScoreElements ?? DEFAULT_MAX_SCORE_ELEMENTS,
+    };
+    const sparseMla = new SparseMlaAttention(shapes, { attention, indexer: indexerPrefill, indexerDecode });
+    const shared = [attention, indexerPrefill, indexerDecode].filter((x): x is GraphSession => x !== null);
     const lmHead = await GraphSession.create('lm_head', buildLmHeadGraph(model), options);
-    return new DeepseekModel(model, storage, layers, attention, indexer, indexerDecode, lmHead, options);
+    return new DeepseekModel(model, storage, layers, sparseMla, shared, lmHead, indexer);
   }
 
   get config(): ModelConfig {
     return this.model.config;
   }
 
-  /** Runs one batched forward over the given sequences, writing their new tokens into the caches. */
-  async step(seqs: readonly StepSequence[], stepOptions: StepOptions = {}): Promise<StepResult> {
-    const { config } = this;
-    const timings = emptyTimings();
-    const sparsity = emptySparsity();
-    let t0 = performance.now();
-    const plan = planStep(seqs, this.storage.blockSize, config.vocabSize, config.maxPositionEmbeddings);
+  /** One batched forward over the planned rows: writes their latent (and indexer key) rows into the caches. */
+  async forward(plan: StepPlan, profiler: StepProfiler, hooks: ForwardHooks = {}): Promise<ForwardOutput> {
     const N = plan.numTokens;
-    const D = config.hiddenSize;
-    let h = this.embed(plan);
-    const ropeFeed = this.ropeFeed(plan.positions);
-    const shapes = this.attentionShapes();
-    const selections: Int32Array[][] | null = stepOptions.recordSelections ? [] : null;
-    const preOut = this.usesIndexer ? ['q', 'kv', 'iq', 'ik', 'iw'] : ['q', 'kv'];
+    const D = this.config.hiddenSize;
+    let h = profiler.time('other', () => this.embed(plan));
+    const ropeFeed = profiler.time('other', () => this.ropeFeed(plan.positions));
+    const recordSelections = hooks.recordSelections ?? false;
+    const selections: Int32Array[][] | null = recordSelections ? Array.from({ length: plan.logitOffsets.length - 1 }, () => []) : null;
+    const preOut = this.indexer ? ['q', 'kv', 'iq', 'ik', 'iw'] : ['q', 'kv'];
     for (let l = 0; l < this.layers.length; l++) {
       const layer = this.layers[l];
-      timings.other += performance.now() - t0;
-      t0 = performance.now();
-      const [q, kv, iq, ik, iw] = await layer.pre.run({ h: floatTensor(h, [N, D]), ...ropeFeed }, preOut);
-      stepOptions.onLayer?.(l, { q, kv, iq: iq ?? null, ik: ik ?? null, iw: iw ?? null, positions: plan.positions });
-      timings.dense += performance.now() - t0;
-      t0 = performance.now();
-      this.storage.writeLatent(l, plan.slots, kv);
-      if (ik) this.storage.writeIndexerKey(l, plan.slots, ik);
-      timings.other += performance.now() - t0;
-      const o = await this.attend(l, plan, { q, iq: iq ?? null, iw: iw ?? null }, shapes, selections, timings, sparsity);
-      h = await this.postAttention(layer, h, o, N, timings);
-      t0 = performance.now();
+      const [q, kv, iq, ik, iw] = await profiler.timeAsync('dense', () => layer.pre.run({ h: floatTensor(h, [N, D]), ...ropeFeed }, preOut));
+      hooks.onLayer?.(l, { q, kv, iq: iq ?? null, ik: ik ?? null, iw: iw ?? null, positions: plan.positions });
+      profiler.time('other', () => {
+        this.storage.writeLatent(l, plan.slots, kv);
+        if (ik) this.storage.writeIndexerKey(l, plan.slots, ik);
+      });
+      const o = await this.attend(l, plan, { q, iq: iq ?? null, iw: iw ?? null }, profiler, selections);
+      h = await this.postAttention(layer, h, o, N, profiler);
     }
-    const logits = await this.computeLogits(h, plan);
-    timings.dense += performance.now() - t0;
-    return { logits, logitOffsets: plan.logitOffsets, selections, timings, sparsity };
+    const logits = await profiler.timeAsync('dense', () => this.computeLogits(h, plan));
+    return { logits, logitOffsets: plan.logitOffsets, selections };
   }
 
   /** cos/sin inputs of the pre-attention graphs: MLA (interleaved) and indexer (half-split) layouts. */
   private ropeFeed(positions: Int32Array): Feed {
-    const { qkRopeHeadDim: dr, indexer } = this.config;
+    const { qkRopeHeadDim: dr } = this.config;
     const N = positions.length;
     const mla = ropeTables(this.invFreq, positions, 'interleaved', dr);
     const feed: Feed = { cos: floatTensor(mla.cos, [N, 1, dr]), sin: floatTensor(mla.sin, [N, 1, dr]) };
-    if (this.usesIndexer && indexer) {
-      const idx = ropeTables(this.invFreq, positions, 'half-split', indexer.headDim);
-      feed.icos = floatTensor(idx.cos, [N, 1, indexer.headDim]);
-      feed.isin = floatTensor(idx.sin, [N, 1, indexer.headDim]);
+    if (this.indexer) {
+      const Di = this.indexer.headDim;
+      const idx = ropeTables(this.invFreq, positions, 'half-split', Di);
+      feed.icos = floatTensor(idx.cos, [N, 1, Di]);
+      feed.isin = floatTensor(idx.sin, [N, 1, Di]);
     }
     return feed;
   }
@@ -164,72 +169,52 @@ export class DeepseekModel {
     return h;
   }
 
-  private attentionShapes(): AttentionShapes {
-    const c = this.config;
-    return {
-      numHeads: c.numAttentionHeads,
-      latentDim: c.kvLoraRank + c.qkRopeHeadDim,
-      kvLoraRank: c.kvLoraRank,
-      indexerHeads: c.indexer?.nHeads ?? 0,
-      indexerDim: c.indexer?.headDim ?? 0,
-      indexTopk: this.usesIndexer ? c.indexer!.topk : 0,
-      maxScoreElements: this.maxScoreElements,
-    };
-  }
-
+  /** IDX 5-6 and MLA 5 for every attention group of the step; o [N, H, L]. */
   private async attend(
     l: number,
     plan: StepPlan,
     proj: { q: Float32Array; iq: Float32Array | null; iw: Float32Array | null },
-    shapes: AttentionShapes,
+    profiler: StepProfiler,
     selections: Int32Array[][] | null,
-    timings: StepTimings,
-    sparsity: SparsityCounters,
   ): Promise<Float32Array> {
-    const { numHeads: H, kvLoraRank: L } = shapes;
-    const o = new Float32Array(plan.numTokens * H * L); // [N, H, L]
+    const { numAttentionHeads: H, kvLoraRank: L } = this.config;
+    const o = new Float32Array(plan.numTokens * H * L);
     const inputs = {
       ...proj,
       latentCache: this.storage.latent(l),
-      indexerCache: this.usesIndexer ? this.storage.indexerKey(l) : null,
+      indexerCache: this.indexer ? this.storage.indexerKey(l) : null,
     };
-    const perSeq: Int32Array[] = [];
+    const ctx = { profiler, recordSelections: selections !== null };
     for (const group of plan.groups) {
-      const res = await attendGroup(group, inputs, shapes, { attention: this.attention, indexer: this.indexer, indexerDecode: this.indexerDecode }, selections !== null, timings, sparsity);
+      const res = await this.attention.attend(group, inputs, ctx);
       o.set(res.o, group.rowStart * H * L);
-      res.lastSelections?.forEach((sel, b) => (perSeq[group.seqIndex[b]] = sel));
+      res.lastSelections?.forEach((sel, b) => selections![group.seqIndex[b]].push(sel));
     }
-    selections?.push(perSeq);
     return o;
   }
 
-  private async postAttention(layer: LayerSessions, h: Float32Array, o: Float32Array, N: number, timings: StepTimings): Promise<Float32Array> {
+  /** MLA 6 + FFN; for MoE layers also routing (TypeScript) and the routed experts graph. */
+  private async postAttention(layer: LayerSessions, h: Float32Array, o: Float32Array, N: number, profiler: StepProfiler): Promise<Float32Array> {
     const { hiddenSize: D, numAttentionHeads: H, kvLoraRank: L } = this.config;
     const feed = { h: floatTensor(h, [N, D]), o: floatTensor(o, [N, H, L]) };
-    let t0 = performance.now();
-    if (!layer.moe) {
-      const [hOut] = await layer.post.run(feed, ['h_out']);
-      timings.dense += performance.now() - t0;
-      return hOut;
-    }
-    const [hOut, x, router] = await layer.post.run(feed, ['h_out', 'x', 'router']);
-    timings.dense += performance.now() - t0;
-    t0 = performance.now();
-    const moe = this.config.moe!;
-    const routing = routeTokens(this.config, moe, router, layer.moe.eScoreCorrectionBias?.data ?? null, N);
-    const d = dispatch(routing.experts, routing.weights, moe.nRoutedExperts, moe.numExpertsPerTok);
-    const M = d.rows.length;
-    const feeds = {
-      x: floatTensor(x, [N, D]),
-      h: floatTensor(hOut, [N, D]),
-      rows: int32Tensor(d.rows, [M]),
-      sizes: int64Tensor(d.sizes, [d.sizes.length]),
-      w: floatTensor(d.weights, [M, 1]),
-      inverse: int32Tensor(d.inverse, [M]),
-    };
-    const [out] = await layer.experts!.run(feeds, ['h_out']);
-    timings.experts += performance.now() - t0;
-    return out;
+    const experts = layer.experts;
+    if (!experts) return (await profiler.timeAsync('dense', () => layer.post.run(feed, ['h_out'])))[0];
+    const [hOut, x, router] = await profiler.timeAsync('dense', () => layer.post.run(feed, ['h_out', 'x', 'router']));
+    return profiler.timeAsync('experts', async () => {
+      const moe = experts.config;
+      const routing = routeTokens(this.config, moe, router, experts.eScoreCorrectionBias, N);
+      const d = dispatch(routing.experts, routing.weights, moe.nRoutedExperts, moe.numExpertsPerTok);
+      const M = d.rows.length;
+      const feeds = {
+        x: floatTensor(x, [N, D]),
+        h: floatTensor(hOut, [N, D]),
+        rows: int32Tensor(d.rows, [M]),
+        sizes: int64Tensor(d.sizes, [d.sizes.length]),
+        w: floatTensor(d.weights, [M, 1]),
+        inverse: int32Tensor(d.inverse, [M]),
+      };
+      return (await experts.session.run(feeds, ['h_out']))[0];
+    });
   }
 
   private async computeLogits(h: Float32Array, plan: StepPlan): Promise<Float32Array> {
@@ -245,13 +230,16 @@ export class DeepseekModel {
     for (const l of this.layers) {
       await l.pre.release();
       await l.post.release();
-      await l.experts?.release();
+      await l.experts?.session.release();
     }
-    await this.attention.release();
-    await this.indexer?.release();
-    await this.indexerDecode?.release();
+    for (const s of this.sessions) await s.release();
     await this.lmHead.release();
   }
+}
+
+async function routedExperts(config: ModelConfig, moe: MoeConfig, l: number, w: MoeWeights, options: ModelOptions): Promise<RoutedExperts> {
+  const session = await GraphSession.create(`routed_experts_${l}`, buildRoutedExpertsGraph(config.hiddenSize, moe, l, w), options);
+  return { config: moe, eScoreCorrectionBias: w.eScoreCorrectionBias?.data ?? null, session };
 }
 
 /** Final RMSNorm + lm_head: h [R, D] -> logits [R, vocab]. */

@@ -1,24 +1,28 @@
-// DSA lightning indexer score graph (the projections, steps 1-4, are in pre_attention.ts).
+// DSA lightning indexer: THE numbered step list ("IDX n" elsewhere; MLA's is in mla.ts).
 //
-// Notation: Hi = index_n_heads, Di = index_head_dim, dr = qk_rope_head_dim; other letters as in mla.ts.
-// 1. iq = wq_b(qr)                      [N, Hi, Di], split [rope | nope] (rope FIRST, unlike MLA)
-// 2. ik = LayerNorm(wk(x))  (eps 1e-6)  [N, Di],     split [rope | nope]
-// 3. half-split (non-interleaved) RoPE on the rope parts; same frequencies as MLA
-// 4. iw = weights_proj(x) * Hi^-0.5 * Di^-0.5         [N, Hi]
-// 5. score[t, s] = sum_h iw[t, h] * relu(iq[t, h] . ik[s])
+// Notation: Hi = index_n_heads, Di = index_head_dim, dr = qk_rope_head_dim, T visible keys; other
+// letters as in mla.ts.
+// IDX 1. iq = wq_b(qr)                      [N, Hi, Di], split [rope | nope] (rope FIRST, unlike MLA)
+// IDX 2. ik = LayerNorm(wk(x))  (eps 1e-6)  [N, Di],     split [rope | nope]  (written to the paged indexer cache)
+// IDX 3. half-split (non-interleaved) RoPE on the rope parts of iq and ik; same frequencies as MLA
+// IDX 4. iw = weights_proj(x) * Hi^-0.5 * Di^-0.5         [N, Hi]
+// IDX 5. score[t, s] = sum_h iw[t, h] * relu(iq[t, h] . ik[s])   [N, T]  (graphs below)
+// IDX 6. selection: all visible keys when there are at most index_topk, else the index_topk best
+//        scores, ties to the lower position (attention/sparse_mla.ts, quickselect in common/select.ts)
+// Where: IDX 1-4 in the fused pre-attention graph (pre_attention.ts); IDX 5 below; IDX 6 in sparse_mla.ts.
 // The Hadamard rotation of the reference is orthogonal and leaves every dot product unchanged: skipped.
 // Ref: DeepSeek-V3.2-Exp inference/model.py (with the Nov-2025 indexer RoPE fix).
 import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
 import { reshape, reshapeLike } from '../onnx/ops.ts';
-import type { ModelConfig } from '../checkpoint/types.ts';
+import type { IndexerConfig } from '../checkpoint/types.ts';
 
 /**
  * Indexer scores over gathered key slots (shared by all layers).
  * Inputs iq [B, S, Hi, Di], cache [P, Di] (the layer's indexer key pool), idx [B, T] int32 slots, iw [B, S, Hi].
  * Output scores [B, S, T] (unmasked; the caller applies causality when selecting).
  */
-export function buildIndexerScoreGraph(config: ModelConfig): Uint8Array {
-  const { nHeads: Hi, headDim: Di } = config.indexer!;
+export function buildIndexerScoreGraph(indexer: IndexerConfig): Uint8Array {
+  const { nHeads: Hi, headDim: Di } = indexer;
   const g = new GraphBuilder('indexer_scores');
   const iq = g.input('iq', DataType.FLOAT, ['B', 'S', Hi, Di]);
   const cache = g.input('cache', DataType.FLOAT, ['P', Di]);
@@ -37,8 +41,8 @@ export function buildIndexerScoreGraph(config: ModelConfig): Uint8Array {
  * (relu(K @ q^T) @ w), so the T x Di gathered keys are read once and never packed or transposed;
  * the query side is tiny. Same inputs and output shape as buildIndexerScoreGraph with S = 1.
  */
-export function buildIndexerDecodeScoreGraph(config: ModelConfig): Uint8Array {
-  const { nHeads: Hi, headDim: Di } = config.indexer!;
+export function buildIndexerDecodeScoreGraph(indexer: IndexerConfig): Uint8Array {
+  const { nHeads: Hi, headDim: Di } = indexer;
   const g = new GraphBuilder('indexer_scores_decode');
   const iq = g.input('iq', DataType.FLOAT, ['B', 1, Hi, Di]);
   const cache = g.input('cache', DataType.FLOAT, ['P', Di]);

@@ -1,15 +1,18 @@
-// MLA (multi-head latent attention) graphs, absorbed form.
+// MLA (multi-head latent attention), absorbed form: THE numbered step list. Other files refer to
+// these steps as "MLA n" (the indexer's list is in indexer.ts as "IDX n").
 //
-// The projections (steps 1-4) are in pre_attention.ts.
 // Notation: N tokens in the step, D hidden, H heads, dn/dr/dv = qk_nope/qk_rope/v head dims,
 // L = kv_lora_rank, C = L + dr (one cached latent row), B sequences, S query rows, K keys.
 //
-// 1. q = q_b_proj(RMSNorm(q_a_proj(x)))  (or q_proj(x))             [N, H, dn + dr], split [nope | rope]
-// 2. q_lat = q_nope @ W_UK  (W_UK = kv_b_proj rows [h, 0:dn])          [N, H, L]
-// 3. qc = [q_lat | rope_interleaved(q_pe)] * softmax_scale           [N, H, C]
-// 4. kv = kv_a_proj_with_mqa(x) -> [RMSNorm(latent) | rope(k_pe)]     [N, C]   (cached)
-// 5. attention over the selected cached rows: p = softmax(qc . kv^T + mask); o = p @ kv[:, 0:L]   [N, H, L]
-// 6. out = o_proj(concat_h(o[h] @ W_UV[h]^T))  (W_UV = kv_b_proj rows [h, dn:dn+dv])  [N, D]
+// MLA 1. q = q_b_proj(RMSNorm(q_a_proj(x)))  (or q_proj(x))           [N, H, dn + dr], split [nope | rope]
+// MLA 2. q_lat = q_nope @ W_UK  (W_UK = kv_b_proj rows [h, 0:dn])        [N, H, L]
+// MLA 3. qc = [q_lat | rope_interleaved(q_pe)] * softmax_scale         [N, H, C]
+// MLA 4. kv = kv_a_proj_with_mqa(x) -> [RMSNorm(latent) | rope(k_pe)]   [N, C]   (written to the paged cache)
+// MLA 5. attention over the selected cached rows: p = softmax(qc . kv^T + mask); o = p @ kv[:, 0:L]   [N, H, L]
+// MLA 6. out = o_proj(concat_h(o[h] @ W_UV[h]^T))  (W_UV = kv_b_proj rows [h, dn:dn+dv])   [N, D]
+//
+// Where each step runs: MLA 1-4 in the fused pre-attention graph (pre_attention.ts); MLA 5 in the
+// sparse attention graph below, fed by attention/sparse_mla.ts; MLA 6 in the post-attention graph below.
 import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
 import { linear, reshape, reshapeLike, rmsNorm, slice } from '../onnx/ops.ts';
 import type { AttentionWeights, ModelConfig, Tensor } from '../checkpoint/types.ts';

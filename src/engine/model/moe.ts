@@ -4,7 +4,7 @@
 import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
 import { linear, reshape, stackRows, swiGlu } from '../onnx/ops.ts';
 import type { PostAttentionFfn } from './mla.ts';
-import type { ModelConfig, MoeWeights, SwiGluWeights } from '../checkpoint/types.ts';
+import type { MoeConfig, MoeWeights, SwiGluWeights } from '../checkpoint/types.ts';
 
 export function denseFfn(w: SwiGluWeights): PostAttentionFfn {
   return (g, h2, x2) => {
@@ -37,9 +37,8 @@ export function moePreludeFfn(w: MoeWeights): PostAttentionFfn {
  * The per-token sum is a gather + reduce, not a scatter-add: ScatterND with reduction 'add' races
  * on duplicate indices in ORT's threaded kernel (a token's k rows), measured as rare 1e-2 logit errors.
  */
-export function buildRoutedExpertsGraph(config: ModelConfig, layer: number, w: MoeWeights): Uint8Array {
-  const D = config.hiddenSize;
-  const I = config.moe!.moeIntermediateSize;
+export function buildRoutedExpertsGraph(D: number, moe: MoeConfig, layer: number, w: MoeWeights): Uint8Array {
+  const I = moe.moeIntermediateSize;
   const E = w.experts.length;
   const g = new GraphBuilder(`routed_experts_${layer}`);
   const x = g.input('x', DataType.FLOAT, ['N', D]);
@@ -56,7 +55,7 @@ export function buildRoutedExpertsGraph(config: ModelConfig, layer: number, w: M
   const act = g.node('Mul', [g.node('Mul', [gate, g.node('Sigmoid', [gate])]), up]); // [M, I]
   const y = concat(perExpert(act).map((ae, e) => linear(g, ae, w.experts[e].downProj))); // [M, D]
   const inverse = g.input('inverse', DataType.INT32, ['M']);
-  const k = config.moe!.numExpertsPerTok;
+  const k = moe.numExpertsPerTok;
   const perToken = reshape(g, g.node('Gather', [g.node('Mul', [y, weights]), inverse], { axis: 0 }), [-1, k, D]); // [N, k, D]
   g.markOutput(g.node('Add', [h, g.node('ReduceSum', [perToken, g.int64s([1])], { keepdims: 0 })]), 'h_out', DataType.FLOAT, ['N', D]);
   return g.build();

@@ -2,18 +2,16 @@
 // with weights sharing an input fused into one GEMM (one pass over the activations, few ops:
 // at decode this graph is op-overhead-bound, not FLOP-bound).
 //
-// Notation as in mla.ts and indexer.ts. Steps:
-// 1. x = RMSNorm(h)
-// 2. [qa | kvA | k_idx | w_idx] = x @ [q_a_proj; kv_a_proj_with_mqa; indexer.wk; weights_proj * Hi^-.5 Di^-.5]^T
-//    (without q_lora: [q_nope | q_pe | kvA] = x @ [q_proj nope rows; q_proj rope rows; kv_a_proj_with_mqa]^T)
-// 2b. qr = RMSNorm(qa);  [q_nope | q_pe | iq] = qr @ [q_b_proj nope rows; q_b_proj rope rows; indexer.wq_b]^T
-// 3. q = [q_nope @ (W_UK * scale) | rope(q_pe * scale)]       [N, H, C]  (softmax scale folded into weights)
-// 4. kv = [RMSNorm(latent) | rope(k_pe)]                       [N, 1, C]  (cached)
-// 5. iq = rope_half(iq) [N, Hi, Di];  ik = rope_half(LayerNorm(k_idx)) [N, 1, Di];  iw = w_idx [N, Hi]
+// Computes MLA 1-4 (mla.ts) and IDX 1-4 (indexer.ts) after the input RMSNorm, x = RMSNorm(h), with
+// the projections grouped by their input:
+//   from x:  [qa | kvA | k_idx | w_idx] = x @ [q_a_proj; kv_a_proj_with_mqa; indexer.wk; weights_proj * Hi^-.5 Di^-.5]^T
+//            (direct q_proj: [q_nope | q_pe | kvA] = x @ [q_proj nope rows; q_proj rope rows; kv_a_proj_with_mqa]^T)
+//   from qr = RMSNorm(qa):  [q_nope | q_pe | iq] = qr @ [q_b_proj nope rows; q_b_proj rope rows; indexer.wq_b]^T
+// then MLA 2-3 with the softmax scale folded into W_UK and the q_pe rows, MLA 4, and IDX 2-4.
 import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
 import { layerNorm, linear, reshape, rmsNorm, ropeRotate, stackRows } from '../onnx/ops.ts';
 import { mlaSoftmaxScale, ropeRotation } from './rope.ts';
-import type { AttentionWeights, ModelConfig, Tensor } from '../checkpoint/types.ts';
+import type { AttentionWeights, IndexerConfig, ModelConfig, Tensor } from '../checkpoint/types.ts';
 
 const INDEXER_LAYERNORM_EPS = 1e-6; // fixed by the reference implementation, not from config
 
@@ -49,11 +47,17 @@ function scaled(data: Float32Array, s: number): Float32Array {
  * Inputs h [N, D], cos/sin [N, 1, dr] (interleaved layout), and with the indexer icos/isin [N, 1, Di]
  * (half-split layout). Outputs q [N, H, C], kv [N, 1, C]; with the indexer iq [N, Hi, Di], ik [N, 1, Di], iw [N, Hi].
  */
-export function buildPreAttentionGraph(config: ModelConfig, layer: number, attn: AttentionWeights, inputLayernorm: Tensor, withIndexer: boolean): Uint8Array {
+export function buildPreAttentionGraph(
+  config: ModelConfig,
+  layer: number,
+  attn: AttentionWeights,
+  inputLayernorm: Tensor,
+  indexerConfig: IndexerConfig | null,
+): Uint8Array {
   const { hiddenSize: D, numAttentionHeads: H, qkNopeHeadDim: dn, qkRopeHeadDim: dr, kvLoraRank: L, rmsNormEps: eps } = config;
   const scale = mlaSoftmaxScale(config);
-  const indexer = withIndexer ? attn.indexer : null;
-  const idx = config.indexer;
+  const indexer = indexerConfig ? attn.indexer : null;
+  const idx = indexerConfig;
   const g = new GraphBuilder(`pre_attention_${layer}`);
   const h = g.input('h', DataType.FLOAT, ['N', D]);
   const cos = g.input('cos', DataType.FLOAT, ['N', 1, dr]);
@@ -61,9 +65,10 @@ export function buildPreAttentionGraph(config: ModelConfig, layer: number, attn:
   const rotation = g.initializer(ropeRotation('interleaved', dr, dr), [dr, dr]);
   const x = rmsNorm(g, h, inputLayernorm, eps);
 
-  // Step 2: one GEMM over x; the q path continues from qr (q_lora) or directly (q_proj).
-  const qFromX = attn.qProj ? splitQRows(config, attn.qProj, scale) : null;
-  const xBlocks = qFromX ? [qFromX.nope, qFromX.rope] : [attn.qAProj!.data];
+  // MLA 1 / IDX 1, 2, 4: one GEMM over x; the q path continues from qr (q_lora) or directly (q_proj).
+  const query = attn.query;
+  const qFromX = query.kind === 'direct' ? splitQRows(config, query.qProj, scale) : null;
+  const xBlocks = qFromX ? [qFromX.nope, qFromX.rope] : query.kind === 'lora' ? [query.qAProj.data] : [];
   xBlocks.push(attn.kvAProjWithMqa.data);
   if (indexer && idx) xBlocks.push(indexer.wk.data, scaled(indexer.weightsProj.data, Math.pow(idx.nHeads, -0.5) * Math.pow(idx.headDim, -0.5)));
   const xSizes = xBlocks.map((b) => b.length / D);
@@ -71,31 +76,32 @@ export function buildPreAttentionGraph(config: ModelConfig, layer: number, attn:
   let qNope: string;
   let qPe: string;
   let iq: string | null = null;
-  if (qFromX) {
+  if (query.kind === 'direct') {
     [qNope, qPe] = xParts;
   } else {
-    const qr = rmsNorm(g, xParts[0], attn.qALayernorm!, eps);
-    const { nope, rope } = splitQRows(config, attn.qBProj!, scale);
+    const qr = rmsNorm(g, xParts[0], query.qALayernorm, eps);
+    const { nope, rope } = splitQRows(config, query.qBProj, scale);
     const qrBlocks = [nope, rope];
     if (indexer) qrBlocks.push(indexer.wqB.data);
-    const qrSizes = qrBlocks.map((b) => b.length / attn.qBProj!.shape[1]);
-    [qNope, qPe, iq] = g.nodeN('Split', [linear(g, qr, stackRows(qrBlocks, attn.qBProj!.shape[1])), g.int64s(qrSizes)], qrSizes.length, { axis: 1 });
+    const qLoraRank = query.qBProj.shape[1];
+    const qrSizes = qrBlocks.map((b) => b.length / qLoraRank);
+    [qNope, qPe, iq] = g.nodeN('Split', [linear(g, qr, stackRows(qrBlocks, qLoraRank)), g.int64s(qrSizes)], qrSizes.length, { axis: 1 });
   }
   const kvAIndex = qFromX ? 2 : 1;
 
-  // Step 3: absorbed query.
+  // MLA 2-3: absorbed query.
   const qNopeH = g.node('Transpose', [reshape(g, qNope, [0, H, dn])], { perm: [1, 0, 2] }); // [H, N, dn]
   const wUK = g.initializer(absorbedKeyWeight(config, attn.kvBProj, scale), [H, dn, L]);
   const qLat = g.node('Transpose', [g.node('MatMul', [qNopeH, wUK])], { perm: [1, 0, 2] }); // [N, H, L]
   const qPeRoped = ropeRotate(g, reshape(g, qPe, [0, H, dr]), cos, sin, rotation); // [N, H, dr]
   g.markOutput(g.node('Concat', [qLat, qPeRoped], { axis: -1 }), 'q', DataType.FLOAT, ['N', H, L + dr]);
 
-  // Step 4: the cached latent row.
+  // MLA 4: the cached latent row.
   const [latent, kPe] = g.nodeN('Split', [reshape(g, xParts[kvAIndex], [0, 1, L + dr]), g.int64s([L, dr])], 2, { axis: 2 });
   const kv = g.node('Concat', [rmsNorm(g, latent, attn.kvALayernorm, eps), ropeRotate(g, kPe, cos, sin, rotation)], { axis: -1 });
   g.markOutput(kv, 'kv', DataType.FLOAT, ['N', 1, L + dr]);
 
-  // Step 5: indexer query, key and head weights.
+  // IDX 2-4: indexer query and key with RoPE, head weights.
   if (indexer && idx && iq) {
     const { nHeads: Hi, headDim: Di } = idx;
     const icos = g.input('icos', DataType.FLOAT, ['N', 1, Di]);

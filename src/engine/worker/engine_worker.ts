@@ -5,9 +5,7 @@ import { setImmediate as nextTick } from 'node:timers/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { EngineCore } from '../engine_core.ts';
 import { EngineError } from '../../common/errors.ts';
-import { createModelExecutor } from '../model_executor.ts';
 import { RequestStatus } from '../request.ts';
-import { PagedKVStorage } from '../../kvcache/paged_kv_storage.ts';
 import type { EngineWorkerData, FromWorker, SerializedError, ToWorker } from './messages.ts';
 
 const port = parentPort!;
@@ -53,7 +51,7 @@ function drainInbox(core: EngineCore): boolean {
 async function safeStep(core: EngineCore): Promise<void> {
   try {
     const { outputs, stats } = await core.step();
-    if (data.checkIntegrity) core.exec.kvCache.checkIntegrity();
+    if (data.checkIntegrity) core.checkIntegrity();
     post({ type: 'outputs', outputs, stats });
   } catch (err) {
     const ids = core.scheduler.allRequests().filter((r) => r.status === RequestStatus.RUNNING).map((r) => r.requestId);
@@ -66,24 +64,24 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   let core: EngineCore;
   try {
-    const exec = await createModelExecutor(data.modelDir, data.executor);
-    core = new EngineCore(exec, data.engine);
-    const c = exec.loaded.config;
+    core = await EngineCore.create(data.modelDir, data.engine);
+    const { loaded, storage } = core.runner;
+    const c = loaded.config;
     post({
       type: 'ready',
       info: {
         modelDir: data.modelDir,
         modelType: c.modelType,
         torchDtype: c.torchDtype,
-        numParameters: exec.loaded.numParameters,
+        numParameters: loaded.numParameters,
         vocabSize: c.vocabSize,
-        maxModelLen: data.engine.maxModelLen,
+        maxModelLen: core.scheduler.config.maxModelLen,
         eosTokenIds: c.eosTokenIds,
         bosTokenId: c.bosTokenId,
-        blockSize: exec.kvCache.blockSize,
-        numKvBlocks: exec.kvCache.numBlocks,
-        kvCacheBytesPerToken: PagedKVStorage.bytesPerToken(exec.storage),
-        usesIndexer: exec.model.usesIndexer,
+        blockSize: storage.blockSize,
+        numKvBlocks: storage.numBlocks,
+        kvCacheBytesPerToken: storage.bytesPerToken,
+        usesIndexer: core.runner.model.indexer !== null,
         loadSeconds: (performance.now() - t0) / 1000,
       },
     });
@@ -103,7 +101,7 @@ async function main(): Promise<void> {
   }
   const aborted = core.finishRequests(core.scheduler.allRequests().map((r) => r.requestId));
   if (aborted.length > 0) post({ type: 'outputs', outputs: aborted, stats: null });
-  await core.exec.model.dispose();
+  await core.dispose();
   post({ type: 'closed' });
   port.close(); // nothing else keeps the worker alive: it exits
 }

@@ -1,13 +1,12 @@
 // Plain-data messages between the HTTP thread (EngineClient) and the engine worker (EngineCore).
 import type { ErrorCode } from '../../common/errors.ts';
-import type { EngineConfig, StepStats } from '../engine_core.ts';
-import type { ModelExecutorOptions } from '../model_executor.ts';
+import type { EngineCoreOptions } from '../engine_core.ts';
+import type { StepStats } from '../step_stats.ts';
 import type { RequestInit, RequestOutputDelta } from '../request.ts';
 
 export interface EngineWorkerData {
   readonly modelDir: string;
-  readonly executor: ModelExecutorOptions;
-  readonly engine: EngineConfig;
+  readonly engine: EngineCoreOptions;
   /** Run the block manager's integrity check after every step (tests). */
   readonly checkIntegrity?: boolean;
   /** Environment of the worker thread (defaults to the parent's). */

@@ -150,21 +150,24 @@ describe('cross-field checks', () => {
 });
 
 describe('toEngineWorkerData', () => {
-  it('maps the config onto the executor and engine options', () => {
+  it('maps the config onto the runner, scheduler and cache options', () => {
     const config = loadConfig(['--model', '/m/z', '--num-kv-blocks', '12', '--threads', '3', '--dense-attention'], {});
     assert.deepEqual(toEngineWorkerData(config, 8192), {
       modelDir: '/m/z',
-      executor: { blockSize: 64, kvCacheMemory: 2 ** 30, numKvBlocks: 12, enablePrefixCaching: true, denseAttention: true, numThreads: 3 },
       engine: {
-        maxNumSeqs: 64, maxNumBatchedTokens: 2048, longPrefillTokenThreshold: 0, maxModelLen: 8192,
-        maxQueuedRequests: 256, maxQueuedTokens: 1048576,
+        runner: { blockSize: 64, kvCacheMemory: 2 ** 30, numKvBlocks: 12, denseAttention: true, numThreads: 3 },
+        scheduler: {
+          maxNumSeqs: 64, maxNumBatchedTokens: 2048, longPrefillTokenThreshold: 0, maxModelLen: 8192,
+          maxQueuedRequests: 256, maxQueuedTokens: 1048576,
+        },
+        enablePrefixCaching: true,
       },
     });
   });
 
   it('leaves numKvBlocks out when the budget decides, and checks maxModelLen', () => {
     const data = toEngineWorkerData(loadConfig([], {}), 100);
-    assert.ok(!('numKvBlocks' in data.executor));
+    assert.ok(!('numKvBlocks' in data.engine.runner));
     assert.throws(() => toEngineWorkerData(loadConfig([], {}), 0), /max-model-len: expected a positive integer, got 0/);
   });
 });

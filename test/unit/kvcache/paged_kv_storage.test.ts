@@ -54,7 +54,7 @@ describe('PagedKVStorage writes', () => {
 
   it('writes latent rows at slot * latentDim of the right layer only', () => {
     const s = new PagedKVStorage(options);
-    const slots = s.slotMapping([1, 3], 1, 4); // positions 1..4 -> slots 5, 6, 7, 12
+    const slots = slotMapping([1, 3], s.blockSize, 1, 4); // positions 1..4 -> slots 5, 6, 7, 12
     assert.deepEqual([...slots], [5, 6, 7, 12]);
     const rows = rowsOf(4, 3, 1);
     s.writeLatent(1, slots, rows);

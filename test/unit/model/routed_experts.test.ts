@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { buildRoutedExpertsGraph, dispatch } from '../../../src/engine/model/moe.ts';
-import type { ModelConfig, MoeWeights, Tensor } from '../../../src/engine/checkpoint/types.ts';
+import type { MoeConfig, MoeWeights, Tensor } from '../../../src/engine/checkpoint/types.ts';
 import { floatTensor, GraphSession, int32Tensor, int64Tensor } from '../../../src/engine/onnx/session.ts';
 import { seededRandom } from '../../../tools/checkpoint/random_weights.ts';
 
@@ -16,10 +16,10 @@ const rng = seededRandom(3);
 const tensor = (shape: number[]): Tensor => ({ data: Float32Array.from({ length: shape[0] * shape[1] }, () => rng.normal() / Math.sqrt(shape[1])), shape });
 
 test('routed experts equal a float64 reference, run after run', async () => {
-  const config = { hiddenSize: D, moe: { moeIntermediateSize: I, numExpertsPerTok: K } } as unknown as ModelConfig;
+  const moe = { moeIntermediateSize: I, numExpertsPerTok: K } as MoeConfig;
   const experts = Array.from({ length: E }, () => ({ gateProj: tensor([I, D]), upProj: tensor([I, D]), downProj: tensor([D, I]) }));
   const weights = { gate: tensor([E, D]), eScoreCorrectionBias: null, experts, sharedExperts: null } as MoeWeights;
-  const session = await GraphSession.create('routed', buildRoutedExpertsGraph(config, 0, weights));
+  const session = await GraphSession.create('routed', buildRoutedExpertsGraph(D, moe, 0, weights));
   const x = Float32Array.from({ length: N * D }, () => rng.normal());
   const h = Float32Array.from({ length: N * D }, () => rng.normal());
   const chosen = Int32Array.from({ length: N * K }, (_, i) => ((i >> 1) * 5 + (i & 1) * 3) % E); // two distinct experts per token

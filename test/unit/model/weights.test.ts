@@ -145,8 +145,8 @@ describe('model variants', () => {
       assert.equal(c.moe!.normTopkProb, normTopkProb);
       assert.deepEqual([c.moe!.scoringFunc, c.moe!.topkMethod, c.ropeScaling, c.indexer], ['softmax', 'greedy', null, null]);
       const attn = model.weights.layers[0].attn;
-      assert.equal(attn.qAProj, null);
-      assert.deepEqual(attn.qProj!.shape, [2 * 24, 160]);
+      assert.ok(attn.query.kind === 'direct');
+      assert.deepEqual(attn.query.qProj.shape, [2 * 24, 160]);
       const moe = model.weights.layers[1].mlp;
       assert.ok(moe.kind === 'moe' && moe.weights.eScoreCorrectionBias === null);
       assert.ok(moe.kind === 'moe' && moe.weights.sharedExperts!.gateProj.shape[0] === 72 * 2);
@@ -157,7 +157,9 @@ describe('model variants', () => {
   it('V3 with q_lora and no indexer', () => {
     const { model } = load({ modelType: 'deepseek_v3' });
     assert.equal(model.weights.layers[0].attn.indexer, null);
-    assert.deepEqual(model.weights.layers[0].attn.qBProj!.shape, [48, 136]);
+    const query = model.weights.layers[0].attn.query;
+    assert.ok(query.kind === 'lora');
+    assert.deepEqual(query.qBProj.shape, [48, 136]);
   });
 
   it('ignores MTP layers and rotary inv_freq buffers', () => {

@@ -1,0 +1,119 @@
+// The ModelRunner: owns the paged KV storage and the model's compiled graphs, turns the scheduler's
+// output into step inputs (token ids, positions, slots, attention groups) and runs one batched
+// forward per step. It returns raw logits rows; sampling happens in EngineCore.
+import { EngineError } from '../common/errors.ts';
+import { PagedKVStorage } from '../kvcache/paged_kv_storage.ts';
+import type { StorageShape } from '../kvcache/types.ts';
+import type { LoadedModel, ModelConfig } from './checkpoint/types.ts';
+import { DeepseekModel, type ForwardHooks, type ModelOptions } from './model/deepseek_model.ts';
+import { planStep, type StepSequence } from './model/step_plan.ts';
+import type { SchedulerOutput, ScheduledRequest } from './scheduler.ts';
+import type { StepProfiler } from './step_profiler.ts';
+
+export const DEFAULT_BLOCK_SIZE = 64;
+export const DEFAULT_KV_CACHE_MEMORY = 2 ** 30; // 1 GiB
+
+export interface ModelRunnerOptions extends ModelOptions {
+  readonly blockSize?: number;
+  /** Explicit number of KV blocks; wins over kvCacheMemory. */
+  readonly numKvBlocks?: number;
+  /** KV cache budget in bytes (latent + indexer caches of all layers). */
+  readonly kvCacheMemory?: number;
+}
+
+export interface RunnerOutput {
+  /**
+   * Per scheduled request (same order): its logits rows [rows, vocab] (every row of the chunk when
+   * it scores prompt tokens, else the last row when it samples, else none), or the error its
+   * forward pass ended with.
+   */
+  readonly logits: readonly (Float32Array | Error)[];
+  /** Per scheduled request, per layer: key positions selected for its last row (hooks.recordSelections). */
+  readonly selections: readonly (readonly Int32Array[])[] | null;
+  /** Wall time of the forward pass(es). */
+  readonly forwardMs: number;
+}
+
+export function storageShape(config: ModelConfig, blockSize: number, denseAttention = false): StorageShape {
+  return {
+    numLayers: config.numHiddenLayers,
+    blockSize,
+    latentDim: config.kvLoraRank + config.qkRopeHeadDim,
+    indexerDim: config.indexer && !denseAttention ? config.indexer.headDim : null,
+  };
+}
+
+export class ModelRunner {
+  private constructor(
+    readonly loaded: LoadedModel,
+    readonly storage: PagedKVStorage,
+    readonly model: DeepseekModel,
+    private readonly hooks: ForwardHooks,
+  ) {}
+
+  /** Sizes the paged storage from a block count or a memory budget, then compiles the graphs. */
+  static async create(loaded: LoadedModel, options: ModelRunnerOptions = {}, hooks: ForwardHooks = {}): Promise<ModelRunner> {
+    const shape = storageShape(loaded.config, options.blockSize ?? DEFAULT_BLOCK_SIZE, options.denseAttention);
+    const numBlocks = options.numKvBlocks ?? PagedKVStorage.numBlocksForBudget(options.kvCacheMemory ?? DEFAULT_KV_CACHE_MEMORY, shape);
+    if (numBlocks < 1) {
+      throw new EngineError('DSV_ERR_CONFIG', `the KV cache budget holds no block of ${PagedKVStorage.bytesPerBlock(shape)} bytes`);
+    }
+    const storage = new PagedKVStorage({ ...shape, numBlocks });
+    const model = await DeepseekModel.create(loaded, storage, options);
+    return new ModelRunner(loaded, storage, model, hooks);
+  }
+
+  get config(): ModelConfig {
+    return this.loaded.config;
+  }
+
+  /**
+   * One batched forward over every scheduled request. If it throws, each request runs alone so only
+   * the failing ones end with an error (re-running rewrites the same cache slots with the same values).
+   */
+  async execute(output: SchedulerOutput, profiler: StepProfiler): Promise<RunnerOutput> {
+    const t0 = performance.now();
+    const seqs = output.scheduled.map(toSequence);
+    if (seqs.length === 0) return { logits: [], selections: null, forwardMs: 0 };
+    try {
+      const out = await this.forward(seqs, profiler);
+      return { ...out, forwardMs: performance.now() - t0 };
+    } catch {
+      const logits: (Float32Array | Error)[] = [];
+      const selections: (readonly Int32Array[])[] = [];
+      for (const seq of seqs) {
+        try {
+          const one = await this.forward([seq], profiler);
+          logits.push(one.logits[0]!);
+          selections.push(one.selections?.[0] ?? []);
+        } catch (err) {
+          logits.push(err instanceof Error ? err : new Error(String(err)));
+          selections.push([]);
+        }
+      }
+      return { logits, selections: this.hooks.recordSelections ? selections : null, forwardMs: performance.now() - t0 };
+    }
+  }
+
+  private async forward(seqs: readonly StepSequence[], profiler: StepProfiler): Promise<Omit<RunnerOutput, 'forwardMs'> & { logits: Float32Array[] }> {
+    const vocab = this.config.vocabSize;
+    const plan = profiler.time('other', () => planStep(seqs, this.storage.blockSize, this.config.maxPositionEmbeddings));
+    const out = await this.model.forward(plan, profiler, this.hooks);
+    const logits = seqs.map((_, i) => out.logits.subarray(out.logitOffsets[i]! * vocab, out.logitOffsets[i + 1]! * vocab));
+    return { logits, selections: out.selections };
+  }
+
+  async dispose(): Promise<void> {
+    await this.model.dispose();
+  }
+}
+
+function toSequence(s: ScheduledRequest): StepSequence {
+  const start = s.numComputedTokens;
+  return {
+    tokenIds: s.request.tokenIds.slice(start, start + s.numNewTokens),
+    numComputedTokens: start,
+    blockTable: s.blockTable,
+    logits: s.scoresPrompt ? 'all' : s.samples ? 'last' : 'none',
+  };
+}
