@@ -1,16 +1,16 @@
-// One attention group of one layer: DSA key selection, then absorbed MLA over the paged latent cache.
+// One attention group of one layer: DSA key selection (IDX 5-6, model/indexer.ts), then absorbed
+// MLA (MLA 5, model/mla.ts) over the paged latent cache.
 //
 // Per query row at position p the visible keys are positions 0..p (causal, the row itself included).
 // With an indexer and more than index_topk visible keys, only the index_topk best-scored keys are
-// attended; otherwise all visible keys are (README "Lightning indexer").
+// attended; otherwise all visible keys are (README "Lightning indexer"). Scores, top-k and masks are
+// computed inside the graphs; this file only slices runs and gathers the selected slots.
 // Decode groups (S = 1) gather only the selected rows (cost ~ topk, flat in context length);
 // prefill chunks gather the whole context once and mask per row (cost ~ S * T).
-import { floatTensor, int32Tensor, type GraphSession } from '../onnx/session.ts';
-import type { SparsityCounters, StepProfiler } from '../step_profiler.ts';
+import { floatTensor, int32Tensor, type Feed, type GraphSession } from '../onnx/session.ts';
+import type { StepProfiler } from '../step_profiler.ts';
 import type { AttentionGroup } from '../model/step_plan.ts';
-import { selectTopK } from '../../common/select.ts';
 
-const MASKED = -1e30; // finite, so a fully masked (padding) row can never turn into NaN
 export const DEFAULT_MAX_SCORE_ELEMENTS = 1 << 25; // 128 MiB of float32 scores per attention run
 
 export interface AttentionLayerInputs {
@@ -28,75 +28,21 @@ export interface AttentionShapes {
   readonly indexerHeads: number; // Hi
   readonly indexerDim: number; // Di
   readonly indexTopk: number; // 0 when the indexer is off (dense attention)
-  readonly maxScoreElements: number; // bound on one attention run's [B, S * H, K] scores
+  readonly maxScoreElements: number; // bound on one run's [B, S * max(H, Hi), K] scores
 }
 
 export interface AttentionSessions {
-  readonly attention: GraphSession;
-  readonly indexer: GraphSession | null; // prefill chunks
-  readonly indexerDecode: GraphSession | null; // one query row per sequence
+  readonly dense: GraphSession; // every visible key
+  readonly prefillSelected: GraphSession | null; // DSA prefill: causal AND selected
+  readonly decodeSelected: GraphSession | null; // DSA decode: only the selected rows
+  readonly indexer: GraphSession | null; // IDX 5-6, prefill form
+  readonly indexerDecode: GraphSession | null; // IDX 5-6, decode form
 }
 
 /** Per-step context: where time and sparsity are counted, and whether selections are recorded. */
 export interface AttendContext {
   readonly profiler: StepProfiler;
   readonly recordSelections: boolean;
-}
-
-/** The keys one group attends: slot indices [B, K] and an additive mask [B, S, K]. */
-interface GroupKeys {
-  readonly idx: Int32Array;
-  readonly mask: Float32Array;
-  readonly K: number;
-}
-
-/** Writes the attended positions of row (b, i) into `out`, returns how many; counts sparsity. */
-type Selector = (b: number, i: number, out: Int32Array) => number;
-
-function makeSelector(group: AttentionGroup, scores: Float32Array | null, topk: number, sparsity: SparsityCounters): Selector {
-  const { queryLen: S, maxContext: T, startPos } = group;
-  return (b, i, out) => {
-    const visible = startPos[b] + i + 1;
-    for (let s = 0; s < visible; s++) out[s] = s;
-    // Quickselect (ties to the lower position) leaves the topk best positions in out[0 .. n).
-    const row = (b * S + i) * T;
-    const n = !scores || visible <= topk ? visible : selectTopK(scores.subarray(row, row + visible), out, visible, topk);
-    sparsity.queries++;
-    sparsity.visibleKeys += visible;
-    sparsity.selectedKeys += n;
-    return n;
-  };
-}
-
-/** Decode (S = 1): gather only the chosen rows; each row is padded to K with masked copies of its first key. */
-function decodeKeys(group: AttentionGroup, select: Selector, lastSelections: Int32Array[] | null): GroupKeys {
-  const { numSeqs: B, maxContext: T } = group;
-  const chosen = new Int32Array(T);
-  const picked = Array.from({ length: B }, (_, b) => chosen.slice(0, select(b, 0, chosen)));
-  const K = Math.max(...picked.map((p) => p.length));
-  const idx = new Int32Array(B * K);
-  const mask = new Float32Array(B * K).fill(MASKED);
-  picked.forEach((positions, b) => {
-    const slots = group.keySlots.subarray(b * T, (b + 1) * T);
-    for (let j = 0; j < K; j++) idx[b * K + j] = slots[j < positions.length ? positions[j] : 0];
-    mask.fill(0, b * K, b * K + positions.length);
-    lastSelections?.push(positions.sort());
-  });
-  return { idx, mask, K };
-}
-
-/** Prefill chunk (B = 1): the whole context gathered once, masked per query row (causal AND selected). */
-function prefillKeys(group: AttentionGroup, select: Selector, lastSelections: Int32Array[] | null): GroupKeys {
-  const { queryLen: S, maxContext: T, startPos } = group;
-  const chosen = new Int32Array(T);
-  const mask = new Float32Array(S * T).fill(MASKED);
-  for (let i = 0; i < S; i++) {
-    const n = select(0, i, chosen);
-    if (n === startPos[0] + i + 1) mask.fill(0, i * T, i * T + n);
-    else for (let j = 0; j < n; j++) mask[i * T + chosen[j]] = 0;
-    if (i === S - 1) lastSelections?.push(chosen.slice(0, n).sort());
-  }
-  return { idx: group.keySlots, mask, K: T };
 }
 
 /** DSA key selection (IDX 5-6, indexer.ts) and sparse absorbed MLA (MLA 5, mla.ts) for one layer's groups. */
@@ -108,65 +54,140 @@ export class SparseMlaAttention {
 
   /** Attends one group; returns o [B * S, H, L] and, if recorded, the selected positions of each sequence's last row. */
   async attend(group: AttentionGroup, inp: AttentionLayerInputs, ctx: AttendContext): Promise<{ o: Float32Array; lastSelections: Int32Array[] | null }> {
-    const { profiler } = ctx;
-    const scores = await profiler.timeAsync('indexer', () => indexerScores(group, inp, this.shapes, this.sessions));
-    const select = makeSelector(group, scores, this.shapes.indexTopk, profiler.sparsity);
-    const lastSelections: Int32Array[] | null = ctx.recordSelections ? [] : null;
-    // Top-k selection runs inside the key building: it is indexer time when there were scores.
-    const keys = profiler.time(scores ? 'indexer' : 'attention', () =>
-      group.queryLen === 1 ? decodeKeys(group, select, lastSelections) : prefillKeys(group, select, lastSelections),
-    );
-    const o = await profiler.timeAsync('attention', () => runAttention(group, inp, this.shapes, this.sessions.attention, keys));
+    const { indexTopk } = this.shapes;
+    const { queryLen: S, startPos } = group;
+    const sparse = indexTopk > 0 && inp.iq !== null && Math.max(...startPos) + S > indexTopk;
+    countSparsity(group, sparse ? indexTopk : Infinity, ctx.profiler);
+    if (!sparse) {
+      const o = await ctx.profiler.timeAsync('attention', () => this.runRows(this.sessions.dense, group, inp, {}, null));
+      return { o, lastSelections: ctx.recordSelections ? allVisible(group) : null };
+    }
+    return S === 1 ? this.attendDecode(group, inp, ctx) : this.attendPrefill(group, inp, ctx);
+  }
+
+  /** Decode with DSA: the indexer picks topk positions per sequence; only those rows are gathered. */
+  private async attendDecode(group: AttentionGroup, inp: AttentionLayerInputs, ctx: AttendContext): Promise<{ o: Float32Array; lastSelections: Int32Array[] | null }> {
+    const { numSeqs: B, maxContext: T } = group;
+    const k = this.shapes.indexTopk;
+    const sel = await ctx.profiler.timeAsync('indexer', () => this.select(this.sessions.indexerDecode!, group, inp, 0, 1)); // [B, 1, k]
+    return ctx.profiler.timeAsync('attention', async () => {
+      const idx = new Int32Array(B * k);
+      for (let b = 0; b < B; b++) for (let j = 0; j < k; j++) idx[b * k + j] = group.keySlots[b * T + sel[b * k + j]!]!;
+      const extra = { idx: int32Tensor(idx, [B, k]), kpos: int32Tensor(sel, [B, k]) };
+      const o = await this.runRows(this.sessions.decodeSelected!, group, inp, extra, null);
+      return { o, lastSelections: ctx.recordSelections ? lastRows(group, sel, k) : null };
+    });
+  }
+
+  /** Prefill chunk with DSA: per slice of query rows, the indexer's selection, then masked attention over the context. */
+  private async attendPrefill(group: AttentionGroup, inp: AttentionLayerInputs, ctx: AttendContext): Promise<{ o: Float32Array; lastSelections: Int32Array[] | null }> {
+    const { queryLen: S } = group;
+    const { numHeads: H, kvLoraRank: L } = this.shapes;
+    const k = this.shapes.indexTopk;
+    const rowsPerRun = this.rowsPerRun(group);
+    const o = new Float32Array(S * H * L);
+    let last: Int32Array | null = null;
+    for (let i0 = 0; i0 < S; i0 += rowsPerRun) {
+      const n = Math.min(rowsPerRun, S - i0);
+      const sel = await ctx.profiler.timeAsync('indexer', () => this.select(this.sessions.indexer!, group, inp, i0, n)); // [1, n, k]
+      const part = await ctx.profiler.timeAsync('attention', () => this.runRows(this.sessions.prefillSelected!, group, inp, { sel: int32Tensor(sel, [1, n, k]) }, [i0, n]));
+      o.set(part, i0 * H * L);
+      if (i0 + n === S) last = sel.subarray((n - 1) * k, n * k);
+    }
+    const lastSelections = ctx.recordSelections && last ? [visibleSorted(last, group.startPos[0]! + S - 1)] : null;
     return { o, lastSelections };
   }
-}
 
-/**
- * The attention graph materialises scores [B, S * H, K]; a long prefill chunk over a long context
- * would make that gigabytes, so query rows go in slices of at most shapes.maxScoreElements scores.
- */
-async function runAttention(group: AttentionGroup, inp: AttentionLayerInputs, shapes: AttentionShapes, session: GraphSession, keys: GroupKeys): Promise<Float32Array> {
-  const { numSeqs: B, queryLen: S, rowStart } = group;
-  const { numHeads: H, latentDim: C, kvLoraRank: L } = shapes;
-  const { idx, mask, K } = keys;
-  const cache = floatTensor(inp.latentCache, [inp.latentCache.length / C, C]);
-  const rowsPerRun = B > 1 ? S : Math.max(1, Math.min(S, Math.floor(shapes.maxScoreElements / (H * K))));
-  const o = rowsPerRun === S ? null : new Float32Array(S * H * L);
-  for (let i0 = 0; i0 < S; i0 += rowsPerRun) {
-    const n = Math.min(rowsPerRun, S - i0);
-    const first = rowStart + i0;
-    const [part] = await session.run(
+  /** IDX 5-6 for query rows i0 .. i0 + n - 1 of every sequence: [B, n, topk] selected positions. */
+  private async select(session: GraphSession, group: AttentionGroup, inp: AttentionLayerInputs, i0: number, n: number): Promise<Int32Array> {
+    const { numSeqs: B, queryLen: S, maxContext: T } = group;
+    const { indexerHeads: Hi, indexerDim: Di } = this.shapes;
+    const first = group.rowStart + i0;
+    const rows = B === 1 ? n : B; // decode groups: B sequences of one row each
+    const icache = inp.indexerCache!;
+    const [sel] = await session.runInt32(
       {
+        iq: floatTensor(inp.iq!.subarray(first * Hi * Di, (first + rows) * Hi * Di), [B, n, Hi, Di]),
+        cache: floatTensor(icache, [icache.length / Di, Di]),
+        idx: int32Tensor(group.keySlots, [B, T]),
+        iw: floatTensor(inp.iw!.subarray(first * Hi, (first + rows) * Hi), [B, n, Hi]),
+        qpos: int32Tensor(queryPositions(group, i0, n), [B, n]),
+      },
+      ['sel'],
+    );
+    if (S !== n && B !== 1) throw new Error('row slices are for single-sequence groups');
+    return sel!;
+  }
+
+  /**
+   * MLA 5 for the group's rows (all of them, or the slice [i0, i0 + n) of a single-sequence group).
+   * The graph materialises scores [B, S * H, K]; a long prefill chunk over a long context would make
+   * that gigabytes, so dense runs also go in slices of at most maxScoreElements scores.
+   */
+  private async runRows(session: GraphSession, group: AttentionGroup, inp: AttentionLayerInputs, extra: Feed, slice: [number, number] | null): Promise<Float32Array> {
+    const { numSeqs: B, queryLen: S, maxContext: T, rowStart } = group;
+    const { numHeads: H, latentDim: C, kvLoraRank: L } = this.shapes;
+    const cache = floatTensor(inp.latentCache, [inp.latentCache.length / C, C]);
+    const idx = extra.idx ?? int32Tensor(group.keySlots, [B, T]);
+    const run = async (i0: number, n: number): Promise<Float32Array> => {
+      const first = rowStart + i0;
+      const feed: Feed = {
         q: floatTensor(inp.q.subarray(first * H * C, (first + B * n) * H * C), [B, n, H, C]),
         cache,
-        idx: int32Tensor(idx, [B, K]),
-        mask: floatTensor(mask.subarray(i0 * K, (i0 + B * n) * K), [B, n, K]),
-      },
-      ['o'],
-    );
-    if (!o) return part;
-    o.set(part, i0 * H * L);
+        qpos: int32Tensor(queryPositions(group, i0, n), [B, n]),
+        ...extra,
+        idx,
+      };
+      return (await session.run(feed, ['o']))[0]!;
+    };
+    if (slice) return run(slice[0], slice[1]);
+    const rowsPerRun = this.rowsPerRun(group);
+    if (rowsPerRun >= S) return run(0, S);
+    const o = new Float32Array(S * H * L);
+    for (let i0 = 0; i0 < S; i0 += rowsPerRun) o.set(await run(i0, Math.min(rowsPerRun, S - i0)), i0 * H * L);
+    return o;
   }
-  return o!;
+
+  /** Query rows per run so that one run's scores stay under maxScoreElements (multi-sequence groups run whole). */
+  private rowsPerRun(group: AttentionGroup): number {
+    const { numSeqs: B, queryLen: S, maxContext: T } = group;
+    if (B > 1) return S;
+    const heads = Math.max(this.shapes.numHeads, this.shapes.indexerHeads);
+    return Math.max(1, Math.min(S, Math.floor(this.shapes.maxScoreElements / (heads * T))));
+  }
 }
 
-/** Indexer scores [B, S, T] when some row of the group has more visible keys than index_topk, else null. */
-async function indexerScores(group: AttentionGroup, inp: AttentionLayerInputs, shapes: AttentionShapes, sessions: AttentionSessions): Promise<Float32Array | null> {
-  const { numSeqs: B, queryLen: S, maxContext: T } = group;
-  if (!sessions.indexer || !inp.iq || !inp.iw || !inp.indexerCache || shapes.indexTopk === 0) return null;
-  if (Math.max(...group.startPos) + S <= shapes.indexTopk) return null;
-  const { indexerHeads: Hi, indexerDim: Di } = shapes;
-  const r0 = group.rowStart;
-  const rows = B * S;
-  const session = S === 1 && sessions.indexerDecode ? sessions.indexerDecode : sessions.indexer;
-  const [scores] = await session.run(
-    {
-      iq: floatTensor(inp.iq.subarray(r0 * Hi * Di, (r0 + rows) * Hi * Di), [B, S, Hi, Di]),
-      cache: floatTensor(inp.indexerCache, [inp.indexerCache.length / Di, Di]),
-      idx: int32Tensor(group.keySlots, [B, T]),
-      iw: floatTensor(inp.iw.subarray(r0 * Hi, (r0 + rows) * Hi), [B, S, Hi]),
-    },
-    ['scores'],
-  );
-  return scores;
+/** Positions of query rows i0 .. i0 + n - 1 of every sequence: [B, n]. */
+function queryPositions(group: AttentionGroup, i0: number, n: number): Int32Array {
+  const { numSeqs: B, startPos } = group;
+  const pos = new Int32Array(B * n);
+  for (let b = 0; b < B; b++) for (let i = 0; i < n; i++) pos[b * n + i] = startPos[b]! + i0 + i;
+  return pos;
+}
+
+/** Sparsity counters in closed form: a row at position p sees p + 1 keys and attends min(p + 1, topk). */
+function countSparsity(group: AttentionGroup, topk: number, profiler: StepProfiler): void {
+  const sparsity = profiler.sparsity;
+  for (let b = 0; b < group.numSeqs; b++) {
+    for (let i = 0; i < group.queryLen; i++) {
+      const visible = group.startPos[b]! + i + 1;
+      sparsity.queries++;
+      sparsity.visibleKeys += visible;
+      sparsity.selectedKeys += Math.min(visible, topk);
+    }
+  }
+}
+
+/** Every visible position of each sequence's last row (no selection). */
+function allVisible(group: AttentionGroup): Int32Array[] {
+  return Array.from(group.startPos, (p) => Int32Array.from({ length: p + group.queryLen }, (_, j) => j));
+}
+
+/** The selections of decode rows [B, 1, k], each restricted to visible positions and sorted. */
+function lastRows(group: AttentionGroup, sel: Int32Array, k: number): Int32Array[] {
+  return Array.from(group.startPos, (p, b) => visibleSorted(sel.subarray(b * k, (b + 1) * k), p));
+}
+
+function visibleSorted(sel: Int32Array, lastPosition: number): Int32Array {
+  return sel.filter((s) => s <= lastPosition).sort();
 }

@@ -13,7 +13,7 @@ import { floatTensor, GraphSession, int32Tensor, int64Tensor, type Feed, type Se
 import type { PagedKVStorage } from '../../kvcache/paged_kv_storage.ts';
 import { DEFAULT_MAX_SCORE_ELEMENTS, SparseMlaAttention, type AttentionShapes } from '../attention/sparse_mla.ts';
 import type { StepProfiler } from '../step_profiler.ts';
-import { buildIndexerDecodeScoreGraph, buildIndexerScoreGraph } from './indexer.ts';
+import { buildIndexerSelectGraph } from './indexer.ts';
 import { buildAttentionGraph, buildPostAttentionGraph } from './mla.ts';
 import { buildPreAttentionGraph } from './pre_attention.ts';
 import { buildRoutedExpertsGraph, denseFfn, dispatch, moePreludeFfn } from './moe.ts';
@@ -100,9 +100,14 @@ export class DeepseekModel {
         experts: moe && w.mlp.kind === 'moe' ? await routedExperts(config, moe, l, w.mlp.weights, options) : null,
       });
     }
-    const attention = await GraphSession.create('sparse_mla', buildAttentionGraph(config), options);
-    const indexerPrefill = indexer ? await GraphSession.create('indexer_scores', buildIndexerScoreGraph(indexer), options) : null;
-    const indexerDecode = indexer ? await GraphSession.create('indexer_scores_decode', buildIndexerDecodeScoreGraph(indexer), options) : null;
+    const session = (name: string, graph: () => Uint8Array): Promise<GraphSession> => GraphSession.create(name, graph(), options);
+    const sessions = {
+      dense: await session('sparse_mla_dense', () => buildAttentionGraph(config, 'dense')),
+      prefillSelected: indexer ? await session('sparse_mla_prefill_selected', () => buildAttentionGraph(config, 'prefill-selected')) : null,
+      decodeSelected: indexer ? await session('sparse_mla_decode_selected', () => buildAttentionGraph(config, 'decode-selected')) : null,
+      indexer: indexer ? await session('indexer_select', () => buildIndexerSelectGraph(indexer, false)) : null,
+      indexerDecode: indexer ? await session('indexer_select_decode', () => buildIndexerSelectGraph(indexer, true)) : null,
+    };
     const shapes: AttentionShapes = {
       numHeads: config.numAttentionHeads,
       latentDim: config.kvLoraRank + config.qkRopeHeadDim,
@@ -112,8 +117,8 @@ export class DeepseekModel {
       indexTopk: indexer?.topk ?? 0,
       maxScoreElements: options.maxAttentionScoreElements ?? DEFAULT_MAX_SCORE_ELEMENTS,
     };
-    const sparseMla = new SparseMlaAttention(shapes, { attention, indexer: indexerPrefill, indexerDecode });
-    const shared = [attention, indexerPrefill, indexerDecode].filter((x): x is GraphSession => x !== null);
+    const sparseMla = new SparseMlaAttention(shapes, sessions);
+    const shared = Object.values(sessions).filter((x): x is GraphSession => x !== null);
     const lmHead = await GraphSession.create('lm_head', buildLmHeadGraph(model), options);
     return new DeepseekModel(model, storage, layers, sparseMla, shared, lmHead, indexer);
   }

@@ -17,41 +17,42 @@ import { reshape, reshapeLike } from '../onnx/ops.ts';
 import type { IndexerConfig } from '../checkpoint/types.ts';
 
 /**
- * Indexer scores over gathered key slots (shared by all layers).
- * Inputs iq [B, S, Hi, Di], cache [P, Di] (the layer's indexer key pool), idx [B, T] int32 slots, iw [B, S, Hi].
- * Output scores [B, S, T] (unmasked; the caller applies causality when selecting).
+ * IDX 5-6 (shared by all layers): scores over the gathered keys, causally masked, then the topk best
+ * positions per query row (ONNX TopK: ties to the lower index, as the reference's selection).
+ * Inputs iq [B, S, Hi, Di], cache [P, Di] (the layer's indexer key pool), idx [B, T] int32 slots of
+ * positions 0 .. T-1, iw [B, S, Hi], qpos [B, S] int32. Output sel [B, S, topk] int32 positions; a row
+ * with fewer than topk visible keys gets all of them plus masked (invisible) ones, which the attention
+ * graph masks again. Callers use it only when T > topk.
+ * decodeForm (S = 1): keys stay the GEMM's streamed operand (relu(K @ q^T) @ w), so the T x Di gathered
+ * keys are read once and never packed or transposed; the query side is tiny.
  */
-export function buildIndexerScoreGraph(indexer: IndexerConfig): Uint8Array {
-  const { nHeads: Hi, headDim: Di } = indexer;
-  const g = new GraphBuilder('indexer_scores');
-  const iq = g.input('iq', DataType.FLOAT, ['B', 'S', Hi, Di]);
+export function buildIndexerSelectGraph(indexer: IndexerConfig, decodeForm: boolean): Uint8Array {
+  const { nHeads: Hi, headDim: Di, topk } = indexer;
+  const g = new GraphBuilder(decodeForm ? 'indexer_select_decode' : 'indexer_select');
+  const S = decodeForm ? 1 : 'S';
+  const iq = g.input('iq', DataType.FLOAT, ['B', S, Hi, Di]);
   const cache = g.input('cache', DataType.FLOAT, ['P', Di]);
   const idx = g.input('idx', DataType.INT32, ['B', 'T']);
-  const iw = g.input('iw', DataType.FLOAT, ['B', 'S', Hi]);
-  const keysT = g.node('Transpose', [g.node('Gather', [cache, idx], { axis: 0 })], { perm: [0, 2, 1] }); // [B, Di, T]
-  const logits = g.node('Relu', [g.node('MatMul', [reshape(g, iq, [0, -1, Di]), keysT])]); // [B, S * Hi, T]
-  const logits4 = reshapeLike(g, logits, [[iw, 0, 2], Hi, [idx, 1, 2]]); // [B, S, Hi, T]
-  const weighted = g.node('Mul', [logits4, g.node('Unsqueeze', [iw, g.int64s([3])])]);
-  g.markOutput(g.node('ReduceSum', [weighted, g.int64s([2])], { keepdims: 0 }), 'scores', DataType.FLOAT, ['B', 'S', 'T']);
-  return g.build();
-}
-
-/**
- * Decode form of the indexer scores (S = 1): keys stay the GEMM's streamed operand
- * (relu(K @ q^T) @ w), so the T x Di gathered keys are read once and never packed or transposed;
- * the query side is tiny. Same inputs and output shape as buildIndexerScoreGraph with S = 1.
- */
-export function buildIndexerDecodeScoreGraph(indexer: IndexerConfig): Uint8Array {
-  const { nHeads: Hi, headDim: Di } = indexer;
-  const g = new GraphBuilder('indexer_scores_decode');
-  const iq = g.input('iq', DataType.FLOAT, ['B', 1, Hi, Di]);
-  const cache = g.input('cache', DataType.FLOAT, ['P', Di]);
-  const idx = g.input('idx', DataType.INT32, ['B', 'T']);
-  const iw = g.input('iw', DataType.FLOAT, ['B', 1, Hi]);
+  const iw = g.input('iw', DataType.FLOAT, ['B', S, Hi]);
+  const qpos = g.node('Cast', [g.input('qpos', DataType.INT32, ['B', S])], { to: DataType.INT64 });
   const keys = g.node('Gather', [cache, idx], { axis: 0 }); // [B, T, Di]
-  const qT = g.node('Transpose', [reshape(g, iq, [0, Hi, Di])], { perm: [0, 2, 1] }); // [B, Di, Hi]
-  const logits = g.node('Relu', [g.node('MatMul', [keys, qT])]); // [B, T, Hi]
-  const scores = g.node('MatMul', [logits, reshape(g, iw, [0, Hi, 1])]); // [B, T, 1]
-  g.markOutput(reshapeLike(g, scores, [[idx, 0, 1], 1, [idx, 1, 2]]), 'scores', DataType.FLOAT, ['B', 1, 'T']);
+  let scores: string; // [B, S, T]
+  if (decodeForm) {
+    const qT = g.node('Transpose', [reshape(g, iq, [0, Hi, Di])], { perm: [0, 2, 1] }); // [B, Di, Hi]
+    const logits = g.node('Relu', [g.node('MatMul', [keys, qT])]); // [B, T, Hi]
+    scores = reshapeLike(g, g.node('MatMul', [logits, reshape(g, iw, [0, Hi, 1])]), [[idx, 0, 1], 1, [idx, 1, 2]]);
+  } else {
+    const keysT = g.node('Transpose', [keys], { perm: [0, 2, 1] }); // [B, Di, T]
+    const logits = g.node('Relu', [g.node('MatMul', [reshape(g, iq, [0, -1, Di]), keysT])]); // [B, S * Hi, T]
+    const logits4 = reshapeLike(g, logits, [[iw, 0, 2], Hi, [idx, 1, 2]]); // [B, S, Hi, T]
+    scores = g.node('ReduceSum', [g.node('Mul', [logits4, g.node('Unsqueeze', [iw, g.int64s([3])])]), g.int64s([2])], { keepdims: 0 });
+  }
+  // Causal: key position t (column t) is visible to a row at position p iff t <= p.
+  const T = g.node('Gather', [g.node('Shape', [idx]), g.int64Scalar(1)]);
+  const kpos = g.node('Unsqueeze', [g.node('Range', [g.int64Scalar(0), T, g.int64Scalar(1)]), g.int64s([0, 1])]); // [1, 1, T]
+  const visible = g.node('LessOrEqual', [kpos, g.node('Unsqueeze', [qpos, g.int64s([2])])]); // [B, S, T]
+  const masked = g.node('Where', [visible, scores, g.scalar(-Infinity)]);
+  const [, sel] = g.nodeN('TopK', [masked, g.int64s([topk])], 2, { axis: -1, largest: 1, sorted: 0 });
+  g.markOutput(g.node('Cast', [sel], { to: DataType.INT32 }), 'sel', DataType.INT32, ['B', S, topk]);
   return g.build();
 }

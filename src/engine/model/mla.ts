@@ -25,25 +25,57 @@ function valueUpWeight(config: ModelConfig, kvBProj: Tensor): Float32Array {
   return wUVt;
 }
 
+/** Finite, so a fully masked (padding) row can never turn into NaN. */
+export const MASKED = -1e30;
+
+/** Additive causal mask [B, S, K]: 0 where key position <= query position, else MASKED. qpos [B, S, 1], kpos [B or 1, 1, K] int64. */
+function causalMask(g: GraphBuilder, qpos: string, kpos: string): string {
+  return g.node('Where', [g.node('LessOrEqual', [kpos, qpos]), g.scalar(0), g.scalar(MASKED)]);
+}
+
 /**
- * Sparse absorbed attention over gathered cache rows (shared by all layers).
- * Inputs q [B, S, H, C], cache [P, C] (the layer's whole latent pool, zero-copy), idx [B, K] int32 slots,
- * mask [B, S, K] (0 = attend, -1e30 = masked). Output o [B, S, H, L].
+ * Which keys an attention run sees:
+ * - 'dense': idx holds the slots of positions 0 .. K-1 (padded rows repeat a slot; their positions lie
+ *   past every query, so they are masked): every visible key.
+ * - 'prefill-selected' (DSA, one sequence): as 'dense', further restricted per row to the positions in
+ *   sel [B, S, k] int32 (IDX 6): mask = causal AND selected, built in the graph.
+ * - 'decode-selected' (DSA, S = 1): idx holds the slots of the selected positions kpos [B, K] int32 only.
  */
-export function buildAttentionGraph(config: ModelConfig): Uint8Array {
+export type AttentionKeys = 'dense' | 'prefill-selected' | 'decode-selected';
+
+/**
+ * MLA 5 over gathered cache rows (shared by all layers). Inputs q [B, S, H, C], cache [P, C] (the layer's
+ * whole latent pool, zero-copy), idx [B, K] int32 slots, qpos [B, S] int32 positions of the query rows
+ * (+ sel or kpos, see AttentionKeys). Output o [B, S, H, L].
+ */
+export function buildAttentionGraph(config: ModelConfig, keys: AttentionKeys): Uint8Array {
   const { numAttentionHeads: H, qkRopeHeadDim: dr, kvLoraRank: L } = config;
   const C = L + dr;
-  const g = new GraphBuilder('sparse_mla');
+  const g = new GraphBuilder(`sparse_mla_${keys}`);
   const q = g.input('q', DataType.FLOAT, ['B', 'S', H, C]);
   const cache = g.input('cache', DataType.FLOAT, ['P', C]);
   const idx = g.input('idx', DataType.INT32, ['B', 'K']);
-  const mask = g.input('mask', DataType.FLOAT, ['B', 'S', 'K']);
+  const qpos = g.node('Unsqueeze', [g.node('Cast', [g.input('qpos', DataType.INT32, ['B', 'S'])], { to: DataType.INT64 }), g.int64s([2])]); // [B, S, 1]
+  let kpos: string; // [B or 1, 1, K]
+  if (keys === 'decode-selected') {
+    kpos = g.node('Unsqueeze', [g.node('Cast', [g.input('kpos', DataType.INT32, ['B', 'K'])], { to: DataType.INT64 }), g.int64s([1])]);
+  } else {
+    const K = g.node('Gather', [g.node('Shape', [idx]), g.int64Scalar(1)]);
+    kpos = g.node('Unsqueeze', [g.node('Range', [g.int64Scalar(0), K, g.int64Scalar(1)]), g.int64s([0, 1])]);
+  }
+  let mask = causalMask(g, qpos, kpos); // [B, S, K]
+  if (keys === 'prefill-selected') {
+    const sel = g.input('sel', DataType.INT32, ['B', 'S', 'k']);
+    const none = g.node('Expand', [g.scalar(MASKED), g.node('Shape', [mask])]);
+    const zeros = g.node('ConstantOfShape', [g.node('Shape', [sel])]); // float 0
+    mask = g.node('Add', [mask, g.node('ScatterElements', [none, sel, zeros], { axis: 2 })]);
+  }
   const kv = g.node('Gather', [cache, idx], { axis: 0 }); // [B, K, C]
   const qFlat = reshape(g, q, [0, -1, C]); // [B, S * H, C]
   const scores = g.node('MatMul', [qFlat, g.node('Transpose', [kv], { perm: [0, 2, 1] })]); // [B, S * H, K]
-  const scores4 = reshapeLike(g, scores, [[mask, 0, 2], H, [mask, 2, 3]]); // [B, S, H, K]
+  const scores4 = reshapeLike(g, scores, [[q, 0, 2], H, [idx, 1, 2]]); // [B, S, H, K]
   const masked = g.node('Add', [scores4, g.node('Unsqueeze', [mask, g.int64s([2])])]);
-  const p = reshapeLike(g, g.node('Softmax', [masked], { axis: -1 }), [[mask, 0, 1], -1, [mask, 2, 3]]); // [B, S * H, K]
+  const p = reshapeLike(g, g.node('Softmax', [masked], { axis: -1 }), [[q, 0, 1], -1, [idx, 1, 2]]); // [B, S * H, K]
   // p @ kv, then drop the rope columns of the small result: slicing V out of kv first would copy
   // the whole gathered block again.
   const o = slice(g, g.node('MatMul', [p, kv]), 2, 0, L); // [B, S * H, L]

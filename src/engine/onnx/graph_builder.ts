@@ -52,6 +52,10 @@ export class GraphBuilder {
     return this.initializer(Float32Array.of(value), []);
   }
 
+  int64Scalar(value: number): string {
+    return this.initializer(BigInt64Array.of(BigInt(value)), []);
+  }
+
   /** Adds a node and returns its output names (`numOutputs` of them). */
   nodeN(opType: string, inputs: readonly string[], numOutputs: number, attrs: Record<string, AttrValue> = {}, domain = ''): string[] {
     const outputs = Array.from({ length: numOutputs }, () => this.fresh(opType));

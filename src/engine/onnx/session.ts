@@ -53,6 +53,21 @@ export class GraphSession {
     });
   }
 
+  /** Runs the graph; returns the requested int32 outputs (fresh buffers owned by the caller). */
+  async runInt32(feed: Feed, outputs: readonly string[]): Promise<Int32Array[]> {
+    let result: ort.InferenceSession.OnnxValueMapType;
+    try {
+      result = await this.session.run(feed, outputs as string[]);
+    } catch (err) {
+      throw new Error(`graph ${this.name}: ${(err as Error).message}`, { cause: err });
+    }
+    return outputs.map((o) => {
+      const t = result[o];
+      if (!(t.data instanceof Int32Array)) throw new Error(`graph ${this.name}: output ${o} is not int32`);
+      return t.data;
+    });
+  }
+
   async release(): Promise<void> {
     await this.session.release();
   }
