@@ -15,9 +15,8 @@
 # ---- build: compile TypeScript to dist/ ------------------------------------------------------
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
-# onnxruntime-node's install script would download CUDA/TensorRT libraries; the CPU binaries
-# ship inside the npm package, so skip it (.npmrc says the same for npm's own config).
-ENV ONNXRUNTIME_NODE_INSTALL=skip
+# .npmrc (ignore-scripts=true) keeps every dependency install script from running: onnxruntime-node's
+# would download CUDA/TensorRT libraries; the CPU binaries ship inside the npm package.
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
@@ -28,7 +27,6 @@ RUN npm run build
 FROM node:20-bookworm-slim AS runtime
 WORKDIR /app
 ENV NODE_ENV=production \
-    ONNXRUNTIME_NODE_INSTALL=skip \
     ORT_DISABLE_TELEMETRY=1 \
     DSV_HOST=0.0.0.0 \
     DSV_PORT=8000

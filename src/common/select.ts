@@ -10,7 +10,7 @@ function better(values: Float32Array, a: number, b: number): boolean {
   if (va > vb) return true;
   if (va < vb) return false;
   if (va === vb) return a < b;
-  return va !== va ? vb !== vb && a < b : true;
+  return Number.isNaN(va) ? Number.isNaN(vb) && a < b : true;
 }
 
 /**
@@ -25,7 +25,7 @@ export function argmax(values: Float32Array): number {
     const x = values[i];
     // One comparison on the common path: !(x <= bestValue) holds for a new max or for NaN.
     if (!(x <= bestValue)) {
-      if (x !== x) numNaN++;
+      if (Number.isNaN(x)) numNaN++;
       else {
         bestValue = x;
         best = i;

@@ -110,7 +110,7 @@ describe('closed-loop load', () => {
     });
     assert.equal(maxInFlight, 3);
     assert.deepEqual([...seen].sort((a, b) => a - b), [...Array(10).keys()]);
-    assert.deepEqual([...workers].sort(), [0, 1, 2]);
+    assert.deepEqual([...workers].sort((a, b) => a - b), [0, 1, 2]);
     assert.equal(r.totalOutputTokens, 20);
   });
   it('makes distinct prompts in range', () => {

@@ -63,8 +63,8 @@ describe('SamplingState', () => {
     assert.equal(state.outputCounts.numDistinct, 2);
     assert.equal(state.outputCounts.count(3), 3);
     assert.equal(state.outputCounts.count(1), 0);
-    assert.deepEqual([...state.repetitionTokenIds!].sort(), [1, 2, 3]);
-    assert.deepEqual([...state.minTokensMaskIds].sort(), [0, 9]);
+    assert.deepEqual([...state.repetitionTokenIds!].sort((a, b) => a - b), [1, 2, 3]);
+    assert.deepEqual([...state.minTokensMaskIds].sort((a, b) => a - b), [0, 9]);
     assert.equal(SamplingState.create(params(), [1], [0]).repetitionTokenIds, null);
     assert.deepEqual(SamplingState.create(params({ ignoreEos: true }), [], [0]).minTokensMaskIds, []);
   });
