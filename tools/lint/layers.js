@@ -15,7 +15,7 @@
 /** Files under src/server may use from the engine: values and types. */
 const ENGINE_API = ['src/engine/engine_client.ts', 'src/engine/sampling/sampling_params.ts'];
 /** ... and types only (the request/output shapes that cross the worker boundary). */
-const ENGINE_API_TYPES = ['src/engine/request.ts', 'src/engine/worker/messages.ts'];
+const ENGINE_API_TYPES = ['src/engine/request.ts', 'src/engine/worker/messages.ts', 'src/engine/step_stats.ts'];
 
 export const LAYERS = {
   sourceDir: 'src/',
