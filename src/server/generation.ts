@@ -2,6 +2,7 @@
 // token deltas into text (incremental detokenization, stop strings held back until they cannot
 // match), and merges all choices into one ordered event stream. Aborting it aborts every choice.
 import { randomUUID } from 'node:crypto';
+import { AsyncQueue } from '../common/async_queue.ts';
 import type { EngineClient } from '../engine/engine_client.ts';
 import { EngineError } from '../common/errors.ts';
 import type { FinishReason, RequestOutputDelta, SampledLogprobs } from '../engine/request.ts';
@@ -58,8 +59,9 @@ export class Generation {
   readonly id = randomUUID().replaceAll('-', '');
   readonly arrival = performance.now();
   readonly usage: Usage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0 };
-  private readonly queue: ChoiceEvent[] = [];
-  private waiter: (() => void) | null = null;
+  // Ends after the last choice's final event; unbounded (see AsyncQueue): the consumer applies
+  // backpressure by pausing, and the stream write timeout bounds how long it may pause.
+  private readonly queue = new AsyncQueue<ChoiceEvent>();
   private readonly choices: Choice[] = [];
   private numOpen = 0;
 
@@ -179,7 +181,7 @@ export class Generation {
       firstTokenAt: choice.firstTokenAt,
       now: performance.now(),
     });
-    if (this.numOpen === 0) this.waiter?.();
+    if (this.numOpen === 0) this.queue.end();
   }
 
   /** First engine error message of a choice that failed, for the error response. */
@@ -187,21 +189,16 @@ export class Generation {
 
   private emit(e: ChoiceEvent): void {
     this.queue.push(e);
-    this.waiter?.();
   }
 
-  /** Choice events in arrival order; ends when every choice has finished. */
-  async *events(): AsyncGenerator<ChoiceEvent> {
-    for (;;) {
-      const e = this.queue.shift();
-      if (e) {
-        yield e;
-        continue;
-      }
-      if (this.numOpen === 0) return;
-      await new Promise<void>((resolve) => (this.waiter = resolve));
-      this.waiter = null;
-    }
+  /** Choice events in arrival order; ends when every choice has finished. Iterate once. */
+  events(): AsyncIterableIterator<ChoiceEvent, undefined> {
+    return this.queue;
+  }
+
+  /** Events produced and not yet consumed (what a paused stream holds back). */
+  get numBufferedEvents(): number {
+    return this.queue.size;
   }
 
   /** Client went away: abort every unfinished choice (their blocks are freed at once). */
