@@ -12,6 +12,8 @@ export interface ServerContext {
   readonly servedModelNames: readonly string[];
   readonly maxModelLen: number;
   readonly maxLogprobs: number;
+  /** How long a streamed response may wait for its client to drain the socket before it is aborted. */
+  readonly streamWriteTimeoutMs: number;
   readonly metrics: ServerMetrics;
   /** Set on SIGTERM: health turns 503 and new requests are refused. */
   readonly state: { draining: boolean };

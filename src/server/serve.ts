@@ -36,6 +36,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     servedModelNames: config.servedModelName,
     maxModelLen,
     maxLogprobs: config.maxLogprobs,
+    streamWriteTimeoutMs: config.streamWriteTimeout * 1000,
     metrics: new ServerMetrics(config.servedModelName[0]),
     state: { draining: false },
   };

@@ -5,7 +5,7 @@ import { EngineError } from '../../common/errors.ts';
 import { checkModelName, checkNotDraining, stopList, toSamplingParams, type ServerContext } from '../context.ts';
 import { Generation, requireTokenizer } from '../generation.ts';
 import { chatCompletionRequestSchema, messageText, type ChatCompletionRequest } from '../schemas/openai.ts';
-import { SseStream } from '../sse.ts';
+import { streamGeneration } from '../stream_generation.ts';
 import { chatLogprobs, type ChatTokenLogprob } from './logprobs_format.ts';
 import { abortOnDisconnect, usageBody } from './shared.ts';
 
@@ -41,21 +41,15 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     const formatLogprobs = (entries: Parameters<typeof chatLogprobs>[2] | null) => (logprobs === null ? null : { content: chatLogprobs(ctx.tokenizer, asIds, entries ?? []) });
 
     if (body.stream) {
-      const sse = SseStream.open(request, reply, () => generation.abort());
-      const includeUsage = body.stream_options?.include_usage ?? false;
-      const chunk = (choices: object[]) => ({ id, object: 'chat.completion.chunk', created, model, choices, ...(includeUsage ? { usage: null } : {}) });
-      for (let i = 0; i < generation.numChoices; i++) {
-        sse.send(chunk([{ index: i, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]));
-      }
-      for await (const e of generation.events()) {
-        if (e.text === '' && e.finishReason === null && !e.logprobs?.length && (ctx.tokenizer || e.tokenIds.length === 0)) continue;
-        const delta = e.text === '' && e.finishReason !== null ? {} : { content: e.text };
-        sse.send(chunk([{ index: e.index, delta, logprobs: formatLogprobs(e.logprobs), finish_reason: e.finishReason, stop_reason: e.stopReason }]));
-      }
-      if (generation.errorMessage) sse.sendError({ error: { message: generation.errorMessage, type: 'server_error', param: null, code: 'DSV_ERR_INTERNAL' } });
-      if (includeUsage) sse.send({ id, object: 'chat.completion.chunk', created, model, choices: [], usage: usageBody(generation) });
-      sse.end();
-      return reply;
+      return streamGeneration(ctx, request, reply, generation, {
+        id, object: 'chat.completion.chunk', created, model, includeUsage: body.stream_options?.include_usage ?? false,
+        leadingChoices: Array.from({ length: generation.numChoices }, (_, index) => ({ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null })),
+        piece: (e) => ({
+          text: e.text,
+          numLogprobs: e.logprobs?.length ?? 0,
+          fields: { delta: e.text === '' && e.finishReason !== null ? {} : { content: e.text }, logprobs: formatLogprobs(e.logprobs) },
+        }),
+      });
     }
 
     const detach = abortOnDisconnect(request, reply, generation);

@@ -4,7 +4,7 @@ import { EngineError } from '../../common/errors.ts';
 import { checkModelName, checkNotDraining, stopList, toSamplingParams, type ServerContext } from '../context.ts';
 import { Generation, requireTokenizer, type ChoiceEvent } from '../generation.ts';
 import { completionRequestSchema, type CompletionRequest } from '../schemas/openai.ts';
-import { SseStream } from '../sse.ts';
+import { streamGeneration } from '../stream_generation.ts';
 import { CompletionLogprobsBuilder, mergeCompletionLogprobs, type CompletionLogprobs } from './logprobs_format.ts';
 import { abortOnDisconnect, usageBody } from './shared.ts';
 
@@ -73,22 +73,13 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     };
 
     if (body.stream) {
-      const sse = SseStream.open(request, reply, () => generation.abort());
-      const includeUsage = body.stream_options?.include_usage ?? false;
-      for await (const e of generation.events()) {
-        const { text, logprobs: lp } = piece(e);
-        // Skip chunks with nothing to show; without a tokenizer, tokens are the only progress signal.
-        if (text === '' && e.finishReason === null && !lp?.tokens.length && (ctx.tokenizer || e.tokenIds.length === 0)) continue;
-        sse.send({
-          id, object: 'text_completion', created, model,
-          choices: [{ index: e.index, text, logprobs: lp, finish_reason: e.finishReason, stop_reason: e.stopReason }],
-          ...(includeUsage ? { usage: null } : {}),
-        });
-      }
-      if (generation.errorMessage) sse.sendError({ error: { message: generation.errorMessage, type: 'server_error', param: null, code: 'DSV_ERR_INTERNAL' } });
-      if (includeUsage) sse.send({ id, object: 'text_completion', created, model, choices: [], usage: usageBody(generation) });
-      sse.end();
-      return reply;
+      return streamGeneration(ctx, request, reply, generation, {
+        id, object: 'text_completion', created, model, includeUsage: body.stream_options?.include_usage ?? false, leadingChoices: [],
+        piece: (e) => {
+          const { text, logprobs: lp } = piece(e);
+          return { text, numLogprobs: lp?.tokens.length ?? 0, fields: { text, logprobs: lp } };
+        },
+      });
     }
 
     const detach = abortOnDisconnect(request, reply, generation);

@@ -1,0 +1,52 @@
+// The SSE protocol shared by both streaming routes, against a scripted engine: the skip rule,
+// an engine error after the stream started, and the order of the closing chunks.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { errorBody } from '../../src/server/http_errors.ts';
+import { fakeApp } from '../helpers/fake_engine.ts';
+import { parseSse } from '../helpers/server.ts';
+
+interface Chunk {
+  object: string;
+  choices: { index: number; text: string; finish_reason: string | null }[];
+  usage?: unknown;
+}
+
+describe('streamGeneration protocol', () => {
+  test('an engine error after the stream started is an errorBody() data chunk, then usage and [DONE]', async () => {
+    const { app } = fakeApp((engine, r) => {
+      engine.emitDelta(r.requestId, [7]);
+      engine.emitDelta(r.requestId, [], null); // shows nothing: skipped
+      engine.emitDelta(r.requestId, [], 'error', 'the step failed');
+    });
+    const res = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: [5, 6], max_tokens: 4, stream: true, stream_options: { include_usage: true } } });
+    assert.equal(res.statusCode, 200);
+    const { events } = parseSse(res.body);
+    assert.equal(events.length, 5, res.body);
+    const [token, finish, error, usage, done] = events as [Chunk, Chunk, unknown, Chunk, string];
+    assert.equal(token.choices[0].finish_reason, null);
+    assert.equal(token.usage, null);
+    assert.equal(finish.choices[0].finish_reason, 'error');
+    assert.deepEqual(error, errorBody('DSV_ERR_INTERNAL', 'generation failed: the step failed'));
+    assert.deepEqual(usage.choices, []);
+    assert.equal(done, '[DONE]');
+    await app.close();
+  });
+
+  test('without include_usage no chunk carries usage; n > 1 choices each end with their finish_reason', async () => {
+    const { app } = fakeApp((engine, r) => {
+      engine.emitDelta(r.requestId, [3]);
+      engine.emitDelta(r.requestId, [4], 'length');
+    });
+    const res = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: [5, 6], n: 3, max_tokens: 2, stream: true } });
+    const { events } = parseSse(res.body);
+    assert.equal(events.at(-1), '[DONE]');
+    const chunks = events.slice(0, -1) as Chunk[];
+    assert.equal(chunks.length, 6);
+    assert.ok(chunks.every((c) => c.object === 'text_completion' && !('usage' in c)));
+    for (const index of [0, 1, 2]) {
+      assert.deepEqual(chunks.filter((c) => c.choices[0].index === index).map((c) => c.choices[0].finish_reason), [null, 'length']);
+    }
+    await app.close();
+  });
+});
