@@ -7,6 +7,7 @@ import { AsyncQueue } from '../../common/async_queue.ts';
 import { EngineError } from '../../common/errors.ts';
 import { EngineCore } from '../engine_core.ts';
 import { RequestStatus } from '../request.ts';
+import { assertSamplingParams } from '../sampling/sampling_params.ts';
 import type { EngineWorkerData, FromWorker, SerializedError, ToWorker } from './messages.ts';
 
 const port = parentPort!;
@@ -39,6 +40,7 @@ function apply(core: EngineCore, m: ToWorker): boolean {
   if (m.type === 'shutdown') return false;
   if (m.type === 'add') {
     try {
+      assertSamplingParams(m.request.params, { vocabSize: core.runner.loaded.config.vocabSize }); // validated at the edge
       core.addRequest(m.request);
       post({ type: 'added', requestId: m.request.requestId });
     } catch (err) {

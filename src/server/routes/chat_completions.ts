@@ -2,9 +2,10 @@
 // generation path as completions; streaming sends a role delta first, then content deltas.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { EngineError } from '../../common/errors.ts';
-import { checkModelName, checkNotDraining, stopList, toSamplingParams, type ServerContext } from '../context.ts';
+import { checkModelName, checkNotDraining, requestLimits, stopList, type ServerContext } from '../context.ts';
 import { Generation, requireTokenizer } from '../generation.ts';
 import { chatCompletionRequestSchema, messageText, type ChatCompletionRequest } from '../schemas/openai.ts';
+import { withMaxTokens } from '../schemas/sampling.ts';
 import { streamGeneration } from '../stream_generation.ts';
 import { chatLogprobs, type ChatTokenLogprob } from './logprobs_format.ts';
 import { abortOnDisconnect, usageBody } from './shared.ts';
@@ -21,14 +22,15 @@ export function renderChatPrompt(ctx: ServerContext, body: Pick<ChatCompletionRe
 }
 
 export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext): void {
+  const schema = chatCompletionRequestSchema(requestLimits(ctx));
   app.post('/v1/chat/completions', async (request: FastifyRequest, reply: FastifyReply) => {
     checkNotDraining(ctx);
-    const body = chatCompletionRequestSchema.parse(request.body);
+    const { body, sampling } = schema.parse(request.body);
     const model = checkModelName(ctx, body.model);
     const prompt = renderChatPrompt(ctx, body);
     const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? Math.max(1, ctx.maxModelLen - prompt.length);
-    const logprobs = body.logprobs ? (body.top_logprobs ?? 0) : null;
-    const params = toSamplingParams(ctx, body, { maxTokens, logprobs, promptLogprobs: null });
+    const params = withMaxTokens(sampling, maxTokens);
+    const logprobs = params.logprobs;
     const generation = await Generation.start(
       ctx.engine,
       ctx.tokenizer,

@@ -1,9 +1,10 @@
 // POST /v1/completions (OpenAI legacy completions + vLLM extensions), streaming or not.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { EngineError } from '../../common/errors.ts';
-import { checkModelName, checkNotDraining, stopList, toSamplingParams, type ServerContext } from '../context.ts';
+import { checkModelName, checkNotDraining, requestLimits, stopList, type ServerContext } from '../context.ts';
 import { Generation, requireTokenizer, type ChoiceEvent } from '../generation.ts';
 import { completionRequestSchema, type CompletionRequest } from '../schemas/openai.ts';
+import { withMaxTokens } from '../schemas/sampling.ts';
 import { streamGeneration } from '../stream_generation.ts';
 import { CompletionLogprobsBuilder, mergeCompletionLogprobs, type CompletionLogprobs } from './logprobs_format.ts';
 import { abortOnDisconnect, usageBody } from './shared.ts';
@@ -35,15 +36,16 @@ interface ChoiceState {
 }
 
 export function registerCompletions(app: FastifyInstance, ctx: ServerContext): void {
+  const schema = completionRequestSchema(requestLimits(ctx));
   app.post('/v1/completions', async (request: FastifyRequest, reply: FastifyReply) => {
     checkNotDraining(ctx);
-    const body = completionRequestSchema.parse(request.body);
+    const { body, sampling } = schema.parse(request.body);
     const model = checkModelName(ctx, body.model);
     const prompts = preparePrompts(ctx, body);
     const stop = stopList(body.stop);
     if (stop.length > 0) requireTokenizer(ctx.tokenizer, 'stop strings');
-    const logprobs = body.logprobs ?? null;
-    const params = toSamplingParams(ctx, body, { maxTokens: body.max_tokens ?? DEFAULT_MAX_TOKENS, logprobs, promptLogprobs: body.echo && logprobs !== null ? logprobs : null });
+    const params = withMaxTokens(sampling, body.max_tokens ?? DEFAULT_MAX_TOKENS);
+    const logprobs = params.logprobs;
     const generation = await Generation.start(
       ctx.engine,
       ctx.tokenizer,
