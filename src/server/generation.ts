@@ -38,6 +38,12 @@ export interface GenerationObserver {
   onFinish?(info: { reason: FinishReason; promptTokens: number; outputTokens: number; queueTimeMs: number | null; arrival: number; firstTokenAt: number | null; now: number }): void;
 }
 
+export interface GenerationOptions {
+  readonly observer?: GenerationObserver;
+  /** Aborts when the client goes away (client_signal.ts). */
+  readonly clientSignal?: AbortSignal;
+}
+
 export interface Usage {
   promptTokens: number;
   completionTokens: number;
@@ -64,6 +70,11 @@ export class Generation {
   private readonly queue = new AsyncQueue<ChoiceEvent>();
   private readonly choices: Choice[] = [];
   private numOpen = 0;
+  private aborted = false;
+  /** Removes the signal listener. */
+  private unwatch: () => void = () => {};
+  /** Why the generation did not complete, as the error its client gets (the first cause wins). */
+  failure: EngineError | null = null;
 
   private constructor(
     private readonly engine: EngineClient,
@@ -72,35 +83,54 @@ export class Generation {
     private readonly observer: GenerationObserver,
   ) {}
 
-  /** Queues every choice; if the engine refuses one (queue full, too long), aborts the rest and throws. */
-  static async start(engine: EngineClient, tokenizer: TextTokenizer | null, input: GenerationInput, observer: GenerationObserver = {}): Promise<Generation> {
-    const g = new Generation(engine, tokenizer, input, observer);
-    const n = input.params.n;
+  /**
+   * Queues every choice; if the engine refuses one (queue full, too long), aborts the rest and
+   * throws. The client signal is watched from before the first choice is sent: a client gone
+   * while the engine is busy admitting still aborts every choice.
+   */
+  static async start(engine: EngineClient, tokenizer: TextTokenizer | null, input: GenerationInput, options: GenerationOptions = {}): Promise<Generation> {
+    const g = new Generation(engine, tokenizer, input, options.observer ?? {});
+    g.watch(options);
+    const streams = g.addChoices();
+    if (options.clientSignal?.aborted) g.abort();
+    const settled = await Promise.allSettled(streams);
+    const refusal = settled.find((s) => s.status === 'rejected');
+    if (refusal) {
+      engine.abort(g.choices.map((c) => c.engineId));
+      g.unwatch();
+      throw (refusal as PromiseRejectedResult).reason;
+    }
+    settled.forEach((s, i) => void g.consume(g.choices[i], (s as PromiseFulfilledResult<AsyncIterable<RequestOutputDelta>>).value));
+    return g;
+  }
+
+  private watch(options: GenerationOptions): void {
+    const onClientGone = () => this.abort();
+    options.clientSignal?.addEventListener('abort', onClientGone, { once: true });
+    this.unwatch = () => options.clientSignal?.removeEventListener('abort', onClientGone);
+  }
+
+  /** Sends one engine request per prompt and sample; resolves to their output streams. */
+  private addChoices(): Promise<AsyncIterable<RequestOutputDelta>>[] {
+    const { prompts, params } = this.input;
     const streams: Promise<AsyncIterable<RequestOutputDelta>>[] = [];
-    input.prompts.forEach((prompt, p) => {
-      g.usage.promptTokens += prompt.length;
-      for (let i = 0; i < n; i++) {
-        const choice = g.addChoice(p * n + i, p, prompt);
-        const seed = input.params.seed === null ? null : childSeed(input.params.seed, i);
+    prompts.forEach((prompt, p) => {
+      this.usage.promptTokens += prompt.length;
+      for (let i = 0; i < params.n; i++) {
+        const choice = this.addChoice(p * params.n + i, p, prompt);
+        const seed = params.seed === null ? null : childSeed(params.seed, i);
         streams.push(
-          engine.addRequest({
+          this.engine.addRequest({
             requestId: choice.engineId,
             promptTokenIds: prompt,
-            params: { ...input.params, seed },
-            cacheSalt: input.cacheSalt,
-            groupId: n > 1 ? `${g.id}-${p}` : undefined,
+            params: { ...params, seed },
+            cacheSalt: this.input.cacheSalt,
+            groupId: params.n > 1 ? `${this.id}-${p}` : undefined,
           }),
         );
       }
     });
-    const settled = await Promise.allSettled(streams);
-    const failure = settled.find((s) => s.status === 'rejected');
-    if (failure) {
-      engine.abort(g.choices.map((c) => c.engineId));
-      throw (failure as PromiseRejectedResult).reason;
-    }
-    settled.forEach((s, i) => void g.consume(g.choices[i], (s as PromiseFulfilledResult<AsyncIterable<RequestOutputDelta>>).value));
-    return g;
+    return streams;
   }
 
   private addChoice(index: number, promptIndex: number, prompt: readonly number[]): Choice {
@@ -168,7 +198,7 @@ export class Generation {
     if (choice.done) return;
     choice.done = true;
     this.numOpen--;
-    if (reason === 'error' && last?.errorMessage) this.errorMessage ??= last.errorMessage;
+    if (reason === 'error') this.failure ??= new EngineError('DSV_ERR_INTERNAL', `generation failed: ${last?.errorMessage ?? 'the engine failed'}`);
     this.usage.completionTokens += last?.numOutputTokens ?? 0;
     if (choice.index % this.input.params.n === 0) this.usage.cachedTokens += last?.numCachedTokens ?? 0;
     if (!emitted) this.emit({ index: choice.index, promptIndex: choice.promptIndex, text: '', tokenIds: [], logprobs: null, promptLogprobs: null, finishReason: reason, stopReason });
@@ -181,11 +211,11 @@ export class Generation {
       firstTokenAt: choice.firstTokenAt,
       now: performance.now(),
     });
-    if (this.numOpen === 0) this.queue.end();
+    if (this.numOpen === 0) {
+      this.unwatch();
+      this.queue.end();
+    }
   }
-
-  /** First engine error message of a choice that failed, for the error response. */
-  errorMessage: string | null = null;
 
   private emit(e: ChoiceEvent): void {
     this.queue.push(e);
@@ -196,15 +226,13 @@ export class Generation {
     return this.queue;
   }
 
-  /** Events produced and not yet consumed (what a paused stream holds back). */
-  get numBufferedEvents(): number {
-    return this.queue.size;
-  }
-
-  /** Client went away: abort every unfinished choice (their blocks are freed at once). */
+  /** Aborts every unfinished choice (their blocks are freed at once); e.g. the client went away. */
   abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
     this.engine.abort(this.choices.filter((c) => !c.done).map((c) => c.engineId));
   }
+
 
   get numChoices(): number {
     return this.choices.length;

@@ -11,6 +11,8 @@ export type SseCloseReason = 'client-closed' | 'write-timeout';
 export interface SseOptions {
   /** How long one write may wait for the client to drain the socket. */
   readonly writeTimeoutMs: number;
+  /** Aborts when the client's connection closes (client_signal.ts). */
+  readonly clientSignal: AbortSignal;
   /** Runs once if the stream closes before end() (the caller aborts the generation). */
   readonly onClose: (reason: SseCloseReason) => void;
 }
@@ -27,13 +29,17 @@ export class SseStream {
   static open(request: FastifyRequest, reply: FastifyReply, options: SseOptions): SseStream {
     const s = new SseStream(reply, options);
     reply.hijack();
+    if (options.clientSignal.aborted) {
+      s.close('client-closed');
+      return s;
+    }
+    options.clientSignal.addEventListener('abort', () => s.close('client-closed'), { once: true });
     reply.raw.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
       connection: 'keep-alive',
       'x-request-id': String(request.id),
     });
-    reply.raw.on('close', () => s.close('client-closed'));
     return s;
   }
 

@@ -10,6 +10,7 @@
 // Output is pulled only as fast as the client reads (SseStream.send waits for 'drain'); a client
 // that stops reading for --stream-write-timeout, or disconnects, aborts every choice.
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { clientSignal } from './client_signal.ts';
 import type { ServerContext } from './context.ts';
 import type { ChoiceEvent, Generation } from './generation.ts';
 import { errorBody } from './http_errors.ts';
@@ -50,6 +51,7 @@ function showsNothing(e: ChoiceEvent, p: StreamPiece, hasTokenizer: boolean): bo
 export async function streamGeneration(ctx: ServerContext, request: FastifyRequest, reply: FastifyReply, generation: Generation, format: StreamFormat): Promise<FastifyReply> {
   const sse = SseStream.open(request, reply, {
     writeTimeoutMs: ctx.streamWriteTimeoutMs,
+    clientSignal: clientSignal(request),
     onClose: (reason) => {
       generation.abort();
       if (reason === 'write-timeout') {
@@ -68,7 +70,7 @@ export async function streamGeneration(ctx: ServerContext, request: FastifyReque
     await sse.send(chunk({ index: e.index, ...p.fields, finish_reason: e.finishReason, stop_reason: e.stopReason }));
   }
   if (sse.isClosed) return reply;
-  if (generation.errorMessage !== null) await sse.send(errorBody('DSV_ERR_INTERNAL', `generation failed: ${generation.errorMessage}`));
+  if (generation.failure) await sse.send(errorBody(generation.failure.code, generation.failure.message));
   if (includeUsage) await sse.send({ id, object, created, model, choices: [], usage: usageBody(generation) });
   sse.end();
   return reply;

@@ -1,14 +1,14 @@
 // POST /v1/chat/completions: messages rendered with the model's chat template, then the same
 // generation path as completions; streaming sends a role delta first, then content deltas.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { EngineError } from '../../common/errors.ts';
 import { checkModelName, checkNotDraining, requestLimits, stopList, type ServerContext } from '../context.ts';
 import { Generation, requireTokenizer } from '../generation.ts';
 import { chatCompletionRequestSchema, messageText, type ChatCompletionRequest } from '../schemas/openai.ts';
 import { withMaxTokens } from '../schemas/sampling.ts';
 import { streamGeneration } from '../stream_generation.ts';
 import { chatLogprobs, type ChatTokenLogprob } from './logprobs_format.ts';
-import { abortOnDisconnect, usageBody } from './shared.ts';
+import { generationOptions, usageBody } from './shared.ts';
+import { watchClient } from '../client_signal.ts';
 
 export function renderChatPrompt(ctx: ServerContext, body: Pick<ChatCompletionRequest, 'messages' | 'add_generation_prompt' | 'chat_template_kwargs'>): number[] {
   const tokenizer = requireTokenizer(ctx.tokenizer, 'chat completion');
@@ -23,7 +23,7 @@ export function renderChatPrompt(ctx: ServerContext, body: Pick<ChatCompletionRe
 
 export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext): void {
   const schema = chatCompletionRequestSchema(requestLimits(ctx));
-  app.post('/v1/chat/completions', async (request: FastifyRequest, reply: FastifyReply) => {
+  app.post('/v1/chat/completions', { onRequest: watchClient }, async (request: FastifyRequest, reply: FastifyReply) => {
     checkNotDraining(ctx);
     const { body, sampling } = schema.parse(request.body);
     const model = checkModelName(ctx, body.model);
@@ -35,7 +35,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
       ctx.engine,
       ctx.tokenizer,
       { prompts: [prompt], params, stop: stopList(body.stop), includeStopStr: body.include_stop_str_in_output ?? false, skipSpecialTokens: body.skip_special_tokens ?? true, cacheSalt: body.cache_salt },
-      ctx.metrics.observer(),
+      generationOptions(ctx, request),
     );
     const id = `chatcmpl-${generation.id}`;
     const created = Math.floor(Date.now() / 1000);
@@ -54,7 +54,6 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
       });
     }
 
-    const detach = abortOnDisconnect(request, reply, generation);
     const states = Array.from({ length: generation.numChoices }, () => ({ text: '', logprobs: [] as ChatTokenLogprob[], finishReason: null as string | null, stopReason: null as number | string | null }));
     for await (const e of generation.events()) {
       const s = states[e.index];
@@ -62,8 +61,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
       if (e.logprobs) s.logprobs.push(...chatLogprobs(ctx.tokenizer, asIds, e.logprobs));
       if (e.finishReason !== null) [s.finishReason, s.stopReason] = [e.finishReason, e.stopReason];
     }
-    detach();
-    if (generation.errorMessage) throw new EngineError('DSV_ERR_INTERNAL', `generation failed: ${generation.errorMessage}`);
+    if (generation.failure) throw generation.failure;
     return {
       id, object: 'chat.completion', created, model,
       choices: states.map((s, index) => ({

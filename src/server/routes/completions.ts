@@ -7,7 +7,8 @@ import { completionRequestSchema, type CompletionRequest } from '../schemas/open
 import { withMaxTokens } from '../schemas/sampling.ts';
 import { streamGeneration } from '../stream_generation.ts';
 import { CompletionLogprobsBuilder, mergeCompletionLogprobs, type CompletionLogprobs } from './logprobs_format.ts';
-import { abortOnDisconnect, usageBody } from './shared.ts';
+import { generationOptions, usageBody } from './shared.ts';
+import { watchClient } from '../client_signal.ts';
 
 const DEFAULT_MAX_TOKENS = 16; // OpenAI's default for completions
 
@@ -37,7 +38,7 @@ interface ChoiceState {
 
 export function registerCompletions(app: FastifyInstance, ctx: ServerContext): void {
   const schema = completionRequestSchema(requestLimits(ctx));
-  app.post('/v1/completions', async (request: FastifyRequest, reply: FastifyReply) => {
+  app.post('/v1/completions', { onRequest: watchClient }, async (request: FastifyRequest, reply: FastifyReply) => {
     checkNotDraining(ctx);
     const { body, sampling } = schema.parse(request.body);
     const model = checkModelName(ctx, body.model);
@@ -50,7 +51,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
       ctx.engine,
       ctx.tokenizer,
       { prompts: prompts.map((p) => p.ids), params, stop, includeStopStr: body.include_stop_str_in_output ?? false, skipSpecialTokens: body.skip_special_tokens ?? true, cacheSalt: body.cache_salt },
-      ctx.metrics.observer(),
+      generationOptions(ctx, request),
     );
     const id = `cmpl-${generation.id}`;
     const created = Math.floor(Date.now() / 1000);
@@ -84,7 +85,6 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
       });
     }
 
-    const detach = abortOnDisconnect(request, reply, generation);
     for await (const e of generation.events()) {
       const s = states[e.index];
       const { text, logprobs: lp } = piece(e);
@@ -92,8 +92,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
       if (lp) s.logprobs = mergeCompletionLogprobs(s.logprobs, lp);
       if (e.finishReason !== null) [s.finishReason, s.stopReason] = [e.finishReason, e.stopReason];
     }
-    detach();
-    if (generation.errorMessage) throw new EngineError('DSV_ERR_INTERNAL', `generation failed: ${generation.errorMessage}`);
+    if (generation.failure) throw generation.failure;
     return {
       id, object: 'text_completion', created, model,
       choices: states.map((s, index) => ({ index, text: s.text, logprobs: s.logprobs, finish_reason: s.finishReason, stop_reason: s.stopReason })),
