@@ -25,7 +25,11 @@ export class SseStream {
     private readonly options: SseOptions,
   ) {}
 
-  /** Sends the status line and headers, then the stream is open for send(). */
+  /**
+   * Sends the status line and headers, then the stream is open for send(). The Connection header
+   * is Node's choice: keep-alive unless the client sent `Connection: close`, in which case the
+   * socket closes after end().
+   */
   static open(request: FastifyRequest, reply: FastifyReply, options: SseOptions): SseStream {
     const s = new SseStream(reply, options);
     reply.hijack();
@@ -37,7 +41,6 @@ export class SseStream {
     reply.raw.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
-      connection: 'keep-alive',
       'x-request-id': String(request.id),
     });
     return s;

@@ -1,5 +1,6 @@
-// Connections that end early: a client that resets right after sending its request is noticed
-// even while the engine is busy.
+// Connections that end early or ask to end: a client that resets right after sending its request
+// is noticed even while the engine is busy, and `Connection: close` closes a streamed response's
+// socket after [DONE].
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -34,7 +35,7 @@ function post(server: RunningServer, body: object): Promise<Response> {
   return fetch(`${server.address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 }
 
-describe('disconnects', () => {
+describe('disconnects and Connection: close', () => {
   let server: RunningServer;
   before(async () => {
     server = await startTestServer(FIXTURE_DIR, ['--num-kv-blocks', '512', '--max-num-batched-tokens', '1024']);
@@ -61,5 +62,22 @@ describe('disconnects', () => {
     const generated = (await metric(server, 'vllm:generation_tokens_total')) - tokens0;
     assert.ok(generated < 4 * 100 + 400, `the reset requests generated ${generated - 400} tokens of their 800`);
     assert.equal(await metric(server, 'vllm:kv_cache_usage_perc'), 0);
+  });
+
+  test('a streamed response to `Connection: close` closes the socket right after [DONE]', async () => {
+    const socket = rawRequest(server, { prompt: [5, 6, 7], max_tokens: 5, temperature: 0, ignore_eos: true, stream: true }, { connection: 'close' });
+    let received = '';
+    let doneAt = 0;
+    socket.on('data', (d: Buffer) => {
+      received += d.toString('utf8');
+      if (doneAt === 0 && received.includes('data: [DONE]')) doneAt = Date.now();
+    });
+    const ended = new Promise<number>((resolve) => socket.once('close', () => resolve(Date.now())));
+    const closedAt = await Promise.race([ended, new Promise<number>((resolve) => setTimeout(() => resolve(-1), 5000))]);
+    socket.destroy();
+    assert.ok(doneAt > 0, `no [DONE] in ${JSON.stringify(received.slice(0, 300))}`);
+    assert.match(received, /\r\nconnection: close\r\n/i);
+    assert.ok(closedAt > 0, 'the server kept the socket open after [DONE]');
+    assert.ok(closedAt - doneAt < 1000, `socket closed ${closedAt - doneAt} ms after [DONE]`);
   });
 });
