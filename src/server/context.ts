@@ -17,6 +17,8 @@ export interface ServerContext {
   readonly metrics: ServerMetrics;
   /** Set on SIGTERM: health turns 503 and new requests are refused. */
   readonly state: { draining: boolean };
+  /** Aborts when the drain timeout expires: what still runs is aborted (clients get DSV_ERR_DRAINING). */
+  readonly drainExpired: AbortSignal;
 }
 
 export function checkModelName(ctx: ServerContext, model: string | undefined): string {

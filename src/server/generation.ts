@@ -42,6 +42,12 @@ export interface GenerationOptions {
   readonly observer?: GenerationObserver;
   /** Aborts when the client goes away (client_signal.ts). */
   readonly clientSignal?: AbortSignal;
+  /** Aborts when the drain timeout expires: the generation fails with DSV_ERR_DRAINING. */
+  readonly shutdownSignal?: AbortSignal;
+}
+
+function shutdownError(): EngineError {
+  return new EngineError('DSV_ERR_DRAINING', 'the server shut down before this request finished (drain timeout); retry on another replica');
 }
 
 export interface Usage {
@@ -71,7 +77,7 @@ export class Generation {
   private readonly choices: Choice[] = [];
   private numOpen = 0;
   private aborted = false;
-  /** Removes the signal listener. */
+  /** Removes the signal listeners (the shutdown signal outlives every generation). */
   private unwatch: () => void = () => {};
   /** Why the generation did not complete, as the error its client gets (the first cause wins). */
   failure: EngineError | null = null;
@@ -85,14 +91,15 @@ export class Generation {
 
   /**
    * Queues every choice; if the engine refuses one (queue full, too long), aborts the rest and
-   * throws. The client signal is watched from before the first choice is sent: a client gone
-   * while the engine is busy admitting still aborts every choice.
+   * throws. The signals are watched from before the first choice is sent: a client gone (or a
+   * drain expired) while the engine is busy admitting still aborts every choice.
    */
   static async start(engine: EngineClient, tokenizer: TextTokenizer | null, input: GenerationInput, options: GenerationOptions = {}): Promise<Generation> {
     const g = new Generation(engine, tokenizer, input, options.observer ?? {});
     g.watch(options);
     const streams = g.addChoices();
     if (options.clientSignal?.aborted) g.abort();
+    if (options.shutdownSignal?.aborted) g.fail(shutdownError());
     const settled = await Promise.allSettled(streams);
     const refusal = settled.find((s) => s.status === 'rejected');
     if (refusal) {
@@ -106,8 +113,13 @@ export class Generation {
 
   private watch(options: GenerationOptions): void {
     const onClientGone = () => this.abort();
+    const onShutdown = () => this.fail(shutdownError());
     options.clientSignal?.addEventListener('abort', onClientGone, { once: true });
-    this.unwatch = () => options.clientSignal?.removeEventListener('abort', onClientGone);
+    options.shutdownSignal?.addEventListener('abort', onShutdown, { once: true });
+    this.unwatch = () => {
+      options.clientSignal?.removeEventListener('abort', onClientGone);
+      options.shutdownSignal?.removeEventListener('abort', onShutdown);
+    };
   }
 
   /** Sends one engine request per prompt and sample; resolves to their output streams. */
@@ -233,6 +245,11 @@ export class Generation {
     this.engine.abort(this.choices.filter((c) => !c.done).map((c) => c.engineId));
   }
 
+  /** Aborts, and the client gets `error` instead of the choices' finish reasons. */
+  fail(error: EngineError): void {
+    this.failure ??= error;
+    this.abort();
+  }
 
   get numChoices(): number {
     return this.choices.length;

@@ -61,9 +61,10 @@ export class FakeEngine extends EventEmitter<EngineClientEvents> {
   }
 }
 
-/** buildApp over a FakeEngine (no tokenizer: prompts are token ids). */
-export function fakeApp(script: Script): { app: FastifyInstance; engine: FakeEngine } {
+/** buildApp over a FakeEngine (no tokenizer: prompts are token ids); `drain` expires the drain timeout. */
+export function fakeApp(script: Script): { app: FastifyInstance; engine: FakeEngine; drain: AbortController } {
   const engine = new FakeEngine(script);
+  const drain = new AbortController();
   const ctx: ServerContext = {
     engine: engine as unknown as EngineClient,
     tokenizer: null,
@@ -73,6 +74,7 @@ export function fakeApp(script: Script): { app: FastifyInstance; engine: FakeEng
     streamWriteTimeoutMs: 1000,
     metrics: new ServerMetrics('fake'),
     state: { draining: false },
+    drainExpired: drain.signal,
   };
-  return { app: buildApp(ctx, { bodyLimit: 1 << 20, apiKeys: [], logger: pino({ level: 'silent' }) }), engine };
+  return { app: buildApp(ctx, { bodyLimit: 1 << 20, apiKeys: [], logger: pino({ level: 'silent' }) }), engine, drain };
 }

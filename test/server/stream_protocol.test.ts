@@ -1,5 +1,5 @@
 // The SSE protocol shared by both streaming routes, against a scripted engine: the skip rule,
-// an engine error after the stream started, and the order of the closing chunks.
+// an engine error or the drain deadline after the stream started, and the order of the closing chunks.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { errorBody } from '../../src/server/http_errors.ts';
@@ -47,6 +47,22 @@ describe('streamGeneration protocol', () => {
     for (const index of [0, 1, 2]) {
       assert.deepEqual(chunks.filter((c) => c.choices[0].index === index).map((c) => c.choices[0].finish_reason), [null, 'length']);
     }
+    await app.close();
+  });
+
+  test('at the drain deadline a stream gets a DSV_ERR_DRAINING error chunk and [DONE]; a non-streamed request a 503', async () => {
+    const { app, engine, drain } = fakeApp((e, r) => {
+      e.emitDelta(r.requestId, [7]);
+      setImmediate(() => drain.abort());
+    });
+    const res = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: [5, 6], max_tokens: 100, stream: true } });
+    const { events } = parseSse(res.body);
+    assert.deepEqual(events.slice(-2), [errorBody('DSV_ERR_DRAINING', 'the server shut down before this request finished (drain timeout); retry on another replica'), '[DONE]']);
+    assert.equal((events.at(-3) as Chunk).choices[0].finish_reason, 'abort');
+    assert.equal(engine.aborted.length, 1);
+    const late = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: [5, 6], max_tokens: 100 } });
+    assert.equal(late.statusCode, 503);
+    assert.equal(late.json().error.code, 'DSV_ERR_DRAINING');
     await app.close();
   });
 });

@@ -14,7 +14,7 @@ export function usageBody(g: Generation): object {
   };
 }
 
-/** How a route's generation is observed (metrics) and stopped (client gone). */
+/** How a route's generation is observed (metrics) and stopped (client gone, drain expired). */
 export function generationOptions(ctx: ServerContext, request: FastifyRequest): GenerationOptions {
-  return { observer: ctx.metrics.observer(), clientSignal: clientSignal(request) };
+  return { observer: ctx.metrics.observer(), clientSignal: clientSignal(request), shutdownSignal: ctx.drainExpired };
 }
