@@ -50,6 +50,8 @@ export interface ConfigValues {
   readonly maxRequestBody: number;
   /** Seconds. */
   readonly drainTimeout: number;
+  /** Seconds. */
+  readonly streamWriteTimeout: number;
   readonly maxLogprobs: number;
   /** The config file as given on the command line or in DSV_CONFIG. */
   readonly configFile: string | null;
@@ -275,6 +277,10 @@ const TABLE: { readonly [K in ConfigKey]: OptionSpec<K> } = {
   }),
   drainTimeout: row('drainTimeout', {
     valueName: 'SECONDS', codec: seconds, default: 30, help: 'On SIGTERM, how long running requests may finish before the server stops.',
+  }),
+  streamWriteTimeout: row('streamWriteTimeout', {
+    valueName: 'SECONDS', codec: seconds, default: 30,
+    help: 'A streamed response whose client reads nothing for this long (its socket stays full) is aborted and its KV blocks freed.',
   }),
   maxLogprobs: row('maxLogprobs', { valueName: 'N', codec: nonNegativeInt, default: 20, help: 'Largest logprobs / top_logprobs a request may ask for.' }),
   configFile: row('configFile', {

@@ -3,6 +3,9 @@
 import { ConfigError, HelpRequested, loadConfig } from './config.ts';
 import { startServer } from './server/serve.ts';
 
+/** Seconds past --drain-timeout after which a drain that has not finished exits the process anyway. */
+const DRAIN_BACKSTOP_SECONDS = 10;
+
 async function main(): Promise<void> {
   let config;
   try {
@@ -17,6 +20,11 @@ async function main(): Promise<void> {
   const server = await startServer(config);
   const onSignal = (signal: string) => {
     server.app.log.info({ signal }, 'draining');
+    // The drain bounds itself (drain timeout + a 1 s grace + the worker's exit); this is the backstop.
+    setTimeout(() => {
+      server.app.log.fatal({ drain_timeout_s: config.drainTimeout }, 'drain did not finish: exiting');
+      process.exit(1);
+    }, (config.drainTimeout + DRAIN_BACKSTOP_SECONDS) * 1000).unref();
     server.drainAndClose().then(
       () => process.exit(0),
       (err: unknown) => {

@@ -2,6 +2,7 @@
 // output deltas, forwards aborts, and surfaces step stats for /metrics. Never computes.
 import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
+import { AsyncQueue } from '../common/async_queue.ts';
 import { EngineError } from '../common/errors.ts';
 import type { StepStats } from './step_stats.ts';
 import type { RequestInit, RequestOutputDelta } from './request.ts';
@@ -24,37 +25,13 @@ function toError(e: SerializedError): EngineError {
   return new EngineError(e.code, e.message);
 }
 
-/** Output deltas of one request, in order; ends after the delta with a finishReason. */
-class RequestStream implements AsyncIterable<RequestOutputDelta> {
-  private readonly queue: RequestOutputDelta[] = [];
-  private waiter: (() => void) | null = null;
-  private done = false;
-
-  push(delta: RequestOutputDelta): void {
-    this.queue.push(delta);
-    if (delta.finishReason !== null) this.done = true;
-    this.waiter?.();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<RequestOutputDelta> {
-    for (;;) {
-      const next = this.queue.shift();
-      if (next) {
-        yield next;
-        if (next.finishReason !== null) return;
-        continue;
-      }
-      if (this.done) return;
-      await new Promise<void>((resolve) => (this.waiter = resolve));
-      this.waiter = null;
-    }
-  }
-}
-
 export interface EngineClientEvents {
   stats: [StepStats];
   error: [Error];
 }
+
+/** Output deltas of one request, in order; it ends after the delta with a finishReason. */
+type RequestStream = AsyncQueue<RequestOutputDelta>;
 
 export class EngineClient extends EventEmitter<EngineClientEvents> {
   private readonly streams = new Map<string, RequestStream>();
@@ -105,7 +82,7 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
   /** Queues a request; rejects with EngineError (invalid, too long, queue full) when the engine refuses it. */
   addRequest(request: RequestInit): Promise<AsyncIterable<RequestOutputDelta>> {
     if (this.dead) return Promise.reject(this.dead);
-    const stream = new RequestStream();
+    const stream: RequestStream = new AsyncQueue();
     return new Promise((resolve, reject) => {
       this.pendingAdds.set(request.requestId, { resolve, reject, stream });
       this.streams.set(request.requestId, stream);
@@ -151,8 +128,12 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
       }
       case 'outputs':
         for (const delta of m.outputs) {
-          this.streams.get(delta.requestId)?.push(delta);
-          if (delta.finishReason !== null) this.streams.delete(delta.requestId);
+          const stream = this.streams.get(delta.requestId);
+          stream?.push(delta);
+          if (delta.finishReason !== null) {
+            stream?.end();
+            this.streams.delete(delta.requestId);
+          }
         }
         if (m.stats) this.emit('stats', m.stats);
         break;
@@ -175,6 +156,7 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
         requestId, newTokenIds: [], logprobs: null, promptLogprobs: null, finishReason: 'error', stopReason: null,
         numPromptTokens: 0, numCachedTokens: 0, numOutputTokens: 0, queueTimeMs: null, errorMessage: err.message,
       });
+      stream.end();
     }
     this.streams.clear();
     if (!this.stopping && this.listenerCount('error') > 0) this.emit('error', err);

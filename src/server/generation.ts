@@ -2,6 +2,7 @@
 // token deltas into text (incremental detokenization, stop strings held back until they cannot
 // match), and merges all choices into one ordered event stream. Aborting it aborts every choice.
 import { randomUUID } from 'node:crypto';
+import { AsyncQueue } from '../common/async_queue.ts';
 import type { EngineClient } from '../engine/engine_client.ts';
 import { EngineError } from '../common/errors.ts';
 import type { FinishReason, RequestOutputDelta, SampledLogprobs } from '../engine/request.ts';
@@ -37,6 +38,18 @@ export interface GenerationObserver {
   onFinish?(info: { reason: FinishReason; promptTokens: number; outputTokens: number; queueTimeMs: number | null; arrival: number; firstTokenAt: number | null; now: number }): void;
 }
 
+export interface GenerationOptions {
+  readonly observer?: GenerationObserver;
+  /** Aborts when the client goes away (client_signal.ts). */
+  readonly clientSignal?: AbortSignal;
+  /** Aborts when the drain timeout expires: the generation fails with DSV_ERR_DRAINING. */
+  readonly shutdownSignal?: AbortSignal;
+}
+
+function shutdownError(): EngineError {
+  return new EngineError('DSV_ERR_DRAINING', 'the server shut down before this request finished (drain timeout); retry on another replica');
+}
+
 export interface Usage {
   promptTokens: number;
   completionTokens: number;
@@ -58,10 +71,16 @@ export class Generation {
   readonly id = randomUUID().replaceAll('-', '');
   readonly arrival = performance.now();
   readonly usage: Usage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0 };
-  private readonly queue: ChoiceEvent[] = [];
-  private waiter: (() => void) | null = null;
+  // Ends after the last choice's final event; unbounded (see AsyncQueue): the consumer applies
+  // backpressure by pausing, and the stream write timeout bounds how long it may pause.
+  private readonly queue = new AsyncQueue<ChoiceEvent>();
   private readonly choices: Choice[] = [];
   private numOpen = 0;
+  private aborted = false;
+  /** Removes the signal listeners (the shutdown signal outlives every generation). */
+  private unwatch: () => void = () => {};
+  /** Why the generation did not complete, as the error its client gets (the first cause wins). */
+  failure: EngineError | null = null;
 
   private constructor(
     private readonly engine: EngineClient,
@@ -70,35 +89,60 @@ export class Generation {
     private readonly observer: GenerationObserver,
   ) {}
 
-  /** Queues every choice; if the engine refuses one (queue full, too long), aborts the rest and throws. */
-  static async start(engine: EngineClient, tokenizer: TextTokenizer | null, input: GenerationInput, observer: GenerationObserver = {}): Promise<Generation> {
-    const g = new Generation(engine, tokenizer, input, observer);
-    const n = input.params.n;
+  /**
+   * Queues every choice; if the engine refuses one (queue full, too long), aborts the rest and
+   * throws. The signals are watched from before the first choice is sent: a client gone (or a
+   * drain expired) while the engine is busy admitting still aborts every choice.
+   */
+  static async start(engine: EngineClient, tokenizer: TextTokenizer | null, input: GenerationInput, options: GenerationOptions = {}): Promise<Generation> {
+    const g = new Generation(engine, tokenizer, input, options.observer ?? {});
+    g.watch(options);
+    const streams = g.addChoices();
+    if (options.clientSignal?.aborted) g.abort();
+    if (options.shutdownSignal?.aborted) g.fail(shutdownError());
+    const settled = await Promise.allSettled(streams);
+    const refusal = settled.find((s) => s.status === 'rejected');
+    if (refusal) {
+      engine.abort(g.choices.map((c) => c.engineId));
+      g.unwatch();
+      throw (refusal as PromiseRejectedResult).reason;
+    }
+    settled.forEach((s, i) => void g.consume(g.choices[i], (s as PromiseFulfilledResult<AsyncIterable<RequestOutputDelta>>).value));
+    return g;
+  }
+
+  private watch(options: GenerationOptions): void {
+    const onClientGone = () => this.abort();
+    const onShutdown = () => this.fail(shutdownError());
+    options.clientSignal?.addEventListener('abort', onClientGone, { once: true });
+    options.shutdownSignal?.addEventListener('abort', onShutdown, { once: true });
+    this.unwatch = () => {
+      options.clientSignal?.removeEventListener('abort', onClientGone);
+      options.shutdownSignal?.removeEventListener('abort', onShutdown);
+    };
+  }
+
+  /** Sends one engine request per prompt and sample; resolves to their output streams. */
+  private addChoices(): Promise<AsyncIterable<RequestOutputDelta>>[] {
+    const { prompts, params } = this.input;
     const streams: Promise<AsyncIterable<RequestOutputDelta>>[] = [];
-    input.prompts.forEach((prompt, p) => {
-      g.usage.promptTokens += prompt.length;
-      for (let i = 0; i < n; i++) {
-        const choice = g.addChoice(p * n + i, p, prompt);
-        const seed = input.params.seed === null ? null : childSeed(input.params.seed, i);
+    prompts.forEach((prompt, p) => {
+      this.usage.promptTokens += prompt.length;
+      for (let i = 0; i < params.n; i++) {
+        const choice = this.addChoice(p * params.n + i, p, prompt);
+        const seed = params.seed === null ? null : childSeed(params.seed, i);
         streams.push(
-          engine.addRequest({
+          this.engine.addRequest({
             requestId: choice.engineId,
             promptTokenIds: prompt,
-            params: { ...input.params, seed },
-            cacheSalt: input.cacheSalt,
-            groupId: n > 1 ? `${g.id}-${p}` : undefined,
+            params: { ...params, seed },
+            cacheSalt: this.input.cacheSalt,
+            groupId: params.n > 1 ? `${this.id}-${p}` : undefined,
           }),
         );
       }
     });
-    const settled = await Promise.allSettled(streams);
-    const failure = settled.find((s) => s.status === 'rejected');
-    if (failure) {
-      engine.abort(g.choices.map((c) => c.engineId));
-      throw (failure as PromiseRejectedResult).reason;
-    }
-    settled.forEach((s, i) => void g.consume(g.choices[i], (s as PromiseFulfilledResult<AsyncIterable<RequestOutputDelta>>).value));
-    return g;
+    return streams;
   }
 
   private addChoice(index: number, promptIndex: number, prompt: readonly number[]): Choice {
@@ -166,7 +210,7 @@ export class Generation {
     if (choice.done) return;
     choice.done = true;
     this.numOpen--;
-    if (reason === 'error' && last?.errorMessage) this.errorMessage ??= last.errorMessage;
+    if (reason === 'error') this.failure ??= new EngineError('DSV_ERR_INTERNAL', `generation failed: ${last?.errorMessage ?? 'the engine failed'}`);
     this.usage.completionTokens += last?.numOutputTokens ?? 0;
     if (choice.index % this.input.params.n === 0) this.usage.cachedTokens += last?.numCachedTokens ?? 0;
     if (!emitted) this.emit({ index: choice.index, promptIndex: choice.promptIndex, text: '', tokenIds: [], logprobs: null, promptLogprobs: null, finishReason: reason, stopReason });
@@ -179,34 +223,32 @@ export class Generation {
       firstTokenAt: choice.firstTokenAt,
       now: performance.now(),
     });
-    if (this.numOpen === 0) this.waiter?.();
-  }
-
-  /** First engine error message of a choice that failed, for the error response. */
-  errorMessage: string | null = null;
-
-  private emit(e: ChoiceEvent): void {
-    this.queue.push(e);
-    this.waiter?.();
-  }
-
-  /** Choice events in arrival order; ends when every choice has finished. */
-  async *events(): AsyncGenerator<ChoiceEvent> {
-    for (;;) {
-      const e = this.queue.shift();
-      if (e) {
-        yield e;
-        continue;
-      }
-      if (this.numOpen === 0) return;
-      await new Promise<void>((resolve) => (this.waiter = resolve));
-      this.waiter = null;
+    if (this.numOpen === 0) {
+      this.unwatch();
+      this.queue.end();
     }
   }
 
-  /** Client went away: abort every unfinished choice (their blocks are freed at once). */
+  private emit(e: ChoiceEvent): void {
+    this.queue.push(e);
+  }
+
+  /** Choice events in arrival order; ends when every choice has finished. Iterate once. */
+  events(): AsyncIterableIterator<ChoiceEvent, undefined> {
+    return this.queue;
+  }
+
+  /** Aborts every unfinished choice (their blocks are freed at once); e.g. the client went away. */
   abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
     this.engine.abort(this.choices.filter((c) => !c.done).map((c) => c.engineId));
+  }
+
+  /** Aborts, and the client gets `error` instead of the choices' finish reasons. */
+  fail(error: EngineError): void {
+    this.failure ??= error;
+    this.abort();
   }
 
   get numChoices(): number {

@@ -30,14 +30,17 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   }
   const tokenizer = loadTokenizer(config.model);
   const engine = await EngineClient.start({ ...toEngineWorkerData(config, maxModelLen), env: engineWorkerEnv() });
+  const drainExpired = new AbortController();
   const ctx: ServerContext = {
     engine,
     tokenizer,
     servedModelNames: config.servedModelName,
     maxModelLen,
     maxLogprobs: config.maxLogprobs,
+    streamWriteTimeoutMs: config.streamWriteTimeout * 1000,
     metrics: new ServerMetrics(config.servedModelName[0]),
     state: { draining: false },
+    drainExpired: drainExpired.signal,
   };
   const engineFailure = new Promise<Error>((resolve) =>
     engine.on('error', (err) => {
@@ -59,15 +62,41 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   );
   let draining: Promise<void> | null = null;
   const drainAndClose = () => {
-    draining ??= (async () => {
-      ctx.state.draining = true;
-      const deadline = performance.now() + config.drainTimeout * 1000;
-      while (engine.numInFlight > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      if (engine.numInFlight > 0) logger.warn({ in_flight: engine.numInFlight }, 'drain timeout: aborting the rest');
-      await app.close();
-      await engine.shutdown();
-    })();
+    draining ??= drain(app, engine, ctx, drainExpired, config.drainTimeout * 1000);
     return draining;
   };
   return { app, ctx, address, drainAndClose, engineFailure };
+}
+
+/** After an abort at the drain deadline, how long aborted clients get to receive their error. */
+const ABORT_GRACE_MS = 1000;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * SIGTERM: readiness turns 503 and new requests are refused while running ones finish, for at
+ * most `timeoutMs`. At the deadline what still runs is aborted (its clients get DSV_ERR_DRAINING),
+ * and after a short grace every connection still open (e.g. a stream nobody reads) is closed.
+ * Bounded by timeoutMs + ABORT_GRACE_MS plus the engine worker's exit.
+ */
+async function drain(app: FastifyInstance, engine: EngineClient, ctx: ServerContext, expired: AbortController, timeoutMs: number): Promise<void> {
+  ctx.state.draining = true;
+  const deadline = performance.now() + timeoutMs;
+  while (engine.numInFlight > 0 && performance.now() < deadline) await sleep(50);
+  let cutAt = deadline;
+  if (engine.numInFlight > 0) {
+    app.log.warn({ in_flight: engine.numInFlight, drain_timeout_s: timeoutMs / 1000 }, 'drain timeout: aborting the requests still running');
+    expired.abort();
+    cutAt = performance.now() + ABORT_GRACE_MS;
+  }
+  // Stops listening; responses still being written (slow readers) get until cutAt.
+  let closed = false;
+  const closing = app.close().then(() => (closed = true));
+  await Promise.race([closing, sleep(Math.max(0, cutAt - performance.now()))]);
+  if (!closed) {
+    app.log.warn('drain: closing the connections still open');
+    app.server.closeAllConnections();
+    await closing;
+  }
+  await engine.shutdown();
 }

@@ -1,7 +1,8 @@
 // Client disconnects, bursts past the queue limit, /metrics, and SIGTERM draining of a real process.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -81,18 +82,24 @@ describe('request lifecycle', () => {
   });
 });
 
-test('SIGTERM drains: readiness 503, in-flight requests finish, new ones are refused, exit 0', async () => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--model', FIXTURE_DIR, '--port', '0', '--drain-timeout', '20'], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+/** Starts `node src/main.ts` on a free port; resolves with the process and its address. */
+async function startProcess(flags: string[]): Promise<{ child: ChildProcess; address: string; log: () => string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--model', FIXTURE_DIR, '--port', '0', ...flags], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
-  child.stderr.on('data', (d) => (log += d));
+  child.stderr!.on('data', (d) => (log += d));
   const address = await new Promise<string>((resolve, reject) => {
-    child.stdout.on('data', (d: Buffer) => {
+    child.stdout!.on('data', (d: Buffer) => {
       log += d;
       const m = /"address":"(http:\/\/[^"]+)"/.exec(log);
       if (m) resolve(m[1]);
     });
     child.once('exit', (code) => reject(new Error(`server exited early (${code}): ${log}`)));
   });
+  return { child, address, log: () => log };
+}
+
+test('SIGTERM drains: readiness 503, in-flight requests finish, new ones are refused, exit 0', async () => {
+  const { child, address, log } = await startProcess(['--drain-timeout', '20']);
   const inflight = fetch(`${address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...LONG, max_tokens: 150 }) });
   await waitFor(async () => parsePrometheus(await (await fetch(`${address}/metrics`)).text()).samples.some((s) => s.name === 'vllm:num_requests_running' && s.value > 0), 'the request to run');
   child.kill('SIGTERM');
@@ -103,5 +110,43 @@ test('SIGTERM drains: readiness 503, in-flight requests finish, new ones are ref
   assert.equal(done.status, 200);
   assert.equal(((await done.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens, 150);
   const [code] = await once(child, 'exit');
-  assert.equal(code, 0, log);
+  assert.equal(code, 0, log());
+});
+
+test('--drain-timeout is enforced: 20 long requests and an unread stream are aborted, the process exits soon after', async () => {
+  const drainTimeout = 2;
+  const { child, address, log } = await startProcess(['--drain-timeout', String(drainTimeout), '--max-num-seqs', '24']);
+  const exited = once(child, 'exit');
+  const long = (i: number) => ({ prompt: Array.from({ length: 40 }, (_, t) => 2 + ((t * 13 + i) % 500)), max_tokens: 450, temperature: 0, ignore_eos: true });
+  const samples = async () => parsePrometheus(await (await fetch(`${address}/metrics`)).text()).samples;
+  const url = new URL(address);
+  const streamBody = JSON.stringify({ ...long(99), n: 16, logprobs: 20, stream: true });
+  const stalled = net.connect(Number(url.port), url.hostname);
+  stalled.on('error', () => {});
+  stalled.write(`POST /v1/completions HTTP/1.1\r\nhost: ${url.host}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(streamBody)}\r\n\r\n${streamBody}`);
+  stalled.pause(); // holds an unread stream
+  await waitFor(async () => metricValue(await samples(), 'vllm:num_requests_running') > 0, 'the stream to run');
+  const responses = Array.from({ length: 20 }, (_, i) =>
+    fetch(`${address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(long(i)) })
+      .then(async (r) => ({ status: r.status, body: (await r.json()) as { error?: { code: string } } })),
+  );
+  await waitFor(async () => metricValue(await samples(), 'vllm:num_requests_waiting') > 0, 'requests to queue up');
+
+  const sigtermAt = Date.now();
+  child.kill('SIGTERM');
+  const bound = (drainTimeout + 15) * 1000;
+  const timer = setTimeout(() => child.kill('SIGKILL'), bound);
+  const [code, signal] = await exited;
+  clearTimeout(timer);
+  const seconds = (Date.now() - sigtermAt) / 1000;
+  assert.equal(signal, null, `killed after ${bound / 1000} s: the drain never finished\n${log()}`);
+  assert.equal(code, 0, log());
+  assert.ok(seconds < drainTimeout + 4, `exited ${seconds.toFixed(1)} s after SIGTERM with --drain-timeout ${drainTimeout}`);
+
+  const results = await Promise.all(responses);
+  const aborted = results.filter((r) => r.status === 503);
+  assert.ok(aborted.length > 0, 'some requests were still running at the deadline (else this test proves nothing)');
+  for (const r of aborted) assert.equal(r.body.error?.code, 'DSV_ERR_DRAINING');
+  assert.equal(aborted.length + results.filter((r) => r.status === 200).length, 20);
+  stalled.destroy();
 });

@@ -1,7 +1,7 @@
-// Per-request sampling parameters: the engine-side guard. The server validates with zod first;
-// this file fills defaults, normalises equivalent spellings (topK -1 -> 0, tiny temperature -> 0)
-// and rejects anything the sampler cannot honour, naming the field.
-import { EngineError } from '../../common/errors.ts';
+// Per-request sampling parameters as the engine reads them. Requests are validated and normalised
+// at the edge (src/server/schemas/sampling.ts: zod produces this type directly); below it the
+// engine only asserts.
+import { assert } from '../../common/errors.ts';
 
 export interface SamplingParams {
   /** 0 = greedy. Values below GREEDY_TEMPERATURE are treated as 0 (as vLLM does). */
@@ -35,21 +35,18 @@ export interface SamplingParams {
   readonly promptLogprobs: number | null;
 }
 
-/** What callers may pass: any subset, and logitBias also as an OpenAI-style record. */
-export type SamplingParamsInit = Partial<Omit<SamplingParams, 'logitBias'>> & {
-  readonly logitBias?: ReadonlyMap<number, number> | Readonly<Record<string, number>> | null;
-};
+/** What offline callers (tests, bench, CLIs) pass: any subset; the rest are defaults. */
+export type SamplingParamsInit = Partial<SamplingParams>;
 
 export interface SamplingLimits {
   /** When set, token ids in logitBias and stopTokenIds must be below it. */
   readonly vocabSize?: number;
-  /** Upper bound for logprobs and promptLogprobs (vLLM's max_logprobs default is 20). */
+  /** When set, logprobs and promptLogprobs must not exceed it. */
   readonly maxLogprobs?: number;
 }
 
 /** Temperatures below this are greedy (vLLM's _SAMPLING_EPS). */
 export const GREEDY_TEMPERATURE = 1e-5;
-export const DEFAULT_MAX_LOGPROBS = 20;
 
 export const defaultSamplingParams: SamplingParams = Object.freeze({
   temperature: 1,
@@ -75,101 +72,42 @@ export function isGreedy(params: SamplingParams): boolean {
   return params.temperature === 0 || params.topK === 1;
 }
 
-/**
- * Fills defaults and validates. Throws EngineError('DSV_ERR_INVALID_REQUEST') naming the first
- * invalid field. The result is frozen.
- */
+/** Fills defaults and asserts the invariants (below); the result is frozen. */
 export function resolveSamplingParams(init: SamplingParamsInit = {}, limits: SamplingLimits = {}): SamplingParams {
-  const d = defaultSamplingParams;
-  const maxLogprobs = limits.maxLogprobs ?? DEFAULT_MAX_LOGPROBS;
-  const temperature = finiteIn('temperature', init.temperature ?? d.temperature, 0, Infinity);
-  const maxTokens = integerIn('maxTokens', init.maxTokens ?? d.maxTokens, 1, Number.MAX_SAFE_INTEGER);
-  const minTokens = integerIn('minTokens', init.minTokens ?? d.minTokens, 0, Number.MAX_SAFE_INTEGER);
-  if (minTokens > maxTokens) invalid('minTokens', `must not exceed maxTokens (${maxTokens}), got ${minTokens}`);
-  const topP = finiteIn('topP', init.topP ?? d.topP, 0, 1);
-  if (topP === 0) invalid('topP', 'must be a finite number in (0, 1], got 0');
-  const topK = integerIn('topK', init.topK ?? d.topK, -1, Number.MAX_SAFE_INTEGER);
-  const repetitionPenalty = finiteIn('repetitionPenalty', init.repetitionPenalty ?? d.repetitionPenalty, 0, Infinity);
-  if (repetitionPenalty === 0) invalid('repetitionPenalty', 'must be a finite number > 0, got 0');
-  const seed = init.seed ?? null;
-  if (seed !== null && !Number.isSafeInteger(seed)) invalid('seed', `must be a safe integer or null, got ${String(seed)}`);
-  const ignoreEos = init.ignoreEos ?? d.ignoreEos;
-  if (typeof ignoreEos !== 'boolean') invalid('ignoreEos', `must be a boolean, got ${String(ignoreEos)}`);
-  const params: SamplingParams = {
-    temperature: temperature < GREEDY_TEMPERATURE ? 0 : temperature,
-    topP,
-    topK: topK === -1 ? 0 : topK,
-    minP: finiteIn('minP', init.minP ?? d.minP, 0, 1),
-    seed,
-    presencePenalty: finiteIn('presencePenalty', init.presencePenalty ?? d.presencePenalty, -2, 2),
-    frequencyPenalty: finiteIn('frequencyPenalty', init.frequencyPenalty ?? d.frequencyPenalty, -2, 2),
-    repetitionPenalty,
-    logitBias: resolveLogitBias(init.logitBias ?? null, limits.vocabSize),
-    maxTokens,
-    minTokens,
-    stopTokenIds: Object.freeze(resolveStopTokenIds(init.stopTokenIds ?? d.stopTokenIds, limits.vocabSize)),
-    ignoreEos,
-    n: integerIn('n', init.n ?? d.n, 1, Number.MAX_SAFE_INTEGER),
-    logprobs: nullableIntegerIn('logprobs', init.logprobs ?? null, 0, maxLogprobs),
-    promptLogprobs: nullableIntegerIn('promptLogprobs', init.promptLogprobs ?? null, 0, maxLogprobs),
-  };
+  const params: SamplingParams = { ...defaultSamplingParams, ...init };
+  assertSamplingParams(params, limits);
   return Object.freeze(params);
 }
 
-function resolveLogitBias(
-  bias: ReadonlyMap<number, number> | Readonly<Record<string, number>> | null,
-  vocabSize: number | undefined,
-): ReadonlyMap<number, number> | null {
-  if (bias === null) return null;
-  const entries: [unknown, unknown][] = bias instanceof Map ? [...bias.entries()] : Object.entries(bias);
-  const out = new Map<number, number>();
-  for (const [key, value] of entries) {
-    const tokenId = typeof key === 'string' && /^\d+$/.test(key) ? Number(key) : key;
-    checkTokenId(`logitBias`, tokenId, vocabSize);
-    if (typeof value !== 'number' || !Number.isFinite(value) || value < -100 || value > 100) {
-      invalid(`logitBias[${String(key)}]`, `must be a number in [-100, 100], got ${String(value)}`);
-    }
-    if (value !== 0) out.set(tokenId, value);
-  }
-  return out.size === 0 ? null : out;
-}
+const isInt = (x: unknown, min: number): boolean => Number.isSafeInteger(x) && (x as number) >= min;
+const isFinite = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
 
-function resolveStopTokenIds(ids: readonly number[], vocabSize: number | undefined): number[] {
-  if (!Array.isArray(ids)) invalid('stopTokenIds', 'must be an array of token ids');
-  for (const id of ids) checkTokenId('stopTokenIds', id, vocabSize);
-  return [...new Set(ids)];
-}
-
-function checkTokenId(field: string, id: unknown, vocabSize: number | undefined): asserts id is number {
-  const max = vocabSize === undefined ? Number.MAX_SAFE_INTEGER : vocabSize - 1;
-  if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id > max) {
-    const range = vocabSize === undefined ? 'a non-negative integer' : `an integer in [0, ${max}]`;
-    invalid(field, `token id must be ${range}, got ${String(id)}`);
-  }
-}
-
-function finiteIn(field: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
-    invalid(field, `must be a finite number ${describeRange(min, max)}, got ${String(value)}`);
-  }
-  return value;
-}
-
-function integerIn(field: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    invalid(field, `must be an integer ${describeRange(min, max)}, got ${String(value)}`);
-  }
-  return value;
-}
-
-function describeRange(min: number, max: number): string {
-  return max === Infinity || max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in [${min}, ${max}]`;
-}
-
-function nullableIntegerIn(field: string, value: unknown, min: number, max: number): number | null {
-  return value === null ? null : integerIn(field, value, min, max);
-}
-
-function invalid(field: string, message: string): never {
-  throw new EngineError('DSV_ERR_INVALID_REQUEST', `sampling parameter '${field}' ${message}`, { param: field });
+/**
+ * The invariants the sampler relies on. User input is validated (and normalised: top_k -1 -> 0,
+ * tiny temperature -> 0, zero biases dropped) at the edge, src/server/schemas/sampling.ts; a
+ * violation here is a bug in the caller, reported as DSV_ERR_INTERNAL.
+ */
+export function assertSamplingParams(p: SamplingParams, limits: SamplingLimits = {}): void {
+  const field = (name: keyof SamplingParams, ok: boolean, rule: string) => assert(ok, `sampling parameter '${name}' ${rule}, got ${String(p[name])}`);
+  field('temperature', isFinite(p.temperature) && (p.temperature === 0 || p.temperature >= GREEDY_TEMPERATURE), `is 0 or >= ${GREEDY_TEMPERATURE}`);
+  field('topP', isFinite(p.topP) && p.topP > 0 && p.topP <= 1, 'is in (0, 1]');
+  field('topK', isInt(p.topK, 0), 'is an integer >= 0 (0 = off)');
+  field('minP', isFinite(p.minP) && p.minP >= 0 && p.minP <= 1, 'is in [0, 1]');
+  field('seed', p.seed === null || Number.isSafeInteger(p.seed), 'is a safe integer or null');
+  field('presencePenalty', isFinite(p.presencePenalty), 'is finite');
+  field('frequencyPenalty', isFinite(p.frequencyPenalty), 'is finite');
+  field('repetitionPenalty', isFinite(p.repetitionPenalty) && p.repetitionPenalty > 0, 'is finite and > 0');
+  field('maxTokens', isInt(p.maxTokens, 1), 'is an integer >= 1');
+  field('minTokens', isInt(p.minTokens, 0) && p.minTokens <= p.maxTokens, 'is an integer in [0, maxTokens]');
+  field('ignoreEos', typeof p.ignoreEos === 'boolean', 'is a boolean');
+  field('n', isInt(p.n, 1), 'is an integer >= 1');
+  const maxLogprobs = limits.maxLogprobs ?? Number.MAX_SAFE_INTEGER;
+  const isCount = (x: number | null) => x === null || (isInt(x, 0) && x <= maxLogprobs);
+  field('logprobs', isCount(p.logprobs), `is null or an integer in [0, ${maxLogprobs}]`);
+  field('promptLogprobs', isCount(p.promptLogprobs), `is null or an integer in [0, ${maxLogprobs}]`);
+  const vocabSize = limits.vocabSize ?? Number.MAX_SAFE_INTEGER;
+  const isTokenId = (id: unknown) => isInt(id, 0) && (id as number) < vocabSize;
+  field('stopTokenIds', Array.isArray(p.stopTokenIds) && p.stopTokenIds.every(isTokenId), `holds token ids below ${vocabSize}`);
+  const bias = p.logitBias;
+  field('logitBias', bias === null || (bias instanceof Map && bias.size > 0 && [...bias].every(([id, b]) => isTokenId(id) && isFinite(b))), 'is null or a non-empty map from token id to a finite bias');
 }

@@ -3,15 +3,18 @@
 // HTTP thread (session.run is synchronous under its promise: DESIGN.md §1).
 import { setImmediate as nextTick } from 'node:timers/promises';
 import { parentPort, workerData } from 'node:worker_threads';
-import { EngineCore } from '../engine_core.ts';
+import { AsyncQueue } from '../../common/async_queue.ts';
 import { EngineError } from '../../common/errors.ts';
+import { EngineCore } from '../engine_core.ts';
 import { RequestStatus } from '../request.ts';
+import { assertSamplingParams } from '../sampling/sampling_params.ts';
 import type { EngineWorkerData, FromWorker, SerializedError, ToWorker } from './messages.ts';
 
 const port = parentPort!;
 const data = workerData as EngineWorkerData;
-const inbox: ToWorker[] = [];
-let wake: (() => void) | null = null;
+// Messages arrive between steps (the step loop yields to the event loop after each one); bounded
+// by the HTTP side's admission limits, not here.
+const inbox = new AsyncQueue<ToWorker>();
 
 function post(message: FromWorker): void {
   port.postMessage(message);
@@ -22,27 +25,31 @@ function serialize(err: unknown): SerializedError {
   return { code: 'DSV_ERR_INTERNAL', message: err instanceof Error ? err.message : String(err) };
 }
 
-port.on('message', (m: ToWorker) => {
-  inbox.push(m);
-  wake?.();
-});
+port.on('message', (m: ToWorker) => inbox.push(m));
 
-/** Applies queued messages; returns false on shutdown. */
+/** Applies the buffered messages; returns false on shutdown. */
 function drainInbox(core: EngineCore): boolean {
-  for (let m = inbox.shift(); m; m = inbox.shift()) {
-    if (m.type === 'shutdown') return false;
-    if (m.type === 'add') {
-      try {
-        core.addRequest(m.request);
-        post({ type: 'added', requestId: m.request.requestId });
-      } catch (err) {
-        post({ type: 'rejected', requestId: m.request.requestId, error: serialize(err) });
-      }
-    } else {
-      const status = m.reason === 'stop' ? RequestStatus.FINISHED_STOPPED : RequestStatus.FINISHED_ABORTED;
-      const outputs = core.finishRequests(m.requestIds, status);
-      if (outputs.length > 0) post({ type: 'outputs', outputs, stats: core.idleStats() });
+  for (let m = inbox.poll(); m; m = inbox.poll()) {
+    if (!apply(core, m)) return false;
+  }
+  return true;
+}
+
+/** Applies one message; returns false on shutdown. */
+function apply(core: EngineCore, m: ToWorker): boolean {
+  if (m.type === 'shutdown') return false;
+  if (m.type === 'add') {
+    try {
+      assertSamplingParams(m.request.params, { vocabSize: core.runner.loaded.config.vocabSize }); // validated at the edge
+      core.addRequest(m.request);
+      post({ type: 'added', requestId: m.request.requestId });
+    } catch (err) {
+      post({ type: 'rejected', requestId: m.request.requestId, error: serialize(err) });
     }
+  } else {
+    const status = m.reason === 'stop' ? RequestStatus.FINISHED_STOPPED : RequestStatus.FINISHED_ABORTED;
+    const outputs = core.finishRequests(m.requestIds, status);
+    if (outputs.length > 0) post({ type: 'outputs', outputs, stats: core.idleStats() });
   }
   return true;
 }
@@ -92,8 +99,8 @@ async function main(): Promise<void> {
   for (;;) {
     if (!drainInbox(core)) break;
     if (!core.hasWork()) {
-      if (inbox.length === 0) await new Promise<void>((resolve) => (wake = resolve));
-      wake = null;
+      const next = await inbox.next(); // idle: sleep until a message arrives
+      if (next.done || !apply(core, next.value)) break;
       continue;
     }
     await safeStep(core);

@@ -1,13 +1,14 @@
 // POST /v1/chat/completions: messages rendered with the model's chat template, then the same
 // generation path as completions; streaming sends a role delta first, then content deltas.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { EngineError } from '../../common/errors.ts';
-import { checkModelName, checkNotDraining, stopList, toSamplingParams, type ServerContext } from '../context.ts';
+import { checkModelName, checkNotDraining, requestLimits, stopList, type ServerContext } from '../context.ts';
 import { Generation, requireTokenizer } from '../generation.ts';
 import { chatCompletionRequestSchema, messageText, type ChatCompletionRequest } from '../schemas/openai.ts';
-import { SseStream } from '../sse.ts';
+import { withMaxTokens } from '../schemas/sampling.ts';
+import { streamGeneration } from '../stream_generation.ts';
 import { chatLogprobs, type ChatTokenLogprob } from './logprobs_format.ts';
-import { abortOnDisconnect, usageBody } from './shared.ts';
+import { generationOptions, usageBody } from './shared.ts';
+import { watchClient } from '../client_signal.ts';
 
 export function renderChatPrompt(ctx: ServerContext, body: Pick<ChatCompletionRequest, 'messages' | 'add_generation_prompt' | 'chat_template_kwargs'>): number[] {
   const tokenizer = requireTokenizer(ctx.tokenizer, 'chat completion');
@@ -21,19 +22,20 @@ export function renderChatPrompt(ctx: ServerContext, body: Pick<ChatCompletionRe
 }
 
 export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext): void {
-  app.post('/v1/chat/completions', async (request: FastifyRequest, reply: FastifyReply) => {
+  const schema = chatCompletionRequestSchema(requestLimits(ctx));
+  app.post('/v1/chat/completions', { onRequest: watchClient }, async (request: FastifyRequest, reply: FastifyReply) => {
     checkNotDraining(ctx);
-    const body = chatCompletionRequestSchema.parse(request.body);
+    const { body, sampling } = schema.parse(request.body);
     const model = checkModelName(ctx, body.model);
     const prompt = renderChatPrompt(ctx, body);
     const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? Math.max(1, ctx.maxModelLen - prompt.length);
-    const logprobs = body.logprobs ? (body.top_logprobs ?? 0) : null;
-    const params = toSamplingParams(ctx, body, { maxTokens, logprobs, promptLogprobs: null });
+    const params = withMaxTokens(sampling, maxTokens);
+    const logprobs = params.logprobs;
     const generation = await Generation.start(
       ctx.engine,
       ctx.tokenizer,
       { prompts: [prompt], params, stop: stopList(body.stop), includeStopStr: body.include_stop_str_in_output ?? false, skipSpecialTokens: body.skip_special_tokens ?? true, cacheSalt: body.cache_salt },
-      ctx.metrics.observer(),
+      generationOptions(ctx, request),
     );
     const id = `chatcmpl-${generation.id}`;
     const created = Math.floor(Date.now() / 1000);
@@ -41,24 +43,17 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     const formatLogprobs = (entries: Parameters<typeof chatLogprobs>[2] | null) => (logprobs === null ? null : { content: chatLogprobs(ctx.tokenizer, asIds, entries ?? []) });
 
     if (body.stream) {
-      const sse = SseStream.open(request, reply, () => generation.abort());
-      const includeUsage = body.stream_options?.include_usage ?? false;
-      const chunk = (choices: object[]) => ({ id, object: 'chat.completion.chunk', created, model, choices, ...(includeUsage ? { usage: null } : {}) });
-      for (let i = 0; i < generation.numChoices; i++) {
-        sse.send(chunk([{ index: i, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]));
-      }
-      for await (const e of generation.events()) {
-        if (e.text === '' && e.finishReason === null && !e.logprobs?.length && (ctx.tokenizer || e.tokenIds.length === 0)) continue;
-        const delta = e.text === '' && e.finishReason !== null ? {} : { content: e.text };
-        sse.send(chunk([{ index: e.index, delta, logprobs: formatLogprobs(e.logprobs), finish_reason: e.finishReason, stop_reason: e.stopReason }]));
-      }
-      if (generation.errorMessage) sse.sendError({ error: { message: generation.errorMessage, type: 'server_error', param: null, code: 'DSV_ERR_INTERNAL' } });
-      if (includeUsage) sse.send({ id, object: 'chat.completion.chunk', created, model, choices: [], usage: usageBody(generation) });
-      sse.end();
-      return reply;
+      return streamGeneration(ctx, request, reply, generation, {
+        id, object: 'chat.completion.chunk', created, model, includeUsage: body.stream_options?.include_usage ?? false,
+        leadingChoices: Array.from({ length: generation.numChoices }, (_, index) => ({ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null })),
+        piece: (e) => ({
+          text: e.text,
+          numLogprobs: e.logprobs?.length ?? 0,
+          fields: { delta: e.text === '' && e.finishReason !== null ? {} : { content: e.text }, logprobs: formatLogprobs(e.logprobs) },
+        }),
+      });
     }
 
-    const detach = abortOnDisconnect(request, reply, generation);
     const states = Array.from({ length: generation.numChoices }, () => ({ text: '', logprobs: [] as ChatTokenLogprob[], finishReason: null as string | null, stopReason: null as number | string | null }));
     for await (const e of generation.events()) {
       const s = states[e.index];
@@ -66,8 +61,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
       if (e.logprobs) s.logprobs.push(...chatLogprobs(ctx.tokenizer, asIds, e.logprobs));
       if (e.finishReason !== null) [s.finishReason, s.stopReason] = [e.finishReason, e.stopReason];
     }
-    detach();
-    if (generation.errorMessage) throw new EngineError('DSV_ERR_INTERNAL', `generation failed: ${generation.errorMessage}`);
+    if (generation.failure) throw generation.failure;
     return {
       id, object: 'chat.completion', created, model,
       choices: states.map((s, index) => ({

@@ -1,12 +1,14 @@
 // POST /v1/completions (OpenAI legacy completions + vLLM extensions), streaming or not.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { EngineError } from '../../common/errors.ts';
-import { checkModelName, checkNotDraining, stopList, toSamplingParams, type ServerContext } from '../context.ts';
+import { checkModelName, checkNotDraining, requestLimits, stopList, type ServerContext } from '../context.ts';
 import { Generation, requireTokenizer, type ChoiceEvent } from '../generation.ts';
 import { completionRequestSchema, type CompletionRequest } from '../schemas/openai.ts';
-import { SseStream } from '../sse.ts';
+import { withMaxTokens } from '../schemas/sampling.ts';
+import { streamGeneration } from '../stream_generation.ts';
 import { CompletionLogprobsBuilder, mergeCompletionLogprobs, type CompletionLogprobs } from './logprobs_format.ts';
-import { abortOnDisconnect, usageBody } from './shared.ts';
+import { generationOptions, usageBody } from './shared.ts';
+import { watchClient } from '../client_signal.ts';
 
 const DEFAULT_MAX_TOKENS = 16; // OpenAI's default for completions
 
@@ -35,20 +37,21 @@ interface ChoiceState {
 }
 
 export function registerCompletions(app: FastifyInstance, ctx: ServerContext): void {
-  app.post('/v1/completions', async (request: FastifyRequest, reply: FastifyReply) => {
+  const schema = completionRequestSchema(requestLimits(ctx));
+  app.post('/v1/completions', { onRequest: watchClient }, async (request: FastifyRequest, reply: FastifyReply) => {
     checkNotDraining(ctx);
-    const body = completionRequestSchema.parse(request.body);
+    const { body, sampling } = schema.parse(request.body);
     const model = checkModelName(ctx, body.model);
     const prompts = preparePrompts(ctx, body);
     const stop = stopList(body.stop);
     if (stop.length > 0) requireTokenizer(ctx.tokenizer, 'stop strings');
-    const logprobs = body.logprobs ?? null;
-    const params = toSamplingParams(ctx, body, { maxTokens: body.max_tokens ?? DEFAULT_MAX_TOKENS, logprobs, promptLogprobs: body.echo && logprobs !== null ? logprobs : null });
+    const params = withMaxTokens(sampling, body.max_tokens ?? DEFAULT_MAX_TOKENS);
+    const logprobs = params.logprobs;
     const generation = await Generation.start(
       ctx.engine,
       ctx.tokenizer,
       { prompts: prompts.map((p) => p.ids), params, stop, includeStopStr: body.include_stop_str_in_output ?? false, skipSpecialTokens: body.skip_special_tokens ?? true, cacheSalt: body.cache_salt },
-      ctx.metrics.observer(),
+      generationOptions(ctx, request),
     );
     const id = `cmpl-${generation.id}`;
     const created = Math.floor(Date.now() / 1000);
@@ -73,25 +76,15 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     };
 
     if (body.stream) {
-      const sse = SseStream.open(request, reply, () => generation.abort());
-      const includeUsage = body.stream_options?.include_usage ?? false;
-      for await (const e of generation.events()) {
-        const { text, logprobs: lp } = piece(e);
-        // Skip chunks with nothing to show; without a tokenizer, tokens are the only progress signal.
-        if (text === '' && e.finishReason === null && !lp?.tokens.length && (ctx.tokenizer || e.tokenIds.length === 0)) continue;
-        sse.send({
-          id, object: 'text_completion', created, model,
-          choices: [{ index: e.index, text, logprobs: lp, finish_reason: e.finishReason, stop_reason: e.stopReason }],
-          ...(includeUsage ? { usage: null } : {}),
-        });
-      }
-      if (generation.errorMessage) sse.sendError({ error: { message: generation.errorMessage, type: 'server_error', param: null, code: 'DSV_ERR_INTERNAL' } });
-      if (includeUsage) sse.send({ id, object: 'text_completion', created, model, choices: [], usage: usageBody(generation) });
-      sse.end();
-      return reply;
+      return streamGeneration(ctx, request, reply, generation, {
+        id, object: 'text_completion', created, model, includeUsage: body.stream_options?.include_usage ?? false, leadingChoices: [],
+        piece: (e) => {
+          const { text, logprobs: lp } = piece(e);
+          return { text, numLogprobs: lp?.tokens.length ?? 0, fields: { text, logprobs: lp } };
+        },
+      });
     }
 
-    const detach = abortOnDisconnect(request, reply, generation);
     for await (const e of generation.events()) {
       const s = states[e.index];
       const { text, logprobs: lp } = piece(e);
@@ -99,8 +92,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
       if (lp) s.logprobs = mergeCompletionLogprobs(s.logprobs, lp);
       if (e.finishReason !== null) [s.finishReason, s.stopReason] = [e.finishReason, e.stopReason];
     }
-    detach();
-    if (generation.errorMessage) throw new EngineError('DSV_ERR_INTERNAL', `generation failed: ${generation.errorMessage}`);
+    if (generation.failure) throw generation.failure;
     return {
       id, object: 'text_completion', created, model,
       choices: states.map((s, index) => ({ index, text: s.text, logprobs: s.logprobs, finish_reason: s.finishReason, stop_reason: s.stopReason })),

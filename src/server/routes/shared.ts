@@ -1,6 +1,8 @@
 // Small helpers shared by the generation routes.
-import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Generation } from '../generation.ts';
+import type { FastifyRequest } from 'fastify';
+import { clientSignal } from '../client_signal.ts';
+import type { ServerContext } from '../context.ts';
+import type { Generation, GenerationOptions } from '../generation.ts';
 
 export function usageBody(g: Generation): object {
   const { promptTokens, completionTokens, cachedTokens } = g.usage;
@@ -12,11 +14,7 @@ export function usageBody(g: Generation): object {
   };
 }
 
-/** Aborts the generation if the client disconnects before the response is sent; returns a detach. */
-export function abortOnDisconnect(request: FastifyRequest, reply: FastifyReply, g: Generation): () => void {
-  const onClose = () => {
-    if (!reply.raw.writableEnded) g.abort();
-  };
-  request.raw.socket?.on('close', onClose);
-  return () => request.raw.socket?.off('close', onClose);
+/** How a route's generation is observed (metrics) and stopped (client gone, drain expired). */
+export function generationOptions(ctx: ServerContext, request: FastifyRequest): GenerationOptions {
+  return { observer: ctx.metrics.observer(), clientSignal: clientSignal(request), shutdownSignal: ctx.drainExpired };
 }

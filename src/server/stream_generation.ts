@@ -1,0 +1,77 @@
+// The streaming half of both generation routes: the one place the SSE protocol is written.
+//   1. leading chunks (chat: one role delta per choice);
+//   2. one chunk per choice event, skipping events that show nothing (below); the event that
+//      finishes a choice carries its finish_reason;
+//   3. an error after the stream started goes out as a `data: {"error": ...}` chunk (the status
+//      line is already sent), in the same shape as every other error body;
+//   4. with stream_options.include_usage: `usage: null` on every chunk, then one usage chunk with
+//      empty choices;
+//   5. `data: [DONE]`.
+// Output is pulled only as fast as the client reads (SseStream.send waits for 'drain'); a client
+// that stops reading for --stream-write-timeout, or disconnects, aborts every choice.
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { clientSignal } from './client_signal.ts';
+import type { ServerContext } from './context.ts';
+import type { ChoiceEvent, Generation } from './generation.ts';
+import { errorBody } from './http_errors.ts';
+import { usageBody } from './routes/shared.ts';
+import { SseStream } from './sse.ts';
+
+/** What one choice event adds, in the route's shape. */
+export interface StreamPiece {
+  /** Text shown by this event ('' when none). */
+  readonly text: string;
+  /** Logprob entries this event carries (sampled and, with echo, prompt ones). */
+  readonly numLogprobs: number;
+  /** The route's choice fields between `index` and `finish_reason` ({text, logprobs} or {delta, logprobs}). */
+  readonly fields: Readonly<Record<string, unknown>>;
+}
+
+export interface StreamFormat {
+  readonly id: string;
+  readonly object: 'text_completion' | 'chat.completion.chunk';
+  readonly created: number;
+  readonly model: string;
+  readonly includeUsage: boolean;
+  /** Choices sent before any event. */
+  readonly leadingChoices: readonly object[];
+  /** Called for every event in order (also for those then skipped: it may keep per-choice state). */
+  piece(e: ChoiceEvent): StreamPiece;
+}
+
+/**
+ * The skip rule: an event that adds no text, no logprobs and no finish shows nothing. Without a
+ * tokenizer the text is always '', so an event with new tokens is still sent: it is the only
+ * sign of progress a token-id client gets.
+ */
+function showsNothing(e: ChoiceEvent, p: StreamPiece, hasTokenizer: boolean): boolean {
+  return p.text === '' && p.numLogprobs === 0 && e.finishReason === null && (hasTokenizer || e.tokenIds.length === 0);
+}
+
+export async function streamGeneration(ctx: ServerContext, request: FastifyRequest, reply: FastifyReply, generation: Generation, format: StreamFormat): Promise<FastifyReply> {
+  const sse = SseStream.open(request, reply, {
+    writeTimeoutMs: ctx.streamWriteTimeoutMs,
+    clientSignal: clientSignal(request),
+    onClose: (reason) => {
+      generation.abort();
+      if (reason === 'write-timeout') {
+        request.log.warn({ stream_write_timeout_s: ctx.streamWriteTimeoutMs / 1000, choices: generation.numChoices }, 'the client read nothing for the stream write timeout: aborted');
+      }
+    },
+  });
+  const { id, object, created, model, includeUsage } = format;
+  const chunk = (choice: object) => ({ id, object, created, model, choices: [choice], ...(includeUsage ? { usage: null } : {}) });
+
+  for (const choice of format.leadingChoices) await sse.send(chunk(choice));
+  for await (const e of generation.events()) {
+    if (sse.isClosed) break;
+    const p = format.piece(e);
+    if (showsNothing(e, p, ctx.tokenizer !== null)) continue;
+    await sse.send(chunk({ index: e.index, ...p.fields, finish_reason: e.finishReason, stop_reason: e.stopReason }));
+  }
+  if (sse.isClosed) return reply;
+  if (generation.failure) await sse.send(errorBody(generation.failure.code, generation.failure.message));
+  if (includeUsage) await sse.send({ id, object, created, model, choices: [], usage: usageBody(generation) });
+  sse.end();
+  return reply;
+}
