@@ -27,13 +27,13 @@ port.on('message', (m: ToWorker) => {
   wake?.();
 });
 
-/** Applies queued messages; returns false on shutdown. */
-function drainInbox(core: EngineCore): boolean {
+/** Applies queued messages; returns false on shutdown. An add waits for its grammar to compile. */
+async function drainInbox(core: EngineCore): Promise<boolean> {
   for (let m = inbox.shift(); m; m = inbox.shift()) {
     if (m.type === 'shutdown') return false;
     if (m.type === 'add') {
       try {
-        core.addRequest(m.request);
+        await core.addRequestAsync(m.request);
         post({ type: 'added', requestId: m.request.requestId });
       } catch (err) {
         post({ type: 'rejected', requestId: m.request.requestId, error: serialize(err) });
@@ -90,7 +90,7 @@ async function main(): Promise<void> {
     return;
   }
   for (;;) {
-    if (!drainInbox(core)) break;
+    if (!(await drainInbox(core))) break;
     if (!core.hasWork()) {
       if (inbox.length === 0) await new Promise<void>((resolve) => (wake = resolve));
       wake = null;
