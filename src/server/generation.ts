@@ -7,6 +7,7 @@ import { EngineError } from '../common/errors.ts';
 import type { FinishReason, RequestOutputDelta, SampledLogprobs } from '../engine/request.ts';
 import type { SamplingParams } from '../engine/sampling/sampling_params.ts';
 import { childSeed } from '../engine/sampling/rng.ts';
+import type { StructuredOutputSpec } from '../engine/structured/grammar_spec.ts';
 import { StopStringMatcher } from './tokenizer/stop_strings.ts';
 import type { TextTokenizer } from './tokenizer/tokenizer.ts';
 
@@ -17,6 +18,8 @@ export interface GenerationInput {
   readonly includeStopStr: boolean;
   readonly skipSpecialTokens: boolean;
   readonly cacheSalt?: string;
+  /** The grammar every choice's output must match (structured outputs, forced tool calls). */
+  readonly structuredOutput?: StructuredOutputSpec | null;
 }
 
 export interface ChoiceEvent {
@@ -87,6 +90,7 @@ export class Generation {
             params: { ...input.params, seed },
             cacheSalt: input.cacheSalt,
             groupId: n > 1 ? `${g.id}-${p}` : undefined,
+            ...(input.structuredOutput ? { structuredOutput: input.structuredOutput } : {}),
           }),
         );
       }

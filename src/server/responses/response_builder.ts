@@ -51,6 +51,11 @@ export class ResponseBuilder {
 
   constructor(private readonly echo: ResponseEcho) {}
 
+  /** Events emitted so far (the next event's sequence_number). */
+  get numEvents(): number {
+    return this.sequence;
+  }
+
   /** response.created + response.in_progress (streaming only). */
   start(): ResponseEvent[] {
     const snapshot = this.response('in_progress', null);

@@ -28,11 +28,10 @@ const UNSUPPORTED_ROLE =
 
 /** The tools section of the system prompt: the functions as JSON, and the call markup to use. */
 const TOOLS_PROMPT =
-  '{%- if tools -%}{{ ns.sep }}## Tools\n\nYou can call these functions:\n<tools>' +
+  '{%- if tools -%}{{ ns.sep }}## Tools\n<tools>' +
   "{%- for tool in tools -%}{{ '\\n' }}{{ tool | tojson }}{%- endfor -%}" +
-  "{{ '\\n</tools>\\n\\nTo call functions, write <｜tool▁calls▁begin｜>, then for each call " +
-  '<｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\\n```json\\nARGUMENTS\\n```<｜tool▁call▁end｜> (one call per line), ' +
-  "then <｜tool▁calls▁end｜>.' }}{%- endif -%}";
+  "{{ '\\n</tools>\\nCall them as <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\\n```json\\nARGUMENTS\\n```" +
+  "<｜tool▁call▁end｜><｜tool▁calls▁end｜>, one call per line.' }}{%- endif -%}";
 
 /** An assistant message's calls in DeepSeek-V3 markup (src/server/tools/deepseek_markup.ts). */
 const TOOL_CALLS =

@@ -11,14 +11,14 @@ export interface TemplateToolCall {
   readonly function: { readonly name: string; readonly arguments: string };
 }
 
-/** A message as chat templates read it (developer is already system). */
-export interface TemplateMessage {
+/** A message as chat templates read it (developer is already system). A type, not an interface, so it is a template ChatMessage. */
+export type TemplateMessage = {
   readonly role: 'system' | 'user' | 'assistant' | 'tool';
   readonly content: string;
   readonly tool_calls?: readonly TemplateToolCall[];
   readonly tool_call_id?: string;
   readonly name?: string;
-}
+};
 
 export interface ToolDefinition extends FunctionTool {
   readonly description: string | null;

@@ -46,12 +46,15 @@ export class ToolCallStreamParser {
     return events;
   }
 
-  /** End of output: held-back text is released (arguments of an unfinished call stay arguments). */
+  /**
+   * End of output: held-back text is released as content. Inside a call's arguments the held-back
+   * text is the start of a terminator (the output was cut off while closing the call): dropped.
+   */
   finish(): ToolParseEvent[] {
     const events = this.push('');
-    if (this.state === 'between_calls' && this.buffer.trim() === '') this.buffer = '';
+    if ((this.state === 'between_calls' && this.buffer.trim() === '') || this.state === 'arguments') this.buffer = '';
     if (this.buffer.length > 0) {
-      events.push(this.state === 'arguments' ? { type: 'call_arguments', index: this.numCalls - 1, text: this.buffer } : { type: 'content', text: this.buffer });
+      events.push({ type: 'content', text: this.buffer });
     }
     this.buffer = '';
     return events;

@@ -173,8 +173,8 @@ describe('applyChatTemplate', () => {
     ];
     const text = t.applyChatTemplate(conversation, { addGenerationPrompt: true, templateKwargs: { tools: [tool] } });
     const expected =
-      `${BOS}## Tools\n\nYou can call these functions:\n<tools>\n${JSON.stringify(tool).replaceAll(',', ', ').replaceAll(':', ': ')}\n</tools>\n\n` +
-      'To call functions, write <｜tool▁calls▁begin｜>, then for each call <｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\nARGUMENTS\n```<｜tool▁call▁end｜> (one call per line), then <｜tool▁calls▁end｜>.' +
+      `${BOS}## Tools\n<tools>\n${JSON.stringify(tool).replaceAll(',', ', ').replaceAll(':', ': ')}\n</tools>\n` +
+      'Call them as <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\nARGUMENTS\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>, one call per line.' +
       '<｜User｜>Genesis 1:3?<｜Assistant｜><｜tool▁calls▁begin｜>' +
       '<｜tool▁call▁begin｜>function<｜tool▁sep｜>lookup_verse\n```json\n{"chapter": 1}\n```<｜tool▁call▁end｜>\n' +
       `<｜tool▁call▁begin｜>function<｜tool▁sep｜>now\n\`\`\`json\n{}\n\`\`\`<｜tool▁call▁end｜><｜tool▁calls▁end｜>${EOS}` +

@@ -1,0 +1,86 @@
+// POST /v1/responses: the OpenAI Responses API, stateless (as vLLM serves it), on the chat
+// pipeline: the input becomes chat messages (responses/to_chat.ts), the output is parsed for tool
+// calls and returned as output items, whole or as the typed event stream (responses/response_builder.ts).
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { EngineError } from '../../common/errors.ts';
+import { prepareChat } from '../chat_prompt.ts';
+import { checkModelName, checkNotDraining, toSamplingParams, type ServerContext } from '../context.ts';
+import { Generation } from '../generation.ts';
+import { ResponseBuilder, type ResponseEcho } from '../responses/response_builder.ts';
+import { responsesRequestSchema, type ResponsesRequest } from '../responses/schema.ts';
+import { responsesToChat } from '../responses/to_chat.ts';
+import { SseStream } from '../sse.ts';
+import { ToolCallStreamParser, type ToolParseEvent } from '../tools/tool_call_parser.ts';
+import { abortOnDisconnect } from './shared.ts';
+
+function echoOf(body: ResponsesRequest, model: string): ResponseEcho {
+  return {
+    model,
+    instructions: body.instructions ?? null,
+    maxOutputTokens: body.max_output_tokens ?? null,
+    temperature: body.temperature ?? null,
+    topP: body.top_p ?? null,
+    tools: (body.tools ?? []).map((t) => ({ ...t, strict: t.strict ?? false, parameters: t.parameters ?? null, description: t.description ?? null })),
+    toolChoice: body.tool_choice ?? 'auto',
+    parallelToolCalls: body.parallel_tool_calls ?? true,
+    text: { format: body.text?.format ?? { type: 'text' } },
+    metadata: body.metadata ?? null,
+    user: body.user ?? null,
+  };
+}
+
+/** Splits generated text into parser events (plain content when tool calls are not parsed). */
+function outputParser(parseToolCalls: boolean): { push(text: string): ToolParseEvent[]; finish(): ToolParseEvent[] } {
+  if (parseToolCalls) return new ToolCallStreamParser();
+  return { push: (text) => (text === '' ? [] : [{ type: 'content', text }]), finish: () => [] };
+}
+
+export function registerResponses(app: FastifyInstance, ctx: ServerContext): void {
+  app.post('/v1/responses', async (request: FastifyRequest, reply: FastifyReply) => {
+    checkNotDraining(ctx);
+    const body = responsesRequestSchema.parse(request.body);
+    const model = checkModelName(ctx, body.model);
+    const chat = responsesToChat(body);
+    const prepared = prepareChat(ctx, { messages: chat.messages, tools: chat.tools, format: chat.format, addGenerationPrompt: true, templateKwargs: null });
+    const maxTokens = chat.maxTokens ?? Math.max(1, ctx.maxModelLen - prepared.prompt.length);
+    const params = toSamplingParams(ctx, { temperature: chat.temperature ?? undefined, top_p: chat.topP ?? undefined }, { maxTokens, logprobs: null, promptLogprobs: null });
+    const generation = await Generation.start(
+      ctx.engine,
+      ctx.tokenizer,
+      { prompts: [prepared.prompt], params, stop: [], includeStopStr: false, skipSpecialTokens: true, structuredOutput: prepared.structuredOutput },
+      ctx.metrics.observer(),
+    );
+    const builder = new ResponseBuilder(echoOf(body, model));
+    const parser = outputParser(prepared.parseToolCalls);
+    let truncated = false;
+    const usage = () => ({ inputTokens: generation.usage.promptTokens, cachedTokens: generation.usage.cachedTokens, outputTokens: generation.usage.completionTokens });
+
+    if (body.stream) {
+      const sse = SseStream.open(request, reply, () => generation.abort());
+      for (const e of builder.start()) sse.send(e);
+      for await (const e of generation.events()) {
+        for (const p of parser.push(e.text)) for (const event of builder.push(p)) sse.send(event);
+        if (e.finishReason !== null) truncated = e.finishReason === 'length';
+      }
+      for (const p of parser.finish()) for (const event of builder.push(p)) sse.send(event);
+      if (generation.errorMessage !== null) {
+        sse.send({ type: 'error', code: 'DSV_ERR_INTERNAL', message: `generation failed: ${generation.errorMessage}`, param: null, sequence_number: builder.numEvents });
+      } else {
+        for (const e of builder.finish(usage(), truncated)) sse.send(e);
+      }
+      sse.end();
+      return reply;
+    }
+
+    const detach = abortOnDisconnect(request, reply, generation);
+    for await (const e of generation.events()) {
+      for (const p of parser.push(e.text)) builder.push(p);
+      if (e.finishReason !== null) truncated = e.finishReason === 'length';
+    }
+    detach();
+    for (const p of parser.finish()) builder.push(p);
+    if (generation.errorMessage !== null) throw new EngineError('DSV_ERR_INTERNAL', `generation failed: ${generation.errorMessage}`);
+    builder.finish(usage(), truncated);
+    return builder.final(usage(), truncated);
+  });
+}
