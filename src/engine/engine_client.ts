@@ -21,7 +21,7 @@ function spawnWorker(workerData: EngineWorkerData): Worker {
 }
 
 function toError(e: SerializedError): EngineError {
-  return new EngineError(e.code, e.message);
+  return new EngineError(e.code, e.message, e.param ? { param: e.param } : undefined);
 }
 
 /** Output deltas of one request, in order; ends after the delta with a finishReason. */

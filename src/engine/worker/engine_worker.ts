@@ -18,7 +18,7 @@ function post(message: FromWorker): void {
 }
 
 function serialize(err: unknown): SerializedError {
-  if (err instanceof EngineError) return { code: err.code, message: err.message };
+  if (err instanceof EngineError) return { code: err.code, message: err.message, param: err.param };
   return { code: 'DSV_ERR_INTERNAL', message: err instanceof Error ? err.message : String(err) };
 }
 

@@ -4,6 +4,7 @@ import { EngineError } from '../../common/errors.ts';
 import { checkModelName, checkNotDraining, stopList, toSamplingParams, type ServerContext } from '../context.ts';
 import { Generation, requireTokenizer, type ChoiceEvent } from '../generation.ts';
 import { completionRequestSchema, type CompletionRequest } from '../schemas/openai.ts';
+import { structuredOutputOf } from '../structured/request_grammar.ts';
 import { SseStream } from '../sse.ts';
 import { CompletionLogprobsBuilder, mergeCompletionLogprobs, type CompletionLogprobs } from './logprobs_format.ts';
 import { abortOnDisconnect, usageBody } from './shared.ts';
@@ -47,7 +48,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     const generation = await Generation.start(
       ctx.engine,
       ctx.tokenizer,
-      { prompts: prompts.map((p) => p.ids), params, stop, includeStopStr: body.include_stop_str_in_output ?? false, skipSpecialTokens: body.skip_special_tokens ?? true, cacheSalt: body.cache_salt },
+      { prompts: prompts.map((p) => p.ids), params, stop, includeStopStr: body.include_stop_str_in_output ?? false, skipSpecialTokens: body.skip_special_tokens ?? true, cacheSalt: body.cache_salt, structuredOutput: structuredOutputOf(body) },
       ctx.metrics.observer(),
     );
     const id = `cmpl-${generation.id}`;
