@@ -47,11 +47,10 @@ describe('/v1/responses with the openai client', () => {
   });
 
   test('text.format from a zod schema: parsed and valid on random weights', async () => {
-    for (const temperature of [0, 1]) {
-      const r = await client.responses.parse({ model: 'tiny-text', input: 'Which verse?', text: { format: zodTextFormat(Verse, 'verse') }, temperature, max_output_tokens: 300 });
-      assert.equal(r.status, 'completed', r.output_text);
-      assert.deepEqual(Verse.parse(r.output_parsed), r.output_parsed);
-    }
+    // Sampled (chat covers greedy); the grammar is the same either way.
+    const r = await client.responses.parse({ model: 'tiny-text', input: 'Which verse?', text: { format: zodTextFormat(Verse, 'verse') }, temperature: 1, max_output_tokens: 300 });
+    assert.equal(r.status, 'completed', r.output_text);
+    assert.deepEqual(Verse.parse(r.output_parsed), r.output_parsed);
   });
 
   test('a forced tool call, then its result: a full round trip', async () => {
