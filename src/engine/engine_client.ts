@@ -22,7 +22,7 @@ function spawnWorker(workerData: EngineWorkerData): Worker {
 }
 
 function toError(e: SerializedError): EngineError {
-  return new EngineError(e.code, e.message);
+  return new EngineError(e.code, e.message, e.param ? { param: e.param } : undefined);
 }
 
 export interface EngineClientEvents {

@@ -12,6 +12,8 @@ import { sampleToken, SamplerWorkspace } from './sampling/sampler.ts';
 import { Scheduler, type RequestStepResult, type ScheduledRequest, type SchedulerConfig, type SchedulerOutput } from './scheduler.ts';
 import type { StepStats } from './step_stats.ts';
 import { StepProfiler } from './step_profiler.ts';
+import type { GrammarMatcher } from './structured/grammar_matcher.ts';
+import { StructuredOutputs } from './structured/structured_outputs.ts';
 
 export interface EngineCoreOptions {
   readonly runner: ModelRunnerOptions;
@@ -36,6 +38,8 @@ export class EngineCore {
   private constructor(
     readonly runner: ModelRunner,
     readonly scheduler: Scheduler,
+    /** Grammar matchers of constrained requests (structured outputs, forced tool calls). */
+    readonly structuredOutputs: StructuredOutputs,
     private readonly observer: EngineObserver,
   ) {}
 
@@ -51,7 +55,8 @@ export class EngineCore {
     const { numBlocks, blockSize } = runner.storage;
     const schedulerConfig = { ...options.scheduler, maxModelLen };
     const scheduler = new Scheduler(schedulerConfig, { numBlocks, blockSize, enablePrefixCaching: options.enablePrefixCaching }, loaded.config.eosTokenIds);
-    return new EngineCore(runner, scheduler, observer);
+    const structuredOutputs = new StructuredOutputs(modelDir, loaded.config.vocabSize, loaded.config.eosTokenIds);
+    return new EngineCore(runner, scheduler, structuredOutputs, observer);
   }
 
   get config(): ModelConfig {
@@ -66,8 +71,28 @@ export class EngineCore {
     return this.scheduler.numRequests;
   }
 
-  /** The engine's edge: validates and queues a request; throws EngineError (400/429 classes) when it cannot be served. */
-  addRequest(init: RequestInit): void {
+  /**
+   * addRequest for any request: compiles its output grammar first (XGrammar; cached per spec), so a
+   * grammar that cannot compile is the request's 400 before it is queued.
+   */
+  async addRequestAsync(init: RequestInit): Promise<void> {
+    if (!init.structuredOutput) return this.addRequest(init);
+    checkGrammarCompatible(init);
+    const matcher = await this.structuredOutputs.createMatcher(init.structuredOutput);
+    try {
+      this.addRequest(init, matcher);
+    } catch (err) {
+      matcher.dispose();
+      throw err;
+    }
+  }
+
+  /**
+   * The engine's edge: validates and queues a request; throws EngineError (400/429 classes) when it
+   * cannot be served. A request with a structuredOutput spec needs its compiled matcher (addRequestAsync).
+   */
+  addRequest(init: RequestInit, grammar: GrammarMatcher | null = null): void {
+    if ((init.structuredOutput !== undefined) !== (grammar !== null)) throw new EngineError('DSV_ERR_INTERNAL', 'a structured-output request needs its grammar matcher (use addRequestAsync)');
     const { vocabSize, eosTokenIds } = this.config;
     const prompt = init.promptTokenIds;
     if (prompt.length === 0) throw new EngineError('DSV_ERR_INVALID_REQUEST', 'the prompt is empty');
@@ -89,11 +114,14 @@ export class EngineCore {
       throw new EngineError('DSV_ERR_CONTEXT_LENGTH', `the KV cache holds ${numBlocks * blockSize} tokens; ${prompt.length} prompt tokens + max_tokens ${init.params.maxTokens} can never fit`);
     }
     this.scheduler.addRequest(new Request(init, eosTokenIds)); // may throw DSV_ERR_QUEUE_FULL
+    if (grammar) this.structuredOutputs.attach(init.requestId, grammar);
   }
 
   /** Finishes requests now (abort, or stop when the server matched a stop string); returns their final deltas. */
   finishRequests(requestIds: readonly string[], status: RequestStatus = RequestStatus.FINISHED_ABORTED, errorMessage?: string): RequestOutputDelta[] {
-    return this.scheduler.finishRequests(requestIds, status, errorMessage);
+    const outputs = this.scheduler.finishRequests(requestIds, status, errorMessage);
+    this.structuredOutputs.release(requestIds);
+    return outputs;
   }
 
   async step(): Promise<{ outputs: RequestOutputDelta[]; stats: StepStats }> {
@@ -101,15 +129,28 @@ export class EngineCore {
     const profiler = new StepProfiler();
     const scheduled = profiler.time('schedule', () => this.scheduler.schedule());
     const run = await this.runner.execute(scheduled, profiler);
-    const results = profiler.time('sampling', () => this.sample(scheduled, run));
+    const masks = this.structuredOutputs.numActive === 0 ? null : await profiler.timeAsync('grammar', () => this.grammarBitmasks(scheduled));
+    const results = profiler.time('sampling', () => this.sample(scheduled, run, masks));
     const outputs = profiler.time('schedule', () => this.scheduler.updateFromOutput(scheduled, results));
+    this.structuredOutputs.release(outputs.filter((o) => o.finishReason !== null).map((o) => o.requestId));
     const generated = outputs.reduce((n, o) => n + o.newTokenIds.length, 0);
     const stats = this.stats(scheduled, performance.now() - t0, profiler, run.forwardMs, generated);
     return { outputs, stats };
   }
 
+  /** Next-token bitmasks of the constrained requests that sample this step, by scheduled index. */
+  private async grammarBitmasks(output: SchedulerOutput): Promise<Map<number, Int32Array>> {
+    const masks = new Map<number, Int32Array>();
+    for (let i = 0; i < output.scheduled.length; i++) {
+      const s = output.scheduled[i]!;
+      const matcher = s.samples ? this.structuredOutputs.matcherOf(s.request.requestId) : undefined;
+      if (matcher) masks.set(i, await matcher.nextTokenBitmask());
+    }
+    return masks;
+  }
+
   /** Turns each request's logits rows into its prompt logprobs and sampled token. */
-  private sample(output: SchedulerOutput, run: RunnerOutput): RequestStepResult[] {
+  private sample(output: SchedulerOutput, run: RunnerOutput, masks: ReadonlyMap<number, Int32Array> | null): RequestStepResult[] {
     return output.scheduled.map((s, i) => {
       const logits = run.logits[i]!;
       if (logits instanceof Error) return { kind: 'failed', message: logits.message };
@@ -118,7 +159,8 @@ export class EngineCore {
       const selections = run.selections?.[i];
       if (selections && selections.length > 0) this.observer.onSelections?.(s.request.requestId, s.numComputedTokens + s.numNewTokens - 1, selections);
       try {
-        return { kind: 'computed', promptLogprobs: s.scoresPrompt ? this.promptLogprobs(s, logits) : null, sampled: s.samples ? this.sampleLast(s, logits) : null };
+        const sampled = s.samples ? this.sampleLast(s, logits, masks?.get(i) ?? null) : null;
+        return { kind: 'computed', promptLogprobs: s.scoresPrompt ? this.promptLogprobs(s, logits) : null, sampled };
       } catch (err) {
         return { kind: 'failed', message: err instanceof Error ? err.message : String(err) }; // e.g. NaN logits
       }
@@ -133,9 +175,12 @@ export class EngineCore {
     return scorePromptRows(logits.subarray(0, numRows * vocab), vocab, request.promptTokenIds, request.params.promptLogprobs ?? 0, s.numComputedTokens);
   }
 
-  private sampleLast(s: ScheduledRequest, logits: Float32Array): { tokenId: number; logprobs: SampledLogprobs | null } {
+  private sampleLast(s: ScheduledRequest, logits: Float32Array, bitmask: Int32Array | null): { tokenId: number; logprobs: SampledLogprobs | null } {
     const row = logits.subarray(logits.length - this.config.vocabSize);
-    const sampled = sampleToken(row, s.request.params, s.request.sampling, this.workspace); // throws on NaN logits
+    const sampled = sampleToken(row, s.request.params, s.request.sampling, this.workspace, bitmask); // throws on NaN logits
+    if (bitmask !== null && !this.structuredOutputs.matcherOf(s.request.requestId)?.acceptToken(sampled.tokenId)) {
+      throw new EngineError('DSV_ERR_INTERNAL', `the output grammar rejected token ${sampled.tokenId} that its own bitmask allowed`);
+    }
     const logprobs = sampled.logprob === null ? null : { tokenId: sampled.tokenId, logprob: sampled.logprob, topLogprobs: sampled.topLogprobs ?? [] };
     return { tokenId: sampled.tokenId, logprobs };
   }
@@ -151,6 +196,7 @@ export class EngineCore {
   }
 
   async dispose(): Promise<void> {
+    await this.structuredOutputs.dispose();
     await this.runner.dispose();
   }
 
@@ -178,4 +224,11 @@ export class EngineCore {
       sparsity: profiler.sparsity,
     };
   }
+}
+
+/** Settings that would fight a grammar: its end is EOS, so EOS can be neither masked nor ignored. */
+function checkGrammarCompatible(init: RequestInit): void {
+  const param = init.structuredOutput!.param;
+  if (init.params.minTokens > 0) throw new EngineError('DSV_ERR_INVALID_REQUEST', `min_tokens cannot be combined with ${param}: the grammar decides where the output ends`, { param: 'min_tokens' });
+  if (init.params.ignoreEos) throw new EngineError('DSV_ERR_INVALID_REQUEST', `ignore_eos cannot be combined with ${param}: the grammar decides where the output ends`, { param: 'ignore_eos' });
 }

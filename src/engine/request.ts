@@ -1,6 +1,7 @@
 // One request inside the engine. The scheduler sees only counts: numComputedTokens catches up to
 // numTokens (prompt + output); there is no prefill or decode phase (vLLM v1's model).
 import type { SamplingParams } from './sampling/sampling_params.ts';
+import type { StructuredOutputSpec } from './structured/grammar_spec.ts';
 import { SamplingState } from './sampling/sampling_state.ts';
 import type { PromptTokenLogprobs } from './sampling/prompt_logprobs.ts';
 
@@ -44,6 +45,8 @@ export interface RequestInit {
   readonly cacheSalt?: string;
   /** Requests of one n > 1 fan-out share a group id (their prompts are identical). */
   readonly groupId?: string;
+  /** The grammar the output must match (structured outputs, forced tool calls). */
+  readonly structuredOutput?: StructuredOutputSpec;
 }
 
 export class Request {

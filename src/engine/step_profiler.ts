@@ -8,7 +8,8 @@ export interface StepTimings {
   readonly indexer: number; // indexer score graph + top-k selection
   readonly attention: number; // key selection/mask building + sparse MLA graph
   readonly experts: number; // routing + routed expert graph
-  readonly sampling: number; // sampler, prompt logprobs
+  readonly grammar: number; // structured outputs: next-token bitmasks (XGrammar)
+  readonly sampling: number; // sampler (bitmask application included), prompt logprobs
   readonly other: number; // step inputs, embedding, cache writes
 }
 
@@ -26,7 +27,7 @@ export function emptySparsity(): SparsityCounters {
 }
 
 export function emptyTimings(): StepTimings {
-  return { schedule: 0, dense: 0, indexer: 0, attention: 0, experts: 0, sampling: 0, other: 0 };
+  return { schedule: 0, dense: 0, indexer: 0, attention: 0, experts: 0, grammar: 0, sampling: 0, other: 0 };
 }
 
 /** Accumulates wall time per part over one step. */

@@ -8,6 +8,7 @@ import { errorBody, toHttpError } from './http_errors.ts';
 import { registerChatCompletions } from './routes/chat_completions.ts';
 import { registerCompletions } from './routes/completions.ts';
 import { registerMiscRoutes } from './routes/misc.ts';
+import { registerResponses } from './routes/responses.ts';
 
 export interface AppOptions {
   readonly bodyLimit: number;
@@ -59,6 +60,7 @@ export function buildApp(ctx: ServerContext, options: AppOptions): FastifyInstan
   ctx.engine.on('stats', (s) => ctx.metrics.onStepStats(s));
   registerCompletions(app, ctx);
   registerChatCompletions(app, ctx);
+  registerResponses(app, ctx);
   registerMiscRoutes(app, ctx);
   return app;
 }

@@ -8,6 +8,7 @@ import { EngineError } from '../common/errors.ts';
 import type { FinishReason, RequestOutputDelta, SampledLogprobs } from '../engine/request.ts';
 import type { SamplingParams } from '../engine/sampling/sampling_params.ts';
 import { childSeed } from '../engine/sampling/rng.ts';
+import type { StructuredOutputSpec } from '../engine/structured/grammar_spec.ts';
 import { StopStringMatcher } from './tokenizer/stop_strings.ts';
 import type { TextTokenizer } from './tokenizer/tokenizer.ts';
 
@@ -18,6 +19,8 @@ export interface GenerationInput {
   readonly includeStopStr: boolean;
   readonly skipSpecialTokens: boolean;
   readonly cacheSalt?: string;
+  /** The grammar every choice's output must match (structured outputs, forced tool calls). */
+  readonly structuredOutput?: StructuredOutputSpec | null;
 }
 
 export interface ChoiceEvent {
@@ -138,6 +141,7 @@ export class Generation {
             params: { ...params, seed },
             cacheSalt: this.input.cacheSalt,
             groupId: params.n > 1 ? `${this.id}-${p}` : undefined,
+            ...(this.input.structuredOutput ? { structuredOutput: this.input.structuredOutput } : {}),
           }),
         );
       }

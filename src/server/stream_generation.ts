@@ -25,6 +25,10 @@ export interface StreamPiece {
   readonly numLogprobs: number;
   /** The route's choice fields between `index` and `finish_reason` ({text, logprobs} or {delta, logprobs}). */
   readonly fields: Readonly<Record<string, unknown>>;
+  /** Something other than text is shown (chat: a delta carrying only tool calls). */
+  readonly showsSomething?: boolean;
+  /** The finish_reason to send instead of the engine's (chat: "tool_calls"). */
+  readonly finishReason?: string | null;
 }
 
 export interface StreamFormat {
@@ -66,8 +70,8 @@ export async function streamGeneration(ctx: ServerContext, request: FastifyReque
   for await (const e of generation.events()) {
     if (sse.isClosed) break;
     const p = format.piece(e);
-    if (showsNothing(e, p, ctx.tokenizer !== null)) continue;
-    await sse.send(chunk({ index: e.index, ...p.fields, finish_reason: e.finishReason, stop_reason: e.stopReason }));
+    if (!p.showsSomething && showsNothing(e, p, ctx.tokenizer !== null)) continue;
+    await sse.send(chunk({ index: e.index, ...p.fields, finish_reason: p.finishReason !== undefined ? p.finishReason : e.finishReason, stop_reason: e.stopReason }));
   }
   if (sse.isClosed) return reply;
   if (generation.failure) await sse.send(errorBody(generation.failure.code, generation.failure.message));

@@ -4,6 +4,7 @@ import type { EngineCore } from '../../src/engine/engine_core.ts';
 import type { StepStats } from '../../src/engine/step_stats.ts';
 import type { RequestOutputDelta } from '../../src/engine/request.ts';
 import { resolveSamplingParams, type SamplingParamsInit } from '../../src/engine/sampling/sampling_params.ts';
+import type { StructuredOutputSpec } from '../../src/engine/structured/grammar_spec.ts';
 
 export interface Collected {
   tokens: number[];
@@ -21,6 +22,13 @@ export class EngineDriver {
   add(requestId: string, promptTokenIds: readonly number[], params: SamplingParamsInit, extra: { cacheSalt?: string; groupId?: string } = {}): void {
     const vocabSize = this.core.config.vocabSize;
     this.core.addRequest({ requestId, promptTokenIds, params: resolveSamplingParams(params, { vocabSize }), ...extra });
+    this.results.set(requestId, { tokens: [], deltas: [], final: null });
+  }
+
+  /** A request with an output grammar (compiled before it is queued). */
+  async addConstrained(requestId: string, promptTokenIds: readonly number[], params: SamplingParamsInit, structuredOutput: StructuredOutputSpec): Promise<void> {
+    const vocabSize = this.core.config.vocabSize;
+    await this.core.addRequestAsync({ requestId, promptTokenIds, params: resolveSamplingParams(params, { vocabSize }), structuredOutput });
     this.results.set(requestId, { tokens: [], deltas: [], final: null });
   }
 

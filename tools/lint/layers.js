@@ -15,7 +15,7 @@
 /** Files under src/server may use from the engine: values and types. */
 const ENGINE_API = ['src/engine/engine_client.ts', 'src/engine/sampling/sampling_params.ts'];
 /** ... and types only (the request/output shapes that cross the worker boundary). */
-const ENGINE_API_TYPES = ['src/engine/request.ts', 'src/engine/worker/messages.ts', 'src/engine/step_stats.ts'];
+const ENGINE_API_TYPES = ['src/engine/request.ts', 'src/engine/worker/messages.ts', 'src/engine/step_stats.ts', 'src/engine/structured/grammar_spec.ts'];
 
 export const LAYERS = {
   sourceDir: 'src/',
@@ -60,6 +60,7 @@ export const LAYERS = {
     yaml: { owners: ['src/config.ts'], why: 'config files are read at the config edge' },
     '@huggingface/tokenizers': { owners: ['src/server/tokenizer/'], why: 'tokenization lives in src/server/tokenizer' },
     '@huggingface/jinja': { owners: ['src/server/tokenizer/'], why: 'chat templates live in src/server/tokenizer' },
+    '@mlc-ai/web-xgrammar': { owners: ['src/engine/structured/xgrammar_module.ts'], why: 'one module loads the XGrammar WASM bundle' },
   },
 };
 

@@ -1,4 +1,6 @@
 // Picks one token from one logits row. Steps (vLLM v1's order, see logits_processors.ts for 1-4):
+//   0. grammar: a structured-output request's bitmask sets disallowed tokens to -inf (XGrammar's
+//      layout, token_bitmask.ts); logprobs still come from the raw row, as in vLLM
 //   5. greedy (temperature 0 or topK 1): argmax of the processed row, ties to the lowest id
 //   6. min-p:  keep p >= minP * pmax
 //   7. top-k:  keep the k best
@@ -16,6 +18,8 @@ import { logSumExp, topLogprobs, type TokenLogprob } from './logprobs.ts';
 import { isGreedy, type SamplingParams } from './sampling_params.ts';
 import type { SamplingState } from './sampling_state.ts';
 import { argmax } from '../../common/select.ts';
+import { EngineError } from '../../common/errors.ts';
+import { applyTokenBitmask } from '../structured/token_bitmask.ts';
 
 export interface SampledToken {
   readonly tokenId: number;
@@ -46,17 +50,22 @@ const defaultWorkspace = new SamplerWorkspace();
  * Samples the next token of one sequence. Advances state.rng by exactly one nextFloat() and
  * does not record the token: the caller calls state.appendToken(tokenId) when it keeps it.
  * @param rawLogits the model's row for this sequence ([vocab]); left unchanged
+ * @param bitmask allowed next tokens of a constrained request (bit i of word i >> 5 = token i)
  */
 export function sampleToken(
   rawLogits: Float32Array,
   params: SamplingParams,
   state: SamplingState,
   workspace: SamplerWorkspace = defaultWorkspace,
+  bitmask: Int32Array | null = null,
 ): SampledToken {
   const u = state.rng.nextFloat();
   workspace.ensure(rawLogits.length);
   const logits = workspace.logits.subarray(0, rawLogits.length);
   logits.set(rawLogits);
+  if (bitmask !== null && applyTokenBitmask(logits, bitmask) === 0) {
+    throw new EngineError('DSV_ERR_INTERNAL', 'the output grammar allows no next token');
+  }
   applyLogitsProcessors(logits, params, state);
   const best = argmax(logits);
   const tokenId = isGreedy(params) ? best : sampleFromProcessed(logits, logits[best], params, u, workspace);

@@ -21,27 +21,27 @@ function post(message: FromWorker): void {
 }
 
 function serialize(err: unknown): SerializedError {
-  if (err instanceof EngineError) return { code: err.code, message: err.message };
+  if (err instanceof EngineError) return { code: err.code, message: err.message, param: err.param };
   return { code: 'DSV_ERR_INTERNAL', message: err instanceof Error ? err.message : String(err) };
 }
 
 port.on('message', (m: ToWorker) => inbox.push(m));
 
 /** Applies the buffered messages; returns false on shutdown. */
-function drainInbox(core: EngineCore): boolean {
+async function drainInbox(core: EngineCore): Promise<boolean> {
   for (let m = inbox.poll(); m; m = inbox.poll()) {
-    if (!apply(core, m)) return false;
+    if (!(await apply(core, m))) return false;
   }
   return true;
 }
 
-/** Applies one message; returns false on shutdown. */
-function apply(core: EngineCore, m: ToWorker): boolean {
+/** Applies one message; returns false on shutdown. An add waits for its grammar to compile. */
+async function apply(core: EngineCore, m: ToWorker): Promise<boolean> {
   if (m.type === 'shutdown') return false;
   if (m.type === 'add') {
     try {
       assertSamplingParams(m.request.params, { vocabSize: core.runner.loaded.config.vocabSize }); // validated at the edge
-      core.addRequest(m.request);
+      await core.addRequestAsync(m.request);
       post({ type: 'added', requestId: m.request.requestId });
     } catch (err) {
       post({ type: 'rejected', requestId: m.request.requestId, error: serialize(err) });
@@ -97,10 +97,10 @@ async function main(): Promise<void> {
     return;
   }
   for (;;) {
-    if (!drainInbox(core)) break;
+    if (!(await drainInbox(core))) break;
     if (!core.hasWork()) {
       const next = await inbox.next(); // idle: sleep until a message arrives
-      if (next.done || !apply(core, next.value)) break;
+      if (next.done || !(await apply(core, next.value))) break;
       continue;
     }
     await safeStep(core);

@@ -33,6 +33,8 @@ export interface ModelInfo {
 export interface SerializedError {
   readonly code: ErrorCode;
   readonly message: string;
+  /** The request field at fault (OpenAI's error.param), when known. */
+  readonly param?: string | null;
 }
 
 export type ToWorker =

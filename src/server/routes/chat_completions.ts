@@ -1,24 +1,31 @@
 // POST /v1/chat/completions: messages rendered with the model's chat template, then the same
 // generation path as completions; streaming sends a role delta first, then content deltas.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { prepareChat, type ChatConversation, type PreparedChat } from '../chat_prompt.ts';
 import { checkModelName, checkNotDraining, requestLimits, stopList, type ServerContext } from '../context.ts';
-import { Generation, requireTokenizer } from '../generation.ts';
-import { chatCompletionRequestSchema, messageText, type ChatCompletionRequest } from '../schemas/openai.ts';
+import { Generation } from '../generation.ts';
+import { chatCompletionRequestSchema, type ChatCompletionRequest } from '../schemas/openai.ts';
 import { withMaxTokens } from '../schemas/sampling.ts';
 import { streamGeneration } from '../stream_generation.ts';
+import { structuredOutputOf, type StructuredOutputFields } from '../structured/request_grammar.ts';
+import { ChatChoiceOutput } from '../tools/chat_output.ts';
+import { chatToolRequest, templateMessages, type ChatToolFields } from '../tools/chat_tools.ts';
 import { chatLogprobs, type ChatTokenLogprob } from './logprobs_format.ts';
 import { generationOptions, usageBody } from './shared.ts';
 import { watchClient } from '../client_signal.ts';
 
-export function renderChatPrompt(ctx: ServerContext, body: Pick<ChatCompletionRequest, 'messages' | 'add_generation_prompt' | 'chat_template_kwargs'>): number[] {
-  const tokenizer = requireTokenizer(ctx.tokenizer, 'chat completion');
-  // Template failures are EngineErrors (400) already.
-  const text = tokenizer.applyChatTemplate(
-    body.messages.map((m) => ({ role: m.role, content: messageText(m) })),
-    { addGenerationPrompt: body.add_generation_prompt ?? true, templateKwargs: body.chat_template_kwargs ?? undefined },
-  );
-  // The template already holds BOS and the turn markers.
-  return tokenizer.encode(text, { addSpecialTokens: false });
+type ChatBody = Pick<ChatCompletionRequest, 'messages' | 'add_generation_prompt' | 'chat_template_kwargs'> & ChatToolFields & StructuredOutputFields;
+
+/** The prompt, output grammar and tool-call parsing of a chat request (also /tokenize's prompt). */
+export function renderChatPrompt(ctx: ServerContext, body: ChatBody): PreparedChat {
+  const conversation: ChatConversation = {
+    messages: templateMessages(body.messages),
+    tools: chatToolRequest(body),
+    format: structuredOutputOf(body),
+    addGenerationPrompt: body.add_generation_prompt ?? true,
+    templateKwargs: body.chat_template_kwargs ?? null,
+  };
+  return prepareChat(ctx, conversation);
 }
 
 export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext): void {
@@ -27,37 +34,54 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     checkNotDraining(ctx);
     const { body, sampling } = schema.parse(request.body);
     const model = checkModelName(ctx, body.model);
-    const prompt = renderChatPrompt(ctx, body);
+    const prepared = renderChatPrompt(ctx, body);
+    const prompt = prepared.prompt;
     const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? Math.max(1, ctx.maxModelLen - prompt.length);
     const params = withMaxTokens(sampling, maxTokens);
     const logprobs = params.logprobs;
     const generation = await Generation.start(
       ctx.engine,
       ctx.tokenizer,
-      { prompts: [prompt], params, stop: stopList(body.stop), includeStopStr: body.include_stop_str_in_output ?? false, skipSpecialTokens: body.skip_special_tokens ?? true, cacheSalt: body.cache_salt },
+      {
+        prompts: [prompt],
+        params,
+        stop: stopList(body.stop),
+        includeStopStr: body.include_stop_str_in_output ?? false,
+        skipSpecialTokens: body.skip_special_tokens ?? true,
+        cacheSalt: body.cache_salt,
+        structuredOutput: prepared.structuredOutput,
+      },
       generationOptions(ctx, request),
     );
     const id = `chatcmpl-${generation.id}`;
     const created = Math.floor(Date.now() / 1000);
     const asIds = body.return_tokens_as_token_ids ?? false;
     const formatLogprobs = (entries: Parameters<typeof chatLogprobs>[2] | null) => (logprobs === null ? null : { content: chatLogprobs(ctx.tokenizer, asIds, entries ?? []) });
+    // Per choice: the text, through the tool-call parser when tools were offered.
+    const outputs = Array.from({ length: generation.numChoices }, () => new ChatChoiceOutput(prepared.parseToolCalls));
 
     if (body.stream) {
       return streamGeneration(ctx, request, reply, generation, {
         id, object: 'chat.completion.chunk', created, model, includeUsage: body.stream_options?.include_usage ?? false,
         leadingChoices: Array.from({ length: generation.numChoices }, (_, index) => ({ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null })),
-        piece: (e) => ({
-          text: e.text,
-          numLogprobs: e.logprobs?.length ?? 0,
-          fields: { delta: e.text === '' && e.finishReason !== null ? {} : { content: e.text }, logprobs: formatLogprobs(e.logprobs) },
-        }),
+        piece: (e) => {
+          const out = outputs[e.index]!;
+          const delta = out.push(e.text, e.finishReason !== null); // tool-call markup becomes delta.tool_calls
+          return {
+            text: delta?.content ?? '',
+            numLogprobs: e.logprobs?.length ?? 0,
+            showsSomething: delta !== null,
+            finishReason: out.finishReason(e.finishReason),
+            fields: { delta: delta ?? {}, logprobs: formatLogprobs(e.logprobs) },
+          };
+        },
       });
     }
 
-    const states = Array.from({ length: generation.numChoices }, () => ({ text: '', logprobs: [] as ChatTokenLogprob[], finishReason: null as string | null, stopReason: null as number | string | null }));
+    const states = Array.from({ length: generation.numChoices }, () => ({ logprobs: [] as ChatTokenLogprob[], finishReason: null as string | null, stopReason: null as number | string | null }));
     for await (const e of generation.events()) {
       const s = states[e.index];
-      s.text += e.text;
+      outputs[e.index]!.push(e.text, e.finishReason !== null);
       if (e.logprobs) s.logprobs.push(...chatLogprobs(ctx.tokenizer, asIds, e.logprobs));
       if (e.finishReason !== null) [s.finishReason, s.stopReason] = [e.finishReason, e.stopReason];
     }
@@ -66,9 +90,9 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
       id, object: 'chat.completion', created, model,
       choices: states.map((s, index) => ({
         index,
-        message: { role: 'assistant', content: s.text },
+        message: outputs[index]!.message(),
         logprobs: logprobs === null ? null : { content: s.logprobs },
-        finish_reason: s.finishReason,
+        finish_reason: outputs[index]!.finishReason(s.finishReason),
         stop_reason: s.stopReason,
       })),
       usage: usageBody(generation),

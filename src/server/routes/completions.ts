@@ -6,6 +6,7 @@ import { Generation, requireTokenizer, type ChoiceEvent } from '../generation.ts
 import { completionRequestSchema, type CompletionRequest } from '../schemas/openai.ts';
 import { withMaxTokens } from '../schemas/sampling.ts';
 import { streamGeneration } from '../stream_generation.ts';
+import { structuredOutputOf } from '../structured/request_grammar.ts';
 import { CompletionLogprobsBuilder, mergeCompletionLogprobs, type CompletionLogprobs } from './logprobs_format.ts';
 import { generationOptions, usageBody } from './shared.ts';
 import { watchClient } from '../client_signal.ts';
@@ -50,7 +51,15 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     const generation = await Generation.start(
       ctx.engine,
       ctx.tokenizer,
-      { prompts: prompts.map((p) => p.ids), params, stop, includeStopStr: body.include_stop_str_in_output ?? false, skipSpecialTokens: body.skip_special_tokens ?? true, cacheSalt: body.cache_salt },
+      {
+        prompts: prompts.map((p) => p.ids),
+        params,
+        stop,
+        includeStopStr: body.include_stop_str_in_output ?? false,
+        skipSpecialTokens: body.skip_special_tokens ?? true,
+        cacheSalt: body.cache_salt,
+        structuredOutput: structuredOutputOf(body),
+      },
       generationOptions(ctx, request),
     );
     const id = `cmpl-${generation.id}`;

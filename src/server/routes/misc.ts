@@ -33,7 +33,7 @@ export function registerMiscRoutes(app: FastifyInstance, ctx: ServerContext): vo
     checkModelName(ctx, body.model);
     const tokens = 'prompt' in body
       ? requireTokenizer(ctx.tokenizer, 'tokenize').encode(body.prompt, { addSpecialTokens: body.add_special_tokens ?? true })
-      : renderChatPrompt(ctx, body);
+      : renderChatPrompt(ctx, body).prompt;
     return { count: tokens.length, max_model_len: ctx.maxModelLen, tokens };
   });
 

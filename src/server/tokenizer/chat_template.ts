@@ -24,22 +24,47 @@ const SYSTEM_PROMPT =
   "{%- for m in messages -%}{%- if m['role'] == 'system' -%}{{ ns.sep }}{{ m['content'] }}{%- set ns.sep = '\\n\\n' -%}{%- endif -%}{%- endfor -%}";
 
 const UNSUPPORTED_ROLE =
-  "{%- elif m['role'] != 'system' -%}{{ raise_exception('this chat template supports the roles system, user and assistant, not ' ~ m['role']) }}";
+  "{%- elif m['role'] != 'system' -%}{{ raise_exception('this chat template does not support the role ' ~ m['role']) }}";
+
+/** The tools section of the system prompt: the functions as JSON, and the call markup to use. */
+const TOOLS_PROMPT =
+  '{%- if tools -%}{{ ns.sep }}## Tools\n<tools>' +
+  "{%- for tool in tools -%}{{ '\\n' }}{{ tool | tojson }}{%- endfor -%}" +
+  "{{ '\\n</tools>\\nCall them as <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\\n```json\\nARGUMENTS\\n```" +
+  "<｜tool▁call▁end｜><｜tool▁calls▁end｜>, one call per line.' }}{%- endif -%}";
+
+/** An assistant message's calls in DeepSeek-V3 markup (src/server/tools/deepseek_markup.ts). */
+const TOOL_CALLS =
+  "{%- if m['tool_calls'] -%}<｜tool▁calls▁begin｜>{%- for c in m['tool_calls'] -%}" +
+  "{%- if not loop.first -%}{{ '\\n' }}{%- endif -%}" +
+  "<｜tool▁call▁begin｜>function<｜tool▁sep｜>{{ c['function']['name'] }}{{ '\\n```json\\n' }}{{ c['function']['arguments'] }}{{ '\\n```' }}<｜tool▁call▁end｜>" +
+  '{%- endfor -%}<｜tool▁calls▁end｜>{%- endif -%}';
 
 /**
- * DeepSeek-V3 format: BOS, system prompt, then `<｜User｜>q<｜Assistant｜>a<｜end▁of▁sentence｜>` turns.
- * With a `thinking` kwarg (DeepSeek-V3.1/V3.2 convention) the generation prompt ends in `<think>`
- * (thinking) or `</think>` (chat), and earlier assistant turns carry `</think>` (reasoning dropped).
+ * DeepSeek-V3 format: BOS, system prompt (+ tools), then `<｜User｜>q<｜Assistant｜>a<｜end▁of▁sentence｜>`
+ * turns. With a `thinking` kwarg (DeepSeek-V3.1/V3.2 convention) the generation prompt ends in
+ * `<think>` (thinking) or `</think>` (chat), and earlier assistant turns carry `</think>` (reasoning
+ * dropped). Tool calls and results follow DeepSeek-V3's template: results go in
+ * `<｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>r<｜tool▁output▁end｜>...<｜tool▁outputs▁end｜>`, after
+ * which the assistant turn continues without a new `<｜Assistant｜>`.
  */
 export const DEEPSEEK_CHAT_TEMPLATE =
   '{{ bos_token }}' +
   SYSTEM_PROMPT +
+  TOOLS_PROMPT +
+  '{%- set ns.tool = false -%}' +
   '{%- for m in messages -%}' +
-  `{%- if m['role'] == 'user' -%}${DEEPSEEK_SPECIAL.user}{{ m['content'] }}` +
-  `{%- elif m['role'] == 'assistant' -%}${DEEPSEEK_SPECIAL.assistant}{%- if thinking is defined -%}</think>{%- endif -%}{{ m['content'] }}${DEEPSEEK_SPECIAL.end}` +
+  `{%- if m['role'] == 'user' -%}{%- if ns.tool -%}<｜tool▁outputs▁end｜>{%- set ns.tool = false -%}{%- endif -%}${DEEPSEEK_SPECIAL.user}{{ m['content'] }}` +
+  "{%- elif m['role'] == 'assistant' -%}" +
+  `{%- if ns.tool -%}<｜tool▁outputs▁end｜>{%- set ns.tool = false -%}{%- else -%}${DEEPSEEK_SPECIAL.assistant}{%- if thinking is defined -%}</think>{%- endif -%}{%- endif -%}` +
+  `{{ m['content'] }}${TOOL_CALLS}${DEEPSEEK_SPECIAL.end}` +
+  "{%- elif m['role'] == 'tool' -%}" +
+  "{%- if ns.tool -%}{{ '\\n' }}{%- else -%}<｜tool▁outputs▁begin｜>{%- set ns.tool = true -%}{%- endif -%}" +
+  "<｜tool▁output▁begin｜>{{ m['content'] }}<｜tool▁output▁end｜>" +
   UNSUPPORTED_ROLE +
   '{%- endif -%}{%- endfor -%}' +
-  `{%- if add_generation_prompt -%}${DEEPSEEK_SPECIAL.assistant}` +
+  '{%- if ns.tool -%}<｜tool▁outputs▁end｜>' +
+  `{%- elif add_generation_prompt -%}${DEEPSEEK_SPECIAL.assistant}` +
   "{%- if thinking is defined -%}{{ '<think>' if thinking else '</think>' }}{%- endif -%}{%- endif -%}";
 
 /** For vocabularies without DeepSeek's role tokens. */

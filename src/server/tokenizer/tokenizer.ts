@@ -7,6 +7,7 @@ import { Tokenizer } from '@huggingface/tokenizers';
 import { CheckpointError } from '../../common/errors.ts';
 import { builtinChatTemplate, ChatTemplate, configChatTemplate, type ChatMessage, type ChatTemplateOptions } from './chat_template.ts';
 import { IncrementalDetokenizer } from './incremental_detokenizer.ts';
+import { templateToolCallFormat, type ToolCallFormat } from '../tools/deepseek_markup.ts';
 
 export type { ChatMessage, ChatTemplateOptions } from './chat_template.ts';
 
@@ -19,6 +20,8 @@ export interface TextTokenizer {
   readonly specialTokenIds: ReadonlySet<number>;
   /** True when the model ships its own chat template; applyChatTemplate falls back to a built-in one. */
   readonly hasChatTemplate: boolean;
+  /** The tool-call markup the chat template renders; null when it renders no tool calls. */
+  readonly toolCallFormat: ToolCallFormat | null;
   /**
    * `addSpecialTokens` (default true) adds BOS/EOS as tokenizer_config `add_bos_token` /
    * `add_eos_token` say, or as tokenizer.json's post-processor does when the config sets neither.
@@ -76,6 +79,7 @@ class HfTextTokenizer implements TextTokenizer {
   readonly eosTokenId: number | null;
   readonly specialTokenIds: ReadonlySet<number>;
   readonly hasChatTemplate: boolean;
+  readonly toolCallFormat: ToolCallFormat | null;
   private readonly hf: Tokenizer;
   private readonly chatTemplate: ChatTemplate;
   /** tokenizer_config add_bos_token/add_eos_token, or null to let the post-processor decide. */
@@ -108,6 +112,7 @@ class HfTextTokenizer implements TextTokenizer {
     this.chatTemplate = template
       ? new ChatTemplate(template, specials)
       : new ChatTemplate(builtinChatTemplate((t) => vocab.has(t)), { ...specials, bos_token: tokenText(this.bosTokenId), eos_token: tokenText(this.eosTokenId) });
+    this.toolCallFormat = templateToolCallFormat(this.chatTemplate.source);
   }
 
   encode(text: string, options: { addSpecialTokens?: boolean } = {}): number[] {

@@ -161,6 +161,30 @@ describe('applyChatTemplate', () => {
     assert.ok(thinking.endsWith(`<｜Assistant｜></think>Hello!${EOS}<｜User｜>2+2?<｜Assistant｜><think>`), thinking);
   });
 
+  it('renders tools, tool calls and tool results in DeepSeek-V3 markup', () => {
+    const t = load(variant({ config: (c) => delete c.chat_template }));
+    const tool = { type: 'function', function: { name: 'lookup_verse', parameters: { type: 'object' } } };
+    const call = (name: string, args: string) => ({ id: `call_${name}`, type: 'function', function: { name, arguments: args } });
+    const conversation = [
+      { role: 'user', content: 'Genesis 1:3?' },
+      { role: 'assistant', content: '', tool_calls: [call('lookup_verse', '{"chapter": 1}'), call('now', '{}')] },
+      { role: 'tool', content: 'And God said', tool_call_id: 'call_lookup_verse' },
+      { role: 'tool', content: 'noon', tool_call_id: 'call_now' },
+    ];
+    const text = t.applyChatTemplate(conversation, { addGenerationPrompt: true, templateKwargs: { tools: [tool] } });
+    const expected =
+      `${BOS}## Tools\n<tools>\n${JSON.stringify(tool).replaceAll(',', ', ').replaceAll(':', ': ')}\n</tools>\n` +
+      'Call them as <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\nARGUMENTS\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>, one call per line.' +
+      '<｜User｜>Genesis 1:3?<｜Assistant｜><｜tool▁calls▁begin｜>' +
+      '<｜tool▁call▁begin｜>function<｜tool▁sep｜>lookup_verse\n```json\n{"chapter": 1}\n```<｜tool▁call▁end｜>\n' +
+      `<｜tool▁call▁begin｜>function<｜tool▁sep｜>now\n\`\`\`json\n{}\n\`\`\`<｜tool▁call▁end｜><｜tool▁calls▁end｜>${EOS}` +
+      '<｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>And God said<｜tool▁output▁end｜>\n<｜tool▁output▁begin｜>noon<｜tool▁output▁end｜><｜tool▁outputs▁end｜>';
+    assert.equal(text, expected);
+    // The answer after the results continues the assistant turn; a later user turn closes the results.
+    const answered = [...conversation, { role: 'assistant', content: 'Let there be light.' }, { role: 'user', content: 'Thanks' }];
+    assert.ok(t.applyChatTemplate(answered, { addGenerationPrompt: true }).endsWith(`<｜tool▁outputs▁end｜>Let there be light.${EOS}<｜User｜>Thanks<｜Assistant｜>`));
+  });
+
   it('falls back to a plain User/Assistant format without DeepSeek role tokens', () => {
     const dropRoles = (tok: Record<string, any>): void => {
       tok.added_tokens = tok.added_tokens.filter((a: { content: string }) => !a.content.includes('User') && !a.content.includes('Assistant'));
@@ -173,7 +197,7 @@ describe('applyChatTemplate', () => {
   it('reports template errors as 400-class EngineErrors', () => {
     const isBadRequest = (pattern: RegExp) => (e: unknown) => e instanceof EngineError && e.code === 'DSV_ERR_INVALID_REQUEST' && pattern.test(e.message);
     const t = load();
-    assert.throws(() => t.applyChatTemplate([{ role: 'tool', content: 'x' }], { addGenerationPrompt: true }), isBadRequest(/roles system, user and assistant, not tool/));
+    assert.throws(() => t.applyChatTemplate([{ role: 'function', content: 'x' }], { addGenerationPrompt: true }), isBadRequest(/does not support the role function/));
     const broken = load(variant({ config: (c) => (c.chat_template = '{% if %}') }));
     assert.throws(() => broken.applyChatTemplate(chat, { addGenerationPrompt: true }), isBadRequest(/chat template failed/));
     const raising = load(variant({ config: (c) => (c.chat_template = "{{ raise_exception('no system prompts') }}") }));
