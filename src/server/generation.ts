@@ -33,7 +33,8 @@ export interface ChoiceEvent {
 
 /** Callbacks for metrics; times are performance.now() milliseconds on the HTTP thread. */
 export interface GenerationObserver {
-  onTokens?(choice: number, count: number, now: number): void;
+  /** `numPromptTokens`: the choice's prompt length (vLLM counts it at a request's first token). */
+  onTokens?(choice: number, count: number, now: number, numPromptTokens: number): void;
   onFinish?(info: { reason: FinishReason; promptTokens: number; outputTokens: number; queueTimeMs: number | null; arrival: number; firstTokenAt: number | null; now: number }): void;
 }
 
@@ -131,7 +132,7 @@ export class Generation {
     const now = performance.now();
     if (delta.newTokenIds.length > 0) {
       choice.firstTokenAt ??= now;
-      this.observer.onTokens?.(choice.index, delta.newTokenIds.length, now);
+      this.observer.onTokens?.(choice.index, delta.newTokenIds.length, now, delta.numPromptTokens);
     }
     let text = choice.detok ? choice.detok.push(delta.newTokenIds) : '';
     let stopString: string | null = null;
