@@ -46,7 +46,14 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     }),
   );
   const app = buildApp(ctx, { bodyLimit: config.maxRequestBody, apiKeys: config.apiKey ?? [], logger });
-  const address = await app.listen({ host: config.host, port: config.port });
+  let address: string;
+  try {
+    address = await app.listen({ host: config.host, port: config.port });
+  } catch (err) {
+    // The engine worker would keep the process alive: stop it, then report.
+    await engine.shutdown();
+    throw listenError(config, err);
+  }
   const info = engine.info;
   logger.info(
     {
@@ -70,4 +77,12 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     return draining;
   };
   return { app, ctx, address, drainAndClose, engineFailure };
+}
+
+/** Names the address and the system's reason (EADDRINUSE, EADDRNOTAVAIL, ENOTFOUND for an unknown host, ...). */
+function listenError(config: ServerConfig, err: unknown): Error {
+  const e = err as NodeJS.ErrnoException;
+  const reason = e.code ?? 'error';
+  const detail = e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN' ? 'the host name does not resolve' : (e.message ?? String(err));
+  return new Error(`cannot listen on ${config.host}:${config.port}: ${reason} (${detail}); check --host and --port`, { cause: err });
 }

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -104,4 +105,34 @@ test('SIGTERM drains: readiness 503, in-flight requests finish, new ones are ref
   assert.equal(((await done.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens, 150);
   const [code] = await once(child, 'exit');
   assert.equal(code, 0, log);
+});
+
+test('a listen failure after the model loaded exits non-zero at once, naming the address', async () => {
+  const busy = net.createServer();
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+  const busyPort = (busy.address() as net.AddressInfo).port;
+  const cases = [
+    { flags: ['--port', String(busyPort)], expect: new RegExp(`127\\.0\\.0\\.1:${busyPort}.*(EADDRINUSE|in use)`) },
+    { flags: ['--host', 'no-such-host.invalid'], expect: /no-such-host\.invalid.*(ENOTFOUND|EAI_AGAIN)/ },
+    { flags: ['--host', '192.0.2.1'], expect: /192\.0\.2\.1.*EADDRNOTAVAIL/ },
+  ];
+  try {
+    await Promise.all(
+      cases.map(async ({ flags, expect }) => {
+        const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--model', FIXTURE_DIR, '--port', '0', ...flags], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+        let output = '';
+        child.stdout.on('data', (d) => (output += d));
+        child.stderr.on('data', (d) => (output += d));
+        const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+        const [code, signal] = (await once(child, 'exit')) as [number | null, string | null];
+        clearTimeout(timer);
+        assert.equal(signal, null, `${flags.join(' ')}: hung and was killed: ${output}`);
+        assert.equal(code, 1, `${flags.join(' ')}: ${output}`);
+        assert.match(output, expect);
+        assert.match(output, /cannot listen/);
+      }),
+    );
+  } finally {
+    busy.close();
+  }
 });
