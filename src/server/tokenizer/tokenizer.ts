@@ -1,10 +1,10 @@
 // The text side of the server: a model directory's Hugging Face tokenizer (tokenizer.json +
 // tokenizer_config.json, run by @huggingface/tokenizers) behind a small interface in token ids.
 // The engine never sees text; this module is its only translator.
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { CheckpointError } from '../../common/errors.ts';
+import { modelFileExists, resolveModelFile } from '../../common/model_files.ts';
 import { builtinChatTemplate, ChatTemplate, configChatTemplate, type ChatMessage, type ChatTemplateOptions } from './chat_template.ts';
 import { IncrementalDetokenizer } from './incremental_detokenizer.ts';
 
@@ -57,14 +57,16 @@ const KNOWN_EOS = ['<｜end▁of▁sentence｜>', '</s>', '<|end_of_text|>', '<|
  * CheckpointError (DSV_ERR_CONFIG) whose message starts with the file's path.
  */
 export function loadTokenizer(modelDir: string): TextTokenizer | null {
-  const tokenizerPath = join(modelDir, TOKENIZER_FILE);
-  if (!existsSync(tokenizerPath)) return null;
+  // Each file gets config.json's checks before it is opened: a regular file inside the directory.
+  const checked = (name: string): string | null => (modelFileExists(modelDir, name) ? resolveModelFile(modelDir, name, name, name, 'DSV_ERR_CONFIG') : null);
+  const tokenizerPath = checked(TOKENIZER_FILE);
+  if (tokenizerPath === null) return null;
+  const configPath = checked(CONFIG_FILE);
+  const templatePath = checked(TEMPLATE_FILE);
   const tokenizerJson = readJsonObject(tokenizerPath);
-  const configPath = join(modelDir, CONFIG_FILE);
-  const config = existsSync(configPath) ? readJsonObject(configPath) : {};
-  const templatePath = join(modelDir, TEMPLATE_FILE);
+  const config = configPath === null ? {} : readJsonObject(configPath);
   // transformers saves the template to chat_template.jinja and prefers it over the config entry.
-  const template = existsSync(templatePath) ? readText(templatePath) : configChatTemplate(config.chat_template);
+  const template = templatePath === null ? configChatTemplate(config.chat_template) : readText(templatePath);
   return new HfTextTokenizer(tokenizerPath, tokenizerJson, config, template);
 }
 
