@@ -8,6 +8,7 @@ import { readModelConfig } from '../engine/checkpoint/config.ts';
 import { buildApp } from './app.ts';
 import type { ServerContext } from './context.ts';
 import { ServerMetrics } from './metrics.ts';
+import { checkStartupSizes } from './startup_checks.ts';
 import { loadTokenizer } from './tokenizer/tokenizer.ts';
 
 export interface RunningServer {
@@ -28,6 +29,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   if (maxModelLen > modelConfig.maxPositionEmbeddings) {
     throw new ConfigError(`--max-model-len ${maxModelLen} exceeds the model's max_position_embeddings (${modelConfig.maxPositionEmbeddings})`);
   }
+  checkStartupSizes(config, modelConfig); // before anything is allocated: names the flag
   const tokenizer = loadTokenizer(config.model);
   const engine = await EngineClient.start({ ...toEngineWorkerData(config, maxModelLen), env: engineWorkerEnv() });
   const ctx: ServerContext = {
