@@ -2,6 +2,7 @@
 import type { EngineClient } from '../engine/engine_client.ts';
 import { EngineError } from '../common/errors.ts';
 import { resolveSamplingParams, type SamplingParams } from '../engine/sampling/sampling_params.ts';
+import type { ServerLimits } from './limits.ts';
 import type { ServerMetrics } from './metrics.ts';
 import type { TextTokenizer } from './tokenizer/tokenizer.ts';
 
@@ -10,8 +11,10 @@ export interface ServerContext {
   readonly tokenizer: TextTokenizer | null;
   /** The first name is the one reported in responses. */
   readonly servedModelNames: readonly string[];
+  /** The longest sequence served: --max-model-len, or less when the KV cache holds fewer tokens. */
   readonly maxModelLen: number;
   readonly maxLogprobs: number;
+  readonly limits: ServerLimits;
   readonly metrics: ServerMetrics;
   /** Set on SIGTERM: health turns 503 and new requests are refused. */
   readonly state: { draining: boolean };

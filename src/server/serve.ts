@@ -7,6 +7,7 @@ import { EngineClient } from '../engine/engine_client.ts';
 import { readModelConfig } from '../engine/checkpoint/config.ts';
 import { buildApp } from './app.ts';
 import type { ServerContext } from './context.ts';
+import { kvCapacityWarning, servableModelLen, type ServerLimits } from './limits.ts';
 import { ServerMetrics } from './metrics.ts';
 import { checkStartupSizes } from './startup_checks.ts';
 import { loadTokenizer } from './tokenizer/tokenizer.ts';
@@ -32,12 +33,21 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   checkStartupSizes(config, modelConfig); // before anything is allocated: names the flag
   const tokenizer = loadTokenizer(config.model);
   const engine = await EngineClient.start({ ...toEngineWorkerData(config, maxModelLen), env: engineWorkerEnv() });
+  const limits: ServerLimits = {
+    maxQueuedRequests: config.maxQueuedRequests,
+    maxQueuedTokens: config.maxQueuedTokens,
+    configuredMaxModelLen: maxModelLen,
+    kvCapacityTokens: engine.info.numKvBlocks * engine.info.blockSize,
+  };
+  const kvWarning = kvCapacityWarning(maxModelLen, limits.kvCapacityTokens);
+  if (kvWarning !== null) logger.warn({ max_model_len: maxModelLen, kv_tokens: limits.kvCapacityTokens }, kvWarning);
   const ctx: ServerContext = {
     engine,
     tokenizer,
     servedModelNames: config.servedModelName,
-    maxModelLen,
+    maxModelLen: servableModelLen(limits),
     maxLogprobs: config.maxLogprobs,
+    limits,
     metrics: new ServerMetrics(config.servedModelName[0]),
     state: { draining: false },
   };

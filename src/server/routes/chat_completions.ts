@@ -5,6 +5,7 @@ import { EngineError } from '../../common/errors.ts';
 import { checkModelName, checkNotDraining, stopList, toSamplingParams, type ServerContext } from '../context.ts';
 import { Generation, requireTokenizer } from '../generation.ts';
 import { chatCompletionRequestSchema, messageText, type ChatCompletionRequest } from '../schemas/openai.ts';
+import { checkAdmissible, defaultMaxTokens } from '../limits.ts';
 import { SseStream } from '../sse.ts';
 import { chatLogprobs, type ChatTokenLogprob } from './logprobs_format.ts';
 import { abortOnDisconnect, usageBody } from './shared.ts';
@@ -26,7 +27,8 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     const body = chatCompletionRequestSchema.parse(request.body);
     const model = checkModelName(ctx, body.model);
     const prompt = renderChatPrompt(ctx, body);
-    const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? Math.max(1, ctx.maxModelLen - prompt.length);
+    const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? defaultMaxTokens(ctx.limits, [prompt], { param: 'messages' });
+    checkAdmissible(ctx.limits, [prompt], body.n ?? 1);
     const logprobs = body.logprobs ? (body.top_logprobs ?? 0) : null;
     const params = toSamplingParams(ctx, body, { maxTokens, logprobs, promptLogprobs: null });
     const generation = await Generation.start(

@@ -4,6 +4,7 @@ import { EngineError } from '../../common/errors.ts';
 import { checkModelName, checkNotDraining, stopList, toSamplingParams, type ServerContext } from '../context.ts';
 import { Generation, requireTokenizer, type ChoiceEvent } from '../generation.ts';
 import { completionRequestSchema, type CompletionRequest } from '../schemas/openai.ts';
+import { checkAdmissible, defaultMaxTokens } from '../limits.ts';
 import { SseStream } from '../sse.ts';
 import { CompletionLogprobsBuilder, mergeCompletionLogprobs, type CompletionLogprobs } from './logprobs_format.ts';
 import { abortOnDisconnect, usageBody } from './shared.ts';
@@ -43,7 +44,9 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     const stop = stopList(body.stop);
     if (stop.length > 0) requireTokenizer(ctx.tokenizer, 'stop strings');
     const logprobs = body.logprobs ?? null;
-    const params = toSamplingParams(ctx, body, { maxTokens: body.max_tokens ?? DEFAULT_MAX_TOKENS, logprobs, promptLogprobs: body.echo && logprobs !== null ? logprobs : null });
+    checkAdmissible(ctx.limits, prompts.map((p) => p.ids), body.n ?? 1);
+    const maxTokens = body.max_tokens ?? defaultMaxTokens(ctx.limits, prompts.map((p) => p.ids), { cap: DEFAULT_MAX_TOKENS });
+    const params = toSamplingParams(ctx, body, { maxTokens, logprobs, promptLogprobs: body.echo && logprobs !== null ? logprobs : null });
     const generation = await Generation.start(
       ctx.engine,
       ctx.tokenizer,
