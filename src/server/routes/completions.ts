@@ -58,7 +58,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     const asIds = body.return_tokens_as_token_ids ?? false;
     const states: ChoiceState[] = Array.from({ length: generation.numChoices }, () => ({
       text: '', logprobs: null, finishReason: null, stopReason: null, started: false,
-      builder: logprobs !== null ? new CompletionLogprobsBuilder(ctx.tokenizer, asIds) : null,
+      builder: logprobs !== null ? new CompletionLogprobsBuilder(ctx.tokenizer, asIds, 0, body.skip_special_tokens ?? true) : null,
     }));
     // The text and logprobs one event adds to its choice (echo puts the prompt first).
     const piece = (e: ChoiceEvent): { text: string; logprobs: CompletionLogprobs | null } => {
@@ -68,8 +68,9 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
       if (!s.started) {
         s.started = true;
         const prompt = prompts[e.promptIndex];
-        if (body.echo) text = (prompt.text ?? ctx.tokenizer?.decode(prompt.ids, { skipSpecialTokens: false }) ?? '') + text;
-        if (body.echo && s.builder && e.promptLogprobs) lp = s.builder.format(e.promptLogprobs, prompt.ids);
+        const echoed = body.echo ? (prompt.text ?? ctx.tokenizer?.decode(prompt.ids, { skipSpecialTokens: false }) ?? '') : '';
+        text = echoed + text;
+        if (body.echo && s.builder && e.promptLogprobs) lp = s.builder.format(e.promptLogprobs, prompt.ids, echoed);
       }
       if (s.builder && e.logprobs) lp = mergeCompletionLogprobs(lp, s.builder.format(e.logprobs, e.tokenIds));
       return { text, logprobs: lp ?? (s.builder ? { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] } : null) };

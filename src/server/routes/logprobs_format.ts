@@ -11,7 +11,11 @@ export interface CompletionLogprobs {
   text_offset: number[];
 }
 
-/** Accumulates completions-style logprobs; text offsets run over the choice's text. */
+/**
+ * Accumulates completions-style logprobs; text_offset[i] is where token i starts in the choice's
+ * text. A token the text does not show (a BOS the tokenizer added to a text prompt, a special
+ * token dropped by skip_special_tokens) takes no room.
+ */
 export class CompletionLogprobsBuilder {
   private offset: number;
 
@@ -19,22 +23,36 @@ export class CompletionLogprobsBuilder {
     private readonly tokenizer: TextTokenizer | null,
     private readonly asTokenIds: boolean,
     startOffset = 0,
+    private readonly skipSpecialTokens = true,
   ) {
     this.offset = startOffset;
   }
 
-  /** Formats entries (null = the first prompt token, which has no logprob). */
-  format(entries: readonly (SampledLogprobs | null)[], tokenIds: readonly number[]): CompletionLogprobs {
+  /**
+   * Formats entries (null = the first prompt token, which has no logprob). `shownText` is the text
+   * these tokens appear as (the echoed prompt): a token advances the offset where the text shows it.
+   */
+  format(entries: readonly (SampledLogprobs | null)[], tokenIds: readonly number[], shownText?: string): CompletionLogprobs {
     const out: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+    const start = this.offset;
     entries.forEach((e, i) => {
       const label = tokenLabel(this.tokenizer, tokenIds[i], this.asTokenIds);
       out.tokens.push(label);
       out.token_logprobs.push(e ? e.logprob : null);
       out.top_logprobs.push(e ? Object.fromEntries(e.topLogprobs.map((t) => [tokenLabel(this.tokenizer, t.tokenId, this.asTokenIds), t.logprob])) : null);
       out.text_offset.push(this.offset);
-      this.offset += this.asTokenIds || !this.tokenizer ? 0 : label.length;
+      this.offset += this.width(tokenIds[i], label, shownText, this.offset - start);
     });
+    if (shownText !== undefined && this.tokenizer && !this.asTokenIds) this.offset = start + shownText.length;
     return out;
+  }
+
+  /** Characters token `id` (shown as `label`) takes in the choice's text. */
+  private width(id: number, label: string, shownText: string | undefined, at: number): number {
+    if (this.asTokenIds || !this.tokenizer) return 0;
+    const special = this.tokenizer.specialTokenIds.has(id);
+    if (shownText !== undefined) return shownText.startsWith(label, at) || !special ? label.length : 0;
+    return special && this.skipSpecialTokens ? 0 : label.length;
   }
 }
 
