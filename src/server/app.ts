@@ -2,9 +2,9 @@
 // use app.inject and a real socket alike.
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import { EngineError } from '../common/errors.ts';
+import { EngineError, type ErrorCode } from '../common/errors.ts';
 import type { ServerContext } from './context.ts';
-import { errorBody, toHttpError } from './http_errors.ts';
+import { errorBody, toHttpError, truncate } from './http_errors.ts';
 import { registerChatCompletions } from './routes/chat_completions.ts';
 import { registerCompletions } from './routes/completions.ts';
 import { registerMiscRoutes } from './routes/misc.ts';
@@ -16,6 +16,7 @@ export interface AppOptions {
 }
 
 const OPEN_ROUTES = new Set(['/health', '/metrics']);
+const SERVER_FAULTS = new Set<ErrorCode>(['DSV_ERR_INTERNAL', 'DSV_ERR_CONFIG', 'DSV_ERR_CHECKPOINT']);
 
 /** Constant-time check of a bearer token against every configured key. */
 function authorized(header: string | undefined, keyDigests: readonly Buffer[]): boolean {
@@ -48,12 +49,13 @@ export function buildApp(ctx: ServerContext, options: AppOptions): FastifyInstan
 
   app.setErrorHandler((err, request, reply) => {
     const [status, body] = toHttpError(err);
-    if (status >= 500) request.log.error({ err }, 'request failed');
+    // Only a fault of the server is an error with a stack; refusals by design (503 while draining) are not.
+    if (SERVER_FAULTS.has(body.error.code)) request.log.error({ err }, 'request failed');
     else request.log.info({ code: body.error.code, status }, body.error.message);
     void reply.code(status).send(body);
   });
   app.setNotFoundHandler((request, reply) => {
-    void reply.code(404).send(errorBody('DSV_ERR_NOT_FOUND', `route ${request.method} ${request.url.split('?')[0]} not found`));
+    void reply.code(404).send(errorBody('DSV_ERR_NOT_FOUND', `route ${request.method} ${truncate(request.url.split('?')[0], 128)} not found`));
   });
 
   ctx.engine.on('stats', (s) => ctx.metrics.onStepStats(s));

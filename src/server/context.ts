@@ -2,6 +2,7 @@
 import type { EngineClient } from '../engine/engine_client.ts';
 import { EngineError } from '../common/errors.ts';
 import { resolveSamplingParams, type SamplingParams } from '../engine/sampling/sampling_params.ts';
+import { truncate } from './http_errors.ts';
 import type { ServerLimits } from './limits.ts';
 import type { ServerMetrics } from './metrics.ts';
 import type { TextTokenizer } from './tokenizer/tokenizer.ts';
@@ -22,7 +23,7 @@ export interface ServerContext {
 
 export function checkModelName(ctx: ServerContext, model: string | undefined): string {
   if (model !== undefined && !ctx.servedModelNames.includes(model)) {
-    throw new EngineError('DSV_ERR_MODEL_NOT_FOUND', `The model \`${model}\` does not exist.`, { param: 'model' });
+    throw new EngineError('DSV_ERR_MODEL_NOT_FOUND', `The model \`${truncate(model, 128)}\` does not exist.`, { param: 'model' });
   }
   return ctx.servedModelNames[0];
 }

@@ -30,8 +30,16 @@ export interface ErrorBody {
   readonly error: { readonly message: string; readonly type: string; readonly param: string | null; readonly code: ErrorCode };
 }
 
+/** Messages may quote user input (a model name, a path): never more than this much of it goes back. */
+export const MAX_ERROR_MESSAGE_CHARS = 512;
+
 export function errorBody(code: ErrorCode, message: string, param: string | null = null): ErrorBody {
-  return { error: { message, type: HTTP_ERRORS[code].type, param, code } };
+  return { error: { message: truncate(message, MAX_ERROR_MESSAGE_CHARS), type: HTTP_ERRORS[code].type, param: param && truncate(param, 64), code } };
+}
+
+/** `text` cut to `max` characters, saying how much was left out. */
+export function truncate(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max)}... (${text.length - max} more characters)`;
 }
 
 /** Normalises anything thrown in a handler (or by fastify itself) to [status, body]. */
