@@ -16,6 +16,9 @@ export const ERROR_CODE_LIST = [
   'DSV_ERR_BODY_TOO_LARGE',
   'DSV_ERR_NO_TOKENIZER',
   'DSV_ERR_DRAINING',
+  'DSV_ERR_UNSUPPORTED_MEDIA_TYPE',
+  'DSV_ERR_HEADERS_TOO_LARGE',
+  'DSV_ERR_REQUEST_TIMEOUT',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODE_LIST)[number];

@@ -5,6 +5,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { EngineError, type ErrorCode } from '../common/errors.ts';
 import type { ServerContext } from './context.ts';
 import { errorBody, toHttpError, truncate } from './http_errors.ts';
+import { clientErrorHandler } from './node_errors.ts';
 import { registerChatCompletions } from './routes/chat_completions.ts';
 import { registerCompletions } from './routes/completions.ts';
 import { registerMiscRoutes } from './routes/misc.ts';
@@ -33,6 +34,7 @@ export function buildApp(ctx: ServerContext, options: AppOptions): FastifyInstan
     bodyLimit: options.bodyLimit,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
+    clientErrorHandler: clientErrorHandler(options.logger),
   });
   const keyDigests = options.apiKeys.map((k) => createHash('sha256').update(k).digest());
 
@@ -43,6 +45,14 @@ export function buildApp(ctx: ServerContext, options: AppOptions): FastifyInstan
       if (!authorized(request.headers.authorization, keyDigests)) throw new EngineError('DSV_ERR_UNAUTHORIZED', 'missing or invalid API key (send "Authorization: Bearer <key>")');
     });
   }
+  // Compressed request bodies are refused, as vLLM does: inflating them would need its own size
+  // guard (a 32 MiB gzip body can expand to gigabytes) for a feature no OpenAI client uses.
+  app.addHook('onRequest', async (request) => {
+    const encoding = request.headers['content-encoding'];
+    if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') {
+      throw new EngineError('DSV_ERR_UNSUPPORTED_MEDIA_TYPE', `content-encoding ${truncate(encoding, 32)} is not supported: send the request body uncompressed`);
+    }
+  });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', String(request.id));
   });

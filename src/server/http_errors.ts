@@ -20,6 +20,9 @@ export const HTTP_ERRORS = {
   DSV_ERR_BODY_TOO_LARGE: { status: 413, type: 'invalid_request_error' },
   DSV_ERR_NO_TOKENIZER: { status: 400, type: 'invalid_request_error' },
   DSV_ERR_DRAINING: { status: 503, type: 'server_error' },
+  DSV_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, type: 'invalid_request_error' },
+  DSV_ERR_HEADERS_TOO_LARGE: { status: 431, type: 'invalid_request_error' },
+  DSV_ERR_REQUEST_TIMEOUT: { status: 408, type: 'invalid_request_error' },
 } as const satisfies Record<ErrorCode, { status: number; type: string }>;
 
 export function httpStatus(code: ErrorCode): number {
@@ -52,6 +55,9 @@ export function toHttpError(err: unknown): [number, ErrorBody] {
   }
   const fe = err as Partial<FastifyError>;
   if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return [413, errorBody('DSV_ERR_BODY_TOO_LARGE', 'request body is too large')];
+  if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    return [415, errorBody('DSV_ERR_UNSUPPORTED_MEDIA_TYPE', 'unsupported content-type: send the body as application/json')];
+  }
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
     const code: ErrorCode = fe.statusCode === 404 ? 'DSV_ERR_NOT_FOUND' : 'DSV_ERR_INVALID_REQUEST';
     return [fe.statusCode === 404 ? 404 : 400, errorBody(code, fe.message ?? 'bad request')];
