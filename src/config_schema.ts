@@ -48,6 +48,8 @@ export interface ConfigValues {
   readonly logLevel: LogLevel;
   /** Bytes. */
   readonly maxRequestBody: number;
+  /** Seconds to receive one request's headers and body; 0 = no limit. */
+  readonly requestTimeout: number;
   /** Seconds. */
   readonly drainTimeout: number;
   readonly maxLogprobs: number;
@@ -272,6 +274,10 @@ const TABLE: { readonly [K in ConfigKey]: OptionSpec<K> } = {
   logLevel: row('logLevel', { valueName: 'LEVEL', codec: logLevel, default: 'info', help: `Log level: ${LOG_LEVELS.join(', ')}.` }),
   maxRequestBody: row('maxRequestBody', {
     valueName: 'BYTES', codec: byteSize, default: 32 * 2 ** 20, defaultText: '32MiB', help: 'Largest accepted request body.',
+  }),
+  requestTimeout: row('requestTimeout', {
+    valueName: 'SECONDS', codec: seconds, default: 30,
+    help: 'Longest time to receive one request, headers and body; a slower client gets 408 and its connection is closed. 0 = no limit.',
   }),
   drainTimeout: row('drainTimeout', {
     valueName: 'SECONDS', codec: seconds, default: 30, help: 'On SIGTERM, how long running requests may finish before the server stops.',

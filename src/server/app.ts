@@ -5,6 +5,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { EngineError, type ErrorCode } from '../common/errors.ts';
 import type { ServerContext } from './context.ts';
 import { errorBody, toHttpError, truncate } from './http_errors.ts';
+import { requestTimeoutOptions } from './connections.ts';
 import { clientErrorHandler } from './node_errors.ts';
 import { registerChatCompletions } from './routes/chat_completions.ts';
 import { registerCompletions } from './routes/completions.ts';
@@ -14,6 +15,8 @@ export interface AppOptions {
   readonly bodyLimit: number;
   readonly apiKeys: readonly string[];
   readonly logger: FastifyBaseLogger;
+  /** Seconds to receive one request; 0 or absent = no limit. */
+  readonly requestTimeout?: number;
 }
 
 const OPEN_ROUTES = new Set(['/health', '/metrics']);
@@ -29,8 +32,10 @@ function authorized(header: string | undefined, keyDigests: readonly Buffer[]): 
 }
 
 export function buildApp(ctx: ServerContext, options: AppOptions): FastifyInstance {
+  const timeouts = requestTimeoutOptions(options.requestTimeout ?? 0);
   const app = Fastify({
     loggerInstance: options.logger,
+    ...(timeouts && { requestTimeout: timeouts.requestTimeout, http: { headersTimeout: timeouts.headersTimeout, connectionsCheckingInterval: timeouts.connectionsCheckingInterval } }),
     bodyLimit: options.bodyLimit,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),

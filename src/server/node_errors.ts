@@ -26,7 +26,7 @@ const PARSE_ERRORS: Readonly<Record<string, string>> = {
 
 function classify(err: NodeJS.ErrnoException): [ErrorCode, string] {
   const code = err.code ?? '';
-  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return ['DSV_ERR_REQUEST_TIMEOUT', 'the request did not arrive in time; the connection is closed'];
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return ['DSV_ERR_REQUEST_TIMEOUT', 'the request did not arrive within --request-timeout; the connection is closed'];
   if (code === 'HPE_HEADER_OVERFLOW') return ['DSV_ERR_HEADERS_TOO_LARGE', 'request headers exceed the 16 KiB limit'];
   return ['DSV_ERR_INVALID_REQUEST', PARSE_ERRORS[code] ?? `malformed HTTP request (${code || 'parse error'})`];
 }

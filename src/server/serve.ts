@@ -57,7 +57,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       resolve(err);
     }),
   );
-  const app = buildApp(ctx, { bodyLimit: config.maxRequestBody, apiKeys: config.apiKey ?? [], logger });
+  const app = buildApp(ctx, { bodyLimit: config.maxRequestBody, apiKeys: config.apiKey ?? [], logger, requestTimeout: config.requestTimeout });
   let address: string;
   try {
     address = await app.listen({ host: config.host, port: config.port });

@@ -1,0 +1,84 @@
+// Connections cannot be hoarded: a request that does not arrive within --request-timeout gets a
+// 408 and its connection is closed. The server keeps serving throughout.
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { requestTimeoutOptions } from '../../src/server/connections.ts';
+import type { RunningServer } from '../../src/server/serve.ts';
+import { FIXTURE_DIR } from '../helpers/golden.ts';
+import { assertOpenAiError } from '../helpers/raw_http.ts';
+import { startTestServer } from '../helpers/server.ts';
+
+const REQUEST_TIMEOUT_S = 2;
+const API_KEY = 'test-key';
+
+interface Trickler {
+  readonly socket: net.Socket;
+  received: string;
+  closedAt: number | null;
+}
+
+/** A connection that sends a request's headers, then one body byte every 100 ms, forever. */
+function trickle(address: string, path = '/v1/completions'): Promise<Trickler> {
+  const url = new URL(address);
+  return new Promise((resolve) => {
+    const socket = net.connect(Number(url.port), url.hostname, () => {
+      socket.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${API_KEY}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"prompt": "`);
+      const timer = setInterval(() => socket.writable && socket.write('a'), 100);
+      socket.on('close', () => {
+        clearInterval(timer);
+        t.closedAt = performance.now();
+      });
+      resolve(t);
+    });
+    const t: Trickler = { socket, received: '', closedAt: null };
+    socket.on('data', (d) => (t.received += d));
+    socket.on('error', () => {});
+  });
+}
+
+async function healthWithin(server: RunningServer, ms: number): Promise<void> {
+  const t0 = performance.now();
+  const res = await fetch(`${server.address}/health`, { headers: { connection: 'close' } });
+  assert.equal(res.status, 200);
+  assert.ok(performance.now() - t0 < ms, `/health took ${(performance.now() - t0).toFixed(0)} ms`);
+}
+
+async function waitUntil(condition: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('connection limits', () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startTestServer(FIXTURE_DIR, ['--request-timeout', String(REQUEST_TIMEOUT_S), '--api-key', API_KEY]);
+  });
+  after(async () => {
+    await server.drainAndClose();
+  });
+
+  test('connections trickling their body are cut with a 408 after --request-timeout', async () => {
+    const t0 = performance.now();
+    const tricklers = await Promise.all(Array.from({ length: 10 }, () => trickle(server.address)));
+    await healthWithin(server, 1000);
+    await waitUntil(() => tricklers.every((t) => t.closedAt !== null), (REQUEST_TIMEOUT_S + 3) * 1000, 'the server to close every trickling connection');
+    for (const t of tricklers) {
+      const elapsed = (t.closedAt! - t0) / 1000;
+      assert.ok(elapsed >= REQUEST_TIMEOUT_S - 0.1 && elapsed < REQUEST_TIMEOUT_S + 2, `closed after ${elapsed.toFixed(2)} s`);
+      const [head, body] = t.received.split('\r\n\r\n');
+      assertOpenAiError({ status: Number(head.slice(9, 12)), body }, 408, 'DSV_ERR_REQUEST_TIMEOUT', /--request-timeout/);
+    }
+    await healthWithin(server, 1000);
+  });
+
+});
+
+test('--request-timeout maps to Node deadlines checked at a quarter of it', () => {
+  assert.equal(requestTimeoutOptions(0), null);
+  assert.deepEqual(requestTimeoutOptions(2), { requestTimeout: 2000, headersTimeout: 2000, connectionsCheckingInterval: 500 });
+  assert.deepEqual(requestTimeoutOptions(300), { requestTimeout: 300_000, headersTimeout: 60_000, connectionsCheckingInterval: 5000 });
+});
