@@ -19,6 +19,7 @@ export const ERROR_CODE_LIST = [
   'DSV_ERR_UNSUPPORTED_MEDIA_TYPE',
   'DSV_ERR_HEADERS_TOO_LARGE',
   'DSV_ERR_REQUEST_TIMEOUT',
+  'DSV_ERR_TOO_MANY_CONNECTIONS',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODE_LIST)[number];

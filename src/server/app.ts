@@ -5,7 +5,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { EngineError, type ErrorCode } from '../common/errors.ts';
 import type { ServerContext } from './context.ts';
 import { errorBody, toHttpError, truncate } from './http_errors.ts';
-import { requestTimeoutOptions } from './connections.ts';
+import { limitConnections, requestTimeoutOptions } from './connections.ts';
 import { clientErrorHandler } from './node_errors.ts';
 import { registerChatCompletions } from './routes/chat_completions.ts';
 import { registerCompletions } from './routes/completions.ts';
@@ -17,6 +17,8 @@ export interface AppOptions {
   readonly logger: FastifyBaseLogger;
   /** Seconds to receive one request; 0 or absent = no limit. */
   readonly requestTimeout?: number;
+  /** Open connections beyond this are refused with 503; absent = no limit. */
+  readonly maxConnections?: number;
 }
 
 const OPEN_ROUTES = new Set(['/health', '/metrics']);
@@ -41,6 +43,7 @@ export function buildApp(ctx: ServerContext, options: AppOptions): FastifyInstan
     genReqId: () => randomUUID(),
     clientErrorHandler: clientErrorHandler(options.logger),
   });
+  if (options.maxConnections !== undefined) limitConnections(app.server, options.maxConnections, options.logger);
   const keyDigests = options.apiKeys.map((k) => createHash('sha256').update(k).digest());
 
   if (keyDigests.length > 0) {

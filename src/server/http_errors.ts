@@ -23,6 +23,7 @@ export const HTTP_ERRORS = {
   DSV_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, type: 'invalid_request_error' },
   DSV_ERR_HEADERS_TOO_LARGE: { status: 431, type: 'invalid_request_error' },
   DSV_ERR_REQUEST_TIMEOUT: { status: 408, type: 'invalid_request_error' },
+  DSV_ERR_TOO_MANY_CONNECTIONS: { status: 503, type: 'server_error' },
 } as const satisfies Record<ErrorCode, { status: number; type: string }>;
 
 export function httpStatus(code: ErrorCode): number {

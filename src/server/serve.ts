@@ -7,6 +7,7 @@ import { EngineClient } from '../engine/engine_client.ts';
 import { readModelConfig } from '../engine/checkpoint/config.ts';
 import { buildApp } from './app.ts';
 import type { ServerContext } from './context.ts';
+import { autoMaxConnections } from './connections.ts';
 import { kvCapacityWarning, servableModelLen, type ServerLimits } from './limits.ts';
 import { ServerMetrics } from './metrics.ts';
 import { checkStartupSizes } from './startup_checks.ts';
@@ -57,7 +58,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       resolve(err);
     }),
   );
-  const app = buildApp(ctx, { bodyLimit: config.maxRequestBody, apiKeys: config.apiKey ?? [], logger, requestTimeout: config.requestTimeout });
+  const maxConnections = config.maxConnections ?? autoMaxConnections();
+  const app = buildApp(ctx, { bodyLimit: config.maxRequestBody, apiKeys: config.apiKey ?? [], logger, requestTimeout: config.requestTimeout, maxConnections });
   let address: string;
   try {
     address = await app.listen({ host: config.host, port: config.port });
@@ -71,7 +73,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     {
       model: config.model, served_model_name: config.servedModelName[0], model_type: info.modelType, dtype: info.torchDtype,
       parameters: info.numParameters, kv_blocks: info.numKvBlocks, kv_tokens: info.numKvBlocks * info.blockSize,
-      block_size: info.blockSize, max_model_len: maxModelLen, dsa: info.usesIndexer, tokenizer: tokenizer !== null,
+      block_size: info.blockSize, max_model_len: maxModelLen, max_connections: maxConnections, dsa: info.usesIndexer, tokenizer: tokenizer !== null,
       startup_seconds: Number(((performance.now() - t0) / 1000).toFixed(2)), address,
     },
     `serving ${config.servedModelName[0]} (${info.modelType}, ${info.torchDtype}, ${(info.numParameters / 1e6).toFixed(1)}M parameters) with ${info.numKvBlocks} KV blocks = ${info.numKvBlocks * info.blockSize} tokens on ${address}`,

@@ -1,15 +1,17 @@
 // Connections cannot be hoarded: a request that does not arrive within --request-timeout gets a
-// 408 and its connection is closed. The server keeps serving throughout.
+// 408 and its connection is closed; past --max-connections a new connection gets a clear 503 and
+// is closed. The server keeps serving throughout.
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { requestTimeoutOptions } from '../../src/server/connections.ts';
+import { autoMaxConnections, openFileLimit, requestTimeoutOptions } from '../../src/server/connections.ts';
 import type { RunningServer } from '../../src/server/serve.ts';
 import { FIXTURE_DIR } from '../helpers/golden.ts';
-import { assertOpenAiError } from '../helpers/raw_http.ts';
+import { assertOpenAiError, rawRequest } from '../helpers/raw_http.ts';
 import { startTestServer } from '../helpers/server.ts';
 
 const REQUEST_TIMEOUT_S = 2;
+const MAX_CONNECTIONS = 20;
 const API_KEY = 'test-key';
 
 interface Trickler {
@@ -55,7 +57,7 @@ async function waitUntil(condition: () => boolean, ms: number, what: string): Pr
 describe('connection limits', () => {
   let server: RunningServer;
   before(async () => {
-    server = await startTestServer(FIXTURE_DIR, ['--request-timeout', String(REQUEST_TIMEOUT_S), '--api-key', API_KEY]);
+    server = await startTestServer(FIXTURE_DIR, ['--request-timeout', String(REQUEST_TIMEOUT_S), '--max-connections', String(MAX_CONNECTIONS), '--api-key', API_KEY]);
   });
   after(async () => {
     await server.drainAndClose();
@@ -75,6 +77,39 @@ describe('connection limits', () => {
     await healthWithin(server, 1000);
   });
 
+  test('past --max-connections a new connection gets a clear 503 and is closed; the server keeps serving', async () => {
+    const held: net.Socket[] = [];
+    const url = new URL(server.address);
+    try {
+      for (let i = 0; i < MAX_CONNECTIONS; i++) {
+        const s = net.connect(Number(url.port), url.hostname);
+        s.on('error', () => {});
+        await new Promise((r) => s.once('connect', r));
+        held.push(s);
+      }
+      const refused = await rawRequest(server.address, 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+      assertOpenAiError(refused, 503, 'DSV_ERR_TOO_MANY_CONNECTIONS', new RegExp(`${MAX_CONNECTIONS} connections.*--max-connections`));
+      assert.equal(refused.headers.connection, 'close');
+      assert.ok(Number(refused.headers['retry-after']) >= 1);
+    } finally {
+      for (const s of held) s.destroy();
+    }
+    // Once they are gone, new connections are served again.
+    await new Promise((r) => setTimeout(r, 100));
+    await healthWithin(server, 1000);
+    const ok = await fetch(`${server.address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` }, body: JSON.stringify({ prompt: [5, 6], max_tokens: 2 }) });
+    assert.equal(ok.status, 200);
+  });
+});
+
+test('--max-connections auto follows the open-file limit', () => {
+  const limits = (soft: string) => `Limit                     Soft Limit           Hard Limit           Units\nMax open files            ${soft}                1048576              files\n`;
+  assert.equal(openFileLimit(limits('1024')), 1024);
+  assert.equal(openFileLimit(null), null);
+  assert.equal(autoMaxConnections(1024), 1024 - 128);
+  assert.equal(autoMaxConnections(1048576), 4096);
+  assert.equal(autoMaxConnections(null), 1024 - 128, 'unknown: the usual 1024');
+  assert.equal(autoMaxConnections(100), 16);
 });
 
 test('--request-timeout maps to Node deadlines checked at a quarter of it', () => {
