@@ -70,6 +70,8 @@ export function buildApp(ctx: ServerContext, options: AppOptions): FastifyInstan
     // Only a fault of the server is an error with a stack; refusals by design (503 while draining) are not.
     if (SERVER_FAULTS.has(body.error.code)) request.log.error({ err }, 'request failed');
     else request.log.info({ code: body.error.code, status }, body.error.message);
+    // An unauthenticated client keeps no connection (nor the file descriptor behind it).
+    if (body.error.code === 'DSV_ERR_UNAUTHORIZED') void reply.header('connection', 'close');
     void reply.code(status).send(body);
   });
   app.setNotFoundHandler((request, reply) => {

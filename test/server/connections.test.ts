@@ -1,6 +1,6 @@
 // Connections cannot be hoarded: a request that does not arrive within --request-timeout gets a
 // 408 and its connection is closed; past --max-connections a new connection gets a clear 503 and
-// is closed. The server keeps serving throughout.
+// is closed; a 401 closes its connection. The server keeps serving throughout.
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -99,6 +99,14 @@ describe('connection limits', () => {
     await healthWithin(server, 1000);
     const ok = await fetch(`${server.address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` }, body: JSON.stringify({ prompt: [5, 6], max_tokens: 2 }) });
     assert.equal(ok.status, 200);
+  });
+
+  test('a 401 closes its connection', async () => {
+    const t0 = performance.now();
+    const res = await rawRequest(server.address, 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}', 5000);
+    assertOpenAiError(res, 401, 'DSV_ERR_UNAUTHORIZED');
+    assert.equal(res.headers.connection, 'close');
+    assert.ok(performance.now() - t0 < 2000, 'the server closed the socket (the client did not wait for its own timeout)');
   });
 });
 
