@@ -11,6 +11,7 @@ import { autoMaxConnections } from './connections.ts';
 import { kvCapacityWarning, servableModelLen, type ServerLimits } from './limits.ts';
 import { ServerMetrics } from './metrics.ts';
 import { checkStartupSizes } from './startup_checks.ts';
+import { BoundedTokenizer } from './tokenizer/bounded_tokenizer.ts';
 import { loadTokenizer } from './tokenizer/tokenizer.ts';
 
 export interface RunningServer {
@@ -44,7 +45,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   if (kvWarning !== null) logger.warn({ max_model_len: maxModelLen, kv_tokens: limits.kvCapacityTokens }, kvWarning);
   const ctx: ServerContext = {
     engine,
-    tokenizer,
+    tokenizer: tokenizer && new BoundedTokenizer(tokenizer, servableModelLen(limits)),
     servedModelNames: config.servedModelName,
     maxModelLen: servableModelLen(limits),
     maxLogprobs: config.maxLogprobs,

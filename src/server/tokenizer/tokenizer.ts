@@ -20,6 +20,11 @@ export interface TextTokenizer {
   /** True when the model ships its own chat template; applyChatTemplate falls back to a built-in one. */
   readonly hasChatTemplate: boolean;
   /**
+   * The most characters of text one token can stand for: the longest vocabulary entry (a
+   * byte-level or metaspace entry has at least one character per character of text it covers).
+   */
+  readonly maxTokenChars: number;
+  /**
    * `addSpecialTokens` (default true) adds BOS/EOS as tokenizer_config `add_bos_token` /
    * `add_eos_token` say, or as tokenizer.json's post-processor does when the config sets neither.
    * Encode a rendered chat template with `addSpecialTokens: false`: the template writes the BOS itself.
@@ -78,6 +83,7 @@ class HfTextTokenizer implements TextTokenizer {
   readonly eosTokenId: number | null;
   readonly specialTokenIds: ReadonlySet<number>;
   readonly hasChatTemplate: boolean;
+  readonly maxTokenChars: number;
   private readonly hf: Tokenizer;
   private readonly chatTemplate: ChatTemplate;
   /** tokenizer_config add_bos_token/add_eos_token, or null to let the post-processor decide. */
@@ -94,8 +100,14 @@ class HfTextTokenizer implements TextTokenizer {
     }
     const vocab = this.hf.get_vocab(true);
     let maxId = -1;
-    for (const id of vocab.values()) maxId = Math.max(maxId, id);
+    let maxChars = 1;
+    for (const [token, id] of vocab) {
+      maxId = Math.max(maxId, id);
+      // Ids without an entry (holes in the vocabulary) map from an undefined key.
+      if (typeof token === 'string') maxChars = Math.max(maxChars, token.length);
+    }
     this.vocabSize = maxId + 1;
+    this.maxTokenChars = maxChars;
     const idOf = (token: unknown): number | null => (typeof token === 'string' ? (vocab.get(token) ?? null) : null);
     this.bosTokenId = idOf(config.bos_token) ?? firstKnown(KNOWN_BOS, idOf);
     this.eosTokenId = idOf(config.eos_token) ?? firstKnown(KNOWN_EOS, idOf);

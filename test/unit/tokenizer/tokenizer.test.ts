@@ -111,6 +111,15 @@ describe('loadTokenizer: the same file checks as config.json and the weights', (
 });
 
 describe('TextTokenizer', () => {
+  it('knows the most characters one token covers: its longest vocabulary entry', () => {
+    const t = load();
+    const vocab = JSON.parse(readFileSync(join(trainedTokenizerDir(), 'tokenizer.json'), 'utf8')) as { model: { vocab: Record<string, number> }; added_tokens: { content: string }[] };
+    const longest = Math.max(...Object.keys(vocab.model.vocab).map((k) => k.length), ...vocab.added_tokens.map((a) => a.content.length));
+    assert.equal(t.maxTokenChars, longest);
+    const text = 'the quick brown fox jumps over the lazy dog '.repeat(20);
+    assert.ok(t.encode(text, { addSpecialTokens: false }).length >= Math.ceil(text.length / t.maxTokenChars));
+  });
+
   it('round-trips arbitrary UTF-8 exactly', () => {
     const t = load();
     const samples = [
