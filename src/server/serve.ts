@@ -11,7 +11,8 @@ import { autoMaxConnections } from './connections.ts';
 import { kvCapacityWarning, servableModelLen, type ServerLimits } from './limits.ts';
 import { ServerMetrics } from './metrics.ts';
 import { checkStartupSizes } from './startup_checks.ts';
-import { BoundedTokenizer } from './tokenizer/bounded_tokenizer.ts';
+import { BoundedTokenizer, promptCharBudget } from './tokenizer/bounded_tokenizer.ts';
+import { TextWorkerClient } from './tokenizer/text_worker_client.ts';
 import { loadTokenizer } from './tokenizer/tokenizer.ts';
 
 export interface RunningServer {
@@ -41,11 +42,13 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     configuredMaxModelLen: maxModelLen,
     kvCapacityTokens: engine.info.numKvBlocks * engine.info.blockSize,
   };
+  const textWorker = tokenizer && new TextWorkerClient({ modelDir: config.model, maxChars: promptCharBudget(servableModelLen(limits), tokenizer.maxTokenChars) });
+  await textWorker?.warmUp();
   const kvWarning = kvCapacityWarning(maxModelLen, limits.kvCapacityTokens);
   if (kvWarning !== null) logger.warn({ max_model_len: maxModelLen, kv_tokens: limits.kvCapacityTokens }, kvWarning);
   const ctx: ServerContext = {
     engine,
-    tokenizer: tokenizer && new BoundedTokenizer(tokenizer, servableModelLen(limits)),
+    tokenizer: tokenizer && new BoundedTokenizer(tokenizer, servableModelLen(limits), textWorker),
     servedModelNames: config.servedModelName,
     maxModelLen: servableModelLen(limits),
     maxLogprobs: config.maxLogprobs,
@@ -87,6 +90,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       while (engine.numInFlight > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       if (engine.numInFlight > 0) logger.warn({ in_flight: engine.numInFlight }, 'drain timeout: aborting the rest');
       await app.close();
+      await textWorker?.close();
       await engine.shutdown();
     })();
     return draining;

@@ -1,6 +1,10 @@
 // No single request may pin the HTTP thread: a text prompt far beyond what max-model-len can hold
-// is refused before it is tokenized, and /health answers within a second meanwhile.
+// is refused before it is tokenized, a chat template that loops is cut off at its deadline, and
+// /health answers within a second meanwhile.
 import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { RunningServer } from '../../src/server/serve.ts';
 import { startTestServer } from '../helpers/server.ts';
@@ -74,5 +78,41 @@ describe('the HTTP thread stays responsive', () => {
   test('a prompt within the character budget is still tokenized and served', async () => {
     const res = await post(server, '/v1/completions', { prompt: 'In the beginning '.repeat(10), max_tokens: 2 });
     assert.equal(res.status, 200);
+  });
+});
+
+/** The text model with a chat template that spins (10^10 loop steps) when chat_template_kwargs.spin is set. */
+function spinningTemplateModel(): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'dsv-spin-template-'));
+  cpSync(textModelDir(), dir, { recursive: true });
+  const spin = '{% if spin %}{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}{% endif %}';
+  writeFileSync(path.join(dir, 'chat_template.jinja'), `${spin}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}`);
+  return dir;
+}
+
+describe('chat templates render off the HTTP thread, under a deadline', () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startTestServer(spinningTemplateModel());
+  });
+  after(async () => {
+    await server.drainAndClose();
+  });
+
+  test('a template that loops is cut off with a 400; /health stays under 1 s; the next chat works', async () => {
+    const t0 = performance.now();
+    const request = post(server, '/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }], max_tokens: 2, chat_template_kwargs: { spin: true } });
+    const slowest = await slowestHealth(server, request);
+    const { status, json } = await request;
+    const elapsed = performance.now() - t0;
+    assert.equal(status, 400, JSON.stringify(json));
+    assert.equal(json.error.code, 'DSV_ERR_INVALID_REQUEST');
+    assert.match(json.error.message, /chat template did not render within 5 s/);
+    assert.ok(elapsed >= 4900 && elapsed < 15_000, `answered after ${elapsed.toFixed(0)} ms`);
+    assert.ok(slowest < 1000, `/health took ${slowest.toFixed(0)} ms`);
+    const next = await post(server, '/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
+    assert.equal(next.status, 200, JSON.stringify(next.json));
+    const tokenized = await post(server, '/tokenize', { messages: [{ role: 'user', content: 'hi' }] });
+    assert.equal(tokenized.status, 200);
   });
 });

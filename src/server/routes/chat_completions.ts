@@ -10,15 +10,13 @@ import { SseStream } from '../sse.ts';
 import { chatLogprobs, type ChatTokenLogprob } from './logprobs_format.ts';
 import { abortOnDisconnect, usageBody } from './shared.ts';
 
-export function renderChatPrompt(ctx: ServerContext, body: Pick<ChatCompletionRequest, 'messages' | 'add_generation_prompt' | 'chat_template_kwargs'>): number[] {
+export function renderChatPrompt(ctx: ServerContext, body: Pick<ChatCompletionRequest, 'messages' | 'add_generation_prompt' | 'chat_template_kwargs'>): Promise<number[]> {
   const tokenizer = requireTokenizer(ctx.tokenizer, 'chat completion');
-  // Template failures are EngineErrors (400) already.
-  const text = tokenizer.applyChatTemplate(
+  // Template failures are EngineErrors (400) already; the template holds BOS and the turn markers.
+  return tokenizer.encodeChat(
     body.messages.map((m) => ({ role: m.role, content: messageText(m) })),
     { addGenerationPrompt: body.add_generation_prompt ?? true, templateKwargs: body.chat_template_kwargs ?? undefined },
   );
-  // The template already holds BOS and the turn markers.
-  return tokenizer.encode(text, { addSpecialTokens: false });
 }
 
 export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext): void {
@@ -26,7 +24,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     checkNotDraining(ctx);
     const body = chatCompletionRequestSchema.parse(request.body);
     const model = checkModelName(ctx, body.model);
-    const prompt = renderChatPrompt(ctx, body);
+    const prompt = await renderChatPrompt(ctx, body);
     const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? defaultMaxTokens(ctx.limits, [prompt], { param: 'messages' });
     checkAdmissible(ctx.limits, [prompt], body.n ?? 1);
     const logprobs = body.logprobs ? (body.top_logprobs ?? 0) : null;

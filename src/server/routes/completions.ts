@@ -16,14 +16,16 @@ interface Prompt {
   readonly text: string | null; // the original string, for echo
 }
 
-function preparePrompts(ctx: ServerContext, body: CompletionRequest): Prompt[] {
+async function preparePrompts(ctx: ServerContext, body: CompletionRequest): Promise<Prompt[]> {
   const p = body.prompt;
   const list: (string | number[])[] = typeof p === 'string' ? [p] : typeof p[0] === 'number' ? [p as number[]] : (p as (string | number[])[]);
-  return list.map((item) => {
-    if (typeof item !== 'string') return { ids: item, text: null };
-    if (item.length === 0) throw new EngineError('DSV_ERR_INVALID_REQUEST', 'prompt: must not be empty', { param: 'prompt' });
-    return { ids: requireTokenizer(ctx.tokenizer, 'a text prompt').encode(item, { addSpecialTokens: true }), text: item };
-  });
+  const prompts: Prompt[] = [];
+  for (const item of list) {
+    if (typeof item !== 'string') prompts.push({ ids: item, text: null });
+    else if (item.length === 0) throw new EngineError('DSV_ERR_INVALID_REQUEST', 'prompt: must not be empty', { param: 'prompt' });
+    else prompts.push({ ids: await requireTokenizer(ctx.tokenizer, 'a text prompt').encodeAsync(item, { addSpecialTokens: true }), text: item });
+  }
+  return prompts;
 }
 
 interface ChoiceState {
@@ -40,7 +42,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     checkNotDraining(ctx);
     const body = completionRequestSchema.parse(request.body);
     const model = checkModelName(ctx, body.model);
-    const prompts = preparePrompts(ctx, body);
+    const prompts = await preparePrompts(ctx, body);
     const stop = stopList(body.stop);
     if (stop.length > 0) requireTokenizer(ctx.tokenizer, 'stop strings');
     const logprobs = body.logprobs ?? null;

@@ -41,6 +41,10 @@ export interface TextTokenizer {
   tokenText(id: number, precedingIds?: readonly number[]): string;
   /** Renders messages to the prompt text; an invalid template or message is an EngineError (400). */
   applyChatTemplate(messages: readonly ChatMessage[], options: ChatTemplateOptions): string;
+  /** encode(), possibly off the calling thread (the server's BoundedTokenizer moves long texts to a worker). */
+  encodeAsync(text: string, options?: { addSpecialTokens?: boolean }): Promise<number[]>;
+  /** The chat prompt's token ids: applyChatTemplate, then encode without adding special tokens (the template has them). */
+  encodeChat(messages: readonly ChatMessage[], options: ChatTemplateOptions): Promise<number[]>;
   /** A streaming decoder for one choice; `promptIds` supply left context for the first tokens. */
   createDetokenizer(promptIds: readonly number[], skipSpecialTokens: boolean): IncrementalDetokenizer;
 }
@@ -150,6 +154,14 @@ class HfTextTokenizer implements TextTokenizer {
 
   applyChatTemplate(messages: readonly ChatMessage[], options: ChatTemplateOptions): string {
     return this.chatTemplate.render(messages, options);
+  }
+
+  async encodeAsync(text: string, options?: { addSpecialTokens?: boolean }): Promise<number[]> {
+    return this.encode(text, options);
+  }
+
+  async encodeChat(messages: readonly ChatMessage[], options: ChatTemplateOptions): Promise<number[]> {
+    return this.encode(this.applyChatTemplate(messages, options), { addSpecialTokens: false });
   }
 
   createDetokenizer(promptIds: readonly number[], skipSpecialTokens: boolean): IncrementalDetokenizer {
