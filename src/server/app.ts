@@ -6,6 +6,7 @@ import { EngineError, type ErrorCode } from '../common/errors.ts';
 import type { ServerContext } from './context.ts';
 import { errorBody, toHttpError, truncate } from './http_errors.ts';
 import { limitConnections, requestTimeoutOptions } from './connections.ts';
+import { isGenerationBody, SerializedJson, stringifyInSlices } from './json_slices.ts';
 import { clientErrorHandler } from './node_errors.ts';
 import { registerChatCompletions } from './routes/chat_completions.ts';
 import { registerCompletions } from './routes/completions.ts';
@@ -61,6 +62,9 @@ export function buildApp(ctx: ServerContext, options: AppOptions): FastifyInstan
       throw new EngineError('DSV_ERR_UNSUPPORTED_MEDIA_TYPE', `content-encoding ${truncate(encoding, 32)} is not supported: send the request body uncompressed`);
     }
   });
+  // Completion bodies can be tens of MB: serialised in slices, so the HTTP thread keeps serving.
+  app.setReplySerializer((payload) => (payload instanceof SerializedJson ? payload.json : JSON.stringify(payload)));
+  app.addHook('preSerialization', async (_request, _reply, payload) => (isGenerationBody(payload) ? new SerializedJson(await stringifyInSlices(payload)) : payload));
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', String(request.id));
   });

@@ -56,14 +56,20 @@ export class CompletionLogprobsBuilder {
   }
 }
 
+/**
+ * Appends b to a in place and returns a (b itself when a is null): accumulating a choice's
+ * logprobs token by token stays linear (copying the lists on every token made a 2,048-token
+ * choice cost 2 million element copies).
+ */
 export function mergeCompletionLogprobs(a: CompletionLogprobs | null, b: CompletionLogprobs): CompletionLogprobs {
   if (!a) return b;
-  return {
-    tokens: [...a.tokens, ...b.tokens],
-    token_logprobs: [...a.token_logprobs, ...b.token_logprobs],
-    top_logprobs: [...a.top_logprobs, ...b.top_logprobs],
-    text_offset: [...a.text_offset, ...b.text_offset],
-  };
+  for (let i = 0; i < b.tokens.length; i++) {
+    a.tokens.push(b.tokens[i]);
+    a.token_logprobs.push(b.token_logprobs[i]);
+    a.top_logprobs.push(b.top_logprobs[i]);
+    a.text_offset.push(b.text_offset[i]);
+  }
+  return a;
 }
 
 export interface ChatTokenLogprob {
