@@ -48,6 +48,10 @@ export interface ConfigValues {
   readonly logLevel: LogLevel;
   /** Bytes. */
   readonly maxRequestBody: number;
+  /** Seconds to receive one request's headers and body; 0 = no limit. */
+  readonly requestTimeout: number;
+  /** Open connections beyond this are refused with 503; null = auto (from the open-file limit). */
+  readonly maxConnections: number | null;
   /** Seconds. */
   readonly drainTimeout: number;
   /** Seconds. */
@@ -274,6 +278,14 @@ const TABLE: { readonly [K in ConfigKey]: OptionSpec<K> } = {
   logLevel: row('logLevel', { valueName: 'LEVEL', codec: logLevel, default: 'info', help: `Log level: ${LOG_LEVELS.join(', ')}.` }),
   maxRequestBody: row('maxRequestBody', {
     valueName: 'BYTES', codec: byteSize, default: 32 * 2 ** 20, defaultText: '32MiB', help: 'Largest accepted request body.',
+  }),
+  requestTimeout: row('requestTimeout', {
+    valueName: 'SECONDS', codec: seconds, default: 30,
+    help: 'Longest time to receive one request, headers and body; a slower client gets 408 and its connection is closed. 0 = no limit.',
+  }),
+  maxConnections: row('maxConnections', {
+    valueName: 'N', codec: optionalPositiveInt, default: null, defaultText: 'auto: the open-file limit - 128, at most 4096',
+    help: 'Most open client connections; a connection beyond them gets 503 with Retry-After and is closed.',
   }),
   drainTimeout: row('drainTimeout', {
     valueName: 'SECONDS', codec: seconds, default: 30, help: 'On SIGTERM, how long running requests may finish before the server stops.',

@@ -44,5 +44,6 @@ async function main(): Promise<void> {
 main().catch((err: unknown) => {
   const message = err instanceof Error ? err.message : String(err);
   process.stderr.write(`dsv32-server: ${message}\n`);
-  process.exitCode = err instanceof ConfigError ? 2 : 1;
+  // Exit now: nothing started may keep a failed start-up alive (stderr to a pipe or file is synchronous).
+  process.exit(err instanceof ConfigError ? 2 : 1);
 });

@@ -8,6 +8,10 @@ import type { StepStats } from './step_stats.ts';
 import type { RequestInit, RequestOutputDelta } from './request.ts';
 import type { EngineWorkerData, FromWorker, ModelInfo, SerializedError, ToWorker } from './worker/messages.ts';
 
+// The one checkpoint fact the HTTP side needs before starting the worker (max-model-len, size checks).
+export { readModelConfig } from './checkpoint/config.ts';
+export type { ModelConfig } from './checkpoint/types.ts';
+
 // From the compiled build (dist/) the worker is plain JavaScript. From TypeScript sources (tests,
 // dev) Node 20 does not apply the parent's --import tsx hooks to a worker's entry module, so the
 // worker first registers tsx itself, then imports its entry.

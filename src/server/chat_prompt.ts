@@ -23,18 +23,18 @@ export interface PreparedChat {
   readonly parseToolCalls: boolean;
 }
 
-export function prepareChat(ctx: ServerContext, chat: ChatConversation): PreparedChat {
+/** Renders and encodes in the text worker (templates run under a deadline: tokenizer/bounded_tokenizer.ts). */
+export async function prepareChat(ctx: ServerContext, chat: ChatConversation): Promise<PreparedChat> {
   const tokenizer = requireTokenizer(ctx.tokenizer, 'chat completion');
   const plan = planTools(chat.tools, tokenizer.toolCallFormat);
   if (plan.grammar && chat.format) {
     throw new EngineError('DSV_ERR_INVALID_REQUEST', `${chat.format.param}: cannot constrain the output while tool_choice forces a tool call`, { param: chat.format.param });
   }
   const kwargs = { ...chat.templateKwargs, ...(plan.templateTools ? { tools: plan.templateTools } : {}) };
-  // Template failures are EngineErrors (400) already.
-  const text = tokenizer.applyChatTemplate(chat.messages, { addGenerationPrompt: chat.addGenerationPrompt, templateKwargs: kwargs });
+  // Template failures are EngineErrors (400) already; the template holds BOS and the turn markers.
+  const prompt = await tokenizer.encodeChat(chat.messages, { addGenerationPrompt: chat.addGenerationPrompt, templateKwargs: kwargs });
   return {
-    // The template already holds BOS and the turn markers.
-    prompt: tokenizer.encode(text, { addSpecialTokens: false }),
+    prompt,
     structuredOutput: plan.grammar ?? chat.format,
     // A constrained output is not parsed for calls: with a format the text is the answer.
     parseToolCalls: plan.parseCalls && chat.format === null,

@@ -1,6 +1,8 @@
 // What every route needs, built once in buildApp and passed explicitly (no globals).
 import type { EngineClient } from '../engine/engine_client.ts';
 import { EngineError } from '../common/errors.ts';
+import { truncate } from './http_errors.ts';
+import type { ServerLimits } from './limits.ts';
 import type { RequestLimits } from './schemas/sampling.ts';
 import type { ServerMetrics } from './metrics.ts';
 import type { TextTokenizer } from './tokenizer/tokenizer.ts';
@@ -10,10 +12,12 @@ export interface ServerContext {
   readonly tokenizer: TextTokenizer | null;
   /** The first name is the one reported in responses. */
   readonly servedModelNames: readonly string[];
+  /** The longest sequence served: --max-model-len, or less when the KV cache holds fewer tokens. */
   readonly maxModelLen: number;
   readonly maxLogprobs: number;
   /** How long a streamed response may wait for its client to drain the socket before it is aborted. */
   readonly streamWriteTimeoutMs: number;
+  readonly limits: ServerLimits;
   readonly metrics: ServerMetrics;
   /** Set on SIGTERM: health turns 503 and new requests are refused. */
   readonly state: { draining: boolean };
@@ -23,7 +27,7 @@ export interface ServerContext {
 
 export function checkModelName(ctx: ServerContext, model: string | undefined): string {
   if (model !== undefined && !ctx.servedModelNames.includes(model)) {
-    throw new EngineError('DSV_ERR_MODEL_NOT_FOUND', `The model \`${model}\` does not exist.`, { param: 'model' });
+    throw new EngineError('DSV_ERR_MODEL_NOT_FOUND', `The model \`${truncate(model, 128)}\` does not exist.`, { param: 'model' });
   }
   return ctx.servedModelNames[0];
 }

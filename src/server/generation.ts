@@ -6,8 +6,7 @@ import { AsyncQueue } from '../common/async_queue.ts';
 import type { EngineClient } from '../engine/engine_client.ts';
 import { EngineError } from '../common/errors.ts';
 import type { FinishReason, RequestOutputDelta, SampledLogprobs } from '../engine/request.ts';
-import type { SamplingParams } from '../engine/sampling/sampling_params.ts';
-import { childSeed } from '../engine/sampling/rng.ts';
+import { childSeed, type SamplingParams } from '../engine/sampling/sampling_params.ts';
 import type { StructuredOutputSpec } from '../engine/structured/grammar_spec.ts';
 import { StopStringMatcher } from './tokenizer/stop_strings.ts';
 import type { TextTokenizer } from './tokenizer/tokenizer.ts';
@@ -37,7 +36,8 @@ export interface ChoiceEvent {
 
 /** Callbacks for metrics; times are performance.now() milliseconds on the HTTP thread. */
 export interface GenerationObserver {
-  onTokens?(choice: number, count: number, now: number): void;
+  /** `numPromptTokens`: the choice's prompt length (vLLM counts it at a request's first token). */
+  onTokens?(choice: number, count: number, now: number, numPromptTokens: number): void;
   onFinish?(info: { reason: FinishReason; promptTokens: number; outputTokens: number; queueTimeMs: number | null; arrival: number; firstTokenAt: number | null; now: number }): void;
 }
 
@@ -179,7 +179,7 @@ export class Generation {
     const now = performance.now();
     if (delta.newTokenIds.length > 0) {
       choice.firstTokenAt ??= now;
-      this.observer.onTokens?.(choice.index, delta.newTokenIds.length, now);
+      this.observer.onTokens?.(choice.index, delta.newTokenIds.length, now, delta.numPromptTokens);
     }
     let text = choice.detok ? choice.detok.push(delta.newTokenIds) : '';
     let stopString: string | null = null;

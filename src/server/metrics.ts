@@ -47,6 +47,8 @@ export class ServerMetrics {
     this.prefixQueries = new Counter({ name: 'vllm:prefix_cache_queries_total', help: 'Prefix cache queries, in terms of number of queried tokens.', labelNames: names, registers: r });
     this.prefixHits = new Counter({ name: 'vllm:prefix_cache_hits_total', help: 'Prefix cache hits, in terms of number of cached tokens.', labelNames: names, registers: r });
     this.preemptions = new Counter({ name: 'vllm:num_preemptions_total', help: 'Cumulative number of preemptions from the engine.', labelNames: names, registers: r });
+    // vLLM v1 semantics: each engine request adds its whole prompt once, at its first output token
+    // (cache hits included, recomputes after preemption not), so the count is in observer().
     this.promptTokens = new Counter({ name: 'vllm:prompt_tokens_total', help: 'Number of prefill tokens processed.', labelNames: names, registers: r });
     this.generationTokens = new Counter({ name: 'vllm:generation_tokens_total', help: 'Number of generation tokens processed.', labelNames: names, registers: r });
     this.success = new Counter({ name: 'vllm:request_success_total', help: 'Count of successfully processed requests.', labelNames: [...names, 'finished_reason'], registers: r });
@@ -91,7 +93,6 @@ export class ServerMetrics {
     this.prefixHits.inc(l, s.prefixCacheHitTokens - this.last.prefixHits);
     this.preemptions.inc(l, s.numPreemptionsTotal - this.last.preemptions);
     this.last = { prefixQueries: s.prefixCacheQueryTokens, prefixHits: s.prefixCacheHitTokens, preemptions: s.numPreemptionsTotal };
-    this.promptTokens.inc(l, s.numPrefillTokens);
     this.generationTokens.inc(l, s.numGeneratedTokens);
     if (s.numScheduledTokens > 0) this.iterationTokens.observe(l, s.numScheduledTokens);
     for (const part of STEP_PARTS) this.stepSeconds.inc({ ...l, part }, s.timings[part] / 1000);
@@ -107,9 +108,10 @@ export class ServerMetrics {
     const lastTokenAt = new Map<number, number>();
     const l = this.labels;
     return {
-      onTokens: (choice, count, now) => {
+      onTokens: (choice, count, now, numPromptTokens) => {
         const prev = lastTokenAt.get(choice);
-        if (prev !== undefined) for (let i = 0; i < count; i++) this.itl.observe(l, (now - prev) / 1000 / count);
+        if (prev === undefined) this.promptTokens.inc(l, numPromptTokens);
+        else for (let i = 0; i < count; i++) this.itl.observe(l, (now - prev) / 1000 / count);
         lastTokenAt.set(choice, now);
       },
       onFinish: (info) => {

@@ -3,11 +3,15 @@
 import pino from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { ConfigError, engineWorkerEnv, toEngineWorkerData, type ServerConfig } from '../config.ts';
-import { EngineClient } from '../engine/engine_client.ts';
-import { readModelConfig } from '../engine/checkpoint/config.ts';
+import { EngineClient, readModelConfig } from '../engine/engine_client.ts';
 import { buildApp } from './app.ts';
 import type { ServerContext } from './context.ts';
+import { autoMaxConnections } from './connections.ts';
+import { kvCapacityWarning, servableModelLen, type ServerLimits } from './limits.ts';
 import { ServerMetrics } from './metrics.ts';
+import { checkStartupSizes } from './startup_checks.ts';
+import { BoundedTokenizer, promptCharBudget } from './tokenizer/bounded_tokenizer.ts';
+import { TextWorkerClient } from './tokenizer/text_worker_client.ts';
 import { loadTokenizer } from './tokenizer/tokenizer.ts';
 
 export interface RunningServer {
@@ -28,16 +32,28 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   if (maxModelLen > modelConfig.maxPositionEmbeddings) {
     throw new ConfigError(`--max-model-len ${maxModelLen} exceeds the model's max_position_embeddings (${modelConfig.maxPositionEmbeddings})`);
   }
+  checkStartupSizes(config, modelConfig); // before anything is allocated: names the flag
   const tokenizer = loadTokenizer(config.model);
   const engine = await EngineClient.start({ ...toEngineWorkerData(config, maxModelLen), env: engineWorkerEnv() });
   const drainExpired = new AbortController();
+  const limits: ServerLimits = {
+    maxQueuedRequests: config.maxQueuedRequests,
+    maxQueuedTokens: config.maxQueuedTokens,
+    configuredMaxModelLen: maxModelLen,
+    kvCapacityTokens: engine.info.numKvBlocks * engine.info.blockSize,
+  };
+  const textWorker = tokenizer && new TextWorkerClient({ modelDir: config.model, maxChars: promptCharBudget(servableModelLen(limits), tokenizer.maxTokenChars) });
+  await textWorker?.warmUp();
+  const kvWarning = kvCapacityWarning(maxModelLen, limits.kvCapacityTokens);
+  if (kvWarning !== null) logger.warn({ max_model_len: maxModelLen, kv_tokens: limits.kvCapacityTokens }, kvWarning);
   const ctx: ServerContext = {
     engine,
-    tokenizer,
+    tokenizer: tokenizer && new BoundedTokenizer(tokenizer, servableModelLen(limits), textWorker),
     servedModelNames: config.servedModelName,
-    maxModelLen,
+    maxModelLen: servableModelLen(limits),
     maxLogprobs: config.maxLogprobs,
     streamWriteTimeoutMs: config.streamWriteTimeout * 1000,
+    limits,
     metrics: new ServerMetrics(config.servedModelName[0]),
     state: { draining: false },
     drainExpired: drainExpired.signal,
@@ -48,21 +64,30 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       resolve(err);
     }),
   );
-  const app = buildApp(ctx, { bodyLimit: config.maxRequestBody, apiKeys: config.apiKey ?? [], logger });
-  const address = await app.listen({ host: config.host, port: config.port });
+  const maxConnections = config.maxConnections ?? autoMaxConnections();
+  const app = buildApp(ctx, { bodyLimit: config.maxRequestBody, apiKeys: config.apiKey ?? [], logger, requestTimeout: config.requestTimeout, maxConnections });
+  let address: string;
+  try {
+    address = await app.listen({ host: config.host, port: config.port });
+  } catch (err) {
+    // The engine and text workers would keep the process alive: stop them, then report.
+    await textWorker?.close();
+    await engine.shutdown();
+    throw listenError(config, err);
+  }
   const info = engine.info;
   logger.info(
     {
       model: config.model, served_model_name: config.servedModelName[0], model_type: info.modelType, dtype: info.torchDtype,
       parameters: info.numParameters, kv_blocks: info.numKvBlocks, kv_tokens: info.numKvBlocks * info.blockSize,
-      block_size: info.blockSize, max_model_len: maxModelLen, dsa: info.usesIndexer, tokenizer: tokenizer !== null,
+      block_size: info.blockSize, max_model_len: maxModelLen, max_connections: maxConnections, dsa: info.usesIndexer, tokenizer: tokenizer !== null,
       startup_seconds: Number(((performance.now() - t0) / 1000).toFixed(2)), address,
     },
     `serving ${config.servedModelName[0]} (${info.modelType}, ${info.torchDtype}, ${(info.numParameters / 1e6).toFixed(1)}M parameters) with ${info.numKvBlocks} KV blocks = ${info.numKvBlocks * info.blockSize} tokens on ${address}`,
   );
   let draining: Promise<void> | null = null;
   const drainAndClose = () => {
-    draining ??= drain(app, engine, ctx, drainExpired, config.drainTimeout * 1000);
+    draining ??= drain(app, engine, ctx, drainExpired, config.drainTimeout * 1000).then(() => textWorker?.close());
     return draining;
   };
   return { app, ctx, address, drainAndClose, engineFailure };
@@ -99,4 +124,12 @@ async function drain(app: FastifyInstance, engine: EngineClient, ctx: ServerCont
     await closing;
   }
   await engine.shutdown();
+}
+
+/** Names the address and the system's reason (EADDRINUSE, EADDRNOTAVAIL, ENOTFOUND for an unknown host, ...). */
+function listenError(config: ServerConfig, err: unknown): Error {
+  const e = err as NodeJS.ErrnoException;
+  const reason = e.code ?? 'error';
+  const detail = e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN' ? 'the host name does not resolve' : (e.message ?? String(err));
+  return new Error(`cannot listen on ${config.host}:${config.port}: ${reason} (${detail}); check --host and --port`, { cause: err });
 }

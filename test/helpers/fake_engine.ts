@@ -72,6 +72,7 @@ export function fakeApp(script: Script): { app: FastifyInstance; engine: FakeEng
     maxModelLen: 512,
     maxLogprobs: 20,
     streamWriteTimeoutMs: 1000,
+    limits: { maxQueuedRequests: 256, maxQueuedTokens: 1 << 20, configuredMaxModelLen: 512, kvCapacityTokens: 1 << 20 },
     metrics: new ServerMetrics('fake'),
     state: { draining: false },
     drainExpired: drain.signal,

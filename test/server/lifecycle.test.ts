@@ -150,3 +150,33 @@ test('--drain-timeout is enforced: 20 long requests and an unread stream are abo
   assert.equal(aborted.length + results.filter((r) => r.status === 200).length, 20);
   stalled.destroy();
 });
+
+test('a listen failure after the model loaded exits non-zero at once, naming the address', async () => {
+  const busy = net.createServer();
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+  const busyPort = (busy.address() as net.AddressInfo).port;
+  const cases = [
+    { flags: ['--port', String(busyPort)], expect: new RegExp(`127\\.0\\.0\\.1:${busyPort}.*(EADDRINUSE|in use)`) },
+    { flags: ['--host', 'no-such-host.invalid'], expect: /no-such-host\.invalid.*(ENOTFOUND|EAI_AGAIN)/ },
+    { flags: ['--host', '192.0.2.1'], expect: /192\.0\.2\.1.*EADDRNOTAVAIL/ },
+  ];
+  try {
+    await Promise.all(
+      cases.map(async ({ flags, expect }) => {
+        const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--model', FIXTURE_DIR, '--port', '0', ...flags], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+        let output = '';
+        child.stdout.on('data', (d) => (output += d));
+        child.stderr.on('data', (d) => (output += d));
+        const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+        const [code, signal] = (await once(child, 'exit')) as [number | null, string | null];
+        clearTimeout(timer);
+        assert.equal(signal, null, `${flags.join(' ')}: hung and was killed: ${output}`);
+        assert.equal(code, 1, `${flags.join(' ')}: ${output}`);
+        assert.match(output, expect);
+        assert.match(output, /cannot listen/);
+      }),
+    );
+  } finally {
+    busy.close();
+  }
+});

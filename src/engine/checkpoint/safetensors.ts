@@ -1,9 +1,12 @@
 // Safetensors reading: header validation, tensor byte ranges via fd reads, and sharded model directories.
 // Layout: [u64 LE header length N][N bytes JSON header][data section]; data_offsets are relative to the data section.
 // Each tensor's bytes are read exactly once, on demand, so a shard is never held in memory whole.
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import path from 'node:path';
 import { CheckpointError } from '../../common/errors.ts';
+import { resolveModelFile } from '../../common/model_files.ts';
+
+export { resolveModelFile };
 
 export const DTYPE_SIZE = {
   BOOL: 1, U8: 1, I8: 1, F8_E4M3: 1, F8_E5M2: 1,
@@ -172,45 +175,6 @@ function readHeader(fd: number, file: string): { dataStart: number; header: Safe
   const json = new Uint8Array(n);
   readExact(fd, file, json, 8, 'the header');
   return { dataStart: 8 + n, header: parseHeader(file, json, size - 8 - n) };
-}
-
-function isInside(root: string, p: string): boolean {
-  const rel = path.relative(root, p);
-  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
-}
-
-/**
- * Directories a model file may really live in: the model dir, plus the repo's `blobs/` when the dir is a
- * Hugging Face cache snapshot (whose files are symlinks into ../../blobs).
- */
-function allowedRoots(root: string): string[] {
-  const roots = [root];
-  if (path.basename(path.dirname(root)) === 'snapshots') {
-    const blobs = path.join(path.dirname(path.dirname(root)), 'blobs');
-    if (existsSync(blobs)) roots.push(realpathSync(blobs));
-  }
-  return roots;
-}
-
-/**
- * Resolves `name` inside model dir `dir`, rejecting absolute names, `..` escapes and symlinks leading out.
- * `referrer` is the file named in errors (the index for shard names); `what` says which entry referenced it.
- */
-export function resolveModelFile(dir: string, name: string, referrer: string, what: string): string {
-  const code = referrer === 'config.json' ? 'DSV_ERR_CONFIG' : 'DSV_ERR_CHECKPOINT';
-  const subject = name === referrer ? 'file' : `${what}: "${name}"`;
-  const bad = (msg: string): never => {
-    throw new CheckpointError(code, referrer, `${subject} ${msg}`);
-  };
-  if (name === '' || name.includes('\0') || path.isAbsolute(name)) bad('is not a relative file name');
-  const root = realpathSync(dir);
-  const candidate = path.resolve(root, name);
-  if (!isInside(root, candidate)) bad(`resolves outside the model directory ${root}`);
-  if (!existsSync(candidate)) bad(`not found in ${root}`);
-  const real = realpathSync(candidate);
-  if (!allowedRoots(root).some((r) => isInside(r, real))) bad(`is a symlink to ${real}, outside the model directory ${root}`);
-  if (!statSync(real).isFile()) bad('is not a regular file');
-  return real;
 }
 
 /** A model directory's tensors: one model.safetensors, or shards listed by model.safetensors.index.json. */

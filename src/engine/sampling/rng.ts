@@ -66,15 +66,6 @@ export class Rng {
   }
 }
 
-/**
- * Seed for the index-th parallel sample (n > 1) of a seeded request: seed + index, so the
- * children draw distinct, reproducible streams (stepping down instead at the top of the range).
- */
-export function childSeed(seed: number, index: number): number {
-  const up = seed + index;
-  return Number.isSafeInteger(up) ? up : seed - index;
-}
-
 function rotl(x: number, k: number): number {
   return (x << k) | (x >>> (32 - k));
 }

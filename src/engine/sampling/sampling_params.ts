@@ -111,3 +111,12 @@ export function assertSamplingParams(p: SamplingParams, limits: SamplingLimits =
   const bias = p.logitBias;
   field('logitBias', bias === null || (bias instanceof Map && bias.size > 0 && [...bias].every(([id, b]) => isTokenId(id) && isFinite(b))), 'is null or a non-empty map from token id to a finite bias');
 }
+
+/**
+ * Seed for the index-th parallel sample (n > 1) of a seeded request: seed + index, so the
+ * children draw distinct, reproducible streams (stepping down instead at the top of the range).
+ */
+export function childSeed(seed: number, index: number): number {
+  const up = seed + index;
+  return Number.isSafeInteger(up) ? up : seed - index;
+}

@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { prepareChat, type ChatConversation, type PreparedChat } from '../chat_prompt.ts';
 import { checkModelName, checkNotDraining, requestLimits, stopList, type ServerContext } from '../context.ts';
 import { Generation } from '../generation.ts';
+import { checkAdmissible, defaultMaxTokens } from '../limits.ts';
 import { chatCompletionRequestSchema, type ChatCompletionRequest } from '../schemas/openai.ts';
 import { withMaxTokens } from '../schemas/sampling.ts';
 import { streamGeneration } from '../stream_generation.ts';
@@ -17,7 +18,7 @@ import { watchClient } from '../client_signal.ts';
 type ChatBody = Pick<ChatCompletionRequest, 'messages' | 'add_generation_prompt' | 'chat_template_kwargs'> & ChatToolFields & StructuredOutputFields;
 
 /** The prompt, output grammar and tool-call parsing of a chat request (also /tokenize's prompt). */
-export function renderChatPrompt(ctx: ServerContext, body: ChatBody): PreparedChat {
+export function renderChatPrompt(ctx: ServerContext, body: ChatBody): Promise<PreparedChat> {
   const conversation: ChatConversation = {
     messages: templateMessages(body.messages),
     tools: chatToolRequest(body),
@@ -34,9 +35,10 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     checkNotDraining(ctx);
     const { body, sampling } = schema.parse(request.body);
     const model = checkModelName(ctx, body.model);
-    const prepared = renderChatPrompt(ctx, body);
+    const prepared = await renderChatPrompt(ctx, body);
     const prompt = prepared.prompt;
-    const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? Math.max(1, ctx.maxModelLen - prompt.length);
+    const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? defaultMaxTokens(ctx.limits, [prompt], { param: 'messages' });
+    checkAdmissible(ctx.limits, [prompt], body.n ?? 1);
     const params = withMaxTokens(sampling, maxTokens);
     const logprobs = params.logprobs;
     const generation = await Generation.start(

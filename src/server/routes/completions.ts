@@ -4,6 +4,7 @@ import { EngineError } from '../../common/errors.ts';
 import { checkModelName, checkNotDraining, requestLimits, stopList, type ServerContext } from '../context.ts';
 import { Generation, requireTokenizer, type ChoiceEvent } from '../generation.ts';
 import { completionRequestSchema, type CompletionRequest } from '../schemas/openai.ts';
+import { checkAdmissible, defaultMaxTokens } from '../limits.ts';
 import { withMaxTokens } from '../schemas/sampling.ts';
 import { streamGeneration } from '../stream_generation.ts';
 import { structuredOutputOf } from '../structured/request_grammar.ts';
@@ -18,14 +19,16 @@ interface Prompt {
   readonly text: string | null; // the original string, for echo
 }
 
-function preparePrompts(ctx: ServerContext, body: CompletionRequest): Prompt[] {
+async function preparePrompts(ctx: ServerContext, body: CompletionRequest): Promise<Prompt[]> {
   const p = body.prompt;
   const list: (string | number[])[] = typeof p === 'string' ? [p] : typeof p[0] === 'number' ? [p as number[]] : (p as (string | number[])[]);
-  return list.map((item) => {
-    if (typeof item !== 'string') return { ids: item, text: null };
-    if (item.length === 0) throw new EngineError('DSV_ERR_INVALID_REQUEST', 'prompt: must not be empty', { param: 'prompt' });
-    return { ids: requireTokenizer(ctx.tokenizer, 'a text prompt').encode(item, { addSpecialTokens: true }), text: item };
-  });
+  const prompts: Prompt[] = [];
+  for (const item of list) {
+    if (typeof item !== 'string') prompts.push({ ids: item, text: null });
+    else if (item.length === 0) throw new EngineError('DSV_ERR_INVALID_REQUEST', 'prompt: must not be empty', { param: 'prompt' });
+    else prompts.push({ ids: await requireTokenizer(ctx.tokenizer, 'a text prompt').encodeAsync(item, { addSpecialTokens: true }), text: item });
+  }
+  return prompts;
 }
 
 interface ChoiceState {
@@ -43,10 +46,12 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     checkNotDraining(ctx);
     const { body, sampling } = schema.parse(request.body);
     const model = checkModelName(ctx, body.model);
-    const prompts = preparePrompts(ctx, body);
+    const prompts = await preparePrompts(ctx, body);
     const stop = stopList(body.stop);
     if (stop.length > 0) requireTokenizer(ctx.tokenizer, 'stop strings');
-    const params = withMaxTokens(sampling, body.max_tokens ?? DEFAULT_MAX_TOKENS);
+    checkAdmissible(ctx.limits, prompts.map((p) => p.ids), body.n ?? 1);
+    const maxTokens = body.max_tokens ?? defaultMaxTokens(ctx.limits, prompts.map((p) => p.ids), { cap: DEFAULT_MAX_TOKENS });
+    const params = withMaxTokens(sampling, maxTokens);
     const logprobs = params.logprobs;
     const generation = await Generation.start(
       ctx.engine,
@@ -67,7 +72,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     const asIds = body.return_tokens_as_token_ids ?? false;
     const states: ChoiceState[] = Array.from({ length: generation.numChoices }, () => ({
       text: '', logprobs: null, finishReason: null, stopReason: null, started: false,
-      builder: logprobs !== null ? new CompletionLogprobsBuilder(ctx.tokenizer, asIds) : null,
+      builder: logprobs !== null ? new CompletionLogprobsBuilder(ctx.tokenizer, asIds, 0, body.skip_special_tokens ?? true) : null,
     }));
     // The text and logprobs one event adds to its choice (echo puts the prompt first).
     const piece = (e: ChoiceEvent): { text: string; logprobs: CompletionLogprobs | null } => {
@@ -77,8 +82,9 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
       if (!s.started) {
         s.started = true;
         const prompt = prompts[e.promptIndex];
-        if (body.echo) text = (prompt.text ?? ctx.tokenizer?.decode(prompt.ids, { skipSpecialTokens: false }) ?? '') + text;
-        if (body.echo && s.builder && e.promptLogprobs) lp = s.builder.format(e.promptLogprobs, prompt.ids);
+        const echoed = body.echo ? (prompt.text ?? ctx.tokenizer?.decode(prompt.ids, { skipSpecialTokens: false }) ?? '') : '';
+        text = echoed + text;
+        if (body.echo && s.builder && e.promptLogprobs) lp = s.builder.format(e.promptLogprobs, prompt.ids, echoed);
       }
       if (s.builder && e.logprobs) lp = mergeCompletionLogprobs(lp, s.builder.format(e.logprobs, e.tokenIds));
       return { text, logprobs: lp ?? (s.builder ? { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] } : null) };

@@ -11,7 +11,11 @@ export interface CompletionLogprobs {
   text_offset: number[];
 }
 
-/** Accumulates completions-style logprobs; text offsets run over the choice's text. */
+/**
+ * Accumulates completions-style logprobs; text_offset[i] is where token i starts in the choice's
+ * text. A token the text does not show (a BOS the tokenizer added to a text prompt, a special
+ * token dropped by skip_special_tokens) takes no room.
+ */
 export class CompletionLogprobsBuilder {
   private offset: number;
 
@@ -19,33 +23,53 @@ export class CompletionLogprobsBuilder {
     private readonly tokenizer: TextTokenizer | null,
     private readonly asTokenIds: boolean,
     startOffset = 0,
+    private readonly skipSpecialTokens = true,
   ) {
     this.offset = startOffset;
   }
 
-  /** Formats entries (null = the first prompt token, which has no logprob). */
-  format(entries: readonly (SampledLogprobs | null)[], tokenIds: readonly number[]): CompletionLogprobs {
+  /**
+   * Formats entries (null = the first prompt token, which has no logprob). `shownText` is the text
+   * these tokens appear as (the echoed prompt): a token advances the offset where the text shows it.
+   */
+  format(entries: readonly (SampledLogprobs | null)[], tokenIds: readonly number[], shownText?: string): CompletionLogprobs {
     const out: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+    const start = this.offset;
     entries.forEach((e, i) => {
       const label = tokenLabel(this.tokenizer, tokenIds[i], this.asTokenIds);
       out.tokens.push(label);
       out.token_logprobs.push(e ? e.logprob : null);
       out.top_logprobs.push(e ? Object.fromEntries(e.topLogprobs.map((t) => [tokenLabel(this.tokenizer, t.tokenId, this.asTokenIds), t.logprob])) : null);
       out.text_offset.push(this.offset);
-      this.offset += this.asTokenIds || !this.tokenizer ? 0 : label.length;
+      this.offset += this.width(tokenIds[i], label, shownText, this.offset - start);
     });
+    if (shownText !== undefined && this.tokenizer && !this.asTokenIds) this.offset = start + shownText.length;
     return out;
+  }
+
+  /** Characters token `id` (shown as `label`) takes in the choice's text. */
+  private width(id: number, label: string, shownText: string | undefined, at: number): number {
+    if (this.asTokenIds || !this.tokenizer) return 0;
+    const special = this.tokenizer.specialTokenIds.has(id);
+    if (shownText !== undefined) return shownText.startsWith(label, at) || !special ? label.length : 0;
+    return special && this.skipSpecialTokens ? 0 : label.length;
   }
 }
 
+/**
+ * Appends b to a in place and returns a (b itself when a is null): accumulating a choice's
+ * logprobs token by token stays linear (copying the lists on every token made a 2,048-token
+ * choice cost 2 million element copies).
+ */
 export function mergeCompletionLogprobs(a: CompletionLogprobs | null, b: CompletionLogprobs): CompletionLogprobs {
   if (!a) return b;
-  return {
-    tokens: [...a.tokens, ...b.tokens],
-    token_logprobs: [...a.token_logprobs, ...b.token_logprobs],
-    top_logprobs: [...a.top_logprobs, ...b.top_logprobs],
-    text_offset: [...a.text_offset, ...b.text_offset],
-  };
+  for (let i = 0; i < b.tokens.length; i++) {
+    a.tokens.push(b.tokens[i]);
+    a.token_logprobs.push(b.token_logprobs[i]);
+    a.top_logprobs.push(b.top_logprobs[i]);
+    a.text_offset.push(b.text_offset[i]);
+  }
+  return a;
 }
 
 export interface ChatTokenLogprob {

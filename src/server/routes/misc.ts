@@ -32,8 +32,8 @@ export function registerMiscRoutes(app: FastifyInstance, ctx: ServerContext): vo
     const body = tokenizeRequestSchema.parse(request.body);
     checkModelName(ctx, body.model);
     const tokens = 'prompt' in body
-      ? requireTokenizer(ctx.tokenizer, 'tokenize').encode(body.prompt, { addSpecialTokens: body.add_special_tokens ?? true })
-      : renderChatPrompt(ctx, body).prompt;
+      ? await requireTokenizer(ctx.tokenizer, 'tokenize').encodeAsync(body.prompt, { addSpecialTokens: body.add_special_tokens ?? true })
+      : (await renderChatPrompt(ctx, body)).prompt;
     return { count: tokens.length, max_model_len: ctx.maxModelLen, tokens };
   });
 

@@ -42,7 +42,7 @@ export function registerResponses(app: FastifyInstance, ctx: ServerContext): voi
     const body = responsesRequestSchema.parse(request.body);
     const model = checkModelName(ctx, body.model);
     const chat = responsesToChat(body);
-    const prepared = prepareChat(ctx, { messages: chat.messages, tools: chat.tools, format: chat.format, addGenerationPrompt: true, templateKwargs: null });
+    const prepared = await prepareChat(ctx, { messages: chat.messages, tools: chat.tools, format: chat.format, addGenerationPrompt: true, templateKwargs: null });
     const maxTokens = chat.maxTokens ?? Math.max(1, ctx.maxModelLen - prepared.prompt.length);
     const draft = toSamplingParamsDraft({ temperature: chat.temperature ?? undefined, top_p: chat.topP ?? undefined }, { logprobs: null, promptLogprobs: null });
     const params = withMaxTokens(draft, maxTokens);

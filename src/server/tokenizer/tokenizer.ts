@@ -1,10 +1,10 @@
 // The text side of the server: a model directory's Hugging Face tokenizer (tokenizer.json +
 // tokenizer_config.json, run by @huggingface/tokenizers) behind a small interface in token ids.
 // The engine never sees text; this module is its only translator.
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { CheckpointError } from '../../common/errors.ts';
+import { modelFileExists, resolveModelFile } from '../../common/model_files.ts';
 import { builtinChatTemplate, ChatTemplate, configChatTemplate, type ChatMessage, type ChatTemplateOptions } from './chat_template.ts';
 import { IncrementalDetokenizer } from './incremental_detokenizer.ts';
 import { templateToolCallFormat, type ToolCallFormat } from '../tools/deepseek_markup.ts';
@@ -23,6 +23,11 @@ export interface TextTokenizer {
   /** The tool-call markup the chat template renders; null when it renders no tool calls. */
   readonly toolCallFormat: ToolCallFormat | null;
   /**
+   * The most characters of text one token can stand for: the longest vocabulary entry (a
+   * byte-level or metaspace entry has at least one character per character of text it covers).
+   */
+  readonly maxTokenChars: number;
+  /**
    * `addSpecialTokens` (default true) adds BOS/EOS as tokenizer_config `add_bos_token` /
    * `add_eos_token` say, or as tokenizer.json's post-processor does when the config sets neither.
    * Encode a rendered chat template with `addSpecialTokens: false`: the template writes the BOS itself.
@@ -39,6 +44,10 @@ export interface TextTokenizer {
   tokenText(id: number, precedingIds?: readonly number[]): string;
   /** Renders messages to the prompt text; an invalid template or message is an EngineError (400). */
   applyChatTemplate(messages: readonly ChatMessage[], options: ChatTemplateOptions): string;
+  /** encode(), possibly off the calling thread (the server's BoundedTokenizer moves long texts to a worker). */
+  encodeAsync(text: string, options?: { addSpecialTokens?: boolean }): Promise<number[]>;
+  /** The chat prompt's token ids: applyChatTemplate, then encode without adding special tokens (the template has them). */
+  encodeChat(messages: readonly ChatMessage[], options: ChatTemplateOptions): Promise<number[]>;
   /** A streaming decoder for one choice; `promptIds` supply left context for the first tokens. */
   createDetokenizer(promptIds: readonly number[], skipSpecialTokens: boolean): IncrementalDetokenizer;
 }
@@ -60,14 +69,16 @@ const KNOWN_EOS = ['<｜end▁of▁sentence｜>', '</s>', '<|end_of_text|>', '<|
  * CheckpointError (DSV_ERR_CONFIG) whose message starts with the file's path.
  */
 export function loadTokenizer(modelDir: string): TextTokenizer | null {
-  const tokenizerPath = join(modelDir, TOKENIZER_FILE);
-  if (!existsSync(tokenizerPath)) return null;
+  // Each file gets config.json's checks before it is opened: a regular file inside the directory.
+  const checked = (name: string): string | null => (modelFileExists(modelDir, name) ? resolveModelFile(modelDir, name, name, name, 'DSV_ERR_CONFIG') : null);
+  const tokenizerPath = checked(TOKENIZER_FILE);
+  if (tokenizerPath === null) return null;
+  const configPath = checked(CONFIG_FILE);
+  const templatePath = checked(TEMPLATE_FILE);
   const tokenizerJson = readJsonObject(tokenizerPath);
-  const configPath = join(modelDir, CONFIG_FILE);
-  const config = existsSync(configPath) ? readJsonObject(configPath) : {};
-  const templatePath = join(modelDir, TEMPLATE_FILE);
+  const config = configPath === null ? {} : readJsonObject(configPath);
   // transformers saves the template to chat_template.jinja and prefers it over the config entry.
-  const template = existsSync(templatePath) ? readText(templatePath) : configChatTemplate(config.chat_template);
+  const template = templatePath === null ? configChatTemplate(config.chat_template) : readText(templatePath);
   return new HfTextTokenizer(tokenizerPath, tokenizerJson, config, template);
 }
 
@@ -80,6 +91,7 @@ class HfTextTokenizer implements TextTokenizer {
   readonly specialTokenIds: ReadonlySet<number>;
   readonly hasChatTemplate: boolean;
   readonly toolCallFormat: ToolCallFormat | null;
+  readonly maxTokenChars: number;
   private readonly hf: Tokenizer;
   private readonly chatTemplate: ChatTemplate;
   /** tokenizer_config add_bos_token/add_eos_token, or null to let the post-processor decide. */
@@ -96,8 +108,14 @@ class HfTextTokenizer implements TextTokenizer {
     }
     const vocab = this.hf.get_vocab(true);
     let maxId = -1;
-    for (const id of vocab.values()) maxId = Math.max(maxId, id);
+    let maxChars = 1;
+    for (const [token, id] of vocab) {
+      maxId = Math.max(maxId, id);
+      // Ids without an entry (holes in the vocabulary) map from an undefined key.
+      if (typeof token === 'string') maxChars = Math.max(maxChars, token.length);
+    }
     this.vocabSize = maxId + 1;
+    this.maxTokenChars = maxChars;
     const idOf = (token: unknown): number | null => (typeof token === 'string' ? (vocab.get(token) ?? null) : null);
     this.bosTokenId = idOf(config.bos_token) ?? firstKnown(KNOWN_BOS, idOf);
     this.eosTokenId = idOf(config.eos_token) ?? firstKnown(KNOWN_EOS, idOf);
@@ -141,6 +159,14 @@ class HfTextTokenizer implements TextTokenizer {
 
   applyChatTemplate(messages: readonly ChatMessage[], options: ChatTemplateOptions): string {
     return this.chatTemplate.render(messages, options);
+  }
+
+  async encodeAsync(text: string, options?: { addSpecialTokens?: boolean }): Promise<number[]> {
+    return this.encode(text, options);
+  }
+
+  async encodeChat(messages: readonly ChatMessage[], options: ChatTemplateOptions): Promise<number[]> {
+    return this.encode(this.applyChatTemplate(messages, options), { addSpecialTokens: false });
   }
 
   createDetokenizer(promptIds: readonly number[], skipSpecialTokens: boolean): IncrementalDetokenizer {

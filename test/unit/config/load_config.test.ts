@@ -27,6 +27,8 @@ describe('loadConfig defaults', () => {
       threads: 2,
       logLevel: 'info',
       maxRequestBody: 32 * 2 ** 20,
+      requestTimeout: 30,
+      maxConnections: null,
       drainTimeout: 30,
       streamWriteTimeout: 30,
       maxLogprobs: 20,
@@ -59,6 +61,7 @@ describe('loadConfig sources', () => {
         '--block-size', '16', '--kv-cache-memory', '512MiB', '--num-kv-blocks', '100', '--no-enable-prefix-caching',
         '--api-key', 'k1,k2', '--max-queued-requests', '3', '--max-queued-tokens', '9000', '--dense-attention',
         '--threads', '4', '--log-level', 'debug', '--max-request-body', '1M', '--drain-timeout', '2.5', '--stream-write-timeout', '0.5', '--max-logprobs', '0',
+        '--request-timeout', '5', '--max-connections', '100',
       ],
       {},
     );
@@ -66,7 +69,8 @@ describe('loadConfig sources', () => {
       model: '/m/x', host: '0.0.0.0', port: 0, servedModelName: ['a', 'b', 'c'], maxModelLen: 4096, maxNumSeqs: 8,
       maxNumBatchedTokens: 512, longPrefillTokenThreshold: 128, blockSize: 16, kvCacheMemory: 512 * 2 ** 20, numKvBlocks: 100,
       enablePrefixCaching: false, apiKey: ['k1', 'k2'], maxQueuedRequests: 3, maxQueuedTokens: 9000, denseAttention: true,
-      threads: 4, logLevel: 'debug', maxRequestBody: 1_000_000, drainTimeout: 2.5, streamWriteTimeout: 0.5, maxLogprobs: 0, configFile: null,
+      threads: 4, logLevel: 'debug', maxRequestBody: 1_000_000, requestTimeout: 5, maxConnections: 100, drainTimeout: 2.5, streamWriteTimeout: 0.5,
+      maxLogprobs: 0, configFile: null,
     });
   });
 

@@ -6,7 +6,9 @@ import {
   applyMinTokens,
   applyPenalties,
   applyTemperature,
+  MAX_PENALIZED_LOGIT,
 } from '../../../src/engine/sampling/logits_processors.ts';
+import { GREEDY_TEMPERATURE } from '../../../src/engine/sampling/sampling_params.ts';
 import { sampleToken } from '../../../src/engine/sampling/sampler.ts';
 import { makeState, params } from './helpers.ts';
 
@@ -95,6 +97,32 @@ describe('penalties', () => {
     const logits = row();
     applyLogitsProcessors(logits, p, state);
     assert.deepEqual(logits, row());
+  });
+
+  it('any repetition penalty > 0 leaves a finite row, even after the smallest temperature', () => {
+    for (const r of [1e-300, Number.MIN_VALUE, 1e300]) {
+      const p = params({ repetitionPenalty: r, temperature: GREEDY_TEMPERATURE, minTokens: 1 });
+      const state = makeState(p, [0, 1, 2, 3, 4, 5, 6], [EOS]);
+      const logits = row();
+      applyLogitsProcessors(logits, p, state);
+      assert.equal(logits[EOS], -Infinity, `r=${r}: the min_tokens mask survives`);
+      for (let i = 1; i < logits.length; i++) assert.ok(Number.isFinite(logits[i]), `r=${r}: logit ${i} = ${logits[i]}`);
+      // Sampling works on it: greedy and drawn.
+      assert.ok(sampleToken(row(), p, state).tokenId > EOS);
+      assert.ok(sampleToken(row(), params({ repetitionPenalty: r, temperature: 0 }), state).tokenId >= 0);
+    }
+  });
+
+  it('saturates penalised logits at MAX_PENALIZED_LOGIT, exact below it', () => {
+    const tiny = params({ repetitionPenalty: 1e-300 });
+    const logits = row();
+    applyPenalties(logits, tiny, makeState(tiny, [0, 2], [EOS]));
+    assert.equal(logits[0], Math.fround(MAX_PENALIZED_LOGIT));
+    assert.equal(logits[2], Math.fround(-1.5 * 1e-300));
+    const small = params({ repetitionPenalty: 1e-30 });
+    const exact = row();
+    applyPenalties(exact, small, makeState(small, [0], [EOS]));
+    assert.equal(exact[0], Math.fround(3 / 1e-30));
   });
 
   it('negative presence/frequency penalties encourage repeats', () => {

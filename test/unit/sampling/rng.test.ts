@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { childSeed, Rng } from '../../../src/engine/sampling/rng.ts';
+import { Rng } from '../../../src/engine/sampling/rng.ts';
+import { childSeed } from '../../../src/engine/sampling/sampling_params.ts';
 import { SamplingState } from '../../../src/engine/sampling/sampling_state.ts';
 import { params } from './helpers.ts';
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { EngineError } from '../../../src/common/errors.ts';
@@ -64,7 +65,61 @@ describe('loadTokenizer', () => {
   });
 });
 
+describe('loadTokenizer: the same file checks as config.json and the weights', () => {
+  const FILES = ['tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja'];
+
+  function withReplaced(file: string, replace: (path: string) => void): string {
+    const dir = makeTempDir('tok-files-');
+    cpSync(trainedTokenizerDir(), dir, { recursive: true });
+    rmSync(join(dir, file), { force: true });
+    replace(join(dir, file));
+    return dir;
+  }
+
+  function expectRefused(dir: string, file: string, reason: RegExp): void {
+    assert.throws(
+      () => loadTokenizer(dir),
+      (err: unknown) => {
+        assert.ok(err instanceof EngineError, String(err));
+        assert.equal(err.code, 'DSV_ERR_CONFIG');
+        assert.ok(err.message.includes(file), err.message);
+        assert.match(err.message, reason);
+        assert.ok(!err.message.includes('SECRET'), `the target's bytes are not printed: ${err.message}`);
+        return true;
+      },
+    );
+  }
+
+  for (const file of FILES) {
+    it(`refuses ${file} as a symlink to a file outside the model directory, without reading it`, () => {
+      const outside = join(makeTempDir('tok-outside-'), 'secret.txt');
+      writeFileSync(outside, 'SECRET-CONTENT: root:x:0:0');
+      expectRefused(withReplaced(file, (p) => symlinkSync(outside, p)), file, /outside the model directory/);
+    });
+
+    it(`refuses ${file} as a FIFO or a directory instead of hanging`, () => {
+      expectRefused(withReplaced(file, (p) => execFileSync('mkfifo', [p])), file, /not a regular file/);
+      expectRefused(withReplaced(file, (p) => mkdirSync(p)), file, /not a regular file/);
+    });
+  }
+
+  it('accepts a symlink to a file inside the model directory', () => {
+    const dir = withReplaced('tokenizer.json', (p) => symlinkSync('real-tokenizer.json', p));
+    cpSync(join(trainedTokenizerDir(), 'tokenizer.json'), join(dir, 'real-tokenizer.json'));
+    assert.ok(loadTokenizer(dir));
+  });
+});
+
 describe('TextTokenizer', () => {
+  it('knows the most characters one token covers: its longest vocabulary entry', () => {
+    const t = load();
+    const vocab = JSON.parse(readFileSync(join(trainedTokenizerDir(), 'tokenizer.json'), 'utf8')) as { model: { vocab: Record<string, number> }; added_tokens: { content: string }[] };
+    const longest = Math.max(...Object.keys(vocab.model.vocab).map((k) => k.length), ...vocab.added_tokens.map((a) => a.content.length));
+    assert.equal(t.maxTokenChars, longest);
+    const text = 'the quick brown fox jumps over the lazy dog '.repeat(20);
+    assert.ok(t.encode(text, { addSpecialTokens: false }).length >= Math.ceil(text.length / t.maxTokenChars));
+  });
+
   it('round-trips arbitrary UTF-8 exactly', () => {
     const t = load();
     const samples = [
