@@ -67,7 +67,7 @@ export interface CaseResult {
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i] - b[i]);
+    const d = Math.abs(a[i]! - b[i]!);
     if (!(d <= m)) m = d; // NaN / Infinity propagate
   }
   return m;
@@ -75,7 +75,7 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 function minAdjacentGap(values: ArrayLike<number>, order: readonly number[]): number {
   let g = Infinity;
-  for (let i = 0; i + 1 < order.length; i++) g = Math.min(g, values[order[i]] - values[order[i + 1]]);
+  for (let i = 0; i + 1 < order.length; i++) g = Math.min(g, values[order[i]!]! - values[order[i + 1]!]!);
   return g;
 }
 
@@ -118,21 +118,21 @@ async function runCase(spec: CaseSpec, kvCacheType: 'F16' | 'F32', log: (s: stri
   const prompts: PromptResult[] = [];
   try {
     for (let i = 0; i < spec.prompts.length; i++) {
-      const theirs = await peer.nextTokenLogprobs(spec.prompts[i]);
-      const oursTop = topK(ours[i], TOP);
+      const theirs = await peer.nextTokenLogprobs(spec.prompts[i]!);
+      const oursTop = topK(ours[i]!, TOP);
       const peerTop = topK(theirs, TOP);
       const golden = spec.golden?.[i] ? logSoftmax(spec.golden[i]!) : null;
       prompts.push({
-        length: spec.prompts[i].length,
+        length: spec.prompts[i]!.length,
         oursTop,
         peerTop,
         goldenTop: golden ? topK(golden, TOP) : null,
         orderedMatch: oursTop.every((t, j) => t === peerTop[j]),
         setMatch: oursTop.every((t) => peerTop.includes(t)),
-        ourMinTopGap: minAdjacentGap(ours[i], topK(ours[i], TOP + 1)),
-        maxAbsLogprobDiff: maxAbsDiff(ours[i], theirs),
+        ourMinTopGap: minAdjacentGap(ours[i]!, topK(ours[i]!, TOP + 1)),
+        maxAbsLogprobDiff: maxAbsDiff(ours[i]!, theirs),
         goldenMaxAbsLogprobDiff: golden ? maxAbsDiff(golden, theirs) : null,
-        goldenMaxAbsLogprobDiffOurs: golden ? maxAbsDiff(golden, ours[i]) : null,
+        goldenMaxAbsLogprobDiffOurs: golden ? maxAbsDiff(golden, ours[i]!) : null,
       });
     }
   } finally {

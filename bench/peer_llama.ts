@@ -142,10 +142,10 @@ export function parseKvCacheLines(log: string): KvCacheReport | null {
   const caches: { mib: number; kMib: number; vMib: number; layers: number; type: string; cells: number }[] = [];
   for (const line of log.split('\n')) {
     const m = KV_LINE.exec(line);
-    if (m) caches.push({ mib: Number(m[1]), cells: Number(m[2]), layers: Number(m[3]), type: m[4], kMib: Number(m[5]), vMib: Number(m[7]) });
+    if (m) caches.push({ mib: Number(m[1]), cells: Number(m[2]), layers: Number(m[3]), type: m[4]!, kMib: Number(m[5]), vMib: Number(m[7]) });
   }
   if (caches.length === 0) return null;
-  const cells = caches[0].cells;
+  const cells = caches[0]!.cells;
   return {
     cells,
     caches: caches.map(({ cells: _cells, ...rest }) => rest),
@@ -171,19 +171,19 @@ export function expectedPeerKvBytesPerToken(
 /** Log-softmax of float logits (float64 result). */
 export function logSoftmax(logits: ArrayLike<number>): Float64Array {
   let max = -Infinity;
-  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
+  for (let i = 0; i < logits.length; i++) if (logits[i]! > max) max = logits[i]!;
   let sum = 0;
-  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
+  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i]! - max);
   const lse = max + Math.log(sum);
   const out = new Float64Array(logits.length);
-  for (let i = 0; i < logits.length; i++) out[i] = logits[i] - lse;
+  for (let i = 0; i < logits.length; i++) out[i] = logits[i]! - lse;
   return out;
 }
 
 /** Indices of the k largest values, largest first (ties: lower index first). */
 export function topK(values: ArrayLike<number>, k: number): number[] {
   const idx = Array.from({ length: values.length }, (_, i) => i);
-  idx.sort((a, b) => values[b] - values[a] || a - b);
+  idx.sort((a, b) => values[b]! - values[a]! || a - b);
   return idx.slice(0, k);
 }
 
@@ -240,7 +240,7 @@ export async function disposePeerRuntime(): Promise<void> {
 async function waitForLog(logs: readonly string[], from: number, pattern: RegExp, timeoutMs = 3000): Promise<boolean> {
   const t0 = performance.now();
   for (;;) {
-    for (let i = from; i < logs.length; i++) if (pattern.test(logs[i])) return true;
+    for (let i = from; i < logs.length; i++) if (pattern.test(logs[i]!)) return true;
     if (performance.now() - t0 > timeoutMs) return false;
     await new Promise((r) => setTimeout(r, 5));
   }
@@ -330,7 +330,7 @@ export class PeerLlama {
   async timeDecode(contextIds: readonly number[], steps: number, firstToken = 2): Promise<TimedRun & { readonly generated: number[] }> {
     await this.sequence.clearHistory();
     if (contextIds.length > 1) await this.sequence.evaluateWithoutGeneratingNewTokens(contextIds.slice(0, -1));
-    const { ms, generated } = await this.decodeSteps(steps, contextIds.length > 0 ? contextIds[contextIds.length - 1] : firstToken);
+    const { ms, generated } = await this.decodeSteps(steps, contextIds.length > 0 ? contextIds[contextIds.length - 1]! : firstToken);
     return { tokens: steps, ms, tokensPerSecond: (steps / ms) * 1000, generated };
   }
 

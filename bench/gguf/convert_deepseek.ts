@@ -94,7 +94,7 @@ export function syntheticVocab(vocabSize: number, specialIds: readonly number[])
       tokens.push(`<|special_${id}|>`);
       types.push(TOKEN_TYPE.control);
     } else if (nextByte < 256) {
-      tokens.push(bytes[nextByte++]);
+      tokens.push(bytes[nextByte++]!);
       types.push(TOKEN_TYPE.normal);
     } else {
       tokens.push(`<t${id}>`);
@@ -109,7 +109,7 @@ export function syntheticVocab(vocabSize: number, specialIds: readonly number[])
  * kB [heads, kvLora, nope] (per-head transpose of the k_nope rows) and vB [heads, v, kvLora].
  */
 export function splitKvB(kvB: Tensor, heads: number, nope: number, v: number): { kB: Float32Array; vB: Float32Array } {
-  const [rows, kvLora] = kvB.shape;
+  const [rows, kvLora] = kvB.shape as readonly [number, number];
   if (rows !== heads * (nope + v)) throw new Error(`kv_b_proj has ${rows} rows, expected heads*(nope+v) = ${heads * (nope + v)}`);
   const src = kvB.data;
   const kB = new Float32Array(heads * kvLora * nope);
@@ -118,7 +118,7 @@ export function splitKvB(kvB: Tensor, heads: number, nope: number, v: number): {
     const base = h * (nope + v) * kvLora;
     for (let d = 0; d < nope; d++) {
       const row = base + d * kvLora;
-      for (let c = 0; c < kvLora; c++) kB[(h * kvLora + c) * nope + d] = src[row + c];
+      for (let c = 0; c < kvLora; c++) kB[(h * kvLora + c) * nope + d] = src[row + c]!;
     }
     vB.set(src.subarray(base + nope * kvLora, base + (nope + v) * kvLora), h * v * kvLora);
   }
@@ -127,7 +127,7 @@ export function splitKvB(kvB: Tensor, heads: number, nope: number, v: number): {
 
 /** Stacks same-shaped [out, in] matrices into [n, out, in]. */
 export function stackMatrices(mats: readonly Tensor[]): Float32Array {
-  const size = mats[0].data.length;
+  const size = mats[0]!.data.length;
   const out = new Float32Array(mats.length * size);
   mats.forEach((m, i) => {
     if (m.data.length !== size) throw new Error('cannot stack matrices of different sizes');
@@ -233,7 +233,7 @@ export function planDeepseekGguf(model: LoadedModel, options: ConvertOptions = {
   writer.set('tokenizer.ggml.token_type', gguf.arr(GgufValueType.INT32, vocab.types));
   writer.set('tokenizer.ggml.merges', gguf.arr(GgufValueType.STRING, []));
   if (c.bosTokenId !== null && c.bosTokenId < c.vocabSize) writer.set('tokenizer.ggml.bos_token_id', gguf.u32(c.bosTokenId));
-  if (c.eosTokenIds.length > 0 && c.eosTokenIds[0] < c.vocabSize) writer.set('tokenizer.ggml.eos_token_id', gguf.u32(c.eosTokenIds[0]));
+  if (c.eosTokenIds.length > 0 && c.eosTokenIds[0]! < c.vocabSize) writer.set('tokenizer.ggml.eos_token_id', gguf.u32(c.eosTokenIds[0]!));
   writer.set('tokenizer.ggml.add_bos_token', gguf.bool(false));
   writer.set('tokenizer.ggml.add_eos_token', gguf.bool(false));
 
@@ -287,7 +287,7 @@ export function planDeepseekGguf(model: LoadedModel, options: ConvertOptions = {
       put(`${p}ffn_gate_inp.weight`, m.gate, GgmlType.F32);
       if (m.eScoreCorrectionBias) put(`${p}exp_probs_b.bias`, m.eScoreCorrectionBias);
       const e = m.experts;
-      const [inter, hidden] = e[0].gateProj.shape;
+      const [inter, hidden] = e[0]!.gateProj.shape as readonly [number, number];
       writer.addTensor({ name: `${p}ffn_gate_exps.weight`, shape: [e.length, inter, hidden], type: big, data: () => stackMatrices(e.map((x) => x.gateProj)) });
       writer.addTensor({ name: `${p}ffn_up_exps.weight`, shape: [e.length, inter, hidden], type: big, data: () => stackMatrices(e.map((x) => x.upProj)) });
       writer.addTensor({ name: `${p}ffn_down_exps.weight`, shape: [e.length, hidden, inter], type: big, data: () => stackMatrices(e.map((x) => x.downProj)) });
@@ -323,8 +323,8 @@ async function main(): Promise<void> {
     throw new Error('usage: convert_deepseek.ts <checkpoint dir> <out.gguf> [--f16] [--arch auto|deepseek2|deepseek32]');
   }
   const t0 = performance.now();
-  const model = loadModel(positionals[0]);
-  const res = convertDeepseekToGguf(model, positionals[1], { arch: values.arch as GgufArch | 'auto', dtype: values.f16 ? 'F16' : 'F32' });
+  const model = loadModel(positionals[0]!);
+  const res = convertDeepseekToGguf(model, positionals[1]!, { arch: values.arch as GgufArch | 'auto', dtype: values.f16 ? 'F16' : 'F32' });
   process.stdout.write(`${res.path}: ${res.arch} ${res.dtype}, ${res.tensorCount} tensors, ${res.kvCount} keys, ${(res.bytes / 2 ** 20).toFixed(1)} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s${res.indexerDropped ? ' (indexer dropped: dense attention)' : ''}\n`);
   for (const warning of res.warnings) process.stdout.write(`warning: ${warning}\n`);
 }

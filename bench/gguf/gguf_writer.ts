@@ -243,7 +243,7 @@ export class GgufWriter {
       t.offset = offset;
       sink.str(t.name);
       sink.u32(t.shape.length);
-      for (let d = t.shape.length - 1; d >= 0; d--) sink.u64(t.shape[d]);
+      for (let d = t.shape.length - 1; d >= 0; d--) sink.u64(t.shape[d]!);
       sink.u32(t.type);
       sink.u64(offset);
       offset = alignUp(offset + t.nbytes, this.alignment);

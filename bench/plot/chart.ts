@@ -32,7 +32,7 @@ export class Canvas {
 
   get(x: number, y: number): Rgb {
     const i = (y * this.width + x) * 3;
-    return [this.rgb[i], this.rgb[i + 1], this.rgb[i + 2]];
+    return [this.rgb[i]!, this.rgb[i + 1]!, this.rgb[i + 2]!];
   }
 
   fillRect(x: number, y: number, w: number, h: number, c: Rgb): void {
@@ -41,7 +41,7 @@ export class Canvas {
 
   /** A line of the given thickness (Bresenham with a square brush). */
   line(x0: number, y0: number, x1: number, y1: number, c: Rgb, thickness = 1): void {
-    [x0, y0, x1, y1] = [x0, y0, x1, y1].map(Math.round);
+    [x0, y0, x1, y1] = [Math.round(x0), Math.round(y0), Math.round(x1), Math.round(y1)];
     const dx = Math.abs(x1 - x0);
     const dy = -Math.abs(y1 - y0);
     const sx = x0 < x1 ? 1 : -1;
@@ -70,7 +70,7 @@ export class Canvas {
       const rows = glyph(ch);
       for (let r = 0; r < GLYPH_HEIGHT; r++) {
         for (let col = 0; col < GLYPH_WIDTH; col++) {
-          if (rows[r] & (0x10 >> col)) this.fillRect(cx + col * scale, y + r * scale, scale, scale, c);
+          if (rows[r]! & (0x10 >> col)) this.fillRect(cx + col * scale, y + r * scale, scale, scale, c);
         }
       }
       cx += ADVANCE * scale;
@@ -84,7 +84,7 @@ export class Canvas {
       const rows = glyph(ch);
       for (let r = 0; r < GLYPH_HEIGHT; r++) {
         for (let col = 0; col < GLYPH_WIDTH; col++) {
-          if (rows[r] & (0x10 >> col)) this.fillRect(x + r * scale, cy - (col + 1) * scale, scale, scale, c);
+          if (rows[r]! & (0x10 >> col)) this.fillRect(x + r * scale, cy - (col + 1) * scale, scale, scale, c);
         }
       }
       cy -= ADVANCE * scale;
@@ -189,7 +189,7 @@ export function renderLineChart(spec: LineChartSpec): Canvas {
 
   // series
   spec.series.forEach((s, k) => {
-    const color = s.color ?? PALETTE[k % PALETTE.length];
+    const color = s.color ?? PALETTE[k % PALETTE.length]!;
     let prev: [number, number] | null = null;
     s.values.forEach((v, i) => {
       if (v === null || !Number.isFinite(v)) {
@@ -216,7 +216,7 @@ export function renderLineChart(spec: LineChartSpec): Canvas {
   const rowH = GLYPH_HEIGHT * S + 8;
   const lw = Math.max(...spec.series.map((s) => textWidth(s.name, S))) + 50;
   const lh = spec.series.length * rowH + 8;
-  const colors = spec.series.map((s, k) => s.color ?? PALETTE[k % PALETTE.length]);
+  const colors = spec.series.map((s, k) => s.color ?? PALETTE[k % PALETTE.length]!);
   const covered = (x0: number, y0: number): number => {
     let count = 0;
     for (let y = Math.max(0, y0); y < Math.min(H, y0 + lh); y++) {
@@ -237,7 +237,7 @@ export function renderLineChart(spec: LineChartSpec): Canvas {
   cv.line(lx, ly, lx, ly + lh, GREY);
   cv.line(lx + lw, ly, lx + lw, ly + lh, GREY);
   spec.series.forEach((s, k) => {
-    const color = s.color ?? PALETTE[k % PALETTE.length];
+    const color = s.color ?? PALETTE[k % PALETTE.length]!;
     const y = ly + 8 + k * rowH + (GLYPH_HEIGHT * S) / 2;
     cv.line(lx + 8, y, lx + 36, y, color, 3);
     cv.fillRect(lx + 18, y - 4, 9, 9, color);

@@ -99,7 +99,7 @@ export const ADVANCE = GLYPH_WIDTH + 1;
 
 /** The rows of a character's glyph ('?' for characters the font lacks). */
 export function glyph(ch: string): readonly number[] {
-  return G[ch] ?? G['?'];
+  return G[ch] ?? G['?']!;
 }
 
 /** Whether the font has a glyph for `ch`. */

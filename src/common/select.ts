@@ -5,8 +5,8 @@ import { EngineError } from './errors.ts';
 
 /** a ranks strictly before b: a strict total order over ids, NaN below every number. */
 function better(values: Float32Array, a: number, b: number): boolean {
-  const va = values[a];
-  const vb = values[b];
+  const va = values[a]!;
+  const vb = values[b]!;
   if (va > vb) return true;
   if (va < vb) return false;
   if (va === vb) return a < b;
@@ -22,7 +22,7 @@ export function argmax(values: Float32Array): number {
   let bestValue = -Infinity;
   let numNaN = 0;
   for (let i = 0; i < values.length; i++) {
-    const x = values[i];
+    const x = values[i]!;
     // One comparison on the common path: !(x <= bestValue) holds for a new max or for NaN.
     if (!(x <= bestValue)) {
       if (Number.isNaN(x)) numNaN++;
@@ -48,13 +48,13 @@ export function topKOfRow(values: Float32Array, k: number, out: Int32Array): num
   if (n === 0) return 0;
   for (let i = 0; i < n; i++) out[i] = i;
   for (let i = (n >> 1) - 1; i >= 0; i--) siftDown(values, out, n, i);
-  let rootValue = values[out[0]];
+  let rootValue = values[out[0]!]!;
   // Scanning ids upwards, an equal value never beats the root, so ties keep the lower id.
   for (let i = nextNotBelow(values, n, rootValue); i < values.length; i = nextNotBelow(values, i + 1, rootValue)) {
-    if (better(values, i, out[0])) {
+    if (better(values, i, out[0]!)) {
       out[0] = i;
       siftDown(values, out, n, 0);
-      rootValue = values[out[0]];
+      rootValue = values[out[0]]!;
     }
   }
   return n;
@@ -67,20 +67,20 @@ export function topKOfRow(values: Float32Array, k: number, out: Int32Array): num
  */
 function nextNotBelow(values: Float32Array, from: number, threshold: number): number {
   let i = from;
-  while (i < values.length && values[i] <= threshold) i++;
+  while (i < values.length && values[i]! <= threshold) i++;
   return i;
 }
 
 /** Min-heap (worst at the root) over out[0 .. n). */
 function siftDown(values: Float32Array, heap: Int32Array, n: number, i: number): void {
-  const item = heap[i];
+  const item = heap[i]!;
   for (;;) {
     const left = 2 * i + 1;
     if (left >= n) break;
     const right = left + 1;
-    const worse = right < n && better(values, heap[left], heap[right]) ? right : left;
-    if (!better(values, item, heap[worse])) break;
-    heap[i] = heap[worse];
+    const worse = right < n && better(values, heap[left]!, heap[right]!) ? right : left;
+    if (!better(values, item, heap[worse]!)) break;
+    heap[i] = heap[worse]!;
     i = worse;
   }
   heap[i] = item;
@@ -96,15 +96,15 @@ export function selectTopK(values: Float32Array, ids: Int32Array, n: number, k: 
   let hi = n - 1;
   // Invariant: the k best lie in ids[0 .. hi] and ids[0 .. lo) are among them.
   while (lo < hi) {
-    const pivot = ids[medianOfThree(values, ids, lo, (lo + hi) >>> 1, hi)];
+    const pivot = ids[medianOfThree(values, ids, lo, (lo + hi) >>> 1, hi)]!;
     let i = lo;
     let j = hi;
     while (i <= j) {
-      while (better(values, ids[i], pivot)) i++;
-      while (better(values, pivot, ids[j])) j--;
+      while (better(values, ids[i]!, pivot)) i++;
+      while (better(values, pivot, ids[j]!)) j--;
       if (i <= j) {
-        const t = ids[i];
-        ids[i++] = ids[j];
+        const t = ids[i]!;
+        ids[i++] = ids[j]!;
         ids[j--] = t;
       }
     }
@@ -133,19 +133,19 @@ export function selectMassPrefix(values: Float32Array, ids: Int32Array, start: n
   let massBefore = 0;
   while (lo <= hi) {
     const median = medianOfThree(values, ids, lo, (lo + hi) >>> 1, hi);
-    const pivotId = ids[median];
-    ids[median] = ids[hi];
+    const pivotId = ids[median]!;
+    ids[median] = ids[hi]!;
     ids[hi] = pivotId;
     const pivotPos = partitionBefore(values, ids, lo, hi, pivotId);
-    ids[hi] = ids[pivotPos];
+    ids[hi] = ids[pivotPos]!;
     ids[pivotPos] = pivotId;
     const massLeft = sumMass(ids, lo, pivotPos, probs);
     if (massBefore + massLeft >= target) {
       hi = pivotPos - 1;
-    } else if (massBefore + massLeft + probs[pivotId] >= target) {
+    } else if (massBefore + massLeft + probs[pivotId]! >= target) {
       return pivotPos + 1;
     } else {
-      massBefore += massLeft + probs[pivotId];
+      massBefore += massLeft + probs[pivotId]!;
       lo = pivotPos + 1;
     }
   }
@@ -160,12 +160,12 @@ export function selectMassPrefix(values: Float32Array, ids: Int32Array, start: n
  * p): on flat distributions the test is a coin flip the CPU cannot predict.
  */
 function partitionBefore(values: Float32Array, ids: Int32Array, lo: number, hi: number, pivotId: number): number {
-  const pivotValue = values[pivotId];
+  const pivotValue = values[pivotId]!;
   let p = lo;
   for (let j = lo; j < hi; j++) {
-    const id = ids[j];
-    const x = values[id];
-    ids[j] = ids[p];
+    const id = ids[j]!;
+    const x = values[id]!;
+    ids[j] = ids[p]!;
     ids[p] = id;
     p += +(x > pivotValue) | (+(x === pivotValue) & +(id < pivotId));
   }
@@ -174,15 +174,15 @@ function partitionBefore(values: Float32Array, ids: Int32Array, lo: number, hi: 
 
 function sumMass(ids: Int32Array, from: number, to: number, probs: Float64Array): number {
   let z = 0;
-  for (let j = from; j < to; j++) z += probs[ids[j]];
+  for (let j = from; j < to; j++) z += probs[ids[j]!]!;
   return z;
 }
 
 /** Position (i, j or k) of the median of ids[i], ids[j], ids[k]. */
 function medianOfThree(values: Float32Array, ids: Int32Array, i: number, j: number, k: number): number {
-  const a = ids[i];
-  const b = ids[j];
-  const c = ids[k];
+  const a = ids[i]!;
+  const b = ids[j]!;
+  const c = ids[k]!;
   if (better(values, a, b)) {
     if (better(values, b, c)) return j;
     return better(values, a, c) ? k : i;

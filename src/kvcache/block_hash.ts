@@ -36,7 +36,7 @@ export function hashBlock(parentHash: BlockHash | null, tokenIds: TokenIds, salt
 export function blockTokens(tokenIds: TokenIds, index: number, blockSize: number): Int32Array {
   const start = index * blockSize;
   const out = new Int32Array(blockSize);
-  for (let j = 0; j < blockSize; j++) out[j] = tokenIds[start + j];
+  for (let j = 0; j < blockSize; j++) out[j] = tokenIds[start + j]!;
   return out;
 }
 

@@ -44,12 +44,12 @@ export class BlockPool {
 
   refCount(id: BlockId): number {
     this.checkId(id);
-    return this.refCnt[id];
+    return this.refCnt[id]!;
   }
 
   blockHash(id: BlockId): BlockHash | null {
     this.checkId(id);
-    return this.hashes[id];
+    return this.hashes[id] as BlockHash | null; // in range: checked above
   }
 
   /** Free block ids in eviction order (next to be reused first). For tests and debugging. */
@@ -81,8 +81,8 @@ export class BlockPool {
   free(ids: readonly BlockId[]): void {
     for (const id of ids) {
       this.checkId(id);
-      assert(this.refCnt[id] > 0, `free of block ${id} with refCnt ${this.refCnt[id]}`);
-      if (--this.refCnt[id] === 0) this.freeQueue.pushBack(id);
+      assert(this.refCnt[id]! > 0, `free of block ${id} with refCnt ${this.refCnt[id]}`);
+      if (--this.refCnt[id]! === 0) this.freeQueue.pushBack(id);
     }
   }
 
@@ -91,7 +91,7 @@ export class BlockPool {
     for (const id of ids) {
       this.checkId(id);
       if (this.refCnt[id] === 0) this.freeQueue.remove(id);
-      this.refCnt[id]++;
+      this.refCnt[id]!++;
     }
   }
 
@@ -102,7 +102,7 @@ export class BlockPool {
    */
   cacheFullBlock(id: BlockId, hash: BlockHash, tokenIds: TokenIds): boolean {
     this.checkId(id);
-    assert(this.refCnt[id] > 0, `cacheFullBlock on free block ${id}`);
+    assert(this.refCnt[id]! > 0, `cacheFullBlock on free block ${id}`);
     assert(this.hashes[id] === null, `block ${id} is already cached as ${this.hashes[id]}`);
     if (this.hashToBlock.has(hash)) return false;
     this.hashes[id] = hash;
@@ -124,11 +124,11 @@ export class BlockPool {
     let numInUse = 0;
     let numHashed = 0;
     for (let id = 0; id < this.numBlocks; id++) {
-      const rc = this.refCnt[id];
+      const rc = this.refCnt[id]!;
       assert(rc >= 0, `block ${id} has refCnt ${rc}`);
       assert((rc === 0) === this.freeQueue.has(id), `block ${id}: refCnt ${rc} but in free queue = ${this.freeQueue.has(id)}`);
       if (rc > 0) numInUse++;
-      const h = this.hashes[id];
+      const h = this.hashes[id] as BlockHash | null;
       assert((h === null) === (this.tokenIds[id] === null), `block ${id}: hash and token ids disagree`);
       if (h !== null) {
         numHashed++;
@@ -145,7 +145,7 @@ export class BlockPool {
   }
 
   private evictHash(id: BlockId): void {
-    const h = this.hashes[id];
+    const h = this.hashes[id] as BlockHash | null;
     if (h === null) return;
     // Bijection: the entry for h points at id, so deleting it cannot drop another block's entry.
     this.hashToBlock.delete(h);

@@ -52,8 +52,8 @@ export class FreeBlockQueue {
 
   remove(id: BlockId): void {
     assert(this.inQueue[id] === 1, `block ${id} is not in the free queue`);
-    const p = this.prev[id];
-    const n = this.next[id];
+    const p = this.prev[id]!;
+    const n = this.next[id]!;
     if (p === NIL) this.head = n;
     else this.next[p] = n;
     if (n === NIL) this.tail = p;
@@ -67,7 +67,7 @@ export class FreeBlockQueue {
   /** Block ids from head (next to be reused) to tail. */
   toArray(): BlockId[] {
     const ids: BlockId[] = [];
-    for (let id = this.head; id !== NIL && ids.length <= this.capacity; id = this.next[id]) ids.push(id);
+    for (let id = this.head; id !== NIL && ids.length <= this.capacity; id = this.next[id]!) ids.push(id);
     return ids;
   }
 
@@ -79,7 +79,7 @@ export class FreeBlockQueue {
     const seen = new Uint8Array(this.capacity);
     let steps = 0;
     let last = NIL;
-    for (let id = this.head; id !== NIL; id = this.next[id]) {
+    for (let id = this.head; id !== NIL; id = this.next[id]!) {
       assert(id >= 0 && id < this.capacity, `free queue links to out-of-range block ${id}`);
       assert(seen[id] === 0, `free queue visits block ${id} twice (duplicate or cycle)`);
       assert(this.inQueue[id] === 1, `block ${id} is linked into the free queue but not flagged`);
@@ -91,7 +91,7 @@ export class FreeBlockQueue {
     assert(last === this.tail, `free queue tail is ${this.tail}, walk ended at ${last}`);
     assert(steps === this.count, `free queue holds ${steps} blocks but counts ${this.count}`);
     let flagged = 0;
-    for (let id = 0; id < this.capacity; id++) flagged += this.inQueue[id];
+    for (let id = 0; id < this.capacity; id++) flagged += this.inQueue[id]!;
     assert(flagged === this.count, `${flagged} blocks flagged free but the queue holds ${this.count}`);
   }
 }

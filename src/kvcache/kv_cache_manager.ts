@@ -137,12 +137,13 @@ export class KVCacheManager {
     const numFull = Math.floor(numComputedTokens / this.blockSize);
     assert(numFull <= table.length, `${numFull} full blocks but table of ${requestId} has ${table.length}`);
     for (let i = hashes.length; i < numFull; i++) {
+      const blockId = table[i]!;
       const tokens = blockTokens(tokenIds, i, this.blockSize);
-      const hash = hashBlock(i === 0 ? null : hashes[i - 1], tokens, i === 0 ? salt : undefined);
-      const existing = this.pool.blockHash(table[i]);
+      const hash = hashBlock(i === 0 ? null : hashes[i - 1]!, tokens, i === 0 ? salt : undefined);
+      const existing = this.pool.blockHash(blockId);
       // A shared block may already have been cached by its other holder: same content, same hash.
-      if (existing === null) this.pool.cacheFullBlock(table[i], hash, tokens);
-      else assert(existing === hash, `block ${table[i]} cached as ${existing}, recomputed as ${hash}`);
+      if (existing === null) this.pool.cacheFullBlock(blockId, hash, tokens);
+      else assert(existing === hash, `block ${blockId} cached as ${existing}, recomputed as ${hash}`);
       hashes.push(hash);
     }
   }
@@ -172,7 +173,7 @@ export class KVCacheManager {
       assert(hashes !== undefined && hashes.length <= table.length, `hash chain of ${requestId} longer than its table`);
       assert(new Set(table).size === table.length, `table of ${requestId} holds a block twice`);
       table.forEach((id, i) => {
-        holders[id]++;
+        holders[id]!++;
         const carried = this.pool.blockHash(id);
         const ok = i >= hashes.length || carried === null || carried === hashes[i];
         assert(ok, `block ${id} of ${requestId} carries a foreign hash`);

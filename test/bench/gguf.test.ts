@@ -106,7 +106,7 @@ describe('DeepSeek -> GGUF conversion', () => {
   const r = c.kvLoraRank;
 
   it('splits kv_b_proj into k_b (transposed per head) and v_b like llama.cpp\'s absorbed MLA', () => {
-    const kvB = fixture.weights.layers[0].attn.kvBProj;
+    const kvB = fixture.weights.layers[0]!.attn.kvBProj;
     const { kB, vB } = splitKvB(kvB, heads, nope, v);
     for (let h = 0; h < heads; h++) {
       for (let c2 = 0; c2 < r; c2++) {
@@ -201,15 +201,15 @@ describe('DeepSeek -> GGUF conversion', () => {
 
     // expert e of the stacked tensor is HF's experts.e, and the other tensors are copied verbatim
     const exps = readGgufTensor(file, g, 'blk.2.ffn_down_exps.weight');
-    const ex = fixture.weights.layers[2].mlp;
+    const ex = fixture.weights.layers[2]!.mlp;
     assert.equal(ex.kind, 'moe');
     if (ex.kind === 'moe') {
       const size = 64 * 32;
-      for (const e of [0, 5, 7]) assert.deepEqual(exps.subarray(e * size, (e + 1) * size), ex.weights.experts[e].downProj.data);
+      for (const e of [0, 5, 7]) assert.deepEqual(exps.subarray(e * size, (e + 1) * size), ex.weights.experts[e]!.downProj.data);
       assert.deepEqual(readGgufTensor(file, g, 'blk.2.exp_probs_b.bias'), ex.weights.eScoreCorrectionBias!.data);
     }
-    assert.deepEqual(readGgufTensor(file, g, 'blk.1.indexer.k_norm.bias'), fixture.weights.layers[1].attn.indexer!.kNormBias.data);
-    assert.deepEqual(readGgufTensor(file, g, 'blk.1.attn_k_b.weight'), splitKvB(fixture.weights.layers[1].attn.kvBProj, heads, nope, v).kB);
+    assert.deepEqual(readGgufTensor(file, g, 'blk.1.indexer.k_norm.bias'), fixture.weights.layers[1]!.attn.indexer!.kNormBias.data);
+    assert.deepEqual(readGgufTensor(file, g, 'blk.1.attn_k_b.weight'), splitKvB(fixture.weights.layers[1]!.attn.kvBProj, heads, nope, v).kB);
   });
 
   it('deepseek2 drops the indexer, F16 keeps norms, biases and the router in F32', () => {

@@ -55,7 +55,7 @@ describe('llama.cpp on the converted fixture', { skip: unavailable ?? false }, (
     const gguf = path.join(dir, 'tiny.gguf');
     convertDeepseekToGguf(model, gguf, { arch: 'deepseek2' });
     const golden = new Golden(FIXTURE_DIR);
-    const prompt = golden.json.prompts[1];
+    const prompt = golden.json.prompts[1]!;
     assert.ok(prompt.length <= model.config.indexer!.topk);
     const vocab = model.config.vocabSize;
     const want = logSoftmax(golden.floats('prefill_logits.p1').slice((prompt.length - 1) * vocab, prompt.length * vocab));
@@ -66,12 +66,12 @@ describe('llama.cpp on the converted fixture', { skip: unavailable ?? false }, (
       const got = await peer.nextTokenLogprobs(prompt);
       assert.deepEqual(topK(got, 10), topK(want, 10));
       let maxDiff = 0;
-      for (let i = 0; i < vocab; i++) maxDiff = Math.max(maxDiff, Math.abs(got[i] - want[i]));
+      for (let i = 0; i < vocab; i++) maxDiff = Math.max(maxDiff, Math.abs(got[i]! - want[i]!));
       assert.ok(maxDiff < 1e-4, `max |dlogp| ${maxDiff}`);
       assert.ok(peer.kvCache && Math.abs(peer.kvCache.bytesPerToken - expectedPeerKvBytesPerToken(model.config, 'deepseek2', 'F32')) <= peer.kvCache.bytesPerTokenUncertainty);
       const decode = await peer.timeDecode(prompt, 3);
       assert.equal(decode.generated.length, 3);
-      assert.deepEqual(decode.generated, golden.json.greedy_tokens[1].slice(0, 3));
+      assert.deepEqual(decode.generated, golden.json.greedy_tokens[1]!.slice(0, 3));
     } finally {
       await peer.dispose();
     }

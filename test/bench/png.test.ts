@@ -28,11 +28,11 @@ function readChunks(png: Buffer): Chunk[] {
 function decode(png: Buffer): { width: number; height: number; rgb: Uint8Array } {
   const chunks = readChunks(png);
   assert.deepEqual(chunks.map((c) => c.type), ['IHDR', 'IDAT', 'IEND']);
-  const ihdr = chunks[0].data;
+  const ihdr = chunks[0]!.data;
   const width = ihdr.readUInt32BE(0);
   const height = ihdr.readUInt32BE(4);
   assert.deepEqual([...ihdr.subarray(8)], [8, 2, 0, 0, 0]);
-  const raw = inflateSync(chunks[1].data);
+  const raw = inflateSync(chunks[1]!.data);
   assert.equal(raw.length, height * (width * 3 + 1));
   const rgb = new Uint8Array(width * height * 3);
   for (let y = 0; y < height; y++) {
@@ -53,7 +53,7 @@ describe('PNG encoder', () => {
   });
 
   it('round-trips pixels through inflate, with valid chunk CRCs', () => {
-    for (const [w, h] of [[1, 1], [3, 2], [17, 9]]) {
+    for (const [w, h] of [[1, 1], [3, 2], [17, 9]] as const) {
       const rgb = Uint8Array.from({ length: w * h * 3 }, (_, i) => (i * 53 + 7) & 255);
       const back = decode(encodePng(w, h, rgb));
       assert.equal(back.width, w);

@@ -50,6 +50,7 @@ describe('targets', () => {
   });
   it('reports unmeasured targets and computes ratios defensively', () => {
     const [n] = evaluateTargets([{ id: 'x', name: 'x', value: null, direction: '>=', target: 1 }]);
+    assert.ok(n);
     assert.equal(n.met, null);
     assert.equal(n.verdict, 'not measured');
     assert.equal(evaluateTarget({ id: 'y', name: 'y', value: Number.NaN, direction: '>=', target: 1 }).met, null);

@@ -44,7 +44,7 @@ export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`);
   let max = 0;
   for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i] - b[i]);
+    const d = Math.abs(a[i]! - b[i]!);
     if (!(d <= max)) max = Number.isNaN(d) ? Infinity : d;
   }
   return max;

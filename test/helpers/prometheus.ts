@@ -15,6 +15,7 @@ export function parsePrometheus(text: string): { samples: Sample[]; types: Map<s
     if (line === '') continue;
     if (line.startsWith('# TYPE ')) {
       const [, , name, type] = line.split(' ');
+      if (name === undefined || type === undefined) throw new Error(`bad TYPE line: ${JSON.stringify(line)}`);
       types.set(name, type);
       continue;
     }
@@ -22,12 +23,14 @@ export function parsePrometheus(text: string): { samples: Sample[]; types: Map<s
     const m = SAMPLE.exec(line);
     if (!m) throw new Error(`not Prometheus text format: ${JSON.stringify(line)}`);
     const labels: Record<string, string> = {};
-    for (const l of (m[3] ?? '').matchAll(LABEL)) labels[l[1]] = l[2];
+    // Groups 1 and 4 (name, value) are not optional in SAMPLE, nor 1 and 2 in LABEL.
+    for (const l of (m[3] ?? '').matchAll(LABEL)) labels[l[1]!] = l[2]!;
+    const rawValue = m[4]!;
     // Go's ParseFloat (Prometheus) accepts NaN and Inf in any case.
-    const raw = m[4].toLowerCase();
-    const value = raw === '+inf' || raw === 'inf' ? Infinity : raw === '-inf' ? -Infinity : raw === 'nan' ? NaN : Number(m[4]);
+    const raw = rawValue.toLowerCase();
+    const value = raw === '+inf' || raw === 'inf' ? Infinity : raw === '-inf' ? -Infinity : raw === 'nan' ? NaN : Number(rawValue);
     if (Number.isNaN(value) && raw !== 'nan') throw new Error(`bad value in ${JSON.stringify(line)}`);
-    samples.push({ name: m[1], labels, value });
+    samples.push({ name: m[1]!, labels, value });
   }
   return { samples, types };
 }

@@ -46,14 +46,14 @@ export interface ReferenceResult {
 // Basic ops
 
 function linear(w: Tensor, x: ArrayLike<number>): Vec {
-  const [out, inp] = w.shape;
+  const [out, inp] = w.shape as readonly [number, number];
   if (x.length !== inp) throw new Error(`linear: input ${x.length} != ${inp}`);
   const d = w.data;
   const y = new Float64Array(out);
   for (let o = 0; o < out; o++) {
     let s = 0;
     const base = o * inp;
-    for (let i = 0; i < inp; i++) s += d[base + i] * x[i];
+    for (let i = 0; i < inp; i++) s += d[base + i]! * x[i]!;
     y[o] = s;
   }
   return y;
@@ -61,10 +61,10 @@ function linear(w: Tensor, x: ArrayLike<number>): Vec {
 
 function rmsNorm(x: Vec, w: Tensor, eps: number): Vec {
   let ms = 0;
-  for (let i = 0; i < x.length; i++) ms += x[i] * x[i];
+  for (let i = 0; i < x.length; i++) ms += x[i]! * x[i]!;
   const r = 1 / Math.sqrt(ms / x.length + eps);
   const y = new Float64Array(x.length);
-  for (let i = 0; i < x.length; i++) y[i] = w.data[i] * x[i] * r;
+  for (let i = 0; i < x.length; i++) y[i] = w.data[i]! * x[i]! * r;
   return y;
 }
 
@@ -72,13 +72,13 @@ function rmsNorm(x: Vec, w: Tensor, eps: number): Vec {
 function layerNorm(x: Vec, w: Tensor, b: Tensor, eps: number): Vec {
   const n = x.length;
   let mean = 0;
-  for (let i = 0; i < n; i++) mean += x[i];
+  for (let i = 0; i < n; i++) mean += x[i]!;
   mean /= n;
   let v = 0;
-  for (let i = 0; i < n; i++) v += (x[i] - mean) ** 2;
+  for (let i = 0; i < n; i++) v += (x[i]! - mean) ** 2;
   const r = 1 / Math.sqrt(v / n + eps);
   const y = new Float64Array(n);
-  for (let i = 0; i < n; i++) y[i] = (x[i] - mean) * r * w.data[i] + b.data[i];
+  for (let i = 0; i < n; i++) y[i] = (x[i]! - mean) * r * w.data[i]! + b.data[i]!;
   return y;
 }
 
@@ -87,14 +87,14 @@ const sigmoid = (v: number): number => 1 / (1 + Math.exp(-v));
 
 function add(a: Vec, b: Vec): Vec {
   const y = new Float64Array(a.length);
-  for (let i = 0; i < a.length; i++) y[i] = a[i] + b[i];
+  for (let i = 0; i < a.length; i++) y[i] = a[i]! + b[i]!;
   return y;
 }
 
 function swiGlu(w: SwiGluWeights, x: Vec): Vec {
   const g = linear(w.gateProj, x);
   const u = linear(w.upProj, x);
-  for (let i = 0; i < g.length; i++) g[i] = silu(g[i]) * u[i];
+  for (let i = 0; i < g.length; i++) g[i] = silu(g[i]!) * u[i]!;
   return linear(w.downProj, g);
 }
 
@@ -102,8 +102,13 @@ function swiGlu(w: SwiGluWeights, x: Vec): Vec {
 function topkIndices(values: ArrayLike<number>, k: number, eligible?: (i: number) => boolean): number[] {
   const idx: number[] = [];
   for (let i = 0; i < values.length; i++) if (!eligible || eligible(i)) idx.push(i);
-  idx.sort((a, b) => values[b] - values[a] || a - b);
+  idx.sort((a, b) => values[b]! - values[a]! || a - b);
   return idx.slice(0, k);
+}
+
+/** values[order[k - 1]] - values[order[k]]: how far the k-th pick leads the best one left out. */
+function gapAt(values: ArrayLike<number>, order: readonly number[], k: number): number {
+  return values[order[k - 1]!]! - values[order[k]!]!;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -130,7 +135,7 @@ export function referenceRopeFrequencies(c: ModelConfig): Vec {
   if (low === high) high += 0.001;
   for (let i = 0; i < d / 2; i++) {
     const ramp = Math.min(Math.max((i - low) / (high - low), 0), 1);
-    th[i] = (th[i] / y.factor) * ramp + th[i] * (1 - ramp);
+    th[i] = (th[i]! / y.factor) * ramp + th[i]! * (1 - ramp);
   }
   return th;
 }
@@ -138,11 +143,11 @@ export function referenceRopeFrequencies(c: ModelConfig): Vec {
 /** MLA layout: interleaved pairs (x[2i], x[2i+1]); rotates v[off .. off+d) in place. */
 function ropeInterleaved(v: Vec, off: number, th: Vec, pos: number): void {
   for (let i = 0; i < th.length; i++) {
-    const a = pos * th[i];
+    const a = pos * th[i]!;
     const c = Math.cos(a);
     const s = Math.sin(a);
-    const x0 = v[off + 2 * i];
-    const x1 = v[off + 2 * i + 1];
+    const x0 = v[off + 2 * i]!;
+    const x1 = v[off + 2 * i + 1]!;
     v[off + 2 * i] = x0 * c - x1 * s;
     v[off + 2 * i + 1] = x0 * s + x1 * c;
   }
@@ -152,11 +157,11 @@ function ropeInterleaved(v: Vec, off: number, th: Vec, pos: number): void {
 function ropeHalf(v: Vec, off: number, th: Vec, pos: number): void {
   const half = th.length;
   for (let i = 0; i < half; i++) {
-    const a = pos * th[i];
+    const a = pos * th[i]!;
     const c = Math.cos(a);
     const s = Math.sin(a);
-    const x1 = v[off + i];
-    const x2 = v[off + half + i];
+    const x1 = v[off + i]!;
+    const x2 = v[off + half + i]!;
     v[off + i] = x1 * c - x2 * s;
     v[off + half + i] = x1 * s + x2 * c;
   }
@@ -193,19 +198,19 @@ function attention(c: ModelConfig, a: AttentionWeights, xs: Vec[], th: Vec, useI
   const qr: (Vec | null)[] = []; // q_a_layernorm output (indexer input)
   const kpe: Vec[] = []; // [rope], rotated
   const kv: Vec[] = []; // [H * (nope + v)]
-  for (let t = 0; t < L; t++) {
+  for (const [t, x] of xs.entries()) {
     let qt: Vec;
     if (a.query.kind === 'lora') {
-      const r = rmsNorm(linear(a.query.qAProj, xs[t]), a.query.qALayernorm, c.rmsNormEps);
+      const r = rmsNorm(linear(a.query.qAProj, x), a.query.qALayernorm, c.rmsNormEps);
       qr.push(r);
       qt = linear(a.query.qBProj, r);
     } else {
       qr.push(null);
-      qt = linear(a.query.qProj, xs[t]);
+      qt = linear(a.query.qProj, x);
     }
     for (let h = 0; h < H; h++) ropeInterleaved(qt, h * qkd + nope, th, t);
     q.push(qt);
-    const kva = linear(a.kvAProjWithMqa, xs[t]);
+    const kva = linear(a.kvAProjWithMqa, x);
     const latent = rmsNorm(kva.subarray(0, kvl), a.kvALayernorm, c.rmsNormEps);
     const pe = kva.slice(kvl, kvl + rope);
     ropeInterleaved(pe, 0, th, t);
@@ -224,27 +229,30 @@ function attention(c: ModelConfig, a: AttentionWeights, xs: Vec[], th: Vec, useI
     const iq: Vec[] = [];
     const ik: Vec[] = [];
     const iw: Vec[] = [];
-    for (let t = 0; t < L; t++) {
+    for (const [t, x] of xs.entries()) {
       const qt = linear(ix.wqB, qr[t]!);
       for (let h = 0; h < nH; h++) ropeHalf(qt, h * hd, th, t); // [rope | nope] per head
       iq.push(qt);
-      const kt = layerNorm(linear(ix.wk, xs[t]), ix.kNormWeight, ix.kNormBias, 1e-6);
+      const kt = layerNorm(linear(ix.wk, x), ix.kNormWeight, ix.kNormBias, 1e-6);
       ropeHalf(kt, 0, th, t);
       ik.push(kt);
-      const wt = linear(ix.weightsProj, xs[t]);
-      for (let h = 0; h < nH; h++) wt[h] *= 1 / Math.sqrt(nH) / Math.sqrt(hd);
+      const wt = linear(ix.weightsProj, x);
+      for (let h = 0; h < nH; h++) wt[h]! *= 1 / Math.sqrt(nH) / Math.sqrt(hd);
       iw.push(wt);
     }
     selections = [];
     for (let t = 0; t < L; t++) {
       const visible = t + 1;
       const scores = new Float64Array(visible);
+      const qt = iq[t]!;
+      const wt = iw[t]!;
       for (let s = 0; s < visible; s++) {
+        const ks = ik[s]!;
         let sc = 0;
         for (let h = 0; h < nH; h++) {
           let dot = 0;
-          for (let i = 0; i < hd; i++) dot += iq[t][h * hd + i] * ik[s][i];
-          sc += iw[t][h] * Math.max(dot, 0);
+          for (let i = 0; i < hd; i++) dot += qt[h * hd + i]! * ks[i]!;
+          sc += wt[h]! * Math.max(dot, 0);
         }
         scores[s] = sc;
       }
@@ -254,12 +262,12 @@ function attention(c: ModelConfig, a: AttentionWeights, xs: Vec[], th: Vec, useI
         continue;
       }
       const order = topkIndices(scores, cfg.topk + 1);
-      const sk = scores[order[cfg.topk - 1]];
-      const sk1 = scores[order[cfg.topk]];
+      const sk = scores[order[cfg.topk - 1]!]!;
+      const sk1 = scores[order[cfg.topk]!]!;
       margins.indexerAbsGap = Math.min(margins.indexerAbsGap, sk - sk1);
       margins.indexerRelGap = Math.min(margins.indexerRelGap, (sk - sk1) / Math.max(Math.abs(sk), Math.abs(sk1)));
       let rowMax = 0;
-      for (let s = 0; s < visible; s++) rowMax = Math.max(rowMax, Math.abs(scores[s]));
+      for (let s = 0; s < visible; s++) rowMax = Math.max(rowMax, Math.abs(scores[s]!));
       margins.indexerRowGap = Math.min(margins.indexerRowGap, (sk - sk1) / rowMax);
       selections.push(order.slice(0, cfg.topk).sort((x, y) => x - y));
     }
@@ -267,22 +275,26 @@ function attention(c: ModelConfig, a: AttentionWeights, xs: Vec[], th: Vec, useI
 
   const out: Vec[] = [];
   for (let t = 0; t < L; t++) {
-    const keys = selections ? selections[t] : Array.from({ length: t + 1 }, (_, s) => s);
+    const keys = selections ? selections[t]! : Array.from({ length: t + 1 }, (_, s) => s);
+    const qt = q[t]!;
     const o = new Float64Array(H * vd);
     for (let h = 0; h < H; h++) {
       const qo = h * qkd;
       const ko = h * (nope + vd);
       const sc = keys.map((s) => {
+        const kvs = kv[s]!;
+        const pe = kpe[s]!;
         let d = 0;
-        for (let i = 0; i < nope; i++) d += q[t][qo + i] * kv[s][ko + i];
-        for (let i = 0; i < rope; i++) d += q[t][qo + nope + i] * kpe[s][i];
+        for (let i = 0; i < nope; i++) d += qt[qo + i]! * kvs[ko + i]!;
+        for (let i = 0; i < rope; i++) d += qt[qo + nope + i]! * pe[i]!;
         return d * scale;
       });
       const mx = Math.max(...sc);
       const p = sc.map((v) => Math.exp(v - mx));
       const z = p.reduce((u, v) => u + v, 0);
       keys.forEach((s, j) => {
-        for (let i = 0; i < vd; i++) o[h * vd + i] += (p[j] / z) * kv[s][ko + nope + i];
+        const kvs = kv[s]!;
+        for (let i = 0; i < vd; i++) o[h * vd + i]! += (p[j]! / z) * kvs[ko + nope + i]!;
       });
     }
     out.push(linear(a.oProj, o));
@@ -299,16 +311,16 @@ function moe(c: ModelConfig, w: MoeWeights, x: Vec, margins: ReferenceMargins): 
   const logits = linear(w.gate, x);
   const s = new Float64Array(E);
   if (m.scoringFunc === 'sigmoid') {
-    for (let e = 0; e < E; e++) s[e] = sigmoid(logits[e]);
+    for (let e = 0; e < E; e++) s[e] = sigmoid(logits[e]!);
   } else {
     const mx = Math.max(...logits);
     let z = 0;
-    for (let e = 0; e < E; e++) z += (s[e] = Math.exp(logits[e] - mx));
-    for (let e = 0; e < E; e++) s[e] /= z;
+    for (let e = 0; e < E; e++) z += (s[e] = Math.exp(logits[e]! - mx));
+    for (let e = 0; e < E; e++) s[e]! /= z;
   }
   // Choice scores: the correction bias is for selection only (noaux_tc).
   const choice = new Float64Array(E);
-  for (let e = 0; e < E; e++) choice[e] = s[e] + (m.topkMethod === 'noaux_tc' && w.eScoreCorrectionBias ? w.eScoreCorrectionBias.data[e] : 0);
+  for (let e = 0; e < E; e++) choice[e] = s[e]! + (m.topkMethod === 'noaux_tc' && w.eScoreCorrectionBias ? w.eScoreCorrectionBias.data[e]! : 0);
 
   let eligible: ((e: number) => boolean) | undefined;
   if (m.topkMethod !== 'greedy' && m.topkGroup < m.nGroup) {
@@ -317,35 +329,36 @@ function moe(c: ModelConfig, w: MoeWeights, x: Vec, margins: ReferenceMargins): 
     for (let g = 0; g < m.nGroup; g++) {
       const members = Array.from(choice.subarray(g * per, (g + 1) * per)).sort((u, v) => v - u);
       // noaux_tc: sum of the top-2 choice scores; group_limited_greedy: the max score.
-      groupScore[g] = m.topkMethod === 'noaux_tc' ? members[0] + (members[1] ?? 0) : members[0];
+      const top = members[0]!;
+      groupScore[g] = m.topkMethod === 'noaux_tc' ? top + (members[1] ?? 0) : top;
     }
     const order = topkIndices(groupScore, m.topkGroup + 1);
-    margins.routingGroupGap = Math.min(margins.routingGroupGap, groupScore[order[m.topkGroup - 1]] - groupScore[order[m.topkGroup]]);
+    margins.routingGroupGap = Math.min(margins.routingGroupGap, gapAt(groupScore, order, m.topkGroup));
     const kept = new Set(order.slice(0, m.topkGroup));
     eligible = (e: number) => kept.has(Math.floor(e / per));
   }
   const k = m.numExpertsPerTok;
   const order = topkIndices(choice, k + 1, eligible);
-  if (order.length > k) margins.routingExpertGap = Math.min(margins.routingExpertGap, choice[order[k - 1]] - choice[order[k]]);
+  if (order.length > k) margins.routingExpertGap = Math.min(margins.routingExpertGap, gapAt(choice, order, k));
   const picked = order.slice(0, k);
 
-  const weights = picked.map((e) => s[e]);
+  const weights = picked.map((e) => s[e]!);
   const sum = weights.reduce((u, v) => u + v, 0);
   if (m.topkMethod === 'noaux_tc') {
     // V3: normalise if asked, then always scale.
-    for (let j = 0; j < k; j++) weights[j] = (m.normTopkProb ? weights[j] / (sum + 1e-20) : weights[j]) * m.routedScalingFactor;
+    for (let j = 0; j < k; j++) weights[j] = (m.normTopkProb ? weights[j]! / (sum + 1e-20) : weights[j]!) * m.routedScalingFactor;
   } else if (k > 1 && m.normTopkProb) {
     // V2: normalise (and no routed_scaling_factor) ...
-    for (let j = 0; j < k; j++) weights[j] /= sum + 1e-20;
+    for (let j = 0; j < k; j++) weights[j]! /= sum + 1e-20;
   } else {
     // ... or scale.
-    for (let j = 0; j < k; j++) weights[j] *= m.routedScalingFactor;
+    for (let j = 0; j < k; j++) weights[j]! *= m.routedScalingFactor;
   }
 
   let y: Vec = w.sharedExperts ? swiGlu(w.sharedExperts, x) : new Float64Array(x.length);
   picked.forEach((e, j) => {
-    const ye = swiGlu(w.experts[e], x);
-    for (let i = 0; i < y.length; i++) y[i] += weights[j] * ye[i];
+    const ye = swiGlu(w.experts[e]!, x);
+    for (let i = 0; i < y.length; i++) y[i]! += weights[j]! * ye[i]!;
   });
   return { y, experts: [...picked].sort((u, v) => u - v) };
 }
@@ -369,23 +382,23 @@ export function referenceForward(model: Pick<LoadedModel, 'config' | 'weights'>,
   const lastScores: Float64Array[] = [];
   const experts: (number[][] | null)[] = [];
   for (let l = 0; l < c.numHiddenLayers; l++) {
-    const lw = W.layers[l];
+    const lw = W.layers[l]!;
     const isMoe = c.moe !== null && l >= c.moe.firstKDenseReplace && l % c.moe.moeLayerFreq === 0;
     if (isMoe !== (lw.mlp.kind === 'moe')) throw new Error(`layer ${l}: loaded mlp kind ${lw.mlp.kind} disagrees with the config`);
     const xs = h.map((v) => rmsNorm(v, lw.inputLayernorm, c.rmsNormEps));
     const att = attention(c, lw.attn, xs, th, useIndexer, margins);
     if (att.selections) selections.push(att.selections);
     if (att.lastScores) lastScores.push(att.lastScores);
-    h = h.map((v, t) => add(v, att.out[t]));
+    h = h.map((v, t) => add(v, att.out[t]!));
     const ys = h.map((v) => rmsNorm(v, lw.postAttentionLayernorm, c.rmsNormEps));
     const mlp = lw.mlp;
     if (mlp.kind === 'dense') {
-      h = h.map((v, t) => add(v, swiGlu(mlp.weights, ys[t])));
+      h = h.map((v, t) => add(v, swiGlu(mlp.weights, ys[t]!)));
       experts.push(null);
     } else {
       const chosen: number[][] = [];
       h = h.map((v, t) => {
-        const r = moe(c, mlp.weights, ys[t], margins);
+        const r = moe(c, mlp.weights, ys[t]!, margins);
         chosen.push(r.experts);
         return add(v, r.y);
       });
@@ -398,7 +411,7 @@ export function referenceForward(model: Pick<LoadedModel, 'config' | 'weights'>,
   return {
     vocab: V,
     logits,
-    lastSelections: useIndexer ? selections.map((perRow) => perRow[L - 1]) : null,
+    lastSelections: useIndexer ? selections.map((perRow) => perRow[L - 1]!) : null,
     selections: useIndexer ? selections : null,
     lastIndexerScores: useIndexer ? lastScores : null,
     experts,
@@ -409,7 +422,7 @@ export function referenceForward(model: Pick<LoadedModel, 'config' | 'weights'>,
 /** Index of the largest entry of logits row t (ties: lowest index). */
 export function argmaxRow(logits: ArrayLike<number>, vocab: number, t: number): number {
   let best = 0;
-  for (let v = 1; v < vocab; v++) if (logits[t * vocab + v] > logits[t * vocab + best]) best = v;
+  for (let v = 1; v < vocab; v++) if (logits[t * vocab + v]! > logits[t * vocab + best]!) best = v;
   return best;
 }
 
@@ -420,7 +433,7 @@ export function minArgmaxGap(logits: ArrayLike<number>, vocab: number, rows: Ite
     let a = -Infinity;
     let b = -Infinity;
     for (let v = 0; v < vocab; v++) {
-      const x = logits[t * vocab + v];
+      const x = logits[t * vocab + v]!;
       if (x > a) [a, b] = [x, a];
       else if (x > b) b = x;
     }

@@ -13,12 +13,12 @@ describe('indexer quality diagnostic on tiny-dsv32', () => {
   for (const chunkSize of [undefined, 13]) {
     test(`KL per layer equals golden indexer_kl_loss (chunk ${chunkSize ?? 'full'})`, async () => {
       const { prompt_index: p, per_layer: expected } = golden.json.indexer_kl_loss;
-      const prompt = golden.json.prompts[p];
+      const prompt = golden.json.prompts[p]!;
       const res = await indexerQuality(FIXTURE_DIR, prompt, { chunkSize, runner });
       assert.equal(res.numTokens, 120);
       assert.equal(res.layers.length, Object.keys(expected).length);
       for (const l of res.layers) {
-        const g = expected[String(l.layer)];
+        const g = expected[String(l.layer)]!;
         assert.ok(Math.abs(l.klDense - g.dense) < TOL, `layer ${l.layer} dense KL ${l.klDense} vs ${g.dense}`);
         assert.ok(Math.abs(l.klSparse - g.sparse) < TOL, `layer ${l.layer} sparse KL ${l.klSparse} vs ${g.sparse}`);
         assert.ok(l.recall > 0 && l.recall <= 1 + 1e-9, `layer ${l.layer} recall ${l.recall}`);

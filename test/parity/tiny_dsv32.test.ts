@@ -59,9 +59,9 @@ describe('tiny-dsv32 golden parity', () => {
   test('(d) indexer top-k sets at the last prompt position equal topk_last', async () => {
     const results = await greedy(engine, prompts, { maxTokens: 1 });
     results.forEach((r, p) => {
-      const expected = golden.json.topk_last[p];
+      const expected = golden.json.topk_last[p]!;
       assert.equal(r.selections!.length, Object.keys(expected).length);
-      r.selections!.forEach((sel, layer) => assert.deepEqual(Array.from(sel), expected[String(layer)], `prompt ${p} layer ${layer}`));
+      r.selections!.forEach((sel, layer) => assert.deepEqual(Array.from(sel), expected[String(layer)]!, `prompt ${p} layer ${layer}`));
     });
   });
 
@@ -89,10 +89,10 @@ describe('tiny-dsv32 golden parity', () => {
     const sliced = await openEngine(FIXTURE_DIR, { runner: { blockSize: 16, numKvBlocks: 64, maxAttentionScoreElements: 2000 }, chunkSize: 100 });
     try {
       const results: OfflineOutput[] = [];
-      for (const p of [2, 4]) results.push(...(await greedy(sliced, [prompts[p]], { maxTokens: STEPS, promptLogits: true })));
+      for (const p of [2, 4]) results.push(...(await greedy(sliced, [prompts[p]!], { maxTokens: STEPS, promptLogits: true })));
       [2, 4].forEach((p, i) => {
-        assert.deepEqual(results[i].tokenIds, golden.ints(`greedy_tokens.p${p}`));
-        assert.ok(maxAbsDiff(results[i].promptLogits!, golden.floats(`prefill_logits.p${p}`)) < TOL);
+        assert.deepEqual(results[i]!.tokenIds, golden.ints(`greedy_tokens.p${p}`));
+        assert.ok(maxAbsDiff(results[i]!.promptLogits!, golden.floats(`prefill_logits.p${p}`)) < TOL);
       });
     } finally {
       await sliced.dispose();
@@ -103,10 +103,12 @@ describe('tiny-dsv32 golden parity', () => {
     const dense = await openEngine(FIXTURE_DIR, { runner: { blockSize: 16, numKvBlocks: 64, denseAttention: true } });
     try {
       const topk = engine.core.config.indexer!.topk;
-      const [short] = await greedy(dense, [prompts[1]], { maxTokens: 1, promptLogits: true });
-      assert.ok(prompts[1].length <= topk);
+      const [short] = await greedy(dense, [prompts[1]!], { maxTokens: 1, promptLogits: true });
+      assert.ok(short);
+      assert.ok(prompts[1]!.length <= topk);
       assert.ok(maxAbsDiff(short.promptLogits!, golden.floats('prefill_logits.p1')) < TOL);
-      const [long] = await greedy(dense, [prompts[3]], { maxTokens: 1, promptLogits: true });
+      const [long] = await greedy(dense, [prompts[3]!], { maxTokens: 1, promptLogits: true });
+      assert.ok(long);
       assert.ok(maxAbsDiff(long.promptLogits!, golden.floats('prefill_logits.p3')) > 1e-2, 'dense attention must differ from DSA on a 120-token prompt');
     } finally {
       await dense.dispose();

@@ -40,7 +40,7 @@ const PROMPT: readonly number[] = (() => {
 function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>, aOff = 0, bOff = 0, n = a.length - aOff): number {
   let m = 0;
   for (let i = 0; i < n; i++) {
-    const d = Math.abs(a[aOff + i] - b[bOff + i]);
+    const d = Math.abs(a[aOff + i]! - b[bOff + i]!);
     if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
   }
   return m;
@@ -48,7 +48,7 @@ function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>, aOff = 0, bOff = 0, 
 
 function rms(a: ArrayLike<number>): number {
   let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i] * a[i];
+  for (let i = 0; i < a.length; i++) s += a[i]! * a[i]!;
   return Math.sqrt(s / a.length);
 }
 
@@ -67,9 +67,9 @@ describe('reference model vs tiny-dsv32 golden', () => {
       // Both sides are float64 computations of the same values; golden is rounded to float32 (|logit| < 16 here,
       // half an ulp <= 4.8e-7), so anything above 1e-6 would be a (small) modelling difference, not rounding.
       assert.ok(d < 1e-6, `prompt ${p}: ${d} is more than float32 rounding of the golden`);
-      const expected = golden.json.topk_last[p];
+      const expected = golden.json.topk_last[p]!;
       assert.equal(ref.lastSelections!.length, Object.keys(expected).length);
-      ref.lastSelections!.forEach((sel, l) => assert.deepEqual(sel, expected[String(l)], `prompt ${p} layer ${l} top-k set`));
+      ref.lastSelections!.forEach((sel, l) => assert.deepEqual(sel, expected[String(l)]!, `prompt ${p} layer ${l} top-k set`));
       // Raw indexer scores of the last position (content-dependent parts show only at ~1e-5 relative here).
       ref.lastIndexerScores!.forEach((scores, l) => {
         const g = golden.floats(`indexer_scores_last.p${p}.layer${l}`);
@@ -134,7 +134,7 @@ const VARIANTS: readonly Variant[] = [
   },
   {
     name: 'deepseek_v3 with direct q_proj (q_lora_rank null)', opts: { modelType: 'deepseek_v3', qLoraRank: null }, dtype: 'BF16', seed: 1,
-    check: (m) => assert.ok(m.config.qLoraRank === null && m.weights.layers[0].attn.query.kind === 'direct'),
+    check: (m) => assert.ok(m.config.qLoraRank === null && m.weights.layers[0]!.attn.query.kind === 'direct'),
   },
   {
     name: 'deepseek_v2, softmax greedy, norm_topk_prob true (normalised, no scaling factor)',
@@ -218,7 +218,7 @@ describe('architecture variants: engine vs float64 reference', () => {
       if (hasIndexer) {
         const topk = loaded.config.indexer!.topk;
         assert.ok(PROMPT.length > topk);
-        const expected = ref.selections!.map((rows) => rows[PROMPT.length - 1]);
+        const expected = ref.selections!.map((rows) => rows[PROMPT.length - 1]!);
         assert.deepEqual(r.selections!.map((s) => Array.from(s)), expected, `${v.name}: indexer selections at the last prompt position`);
         assert.ok(expected.every((s) => s.length === topk), 'the indexer drops keys');
       }
@@ -226,7 +226,7 @@ describe('architecture variants: engine vs float64 reference', () => {
   }
 
   test('dense-attention switch equals the reference with the indexer skipped', async (t) => {
-    const v = VARIANTS[0];
+    const v = VARIANTS[0]!;
     const dir = writeVariant(v, 'dense');
     const loaded = loadModel(dir);
     const r = await runEngine(dir, PROMPT, GREEDY_STEPS, { denseAttention: true });
@@ -266,21 +266,21 @@ function checkWeightRounding(original: ReadonlyMap<string, HostTensor>, loaded: 
     assert.equal(q.length, w.length, name);
     let blockScale: (i: number) => number = () => 0;
     if (dtype === 'F8_E4M3' && t.shape.length === 2) {
-      const [rows, cols] = t.shape;
+      const [rows, cols] = t.shape as readonly [number, number];
       const bc = Math.ceil(cols / 128);
       const amax = new Float64Array(Math.ceil(rows / 128) * bc);
       for (let i = 0; i < w.length; i++) {
         const b = Math.floor(Math.floor(i / cols) / 128) * bc + Math.floor((i % cols) / 128);
-        amax[b] = Math.max(amax[b], Math.abs(w[i]));
+        amax[b] = Math.max(amax[b]!, Math.abs(w[i]!));
       }
-      blockScale = (i) => amax[Math.floor(Math.floor(i / cols) / 128) * bc + Math.floor((i % cols) / 128)] / 448;
+      blockScale = (i) => amax[Math.floor(Math.floor(i / cols) / 128) * bc + Math.floor((i % cols) / 128)]! / 448;
     }
     const u = dtype === 'F32' ? 0 : UNIT_ROUNDOFF[dtype];
     let changed = false;
     for (let i = 0; i < w.length; i++) {
-      const err = Math.abs(q[i] - w[i]);
+      const err = Math.abs(q[i]! - w[i]!);
       // (1 + 2^-16): float32 rounding of the scale and of value * scale.
-      const bound = (u * Math.abs(w[i]) + 2 ** -10 * blockScale(i)) * (1 + 2 ** -16);
+      const bound = (u * Math.abs(w[i]!) + 2 ** -10 * blockScale(i)) * (1 + 2 ** -16);
       if (!(err <= bound)) assert.fail(`${dtype} ${name}[${i}]: |${q[i]} - ${w[i]}| = ${err} > ${bound}`);
       if (err !== 0) changed = true;
     }

@@ -70,7 +70,7 @@ export function randomCheckpoint(config: HfConfig, opts: RandomCheckpointOptions
   const tensors = new Map<string, HostTensor>();
   const add: Gen = (name, shape, kind = 'weight') => {
     const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    const gain = kind === 'weight' ? 1 / Math.sqrt(shape[shape.length - 1]) : 0.1;
+    const gain = kind === 'weight' ? 1 / Math.sqrt(shape[shape.length - 1]!) : 0.1;
     for (let i = 0; i < data.length; i++) data[i] = (kind === 'norm' ? 1 : 0) + gain * rng.normal();
     tensors.set(name, { data, shape });
   };

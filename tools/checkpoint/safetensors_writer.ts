@@ -50,7 +50,7 @@ function staysFullPrecision(name: string, shape: readonly number[]): boolean {
 function encodeTensor(name: string, t: HostTensor, dtype: WriteDType): RawTensor[] {
   if (dtype !== 'F8_E4M3') return [{ name, dtype, shape: t.shape, bytes: encodeFromFloat32(t.data, dtype) }];
   if (staysFullPrecision(name, t.shape)) return [{ name, dtype: 'F32', shape: t.shape, bytes: encodeFromFloat32(t.data, 'F32') }];
-  const [rows, cols] = t.shape;
+  const [rows, cols] = t.shape as readonly [number, number]; // 2-D: staysFullPrecision took the rest
   const { q, scaleInv } = quantizeFp8Blocks(t.data, rows, cols);
   return [
     { name, dtype: 'F8_E4M3', shape: t.shape, bytes: q },
@@ -63,7 +63,7 @@ function splitShards(entries: RawTensor[], shards: number): RawTensor[][] {
   const out: RawTensor[][] = Array.from({ length: shards }, () => []);
   let acc = 0;
   for (const e of entries) {
-    out[Math.min(shards - 1, Math.floor((acc * shards) / total))].push(e);
+    out[Math.min(shards - 1, Math.floor((acc * shards) / total))]!.push(e);
     acc += e.bytes.length;
   }
   return out;

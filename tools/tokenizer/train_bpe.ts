@@ -81,7 +81,7 @@ class PairHeap {
 
   /** Removes the best entry; returns its [count, key]. */
   pop(): [number, number] {
-    const top: [number, number] = [this.counts[0], this.keys[0]];
+    const top: [number, number] = [this.counts[0]!, this.keys[0]!];
     const lastCount = this.counts.pop()!;
     const lastKey = this.keys.pop()!;
     if (this.keys.length === 0) return top;
@@ -96,12 +96,15 @@ class PairHeap {
   }
 
   private before(i: number, j: number): boolean {
-    return this.counts[i] > this.counts[j] || (this.counts[i] === this.counts[j] && this.keys[i] < this.keys[j]);
+    const ci = this.counts[i]!;
+    const cj = this.counts[j]!;
+    return ci > cj || (ci === cj && this.keys[i]! < this.keys[j]!);
   }
 
   private swap(i: number, j: number): number {
-    [this.counts[i], this.counts[j]] = [this.counts[j], this.counts[i]];
-    [this.keys[i], this.keys[j]] = [this.keys[j], this.keys[i]];
+    const { counts, keys } = this;
+    [counts[i], counts[j]] = [counts[j]!, counts[i]!];
+    [keys[i], keys[j]] = [keys[j]!, keys[i]!];
     return j;
   }
 }
@@ -122,8 +125,8 @@ class BpeState {
     this.visited = new Int32Array(words.length);
     words.forEach((symbols, w) => {
       for (let i = 0; i + 1 < symbols.length; i++) {
-        const key = symbols[i] * KEY_BASE + symbols[i + 1];
-        this.pairCounts.set(key, (this.pairCounts.get(key) ?? 0) + counts[w]);
+        const key = symbols[i]! * KEY_BASE + symbols[i + 1]!;
+        this.pairCounts.set(key, (this.pairCounts.get(key) ?? 0) + counts[w]!);
         this.indexWord(key, w);
       }
     });
@@ -150,10 +153,11 @@ class BpeState {
     for (const w of this.pairWords.get(key) ?? []) {
       if (this.visited[w] === this.stamp) continue;
       this.visited[w] = this.stamp;
-      const next = mergeWord(this.words[w], left, right, merged);
+      const word = this.words[w]!;
+      const next = mergeWord(word, left, right, merged);
       if (next === null) continue;
-      const f = this.counts[w];
-      forEachPair(this.words[w], (k) => add(k, -f));
+      const f = this.counts[w]!;
+      forEachPair(word, (k) => add(k, -f));
       forEachPair(next, (k, a, b) => {
         add(k, f);
         if (a === merged || b === merged) this.indexWord(k, w);
@@ -179,7 +183,11 @@ class BpeState {
 }
 
 function forEachPair(symbols: readonly number[], fn: (key: number, a: number, b: number) => void): void {
-  for (let i = 0; i + 1 < symbols.length; i++) fn(symbols[i] * KEY_BASE + symbols[i + 1], symbols[i], symbols[i + 1]);
+  for (let i = 0; i + 1 < symbols.length; i++) {
+    const a = symbols[i]!;
+    const b = symbols[i + 1]!;
+    fn(a * KEY_BASE + b, a, b);
+  }
 }
 
 /** `symbols` with non-overlapping (left, right) replaced left to right, or null if absent. */
@@ -190,7 +198,7 @@ function mergeWord(symbols: readonly number[], left: number, right: number, merg
       out ??= symbols.slice(0, i);
       out.push(merged);
       i++;
-    } else out?.push(symbols[i]);
+    } else out?.push(symbols[i]!);
   }
   return out;
 }
@@ -211,7 +219,7 @@ export function trainBpe(texts: Iterable<string>, options: TrainBpeOptions): Tra
     const best = state.popBest(options.minFrequency ?? 2);
     if (!best) break;
     const [a, b] = [Math.floor(best.key / KEY_BASE), best.key % KEY_BASE];
-    const text = strings[a] + strings[b];
+    const text = strings[a]! + strings[b]!;
     // Two merges can spell the same string ("ab"+"c", "a"+"bc"): both map to one id, like HF's trainer.
     let id = idOf.get(text);
     if (id === undefined) {

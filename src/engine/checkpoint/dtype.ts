@@ -18,12 +18,12 @@ const scratchU32 = new Uint32Array(scratchF32.buffer);
 
 function f32Bits(x: number): number {
   scratchF32[0] = x;
-  return scratchU32[0];
+  return scratchU32[0]!;
 }
 
 function bitsF32(bits: number): number {
   scratchU32[0] = bits;
-  return scratchF32[0];
+  return scratchF32[0]!;
 }
 
 // e4m3fn: s eeee mmm, bias 7, no infinities, s.1111.111 is NaN, e == 0 is subnormal (m/8 * 2^-6).
@@ -99,14 +99,14 @@ export function decodeToFloat32(bytes: Uint8Array, dtype: FloatDType): Float32Ar
   if (dtype === 'F16') return mapCodes(halves, f16BitsTable());
   const out = new Float32Array(halves.length);
   const outBits = new Uint32Array(out.buffer);
-  for (let i = 0; i < halves.length; i++) outBits[i] = halves[i] << 16;
+  for (let i = 0; i < halves.length; i++) outBits[i] = halves[i]! << 16;
   return out;
 }
 
 function mapCodes(codes: Uint8Array | Uint16Array, table: Uint32Array): Float32Array {
   const out = new Float32Array(codes.length);
   const outBits = new Uint32Array(out.buffer);
-  for (let i = 0; i < codes.length; i++) outBits[i] = table[codes[i]];
+  for (let i = 0; i < codes.length; i++) outBits[i] = table[codes[i]!]!;
   return out;
 }
 
@@ -128,7 +128,7 @@ export function dequantizeFp8Blocks(q: Uint8Array, rows: number, cols: number, s
   for (let i = 0; i < rows; i++) {
     const scaleRow = ((i / FP8_BLOCK) | 0) * scaleCols;
     const base = i * cols;
-    for (let j = 0; j < cols; j++) out[base + j] = lut[q[base + j]] * scaleInv[scaleRow + ((j / FP8_BLOCK) | 0)];
+    for (let j = 0; j < cols; j++) out[base + j] = lut[q[base + j]!]! * scaleInv[scaleRow + ((j / FP8_BLOCK) | 0)]!;
   }
   return out;
 }
@@ -189,7 +189,7 @@ export function encodeFromFloat32(data: Float32Array, dtype: 'F32' | 'BF16' | 'F
   if (dtype === 'F32') return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
   const halves = new Uint16Array(data.length);
   const encode = dtype === 'BF16' ? float32ToBf16 : float32ToF16;
-  for (let i = 0; i < data.length; i++) halves[i] = encode(data[i]);
+  for (let i = 0; i < data.length; i++) halves[i] = encode(data[i]!);
   return new Uint8Array(halves.buffer);
 }
 
@@ -218,11 +218,11 @@ interface Block {
 function quantizeBlock(x: Float32Array, q: Uint8Array, cols: number, b: Block): number {
   let amax = 0;
   for (let i = b.r0; i < b.r1; i++) {
-    for (let j = b.c0; j < b.c1; j++) amax = Math.max(amax, Math.abs(x[i * cols + j]) || 0);
+    for (let j = b.c0; j < b.c1; j++) amax = Math.max(amax, Math.abs(x[i * cols + j]!) || 0);
   }
   const scale = amax > 0 ? Math.fround(amax / FP8_E4M3_MAX) : 1;
   for (let i = b.r0; i < b.r1; i++) {
-    for (let j = b.c0; j < b.c1; j++) q[i * cols + j] = float32ToE4m3(Math.fround(x[i * cols + j] / scale));
+    for (let j = b.c0; j < b.c1; j++) q[i * cols + j] = float32ToE4m3(Math.fround(x[i * cols + j]! / scale));
   }
   return scale;
 }

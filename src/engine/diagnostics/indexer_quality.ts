@@ -134,8 +134,8 @@ function layerQuality(layer: number, r: LayerRows, T: number, d: Dims): IndexerQ
       for (let h = 0; h < Hi; h++) {
         let dot = 0;
         const qo = (t * Hi + h) * Di;
-        for (let k = 0; k < Di; k++) dot += r.iq[qo + k] * r.ik[s * Di + k];
-        if (dot > 0) acc += r.iw[t * Hi + h] * dot;
+        for (let k = 0; k < Di; k++) dot += r.iq[qo + k]! * r.ik[s * Di + k]!;
+        if (dot > 0) acc += r.iw[t * Hi + h]! * dot;
       }
       score[s] = acc;
       score32[s] = acc;
@@ -144,7 +144,7 @@ function layerQuality(layer: number, r: LayerRows, T: number, d: Dims): IndexerQ
     for (let s = 0; s < visible; s++) chosen[s] = s;
     const n = visible <= topk ? visible : selectTopK(score32.subarray(0, visible), chosen, visible, topk);
     if (n === visible) selected.fill(1, 0, visible);
-    else for (let j = 0; j < n; j++) selected[chosen[j]] = 1;
+    else for (let j = 0; j < n; j++) selected[chosen[j]!] = 1;
     // Targets: sum over heads of softmax(z) over the causal keys and over the selected keys.
     A.fill(0, 0, visible);
     As.fill(0, 0, visible);
@@ -154,7 +154,7 @@ function layerQuality(layer: number, r: LayerRows, T: number, d: Dims): IndexerQ
       let maxSel = -Infinity;
       for (let s = 0; s < visible; s++) {
         let dot = 0;
-        for (let k = 0; k < C; k++) dot += r.q[qo + k] * r.kv[s * C + k];
+        for (let k = 0; k < C; k++) dot += r.q[qo + k]! * r.kv[s * C + k]!;
         z[s] = dot;
         if (dot > maxAll) maxAll = dot;
         if (selected[s] && dot > maxSel) maxSel = dot;
@@ -162,12 +162,12 @@ function layerQuality(layer: number, r: LayerRows, T: number, d: Dims): IndexerQ
       let sumAll = 0;
       let sumSel = 0;
       for (let s = 0; s < visible; s++) {
-        sumAll += Math.exp(z[s] - maxAll);
-        if (selected[s]) sumSel += Math.exp(z[s] - maxSel);
+        sumAll += Math.exp(z[s]! - maxAll);
+        if (selected[s]) sumSel += Math.exp(z[s]! - maxSel);
       }
       for (let s = 0; s < visible; s++) {
-        A[s] += Math.exp(z[s] - maxAll) / sumAll;
-        if (selected[s]) As[s] += Math.exp(z[s] - maxSel) / sumSel;
+        A[s]! += Math.exp(z[s]! - maxAll) / sumAll;
+        if (selected[s]) As[s]! += Math.exp(z[s]! - maxSel) / sumSel;
       }
     }
     normalise(A, visible, null);
@@ -175,7 +175,7 @@ function layerQuality(layer: number, r: LayerRows, T: number, d: Dims): IndexerQ
     klDense += kl(A, score, visible, null);
     klSparse += kl(As, score, visible, selected);
     let mass = 0;
-    for (let s = 0; s < visible; s++) if (selected[s]) mass += A[s];
+    for (let s = 0; s < visible; s++) if (selected[s]) mass += A[s]!;
     recall += mass;
     if (visible > topk) recallSparse += mass;
   }
@@ -192,21 +192,21 @@ function layerQuality(layer: number, r: LayerRows, T: number, d: Dims): IndexerQ
 /** a <- a / (sum a + 1e-8) over the allowed keys. */
 function normalise(a: Float64Array, visible: number, allowed: Uint8Array | null): void {
   let sum = 0;
-  for (let s = 0; s < visible; s++) if (!allowed || allowed[s]) sum += a[s];
-  for (let s = 0; s < visible; s++) a[s] /= sum + EPS;
+  for (let s = 0; s < visible; s++) if (!allowed || allowed[s]) sum += a[s]!;
+  for (let s = 0; s < visible; s++) a[s]! /= sum + EPS;
 }
 
 /** sum_s A (log(A + eps) - log(P + eps)), P = softmax of the indexer scores over the allowed keys. */
 function kl(target: Float64Array, score: Float64Array, visible: number, allowed: Uint8Array | null): number {
   let max = -Infinity;
-  for (let s = 0; s < visible; s++) if ((!allowed || allowed[s]) && score[s] > max) max = score[s];
+  for (let s = 0; s < visible; s++) if ((!allowed || allowed[s]) && score[s]! > max) max = score[s]!;
   let sum = 0;
-  for (let s = 0; s < visible; s++) if (!allowed || allowed[s]) sum += Math.exp(score[s] - max);
+  for (let s = 0; s < visible; s++) if (!allowed || allowed[s]) sum += Math.exp(score[s]! - max);
   let out = 0;
   for (let s = 0; s < visible; s++) {
     if (allowed && !allowed[s]) continue; // A is 0 there: no contribution
-    const p = Math.exp(score[s] - max) / sum;
-    out += target[s] * (Math.log(target[s] + EPS) - Math.log(p + EPS));
+    const p = Math.exp(score[s]! - max) / sum;
+    out += target[s]! * (Math.log(target[s]! + EPS) - Math.log(p + EPS));
   }
   return out;
 }

@@ -25,35 +25,35 @@ export function routeTokens(config: ModelConfig, moe: MoeConfig, logits: Float32
   const allowed = new Uint8Array(E);
   for (let t = 0; t < numTokens; t++) {
     scoreRow(moe, logits, t * E, E, scores);
-    for (let e = 0; e < E; e++) choice[e] = scores[e] + (bias ? bias[e] : 0);
+    for (let e = 0; e < E; e++) choice[e] = scores[e]! + (bias ? bias[e]! : 0);
     allowGroups(moe, choice, allowed);
     let sum = 0;
     for (let j = 0; j < k; j++) {
       let best = -1;
-      for (let e = 0; e < E; e++) if (allowed[e] && (best < 0 || choice[e] > choice[best])) best = e;
+      for (let e = 0; e < E; e++) if (allowed[e] && (best < 0 || choice[e]! > choice[best]!)) best = e;
       allowed[best] = 0;
       experts[t * k + j] = best;
-      weights[t * k + j] = scores[best];
-      sum += scores[best];
+      weights[t * k + j] = scores[best]!;
+      sum += scores[best]!;
     }
     const normalise = moe.normTopkProb && (config.modelType !== 'deepseek_v2' || k > 1);
     const scale = normalise ? 1 / (sum + 1e-20) : 1;
     const routed = config.modelType === 'deepseek_v2' && normalise ? 1 : moe.routedScalingFactor;
-    for (let j = 0; j < k; j++) weights[t * k + j] = weights[t * k + j] * scale * routed;
+    for (let j = 0; j < k; j++) weights[t * k + j] = weights[t * k + j]! * scale * routed;
   }
   return { experts, weights };
 }
 
 function scoreRow(moe: MoeConfig, logits: Float32Array, offset: number, E: number, out: Float64Array): void {
   if (moe.scoringFunc === 'sigmoid') {
-    for (let e = 0; e < E; e++) out[e] = 1 / (1 + Math.exp(-logits[offset + e]));
+    for (let e = 0; e < E; e++) out[e] = 1 / (1 + Math.exp(-logits[offset + e]!));
     return;
   }
   let max = -Infinity;
-  for (let e = 0; e < E; e++) max = Math.max(max, logits[offset + e]);
+  for (let e = 0; e < E; e++) max = Math.max(max, logits[offset + e]!);
   let sum = 0;
-  for (let e = 0; e < E; e++) sum += out[e] = Math.exp(logits[offset + e] - max);
-  for (let e = 0; e < E; e++) out[e] /= sum;
+  for (let e = 0; e < E; e++) sum += out[e] = Math.exp(logits[offset + e]! - max);
+  for (let e = 0; e < E; e++) out[e]! /= sum;
 }
 
 /** Marks the experts of the topk_group best groups (all experts for greedy routing). */
@@ -69,17 +69,18 @@ function allowGroups(moe: MoeConfig, choice: Float64Array, allowed: Uint8Array):
     let first = -Infinity;
     let second = -Infinity;
     for (let e = gi * size; e < (gi + 1) * size; e++) {
-      if (choice[e] > first) {
+      const c = choice[e]!;
+      if (c > first) {
         second = first;
-        first = choice[e];
-      } else if (choice[e] > second) second = choice[e];
+        first = c;
+      } else if (c > second) second = c;
     }
     groupScore[gi] = moe.topkMethod === 'noaux_tc' ? first + (size > 1 ? second : 0) : first;
   }
   allowed.fill(0);
   for (let j = 0; j < moe.topkGroup; j++) {
     let best = 0;
-    for (let gi = 1; gi < moe.nGroup; gi++) if (groupScore[gi] > groupScore[best]) best = gi;
+    for (let gi = 1; gi < moe.nGroup; gi++) if (groupScore[gi]! > groupScore[best]!) best = gi;
     groupScore[best] = -Infinity;
     allowed.fill(1, best * size, (best + 1) * size);
   }

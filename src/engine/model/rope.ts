@@ -19,7 +19,7 @@ export function ropeInvFreq(config: ModelConfig): Float64Array {
   if (low === high) high += 0.001;
   for (let i = 0; i < half; i++) {
     const ramp = Math.min(Math.max((i - low) / (high - low), 0), 1);
-    invFreq[i] = (invFreq[i] / yarn.factor) * ramp + invFreq[i] * (1 - ramp);
+    invFreq[i] = (invFreq[i]! / yarn.factor) * ramp + invFreq[i]! * (1 - ramp);
   }
   return invFreq;
 }
@@ -62,7 +62,7 @@ export function ropeTables(invFreq: Float64Array, positions: Int32Array, layout:
     const row = t * width;
     cos.fill(1, row + 2 * half, row + width);
     for (let i = 0; i < half; i++) {
-      const angle = positions[t] * invFreq[i];
+      const angle = positions[t]! * invFreq[i]!;
       const [a, b] = layout === 'interleaved' ? [2 * i, 2 * i + 1] : [i, i + half];
       cos[row + a] = cos[row + b] = Math.cos(angle);
       sin[row + a] = sin[row + b] = Math.sin(angle);

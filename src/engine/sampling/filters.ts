@@ -14,7 +14,7 @@ export function gatherMinP(logits: Float32Array, lmax: number, minP: number, ids
   const cut = lmax + Math.log(minP) - 1e-6;
   let n = 0;
   for (let i = 0; i < logits.length; i++) {
-    if (logits[i] >= cut && Math.exp(logits[i] - lmax) >= minP) ids[n++] = i;
+    if (logits[i]! >= cut && Math.exp(logits[i]! - lmax) >= minP) ids[n++] = i;
   }
   return n;
 }
@@ -60,7 +60,7 @@ export function keepTopP(logits: Float32Array, lmax: number, ids: Int32Array, n:
   const target = topP * fillProbsAndBuckets(logits, lmax, ids, n, probs);
   let crossing = 0;
   let massBefore = 0;
-  while (crossing < NUM_BUCKETS - 1 && massBefore + bucketMass[crossing] < target) massBefore += bucketMass[crossing++];
+  while (crossing < NUM_BUCKETS - 1 && massBefore + bucketMass[crossing]! < target) massBefore += bucketMass[crossing++]!;
   const numSure = crossing === 0 ? 0 : splitAtBucket(logits, lmax, ids, 0, n, crossing);
   // The last bucket is open-ended, so a band reaching it takes everything left.
   const bandLimit = crossing + 2 < NUM_BUCKETS ? crossing + 2 : Infinity;
@@ -70,13 +70,13 @@ export function keepTopP(logits: Float32Array, lmax: number, ids: Int32Array, n:
 
 /** probs[id] := exp(logits[id] - lmax) for the candidates ids[0 .. n). */
 export function fillProbs(logits: Float32Array, lmax: number, ids: Int32Array, n: number, probs: Float64Array): void {
-  for (let j = 0; j < n; j++) probs[ids[j]] = Math.exp(logits[ids[j]] - lmax);
+  for (let j = 0; j < n; j++) probs[ids[j]!] = Math.exp(logits[ids[j]!]! - lmax);
 }
 
 /** Σ probs[id] over ids[0 .. n). */
 function massOf(ids: Int32Array, n: number, probs: Float64Array): number {
   let z = 0;
-  for (let j = 0; j < n; j++) z += probs[ids[j]];
+  for (let j = 0; j < n; j++) z += probs[ids[j]!]!;
   return z;
 }
 
@@ -85,12 +85,12 @@ function fillProbsAndBuckets(logits: Float32Array, lmax: number, ids: Int32Array
   bucketMass.fill(0);
   let z = 0;
   for (let j = 0; j < n; j++) {
-    const id = ids[j];
-    const d = lmax - logits[id];
+    const id = ids[j]!;
+    const d = lmax - logits[id]!;
     const p = Math.exp(-d);
     probs[id] = p;
     z += p;
-    bucketMass[Math.min(NUM_BUCKETS - 1, Math.floor(d * INV_BUCKET_WIDTH))] += p;
+    bucketMass[Math.min(NUM_BUCKETS - 1, Math.floor(d * INV_BUCKET_WIDTH))]! += p;
   }
   return z;
 }
@@ -103,10 +103,10 @@ function fillProbsAndBuckets(logits: Float32Array, lmax: number, ids: Int32Array
 function splitAtBucket(logits: Float32Array, lmax: number, ids: Int32Array, from: number, n: number, limit: number): number {
   let end = from;
   for (let j = from; j < n; j++) {
-    const id = ids[j];
-    ids[j] = ids[end];
+    const id = ids[j]!;
+    ids[j] = ids[end]!;
     ids[end] = id;
-    end += +((lmax - logits[id]) * INV_BUCKET_WIDTH < limit);
+    end += +((lmax - logits[id]!) * INV_BUCKET_WIDTH < limit);
   }
   return end;
 }

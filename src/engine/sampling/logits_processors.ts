@@ -24,7 +24,7 @@ export function applyMinTokens(logits: Float32Array, params: SamplingParams, sta
 
 export function applyLogitBias(logits: Float32Array, params: SamplingParams): void {
   if (params.logitBias === null) return;
-  for (const [id, bias] of params.logitBias) if (id < logits.length) logits[id] += bias;
+  for (const [id, bias] of params.logitBias) if (id < logits.length) logits[id]! += bias;
 }
 
 /**
@@ -40,7 +40,7 @@ export function applyPenalties(logits: Float32Array, params: SamplingParams, sta
   const r = params.repetitionPenalty;
   if (r !== 1 && state.repetitionTokenIds !== null) {
     for (const id of state.repetitionTokenIds) {
-      const x = logits[id];
+      const x = logits[id]!;
       // -Infinity is a min_tokens mask (and NaN a model fault the sampler reports): both stay as they are.
       if (x === -Infinity || Number.isNaN(x)) continue;
       const y = x > 0 ? x / r : x * r;
@@ -51,11 +51,11 @@ export function applyPenalties(logits: Float32Array, params: SamplingParams, sta
   const presence = params.presencePenalty;
   if (frequency === 0 && presence === 0) return;
   for (const [id, count] of state.outputCounts.entries()) {
-    logits[id] -= frequency * count + presence;
+    logits[id]! -= frequency * count + presence;
   }
 }
 
 export function applyTemperature(logits: Float32Array, temperature: number): void {
   if (temperature === 1) return;
-  for (let i = 0; i < logits.length; i++) logits[i] /= temperature;
+  for (let i = 0; i < logits.length; i++) logits[i]! /= temperature;
 }

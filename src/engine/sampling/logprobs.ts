@@ -12,10 +12,10 @@ export interface TokenLogprob {
 /** log Σ_i exp(row[i]), shifted by the max so no term overflows. */
 export function logSumExp(row: Float32Array): number {
   let max = -Infinity;
-  for (let i = 0; i < row.length; i++) if (row[i] > max) max = row[i];
+  for (let i = 0; i < row.length; i++) if (row[i]! > max) max = row[i]!;
   if (max === -Infinity || max === Infinity) return max;
   let sum = 0;
-  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i] - max);
+  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i]! - max);
   return max + Math.log(sum);
 }
 
@@ -26,6 +26,6 @@ export function topLogprobs(row: Float32Array, n: number, lse: number): TokenLog
   const count = topKOfRow(row, n, ids);
   sortBest(row, ids, count);
   const out: TokenLogprob[] = [];
-  for (let i = 0; i < count; i++) out.push({ tokenId: ids[i], logprob: row[ids[i]] - lse });
+  for (const tokenId of ids.subarray(0, count)) out.push({ tokenId, logprob: row[tokenId]! - lse });
   return out;
 }

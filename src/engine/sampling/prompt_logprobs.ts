@@ -31,9 +31,9 @@ export function scorePromptRows(
   const out: PromptTokenLogprobs[] = [];
   for (let r = 0; r < numRows; r++) {
     const row = logits.subarray(r * vocabSize, (r + 1) * vocabSize);
-    const tokenId = promptTokenIds[firstRow + r + 1];
+    const tokenId = promptTokenIds[firstRow + r + 1]!;
     const lse = logSumExp(row);
-    out.push({ tokenId, logprob: row[tokenId] - lse, topLogprobs: topLogprobs(row, numTopLogprobs, lse) });
+    out.push({ tokenId, logprob: row[tokenId]! - lse, topLogprobs: topLogprobs(row, numTopLogprobs, lse) });
   }
   return out;
 }

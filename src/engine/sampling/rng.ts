@@ -33,7 +33,7 @@ export class Rng {
     const words = new Uint32Array(4);
     do randomFillSync(words);
     while (words.every((w) => w === 0));
-    return new Rng([words[0], words[1], words[2], words[3]]);
+    return new Rng([words[0]!, words[1]!, words[2]!, words[3]!]);
   }
 
   static fromState(state: RngState): Rng {
@@ -92,5 +92,5 @@ function seedState(seed: number): RngState {
     words.push((a ^ Math.imul(b, 0x27d4eb2d) ^ rotl(b, 13)) >>> 0);
   }
   if (!words.some((w) => w !== 0)) words[0] = GOLDEN_GAMMA;
-  return [words[0], words[1], words[2], words[3]];
+  return [words[0]!, words[1]!, words[2]!, words[3]!];
 }

@@ -68,10 +68,10 @@ export function sampleToken(
   }
   applyLogitsProcessors(logits, params, state);
   const best = argmax(logits);
-  const tokenId = isGreedy(params) ? best : sampleFromProcessed(logits, logits[best], params, u, workspace);
+  const tokenId = isGreedy(params) ? best : sampleFromProcessed(logits, logits[best]!, params, u, workspace);
   if (params.logprobs === null) return { tokenId, logprob: null, topLogprobs: null };
   const lse = logSumExp(rawLogits);
-  return { tokenId, logprob: rawLogits[tokenId] - lse, topLogprobs: topLogprobs(rawLogits, params.logprobs, lse) };
+  return { tokenId, logprob: rawLogits[tokenId]! - lse, topLogprobs: topLogprobs(rawLogits, params.logprobs, lse) };
 }
 
 /** Steps 6-9 on a processed (temperature-scaled) row whose max is lmax. */
@@ -98,28 +98,29 @@ function fillRange(ids: Int32Array, n: number): number {
 /** Inverse CDF over ids[0 .. n) weighted by probs[id]. */
 function drawFrom(ids: Int32Array, n: number, probs: Float64Array, u: number): number {
   let z = 0;
-  for (let j = 0; j < n; j++) z += probs[ids[j]];
+  for (let j = 0; j < n; j++) z += probs[ids[j]!]!;
   const target = u * z;
   let acc = 0;
   for (let j = 0; j < n; j++) {
-    acc += probs[ids[j]];
-    if (target < acc) return ids[j];
+    const id = ids[j]!;
+    acc += probs[id]!;
+    if (target < acc) return id;
   }
   // u * z rounded up to z: the last candidate with positive mass.
-  for (let j = n - 1; j > 0; j--) if (probs[ids[j]] > 0) return ids[j];
-  return ids[0];
+  for (let j = n - 1; j > 0; j--) if (probs[ids[j]!]! > 0) return ids[j]!;
+  return ids[0]!;
 }
 
 /** Inverse CDF over the whole row in id order (no filter active). */
 function drawFromRow(logits: Float32Array, lmax: number, probs: Float64Array, u: number): number {
   let z = 0;
-  for (let i = 0; i < logits.length; i++) z += probs[i] = Math.exp(logits[i] - lmax);
+  for (let i = 0; i < logits.length; i++) z += probs[i] = Math.exp(logits[i]! - lmax);
   const target = u * z;
   let acc = 0;
   for (let i = 0; i < logits.length; i++) {
-    acc += probs[i];
+    acc += probs[i]!;
     if (target < acc) return i;
   }
-  for (let i = logits.length - 1; i > 0; i--) if (probs[i] > 0) return i;
+  for (let i = logits.length - 1; i > 0; i--) if (probs[i]! > 0) return i;
   return 0;
 }

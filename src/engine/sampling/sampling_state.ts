@@ -67,7 +67,7 @@ export class SamplingState {
     let repetition: Set<number> | null = null;
     if (params.repetitionPenalty !== 1) {
       repetition = new Set<number>();
-      for (let i = 0; i < promptTokenIds.length; i++) repetition.add(promptTokenIds[i]);
+      for (let i = 0; i < promptTokenIds.length; i++) repetition.add(promptTokenIds[i]!);
     }
     return new SamplingState(rng, [...maskIds], repetition);
   }
@@ -77,7 +77,7 @@ export class SamplingState {
     const repetition = data.repetitionTokenIds === null ? null : new Set(data.repetitionTokenIds);
     const state = new SamplingState(Rng.fromState(data.rng), [...data.minTokensMaskIds], repetition);
     data.outputTokenIds.forEach((id, i) => {
-      for (let c = 0; c < data.outputTokenCounts[i]; c++) state.outputCounts.add(id);
+      for (let c = 0; c < data.outputTokenCounts[i]!; c++) state.outputCounts.add(id);
     });
     return state;
   }

@@ -58,7 +58,7 @@ describe('BlockPool allocate/free/refcount', () => {
 
   it('a shared block returns to the free queue only at refCnt 0', () => {
     const pool = new BlockPool(3);
-    const [a] = pool.allocate(1)!;
+    const a = pool.allocate(1)![0]!;
     pool.touch([a]);
     assert.equal(pool.refCount(a), 2);
     pool.free([a]);
@@ -102,7 +102,7 @@ describe('BlockPool allocate/free/refcount', () => {
 describe('BlockPool prefix-cache identity', () => {
   it('verifies token ids on a hit', () => {
     const pool = new BlockPool(2);
-    const [a] = pool.allocate(1)!;
+    const a = pool.allocate(1)![0]!;
     assert.equal(pool.cacheFullBlock(a, 'h', [1, 2, 3]), true);
     assert.equal(pool.getCachedBlock('h', [1, 2, 3]), a);
     assert.equal(pool.getCachedBlock('h', Int32Array.of(1, 2, 3)), a);
@@ -112,7 +112,7 @@ describe('BlockPool prefix-cache identity', () => {
 
   it('keeps the first block when a second one is cached under the same hash', () => {
     const pool = new BlockPool(2);
-    const [a, b] = pool.allocate(2)!;
+    const [a, b] = pool.allocate(2)! as [number, number];
     assert.equal(pool.cacheFullBlock(a, 'h', [1]), true);
     assert.equal(pool.cacheFullBlock(b, 'h', [1]), false);
     assert.equal(pool.blockHash(b), null);
@@ -122,7 +122,7 @@ describe('BlockPool prefix-cache identity', () => {
 
   it('refuses to cache a free block or recache a cached one', () => {
     const pool = new BlockPool(2);
-    const [a] = pool.allocate(1)!;
+    const a = pool.allocate(1)![0]!;
     pool.cacheFullBlock(a, 'h', [1]);
     assertInvariantError(() => pool.cacheFullBlock(a, 'h2', [1]), /already cached/);
     assertInvariantError(() => pool.cacheFullBlock(1, 'h3', [1]), /free block 1/);

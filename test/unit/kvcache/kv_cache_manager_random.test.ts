@@ -41,7 +41,7 @@ class Sim {
   }
 
   newRequest(): void {
-    const base = BASES[randInt(this.rand, BASES.length)];
+    const base = BASES[randInt(this.rand, BASES.length)]!;
     const suffix = range(0, randInt(this.rand, 6)).map(() => randInt(this.rand, 3));
     const prompt = [...base.slice(0, 1 + randInt(this.rand, base.length)), ...suffix];
     const salt = this.rand() < 0.2 ? 'tenant' : undefined;
@@ -50,7 +50,7 @@ class Sim {
   }
 
   admit(): void {
-    const r = this.waiting[0];
+    const r = this.waiting[0]!;
     const computed = this.m.getComputedBlocks(r.tokens, r.salt);
     computed.blockIds.forEach((id, b) => {
       for (let o = 0; o < BS; o++) {

@@ -43,7 +43,7 @@ describe('F8_E4M3 (e4m3fn)', () => {
   it('bulk decode matches the scalar decoder for all 256 codes', () => {
     const codes = Uint8Array.from({ length: 256 }, (_, i) => i);
     const out = decodeToFloat32(codes, 'F8_E4M3');
-    for (let c = 0; c < 256; c++) assert.ok(sameBits(out[c], e4m3ToFloat32(c)));
+    for (let c = 0; c < 256; c++) assert.ok(sameBits(out[c]!, e4m3ToFloat32(c)));
   });
 });
 
@@ -102,7 +102,7 @@ describe('BF16 and F16', () => {
     for (const dtype of ['BF16', 'F16'] as const) {
       const out = decodeToFloat32(misaligned, dtype);
       const scalar = dtype === 'BF16' ? bf16ToFloat32 : f16ToFloat32;
-      for (let i = 0; i < out.length; i++) assert.ok(sameBits(out[i], scalar(misaligned[2 * i] | (misaligned[2 * i + 1] << 8))));
+      for (let i = 0; i < out.length; i++) assert.ok(sameBits(out[i]!, scalar(misaligned[2 * i]! | (misaligned[2 * i + 1]! << 8))));
     }
     const f32 = Float32Array.of(1.5, -0, 3.4e38, 1e-45);
     assert.deepEqual(decodeToFloat32(encodeFromFloat32(f32, 'F32').subarray(0), 'F32'), f32);
@@ -123,7 +123,7 @@ describe('FP8 block scales', () => {
     const out = dequantizeFp8Blocks(q, rows, cols, scales);
     for (let i = 0; i < rows; i++) {
       for (let j = 0; j < cols; j++) {
-        const ref = Math.fround(e4m3ToFloat32(q[i * cols + j]) * scales[Math.floor(i / 128) * 3 + Math.floor(j / 128)]);
+        const ref = Math.fround(e4m3ToFloat32(q[i * cols + j]!) * scales[Math.floor(i / 128) * 3 + Math.floor(j / 128)]!);
         assert.ok(Object.is(out[i * cols + j], ref), `(${i}, ${j})`);
       }
     }
@@ -138,15 +138,15 @@ describe('FP8 block scales', () => {
     const deq = dequantizeFp8Blocks(q, rows, cols, scaleInv);
     for (let i = 0; i < rows; i++) {
       for (let j = 0; j < cols; j++) {
-        const s = scaleInv[Math.floor(i / 128) * 3 + Math.floor(j / 128)];
-        const v = x[i * cols + j];
+        const s = scaleInv[Math.floor(i / 128) * 3 + Math.floor(j / 128)]!;
+        const v = x[i * cols + j]!;
         // 3 mantissa bits: half an ulp is <= 2^-4 |v| for normals, 2^-10 * s in the subnormal range.
         const bound = (2 ** -4 * Math.abs(v) + 2 ** -10 * s) * 1.0001;
-        assert.ok(Math.abs(deq[i * cols + j] - v) <= bound, `(${i}, ${j}): ${deq[i * cols + j]} vs ${v}`);
+        assert.ok(Math.abs(deq[i * cols + j]! - v) <= bound, `(${i}, ${j}): ${deq[i * cols + j]} vs ${v}`);
       }
     }
     let amax = 0;
-    for (let i = 0; i < 128; i++) for (let j = 0; j < 128; j++) amax = Math.max(amax, Math.abs(x[i * cols + j]));
+    for (let i = 0; i < 128; i++) for (let j = 0; j < 128; j++) amax = Math.max(amax, Math.abs(x[i * cols + j]!));
     assert.equal(scaleInv[0], Math.fround(amax / 448));
     assert.ok(q.some((c, k) => (c & 0x7f) === 0x7e && Math.floor(k / cols) < 128 && k % cols < 128));
   });

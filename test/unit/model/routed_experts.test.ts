@@ -13,7 +13,7 @@ const E = 8;
 const K = 2;
 const N = 400;
 const rng = seededRandom(3);
-const tensor = (shape: number[]): Tensor => ({ data: Float32Array.from({ length: shape[0] * shape[1] }, () => rng.normal() / Math.sqrt(shape[1])), shape });
+const tensor = (shape: [number, number]): Tensor => ({ data: Float32Array.from({ length: shape[0] * shape[1] }, () => rng.normal() / Math.sqrt(shape[1])), shape });
 
 test('routed experts equal a float64 reference, run after run', async () => {
   const moe = { moeIntermediateSize: I, numExpertsPerTok: K } as MoeConfig;
@@ -28,21 +28,21 @@ test('routed experts equal a float64 reference, run after run', async () => {
   const expected = new Float64Array(h);
   for (let t = 0; t < N; t++) {
     for (let j = 0; j < K; j++) {
-      const e = experts[chosen[t * K + j]];
+      const e = experts[chosen[t * K + j]!]!;
       const act = new Float64Array(I);
       for (let r = 0; r < I; r++) {
         let g = 0;
         let u = 0;
         for (let c = 0; c < D; c++) {
-          g += e.gateProj.data[r * D + c] * x[t * D + c];
-          u += e.upProj.data[r * D + c] * x[t * D + c];
+          g += e.gateProj.data[r * D + c]! * x[t * D + c]!;
+          u += e.upProj.data[r * D + c]! * x[t * D + c]!;
         }
         act[r] = (g / (1 + Math.exp(-g))) * u;
       }
       for (let c = 0; c < D; c++) {
         let y = 0;
-        for (let r = 0; r < I; r++) y += e.downProj.data[c * I + r] * act[r];
-        expected[t * D + c] += routeWeights[t * K + j] * y;
+        for (let r = 0; r < I; r++) y += e.downProj.data[c * I + r]! * act[r]!;
+        expected[t * D + c]! += routeWeights[t * K + j]! * y;
       }
     }
   }
@@ -54,8 +54,9 @@ test('routed experts equal a float64 reference, run after run', async () => {
   let first: Float32Array | null = null;
   for (let run = 0; run < 8; run++) {
     const [out] = await session.run(feed, ['h_out']);
+    assert.ok(out);
     let maxDiff = 0;
-    for (let i = 0; i < out.length; i++) maxDiff = Math.max(maxDiff, Math.abs(out[i] - expected[i]));
+    for (let i = 0; i < out.length; i++) maxDiff = Math.max(maxDiff, Math.abs(out[i]! - expected[i]!));
     assert.ok(maxDiff < 1e-4, `run ${run}: max |diff| ${maxDiff}`);
     if (first === null) first = out;
     else assert.deepEqual(out, first, `run ${run} differs bitwise from run 0`);

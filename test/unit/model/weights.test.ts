@@ -68,22 +68,23 @@ describe('loadModel on the shared tiny-dsv32 fixture', () => {
 function assertClose(name: string, got: Float32Array, want: Float32Array, bound: (v: number, k: number) => number): void {
   assert.equal(got.length, want.length, name);
   for (let k = 0; k < want.length; k++) {
-    const err = Math.abs(got[k] - want[k]);
-    if (!(err <= bound(want[k], k))) assert.fail(`${name}[${k}]: ${got[k]} vs ${want[k]} (err ${err}, bound ${bound(want[k], k)})`);
+    const w = want[k]!;
+    const err = Math.abs(got[k]! - w);
+    if (!(err <= bound(w, k))) assert.fail(`${name}[${k}]: ${got[k]} vs ${w} (err ${err}, bound ${bound(w, k)})`);
   }
 }
 
 /** Per-element FP8 bound: half an e4m3 ulp, i.e. 2^-4 |v| for normals and 2^-10 * scale in the subnormal range. */
 function fp8Bound(t: HostTensor): (v: number, k: number) => number {
-  const [rows, cols] = t.shape;
+  const [rows, cols] = t.shape as readonly [number, number];
   const bc = Math.ceil(cols / 128);
   const amax = new Float64Array(Math.ceil(rows / 128) * bc);
   t.data.forEach((v, k) => {
     const b = Math.floor(k / cols / 128) * bc + Math.floor((k % cols) / 128);
-    amax[b] = Math.max(amax[b], Math.abs(v));
+    amax[b] = Math.max(amax[b]!, Math.abs(v));
   });
   return (v, k) => {
-    const s = amax[Math.floor(k / cols / 128) * bc + Math.floor((k % cols) / 128)] / 448;
+    const s = amax[Math.floor(k / cols / 128) * bc + Math.floor((k % cols) / 128)]! / 448;
     return (2 ** -4 * Math.abs(v) + 2 ** -10 * s) * 1.0001;
   };
 }
@@ -144,10 +145,10 @@ describe('model variants', () => {
       const c = model.config;
       assert.equal(c.moe!.normTopkProb, normTopkProb);
       assert.deepEqual([c.moe!.scoringFunc, c.moe!.topkMethod, c.ropeScaling, c.indexer], ['softmax', 'greedy', null, null]);
-      const attn = model.weights.layers[0].attn;
+      const attn = model.weights.layers[0]!.attn;
       assert.ok(attn.query.kind === 'direct');
       assert.deepEqual(attn.query.qProj.shape, [2 * 24, 160]);
-      const moe = model.weights.layers[1].mlp;
+      const moe = model.weights.layers[1]!.mlp;
       assert.ok(moe.kind === 'moe' && moe.weights.eScoreCorrectionBias === null);
       assert.ok(moe.kind === 'moe' && moe.weights.sharedExperts!.gateProj.shape[0] === 72 * 2);
       assert.equal(namedTensors(model).size, tensors.size);
@@ -156,8 +157,8 @@ describe('model variants', () => {
 
   it('V3 with q_lora and no indexer', () => {
     const { model } = load({ modelType: 'deepseek_v3' });
-    assert.equal(model.weights.layers[0].attn.indexer, null);
-    const query = model.weights.layers[0].attn.query;
+    assert.equal(model.weights.layers[0]!.attn.indexer, null);
+    const query = model.weights.layers[0]!.attn.query;
     assert.ok(query.kind === 'lora');
     assert.deepEqual(query.qBProj.shape, [48, 136]);
   });

@@ -15,7 +15,7 @@ function referenceNucleus(row: Float32Array, topP: number): number[] {
   for (const id of rankIds(row)) {
     if (kept.length > 0 && before >= topP) break;
     kept.push(id);
-    before += probs[id];
+    before += probs[id]!;
   }
   return kept;
 }
@@ -46,7 +46,7 @@ describe('gatherMinP', () => {
 describe('keepTopK', () => {
   it('keeps the k best of the row (heap and quickselect) or of a candidate list, ties to the lower id', () => {
     const row = randomRow(20_000, 2);
-    row.fill(row[17], 100, 400); // a block of ties
+    row.fill(row[17]!, 100, 400); // a block of ties
     const ranked = rankIds(row);
     for (const k of [1, 5, 150, 4096, 4097, 12_000]) {
       const ids = new Int32Array(row.length);
@@ -62,7 +62,7 @@ describe('keepTopK', () => {
 
 describe('keepTopP', () => {
   it('keeps exactly the reference nucleus', () => {
-    for (const [vocab, scale] of [[50, 1], [3000, 0.5], [3000, 3], [40_000, 1.5], [129_280, 2]]) {
+    for (const [vocab, scale] of [[50, 1], [3000, 0.5], [3000, 3], [40_000, 1.5], [129_280, 2]] as const) {
       const row = randomRow(vocab, vocab * 7 + Math.round(scale * 10), scale);
       for (const topP of [1e-6, 0.1, 0.5, 0.9, 0.99]) {
         assert.deepEqual(runTopP(row, topP), ascending(referenceNucleus(row, topP)), `vocab ${vocab} scale ${scale} topP ${topP}`);

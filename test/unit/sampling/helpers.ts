@@ -51,5 +51,5 @@ export function softmax(row: ArrayLike<number>, temperature = 1): number[] {
 
 /** Token ids sorted best first, ties to the lower id. */
 export function rankIds(row: ArrayLike<number>): number[] {
-  return Array.from({ length: row.length }, (_, i) => i).sort((a, b) => row[b] - row[a] || a - b);
+  return Array.from({ length: row.length }, (_, i) => i).sort((a, b) => row[b]! - row[a]! || a - b);
 }

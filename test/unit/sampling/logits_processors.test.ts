@@ -84,10 +84,10 @@ describe('penalties', () => {
     const raw = row();
     const rep = (x: number) => Math.fround(x > 0 ? x / r : x * r);
     const freqPres = (x: number, count: number) => Math.fround(x - (f * count + pres));
-    const expected = [raw[0], rep(raw[1]), freqPres(rep(raw[2]), 1), raw[3], freqPres(rep(raw[4]), 3), raw[5], raw[6]];
+    const expected = [raw[0], rep(raw[1]!), freqPres(rep(raw[2]!), 1), raw[3], freqPres(rep(raw[4]!), 3), raw[5], raw[6]];
     assert.deepEqual(Array.from(logits), expected);
     // Sanity against the unrounded formulas.
-    assert.ok(Math.abs(logits[4] - (-0.25 * r - f * 3 - pres)) < 1e-6);
+    assert.ok(Math.abs(logits[4]! - (-0.25 * r - f * 3 - pres)) < 1e-6);
   });
 
   it('are no-ops at their neutral values', () => {

@@ -25,9 +25,9 @@ describe('computePromptLogprobs', () => {
       const reference = logSoftmax(row);
       const entry = out[pos]!;
       assert.equal(entry.tokenId, PROMPT[pos]);
-      assert.ok(Math.abs(entry.logprob - reference[PROMPT[pos]]) < 1e-9);
+      assert.ok(Math.abs(entry.logprob - reference[PROMPT[pos]!]!) < 1e-9);
       assert.deepEqual(entry.topLogprobs.map((t) => t.tokenId), rankIds(row).slice(0, 3));
-      entry.topLogprobs.forEach((t) => assert.ok(Math.abs(t.logprob - reference[t.tokenId]) < 1e-9));
+      entry.topLogprobs.forEach((t) => assert.ok(Math.abs(t.logprob - reference[t.tokenId]!) < 1e-9));
     }
   });
 

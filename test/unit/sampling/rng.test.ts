@@ -47,7 +47,7 @@ describe('Rng', () => {
     for (let i = 0; i < n; i++) {
       const u = rng.nextFloat();
       assert.ok(u >= 0 && u < 1);
-      bins[Math.floor(u * 10)]++;
+      bins[Math.floor(u * 10)]!++;
       sum += u;
     }
     assert.ok(Math.abs(sum / n - 0.5) < 5 * Math.sqrt(1 / 12 / n));

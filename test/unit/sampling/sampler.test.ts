@@ -12,7 +12,7 @@ const SMALL = Float32Array.from([1, 0.5, 2, -0.5, 0]);
 function drawCounts(row: Float32Array, p: SamplingParams, numDraws: number): number[] {
   const state = makeState(p);
   const counts = new Array<number>(row.length).fill(0);
-  for (let i = 0; i < numDraws; i++) counts[sampleToken(row, p, state).tokenId]++;
+  for (let i = 0; i < numDraws; i++) counts[sampleToken(row, p, state).tokenId]!++;
   return counts;
 }
 
@@ -24,7 +24,7 @@ function assertFrequencies(counts: number[], expected: number[], numDraws: numbe
   let chi2 = 0;
   let dof = -1;
   counts.forEach((count, id) => {
-    const q = expected[id];
+    const q = expected[id]!;
     if (q === 0) return assert.equal(count, 0, `token ${id} is outside the allowed set but was drawn ${count} times`);
     const mean = numDraws * q;
     const sigma = Math.sqrt(numDraws * q * (1 - q));
@@ -46,13 +46,15 @@ function restricted(row: ArrayLike<number>, temperature: number, allowed: Set<nu
 
 /** Reference nucleus over the given probabilities: best first, keep while the mass before < topP. */
 function nucleus(probs: number[], topP: number): number[] {
-  const ranked = rankIds(probs).filter((id) => probs[id] > 0);
-  const total = ranked.reduce((a, id) => a + probs[id], 0);
-  const kept = [ranked[0]];
-  let before = probs[ranked[0]];
+  const ranked = rankIds(probs).filter((id) => probs[id]! > 0);
+  const total = ranked.reduce((a, id) => a + probs[id]!, 0);
+  const best = ranked[0]!;
+  const kept = [best];
+  let before = probs[best]!;
   for (let r = 1; r < ranked.length && before < topP * total; r++) {
-    kept.push(ranked[r]);
-    before += probs[ranked[r]];
+    const id = ranked[r]!;
+    kept.push(id);
+    before += probs[id]!;
   }
   return kept;
 }
@@ -172,11 +174,12 @@ describe('filters', () => {
     const row = randomRow(vocab, 3, 1.5);
     const ranked = rankIds(row);
     const probs = softmax(row);
+    const maxProb = probs[ranked[0]!]!;
     const cases: [Partial<SamplingParams>, Set<number>][] = [
       [{ topK: 40 }, new Set(ranked.slice(0, 40))],
       [{ topK: 6000 }, new Set(ranked.slice(0, 6000))],
-      [{ minP: 0.05 }, new Set(ranked.filter((id) => probs[id] >= 0.05 * probs[ranked[0]]))],
-      [{ minP: 0.01, topK: 500 }, new Set(ranked.filter((id) => probs[id] >= 0.01 * probs[ranked[0]]).slice(0, 500))],
+      [{ minP: 0.05 }, new Set(ranked.filter((id) => probs[id]! >= 0.05 * maxProb))],
+      [{ minP: 0.01, topK: 500 }, new Set(ranked.filter((id) => probs[id]! >= 0.01 * maxProb).slice(0, 500))],
       [{ topP: 0.6 }, new Set(nucleus(probs, 0.6))],
     ];
     for (const [init, allowed] of cases) {
@@ -193,7 +196,7 @@ describe('filters', () => {
   });
 
   it('top-p draws only from the reference nucleus, endpoints included (u swept over [0, 1))', () => {
-    for (const [vocab, scale, topP, temperature] of [[5000, 3, 0.5, 0.8], [50_000, 6, 0.9, 1.3], [800, 2, 0.7, 1]]) {
+    for (const [vocab, scale, topP, temperature] of [[5000, 3, 0.5, 0.8], [50_000, 6, 0.9, 1.3], [800, 2, 0.7, 1]] as const) {
       const row = randomRow(vocab, vocab + scale, scale);
       const kept = new Set(nucleus(softmax(Float32Array.from(row, (x) => x / temperature)), topP));
       const p = params({ topP, temperature });
@@ -223,7 +226,7 @@ describe('logprobs', () => {
     for (let i = 0; i < 20; i++) {
       const out = sampleToken(row, p, state);
       state.appendToken(out.tokenId);
-      assert.ok(Math.abs(out.logprob! - reference[out.tokenId]) < 1e-9);
+      assert.ok(Math.abs(out.logprob! - reference[out.tokenId]!) < 1e-9);
       assert.deepEqual(out.topLogprobs!.map((t) => t.tokenId), ranked.slice(0, 5));
     }
   });
@@ -235,8 +238,8 @@ describe('logprobs', () => {
     assert.equal(top.length, 20);
     top.forEach((t, i) => {
       assert.equal(t.tokenId, ranked[i]);
-      assert.ok(Math.abs(t.logprob - reference[t.tokenId]) < 1e-9);
-      if (i > 0) assert.ok(t.logprob <= top[i - 1].logprob);
+      assert.ok(Math.abs(t.logprob - reference[t.tokenId]!) < 1e-9);
+      if (i > 0) assert.ok(t.logprob <= top[i - 1]!.logprob);
     });
     const total = Array.from(reference).reduce((a, x) => a + Math.exp(x), 0);
     assert.ok(Math.abs(total - 1) < 1e-9);
@@ -245,7 +248,7 @@ describe('logprobs', () => {
   it('logprobs 0 gives only the sampled token; null gives nothing', () => {
     const zero = sampleToken(row, params({ logprobs: 0, seed: 1 }), makeState(params({ seed: 1 })));
     assert.deepEqual(zero.topLogprobs, []);
-    assert.ok(Math.abs(zero.logprob! - reference[zero.tokenId]) < 1e-9);
+    assert.ok(Math.abs(zero.logprob! - reference[zero.tokenId]!) < 1e-9);
     const none = sampleToken(row, params({ seed: 1 }), makeState(params({ seed: 1 })));
     assert.equal(none.logprob, null);
     assert.equal(none.topLogprobs, null);

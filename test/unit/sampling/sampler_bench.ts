@@ -10,7 +10,7 @@ const NUM_ROWS = 8;
 function peakedRows(vocab: number): Float32Array[] {
   return Array.from({ length: NUM_ROWS }, (_, r) => {
     const row = randomRow(vocab, 1000 + r, 1.5);
-    for (let i = 0; i < 60; i++) row[(i * 7919 + r * 104729) % vocab] += i === 0 ? 14 : i < 6 ? 10 : 6;
+    for (let i = 0; i < 60; i++) row[(i * 7919 + r * 104729) % vocab]! += i === 0 ? 14 : i < 6 ? 10 : 6;
     return row;
   });
 }
@@ -21,24 +21,25 @@ function flatRows(vocab: number): Float32Array[] {
 
 function timePerRow(rows: Float32Array[], init: SamplingParamsInit, withHistory = false): number {
   const params = resolveSamplingParams({ seed: 1, ...init });
-  const prompt = withHistory ? Array.from({ length: 4000 }, (_, i) => (i * 7) % rows[0].length) : [];
+  const vocab = rows[0]!.length;
+  const prompt = withHistory ? Array.from({ length: 4000 }, (_, i) => (i * 7) % vocab) : [];
   const state = SamplingState.create(params, prompt, [0]);
-  if (withHistory) for (let i = 0; i < 1000; i++) state.appendToken((i * 13) % rows[0].length);
-  for (let i = 0; i < 50; i++) sampleToken(rows[i % NUM_ROWS], params, state);
-  const iterations = Math.max(100, Math.round(4e7 / rows[0].length));
+  if (withHistory) for (let i = 0; i < 1000; i++) state.appendToken((i * 13) % vocab);
+  for (let i = 0; i < 50; i++) sampleToken(rows[i % NUM_ROWS]!, params, state);
+  const iterations = Math.max(100, Math.round(4e7 / vocab));
   const start = process.hrtime.bigint();
-  for (let i = 0; i < iterations; i++) sampleToken(rows[i % NUM_ROWS], params, state);
+  for (let i = 0; i < iterations; i++) sampleToken(rows[i % NUM_ROWS]!, params, state);
   return Number(process.hrtime.bigint() - start) / 1e3 / iterations;
 }
 
 function fullSortPerRow(rows: Float32Array[]): number {
-  const ids = new Int32Array(rows[0].length);
+  const ids = new Int32Array(rows[0]!.length);
   const iterations = 20;
   const start = process.hrtime.bigint();
   for (let i = 0; i < iterations; i++) {
-    const row = rows[i % NUM_ROWS];
+    const row = rows[i % NUM_ROWS]!;
     for (let j = 0; j < ids.length; j++) ids[j] = j;
-    ids.sort((a, b) => row[b] - row[a] || a - b);
+    ids.sort((a, b) => row[b]! - row[a]! || a - b);
   }
   return Number(process.hrtime.bigint() - start) / 1e3 / iterations;
 }

@@ -52,7 +52,7 @@ describe('IncrementalDetokenizer', () => {
 
   it('emits a character as soon as its last byte arrives', () => {
     const detok = tokenizer.createDetokenizer([], false);
-    const [a, b, c, d] = byteIds('🙂');
+    const [a, b, c, d] = byteIds('🙂') as [number, number, number, number]; // 4 UTF-8 bytes
     assert.deepEqual([detok.push([a]), detok.push([b]), detok.push([c]), detok.push([d, ...byteIds('x')])], ['', '', '', '🙂x']);
     assert.equal(detok.flush(), '');
   });

@@ -175,7 +175,7 @@ describe('TextTokenizer', () => {
     const corrected = bytes.map((id, i) => t.tokenText(id, bytes.slice(0, i)));
     assert.deepEqual(corrected, ['', '', '', '🙂']);
     const hi = t.encode('hi', { addSpecialTokens: false });
-    assert.equal(t.tokenText(bytes[3], [...hi, ...bytes.slice(0, 3)]), '🙂', 'clean context text is not repeated');
+    assert.equal(t.tokenText(bytes[3]!, [...hi, ...bytes.slice(0, 3)]), '🙂', 'clean context text is not repeated');
   });
 });
 

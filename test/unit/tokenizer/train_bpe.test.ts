@@ -29,14 +29,14 @@ function naiveMerges(texts: string[], numMerges: number, minFrequency = 2): stri
       if (!best || n > best[1] || (n === best[1] && compareIds(rank(pair), rank(best[0])) < 0)) best = [pair, n];
     }
     if (!best || best[1] < minFrequency) break;
-    const [a, b] = best[0].split(' ');
+    const [a, b] = best[0].split(' ') as [string, string];
     if (!idOf.has(a + b)) idOf.set(a + b, idOf.size + 2);
     merges.push(best[0]);
     words = words.map(({ symbols, n }) => {
       const out: string[] = [];
       for (let i = 0; i < symbols.length; i++) {
         if (symbols[i] === a && symbols[i + 1] === b) out.push(a + b), i++;
-        else out.push(symbols[i]);
+        else out.push(symbols[i]!);
       }
       return { symbols: out, n };
     });
