@@ -14,7 +14,7 @@ export class AsyncQueue<T> implements AsyncIterableIterator<T, undefined> {
   private head = 0; // items[head..] are buffered; the prefix is consumed and compacted lazily
   private readonly waiters: Waiter<T>[] = [];
   private ended = false;
-  private failure: { error: unknown } | null = null;
+  private failure: { error: Error } | null = null;
   private abandoned = false; // the consumer stopped early: pushes are dropped
 
   /** Items pushed and not yet taken. */
@@ -47,7 +47,7 @@ export class AsyncQueue<T> implements AsyncIterableIterator<T, undefined> {
   }
 
   /** The consumer sees the buffered items, then `error` is thrown from next(). Ignored once closed. */
-  fail(error: unknown): void {
+  fail(error: Error): void {
     if (this.isClosed) return;
     this.failure = { error };
     this.settleWaiters();
