@@ -92,8 +92,8 @@ export function readLatentRows(pool: LatentPool, split: LatentSplit, slots: Int3
   return out;
 }
 
-/** pool[slots[i]] = rows[i] for keys [count, Di]; fp8 rotates each key first (its query must be rotated too). */
-export function writeIndexerKeyRows(pool: IndexerKeyPool, indexerDim: number, numSlots: number, slots: Int32Array, rows: Float32Array): void {
+/** pool[slots[i]] = rows[i] for keys [count, Di]; `rotate` (fp8) rotates each key first (its query must be rotated too). */
+export function writeIndexerKeyRows(pool: IndexerKeyPool, indexerDim: number, numSlots: number, slots: Int32Array, rows: Float32Array, rotate: boolean): void {
   const Di = indexerDim;
   checkSlots(slots, numSlots, rows, Di);
   if (pool.dtype === 'float32') return copyRuns(pool.keys, Di, slots, rows);
@@ -105,14 +105,14 @@ export function writeIndexerKeyRows(pool: IndexerKeyPool, indexerDim: number, nu
   const row = new Float32Array(Di);
   slots.forEach((slot, i) => {
     rotated.set(rows.subarray(i * Di, (i + 1) * Di));
-    hadamardRotateRows(rotated, Di);
+    if (rotate) hadamardRotateRows(rotated, Di);
     row.set(rotated);
     pool.scales[slot] = quantizeFp8(row, 0, Di, pool.keys, slot * Di);
   });
 }
 
-/** Keys [count, Di] of the given slots, dequantised and (fp8) rotated back to the model's basis. */
-export function readIndexerKeyRows(pool: IndexerKeyPool, indexerDim: number, slots: Int32Array): Float32Array {
+/** Keys [count, Di] of the given slots, dequantised and (if stored rotated) rotated back to the model's basis. */
+export function readIndexerKeyRows(pool: IndexerKeyPool, indexerDim: number, slots: Int32Array, rotated: boolean): Float32Array {
   const Di = indexerDim;
   const out = new Float32Array(slots.length * Di);
   slots.forEach((slot, i) => {
@@ -120,7 +120,7 @@ export function readIndexerKeyRows(pool: IndexerKeyPool, indexerDim: number, slo
     else if (pool.dtype === 'bfloat16') decodeBf16(pool.keys.subarray(slot * Di, (slot + 1) * Di), out.subarray(i * Di, (i + 1) * Di));
     else dequantizeFp8(pool.keys, slot * Di, Di, pool.scales[slot], out, i * Di);
   });
-  if (pool.dtype === 'fp8') {
+  if (rotated) {
     const exact = Float64Array.from(out);
     hadamardRotateRows(exact, Di); // the rotation is its own inverse
     out.set(exact);

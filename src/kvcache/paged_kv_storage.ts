@@ -44,6 +44,8 @@ export class PagedKVStorage {
   /** Latent row split: [kvLoraRank | qkRopeHeadDim] (ropeDim 0 when the dtype does not care). */
   readonly rows: KVRowShape;
   readonly numSlots: number;
+  /** fp8 stores indexer keys Hadamard-rotated: the indexer query must be rotated the same way. */
+  readonly indexerKeysRotated: boolean;
   private readonly latents: LatentPool[];
   private readonly indexerKeys: IndexerKeyPool[] | null;
 
@@ -63,6 +65,7 @@ export class PagedKVStorage {
     this.ropeDim = ropeDim;
     this.rows = rowShape(options);
     this.numSlots = numBlocks * blockSize;
+    this.indexerKeysRotated = options.dtype === 'fp8' && indexerDim !== null && (options.rotateIndexerKeys ?? true);
     this.latents = Array.from({ length: numLayers }, () => allocateLatentPool(this.dtype, this.rows, this.numSlots));
     this.indexerKeys = indexerDim === null
       ? null
@@ -111,11 +114,6 @@ export class PagedKVStorage {
     return n;
   }
 
-  /** fp8 stores indexer keys Hadamard-rotated: the indexer query must be rotated the same way. */
-  get indexerKeysRotated(): boolean {
-    return this.dtype === 'fp8' && this.indexerKeys !== null;
-  }
-
   /** One layer's latent pool (live typed planes, not copies): what the attention graphs read. */
   latentPool(layer: number): LatentPool {
     this.checkLayer(layer);
@@ -150,7 +148,7 @@ export class PagedKVStorage {
 
   /** Quantises keys [count, indexerDim] into the given slots of one layer's indexer key cache. */
   writeIndexerKey(layer: number, slots: Int32Array, rows: Float32Array): void {
-    writeIndexerKeyRows(this.indexerKeyPool(layer), this.indexerDim!, this.numSlots, slots, rows);
+    writeIndexerKeyRows(this.indexerKeyPool(layer), this.indexerDim!, this.numSlots, slots, rows, this.indexerKeysRotated);
   }
 
   /** Dequantised latent rows [count, latentDim] of the given slots (a copy). */
@@ -162,7 +160,7 @@ export class PagedKVStorage {
   /** Dequantised indexer keys [count, indexerDim] of the given slots, in the model's (unrotated) basis. */
   readIndexerKey(layer: number, slots: Int32Array): Float32Array {
     this.checkSlots(slots);
-    return readIndexerKeyRows(this.indexerKeyPool(layer), this.indexerDim!, slots);
+    return readIndexerKeyRows(this.indexerKeyPool(layer), this.indexerDim!, slots, this.indexerKeysRotated);
   }
 
   private checkLayer(layer: number): void {

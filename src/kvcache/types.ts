@@ -44,7 +44,13 @@ export interface StorageDims {
 /** Element type of both caches (kv_dtype.ts); fp8 needs the RoPE tail width of the latent row (kept in bf16). */
 export type StorageDtype =
   | { readonly dtype?: Exclude<KVCacheDtype, 'fp8'>; readonly ropeDim?: number }
-  | { readonly dtype: 'fp8'; /** qkRopeHeadDim */ readonly ropeDim: number };
+  | {
+      readonly dtype: 'fp8';
+      /** qkRopeHeadDim */
+      readonly ropeDim: number;
+      /** Hadamard-rotate indexer keys before quantising (DeepSeek-V3.2 does; default true). false only for A/B measurements. */
+      readonly rotateIndexerKeys?: boolean;
+    };
 
 /** Everything that decides the bytes of one block. dtype defaults to float32. */
 export type StorageShape = StorageDims & StorageDtype;
