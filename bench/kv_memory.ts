@@ -4,6 +4,7 @@
 // MHA: what a standard multi-head cache of the same model would hold, per layer heads * ((nope + rope) for K
 // + v for V) floats.
 import { PagedKVStorage } from '../src/kvcache/paged_kv_storage.ts';
+import type { KVCacheDtype } from '../src/kvcache/kv_dtype.ts';
 import type { HfConfig } from './models.ts';
 
 export interface KvShape {
@@ -26,9 +27,15 @@ export function kvShape(cfg: HfConfig): KvShape {
   };
 }
 
-/** Our cache: latent (+ indexer key when DSA is on), float32. */
-export function oursKvBytesPerToken(s: KvShape, dsa: boolean): number {
-  return PagedKVStorage.bytesPerToken({ numLayers: s.layers, latentDim: s.kvLoraRank + s.rope, indexerDim: dsa ? s.indexerDim : null });
+/** Our cache: latent (+ indexer key when DSA is on), in a --kv-cache-dtype (default float32). */
+export function oursKvBytesPerToken(s: KvShape, dsa: boolean, dtype: KVCacheDtype = 'float32'): number {
+  const dims = { numLayers: s.layers, latentDim: s.kvLoraRank + s.rope, indexerDim: dsa ? s.indexerDim : null, ropeDim: s.rope };
+  return PagedKVStorage.bytesPerToken(dtype === 'fp8' ? { ...dims, dtype } : { ...dims, dtype });
+}
+
+/** Tokens a GiB of KV cache holds (whole 64-token blocks). */
+export function tokensPerGiB(bytesPerToken: number, blockSize = 64): number {
+  return Math.floor(2 ** 30 / (bytesPerToken * blockSize)) * blockSize;
 }
 
 /** A plain MHA cache of the same model: K (nope + rope) and V (v) per head and layer. */

@@ -205,6 +205,8 @@ async function main(): Promise<void> {
       model, cache, bytesPerToken: bytes, source, maxSequences: bytes ? maxSequences(KV_BUDGET.bytes, bytes, KV_BUDGET.tokensPerSequence, blockSize) : null,
     });
     kvRows.push(row('ours, DSA (latent + indexer key)', oursKvBytesPerToken(shape, true), 'PagedKVStorage.bytesPerToken', 64));
+    kvRows.push(row('ours, DSA, --kv-cache-dtype bfloat16', oursKvBytesPerToken(shape, true, 'bfloat16'), 'PagedKVStorage.bytesPerToken', 64));
+    kvRows.push(row('ours, DSA, --kv-cache-dtype fp8 (V3.2 layout)', oursKvBytesPerToken(shape, true, 'fp8'), 'PagedKVStorage.bytesPerToken', 64));
     kvRows.push(row('ours, --dense-attention (latent only)', oursKvBytesPerToken(shape, false), 'PagedKVStorage.bytesPerToken', 64));
     for (const r of singleStream.filter((x) => x.model === model && x.engine === 'llama.cpp' && !x.label.includes('1 thread'))) {
       kvRows.push(row(r.label.includes('F16') ? r.label : `${r.label}, ${peerKv} cache`, r.kvBytesPerToken, "llama.cpp's llama_kv_cache log lines"));

@@ -5,9 +5,21 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { KV_CACHE_DTYPES, type KVCacheDtype } from './kvcache/kv_dtype.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** --kv-cache-dtype values (vLLM's flag name); 'auto' resolves to AUTO_KV_CACHE_DTYPE. */
+export const KV_CACHE_DTYPE_CHOICES = ['auto', ...KV_CACHE_DTYPES] as const;
+export type KVCacheDtypeChoice = (typeof KV_CACHE_DTYPE_CHOICES)[number];
+/**
+ * What 'auto' means. float32: on ONNX Runtime's CPU provider, reading fp8 rows inside the attention and
+ * indexer graphs costs ~2-4x the float32 gather per value (there is no float8 BitCast; the codes are
+ * re-assembled into float32 bits), while bfloat16 reads cost about the same as float32
+ * (bench/kv_dtype_probe.ts). Choose bfloat16 or fp8 for capacity.
+ */
+export const AUTO_KV_CACHE_DTYPE: KVCacheDtype = 'float32';
 
 /** The package root: the nearest directory holding package.json (src/ from sources, dist/src/ when built). */
 function packageRoot(): string {
@@ -39,6 +51,7 @@ export interface ConfigValues {
   /** null = as many as fit in kvCacheMemory. */
   readonly numKvBlocks: number | null;
   readonly enablePrefixCaching: boolean;
+  readonly kvCacheDtype: KVCacheDtypeChoice;
   /** null = no authentication. Never log these. */
   readonly apiKey: readonly string[] | null;
   readonly maxQueuedRequests: number;
@@ -199,6 +212,13 @@ const logLevel: Codec<LogLevel> = {
   schema: z.enum(LOG_LEVELS),
 };
 
+const kvCacheDtype: Codec<KVCacheDtypeChoice> = {
+  type: 'enum',
+  expected: `one of ${KV_CACHE_DTYPE_CHOICES.join(', ')}`,
+  fromText: (text) => text.trim().toLowerCase(),
+  schema: z.enum(KV_CACHE_DTYPE_CHOICES),
+};
+
 const kebab = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 const envName = (flag: string): string => `DSV_${flag.toUpperCase().replace(/-/g, '_')}`;
 
@@ -263,6 +283,10 @@ const TABLE: { readonly [K in ConfigKey]: OptionSpec<K> } = {
   }),
   enablePrefixCaching: row('enablePrefixCaching', {
     valueName: null, codec: boolean, default: true, help: 'Reuse the KV blocks of shared prompt prefixes (--no-enable-prefix-caching turns it off).',
+  }),
+  kvCacheDtype: row('kvCacheDtype', {
+    valueName: 'DTYPE', codec: kvCacheDtype, default: 'auto', defaultText: 'auto (float32)',
+    help: 'Element type of the latent and indexer caches: float32, bfloat16 (2 bytes per value) or fp8 (DeepSeek-V3.2 layout: e4m3 latent with one float32 scale per 128 values and bf16 RoPE dims; Hadamard-rotated e4m3 indexer keys with one scale per token). auto = float32.',
   }),
   apiKey: row('apiKey', {
     valueName: 'KEY[,KEY...]', codec: listCodec('one or more non-empty keys, comma-separated'), default: null, defaultText: 'none (no auth)',

@@ -1,6 +1,6 @@
 // Held-out perplexity in the engine, with DSA (the indexer's top-k) and with dense attention, printed as JSON.
 //   node --import tsx src/cli/perplexity.ts --model DIR (--tokens FILE.u16 | --file TEXT) [--context 512]
-//        [--max-chunks N] [--mode both|dsa|dense] [--threads N]
+//        [--max-chunks N] [--mode both|dsa|dense] [--kv-cache-dtype float32|bfloat16|fp8] [--threads N]
 // The token stream (--tokens: little-endian uint16 ids, as tools/train/tokenize.ts writes; --file: text
 // encoded with the model's tokenizer, BOS added) is cut into consecutive, non-overlapping chunks of
 // --context tokens (a shorter tail is dropped); each chunk is one full prefill from position 0 with logits
@@ -9,9 +9,10 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { OfflineEngine } from '../engine/offline.ts';
+import { KV_CACHE_DTYPES, type KVCacheDtype } from '../kvcache/kv_dtype.ts';
 import { loadTokenizer } from '../server/tokenizer/tokenizer.ts';
 
-const USAGE = 'usage: perplexity --model DIR (--tokens FILE.u16 | --file TEXT) [--context 512] [--max-chunks N] [--mode both|dsa|dense] [--threads N]';
+const USAGE = 'usage: perplexity --model DIR (--tokens FILE.u16 | --file TEXT) [--context 512] [--max-chunks N] [--mode both|dsa|dense] [--kv-cache-dtype float32|bfloat16|fp8] [--threads N]';
 
 function positiveInt(name: string, value: string | undefined, fallback?: number): number | undefined {
   if (value === undefined) return fallback;
@@ -22,6 +23,7 @@ function positiveInt(name: string, value: string | undefined, fallback?: number)
 
 interface ModeResult {
   readonly mode: 'dsa' | 'dense';
+  readonly kv_cache_dtype: KVCacheDtype;
   readonly chunks: number;
   readonly scored_tokens: number;
   readonly nll: number;
@@ -32,10 +34,10 @@ interface ModeResult {
   readonly seconds: number;
 }
 
-async function evaluate(model: string, chunks: number[][], dense: boolean, threads: number | undefined): Promise<ModeResult> {
+async function evaluate(model: string, chunks: number[][], dense: boolean, threads: number | undefined, kvCacheDtype: KVCacheDtype): Promise<ModeResult> {
   const t0 = performance.now();
   const engine = await OfflineEngine.create(model, {
-    runner: { denseAttention: dense, kvCacheMemory: 64 * 2 ** 20, ...(threads !== undefined && { numThreads: threads }) },
+    runner: { denseAttention: dense, kvCacheMemory: 64 * 2 ** 20, kvCacheDtype, ...(threads !== undefined && { numThreads: threads }) },
     enablePrefixCaching: false,
   });
   const topk = engine.core.runner.model.indexer?.topk ?? Infinity;
@@ -65,6 +67,7 @@ async function evaluate(model: string, chunks: number[][], dense: boolean, threa
   }
   return {
     mode: dense ? 'dense' : 'dsa',
+    kv_cache_dtype: kvCacheDtype,
     chunks: chunks.length,
     scored_tokens: n,
     nll: nll / n,
@@ -87,8 +90,11 @@ async function main(argv: string[]): Promise<void> {
       'max-chunks': { type: 'string' },
       mode: { type: 'string', default: 'both' },
       threads: { type: 'string' },
+      'kv-cache-dtype': { type: 'string', default: 'float32' },
     },
   });
+  const dtype = values['kv-cache-dtype'] as KVCacheDtype;
+  if (!KV_CACHE_DTYPES.includes(dtype)) throw new Error(`--kv-cache-dtype must be one of ${KV_CACHE_DTYPES.join(', ')}, got "${dtype}"`);
   if (!values.model || (values.tokens === undefined) === (values.file === undefined)) throw new Error(USAGE);
   if (!['both', 'dsa', 'dense'].includes(values.mode!)) throw new Error(`--mode must be both, dsa or dense, got "${values.mode}"`);
   let ids: number[];
@@ -108,8 +114,8 @@ async function main(argv: string[]): Promise<void> {
   if (chunks.length === 0) throw new Error(`fewer than --context ${context} tokens`);
   const threads = positiveInt('threads', values.threads);
   const results: ModeResult[] = [];
-  if (values.mode !== 'dense') results.push(await evaluate(values.model, chunks, false, threads));
-  if (values.mode !== 'dsa') results.push(await evaluate(values.model, chunks, true, threads));
+  if (values.mode !== 'dense') results.push(await evaluate(values.model, chunks, false, threads, dtype));
+  if (values.mode !== 'dsa') results.push(await evaluate(values.model, chunks, true, threads, dtype));
   const dsa = results.find((r) => r.mode === 'dsa');
   const dense = results.find((r) => r.mode === 'dense');
   const out = {

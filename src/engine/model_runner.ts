@@ -4,6 +4,7 @@
 import { EngineError } from '../common/errors.ts';
 import { PagedKVStorage } from '../kvcache/paged_kv_storage.ts';
 import type { StorageShape } from '../kvcache/types.ts';
+import type { KVCacheDtype } from '../kvcache/kv_dtype.ts';
 import type { LoadedModel, ModelConfig } from './checkpoint/types.ts';
 import { DeepseekModel, type ForwardHooks, type ModelOptions } from './model/deepseek_model.ts';
 import { planStep, type StepSequence } from './model/step_plan.ts';
@@ -19,6 +20,10 @@ export interface ModelRunnerOptions extends ModelOptions {
   readonly numKvBlocks?: number;
   /** KV cache budget in bytes (latent + indexer caches of all layers). */
   readonly kvCacheMemory?: number;
+  /** Element type of both caches (default float32); see kvcache/kv_dtype.ts. */
+  readonly kvCacheDtype?: KVCacheDtype;
+  /** fp8 only: Hadamard-rotate the indexer keys (and queries), as DeepSeek-V3.2 does (default). false is for A/B measurements. */
+  readonly fp8IndexerRotation?: boolean;
 }
 
 export interface RunnerOutput {
@@ -34,13 +39,15 @@ export interface RunnerOutput {
   readonly forwardMs: number;
 }
 
-export function storageShape(config: ModelConfig, blockSize: number, denseAttention = false): StorageShape {
-  return {
+export function storageShape(config: ModelConfig, blockSize: number, denseAttention = false, dtype: KVCacheDtype = 'float32', fp8IndexerRotation = true): StorageShape {
+  const dims = {
     numLayers: config.numHiddenLayers,
     blockSize,
     latentDim: config.kvLoraRank + config.qkRopeHeadDim,
     indexerDim: config.indexer && !denseAttention ? config.indexer.headDim : null,
+    ropeDim: config.qkRopeHeadDim,
   };
+  return dtype === 'fp8' ? { ...dims, dtype, rotateIndexerKeys: fp8IndexerRotation } : { ...dims, dtype };
 }
 
 export class ModelRunner {
@@ -53,7 +60,7 @@ export class ModelRunner {
 
   /** Sizes the paged storage from a block count or a memory budget, then compiles the graphs. */
   static async create(loaded: LoadedModel, options: ModelRunnerOptions = {}, hooks: ForwardHooks = {}): Promise<ModelRunner> {
-    const shape = storageShape(loaded.config, options.blockSize ?? DEFAULT_BLOCK_SIZE, options.denseAttention);
+    const shape = storageShape(loaded.config, options.blockSize ?? DEFAULT_BLOCK_SIZE, options.denseAttention, options.kvCacheDtype, options.fp8IndexerRotation);
     const numBlocks = options.numKvBlocks ?? PagedKVStorage.numBlocksForBudget(options.kvCacheMemory ?? DEFAULT_KV_CACHE_MEMORY, shape);
     if (numBlocks < 1) {
       throw new EngineError('DSV_ERR_CONFIG', `the KV cache budget holds no block of ${PagedKVStorage.bytesPerBlock(shape)} bytes`);

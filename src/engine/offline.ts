@@ -20,6 +20,8 @@ export interface OfflineOptions {
   readonly captureLogits?: boolean;
   /** Keep, per layer, the indexer selection of each request's last prompt position. */
   readonly recordSelections?: boolean;
+  /** Every step's selections, per request: per layer, the key positions of its last row (at lastPosition). */
+  readonly onSelections?: (requestId: string, lastPosition: number, selections: readonly Int32Array[]) => void;
   /** Per layer, the pre-attention outputs of every step's rows (diagnostics). */
   readonly onLayer?: (layer: number, capture: LayerCapture) => void;
   /** Run the block manager's integrity check after every step (tests). */
@@ -72,7 +74,12 @@ export class OfflineEngine {
     let engine: OfflineEngine | null = null;
     const observer: EngineObserver = {
       ...(options.captureLogits && { onLogits: (id: string, first: number, logits: Float32Array) => engine?.keepLogits(id, first, logits) }),
-      ...(options.recordSelections && { onSelections: (id: string, last: number, sel: readonly Int32Array[]) => engine?.keepSelections(id, last, sel) }),
+      ...((options.recordSelections || options.onSelections) && {
+        onSelections: (id: string, last: number, sel: readonly Int32Array[]) => {
+          if (options.recordSelections) engine?.keepSelections(id, last, sel);
+          options.onSelections?.(id, last, sel);
+        },
+      }),
       ...(options.onLayer && { onLayer: options.onLayer }),
     };
     const core = await EngineCore.create(modelDir, { runner: options.runner ?? {}, scheduler, enablePrefixCaching: options.enablePrefixCaching ?? true }, observer);

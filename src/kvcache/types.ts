@@ -1,5 +1,6 @@
 // Small shared vocabulary of src/kvcache. The cache hands out block ids, never arrays; the arrays
 // live in PagedKVStorage, owned by the model code.
+import type { KVCacheDtype } from './kv_dtype.ts';
 
 /** Index of a block in the pool and in every per-layer array of PagedKVStorage. */
 export type BlockId = number;
@@ -31,14 +32,27 @@ export interface KVCacheManagerOptions {
   readonly enablePrefixCaching: boolean;
 }
 
-export interface PagedKVStorageOptions {
+export interface StorageDims {
   readonly numLayers: number;
-  readonly numBlocks: number;
   readonly blockSize: number;
   /** kvLoraRank + qkRopeHeadDim (576 for DeepSeek-V3.x). */
   readonly latentDim: number;
-  /** indexHeadDim (128 for V3.2); null for models without a DSA indexer. */
+  /** indexHeadDim (128 for V3.2); null for models without a DSA indexer (or run with dense attention). */
   readonly indexerDim: number | null;
 }
 
-export type StorageShape = Omit<PagedKVStorageOptions, 'numBlocks'>;
+/** Element type of both caches (kv_dtype.ts); fp8 needs the RoPE tail width of the latent row (kept in bf16). */
+export type StorageDtype =
+  | { readonly dtype?: Exclude<KVCacheDtype, 'fp8'>; readonly ropeDim?: number }
+  | {
+      readonly dtype: 'fp8';
+      /** qkRopeHeadDim */
+      readonly ropeDim: number;
+      /** Hadamard-rotate indexer keys before quantising (DeepSeek-V3.2 does; default true). false only for A/B measurements. */
+      readonly rotateIndexerKeys?: boolean;
+    };
+
+/** Everything that decides the bytes of one block. dtype defaults to float32. */
+export type StorageShape = StorageDims & StorageDtype;
+
+export type PagedKVStorageOptions = StorageShape & { readonly numBlocks: number };

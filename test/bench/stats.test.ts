@@ -1,7 +1,7 @@
 // bench/stats.ts, bench/targets.ts and bench/kv_memory.ts: the pure helpers behind the bench's numbers.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { kvShape, maxSequences, mhaKvBytesPerToken, oursKvBytesPerToken } from '../../bench/kv_memory.ts';
+import { kvShape, maxSequences, mhaKvBytesPerToken, oursKvBytesPerToken, tokensPerGiB } from '../../bench/kv_memory.ts';
 import { benchMini, benchBase, countParams } from '../../bench/models.ts';
 import { gaps, mean, percentile, summarize } from '../../bench/stats.ts';
 import { evaluateTarget, evaluateTargets, ratio } from '../../bench/targets.ts';
@@ -66,6 +66,11 @@ describe('KV memory', () => {
     const s = kvShape(benchMini);
     assert.equal(oursKvBytesPerToken(s, true), 8 * (256 + 32 + 64) * 4);
     assert.equal(oursKvBytesPerToken(s, false), 8 * (256 + 32) * 4);
+    // bench-mini DSA tokens per GiB: bfloat16 2x float32, fp8 (V3.2 layout) >= 3.5x (the capacity targets).
+    const f32 = tokensPerGiB(oursKvBytesPerToken(s, true));
+    assert.equal(tokensPerGiB(oursKvBytesPerToken(s, true, 'bfloat16')) / f32, 2);
+    assert.equal(oursKvBytesPerToken(s, true, 'fp8'), 8 * (256 + 2 * 4 + 32 * 2 + 64 + 4));
+    assert.ok(tokensPerGiB(oursKvBytesPerToken(s, true, 'fp8')) / f32 >= 3.5);
     assert.equal(mhaKvBytesPerToken(s), 8 * 8 * (64 + 32 + 64) * 4);
     assert.equal(maxSequences(2 ** 30, 11264, 4096), Math.floor(2 ** 30 / (4096 * 11264)));
     assert.equal(maxSequences(1000, 1, 100, 64), 7); // 100 tokens take 2 blocks of 64

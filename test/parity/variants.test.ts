@@ -239,6 +239,24 @@ describe('architecture variants: engine vs float64 reference', () => {
     const gap = maxAbs(sparse.logits, ref.logits);
     assert.ok(gap > 1e-2, `dense and sparse reference logits differ by only ${gap}`);
   });
+
+  test('a model without an indexer (deepseek_v3) with --kv-cache-dtype bfloat16 / fp8: latent cache only', async (t) => {
+    const v = VARIANTS.find((x) => x.name === 'deepseek_v3 (no indexer)')!;
+    const dir = writeVariant(v, 'v3-kv-dtype');
+    const f32 = await runEngine(dir, PROMPT, GREEDY_STEPS);
+    const V = loadModel(dir).config.vocabSize;
+    const spread = Math.max(...f32.promptLogits!) - Math.min(...f32.promptLogits!);
+    // Mean over prompt rows of the row's largest logit change, relative to the logit range. bf16 rounds each
+    // latent value by <= 2^-8 relative, e4m3 by <= 2^-4; a MoE routing flip can move one row further (measured:
+    // fp8 moves one of 40 rows by half the range, the others by 1-8%), hence the mean.
+    for (const [dtype, bound] of [['bfloat16', 2 ** -7], ['fp8', 2 ** -3]] as const) {
+      const r = await runEngine(dir, PROMPT, GREEDY_STEPS, { kvCacheDtype: dtype });
+      let mean = 0;
+      for (let row = 0; row < PROMPT.length; row++) mean += maxAbs(r.promptLogits!, f32.promptLogits!, row * V, row * V, V) / spread / PROMPT.length;
+      t.diagnostic(`${dtype}: mean over rows of max |logit - float32| / logit range = ${mean.toExponential(2)}`);
+      assert.ok(mean > 0 && mean < bound, `${dtype}: ${mean}`);
+    }
+  });
 });
 
 // ---------------------------------------------------------------------------------------------------------------

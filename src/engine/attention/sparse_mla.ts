@@ -17,8 +17,8 @@ export interface AttentionLayerInputs {
   readonly q: Float32Array; // [N, H, C] all rows of the step
   readonly iq: Float32Array | null; // [N, Hi, Di]
   readonly iw: Float32Array | null; // [N, Hi]
-  readonly latentCache: Float32Array; // [P, C]
-  readonly indexerCache: Float32Array | null; // [P, Di]
+  readonly latentCache: Feed; // the layer's latent pool [P, C] in its stored dtype (model/kv_cache_graph.ts)
+  readonly indexerCache: Feed | null; // the layer's indexer key pool [P, Di]
 }
 
 export interface AttentionShapes {
@@ -104,11 +104,10 @@ export class SparseMlaAttention {
     const { indexerHeads: Hi, indexerDim: Di } = this.shapes;
     const first = group.rowStart + i0;
     const rows = B === 1 ? n : B; // decode groups: B sequences of one row each
-    const icache = inp.indexerCache!;
     const [sel] = await session.runInt32(
       {
         iq: floatTensor(inp.iq!.subarray(first * Hi * Di, (first + rows) * Hi * Di), [B, n, Hi, Di]),
-        cache: floatTensor(icache, [icache.length / Di, Di]),
+        ...inp.indexerCache!,
         idx: int32Tensor(group.keySlots, [B, T]),
         iw: floatTensor(inp.iw!.subarray(first * Hi, (first + rows) * Hi), [B, n, Hi]),
         qpos: int32Tensor(queryPositions(group, i0, n), [B, n]),
@@ -127,13 +126,12 @@ export class SparseMlaAttention {
   private async runRows(session: GraphSession, group: AttentionGroup, inp: AttentionLayerInputs, extra: Feed, slice: [number, number] | null): Promise<Float32Array> {
     const { numSeqs: B, queryLen: S, maxContext: T, rowStart } = group;
     const { numHeads: H, latentDim: C, kvLoraRank: L } = this.shapes;
-    const cache = floatTensor(inp.latentCache, [inp.latentCache.length / C, C]);
     const idx = extra.idx ?? int32Tensor(group.keySlots, [B, T]);
     const run = async (i0: number, n: number): Promise<Float32Array> => {
       const first = rowStart + i0;
       const feed: Feed = {
         q: floatTensor(inp.q.subarray(first * H * C, (first + B * n) * H * C), [B, n, H, C]),
-        cache,
+        ...inp.latentCache,
         qpos: int32Tensor(queryPositions(group, i0, n), [B, n]),
         ...extra,
         idx,

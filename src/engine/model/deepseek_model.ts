@@ -16,6 +16,7 @@ import type { StepProfiler } from '../step_profiler.ts';
 import { buildIndexerSelectGraph } from './indexer.ts';
 import { buildAttentionGraph, buildPostAttentionGraph } from './mla.ts';
 import { buildPreAttentionGraph } from './pre_attention.ts';
+import { indexerKeyPoolFeed, latentPoolFeed } from './kv_cache_graph.ts';
 import { buildRoutedExpertsGraph, denseFfn, dispatch, moePreludeFfn } from './moe.ts';
 import { routeTokens } from './moe_router.ts';
 import { ropeInvFreq, ropeTables } from './rope.ts';
@@ -95,18 +96,19 @@ export class DeepseekModel {
       const moe = moeConfigOfLayer(config, l);
       const ffn = w.mlp.kind === 'dense' ? denseFfn(w.mlp.weights) : moePreludeFfn(w.mlp.weights);
       layers.push({
-        pre: await GraphSession.create(`pre_attention_${l}`, buildPreAttentionGraph(config, l, w.attn, w.inputLayernorm, indexer), options),
+        pre: await GraphSession.create(`pre_attention_${l}`, buildPreAttentionGraph(config, l, w.attn, w.inputLayernorm, indexer, storage.indexerKeysRotated), options),
         post: await GraphSession.create(`post_attention_${l}`, buildPostAttentionGraph(config, l, w.attn, w.postAttentionLayernorm, ffn), options),
         experts: moe && w.mlp.kind === 'moe' ? await routedExperts(config, moe, l, w.mlp.weights, options) : null,
       });
     }
     const session = (name: string, graph: () => Uint8Array): Promise<GraphSession> => GraphSession.create(name, graph(), options);
+    const dtype = storage.dtype;
     const sessions = {
-      dense: await session('sparse_mla_dense', () => buildAttentionGraph(config, 'dense')),
-      prefillSelected: indexer ? await session('sparse_mla_prefill_selected', () => buildAttentionGraph(config, 'prefill-selected')) : null,
-      decodeSelected: indexer ? await session('sparse_mla_decode_selected', () => buildAttentionGraph(config, 'decode-selected')) : null,
-      indexer: indexer ? await session('indexer_select', () => buildIndexerSelectGraph(indexer, false)) : null,
-      indexerDecode: indexer ? await session('indexer_select_decode', () => buildIndexerSelectGraph(indexer, true)) : null,
+      dense: await session('sparse_mla_dense', () => buildAttentionGraph(config, 'dense', dtype)),
+      prefillSelected: indexer ? await session('sparse_mla_prefill_selected', () => buildAttentionGraph(config, 'prefill-selected', dtype)) : null,
+      decodeSelected: indexer ? await session('sparse_mla_decode_selected', () => buildAttentionGraph(config, 'decode-selected', dtype)) : null,
+      indexer: indexer ? await session('indexer_select', () => buildIndexerSelectGraph(indexer, false, dtype)) : null,
+      indexerDecode: indexer ? await session('indexer_select_decode', () => buildIndexerSelectGraph(indexer, true, dtype)) : null,
     };
     const shapes: AttentionShapes = {
       numHeads: config.numAttentionHeads,
@@ -186,8 +188,8 @@ export class DeepseekModel {
     const o = new Float32Array(plan.numTokens * H * L);
     const inputs = {
       ...proj,
-      latentCache: this.storage.latent(l),
-      indexerCache: this.indexer ? this.storage.indexerKey(l) : null,
+      latentCache: latentPoolFeed(this.storage.latentPool(l), this.config),
+      indexerCache: this.indexer ? indexerKeyPoolFeed(this.storage.indexerKeyPool(l), this.indexer.headDim) : null,
     };
     const ctx = { profiler, recordSelections: selections !== null };
     for (const group of plan.groups) {

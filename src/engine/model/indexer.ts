@@ -10,40 +10,47 @@
 // IDX 6. selection: all visible keys when there are at most index_topk, else the index_topk best
 //        scores, ties to the lower position (attention/sparse_mla.ts, quickselect in common/select.ts)
 // Where: IDX 1-4 in the fused pre-attention graph (pre_attention.ts); IDX 5 below; IDX 6 in sparse_mla.ts.
-// The Hadamard rotation of the reference is orthogonal and leaves every dot product unchanged: skipped.
+// The Hadamard rotation of the reference is orthogonal and leaves every dot product unchanged: skipped in
+// float32 and bfloat16; with an fp8 cache the keys are stored rotated (kvcache/kv_row_codec.ts) and iq is
+// rotated to match at the end of IDX 3 (pre_attention.ts), as the reference quantises them.
 // Ref: DeepSeek-V3.2-Exp inference/model.py (with the Nov-2025 indexer RoPE fix).
 import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
 import { reshape, reshapeLike } from '../onnx/ops.ts';
 import type { IndexerConfig } from '../checkpoint/types.ts';
+import type { KVCacheDtype } from '../../kvcache/kv_dtype.ts';
+import { cacheGraphOpset, indexerKeyPoolInput } from './kv_cache_graph.ts';
 
 /**
  * IDX 5-6 (shared by all layers): scores over the gathered keys, causally masked, then the topk best
  * positions per query row (ONNX TopK: ties to the lower index, as the reference's selection).
- * Inputs iq [B, S, Hi, Di], cache [P, Di] (the layer's indexer key pool), idx [B, T] int32 slots of
+ * Inputs iq [B, S, Hi, Di], the layer's indexer key pool in its stored dtype (kv_cache_graph.ts names the
+ * inputs; only the gathered keys are widened to float32), idx [B, T] int32 slots of
  * positions 0 .. T-1, iw [B, S, Hi], qpos [B, S] int32. Output sel [B, S, topk] int32 positions; a row
  * with fewer than topk visible keys gets all of them plus masked (invisible) ones, which the attention
  * graph masks again. Callers use it only when T > topk.
  * decodeForm (S = 1): keys stay the GEMM's streamed operand (relu(K @ q^T) @ w), so the T x Di gathered
  * keys are read once and never packed or transposed; the query side is tiny.
  */
-export function buildIndexerSelectGraph(indexer: IndexerConfig, decodeForm: boolean): Uint8Array {
+export function buildIndexerSelectGraph(indexer: IndexerConfig, decodeForm: boolean, dtype: KVCacheDtype = 'float32'): Uint8Array {
   const { nHeads: Hi, headDim: Di, topk } = indexer;
-  const g = new GraphBuilder(decodeForm ? 'indexer_select_decode' : 'indexer_select');
+  const g = new GraphBuilder(decodeForm ? 'indexer_select_decode' : 'indexer_select', cacheGraphOpset(dtype));
   const S = decodeForm ? 1 : 'S';
   const iq = g.input('iq', DataType.FLOAT, ['B', S, Hi, Di]);
-  const cache = g.input('cache', DataType.FLOAT, ['P', Di]);
+  const gatherKeys = indexerKeyPoolInput(g, dtype, Di);
   const idx = g.input('idx', DataType.INT32, ['B', 'T']);
   const iw = g.input('iw', DataType.FLOAT, ['B', S, Hi]);
   const qpos = g.node('Cast', [g.input('qpos', DataType.INT32, ['B', S])], { to: DataType.INT64 });
-  const keys = g.node('Gather', [cache, idx], { axis: 0 }); // [B, T, Di]
+  const { keys, scale } = gatherKeys(idx); // [B, T, Di], fp8: [B, T]
+  // An fp8 key's scale multiplies its dot products (one Mul per score, not per key value).
+  const scaled = (dots: string, axis: number): string => (scale ? g.node('Mul', [dots, g.node('Unsqueeze', [scale, g.int64s([axis])])]) : dots);
   let scores: string; // [B, S, T]
   if (decodeForm) {
     const qT = g.node('Transpose', [reshape(g, iq, [0, Hi, Di])], { perm: [0, 2, 1] }); // [B, Di, Hi]
-    const logits = g.node('Relu', [g.node('MatMul', [keys, qT])]); // [B, T, Hi]
+    const logits = g.node('Relu', [scaled(g.node('MatMul', [keys, qT]), 2)]); // [B, T, Hi]
     scores = reshapeLike(g, g.node('MatMul', [logits, reshape(g, iw, [0, Hi, 1])]), [[idx, 0, 1], 1, [idx, 1, 2]]);
   } else {
     const keysT = g.node('Transpose', [keys], { perm: [0, 2, 1] }); // [B, Di, T]
-    const logits = g.node('Relu', [g.node('MatMul', [reshape(g, iq, [0, -1, Di]), keysT])]); // [B, S * Hi, T]
+    const logits = g.node('Relu', [scaled(g.node('MatMul', [reshape(g, iq, [0, -1, Di]), keysT]), 1)]); // [B, S * Hi, T]
     const logits4 = reshapeLike(g, logits, [[iw, 0, 2], Hi, [idx, 1, 2]]); // [B, S, Hi, T]
     scores = g.node('ReduceSum', [g.node('Mul', [logits4, g.node('Unsqueeze', [iw, g.int64s([3])])]), g.int64s([2])], { keepdims: 0 });
   }

@@ -16,6 +16,8 @@
 import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
 import { linear, reshape, reshapeLike, rmsNorm, slice } from '../onnx/ops.ts';
 import type { AttentionWeights, ModelConfig, Tensor } from '../checkpoint/types.ts';
+import type { KVCacheDtype } from '../../kvcache/kv_dtype.ts';
+import { cacheGraphOpset, latentPoolInput } from './kv_cache_graph.ts';
 
 /** W_UV^T: kv_b_proj rows [h, dn:dn+dv] as [H, dv, L] (row blocks, no transpose). */
 function valueUpWeight(config: ModelConfig, kvBProj: Tensor): Float32Array {
@@ -44,16 +46,17 @@ function causalMask(g: GraphBuilder, qpos: string, kpos: string): string {
 export type AttentionKeys = 'dense' | 'prefill-selected' | 'decode-selected';
 
 /**
- * MLA 5 over gathered cache rows (shared by all layers). Inputs q [B, S, H, C], cache [P, C] (the layer's
- * whole latent pool, zero-copy), idx [B, K] int32 slots, qpos [B, S] int32 positions of the query rows
+ * MLA 5 over gathered cache rows (shared by all layers). Inputs q [B, S, H, C], the layer's whole latent
+ * pool in its stored dtype (zero-copy; kv_cache_graph.ts names the inputs, and only the gathered rows are
+ * widened to float32), idx [B, K] int32 slots, qpos [B, S] int32 positions of the query rows
  * (+ sel or kpos, see AttentionKeys). Output o [B, S, H, L].
  */
-export function buildAttentionGraph(config: ModelConfig, keys: AttentionKeys): Uint8Array {
+export function buildAttentionGraph(config: ModelConfig, keys: AttentionKeys, dtype: KVCacheDtype = 'float32'): Uint8Array {
   const { numAttentionHeads: H, qkRopeHeadDim: dr, kvLoraRank: L } = config;
   const C = L + dr;
-  const g = new GraphBuilder(`sparse_mla_${keys}`);
+  const g = new GraphBuilder(`sparse_mla_${keys}`, cacheGraphOpset(dtype));
   const q = g.input('q', DataType.FLOAT, ['B', 'S', H, C]);
-  const cache = g.input('cache', DataType.FLOAT, ['P', C]);
+  const gatherLatent = latentPoolInput(g, dtype, config);
   const idx = g.input('idx', DataType.INT32, ['B', 'K']);
   const qpos = g.node('Unsqueeze', [g.node('Cast', [g.input('qpos', DataType.INT32, ['B', 'S'])], { to: DataType.INT64 }), g.int64s([2])]); // [B, S, 1]
   let kpos: string; // [B or 1, 1, K]
@@ -70,7 +73,7 @@ export function buildAttentionGraph(config: ModelConfig, keys: AttentionKeys): U
     const zeros = g.node('ConstantOfShape', [g.node('Shape', [sel])]); // float 0
     mask = g.node('Add', [mask, g.node('ScatterElements', [none, sel, zeros], { axis: 2 })]);
   }
-  const kv = g.node('Gather', [cache, idx], { axis: 0 }); // [B, K, C]
+  const kv = gatherLatent(idx); // [B, K, C]
   const qFlat = reshape(g, q, [0, -1, C]); // [B, S * H, C]
   const scores = g.node('MatMul', [qFlat, g.node('Transpose', [kv], { perm: [0, 2, 1] })]); // [B, S * H, K]
   const scores4 = reshapeLike(g, scores, [[q, 0, 2], H, [idx, 1, 2]]); // [B, S, H, K]

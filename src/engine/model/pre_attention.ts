@@ -8,9 +8,12 @@
 //            (direct q_proj: [q_nope | q_pe | kvA] = x @ [q_proj nope rows; q_proj rope rows; kv_a_proj_with_mqa]^T)
 //   from qr = RMSNorm(qa):  [q_nope | q_pe | iq] = qr @ [q_b_proj nope rows; q_b_proj rope rows; indexer.wq_b]^T
 // then MLA 2-3 with the softmax scale folded into W_UK and the q_pe rows, MLA 4, and IDX 2-4.
+// With an fp8 cache the indexer keys are stored Hadamard-rotated (kvcache/kv_row_codec.ts), so iq leaves
+// this graph rotated the same way (iq @ Had; orthonormal, so iq . ik is unchanged); ik leaves unrotated.
 import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
 import { layerNorm, linear, reshape, rmsNorm, ropeRotate, stackRows } from '../onnx/ops.ts';
 import { mlaSoftmaxScale, ropeRotation } from './rope.ts';
+import { hadamardMatrix } from '../../common/numeric/hadamard.ts';
 import type { AttentionWeights, IndexerConfig, ModelConfig, Tensor } from '../checkpoint/types.ts';
 
 const INDEXER_LAYERNORM_EPS = 1e-6; // fixed by the reference implementation, not from config
@@ -46,6 +49,7 @@ function scaled(data: Float32Array, s: number): Float32Array {
 /**
  * Inputs h [N, D], cos/sin [N, 1, dr] (interleaved layout), and with the indexer icos/isin [N, 1, Di]
  * (half-split layout). Outputs q [N, H, C], kv [N, 1, C]; with the indexer iq [N, Hi, Di], ik [N, 1, Di], iw [N, Hi].
+ * rotateIndexerQuery: iq in the Hadamard basis of an fp8 indexer key cache (PagedKVStorage.indexerKeysRotated).
  */
 export function buildPreAttentionGraph(
   config: ModelConfig,
@@ -53,6 +57,7 @@ export function buildPreAttentionGraph(
   attn: AttentionWeights,
   inputLayernorm: Tensor,
   indexerConfig: IndexerConfig | null,
+  rotateIndexerQuery = false,
 ): Uint8Array {
   const { hiddenSize: D, numAttentionHeads: H, qkNopeHeadDim: dn, qkRopeHeadDim: dr, kvLoraRank: L, rmsNormEps: eps } = config;
   const scale = mlaSoftmaxScale(config);
@@ -107,7 +112,9 @@ export function buildPreAttentionGraph(
     const icos = g.input('icos', DataType.FLOAT, ['N', 1, Di]);
     const isin = g.input('isin', DataType.FLOAT, ['N', 1, Di]);
     const iRotation = g.initializer(ropeRotation('half-split', dr, Di), [Di, Di]);
-    g.markOutput(ropeRotate(g, reshape(g, iq, [0, Hi, Di]), icos, isin, iRotation), 'iq', DataType.FLOAT, ['N', Hi, Di]);
+    const iqRoped = ropeRotate(g, reshape(g, iq, [0, Hi, Di]), icos, isin, iRotation);
+    const iqOut = rotateIndexerQuery ? g.node('MatMul', [iqRoped, g.initializer(hadamardMatrix(Di), [Di, Di])]) : iqRoped;
+    g.markOutput(iqOut, 'iq', DataType.FLOAT, ['N', Hi, Di]);
     const k = layerNorm(g, reshape(g, xParts[kvAIndex + 1], [0, 1, Di]), indexer.kNormWeight, indexer.kNormBias, INDEXER_LAYERNORM_EPS);
     g.markOutput(ropeRotate(g, k, icos, isin, iRotation), 'ik', DataType.FLOAT, ['N', 1, Di]);
     g.markOutput(xParts[kvAIndex + 2], 'iw', DataType.FLOAT, ['N', Hi]);

@@ -5,7 +5,9 @@
 // AttributeProto{name=1, f=2, i=3, s=4, floats=7, ints=8, type=20}.
 import { ProtoWriter } from './protobuf.ts';
 
-export const DataType = { FLOAT: 1, INT32: 6, INT64: 7, BOOL: 9 } as const;
+// UINT8 / UINT16 carry fp8 (e4m3) and bfloat16 cache codes across the JS boundary: onnxruntime-node
+// cannot create or return FLOAT8E4M3FN / BFLOAT16 tensors, so those types exist only inside a graph.
+export const DataType = { FLOAT: 1, UINT8: 2, UINT16: 4, INT32: 6, INT64: 7, BOOL: 9, UINT32: 12, BFLOAT16: 16, FLOAT8E4M3FN: 17 } as const;
 export type ElemType = (typeof DataType)[keyof typeof DataType];
 
 /** A dimension: a fixed size or a symbolic name (dynamic). */
@@ -13,7 +15,9 @@ export type Dim = number | string;
 
 export type AttrValue = number | string | readonly number[] | { readonly float: number } | { readonly floats: readonly number[] };
 
-const OPSET = 21;
+const DEFAULT_OPSET = 21;
+/** BitCast (uint16 <-> bfloat16 on ORT's CPU provider) exists from opset 26. */
+export const BITCAST_OPSET = 26;
 const IR_VERSION = 10;
 
 type Initializer = Float32Array | BigInt64Array | Int32Array;
@@ -25,7 +29,10 @@ export class GraphBuilder {
   private readonly outputs: ProtoWriter[] = [];
   private nextId = 0;
 
-  constructor(private readonly name: string) {}
+  constructor(
+    private readonly name: string,
+    private readonly opset = DEFAULT_OPSET,
+  ) {}
 
   input(name: string, elemType: ElemType, dims: readonly Dim[]): string {
     this.inputs.push(valueInfo(name, elemType, dims));
@@ -88,7 +95,7 @@ export class GraphBuilder {
     for (const i of this.inputs) graph.message(11, i);
     for (const o of this.outputs) graph.message(12, o);
     const model = new ProtoWriter().int(1, IR_VERSION).string(2, 'dsv32-server').message(7, graph);
-    model.message(8, new ProtoWriter().string(1, '').int(2, OPSET));
+    model.message(8, new ProtoWriter().string(1, '').int(2, this.opset));
     model.message(8, new ProtoWriter().string(1, 'com.microsoft').int(2, 1));
     return model.finish();
   }

@@ -13,6 +13,16 @@ export function floatTensor(data: Float32Array, dims: readonly number[]): ort.Te
   return new ort.Tensor('float32', data, dims);
 }
 
+/** Raw fp8 (e4m3) codes; the graph declares the input UINT8 and decodes it (see graph_builder DataType). */
+export function uint8Tensor(data: Uint8Array, dims: readonly number[]): ort.Tensor {
+  return new ort.Tensor('uint8', data, dims);
+}
+
+/** Raw bfloat16 bits; the graph declares the input UINT16 and bit-casts it. */
+export function uint16Tensor(data: Uint16Array, dims: readonly number[]): ort.Tensor {
+  return new ort.Tensor('uint16', data, dims);
+}
+
 export function int32Tensor(data: Int32Array, dims: readonly number[]): ort.Tensor {
   return new ort.Tensor('int32', data, dims);
 }
@@ -66,6 +76,16 @@ export class GraphSession {
       if (!(t.data instanceof Int32Array)) throw new Error(`graph ${this.name}: output ${o} is not int32`);
       return t.data;
     });
+  }
+
+  /** Runs the graph; returns the requested outputs as typed arrays of whatever element type they have. */
+  async runTyped(feed: Feed, outputs: readonly string[]): Promise<ArrayBufferView[]> {
+    try {
+      const result = await this.session.run(feed, outputs as string[]);
+      return outputs.map((o) => result[o].data as ArrayBufferView);
+    } catch (err) {
+      throw new Error(`graph ${this.name}: ${(err as Error).message}`, { cause: err });
+    }
   }
 
   async release(): Promise<void> {

@@ -88,6 +88,7 @@ async function main(): Promise<void> {
         blockSize: storage.blockSize,
         numKvBlocks: storage.numBlocks,
         kvCacheBytesPerToken: storage.bytesPerToken,
+        kvCacheDtype: storage.dtype,
         usesIndexer: core.runner.model.indexer !== null,
         loadSeconds: (performance.now() - t0) / 1000,
       },

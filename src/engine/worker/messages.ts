@@ -3,6 +3,7 @@ import type { ErrorCode } from '../../common/errors.ts';
 import type { EngineCoreOptions } from '../engine_core.ts';
 import type { StepStats } from '../step_stats.ts';
 import type { RequestInit, RequestOutputDelta } from '../request.ts';
+import type { KVCacheDtype } from '../../kvcache/kv_dtype.ts';
 
 export interface EngineWorkerData {
   readonly modelDir: string;
@@ -26,6 +27,7 @@ export interface ModelInfo {
   readonly blockSize: number;
   readonly numKvBlocks: number;
   readonly kvCacheBytesPerToken: number;
+  readonly kvCacheDtype: KVCacheDtype;
   readonly usesIndexer: boolean;
   readonly loadSeconds: number;
 }

@@ -34,6 +34,7 @@ describe('invalid values name their source', () => {
   it('boolean env values', () => {
     assert.equal(configErrorMessage([], { DSV_ENABLE_PREFIX_CACHING: 'maybe' }), 'DSV_ENABLE_PREFIX_CACHING: expected true, false, 1 or 0, got "maybe"');
     assert.equal(configErrorMessage(['--dense-attention=yes']), '--dense-attention: expected true, false, 1 or 0, got "yes"');
+    assert.equal(configErrorMessage(['--kv-cache-dtype', 'fp16']), '--kv-cache-dtype: expected one of auto, float32, bfloat16, fp8, got "fp16"');
     assert.equal(configErrorMessage(['--no-dense-attention=1']), '--no-dense-attention: takes no value');
   });
 

@@ -20,6 +20,7 @@ describe('loadConfig defaults', () => {
       kvCacheMemory: 2 ** 30,
       numKvBlocks: null,
       enablePrefixCaching: true,
+      kvCacheDtype: 'auto',
       apiKey: null,
       maxQueuedRequests: 256,
       maxQueuedTokens: 1048576,
@@ -59,7 +60,7 @@ describe('loadConfig sources', () => {
         '--model', '/m/x', '--host', '0.0.0.0', '--port', '0', '--served-model-name', 'a,b', '--served-model-name', 'c',
         '--max-model-len', '4096', '--max-num-seqs', '8', '--max-num-batched-tokens', '512', '--long-prefill-token-threshold=128',
         '--block-size', '16', '--kv-cache-memory', '512MiB', '--num-kv-blocks', '100', '--no-enable-prefix-caching',
-        '--api-key', 'k1,k2', '--max-queued-requests', '3', '--max-queued-tokens', '9000', '--dense-attention',
+        '--kv-cache-dtype', 'FP8', '--api-key', 'k1,k2', '--max-queued-requests', '3', '--max-queued-tokens', '9000', '--dense-attention',
         '--threads', '4', '--log-level', 'debug', '--max-request-body', '1M', '--drain-timeout', '2.5', '--stream-write-timeout', '0.5', '--max-logprobs', '0',
         '--request-timeout', '5', '--max-connections', '100',
       ],
@@ -68,7 +69,7 @@ describe('loadConfig sources', () => {
     assert.deepEqual({ ...config }, {
       model: '/m/x', host: '0.0.0.0', port: 0, servedModelName: ['a', 'b', 'c'], maxModelLen: 4096, maxNumSeqs: 8,
       maxNumBatchedTokens: 512, longPrefillTokenThreshold: 128, blockSize: 16, kvCacheMemory: 512 * 2 ** 20, numKvBlocks: 100,
-      enablePrefixCaching: false, apiKey: ['k1', 'k2'], maxQueuedRequests: 3, maxQueuedTokens: 9000, denseAttention: true,
+      enablePrefixCaching: false, kvCacheDtype: 'fp8', apiKey: ['k1', 'k2'], maxQueuedRequests: 3, maxQueuedTokens: 9000, denseAttention: true,
       threads: 4, logLevel: 'debug', maxRequestBody: 1_000_000, requestTimeout: 5, maxConnections: 100, drainTimeout: 2.5, streamWriteTimeout: 0.5,
       maxLogprobs: 0, configFile: null,
     });
@@ -79,9 +80,10 @@ describe('loadConfig sources', () => {
     Object.assign(env, {
       DSV_MODEL: '/m/y', DSV_PORT: '9001', DSV_SERVED_MODEL_NAME: 'n1, n2', DSV_MAX_NUM_SEQS: '7', DSV_KV_CACHE_MEMORY: '2G',
       DSV_ENABLE_PREFIX_CACHING: 'FALSE', DSV_DENSE_ATTENTION: '1', DSV_API_KEY: 'secret', DSV_LOG_LEVEL: 'warn',
-      DSV_MAX_MODEL_LEN: 'auto', DSV_DRAIN_TIMEOUT: '0',
+      DSV_MAX_MODEL_LEN: 'auto', DSV_DRAIN_TIMEOUT: '0', DSV_KV_CACHE_DTYPE: 'bfloat16',
     });
     const config = loadConfig([], env);
+    assert.equal(config.kvCacheDtype, 'bfloat16');
     assert.equal(config.model, '/m/y');
     assert.equal(config.port, 9001);
     assert.deepEqual(config.servedModelName, ['n1', 'n2']);
@@ -160,7 +162,7 @@ describe('toEngineWorkerData', () => {
     assert.deepEqual(toEngineWorkerData(config, 8192), {
       modelDir: '/m/z',
       engine: {
-        runner: { blockSize: 64, kvCacheMemory: 2 ** 30, numKvBlocks: 12, denseAttention: true, numThreads: 3 },
+        runner: { blockSize: 64, kvCacheMemory: 2 ** 30, numKvBlocks: 12, denseAttention: true, kvCacheDtype: 'float32', numThreads: 3 },
         scheduler: {
           maxNumSeqs: 64, maxNumBatchedTokens: 2048, longPrefillTokenThreshold: 0, maxModelLen: 8192,
           maxQueuedRequests: 256, maxQueuedTokens: 1048576,
@@ -173,6 +175,8 @@ describe('toEngineWorkerData', () => {
   it('leaves numKvBlocks out when the budget decides, and checks maxModelLen', () => {
     const data = toEngineWorkerData(loadConfig([], {}), 100);
     assert.ok(!('numKvBlocks' in data.engine.runner));
+    assert.equal(data.engine.runner.kvCacheDtype, 'float32', 'auto = float32');
+    assert.equal(toEngineWorkerData(loadConfig(['--kv-cache-dtype', 'fp8'], {}), 100).engine.runner.kvCacheDtype, 'fp8');
     assert.throws(() => toEngineWorkerData(loadConfig([], {}), 0), /max-model-len: expected a positive integer, got 0/);
   });
 });

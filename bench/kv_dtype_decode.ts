@@ -1,0 +1,79 @@
+// Decode speed by --kv-cache-dtype on bench-mini-dsa (the issue's speed targets): batch-1 decode at a
+// 16k-token context, and aggregate decode tokens/s of 16 concurrent sequences, for float32, bfloat16
+// and fp8, through the offline driver (the serving path). Prints a markdown table with the load average
+// before and after; a run on a shared machine must be labelled loaded.
+//   node --import tsx bench/kv_dtype_decode.ts [--context 16384] [--steps 32] [--concurrent-prompt 1024]
+import { cpus, loadavg } from 'node:os';
+import { parseArgs } from 'node:util';
+import { ensureBenchCheckpoint } from './checkpoints.ts';
+import { openBenchEngine, timeDecode } from './engine_runs.ts';
+import { oursKvBytesPerToken, kvShape, tokensPerGiB } from './kv_memory.ts';
+import { BENCH_MODELS } from './models.ts';
+import { randomTokens } from './single_stream.ts';
+import { KV_CACHE_DTYPES, type KVCacheDtype } from '../src/kvcache/kv_dtype.ts';
+import type { StepStats } from '../src/engine/step_stats.ts';
+
+const { values } = parseArgs({ options: { context: { type: 'string', default: '16384' }, steps: { type: 'string', default: '32' }, 'concurrent-prompt': { type: 'string', default: '1024' } } });
+const CONTEXT = Number(values.context);
+const STEPS = Number(values.steps);
+const CONCURRENT_PROMPT = Number(values['concurrent-prompt']);
+const MODEL = 'bench-mini-dsa';
+
+async function batch1(dir: string, dtype: KVCacheDtype): Promise<number> {
+  const engine = await openBenchEngine(dir, { kvCacheDtype: dtype, numThreads: 2, numKvBlocks: Math.ceil((CONTEXT + STEPS + 16) / 64) + 2 });
+  try {
+    const r = await timeDecode(engine, randomTokens(CONTEXT, engine.core.config.vocabSize, 7), 4, STEPS);
+    return 1000 / r.msPerToken;
+  } finally {
+    await engine.dispose();
+  }
+}
+
+/** Output tokens/s over the steps where all 16 sequences decode (no prefill in the step). */
+async function concurrent16(dir: string, dtype: KVCacheDtype): Promise<number> {
+  const engine = await openBenchEngine(dir, { kvCacheDtype: dtype, numThreads: 2, kvCacheMemory: 2 ** 30 }, 16);
+  let tokens = 0;
+  let ms = 0;
+  let last = 0;
+  const onStep = (s: StepStats): void => {
+    const now = performance.now();
+    if (s.numPrefillTokens === 0 && s.numDecodeTokens === 16 && last > 0) {
+      tokens += 16;
+      ms += now - last;
+    }
+    last = now;
+  };
+  try {
+    const vocab = engine.core.config.vocabSize;
+    const requests = Array.from({ length: 16 }, (_, i) => ({ promptTokenIds: randomTokens(CONCURRENT_PROMPT, vocab, 100 + i), params: { temperature: 0, maxTokens: STEPS + 2, ignoreEos: true } }));
+    await engine.generate(requests, onStep);
+    return (tokens / ms) * 1000;
+  } finally {
+    await engine.dispose();
+  }
+}
+
+const dir = ensureBenchCheckpoint(MODEL);
+const shape = kvShape(BENCH_MODELS[MODEL]!);
+const before = loadavg();
+const rows: string[] = [];
+for (const dtype of KV_CACHE_DTYPES) {
+  const c0 = process.cpuUsage();
+  const b1 = await batch1(dir, dtype);
+  const c16 = await concurrent16(dir, dtype);
+  const cpu = process.cpuUsage(c0);
+  const bytes = oursKvBytesPerToken(shape, true, dtype);
+  rows.push(`| ${dtype} | ${bytes} | ${tokensPerGiB(bytes)} | ${b1.toFixed(1)} | ${c16.toFixed(1)} | ${((cpu.user + cpu.system) / 1e6).toFixed(0)} |`);
+  process.stderr.write(`${rows[rows.length - 1]}\n`);
+}
+const after = loadavg();
+console.log([
+  `# KV cache dtype: capacity and decode speed, ${MODEL} (${new Date().toISOString()})`,
+  '',
+  `CPU ${cpus()[0]?.model} x ${cpus().length}; load average before ${before.map((v) => v.toFixed(2)).join(' ')}, after ${after.map((v) => v.toFixed(2)).join(' ')}.`,
+  `Batch-1 decode at context ${CONTEXT} (${STEPS} timed steps after 4 warm-up); 16 concurrent sequences of ${CONCURRENT_PROMPT}-token prompts, decode-only steps.`,
+  '',
+  '| --kv-cache-dtype | KV bytes/token (DSA) | tokens per GiB | batch-1 decode tok/s at context | 16-concurrent decode tok/s | process CPU s |',
+  '| --- | --- | --- | --- | --- | --- |',
+  ...rows,
+].join('\n'));
