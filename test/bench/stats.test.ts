@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { kvShape, maxSequences, mhaKvBytesPerToken, oursKvBytesPerToken, tokensPerGiB } from '../../bench/kv_memory.ts';
 import { benchMini, benchBase, countParams } from '../../bench/models.ts';
-import { gaps, mean, percentile, summarize } from '../../bench/stats.ts';
+import { formatSpread, gaps, mean, median, percentile, roundRatios, spread, summarize } from '../../bench/stats.ts';
 import { evaluateTarget, evaluateTargets, ratio } from '../../bench/targets.ts';
 import { runLoad, servingPrompt, summarizeLoad } from '../../bench/serving.ts';
 
@@ -125,5 +125,30 @@ describe('closed-loop load', () => {
     assert.equal(a.length, 256);
     assert.notDeepEqual(a, b);
     assert.ok([...a, ...b].every((t) => t >= 2 && t < 32000));
+  });
+});
+
+describe('median and spread', () => {
+  it('takes the median of odd and even counts without reordering the input', () => {
+    const v = [9, 1, 5];
+    assert.equal(median(v), 5);
+    assert.deepEqual(v, [9, 1, 5]);
+    assert.equal(median([4, 1, 3, 2]), 2.5);
+    assert.ok(Number.isNaN(median([])));
+  });
+  it('reports min, max and quartiles, and refuses empty or non-finite input', () => {
+    const s = spread([10, 12, 11, 30, 9]);
+    assert.deepEqual(s, { n: 5, median: 11, min: 9, max: 30, q1: 10, q3: 12 });
+    assert.equal(formatSpread(s, 1), '11.0 (9.0-30.0, n 5)');
+    assert.throws(() => spread([]), RangeError);
+    assert.throws(() => spread([1, Number.NaN]), RangeError);
+    assert.throws(() => spread([1, Infinity]), RangeError);
+  });
+  it('takes ratios within rounds, so a drifting machine cancels out', () => {
+    // both slow down 2x in the last rounds: the per-round ratio stays 1.5; the ratio of medians would too only by luck
+    const ours = [150, 150, 150, 75, 75];
+    const peer = [100, 100, 100, 50, 50];
+    assert.deepEqual(roundRatios(ours, peer), [1.5, 1.5, 1.5, 1.5, 1.5]);
+    assert.throws(() => roundRatios([1, 2], [1]), RangeError);
   });
 });

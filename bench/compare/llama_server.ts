@@ -1,0 +1,83 @@
+// llama.cpp's own llama-server as the serving peer, a separate process on a free local port:
+//   llama-server -m <gguf> -t T -tb T -np S -cb -c S x ctxPerSlot [config flags] --cache-ram 256
+// S slots with continuous batching; each slot's context holds one request (prompt + output, rounded up);
+// --cache-ram caps the RAM of its idle-slot prompt cache (default 8 GiB), which the bench's distinct prompts
+// never hit, only to keep the process's memory bounded. Ready = the first 200 from GET /health.
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { freePort } from '../serving.ts';
+import type { PeerConfig } from './llama_bench.ts';
+
+export interface RunningServer {
+  readonly id: string;
+  readonly label: string;
+  readonly url: string;
+  readonly model: string;
+  readonly command: string;
+  /** Process spawn to the first 200 from /health. */
+  readonly startupMs: number;
+  stop(): Promise<void>;
+}
+
+export interface LlamaServerSpec {
+  readonly binary: string;
+  readonly gguf: string;
+  readonly threads: number;
+  readonly slots: number;
+  readonly ctxPerSlot: number;
+  readonly config: PeerConfig;
+}
+
+export function llamaServerArgs(spec: LlamaServerSpec, port: number): string[] {
+  return [
+    '-m', spec.gguf, '--host', '127.0.0.1', '--port', String(port), '-t', String(spec.threads), '-tb', String(spec.threads),
+    '-np', String(spec.slots), '-cb', '-c', String(spec.slots * spec.ctxPerSlot), '--cache-ram', '256', ...spec.config.serverArgs,
+  ];
+}
+
+/** Spawns a server process and waits for /health; `tail` keeps its last log lines for error messages. */
+export async function spawnUntilHealthy(id: string, command: string, args: readonly string[], url: string, timeoutMs: number, env?: NodeJS.ProcessEnv): Promise<{ proc: ChildProcess; startupMs: number; stop(): Promise<void> }> {
+  const t0 = performance.now();
+  const proc = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
+  const tail: string[] = [];
+  const keep = (b: Buffer): void => {
+    tail.push(...b.toString('utf8').split('\n').filter(Boolean));
+    if (tail.length > 40) tail.splice(0, tail.length - 40);
+  };
+  proc.stdout?.on('data', keep);
+  proc.stderr?.on('data', keep);
+  let exited: number | null = null;
+  const exit = new Promise<void>((resolve) => proc.once('exit', (code) => { exited = code ?? -1; resolve(); }));
+  for (;;) {
+    if (exited !== null) throw new Error(`${id} exited (${exited}) before it was ready:\n${tail.join('\n')}`);
+    if (performance.now() - t0 > timeoutMs) {
+      proc.kill('SIGKILL');
+      throw new Error(`${id} was not ready within ${timeoutMs / 1000} s:\n${tail.join('\n')}`);
+    }
+    try {
+      if ((await fetch(`${url}/health`)).status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const stop = async (): Promise<void> => {
+    if (exited !== null) return;
+    proc.kill('SIGTERM');
+    const timer = setTimeout(() => { if (exited === null) proc.kill('SIGKILL'); }, 15_000);
+    await exit;
+    clearTimeout(timer);
+  };
+  return { proc, startupMs: performance.now() - t0, stop };
+}
+
+export async function startLlamaServer(spec: LlamaServerSpec, timeoutMs = 120_000): Promise<RunningServer> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const args = llamaServerArgs(spec, port);
+  const s = await spawnUntilHealthy(`llama-server (${spec.config.id})`, spec.binary, args, url, timeoutMs);
+  return {
+    id: `llama-server-${spec.config.id}`, label: `llama-server: ${spec.config.label}`, url, model: path.basename(spec.gguf),
+    command: `llama-server ${args.join(' ')}`, startupMs: s.startupMs, stop: s.stop,
+  };
+}
