@@ -5,7 +5,7 @@
 // AttributeProto{name=1, f=2, i=3, s=4, floats=7, ints=8, type=20}.
 import { ProtoWriter } from './protobuf.ts';
 
-export const DataType = { FLOAT: 1, INT32: 6, INT64: 7, BOOL: 9 } as const;
+export const DataType = { FLOAT: 1, UINT8: 2, INT32: 6, INT64: 7, BOOL: 9 } as const;
 export type ElemType = (typeof DataType)[keyof typeof DataType];
 
 /** A dimension: a fixed size or a symbolic name (dynamic). */
@@ -16,7 +16,7 @@ export type AttrValue = number | string | readonly number[] | { readonly float: 
 const OPSET = 21;
 const IR_VERSION = 10;
 
-type Initializer = Float32Array | BigInt64Array | Int32Array;
+type Initializer = Float32Array | BigInt64Array | Int32Array | Uint8Array;
 
 export class GraphBuilder {
   private readonly nodes: ProtoWriter[] = [];
@@ -38,7 +38,9 @@ export class GraphBuilder {
 
   /** A constant tensor stored in the model (prepacked by ORT when it feeds a MatMul/Gemm). */
   initializer(data: Initializer, dims: readonly number[], name = this.fresh('w')): string {
-    const elemType = data instanceof Float32Array ? DataType.FLOAT : data instanceof BigInt64Array ? DataType.INT64 : DataType.INT32;
+    const elemType = data instanceof Float32Array ? DataType.FLOAT
+      : data instanceof BigInt64Array ? DataType.INT64
+      : data instanceof Int32Array ? DataType.INT32 : DataType.UINT8;
     const raw = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     this.initializers.push(new ProtoWriter().ints(1, dims).int(2, elemType).string(8, name).bytes(9, raw));
     return name;
