@@ -2,7 +2,7 @@
 // All helpers take and return value names; shapes are in the comments of the callers.
 import type { GraphBuilder } from './graph_builder.ts';
 import type { Tensor } from '../../common/tensor.ts';
-import { blobBytes, kBlocks, QUANT_BLOCK, type QuantizedMatrix } from '../quant/block_quant.ts';
+import { blobBytes, kBlocks, QUANT_BLOCK, type QuantizedMatrix } from '../../common/quantized.ts';
 
 /** y = x @ W^T for an HF linear weight W [out, in] stored as an initializer; x is 2-D [N, in]. */
 export function linear(g: GraphBuilder, x: string, weight: Tensor | string): string {
@@ -30,7 +30,7 @@ export type AccuracyLevel = 0 | 4;
 export const QUANT_ACCURACY_LEVEL: AccuracyLevel = 4;
 
 /**
- * y = x @ dequant(W)^T for a block-quantised HF linear weight W [N, K] (see quant/block_quant.ts);
+ * y = x @ dequant(W)^T for a block-quantised HF linear weight W [N, K] (common/quantized.ts);
  * x is [M, K] (or [..., K]), y [M, N]. Symmetric: no zero_points input, ORT uses 2^(bits-1).
  */
 export function quantizedLinear(g: GraphBuilder, x: string, w: QuantizedMatrix, accuracyLevel: AccuracyLevel): string {

@@ -14,28 +14,9 @@
 // that range (|s| < 2^-14 or > 65504) the float32 scale is kept, so tiny or huge blocks lose nothing.
 // Rounding is half away from zero (C roundf). An all-zero block gets s = 0 and zero codes.
 import { assert } from '../../common/errors.ts';
+import { blobBytes, kBlocks, QUANT_BLOCK, type QuantBits, type QuantizedMatrix } from '../../common/quantized.ts';
 
-export const QUANT_BLOCK = 32;
-
-export type QuantBits = 4 | 8;
-
-/** One quantised [rows, cols] weight in MatMulNBits layout (rows = N, cols = K). */
-export interface QuantizedMatrix {
-  readonly bits: QuantBits;
-  readonly rows: number;
-  readonly cols: number;
-  readonly packed: Uint8Array; // [rows, kBlocks, blobBytes]
-  readonly scales: Float32Array; // [rows * kBlocks]
-}
-
-export function kBlocks(cols: number): number {
-  return Math.ceil(cols / QUANT_BLOCK);
-}
-
-/** Bytes of one block's codes. */
-export function blobBytes(bits: QuantBits): number {
-  return (QUANT_BLOCK * bits) / 8;
-}
+export { blobBytes, kBlocks, QUANT_BLOCK, type QuantBits, type QuantizedMatrix } from '../../common/quantized.ts';
 
 export function zeroPoint(bits: QuantBits): number {
   return bits === 8 ? 128 : 8;
