@@ -2,7 +2,6 @@
 // dequantised weight, for bits 4/8, accuracy_level 0/4, M = 1 (decode) and M = 256 (prefill).
 // Picks the accuracy level the model graphs use (see onnx/ops.ts QUANT_ACCURACY_LEVEL) and records the CPU.
 //   node --import tsx bench/quant_matmul.ts [--n 2048] [--k 2048] [--reps 30] [--threads 2]
-import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { DataType, GraphBuilder } from '../src/engine/onnx/graph_builder.ts';
@@ -10,20 +9,8 @@ import { linear, quantizedLinear, type AccuracyLevel } from '../src/engine/onnx/
 import { floatTensor, GraphSession } from '../src/engine/onnx/session.ts';
 import { dequantizeMatrix, quantizeMatrix, type QuantBits } from '../src/engine/quant/block_quant.ts';
 import { seededRandom } from '../tools/checkpoint/random_weights.ts';
+import { cpuSummary } from './cpu.ts';
 import { percentile } from './stats.ts';
-
-/** CPU model name and the SIMD flags that decide MLAS's int8 kernels. */
-export function cpuSummary(): string {
-  try {
-    const info = readFileSync('/proc/cpuinfo', 'utf8');
-    const model = /model name\s*:\s*(.*)/.exec(info)?.[1] ?? 'unknown CPU';
-    const flags = new Set((/flags\s*:\s*(.*)/.exec(info)?.[1] ?? '').split(' '));
-    const simd = ['avx2', 'fma', 'avx512f', 'avx512bw', 'avx512_vnni', 'avx_vnni'].filter((f) => flags.has(f));
-    return `${model} [${simd.join(' ')}]`;
-  } catch {
-    return 'unknown CPU';
-  }
-}
 
 interface Row {
   readonly kind: string;

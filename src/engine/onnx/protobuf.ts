@@ -6,7 +6,7 @@ const WIRE_VARINT = 0;
 const WIRE_LEN = 2;
 const WIRE_FIXED32 = 5;
 
-/** Accumulates encoded chunks; nested messages are encoded separately and embedded as bytes. */
+/** Accumulates encoded chunks; nested messages are embedded as their chunks, so only finish() copies bytes. */
 export class ProtoWriter {
   private readonly chunks: Uint8Array[] = [];
   private length = 0;
@@ -63,8 +63,12 @@ export class ProtoWriter {
     return this.bytes(field, new TextEncoder().encode(value));
   }
 
+  /** Embeds `sub` by reference (no copy): large initializers are copied once, by the outermost finish(). */
   message(field: number, sub: ProtoWriter): this {
-    return this.bytes(field, sub.finish());
+    this.key(field, WIRE_LEN);
+    this.rawVarint(BigInt(sub.length));
+    for (const c of sub.chunks) this.push(c);
+    return this;
   }
 
   finish(): Uint8Array {
