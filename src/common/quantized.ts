@@ -24,3 +24,10 @@ export function kBlocks(cols: number): number {
 export function blobBytes(bits: QuantBits): number {
   return (QUANT_BLOCK * bits) / 8;
 }
+
+/** A linear layer's weight [out, in] as the graphs take it: float32, or quantised (MatMulNBits layout). */
+export type LinearWeight = { readonly data: Float32Array; readonly shape: readonly number[] } | QuantizedMatrix;
+
+export function isQuantized(w: LinearWeight): w is QuantizedMatrix {
+  return 'packed' in w;
+}

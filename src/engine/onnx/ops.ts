@@ -2,10 +2,14 @@
 // All helpers take and return value names; shapes are in the comments of the callers.
 import type { GraphBuilder } from './graph_builder.ts';
 import type { Tensor } from '../../common/tensor.ts';
-import { blobBytes, kBlocks, QUANT_BLOCK, type QuantizedMatrix } from '../../common/quantized.ts';
+import { blobBytes, isQuantized, kBlocks, QUANT_BLOCK, type LinearWeight, type QuantizedMatrix } from '../../common/quantized.ts';
 
-/** y = x @ W^T for an HF linear weight W [out, in] stored as an initializer; x is 2-D [N, in]. */
-export function linear(g: GraphBuilder, x: string, weight: Tensor | string): string {
+/**
+ * y = x @ W^T for an HF linear weight W [out, in] stored as an initializer (Gemm), or a quantised one
+ * (MatMulNBits at QUANT_ACCURACY_LEVEL); x is 2-D [N, in].
+ */
+export function linear(g: GraphBuilder, x: string, weight: LinearWeight | string): string {
+  if (typeof weight !== 'string' && isQuantized(weight)) return quantizedLinear(g, x, weight, QUANT_ACCURACY_LEVEL);
   const w = typeof weight === 'string' ? weight : g.initializer(weight.data, weight.shape);
   return g.node('Gemm', [x, w], { transB: 1 });
 }
@@ -79,7 +83,7 @@ export function add(g: GraphBuilder, a: string, b: string): string {
 }
 
 /** SwiGLU MLP: down(silu(gate(x)) * up(x)); weights are initializers or graph inputs. */
-export function swiGlu(g: GraphBuilder, x: string, gate: Tensor | string, up: Tensor | string, down: Tensor | string): string {
+export function swiGlu(g: GraphBuilder, x: string, gate: LinearWeight | string, up: LinearWeight | string, down: LinearWeight | string): string {
   const a = linear(g, x, gate);
   const silu = mul(g, a, g.node('Sigmoid', [a]));
   return linear(g, mul(g, silu, linear(g, x, up)), down);

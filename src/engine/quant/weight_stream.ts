@@ -12,8 +12,7 @@
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { CheckpointError } from '../../common/errors.ts';
-import type { QuantizedMatrix } from '../../common/quantized.ts';
-import type { Tensor } from '../../common/tensor.ts';
+import { isQuantized, type LinearWeight } from '../../common/quantized.ts';
 import { readModelConfig } from '../checkpoint/config.ts';
 import { decodeToFloat32, dequantizeFp8Blocks, fp8ScaleShape, type FloatDType } from '../checkpoint/dtype.ts';
 import { weightManifest, type WeightSpec } from '../checkpoint/manifest.ts';
@@ -24,11 +23,9 @@ import { quantBits, type QuantizationMode } from './quant_mode.ts';
 import { readQuantized } from './quantizing_reader.ts';
 import { QuantizedWeightsCache, type CacheLog } from './weights_cache.ts';
 
-export type LoadedTensor = Tensor | QuantizedMatrix;
-
-export function isQuantized(t: LoadedTensor): t is QuantizedMatrix {
-  return 'packed' in t;
-}
+/** A loaded tensor: float32 ({data, shape}), or quantised (linear weights and the embedding at int8/int4). */
+export type LoadedTensor = LinearWeight;
+export { isQuantized };
 
 const MATRIX_DTYPES: readonly DType[] = ['F32', 'BF16', 'F16', 'F8_E4M3'];
 const VECTOR_DTYPES: readonly DType[] = ['F32', 'BF16', 'F16'];

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DataType, GraphBuilder } from '../../../src/engine/onnx/graph_builder.ts';
-import { linear, quantizedLinear, type AccuracyLevel } from '../../../src/engine/onnx/ops.ts';
+import { linear, QUANT_ACCURACY_LEVEL, quantizedLinear, type AccuracyLevel } from '../../../src/engine/onnx/ops.ts';
 import { floatTensor, GraphSession } from '../../../src/engine/onnx/session.ts';
 import { dequantizeMatrix, quantizeMatrix, type QuantBits, type QuantizedMatrix } from '../../../src/engine/quant/block_quant.ts';
 import { seededRandom } from '../../../tools/checkpoint/random_weights.ts';
@@ -77,4 +77,21 @@ describe('MatMulNBits vs Gemm on the dequantised weights', () => {
       }
     }
   }
+});
+
+describe('linear() on a quantised weight', () => {
+  it('is MatMulNBits at QUANT_ACCURACY_LEVEL (same output as quantizedLinear at that level)', async () => {
+    const [D, I] = [64, 96];
+    const w = quantizeMatrix(matrix(I, D).data, I, D, 4);
+    const build = (apply: (g: GraphBuilder, x: string) => string): Uint8Array => {
+      const g = new GraphBuilder('one');
+      g.markOutput(apply(g, g.input('x', DataType.FLOAT, ['M', D])), 'y', DataType.FLOAT, ['M', I]);
+      return g.build();
+    };
+    const x = Float32Array.from({ length: 3 * D }, () => rng.normal());
+    const viaLinear = await run(build((g, xi) => linear(g, xi, w)), x, 3, D);
+    const direct = await run(build((g, xi) => quantizedLinear(g, xi, w, QUANT_ACCURACY_LEVEL)), x, 3, D);
+    assert.equal(viaLinear.length, 3 * I);
+    assert.deepEqual(viaLinear, direct);
+  });
 });
