@@ -101,6 +101,8 @@ export function toEngineWorkerData(config: ServerConfig, maxModelLen: number): E
         ...(config.numKvBlocks !== null && { numKvBlocks: config.numKvBlocks }),
         denseAttention: config.denseAttention,
         numThreads: config.threads,
+        quantization: config.quantization,
+        quantizedWeightsDir: config.quantizedWeightsDir === null ? null : resolve(config.quantizedWeightsDir),
       },
       scheduler: {
         maxNumSeqs: config.maxNumSeqs,

@@ -100,6 +100,18 @@ export function weightBytes(config: ModelConfig, mode: QuantizationMode): Weight
   return { total, largestGraph: Math.max(0, ...byGraph.values()), numParameters };
 }
 
+/** Weight bytes one decode token reads at `mode`: everything but the embedding table (one row) and the experts not picked. */
+export function decodeWeightBytes(config: ModelConfig, mode: QuantizationMode): number {
+  const k = config.moe?.numExpertsPerTok ?? 0;
+  let bytes = 0;
+  for (const spec of weightManifest(config)) {
+    const expert = /\.mlp\.experts\.(\d+)\./.exec(spec.name);
+    if (expert !== null && Number(expert[1]) >= k) continue; // k experts' worth
+    bytes += spec.role === 'embedding' ? residentBytes(spec, mode) / spec.shape[0] : residentBytes(spec, mode);
+  }
+  return bytes;
+}
+
 export interface MemoryPlanInput {
   readonly config: ModelConfig;
   readonly quantization: QuantizationMode;
@@ -152,8 +164,9 @@ export function planMemory(input: MemoryPlanInput, machine: MachineMemory = mach
   };
 }
 
+/** GiB with one decimal; below 1 GiB, whole MiB. */
 export function gib(bytes: number): string {
-  return `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : `${Math.ceil(bytes / 2 ** 20)} MiB`;
 }
 
 /** One line for the start-up log. */

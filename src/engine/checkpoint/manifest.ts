@@ -2,7 +2,7 @@
 // it. The memory plan sizes the weights from this list before any tensor is read, and the quantising
 // loader decides per tensor what to quantise. Must name exactly the tensors weights.ts loads (a test
 // checks both against the checkpoints of every model variant).
-import { isMoeLayer } from './weights.ts';
+import { moeConfigOfLayer } from './weights.ts';
 import type { ModelConfig } from './types.ts';
 
 /**
@@ -72,7 +72,7 @@ export function weightManifest(c: ModelConfig): WeightSpec[] {
     out.push({ name: `${p}input_layernorm.weight`, shape: [c.hiddenSize], role: 'vector' });
     out.push({ name: `${p}post_attention_layernorm.weight`, shape: [c.hiddenSize], role: 'vector' });
     attention(out, c, `${p}self_attn.`);
-    if (isMoeLayer(c, l)) moe(out, c, `${p}mlp.`);
+    if (moeConfigOfLayer(c, l) !== null) moe(out, c, `${p}mlp.`);
     else swiGlu(out, `${p}mlp.`, c.hiddenSize, c.intermediateSize);
   }
   out.push({ name: 'model.norm.weight', shape: [c.hiddenSize], role: 'vector' });

@@ -3,6 +3,7 @@
 // GraphProto{node=1, name=2, initializer=5, input=11, output=12}, NodeProto{input=1, output=2,
 // name=3, op_type=4, attribute=5, domain=7}, TensorProto{dims=1, data_type=2, name=8, raw_data=9},
 // AttributeProto{name=1, f=2, i=3, s=4, floats=7, ints=8, type=20}.
+import { EngineError } from '../../common/errors.ts';
 import { ProtoWriter } from './protobuf.ts';
 
 export const DataType = { FLOAT: 1, UINT8: 2, INT32: 6, INT64: 7, BOOL: 9 } as const;
@@ -14,6 +15,8 @@ export type Dim = number | string;
 export type AttrValue = number | string | readonly number[] | { readonly float: number } | { readonly floats: readonly number[] };
 
 const OPSET = 21;
+/** protobuf messages are limited to 2 GiB (ONNX Runtime refuses larger models). */
+const MAX_MODEL_BYTES = 2 ** 31 - 1;
 const IR_VERSION = 10;
 
 type Initializer = Float32Array | BigInt64Array | Int32Array | Uint8Array;
@@ -92,6 +95,9 @@ export class GraphBuilder {
     const model = new ProtoWriter().int(1, IR_VERSION).string(2, 'dsv32-server').message(7, graph);
     model.message(8, new ProtoWriter().string(1, '').int(2, OPSET));
     model.message(8, new ProtoWriter().string(1, 'com.microsoft').int(2, 1));
+    if (model.length > MAX_MODEL_BYTES) {
+      throw new EngineError('DSV_ERR_INTERNAL', `graph ${this.name} is ${(model.length / 2 ** 30).toFixed(2)} GiB, over the 2 GiB limit of an ONNX (protobuf) model; split it`);
+    }
     return model.finish();
   }
 

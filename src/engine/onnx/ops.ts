@@ -6,10 +6,10 @@ import { blobBytes, isQuantized, kBlocks, QUANT_BLOCK, type LinearWeight, type Q
 
 /**
  * y = x @ W^T for an HF linear weight W [out, in] stored as an initializer (Gemm), or a quantised one
- * (MatMulNBits at QUANT_ACCURACY_LEVEL); x is 2-D [N, in].
+ * (MatMulNBits at QUANT_ACCURACY_LEVEL, see withAccuracyLevel); x is 2-D [N, in].
  */
 export function linear(g: GraphBuilder, x: string, weight: LinearWeight | string): string {
-  if (typeof weight !== 'string' && isQuantized(weight)) return quantizedLinear(g, x, weight, QUANT_ACCURACY_LEVEL);
+  if (typeof weight !== 'string' && isQuantized(weight)) return quantizedLinear(g, x, weight, accuracyLevel);
   const w = typeof weight === 'string' ? weight : g.initializer(weight.data, weight.shape);
   return g.node('Gemm', [x, w], { transB: 1 });
 }
@@ -32,6 +32,22 @@ export type AccuracyLevel = 0 | 4;
  * 5e-3 activation rounding is the price, checked end to end by the int8 parity tests and perplexity bench.
  */
 export const QUANT_ACCURACY_LEVEL: AccuracyLevel = 4;
+
+let accuracyLevel: AccuracyLevel = QUANT_ACCURACY_LEVEL;
+
+/**
+ * Runs fn (which builds graphs, synchronously) with linear() emitting MatMulNBits at `level`: the
+ * parity tests build at level 0, exact against the dequantised weights.
+ */
+export function withAccuracyLevel<T>(level: AccuracyLevel, fn: () => T): T {
+  const saved = accuracyLevel;
+  accuracyLevel = level;
+  try {
+    return fn();
+  } finally {
+    accuracyLevel = saved;
+  }
+}
 
 /**
  * y = x @ dequant(W)^T for a block-quantised HF linear weight W [N, K] (common/quantized.ts);
@@ -92,16 +108,4 @@ export function swiGlu(g: GraphBuilder, x: string, gate: LinearWeight | string, 
 /** RoPE as x * cos + (x @ R) * sin (see model/rope.ts); cos/sin broadcast against x. */
 export function ropeRotate(g: GraphBuilder, x: string, cos: string, sin: string, rotation: string): string {
   return add(g, mul(g, x, cos), mul(g, g.node('MatMul', [x, rotation]), sin));
-}
-
-/** Stacks row blocks of HF linear weights ([out_i, in] each, same `in`) into one [sum out_i, in] weight. */
-export function stackRows(blocks: readonly Float32Array[], cols: number): Tensor {
-  const rows = blocks.reduce((n, b) => n + b.length / cols, 0);
-  const data = new Float32Array(rows * cols);
-  let offset = 0;
-  for (const b of blocks) {
-    data.set(b, offset);
-    offset += b.length;
-  }
-  return { data, shape: [rows, cols] };
 }

@@ -9,11 +9,11 @@ const WIRE_FIXED32 = 5;
 /** Accumulates encoded chunks; nested messages are embedded as their chunks, so only finish() copies bytes. */
 export class ProtoWriter {
   private readonly chunks: Uint8Array[] = [];
-  private length = 0;
+  private size = 0;
 
   private push(bytes: Uint8Array): void {
     this.chunks.push(bytes);
-    this.length += bytes.length;
+    this.size += bytes.length;
   }
 
   private key(field: number, wireType: number): void {
@@ -71,8 +71,13 @@ export class ProtoWriter {
     return this;
   }
 
+  /** Encoded bytes so far. */
+  get length(): number {
+    return this.size;
+  }
+
   finish(): Uint8Array {
-    const out = new Uint8Array(this.length);
+    const out = new Uint8Array(this.size);
     let offset = 0;
     for (const c of this.chunks) {
       out.set(c, offset);

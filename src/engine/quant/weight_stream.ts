@@ -15,9 +15,11 @@ import { CheckpointError } from '../../common/errors.ts';
 import { isQuantized, type LinearWeight } from '../../common/quantized.ts';
 import { readModelConfig } from '../checkpoint/config.ts';
 import { decodeToFloat32, dequantizeFp8Blocks, fp8ScaleShape, type FloatDType } from '../checkpoint/dtype.ts';
-import { weightManifest, type WeightSpec } from '../checkpoint/manifest.ts';
+import { numel, weightManifest, type WeightSpec } from '../checkpoint/manifest.ts';
 import { Checkpoint, type DType, type TensorInfo } from '../checkpoint/safetensors.ts';
-import type { ModelConfig } from '../checkpoint/types.ts';
+import type { LayerWeights, ModelConfig, Tensor } from '../checkpoint/types.ts';
+import { layerWeights, type TensorSource } from '../checkpoint/weights.ts';
+import type { QuantBits } from '../../common/quantized.ts';
 import type { CachedTensor } from './cache_file.ts';
 import { quantBits, type QuantizationMode } from './quant_mode.ts';
 import { readQuantized } from './quantizing_reader.ts';
@@ -54,6 +56,31 @@ function fail(file: string, message: string): never {
   throw new CheckpointError('DSV_ERR_CHECKPOINT', file, message);
 }
 
+/** The weight tree's tensors from one loaded group (shapes and dtypes were checked at open()). */
+class GroupSource implements TensorSource<LinearWeight> {
+  constructor(private readonly tensors: ReadonlyMap<string, LoadedTensor>) {}
+
+  private get(name: string): LoadedTensor {
+    const t = this.tensors.get(name);
+    if (t === undefined) throw new Error(`internal: tensor "${name}" is not in its group`);
+    return t;
+  }
+
+  matrix(name: string): LinearWeight {
+    return this.get(name);
+  }
+
+  f32Matrix(name: string): Tensor {
+    return this.vector(name);
+  }
+
+  vector(name: string): Tensor {
+    const t = this.get(name);
+    if (isQuantized(t)) throw new Error(`internal: tensor "${name}" was quantised`);
+    return t;
+  }
+}
+
 export class WeightStream {
   private constructor(
     readonly dir: string,
@@ -86,6 +113,32 @@ export class WeightStream {
     }
   }
 
+  get quantBits(): QuantBits | null {
+    return quantBits(this.quantization);
+  }
+
+  /** Parameters of every tensor the model loads (as stored in the checkpoint, excluding FP8 scales). */
+  get numParameters(): number {
+    let n = 0;
+    for (const specs of this.groups.values()) for (const s of specs) n += numel(s);
+    return n;
+  }
+
+  /** The token embedding [vocab, hidden]: float32, or int8 rows under --quantization. */
+  embedding(): LinearWeight {
+    return this.group('embed').get('model.embed_tokens.weight')!;
+  }
+
+  /** Layer l's weight tree (read, quantised, cached now). */
+  layer(l: number): LayerWeights<LinearWeight> {
+    return layerWeights(new GroupSource(this.group(`layer.${l}`)), this.config, l);
+  }
+
+  head(): { norm: Tensor; lmHead: LinearWeight } {
+    const t = new GroupSource(this.group('head'));
+    return { norm: t.vector('model.norm.weight'), lmHead: t.matrix('lm_head.weight') };
+  }
+
   /** 'embed', 'layer.0' .. 'layer.<n-1>', 'head', in load order. */
   get groupNames(): string[] {
     return [...this.groups.keys()];
@@ -101,10 +154,6 @@ export class WeightStream {
     for (const spec of specs) out.set(spec.name, this.load(spec));
     this.cache?.write(name, toCache(out));
     return out;
-  }
-
-  layer(l: number): Map<string, LoadedTensor> {
-    return this.group(`layer.${l}`);
   }
 
   private load(spec: WeightSpec): LoadedTensor {

@@ -3,6 +3,7 @@
 // HTTP thread (session.run is synchronous under its promise: DESIGN.md §1).
 import { setImmediate as nextTick } from 'node:timers/promises';
 import { parentPort, workerData } from 'node:worker_threads';
+import { describePlan } from '../memory_plan.ts';
 import { EngineCore } from '../engine_core.ts';
 import { EngineError } from '../../common/errors.ts';
 import { RequestStatus } from '../request.ts';
@@ -83,6 +84,9 @@ async function main(): Promise<void> {
         kvCacheBytesPerToken: storage.bytesPerToken,
         usesIndexer: core.runner.model.indexer !== null,
         loadSeconds: (performance.now() - t0) / 1000,
+        quantization: loaded.quantization,
+        memoryPlan: describePlan(loaded.memoryPlan),
+        loadWarnings: loaded.loadWarnings,
       },
     });
   } catch (err) {

@@ -157,11 +157,13 @@ describe('cross-field checks', () => {
 
 describe('toEngineWorkerData', () => {
   it('maps the config onto the runner, scheduler and cache options', () => {
-    const config = loadConfig(['--model', '/m/z', '--num-kv-blocks', '12', '--threads', '3', '--dense-attention'], {});
+    const config = loadConfig(['--model', '/m/z', '--num-kv-blocks', '12', '--threads', '3', '--dense-attention', '--quantization', 'int8', '--quantized-weights-dir', 'q'], {});
     assert.deepEqual(toEngineWorkerData(config, 8192), {
       modelDir: '/m/z',
       engine: {
-        runner: { blockSize: 64, kvCacheMemory: 2 ** 30, numKvBlocks: 12, denseAttention: true, numThreads: 3 },
+        runner: {
+          blockSize: 64, kvCacheMemory: 2 ** 30, numKvBlocks: 12, denseAttention: true, numThreads: 3, quantization: 'int8', quantizedWeightsDir: resolve('q'),
+        },
         scheduler: {
           maxNumSeqs: 64, maxNumBatchedTokens: 2048, longPrefillTokenThreshold: 0, maxModelLen: 8192,
           maxQueuedRequests: 256, maxQueuedTokens: 1048576,

@@ -123,7 +123,7 @@ describe('WeightStream', () => {
     closeSync(fd);
     const stream = WeightStream.open(dir, { quantization: 'int8' });
     // o_proj is [160, 32]: value 50 is row 1, column 18.
-    assert.throws(() => stream.layer(2), /tensor "model\.layers\.2\.self_attn\.o_proj\.weight": non-finite value in row 1, columns 0\.\.31/);
+    assert.throws(() => stream.group('layer.2'), /tensor "model\.layers\.2\.self_attn\.o_proj\.weight": non-finite value in row 1, columns 0\.\.31/);
     stream.close();
   });
 
