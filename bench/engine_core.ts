@@ -1,6 +1,7 @@
 // Engine-core benchmark: batch-1 decode and 512-token prefill on a random-weight checkpoint,
 // against the bandwidth floor (weight bytes read per decode token / measured read bandwidth).
-import type { LoadedModel } from '../src/engine/checkpoint/types.ts';
+import { decodeWeightBytes } from '../src/engine/memory_plan.ts';
+import type { LoadedModelInfo } from '../src/engine/model_runner.ts';
 import type { OfflineEngine } from '../src/engine/offline.ts';
 import type { StepTimings } from '../src/engine/step_profiler.ts';
 import { openBenchEngine, timeDecode, timePrefill } from './engine_runs.ts';
@@ -18,25 +19,9 @@ export interface EngineCoreResult {
   readonly prefillSplitMs: StepTimings;
 }
 
-/** Bytes of weights one decode token reads: everything but the embedding table and the unpicked experts. */
-export function weightBytesPerDecodeToken(loaded: LoadedModel): number {
-  const { config, weights } = loaded;
-  let floats = weights.norm.data.length + weights.lmHead.data.length + config.hiddenSize; // + one embedding row
-  const size = (t: { data: Float32Array } | null) => t?.data.length ?? 0;
-  for (const layer of weights.layers) {
-    const a = layer.attn;
-    floats += size(layer.inputLayernorm) + size(layer.postAttentionLayernorm);
-    floats += (a.query.kind === 'lora' ? size(a.query.qAProj) + size(a.query.qALayernorm) + size(a.query.qBProj) : size(a.query.qProj)) + size(a.kvAProjWithMqa) + size(a.kvALayernorm) + size(a.kvBProj) + size(a.oProj);
-    if (a.indexer) floats += size(a.indexer.wqB) + size(a.indexer.wk) + size(a.indexer.weightsProj) + 2 * size(a.indexer.kNormBias);
-    const swiGlu = (w: { gateProj: { data: Float32Array }; upProj: { data: Float32Array }; downProj: { data: Float32Array } }) =>
-      w.gateProj.data.length + w.upProj.data.length + w.downProj.data.length;
-    if (layer.mlp.kind === 'dense') floats += swiGlu(layer.mlp.weights);
-    else {
-      const m = layer.mlp.weights;
-      floats += size(m.gate) + (m.sharedExperts ? swiGlu(m.sharedExperts) : 0) + config.moe!.numExpertsPerTok * swiGlu(m.experts[0]);
-    }
-  }
-  return floats * 4;
+/** Bytes of weights one decode token reads (at the loaded quantisation): memory_plan.ts decodeWeightBytes. */
+export function weightBytesPerDecodeToken(loaded: LoadedModelInfo): number {
+  return decodeWeightBytes(loaded.config, loaded.quantization);
 }
 
 function syntheticPrompt(n: number, vocab: number, seed: number): number[] {

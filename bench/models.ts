@@ -79,6 +79,54 @@ export const benchBase: HfConfig = {
   moe_intermediate_size: 512,
 };
 
+/**
+ * bench-lite: DeepSeek-V2-Lite's published config.json (deepseek-ai/DeepSeek-V2-Lite) exactly, for random
+ * BF16 weights: 27 layers, hidden 2048, 16 heads, direct q_proj (no q-LoRA), kv_lora_rank 512, qk_nope 128,
+ * qk_rope 64, v_head 128, 64 routed experts of 1408 + 2 shared, top-6 softmax greedy routing without
+ * normalisation, first layer dense (10944), vocab 102400, YaRN factor 40 (mscale = mscale_all_dim = 0.707).
+ * 15.7B parameters: 31.4 GB in BF16.
+ */
+export const benchLite: HfConfig = {
+  architectures: ['DeepseekV2ForCausalLM'],
+  model_type: 'deepseek_v2',
+  torch_dtype: 'bfloat16',
+  vocab_size: 102400,
+  hidden_size: 2048,
+  intermediate_size: 10944,
+  moe_intermediate_size: 1408,
+  num_hidden_layers: 27,
+  num_attention_heads: 16,
+  num_key_value_heads: 16,
+  n_shared_experts: 2,
+  n_routed_experts: 64,
+  num_experts_per_tok: 6,
+  routed_scaling_factor: 1.0,
+  topk_method: 'greedy',
+  n_group: 1,
+  topk_group: 1,
+  scoring_func: 'softmax',
+  norm_topk_prob: false,
+  aux_loss_alpha: 0.001,
+  seq_aux: true,
+  first_k_dense_replace: 1,
+  moe_layer_freq: 1,
+  q_lora_rank: null,
+  kv_lora_rank: 512,
+  qk_nope_head_dim: 128,
+  qk_rope_head_dim: 64,
+  v_head_dim: 128,
+  max_position_embeddings: 163840,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000,
+  rope_scaling: { type: 'yarn', factor: 40, original_max_position_embeddings: 4096, beta_fast: 32, beta_slow: 1, mscale: 0.707, mscale_all_dim: 0.707 },
+  bos_token_id: 100000,
+  eos_token_id: 100001,
+  tie_word_embeddings: false,
+  attention_bias: false,
+  hidden_act: 'silu',
+  use_cache: true,
+};
+
 export const BENCH_MODELS: Readonly<Record<string, HfConfig>> = {
   'bench-mini': benchMini,
   'bench-mini-dsa': benchMiniDsa,

@@ -102,6 +102,8 @@ export function toEngineWorkerData(config: ServerConfig, maxModelLen: number): E
         denseAttention: config.denseAttention,
         kvCacheDtype: config.kvCacheDtype === 'auto' ? AUTO_KV_CACHE_DTYPE : config.kvCacheDtype,
         numThreads: config.threads,
+        quantization: config.quantization,
+        quantizedWeightsDir: config.quantizedWeightsDir === null ? null : resolve(config.quantizedWeightsDir),
       },
       scheduler: {
         maxNumSeqs: config.maxNumSeqs,

@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { QUANTIZATION_MODES, type QuantizationMode } from './engine/quant/quant_mode.ts';
 import { KV_CACHE_DTYPES, type KVCacheDtype } from './kvcache/kv_dtype.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -57,6 +58,9 @@ export interface ConfigValues {
   readonly maxQueuedRequests: number;
   readonly maxQueuedTokens: number;
   readonly denseAttention: boolean;
+  readonly quantization: QuantizationMode;
+  /** null = no cache: quantise on every start. */
+  readonly quantizedWeightsDir: string | null;
   readonly threads: number;
   readonly logLevel: LogLevel;
   /** Bytes. */
@@ -219,6 +223,13 @@ const kvCacheDtype: Codec<KVCacheDtypeChoice> = {
   schema: z.enum(KV_CACHE_DTYPE_CHOICES),
 };
 
+const quantization: Codec<QuantizationMode> = {
+  type: 'enum',
+  expected: `one of ${QUANTIZATION_MODES.join(', ')}`,
+  fromText: (text) => text.trim().toLowerCase(),
+  schema: z.enum(QUANTIZATION_MODES),
+};
+
 const kebab = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 const envName = (flag: string): string => `DSV_${flag.toUpperCase().replace(/-/g, '_')}`;
 
@@ -297,6 +308,16 @@ const TABLE: { readonly [K in ConfigKey]: OptionSpec<K> } = {
   maxQueuedTokens: row('maxQueuedTokens', { valueName: 'N', codec: positiveInt, default: 1048576, help: 'Waiting prompt tokens beyond this are refused with 429.' }),
   denseAttention: row('denseAttention', {
     valueName: null, codec: boolean, default: false, help: 'Ignore the DSA indexer and attend to every token (A/B switch).',
+  }),
+  quantization: row('quantization', {
+    valueName: 'MODE', codec: quantization, default: 'none', defaultText: 'none (float32)',
+    help: 'Weight-only quantisation at load time: int8 or int4 (symmetric, blocks of 32 along the input) for every linear layer, '
+      + 'int8 rows for the embedding; router gates and norms stay float32. none keeps float32 weights.',
+  }),
+  quantizedWeightsDir: row('quantizedWeightsDir', {
+    valueName: 'DIR', codec: optionalString, default: null, defaultText: 'none (quantise on every start)',
+    help: 'Cache of quantised weights, keyed by the checkpoint and the mode: the next start reads it instead of quantising. '
+      + 'Stale or corrupt files are rebuilt; an unwritable folder only disables the cache.',
   }),
   threads: row('threads', { valueName: 'N', codec: positiveInt, default: 2, help: 'Intra-op threads of each ONNX Runtime session.' }),
   logLevel: row('logLevel', { valueName: 'LEVEL', codec: logLevel, default: 'info', help: `Log level: ${LOG_LEVELS.join(', ')}.` }),

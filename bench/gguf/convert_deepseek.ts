@@ -17,7 +17,7 @@
 // The bench checkpoints have no tokenizer, so a synthetic byte-level BPE vocabulary ("gpt2" model, no merges)
 // of exactly vocab_size tokens is written; the bench feeds token ids directly.
 //
-// CLI: node --import tsx bench/gguf/convert_deepseek.ts <checkpoint dir> <out.gguf> [--f16] [--arch deepseek2|deepseek32]
+// CLI: node --import tsx bench/gguf/convert_deepseek.ts <checkpoint dir> <out.gguf> [--type F32|F16|Q8_0|Q4_0] [--arch deepseek2|deepseek32]
 import { statSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -27,7 +27,14 @@ import type { LoadedModel, ModelConfig, SwiGluWeights, Tensor } from '../../src/
 import { GgmlType, GgufValueType, GgufWriter, gguf, type GgufWriteResult } from './gguf_writer.ts';
 
 export type GgufArch = 'deepseek2' | 'deepseek32';
-export type GgufDtype = 'F32' | 'F16';
+/**
+ * Type of the 2-D/3-D weights. Q8_0 / Q4_0 hold the engine's --quantization int8 / int4 weights (same
+ * quantiser, same blocks); the token embedding is Q8_0 in both, as the engine keeps it as int8 rows.
+ */
+export type GgufDtype = 'F32' | 'F16' | 'Q8_0' | 'Q4_0';
+
+/** llama_ftype of each dtype (general.file_type). */
+const FILE_TYPE: Record<GgufDtype, number> = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7 };
 
 export interface ConvertOptions {
   /** 'auto' (default): deepseek32 when the checkpoint has a DSA indexer, else deepseek2. */
@@ -146,7 +153,8 @@ export function planDeepseekGguf(model: LoadedModel, options: ConvertOptions = {
   const w = model.weights;
   const arch: GgufArch = options.arch === undefined || options.arch === 'auto' ? (c.indexer ? 'deepseek32' : 'deepseek2') : options.arch;
   const dtype: GgufDtype = options.dtype ?? 'F32';
-  const big = dtype === 'F16' ? GgmlType.F16 : GgmlType.F32;
+  const big = { F32: GgmlType.F32, F16: GgmlType.F16, Q8_0: GgmlType.Q8_0, Q4_0: GgmlType.Q4_0 }[dtype];
+  const embedType = dtype === 'Q4_0' ? GgmlType.Q8_0 : big;
   const warnings: string[] = [];
 
   if (arch === 'deepseek32' && !c.indexer) throw new Error('deepseek32 needs a checkpoint with a DSA indexer (index_n_heads/index_head_dim/index_topk)');
@@ -172,7 +180,7 @@ export function planDeepseekGguf(model: LoadedModel, options: ConvertOptions = {
   const rope = c.qkRopeHeadDim;
   writer.set('general.architecture', gguf.str(arch));
   writer.set('general.name', gguf.str(options.name ?? (path.basename(path.resolve(model.dir)))));
-  writer.set('general.file_type', gguf.u32(dtype === 'F16' ? 1 : 0)); // LLAMA_FTYPE_ALL_F32 / MOSTLY_F16
+  writer.set('general.file_type', gguf.u32(FILE_TYPE[dtype]));
   writer.set(a('vocab_size'), gguf.u32(c.vocabSize));
   writer.set(a('context_length'), gguf.u32(c.maxPositionEmbeddings));
   writer.set(a('embedding_length'), gguf.u32(c.hiddenSize));
@@ -239,14 +247,14 @@ export function planDeepseekGguf(model: LoadedModel, options: ConvertOptions = {
 
   // tensors
   const put = (name: string, t: Tensor, type: GgmlType = big): void => {
-    writer.addTensor({ name, shape: t.shape, type: t.shape.length === 1 ? GgmlType.F32 : type, data: t.data });
+    writer.addTensor({ name, shape: t.shape, type: t.shape.length === 1 ? GgmlType.F32 : type, data: () => t.data });
   };
   const swiGlu = (p: string, s: SwiGluWeights, suffix: string): void => {
     put(`${p}ffn_gate${suffix}.weight`, s.gateProj);
     put(`${p}ffn_up${suffix}.weight`, s.upProj);
     put(`${p}ffn_down${suffix}.weight`, s.downProj);
   };
-  put('token_embd.weight', w.embedTokens);
+  put('token_embd.weight', w.embedTokens, embedType);
   put('output_norm.weight', w.norm);
   put('output.weight', w.lmHead);
   const heads = c.numAttentionHeads;
@@ -317,14 +325,14 @@ export function ensureGguf(checkpointDir: string, outPath: string, options: Conv
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
-    options: { f16: { type: 'boolean', default: false }, arch: { type: 'string', default: 'auto' } },
+    options: { type: { type: 'string', default: 'F32' }, arch: { type: 'string', default: 'auto' } },
   });
-  if (positionals.length !== 2 || !['auto', 'deepseek2', 'deepseek32'].includes(values.arch)) {
-    throw new Error('usage: convert_deepseek.ts <checkpoint dir> <out.gguf> [--f16] [--arch auto|deepseek2|deepseek32]');
+  if (positionals.length !== 2 || !['auto', 'deepseek2', 'deepseek32'].includes(values.arch) || !(values.type in FILE_TYPE)) {
+    throw new Error('usage: convert_deepseek.ts <checkpoint dir> <out.gguf> [--type F32|F16|Q8_0|Q4_0] [--arch auto|deepseek2|deepseek32]');
   }
   const t0 = performance.now();
   const model = loadModel(positionals[0]!);
-  const res = convertDeepseekToGguf(model, positionals[1]!, { arch: values.arch as GgufArch | 'auto', dtype: values.f16 ? 'F16' : 'F32' });
+  const res = convertDeepseekToGguf(model, positionals[1]!, { arch: values.arch as GgufArch | 'auto', dtype: values.type as GgufDtype });
   process.stdout.write(`${res.path}: ${res.arch} ${res.dtype}, ${res.tensorCount} tensors, ${res.kvCount} keys, ${(res.bytes / 2 ** 20).toFixed(1)} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s${res.indexerDropped ? ' (indexer dropped: dense attention)' : ''}\n`);
   for (const warning of res.warnings) process.stdout.write(`warning: ${warning}\n`);
 }

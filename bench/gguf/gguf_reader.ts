@@ -1,8 +1,8 @@
-// Reads back what gguf_writer.ts writes (GGUF v2/v3 metadata, tensor infos, F32/F16 data): used by the
+// Reads back what gguf_writer.ts writes (GGUF v2/v3 metadata, tensor infos, F32/F16/Q8_0/Q4_0 data): used by the
 // tests and by the conversion check to inspect a converted file without llama.cpp.
 import { closeSync, openSync, readSync, fstatSync } from 'node:fs';
 import { f16ToFloat32 } from '../../src/engine/checkpoint/dtype.ts';
-import { GGUF_DEFAULT_ALIGNMENT, GgmlType, GgufValueType, type GgufScalar } from './gguf_writer.ts';
+import { GGUF_DEFAULT_ALIGNMENT, GgmlType, GgufValueType, ggmlBlockSize, ggmlTypeSize, type GgufScalar } from './gguf_writer.ts';
 
 export interface GgufTensorInfo {
   readonly name: string;
@@ -132,14 +132,13 @@ export function readGguf(filePath: string): GgufFile {
   }
 }
 
-/** Reads one tensor's data as float32 (F32 or F16 only). */
+/** Reads one tensor's data as float32 (F32, F16; Q8_0 and Q4_0 dequantised as ggml does). */
 export function readGgufTensor(filePath: string, file: GgufFile, name: string): Float32Array {
   const t = file.tensors.find((x) => x.name === name);
   if (!t) throw new Error(`no tensor "${name}"`);
   const numel = t.ne.reduce((a, b) => a * b, 1);
-  const elem = t.type === GgmlType.F32 ? 4 : t.type === GgmlType.F16 ? 2 : 0;
-  if (elem === 0) throw new Error(`tensor "${name}" has unsupported ggml type ${t.type}`);
-  const buf = Buffer.alloc(numel * elem);
+  if (![GgmlType.F32, GgmlType.F16, GgmlType.Q8_0, GgmlType.Q4_0].includes(t.type)) throw new Error(`tensor "${name}" has unsupported ggml type ${t.type}`);
+  const buf = Buffer.alloc((numel / ggmlBlockSize(t.type)) * ggmlTypeSize(t.type));
   const fd = openSync(filePath, 'r');
   try {
     readSync(fd, buf, 0, buf.length, file.dataOffset + t.offset);
@@ -147,6 +146,17 @@ export function readGgufTensor(filePath: string, file: GgufFile, name: string): 
     closeSync(fd);
   }
   const out = new Float32Array(numel);
-  for (let i = 0; i < numel; i++) out[i] = elem === 4 ? buf.readFloatLE(i * 4) : f16ToFloat32(buf.readUInt16LE(i * 2));
+  if (t.type === GgmlType.F32 || t.type === GgmlType.F16) {
+    for (let i = 0; i < numel; i++) out[i] = t.type === GgmlType.F32 ? buf.readFloatLE(i * 4) : f16ToFloat32(buf.readUInt16LE(i * 2));
+    return out;
+  }
+  const size = ggmlTypeSize(t.type);
+  for (let b = 0; b < numel / 32; b++) {
+    const d = f16ToFloat32(buf.readUInt16LE(b * size));
+    for (let j = 0; j < 32; j++) {
+      const q = t.type === GgmlType.Q8_0 ? buf.readInt8(b * size + 2 + j) : ((buf[b * size + 2 + (j % 16)] >> (j < 16 ? 0 : 4)) & 15) - 8;
+      out[b * 32 + j] = q * d;
+    }
+  }
   return out;
 }

@@ -1,6 +1,14 @@
 // A small GGUF v3 writer: header, typed metadata key/values (scalars, strings, arrays), tensor infos and
-// 32-byte aligned F32 / F16 tensor data. Written from the GGUF format description (ggml docs/gguf.md);
-// used by the benchmark to hand the same weights to llama.cpp.
+// 32-byte aligned F32 / F16 / Q8_0 / Q4_0 tensor data. Written from the GGUF format description (ggml
+// docs/gguf.md) and ggml's block layouts; used by the benchmark to hand the same weights to llama.cpp.
+//
+// Q8_0 and Q4_0 blocks hold 32 consecutive values along ne0 (the row, HF's input dimension), exactly the
+// blocks of the engine's quantiser (src/engine/quant/block_quant.ts), whose codes are copied over:
+//   block_q8_0 = { f16 d; int8 qs[32] }            x[i] = qs[i] * d
+//   block_q4_0 = { f16 d; uint8 qs[16] }           x[j] = ((qs[j] & 15) - 8) * d, x[j + 16] = ((qs[j] >> 4) - 8) * d
+// Q4_0's nibble order (elements j and j + 16 share a byte) differs from MatMulNBits' (2i and 2i + 1).
+// The engine snaps block scales to float16 wherever float16 can hold them, so d is exact and both
+// runtimes use identical weights (a scale outside float16's normal range, which no real weight has, rounds).
 //
 // Layout (all little-endian):
 //   magic "GGUF" | u32 version (3) | u64 tensor_count | u64 kv_count
@@ -11,7 +19,8 @@
 // ggml dimensions are listed fastest-varying first, i.e. reversed relative to a row-major (numpy) shape:
 // numpy [rows, cols] is ne = [cols, rows].
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { encodeFromFloat32 } from '../../src/engine/checkpoint/dtype.ts';
+import { encodeFromFloat32, float32ToF16 } from '../../src/engine/checkpoint/dtype.ts';
+import { QUANT_BLOCK, quantizeMatrix, type QuantizedMatrix } from '../../src/engine/quant/block_quant.ts';
 
 export const GGUF_MAGIC = 'GGUF';
 export const GGUF_VERSION = 3;
@@ -34,10 +43,16 @@ export enum GgufValueType {
   FLOAT64 = 12,
 }
 
-/** The ggml tensor types this writer emits. */
+/** The ggml tensor types this writer emits (ggml_type ids). */
 export enum GgmlType {
   F32 = 0,
   F16 = 1,
+  Q4_0 = 2,
+  Q8_0 = 8,
+}
+
+export function isQuantized(type: GgmlType): type is GgmlType.Q4_0 | GgmlType.Q8_0 {
+  return type === GgmlType.Q4_0 || type === GgmlType.Q8_0;
 }
 
 export type GgufScalarType = Exclude<GgufValueType, GgufValueType.ARRAY>;
@@ -64,22 +79,54 @@ export const gguf = {
   arr: (elementType: GgufScalarType, values: readonly GgufScalar[]): GgufValue => ({ type: GgufValueType.ARRAY, elementType, values }),
 };
 
-/** Bytes per element / block of the supported ggml types. */
+/** Bytes per block of the supported ggml types (a block is one element for F32/F16, 32 for Q8_0/Q4_0). */
 export function ggmlTypeSize(type: GgmlType): number {
   switch (type) {
     case GgmlType.F32: return 4;
     case GgmlType.F16: return 2;
+    case GgmlType.Q8_0: return 2 + QUANT_BLOCK;
+    case GgmlType.Q4_0: return 2 + QUANT_BLOCK / 2;
     default: throw new Error(`unsupported ggml type ${String(type)}`);
   }
 }
+
+export function ggmlBlockSize(type: GgmlType): number {
+  return isQuantized(type) ? QUANT_BLOCK : 1;
+}
+
+/** ggml blocks of an engine-quantised [rows, cols] matrix (cols a multiple of 32): Q8_0 from int8, Q4_0 from int4. */
+export function ggmlBlocks(m: QuantizedMatrix, type: GgmlType.Q8_0 | GgmlType.Q4_0): Uint8Array {
+  const want = type === GgmlType.Q8_0 ? 8 : 4;
+  if (m.bits !== want) throw new Error(`a ${m.bits}-bit matrix cannot be written as ${GgmlType[type]}`);
+  if (m.cols % QUANT_BLOCK !== 0) throw new Error(`${GgmlType[type]} needs rows of a multiple of ${QUANT_BLOCK} values, got ${m.cols}`);
+  const blocks = m.scales.length;
+  const size = ggmlTypeSize(type);
+  const out = new Uint8Array(blocks * size);
+  const view = new DataView(out.buffer);
+  for (let b = 0; b < blocks; b++) {
+    const at = b * size;
+    view.setUint16(at, float32ToF16(m.scales[b]), true);
+    if (type === GgmlType.Q8_0) {
+      for (let i = 0; i < QUANT_BLOCK; i++) out[at + 2 + i] = (m.packed[b * QUANT_BLOCK + i] - 128) & 0xff;
+      continue;
+    }
+    const src = b * (QUANT_BLOCK / 2); // MatMulNBits: byte i = element 2i (low) | element 2i + 1 (high)
+    const code = (k: number): number => (k & 1 ? m.packed[src + (k >> 1)] >> 4 : m.packed[src + (k >> 1)] & 15);
+    for (let j = 0; j < QUANT_BLOCK / 2; j++) out[at + 2 + j] = code(j) | (code(j + QUANT_BLOCK / 2) << 4);
+  }
+  return out;
+}
+
+/** Row-major float32 values, or (Q8_0 / Q4_0 only) the engine's quantised rows of the tensor viewed [numel / ne0, ne0]. */
+export type GgufTensorData = Float32Array | QuantizedMatrix;
 
 export interface GgufTensorSpec {
   readonly name: string;
   /** Row-major (numpy / HF) shape, outermost first; written reversed as ggml ne. */
   readonly shape: readonly number[];
   readonly type: GgmlType;
-  /** Row-major float32 data (numel = product of shape), or a producer called once while writing. */
-  readonly data: Float32Array | (() => Float32Array);
+  /** The data (numel = product of shape), or a producer called once while writing. Float32 data of a Q type is quantised by the engine's quantiser. */
+  readonly data: GgufTensorData | (() => GgufTensorData);
 }
 
 interface PlannedTensor extends GgufTensorSpec {
@@ -170,6 +217,21 @@ function alignUp(n: number, alignment: number): number {
   return Math.ceil(n / alignment) * alignment;
 }
 
+function encodeTensor(t: PlannedTensor, data: GgufTensorData): Uint8Array {
+  const ne0 = t.shape[t.shape.length - 1];
+  if (data instanceof Float32Array) {
+    if (data.length !== t.numel) throw new Error(`tensor "${t.name}": producer gave ${data.length} values, shape needs ${t.numel}`);
+    if (t.type === GgmlType.F32) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    if (t.type === GgmlType.F16) return encodeFromFloat32(data, 'F16');
+    data = quantizeMatrix(data, t.numel / ne0, ne0, t.type === GgmlType.Q8_0 ? 8 : 4);
+  }
+  if (!isQuantized(t.type)) throw new Error(`tensor "${t.name}": quantised data for a ${GgmlType[t.type]} tensor`);
+  if (data.rows * data.cols !== t.numel || data.cols !== ne0) {
+    throw new Error(`tensor "${t.name}": quantised [${data.rows}, ${data.cols}] does not match shape [${t.shape.join(', ')}]`);
+  }
+  return ggmlBlocks(data, t.type);
+}
+
 /** Collects metadata and tensors, then writes one GGUF file. Keys and tensors keep insertion order. */
 export class GgufWriter {
   readonly alignment: number;
@@ -211,8 +273,12 @@ export class GgufWriter {
     if (spec.data instanceof Float32Array && spec.data.length !== numel) {
       throw new Error(`tensor "${spec.name}": ${spec.data.length} values for shape [${spec.shape.join(', ')}]`);
     }
+    const ne0 = spec.shape[spec.shape.length - 1];
+    if (ne0 % ggmlBlockSize(spec.type) !== 0) {
+      throw new Error(`tensor "${spec.name}": ${GgmlType[spec.type]} needs a row length (ne0) that is a multiple of ${ggmlBlockSize(spec.type)}, got ${ne0}`);
+    }
     this.tensorNames.add(spec.name);
-    this.tensors.push({ ...spec, numel, nbytes: numel * ggmlTypeSize(spec.type), offset: 0 });
+    this.tensors.push({ ...spec, numel, nbytes: (numel / ggmlBlockSize(spec.type)) * ggmlTypeSize(spec.type), offset: 0 });
     return this;
   }
 
@@ -268,9 +334,7 @@ export class GgufWriter {
       const pad = new Uint8Array(this.alignment);
       for (const t of this.tensors) {
         if (pos - dataOffset !== t.offset) throw new Error(`internal: tensor "${t.name}" at ${pos - dataOffset}, planned ${t.offset}`);
-        const data = typeof t.data === 'function' ? t.data() : t.data;
-        if (data.length !== t.numel) throw new Error(`tensor "${t.name}": producer gave ${data.length} values, shape needs ${t.numel}`);
-        put(t.type === GgmlType.F32 ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : encodeFromFloat32(data, 'F16'));
+        put(encodeTensor(t, typeof t.data === 'function' ? t.data() : t.data));
         const padding = alignUp(pos - dataOffset, this.alignment) - (pos - dataOffset);
         if (padding > 0) put(pad.subarray(0, padding));
       }

@@ -2,10 +2,11 @@
 // ModelRunner) -> sample -> scheduler.updateFromOutput (append tokens, stop checks, free finished).
 // Runs inside the engine worker (and in-process for the offline driver); talks in plain data.
 import { EngineError } from '../common/errors.ts';
-import { loadModel } from './checkpoint/weights.ts';
 import type { ModelConfig } from './checkpoint/types.ts';
+import type { MachineMemory } from './memory_plan.ts';
 import type { LayerCapture } from './model/deepseek_model.ts';
-import { ModelRunner, type ModelRunnerOptions, type RunnerOutput } from './model_runner.ts';
+import { loadModelRunner } from './model_loader.ts';
+import type { ModelRunner, ModelRunnerOptions, RunnerOutput } from './model_runner.ts';
 import { Request, RequestStatus, type RequestInit, type RequestOutputDelta, type SampledLogprobs } from './request.ts';
 import { scorePromptRows } from './sampling/prompt_logprobs.ts';
 import { sampleToken, SamplerWorkspace } from './sampling/sampler.ts';
@@ -20,6 +21,8 @@ export interface EngineCoreOptions {
   /** maxModelLen defaults to the model's max_position_embeddings. */
   readonly scheduler: Omit<SchedulerConfig, 'maxModelLen'> & { readonly maxModelLen?: number };
   readonly enablePrefixCaching: boolean;
+  /** The memory the plan is checked against (tests); default: the cgroup limit or total memory. */
+  readonly machineMemory?: MachineMemory;
 }
 
 /** Observers for the offline driver, parity tests and diagnostics; serving runs without them. */
@@ -43,15 +46,12 @@ export class EngineCore {
     private readonly observer: EngineObserver,
   ) {}
 
-  /** Loads the checkpoint, sizes the KV cache, compiles the graphs. */
+  /** Checks the memory plan, sizes the KV cache, compiles the graphs (streaming the weights): model_loader.ts. */
   static async create(modelDir: string, options: EngineCoreOptions, observer: EngineObserver = {}): Promise<EngineCore> {
-    const loaded = loadModel(modelDir);
-    const maxModelLen = options.scheduler.maxModelLen ?? loaded.config.maxPositionEmbeddings;
-    if (maxModelLen > loaded.config.maxPositionEmbeddings) {
-      throw new EngineError('DSV_ERR_CONFIG', `max-model-len ${maxModelLen} exceeds the model's max_position_embeddings ${loaded.config.maxPositionEmbeddings}`);
-    }
     const hooks = { recordSelections: observer.onSelections !== undefined, ...(observer.onLayer && { onLayer: observer.onLayer }) };
-    const runner = await ModelRunner.create(loaded, options.runner, hooks);
+    const runner = await loadModelRunner(modelDir, options, hooks);
+    const loaded = runner.loaded;
+    const maxModelLen = options.scheduler.maxModelLen ?? loaded.config.maxPositionEmbeddings;
     const { numBlocks, blockSize } = runner.storage;
     const schedulerConfig = { ...options.scheduler, maxModelLen };
     const scheduler = new Scheduler(schedulerConfig, { numBlocks, blockSize, enablePrefixCaching: options.enablePrefixCaching }, loaded.config.eosTokenIds);

@@ -5,8 +5,10 @@ import { EngineError } from '../common/errors.ts';
 import { PagedKVStorage } from '../kvcache/paged_kv_storage.ts';
 import type { StorageShape } from '../kvcache/types.ts';
 import type { KVCacheDtype } from '../kvcache/kv_dtype.ts';
-import type { LoadedModel, ModelConfig } from './checkpoint/types.ts';
-import { DeepseekModel, type ForwardHooks, type ModelOptions } from './model/deepseek_model.ts';
+import type { ModelConfig } from './checkpoint/types.ts';
+import type { MemoryPlan } from './memory_plan.ts';
+import { DeepseekModel, type ForwardHooks, type ModelOptions, type ModelWeightSource } from './model/deepseek_model.ts';
+import type { QuantizationMode } from './quant/quant_mode.ts';
 import { planStep, type StepSequence } from './model/step_plan.ts';
 import type { SchedulerOutput, ScheduledRequest } from './scheduler.ts';
 import type { StepProfiler } from './step_profiler.ts';
@@ -24,6 +26,22 @@ export interface ModelRunnerOptions extends ModelOptions {
   readonly kvCacheDtype?: KVCacheDtype;
   /** fp8 only: Hadamard-rotate the indexer keys (and queries), as DeepSeek-V3.2 does (default). false is for A/B measurements. */
   readonly fp8IndexerRotation?: boolean;
+  /** Weight quantisation at load time (--quantization; default none). */
+  readonly quantization?: QuantizationMode;
+  /** Cache of quantised weights (--quantized-weights-dir); null or absent: none. */
+  readonly quantizedWeightsDir?: string | null;
+}
+
+/** What was loaded: the model's identity and the memory plan it was admitted with. */
+export interface LoadedModelInfo {
+  readonly dir: string;
+  readonly config: ModelConfig;
+  /** Parameter count as stored in the checkpoint (excluding scale tensors). */
+  readonly numParameters: number;
+  readonly quantization: QuantizationMode;
+  readonly memoryPlan: MemoryPlan;
+  /** Warnings while loading (the quantised-weights cache), for the start-up log. */
+  readonly loadWarnings: readonly string[];
 }
 
 export interface RunnerOutput {
@@ -50,23 +68,32 @@ export function storageShape(config: ModelConfig, blockSize: number, denseAttent
   return dtype === 'fp8' ? { ...dims, dtype, rotateIndexerKeys: fp8IndexerRotation } : { ...dims, dtype };
 }
 
+/** KV blocks the options ask for: numKvBlocks, or as many as fit in kvCacheMemory. */
+export function numKvBlocksFor(config: ModelConfig, options: ModelRunnerOptions): { shape: StorageShape; numBlocks: number } {
+  const shape = storageShape(config, options.blockSize ?? DEFAULT_BLOCK_SIZE, options.denseAttention, options.kvCacheDtype, options.fp8IndexerRotation);
+  const numBlocks = options.numKvBlocks ?? PagedKVStorage.numBlocksForBudget(options.kvCacheMemory ?? DEFAULT_KV_CACHE_MEMORY, shape);
+  if (numBlocks < 1) {
+    throw new EngineError('DSV_ERR_CONFIG', `the KV cache budget holds no block of ${PagedKVStorage.bytesPerBlock(shape)} bytes`);
+  }
+  return { shape, numBlocks };
+}
+
 export class ModelRunner {
   private constructor(
-    readonly loaded: LoadedModel,
+    readonly loaded: LoadedModelInfo,
     readonly storage: PagedKVStorage,
     readonly model: DeepseekModel,
     private readonly hooks: ForwardHooks,
   ) {}
 
-  /** Sizes the paged storage from a block count or a memory budget, then compiles the graphs. */
-  static async create(loaded: LoadedModel, options: ModelRunnerOptions = {}, hooks: ForwardHooks = {}): Promise<ModelRunner> {
-    const shape = storageShape(loaded.config, options.blockSize ?? DEFAULT_BLOCK_SIZE, options.denseAttention, options.kvCacheDtype, options.fp8IndexerRotation);
-    const numBlocks = options.numKvBlocks ?? PagedKVStorage.numBlocksForBudget(options.kvCacheMemory ?? DEFAULT_KV_CACHE_MEMORY, shape);
-    if (numBlocks < 1) {
-      throw new EngineError('DSV_ERR_CONFIG', `the KV cache budget holds no block of ${PagedKVStorage.bytesPerBlock(shape)} bytes`);
-    }
+  /**
+   * Sizes the paged storage from a block count or a memory budget, then compiles the graphs from the
+   * weights, one layer at a time (the caller has checked the memory plan in `loaded`).
+   */
+  static async create(source: ModelWeightSource, loaded: LoadedModelInfo, options: ModelRunnerOptions = {}, hooks: ForwardHooks = {}): Promise<ModelRunner> {
+    const { shape, numBlocks } = numKvBlocksFor(loaded.config, options);
     const storage = new PagedKVStorage({ ...shape, numBlocks });
-    const model = await DeepseekModel.create(loaded, storage, options);
+    const model = await DeepseekModel.create(source, storage, options);
     return new ModelRunner(loaded, storage, model, hooks);
   }
 

@@ -6,10 +6,13 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { f16ToFloat32, float32ToF16 } from '../../src/engine/checkpoint/dtype.ts';
 import { loadModel } from '../../src/engine/checkpoint/weights.ts';
-import { byteLevelAlphabet, convertDeepseekToGguf, splitKvB, syntheticVocab, TOKEN_TYPE } from '../../bench/gguf/convert_deepseek.ts';
+import { byteLevelAlphabet, convertDeepseekToGguf, splitKvB, stackMatrices, syntheticVocab, TOKEN_TYPE } from '../../bench/gguf/convert_deepseek.ts';
 import { readGguf, readGgufTensor } from '../../bench/gguf/gguf_reader.ts';
-import { GgmlType, GgufValueType, GgufWriter, gguf } from '../../bench/gguf/gguf_writer.ts';
+import { GgmlType, GgufValueType, GgufWriter, ggmlBlocks, gguf } from '../../bench/gguf/gguf_writer.ts';
+import { dequantizeMatrix, quantizeMatrix } from '../../src/engine/quant/block_quant.ts';
+import { seededRandom } from '../../tools/checkpoint/random_weights.ts';
 import { FIXTURE_DIR } from '../helpers/golden.ts';
+import { randomCheckpoint, tinyHfConfig, writeCheckpoint } from '../helpers/checkpoint_writer.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'gguf-test-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -95,6 +98,35 @@ describe('GgufWriter', () => {
     assert.throws(() => w.addTensor({ name: 't', shape: [1, 1, 1, 1, 1], type: GgmlType.F32, data: new Float32Array(1) }), /1\.\.4/);
     w.set('bad', gguf.u32(-1));
     assert.throws(() => w.write(path.join(dir, 'bad.gguf')), /bad: -1/);
+    assert.throws(() => w.addTensor({ name: 'q', shape: [2, 40], type: GgmlType.Q8_0, data: new Float32Array(80) }), /multiple of 32, got 40/);
+  });
+
+  it('writes Q8_0 and Q4_0 blocks that ggml dequantises to exactly the engine\'s quantised weights', () => {
+    const rng = seededRandom(9);
+    const rows = 6;
+    const cols = 96;
+    const x = Float32Array.from({ length: rows * cols }, () => rng.normal() * 0.05);
+    const q8 = quantizeMatrix(x, rows, cols, 8);
+    const q4 = quantizeMatrix(x, rows, cols, 4);
+    const w = new GgufWriter();
+    w.addTensor({ name: 'q8', shape: [rows, cols], type: GgmlType.Q8_0, data: q8 });
+    w.addTensor({ name: 'q4', shape: [2, 3, cols], type: GgmlType.Q4_0, data: () => q4 });
+    w.addTensor({ name: 'q4_from_f32', shape: [rows, cols], type: GgmlType.Q4_0, data: x });
+    const file = path.join(dir, 'quant.gguf');
+    w.write(file);
+    const g = readGguf(file);
+    assert.deepEqual(g.tensors.map((t) => [t.name, t.type]), [['q8', 8], ['q4', 2], ['q4_from_f32', 2]]);
+    // 18 blocks: Q8_0 34 bytes each (612, padded to 640), Q4_0 18 bytes each (324, padded to 352)
+    assert.deepEqual(g.tensors.map((t) => t.offset), [0, 640, 992]);
+    assert.deepEqual(readGgufTensor(file, g, 'q8'), dequantizeMatrix(q8));
+    assert.deepEqual(readGgufTensor(file, g, 'q4'), dequantizeMatrix(q4));
+    assert.deepEqual(readGgufTensor(file, g, 'q4_from_f32'), dequantizeMatrix(q4));
+    // Q4_0 byte j of a block holds elements j (low nibble) and j + 16 (high); MatMulNBits holds 2j and 2j + 1.
+    const raw = readFileSync(file).subarray(g.dataOffset + 640, g.dataOffset + 640 + 18);
+    const code = (k: number): number => (k & 1 ? q4.packed[k >> 1] >> 4 : q4.packed[k >> 1] & 15);
+    assert.equal(raw.readUInt16LE(0), float32ToF16(q4.scales[0]));
+    for (let j = 0; j < 16; j++) assert.equal(raw[2 + j], code(j) | (code(j + 16) << 4), `byte ${j}`);
+    assert.throws(() => ggmlBlocks(q8, GgmlType.Q4_0), /8-bit matrix cannot be written as Q4_0/);
   });
 });
 
@@ -228,6 +260,40 @@ describe('DeepSeek -> GGUF conversion', () => {
     assert.equal(type.get('blk.0.attn_k_b.weight'), GgmlType.F16);
     assert.equal(type.get('blk.1.ffn_up_exps.weight'), GgmlType.F16);
     assert.equal(type.get('token_embd.weight'), GgmlType.F16);
+  });
+
+  it('Q8_0 / Q4_0: the engine quantiser\'s blocks for every weight, the embedding Q8_0, router and norms F32', () => {
+    // Every row length a multiple of 32 (Q types need whole blocks along ne0).
+    const cfg = {
+      ...tinyHfConfig(), hidden_size: 64, intermediate_size: 96, moe_intermediate_size: 32, q_lora_rank: 64, kv_lora_rank: 32,
+      qk_nope_head_dim: 32, v_head_dim: 32, index_head_dim: 32,
+    };
+    const mdir = path.join(dir, 'q-model');
+    writeCheckpoint(mdir, cfg, randomCheckpoint(cfg, { seed: 3 }), { dtype: 'BF16' });
+    const model = loadModel(mdir);
+    const at = model.weights.layers[1].attn;
+    const mlp = model.weights.layers[1].mlp;
+    assert.ok(mlp.kind === 'moe');
+    const deq = (data: Float32Array, cols: number, bits: 4 | 8): Float32Array => dequantizeMatrix(quantizeMatrix(data, data.length / cols, cols, bits));
+    for (const [dtype, type, bits] of [['Q8_0', GgmlType.Q8_0, 8], ['Q4_0', GgmlType.Q4_0, 4]] as const) {
+      const file = path.join(dir, `q-${dtype}.gguf`);
+      convertDeepseekToGguf(model, file, { dtype });
+      const g = readGguf(file);
+      const types = new Map(g.tensors.map((t) => [t.name, t.type]));
+      assert.equal(g.metadata.get('general.file_type'), dtype === 'Q8_0' ? 7 : 2);
+      assert.equal(types.get('token_embd.weight'), GgmlType.Q8_0);
+      assert.equal(types.get('blk.1.ffn_gate_inp.weight'), GgmlType.F32);
+      assert.equal(types.get('blk.1.attn_norm.weight'), GgmlType.F32);
+      for (const name of ['output.weight', 'blk.0.attn_q_b.weight', 'blk.1.attn_k_b.weight', 'blk.1.ffn_down_exps.weight', 'blk.1.indexer.proj.weight']) {
+        assert.equal(types.get(name), type, name);
+      }
+      assert.deepEqual(readGgufTensor(file, g, 'token_embd.weight'), deq(model.weights.embedTokens.data, 64, 8));
+      assert.ok(at.query.kind === 'lora');
+      assert.deepEqual(readGgufTensor(file, g, 'blk.1.attn_q_b.weight'), deq(at.query.qBProj.data, 64, bits));
+      const { kB } = splitKvB(at.kvBProj, 2, 32, 32);
+      assert.deepEqual(readGgufTensor(file, g, 'blk.1.attn_k_b.weight'), deq(kB, 32, bits));
+      assert.deepEqual(readGgufTensor(file, g, 'blk.1.ffn_down_exps.weight'), deq(stackMatrices(mlp.weights.experts.map((e) => e.downProj)), 32, bits));
+    }
   });
 
   it('refuses what llama.cpp cannot run', () => {

@@ -18,6 +18,7 @@ export class FakeEngine extends EventEmitter<EngineClientEvents> {
   readonly info: ModelInfo = {
     modelDir: '/fake', modelType: 'deepseek_v32', torchDtype: 'float32', numParameters: 1, vocabSize: 512, maxModelLen: 512,
     eosTokenIds: [1], bosTokenId: 0, blockSize: 16, numKvBlocks: 64, kvCacheDtype: 'float32', kvCacheBytesPerToken: 1, usesIndexer: true, loadSeconds: 0,
+    quantization: 'none', memoryPlan: 'fake', loadWarnings: [],
   };
   readonly isAlive = true;
   readonly aborted: string[] = [];

@@ -103,6 +103,28 @@ export function decodeToFloat32(bytes: Uint8Array, dtype: FloatDType): Float32Ar
   return out;
 }
 
+/**
+ * Decodes little-endian raw bytes of F32, BF16 or F16 into `out` (length = number of values): the
+ * allocation-free form for streaming readers that reuse one buffer per chunk.
+ */
+export function decodeInto(bytes: Uint8Array, dtype: 'F32' | 'BF16' | 'F16', out: Float32Array): void {
+  const width = dtype === 'F32' ? 4 : 2;
+  assert(bytes.byteLength === out.length * width, `${dtype}: ${bytes.byteLength} bytes for ${out.length} values`);
+  const src = aligned(bytes, width);
+  if (dtype === 'F32') {
+    out.set(new Float32Array(src.buffer, src.byteOffset, out.length));
+    return;
+  }
+  const halves = new Uint16Array(src.buffer, src.byteOffset, out.length);
+  const outBits = new Uint32Array(out.buffer, out.byteOffset, out.length);
+  if (dtype === 'BF16') {
+    for (let i = 0; i < halves.length; i++) outBits[i] = halves[i] << 16;
+    return;
+  }
+  const table = f16BitsTable();
+  for (let i = 0; i < halves.length; i++) outBits[i] = table[halves[i]];
+}
+
 function mapCodes(codes: Uint8Array | Uint16Array, table: Uint32Array): Float32Array {
   const out = new Float32Array(codes.length);
   const outBits = new Uint32Array(out.buffer);

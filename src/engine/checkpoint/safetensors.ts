@@ -157,6 +157,16 @@ export class SafetensorsFile {
     return bytes;
   }
 
+  /** Bytes [begin, end) of the tensor's data into `out` (length end - begin): streaming readers read row chunks. */
+  readRange(name: string, begin: number, out: Uint8Array): void {
+    const info = this.header.tensors.get(name);
+    if (info === undefined) fail(this.file, `tensor "${name}" not found`);
+    if (this.fd === null) fail(this.file, `read of tensor "${name}" after close`);
+    const [b, e] = info.dataOffsets;
+    if (begin < 0 || b + begin + out.length > e) fail(this.file, `range [${begin}, ${begin + out.length}) outside tensor "${name}" (${e - b} bytes)`);
+    readExact(this.fd, this.file, out, this.dataStart + b + begin, `tensor "${name}"`);
+  }
+
   close(): void {
     if (this.fd !== null) closeSync(this.fd);
     this.fd = null;
@@ -230,6 +240,13 @@ export class Checkpoint {
     const file = this.location.get(name);
     if (file === undefined) fail(this.defaultFile, `tensor "${name}" not found`);
     return file.read(name);
+  }
+
+  /** Bytes [begin, begin + out.length) of a tensor's data into `out`. */
+  readRange(name: string, begin: number, out: Uint8Array): void {
+    const file = this.location.get(name);
+    if (file === undefined) fail(this.defaultFile, `tensor "${name}" not found`);
+    file.readRange(name, begin, out);
   }
 
   close(): void {

@@ -1,9 +1,10 @@
 // The typed, validated view of a checkpoint that the rest of the engine trusts.
 // Produced only by `loadModel` (config.ts + weights.ts); everything here is readonly.
 
+import type { LinearWeight } from '../../common/quantized.ts';
 import type { Tensor } from '../../common/tensor.ts';
 
-export type { Tensor };
+export type { LinearWeight, Tensor };
 
 export type ModelType = 'deepseek_v32' | 'deepseek_v3' | 'deepseek_v2';
 
@@ -61,65 +62,69 @@ export interface ModelConfig {
   readonly indexer: IndexerConfig | null;
   readonly bosTokenId: number | null;
   readonly eosTokenIds: readonly number[];
-  /** Original dtype of most weights, for logs (weights are always held as float32). */
+  /** Original dtype of most weights, for logs (weights are held as float32 or quantised, see --quantization). */
   readonly torchDtype: string;
 }
 
-export interface IndexerWeights {
-  readonly wqB: Tensor; // [nHeads * headDim, qLoraRank]
-  readonly wk: Tensor; // [headDim, hidden]
+// The weight tree. W is how linear weights are held: float32 Tensors (loadModel, the default) or
+// LinearWeight (the streaming loader: quantised with --quantization). Norms, biases, the MoE router and
+// kv_b_proj (applied only in derived per-head forms) are float32 Tensors either way.
+
+export interface IndexerWeights<W extends LinearWeight = Tensor> {
+  readonly wqB: W; // [nHeads * headDim, qLoraRank]
+  readonly wk: W; // [headDim, hidden]
   readonly kNormWeight: Tensor; // [headDim]
   readonly kNormBias: Tensor; // [headDim]
-  readonly weightsProj: Tensor; // [nHeads, hidden]
+  readonly weightsProj: W; // [nHeads, hidden]
 }
 
 /** The query projection: low-rank (q_lora_rank set: V2.5/V3/V3.2) or one direct matrix (V2-Lite). */
-export type QueryProjection =
+export type QueryProjection<W extends LinearWeight = Tensor> =
   | {
       readonly kind: 'lora';
-      readonly qAProj: Tensor; // [qLoraRank, hidden]
+      readonly qAProj: W; // [qLoraRank, hidden]
       readonly qALayernorm: Tensor; // [qLoraRank]
-      readonly qBProj: Tensor; // [heads * (nope + rope), qLoraRank]
+      readonly qBProj: W; // [heads * (nope + rope), qLoraRank]
     }
   | {
       readonly kind: 'direct';
-      readonly qProj: Tensor; // [heads * (nope + rope), hidden]
+      readonly qProj: W; // [heads * (nope + rope), hidden]
     };
 
-export interface AttentionWeights {
-  readonly query: QueryProjection;
-  readonly kvAProjWithMqa: Tensor; // [kvLoraRank + rope, hidden]
+export interface AttentionWeights<W extends LinearWeight = Tensor> {
+  readonly query: QueryProjection<W>;
+  readonly kvAProjWithMqa: W; // [kvLoraRank + rope, hidden]
   readonly kvALayernorm: Tensor; // [kvLoraRank]
   readonly kvBProj: Tensor; // [heads * (nope + v), kvLoraRank]
-  readonly oProj: Tensor; // [hidden, heads * v]
-  readonly indexer: IndexerWeights | null;
+  readonly oProj: W; // [hidden, heads * v]
+  readonly indexer: IndexerWeights<W> | null;
 }
 
-export interface SwiGluWeights {
-  readonly gateProj: Tensor; // [inter, hidden]
-  readonly upProj: Tensor; // [inter, hidden]
-  readonly downProj: Tensor; // [hidden, inter]
+export interface SwiGluWeights<W extends LinearWeight = Tensor> {
+  readonly gateProj: W; // [inter, hidden]
+  readonly upProj: W; // [inter, hidden]
+  readonly downProj: W; // [hidden, inter]
 }
 
-export interface MoeWeights {
+export interface MoeWeights<W extends LinearWeight = Tensor> {
   readonly gate: Tensor; // [nRoutedExperts, hidden]
   readonly eScoreCorrectionBias: Tensor | null; // [nRoutedExperts]
-  readonly experts: readonly SwiGluWeights[];
-  readonly sharedExperts: SwiGluWeights | null; // intermediate = moeIntermediateSize * nSharedExperts
+  readonly experts: readonly SwiGluWeights<W>[];
+  readonly sharedExperts: SwiGluWeights<W> | null; // intermediate = moeIntermediateSize * nSharedExperts
 }
 
-export interface LayerWeights {
+export interface LayerWeights<W extends LinearWeight = Tensor> {
   readonly inputLayernorm: Tensor; // [hidden]
   readonly postAttentionLayernorm: Tensor; // [hidden]
-  readonly attn: AttentionWeights;
-  readonly mlp: { readonly kind: 'dense'; readonly weights: SwiGluWeights } | { readonly kind: 'moe'; readonly weights: MoeWeights };
+  readonly attn: AttentionWeights<W>;
+  readonly mlp: { readonly kind: 'dense'; readonly weights: SwiGluWeights<W> } | { readonly kind: 'moe'; readonly weights: MoeWeights<W> };
 }
 
-export interface ModelWeights {
-  readonly embedTokens: Tensor; // [vocab, hidden]
+export interface ModelWeights<W extends LinearWeight = Tensor> {
+  readonly embedTokens: W; // [vocab, hidden]
   readonly norm: Tensor; // [hidden]
-  readonly lmHead: Tensor; // [vocab, hidden]
-  readonly layers: readonly LayerWeights[];
+  readonly lmHead: W; // [vocab, hidden]
+  readonly layers: readonly LayerWeights<W>[];
 }
 
 export interface LoadedModel {

@@ -7,7 +7,8 @@ import { readModelConfig } from './config.ts';
 import { decodeToFloat32, dequantizeFp8Blocks, fp8ScaleShape, type FloatDType } from './dtype.ts';
 import { Checkpoint, type DType, type TensorInfo } from './safetensors.ts';
 import type {
-  AttentionWeights, IndexerWeights, LayerWeights, LoadedModel, ModelConfig, ModelWeights, MoeConfig, MoeWeights, QueryProjection, SwiGluWeights, Tensor,
+  AttentionWeights, IndexerWeights, LayerWeights, LinearWeight, LoadedModel, ModelConfig, ModelWeights, MoeConfig, MoeWeights, QueryProjection, SwiGluWeights,
+  Tensor,
 } from './types.ts';
 
 const MATRIX_DTYPES: readonly DType[] = ['F32', 'BF16', 'F16', 'F8_E4M3'];
@@ -22,14 +23,31 @@ function fmtShape(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;
 }
 
+/**
+ * Where the weight tree's tensors come from, by HF name: the checkpoint (loadModel) or a group the
+ * streaming loader has read (quant/weight_stream.ts). `why` explains the expected shape in errors.
+ */
+export interface TensorSource<W extends LinearWeight> {
+  /** A linear layer's weight (quantised by the streaming loader under --quantization). */
+  matrix(name: string, shape: [number, number], why: string): W;
+  /** A 2-D weight that stays float32: the MoE router gate, kv_b_proj. */
+  f32Matrix(name: string, shape: [number, number], why: string): Tensor;
+  /** A norm weight, bias or other 1-D tensor. */
+  vector(name: string, length: number, why: string): Tensor;
+}
+
 /** Reads tensors by HF name, checking presence, shape and dtype, and counts what it loads. */
-class TensorLoader {
+class TensorLoader implements TensorSource<Tensor> {
   numParameters = 0;
   constructor(private readonly ckpt: Checkpoint) {}
 
   /** A 2-D weight; may be FP8 with a `<name>_scale_inv` block-scale companion. */
   matrix(name: string, shape: [number, number], why: string): Tensor {
     return this.load(name, shape, why, MATRIX_DTYPES);
+  }
+
+  f32Matrix(name: string, shape: [number, number], why: string): Tensor {
+    return this.matrix(name, shape, why);
   }
 
   /** A norm weight, bias or other 1-D tensor: never quantised. */
@@ -70,7 +88,7 @@ export function moeConfigOfLayer(config: ModelConfig, l: number): MoeConfig | nu
   return m !== null && l >= m.firstKDenseReplace && l % m.moeLayerFreq === 0 ? m : null;
 }
 
-function swiGlu(t: TensorLoader, prefix: string, hidden: number, inter: number, interWhy: string): SwiGluWeights {
+function swiGlu<W extends LinearWeight>(t: TensorSource<W>, prefix: string, hidden: number, inter: number, interWhy: string): SwiGluWeights<W> {
   return {
     gateProj: t.matrix(`${prefix}gate_proj.weight`, [inter, hidden], `${interWhy}, hidden_size`),
     upProj: t.matrix(`${prefix}up_proj.weight`, [inter, hidden], `${interWhy}, hidden_size`),
@@ -78,7 +96,7 @@ function swiGlu(t: TensorLoader, prefix: string, hidden: number, inter: number, 
   };
 }
 
-function indexerWeights(t: TensorLoader, c: ModelConfig, prefix: string): IndexerWeights | null {
+function indexerWeights<W extends LinearWeight>(t: TensorSource<W>, c: ModelConfig, prefix: string): IndexerWeights<W> | null {
   if (c.indexer === null || c.qLoraRank === null) return null;
   const { nHeads, headDim } = c.indexer;
   return {
@@ -90,12 +108,12 @@ function indexerWeights(t: TensorLoader, c: ModelConfig, prefix: string): Indexe
   };
 }
 
-function attentionWeights(t: TensorLoader, c: ModelConfig, prefix: string): AttentionWeights {
+function attentionWeights<W extends LinearWeight>(t: TensorSource<W>, c: ModelConfig, prefix: string): AttentionWeights<W> {
   const heads = c.numAttentionHeads;
   const qkHeadDim = c.qkNopeHeadDim + c.qkRopeHeadDim;
   const qWhy = 'heads * (qk_nope_head_dim + qk_rope_head_dim)';
   const lora = c.qLoraRank;
-  const query: QueryProjection =
+  const query: QueryProjection<W> =
     lora === null
       ? { kind: 'direct', qProj: t.matrix(`${prefix}q_proj.weight`, [heads * qkHeadDim, c.hiddenSize], `${qWhy}, hidden_size`) }
       : {
@@ -108,19 +126,19 @@ function attentionWeights(t: TensorLoader, c: ModelConfig, prefix: string): Atte
     query,
     kvAProjWithMqa: t.matrix(`${prefix}kv_a_proj_with_mqa.weight`, [c.kvLoraRank + c.qkRopeHeadDim, c.hiddenSize], 'kv_lora_rank + qk_rope_head_dim, hidden_size'),
     kvALayernorm: t.vector(`${prefix}kv_a_layernorm.weight`, c.kvLoraRank, 'kv_lora_rank'),
-    kvBProj: t.matrix(`${prefix}kv_b_proj.weight`, [heads * (c.qkNopeHeadDim + c.vHeadDim), c.kvLoraRank], 'heads * (qk_nope_head_dim + v_head_dim), kv_lora_rank'),
+    kvBProj: t.f32Matrix(`${prefix}kv_b_proj.weight`, [heads * (c.qkNopeHeadDim + c.vHeadDim), c.kvLoraRank], 'heads * (qk_nope_head_dim + v_head_dim), kv_lora_rank'),
     oProj: t.matrix(`${prefix}o_proj.weight`, [c.hiddenSize, heads * c.vHeadDim], 'hidden_size, heads * v_head_dim'),
     indexer: indexerWeights(t, c, `${prefix}indexer.`),
   };
 }
 
-function moeWeights(t: TensorLoader, h: number, m: MoeConfig, prefix: string): MoeWeights {
-  const experts: SwiGluWeights[] = [];
+function moeWeights<W extends LinearWeight>(t: TensorSource<W>, h: number, m: MoeConfig, prefix: string): MoeWeights<W> {
+  const experts: SwiGluWeights<W>[] = [];
   for (let j = 0; j < m.nRoutedExperts; j++) {
     experts.push(swiGlu(t, `${prefix}experts.${j}.`, h, m.moeIntermediateSize, 'moe_intermediate_size'));
   }
   return {
-    gate: t.matrix(`${prefix}gate.weight`, [m.nRoutedExperts, h], 'n_routed_experts, hidden_size'),
+    gate: t.f32Matrix(`${prefix}gate.weight`, [m.nRoutedExperts, h], 'n_routed_experts, hidden_size'),
     // Only noaux_tc routing reads the correction bias; V2-style gates have none.
     eScoreCorrectionBias: m.topkMethod === 'noaux_tc' ? t.vector(`${prefix}gate.e_score_correction_bias`, m.nRoutedExperts, 'n_routed_experts') : null,
     experts,
@@ -129,7 +147,8 @@ function moeWeights(t: TensorLoader, h: number, m: MoeConfig, prefix: string): M
   };
 }
 
-function layerWeights(t: TensorLoader, c: ModelConfig, l: number): LayerWeights {
+/** Layer `l`'s weight tree, every tensor taken from `t` by HF name. */
+export function layerWeights<W extends LinearWeight>(t: TensorSource<W>, c: ModelConfig, l: number): LayerWeights<W> {
   const prefix = `model.layers.${l}.`;
   const moe = moeConfigOfLayer(c, l);
   return {

@@ -8,7 +8,7 @@
 // Graph sessions: 2 per layer (weights as prepacked initializers), 1 per MoE layer (routed experts),
 // plus shared attention / indexer graphs whose inputs are the caches.
 import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
-import { linear, rmsNorm } from '../onnx/ops.ts';
+import { linear, QUANT_ACCURACY_LEVEL, rmsNorm, withAccuracyLevel, type AccuracyLevel } from '../onnx/ops.ts';
 import { floatTensor, GraphSession, int32Tensor, int64Tensor, type Feed, type SessionOptions } from '../onnx/session.ts';
 import type { PagedKVStorage } from '../../kvcache/paged_kv_storage.ts';
 import { DEFAULT_MAX_SCORE_ELEMENTS, SparseMlaAttention, type AttentionShapes } from '../attention/sparse_mla.ts';
@@ -17,18 +17,35 @@ import { buildIndexerSelectGraph } from './indexer.ts';
 import { buildAttentionGraph, buildPostAttentionGraph } from './mla.ts';
 import { buildPreAttentionGraph } from './pre_attention.ts';
 import { indexerKeyPoolFeed, latentPoolFeed } from './kv_cache_graph.ts';
-import { buildRoutedExpertsGraph, denseFfn, dispatch, moePreludeFfn } from './moe.ts';
+import { buildRoutedExpertsGraph, denseFfn, dispatch, dispatchGroup, expertGroups, moePreludeFfn } from './moe.ts';
 import { routeTokens } from './moe_router.ts';
 import { ropeInvFreq, ropeTables } from './rope.ts';
 import type { StepPlan } from './step_plan.ts';
-import type { IndexerConfig, LoadedModel, ModelConfig, MoeConfig, MoeWeights } from '../checkpoint/types.ts';
+import type { IndexerConfig, LayerWeights, LinearWeight, ModelConfig, MoeConfig, MoeWeights, Tensor } from '../checkpoint/types.ts';
 import { moeConfigOfLayer } from '../checkpoint/weights.ts';
+import type { QuantBits } from '../../common/quantized.ts';
+import { gatherRows } from '../quant/rows.ts';
+
+/**
+ * Where the weights come from, one group at a time (quant/weight_stream.ts): create() builds a layer's
+ * graphs from layer(l) and lets it go, so only the sessions' copies stay resident.
+ */
+export interface ModelWeightSource {
+  readonly config: ModelConfig;
+  /** Bits of the quantised linear weights (null: float32); the graphs quantise kv_b_proj's per-head forms to match. */
+  readonly quantBits: QuantBits | null;
+  embedding(): LinearWeight; // [vocab, hidden]
+  layer(l: number): LayerWeights<LinearWeight>;
+  head(): { readonly norm: Tensor; readonly lmHead: LinearWeight };
+}
 
 export interface ModelOptions extends SessionOptions {
   /** Largest attention score tensor one run may build (prefill query rows are sliced to fit). */
   readonly maxAttentionScoreElements?: number;
   /** A/B switch: run a DSA model with dense attention (the indexer is skipped). */
   readonly denseAttention?: boolean;
+  /** MatMulNBits accuracy level of quantised weights (default QUANT_ACCURACY_LEVEL; tests use 0: exact). */
+  readonly quantAccuracyLevel?: AccuracyLevel;
 }
 
 /** Pre-attention outputs of one layer for the N rows of a step (shapes as in pre_attention.ts). */
@@ -60,7 +77,8 @@ export interface ForwardOutput {
 interface RoutedExperts {
   readonly config: MoeConfig;
   readonly eScoreCorrectionBias: Float32Array | null;
-  readonly session: GraphSession;
+  /** One graph per range of experts (several only when one graph would pass protobuf's 2 GiB). */
+  readonly groups: readonly { readonly range: readonly [number, number]; readonly session: GraphSession }[];
 }
 
 interface LayerSessions {
@@ -75,7 +93,9 @@ export class DeepseekModel {
   readonly indexer: IndexerConfig | null;
 
   private constructor(
-    readonly model: LoadedModel,
+    readonly config: ModelConfig,
+    /** The token embedding [vocab, hidden]: float32, or int8 rows under --quantization. */
+    private readonly embedTable: LinearWeight,
     readonly storage: PagedKVStorage,
     private readonly layers: readonly LayerSessions[],
     private readonly attention: SparseMlaAttention,
@@ -83,22 +103,27 @@ export class DeepseekModel {
     private readonly lmHead: GraphSession,
     indexer: IndexerConfig | null,
   ) {
-    this.invFreq = ropeInvFreq(model.config);
+    this.invFreq = ropeInvFreq(config);
     this.indexer = indexer;
   }
 
-  static async create(model: LoadedModel, storage: PagedKVStorage, options: ModelOptions = {}): Promise<DeepseekModel> {
-    const { config, weights } = model;
+  static async create(source: ModelWeightSource, storage: PagedKVStorage, options: ModelOptions = {}): Promise<DeepseekModel> {
+    const { config, quantBits: bits } = source;
     const indexer = options.denseAttention ? null : config.indexer;
+    const build = <T>(fn: () => T): T => withAccuracyLevel(options.quantAccuracyLevel ?? QUANT_ACCURACY_LEVEL, fn);
+    const embedTable = source.embedding();
     const layers: LayerSessions[] = [];
     for (let l = 0; l < config.numHiddenLayers; l++) {
-      const w = weights.layers[l];
+      // The layer's weights live only until its sessions hold them (ORT copies initializers).
+      const w = source.layer(l);
       const moe = moeConfigOfLayer(config, l);
       const ffn = w.mlp.kind === 'dense' ? denseFfn(w.mlp.weights) : moePreludeFfn(w.mlp.weights);
+      const pre = build(() => buildPreAttentionGraph(config, l, w.attn, w.inputLayernorm, indexer, storage.indexerKeysRotated, bits));
+      const post = build(() => buildPostAttentionGraph(config, l, w.attn, w.postAttentionLayernorm, ffn, bits));
       layers.push({
-        pre: await GraphSession.create(`pre_attention_${l}`, buildPreAttentionGraph(config, l, w.attn, w.inputLayernorm, indexer, storage.indexerKeysRotated), options),
-        post: await GraphSession.create(`post_attention_${l}`, buildPostAttentionGraph(config, l, w.attn, w.postAttentionLayernorm, ffn), options),
-        experts: moe && w.mlp.kind === 'moe' ? await routedExperts(config, moe, l, w.mlp.weights, options) : null,
+        pre: await GraphSession.create(`pre_attention_${l}`, pre, options),
+        post: await GraphSession.create(`post_attention_${l}`, post, options),
+        experts: moe && w.mlp.kind === 'moe' ? await routedExperts(config, moe, l, w.mlp.weights, options, build) : null,
       });
     }
     const session = (name: string, graph: () => Uint8Array): Promise<GraphSession> => GraphSession.create(name, graph(), options);
@@ -121,12 +146,8 @@ export class DeepseekModel {
     };
     const sparseMla = new SparseMlaAttention(shapes, sessions);
     const shared = Object.values(sessions).filter((x): x is GraphSession => x !== null);
-    const lmHead = await GraphSession.create('lm_head', buildLmHeadGraph(model), options);
-    return new DeepseekModel(model, storage, layers, sparseMla, shared, lmHead, indexer);
-  }
-
-  get config(): ModelConfig {
-    return this.model.config;
+    const lmHead = await GraphSession.create('lm_head', build(() => buildLmHeadGraph(config, source.head())), options);
+    return new DeepseekModel(config, embedTable, storage, layers, sparseMla, shared, lmHead, indexer);
   }
 
   /** One batched forward over the planned rows: writes their latent (and indexer key) rows into the caches. */
@@ -169,11 +190,7 @@ export class DeepseekModel {
   }
 
   private embed(plan: StepPlan): Float32Array {
-    const D = this.config.hiddenSize;
-    const table = this.model.weights.embedTokens.data;
-    const h = new Float32Array(plan.numTokens * D);
-    for (let t = 0; t < plan.numTokens; t++) h.set(table.subarray(plan.tokenIds[t] * D, (plan.tokenIds[t] + 1) * D), t * D);
-    return h;
+    return gatherRows(this.embedTable, plan.tokenIds);
   }
 
   /** IDX 5-6 and MLA 5 for every attention group of the step; o [N, H, L]. */
@@ -211,16 +228,21 @@ export class DeepseekModel {
       const moe = experts.config;
       const routing = routeTokens(this.config, moe, router, experts.eScoreCorrectionBias, N);
       const d = dispatch(routing.experts, routing.weights, moe.nRoutedExperts, moe.numExpertsPerTok);
-      const M = d.rows.length;
-      const feeds = {
-        x: floatTensor(x, [N, D]),
-        h: floatTensor(hOut, [N, D]),
-        rows: int32Tensor(d.rows, [M]),
-        sizes: int64Tensor(d.sizes, [d.sizes.length]),
-        w: floatTensor(d.weights, [M, 1]),
-        inverse: int32Tensor(d.inverse, [M]),
-      };
-      return (await experts.session.run(feeds, ['h_out']))[0];
+      let out = hOut;
+      for (const { range, session } of experts.groups) {
+        const part = experts.groups.length === 1 ? d : dispatchGroup(d, range[0], range[1]);
+        const M = part.rows.length;
+        const feeds = {
+          x: floatTensor(x, [N, D]),
+          h: floatTensor(out, [N, D]),
+          rows: int32Tensor(part.rows, [M]),
+          sizes: int64Tensor(part.sizes, [part.sizes.length]),
+          w: floatTensor(part.weights, [M, 1]),
+          inverse: int32Tensor(part.inverse, [part.inverse.length]),
+        };
+        out = (await session.run(feeds, ['h_out']))[0];
+      }
+      return out;
     });
   }
 
@@ -237,24 +259,35 @@ export class DeepseekModel {
     for (const l of this.layers) {
       await l.pre.release();
       await l.post.release();
-      await l.experts?.session.release();
+      for (const e of l.experts?.groups ?? []) await e.session.release();
     }
     for (const s of this.sessions) await s.release();
     await this.lmHead.release();
   }
 }
 
-async function routedExperts(config: ModelConfig, moe: MoeConfig, l: number, w: MoeWeights, options: ModelOptions): Promise<RoutedExperts> {
-  const session = await GraphSession.create(`routed_experts_${l}`, buildRoutedExpertsGraph(config.hiddenSize, moe, l, w), options);
-  return { config: moe, eScoreCorrectionBias: w.eScoreCorrectionBias?.data ?? null, session };
+async function routedExperts(
+  config: ModelConfig,
+  moe: MoeConfig,
+  l: number,
+  w: MoeWeights<LinearWeight>,
+  options: ModelOptions,
+  build: (fn: () => Uint8Array) => Uint8Array,
+): Promise<RoutedExperts> {
+  const ranges = expertGroups(w);
+  const groups = [];
+  for (const range of ranges) {
+    const graph = build(() => buildRoutedExpertsGraph(config.hiddenSize, moe, l, w, ranges.length === 1 ? undefined : range));
+    groups.push({ range, session: await GraphSession.create(`routed_experts_${l}_${range[0]}`, graph, options) });
+  }
+  return { config: moe, eScoreCorrectionBias: w.eScoreCorrectionBias?.data ?? null, groups };
 }
 
 /** Final RMSNorm + lm_head: h [R, D] -> logits [R, vocab]. */
-function buildLmHeadGraph(model: LoadedModel): Uint8Array {
-  const { config, weights } = model;
+function buildLmHeadGraph(config: ModelConfig, head: { readonly norm: Tensor; readonly lmHead: LinearWeight }): Uint8Array {
   const g = new GraphBuilder('lm_head');
   const h = g.input('h', DataType.FLOAT, ['R', config.hiddenSize]);
-  const logits = linear(g, rmsNorm(g, h, weights.norm, config.rmsNormEps), weights.lmHead);
+  const logits = linear(g, rmsNorm(g, h, head.norm, config.rmsNormEps), head.lmHead);
   g.markOutput(logits, 'logits', DataType.FLOAT, ['R', config.vocabSize]);
   return g.build();
 }

@@ -15,17 +15,11 @@
 // sparse attention graph below, fed by attention/sparse_mla.ts; MLA 6 in the post-attention graph below.
 import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
 import { linear, reshape, reshapeLike, rmsNorm, slice } from '../onnx/ops.ts';
-import type { AttentionWeights, ModelConfig, Tensor } from '../checkpoint/types.ts';
+import type { QuantBits } from '../../common/quantized.ts';
+import { valueUp } from './absorbed.ts';
+import type { AttentionWeights, LinearWeight, ModelConfig, Tensor } from '../checkpoint/types.ts';
 import type { KVCacheDtype } from '../../kvcache/kv_dtype.ts';
 import { cacheGraphOpset, latentPoolInput } from './kv_cache_graph.ts';
-
-/** W_UV^T: kv_b_proj rows [h, dn:dn+dv] as [H, dv, L] (row blocks, no transpose). */
-function valueUpWeight(config: ModelConfig, kvBProj: Tensor): Float32Array {
-  const { numAttentionHeads: H, qkNopeHeadDim: dn, vHeadDim: dv, kvLoraRank: L } = config;
-  const wUVt = new Float32Array(H * dv * L);
-  for (let h = 0; h < H; h++) wUVt.set(kvBProj.data.subarray((h * (dn + dv) + dn) * L, (h + 1) * (dn + dv) * L), h * dv * L);
-  return wUVt;
-}
 
 /** Finite, so a fully masked (padding) row can never turn into NaN. */
 export const MASKED = -1e30;
@@ -87,15 +81,19 @@ export function buildAttentionGraph(config: ModelConfig, keys: AttentionKeys, dt
 }
 
 /** o [N, H, L] -> W_UV, o_proj, residual; then RMSNorm_post. Dense layers finish the FFN here. */
-export function buildPostAttentionGraph(config: ModelConfig, layer: number, attn: AttentionWeights, postNorm: Tensor, ffn: PostAttentionFfn): Uint8Array {
-  const { hiddenSize: D, numAttentionHeads: H, vHeadDim: dv, kvLoraRank: L } = config;
+export function buildPostAttentionGraph(
+  config: ModelConfig,
+  layer: number,
+  attn: AttentionWeights<LinearWeight>,
+  postNorm: Tensor,
+  ffn: PostAttentionFfn,
+  quant: QuantBits | null = null,
+): Uint8Array {
+  const { hiddenSize: D, numAttentionHeads: H, kvLoraRank: L } = config;
   const g = new GraphBuilder(`post_attention_${layer}`);
   const h = g.input('h', DataType.FLOAT, ['N', D]);
   const o = g.input('o', DataType.FLOAT, ['N', H, L]);
-  const wUVt = valueUpWeight(config, attn.kvBProj);
-  const wUV = g.node('Transpose', [g.initializer(wUVt, [H, dv, L])], { perm: [0, 2, 1] }); // [H, L, dv], folded at load
-  const ov = g.node('MatMul', [g.node('Transpose', [o], { perm: [1, 0, 2] }), wUV]); // [H, N, dv]
-  const heads = reshape(g, g.node('Transpose', [ov], { perm: [1, 0, 2] }), [0, H * dv]); // [N, H * dv]
+  const heads = valueUp(g, config, o, attn.kvBProj, quant); // [N, H * dv]
   const h2 = g.node('Add', [h, linear(g, heads, attn.oProj)]);
   const x2 = rmsNorm(g, h2, postNorm, config.rmsNormEps);
   ffn(g, h2, x2);

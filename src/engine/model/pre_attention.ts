@@ -11,55 +11,42 @@
 // With an fp8 cache the indexer keys are stored Hadamard-rotated (kvcache/kv_row_codec.ts), so iq leaves
 // this graph rotated the same way (iq @ Had; orthonormal, so iq . ik is unchanged); ik leaves unrotated.
 import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
-import { layerNorm, linear, reshape, rmsNorm, ropeRotate, stackRows } from '../onnx/ops.ts';
+import { layerNorm, linear, reshape, rmsNorm, ropeRotate } from '../onnx/ops.ts';
+import type { QuantBits } from '../../common/quantized.ts';
+import { rowsOf, selectRows, stackRows } from '../quant/rows.ts';
+import { absorbedQuery } from './absorbed.ts';
 import { mlaSoftmaxScale, ropeRotation } from './rope.ts';
 import { hadamardMatrix } from '../../common/numeric/hadamard.ts';
-import type { AttentionWeights, IndexerConfig, ModelConfig, Tensor } from '../checkpoint/types.ts';
+import type { AttentionWeights, IndexerConfig, LinearWeight, ModelConfig, Tensor } from '../checkpoint/types.ts';
 
 const INDEXER_LAYERNORM_EPS = 1e-6; // fixed by the reference implementation, not from config
 
 /** q_b_proj / q_proj rows [H * (dn + dr), in] split into nope rows [H * dn, in] and rope rows [H * dr, in] (scaled). */
-function splitQRows(config: ModelConfig, w: Tensor, ropeScale: number): { nope: Float32Array; rope: Float32Array } {
+function splitQRows(config: ModelConfig, w: LinearWeight, ropeScale: number): { nope: LinearWeight; rope: LinearWeight } {
   const { numAttentionHeads: H, qkNopeHeadDim: dn, qkRopeHeadDim: dr } = config;
-  const cols = w.shape[1];
-  const nope = new Float32Array(H * dn * cols);
-  const rope = new Float32Array(H * dr * cols);
-  for (let h = 0; h < H; h++) {
-    const base = h * (dn + dr) * cols;
-    nope.set(w.data.subarray(base, base + dn * cols), h * dn * cols);
-    rope.set(w.data.subarray(base + dn * cols, base + (dn + dr) * cols), h * dr * cols);
-  }
-  for (let i = 0; i < rope.length; i++) rope[i] *= ropeScale;
-  return { nope, rope };
-}
-
-/** W_UK * scale: kv_b_proj rows [h, 0:dn] as [H, dn, L]. */
-function absorbedKeyWeight(config: ModelConfig, kvBProj: Tensor, scale: number): Float32Array {
-  const { numAttentionHeads: H, qkNopeHeadDim: dn, vHeadDim: dv, kvLoraRank: L } = config;
-  const wUK = new Float32Array(H * dn * L);
-  for (let h = 0; h < H; h++) wUK.set(kvBProj.data.subarray(h * (dn + dv) * L, (h * (dn + dv) + dn) * L), h * dn * L);
-  for (let i = 0; i < wUK.length; i++) wUK[i] *= scale;
-  return wUK;
-}
-
-function scaled(data: Float32Array, s: number): Float32Array {
-  return data.map((v) => v * s);
+  const heads = Array.from({ length: H }, (_, h) => h * (dn + dr));
+  return {
+    nope: selectRows(w, heads.map((r) => [r, r + dn] as const)),
+    rope: selectRows(w, heads.map((r) => [r + dn, r + dn + dr] as const), ropeScale),
+  };
 }
 
 /**
  * Inputs h [N, D], cos/sin [N, 1, dr] (interleaved layout), and with the indexer icos/isin [N, 1, Di]
  * (half-split layout). Outputs q [N, H, C], kv [N, 1, C]; with the indexer iq [N, Hi, Di], ik [N, 1, Di], iw [N, Hi].
  * rotateIndexerQuery: iq in the Hadamard basis of an fp8 indexer key cache (PagedKVStorage.indexerKeysRotated).
+ * quant: MatMulNBits bits/accuracy level of the quantised linear weights (null: float32 weights).
  */
 export function buildPreAttentionGraph(
   config: ModelConfig,
   layer: number,
-  attn: AttentionWeights,
+  attn: AttentionWeights<LinearWeight>,
   inputLayernorm: Tensor,
   indexerConfig: IndexerConfig | null,
   rotateIndexerQuery = false,
+  quant: QuantBits | null = null,
 ): Uint8Array {
-  const { hiddenSize: D, numAttentionHeads: H, qkNopeHeadDim: dn, qkRopeHeadDim: dr, kvLoraRank: L, rmsNormEps: eps } = config;
+  const { hiddenSize: D, numAttentionHeads: H, qkRopeHeadDim: dr, kvLoraRank: L, rmsNormEps: eps } = config;
   const scale = mlaSoftmaxScale(config);
   const indexer = indexerConfig ? attn.indexer : null;
   const idx = indexerConfig;
@@ -73,11 +60,14 @@ export function buildPreAttentionGraph(
   // MLA 1 / IDX 1, 2, 4: one GEMM over x; the q path continues from qr (q_lora) or directly (q_proj).
   const query = attn.query;
   const qFromX = query.kind === 'direct' ? splitQRows(config, query.qProj, scale) : null;
-  const xBlocks = qFromX ? [qFromX.nope, qFromX.rope] : query.kind === 'lora' ? [query.qAProj.data] : [];
-  xBlocks.push(attn.kvAProjWithMqa.data);
-  if (indexer && idx) xBlocks.push(indexer.wk.data, scaled(indexer.weightsProj.data, Math.pow(idx.nHeads, -0.5) * Math.pow(idx.headDim, -0.5)));
-  const xSizes = xBlocks.map((b) => b.length / D);
-  const xParts = g.nodeN('Split', [linear(g, x, stackRows(xBlocks, D)), g.int64s(xSizes)], xSizes.length, { axis: 1 });
+  const xBlocks: LinearWeight[] = qFromX ? [qFromX.nope, qFromX.rope] : query.kind === 'lora' ? [query.qAProj] : [];
+  xBlocks.push(attn.kvAProjWithMqa);
+  if (indexer && idx) {
+    const w = indexer.weightsProj;
+    xBlocks.push(indexer.wk, selectRows(w, [[0, rowsOf(w)]], Math.pow(idx.nHeads, -0.5) * Math.pow(idx.headDim, -0.5)));
+  }
+  const xSizes = xBlocks.map(rowsOf);
+  const xParts = g.nodeN('Split', [linear(g, x, stackRows(xBlocks)), g.int64s(xSizes)], xSizes.length, { axis: 1 });
   let qNope: string;
   let qPe: string;
   let iq: string | null = null;
@@ -87,17 +77,14 @@ export function buildPreAttentionGraph(
     const qr = rmsNorm(g, xParts[0], query.qALayernorm, eps);
     const { nope, rope } = splitQRows(config, query.qBProj, scale);
     const qrBlocks = [nope, rope];
-    if (indexer) qrBlocks.push(indexer.wqB.data);
-    const qLoraRank = query.qBProj.shape[1];
-    const qrSizes = qrBlocks.map((b) => b.length / qLoraRank);
-    [qNope, qPe, iq] = g.nodeN('Split', [linear(g, qr, stackRows(qrBlocks, qLoraRank)), g.int64s(qrSizes)], qrSizes.length, { axis: 1 });
+    if (indexer) qrBlocks.push(indexer.wqB);
+    const qrSizes = qrBlocks.map(rowsOf);
+    [qNope, qPe, iq] = g.nodeN('Split', [linear(g, qr, stackRows(qrBlocks)), g.int64s(qrSizes)], qrSizes.length, { axis: 1 });
   }
   const kvAIndex = qFromX ? 2 : 1;
 
   // MLA 2-3: absorbed query.
-  const qNopeH = g.node('Transpose', [reshape(g, qNope, [0, H, dn])], { perm: [1, 0, 2] }); // [H, N, dn]
-  const wUK = g.initializer(absorbedKeyWeight(config, attn.kvBProj, scale), [H, dn, L]);
-  const qLat = g.node('Transpose', [g.node('MatMul', [qNopeH, wUK])], { perm: [1, 0, 2] }); // [N, H, L]
+  const qLat = absorbedQuery(g, config, qNope, attn.kvBProj, scale, quant); // [N, H, L]
   const qPeRoped = ropeRotate(g, reshape(g, qPe, [0, H, dr]), cos, sin, rotation); // [N, H, dr]
   g.markOutput(g.node('Concat', [qLat, qPeRoped], { axis: -1 }), 'q', DataType.FLOAT, ['N', H, L + dr]);
 

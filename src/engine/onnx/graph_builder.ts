@@ -3,6 +3,7 @@
 // GraphProto{node=1, name=2, initializer=5, input=11, output=12}, NodeProto{input=1, output=2,
 // name=3, op_type=4, attribute=5, domain=7}, TensorProto{dims=1, data_type=2, name=8, raw_data=9},
 // AttributeProto{name=1, f=2, i=3, s=4, floats=7, ints=8, type=20}.
+import { EngineError } from '../../common/errors.ts';
 import { ProtoWriter } from './protobuf.ts';
 
 // UINT8 / UINT16 carry fp8 (e4m3) and bfloat16 cache codes across the JS boundary: onnxruntime-node
@@ -18,9 +19,11 @@ export type AttrValue = number | string | readonly number[] | { readonly float: 
 const DEFAULT_OPSET = 21;
 /** BitCast (uint16 <-> bfloat16 on ORT's CPU provider) exists from opset 26. */
 export const BITCAST_OPSET = 26;
+/** protobuf messages are limited to 2 GiB (ONNX Runtime refuses larger models). */
+const MAX_MODEL_BYTES = 2 ** 31 - 1;
 const IR_VERSION = 10;
 
-type Initializer = Float32Array | BigInt64Array | Int32Array;
+type Initializer = Float32Array | BigInt64Array | Int32Array | Uint8Array;
 
 export class GraphBuilder {
   private readonly nodes: ProtoWriter[] = [];
@@ -45,7 +48,9 @@ export class GraphBuilder {
 
   /** A constant tensor stored in the model (prepacked by ORT when it feeds a MatMul/Gemm). */
   initializer(data: Initializer, dims: readonly number[], name = this.fresh('w')): string {
-    const elemType = data instanceof Float32Array ? DataType.FLOAT : data instanceof BigInt64Array ? DataType.INT64 : DataType.INT32;
+    const elemType = data instanceof Float32Array ? DataType.FLOAT
+      : data instanceof BigInt64Array ? DataType.INT64
+      : data instanceof Int32Array ? DataType.INT32 : DataType.UINT8;
     const raw = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     this.initializers.push(new ProtoWriter().ints(1, dims).int(2, elemType).string(8, name).bytes(9, raw));
     return name;
@@ -97,6 +102,9 @@ export class GraphBuilder {
     const model = new ProtoWriter().int(1, IR_VERSION).string(2, 'dsv32-server').message(7, graph);
     model.message(8, new ProtoWriter().string(1, '').int(2, this.opset));
     model.message(8, new ProtoWriter().string(1, 'com.microsoft').int(2, 1));
+    if (model.length > MAX_MODEL_BYTES) {
+      throw new EngineError('DSV_ERR_INTERNAL', `graph ${this.name} is ${(model.length / 2 ** 30).toFixed(2)} GiB, over the 2 GiB limit of an ONNX (protobuf) model; split it`);
+    }
     return model.finish();
   }
 

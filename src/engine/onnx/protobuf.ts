@@ -6,14 +6,14 @@ const WIRE_VARINT = 0;
 const WIRE_LEN = 2;
 const WIRE_FIXED32 = 5;
 
-/** Accumulates encoded chunks; nested messages are encoded separately and embedded as bytes. */
+/** Accumulates encoded chunks; nested messages are embedded as their chunks, so only finish() copies bytes. */
 export class ProtoWriter {
   private readonly chunks: Uint8Array[] = [];
-  private length = 0;
+  private size = 0;
 
   private push(bytes: Uint8Array): void {
     this.chunks.push(bytes);
-    this.length += bytes.length;
+    this.size += bytes.length;
   }
 
   private key(field: number, wireType: number): void {
@@ -63,12 +63,21 @@ export class ProtoWriter {
     return this.bytes(field, new TextEncoder().encode(value));
   }
 
+  /** Embeds `sub` by reference (no copy): large initializers are copied once, by the outermost finish(). */
   message(field: number, sub: ProtoWriter): this {
-    return this.bytes(field, sub.finish());
+    this.key(field, WIRE_LEN);
+    this.rawVarint(BigInt(sub.length));
+    for (const c of sub.chunks) this.push(c);
+    return this;
+  }
+
+  /** Encoded bytes so far. */
+  get length(): number {
+    return this.size;
   }
 
   finish(): Uint8Array {
-    const out = new Uint8Array(this.length);
+    const out = new Uint8Array(this.size);
     let offset = 0;
     for (const c of this.chunks) {
       out.set(c, offset);

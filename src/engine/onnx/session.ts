@@ -5,6 +5,10 @@ import * as ort from 'onnxruntime-node';
 export interface SessionOptions {
   /** Intra-op threads per session (default 2: the machines this targets have 2 cores). */
   readonly numThreads?: number;
+  /** Measurement switch (bench/ort_memory.ts): keep initializers as given instead of prepacking them. */
+  readonly disablePrepacking?: boolean;
+  /** ORT's CPU memory arena (default on). */
+  readonly cpuMemArena?: boolean;
 }
 
 export type Feed = Record<string, ort.Tensor>;
@@ -41,9 +45,11 @@ export class GraphSession {
       interOpNumThreads: 1,
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
+      enableCpuMemArena: options.cpuMemArena ?? true,
+      executionProviders: [{ name: 'cpu', useArena: options.cpuMemArena ?? true }],
       // Sessions run one after another on the same cores; spinning pool threads of an idle
       // session would steal cycles from the one that is running.
-      extra: { session: { intra_op: { allow_spinning: '0' } } },
+      extra: { session: { intra_op: { allow_spinning: '0' }, ...(options.disablePrepacking && { disable_prepacking: '1' }) } },
     });
     return new GraphSession(session, name);
   }

@@ -4,6 +4,7 @@
 import { setImmediate as nextTick } from 'node:timers/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { AsyncQueue } from '../../common/async_queue.ts';
+import { describePlan } from '../memory_plan.ts';
 import { EngineError } from '../../common/errors.ts';
 import { EngineCore } from '../engine_core.ts';
 import { RequestStatus } from '../request.ts';
@@ -91,6 +92,9 @@ async function main(): Promise<void> {
         kvCacheDtype: storage.dtype,
         usesIndexer: core.runner.model.indexer !== null,
         loadSeconds: (performance.now() - t0) / 1000,
+        quantization: loaded.quantization,
+        memoryPlan: describePlan(loaded.memoryPlan),
+        loadWarnings: loaded.loadWarnings,
       },
     });
   } catch (err) {

@@ -30,6 +30,12 @@ export interface ModelInfo {
   readonly kvCacheDtype: KVCacheDtype;
   readonly usesIndexer: boolean;
   readonly loadSeconds: number;
+  /** --quantization of the weights. */
+  readonly quantization: string;
+  /** The memory plan the model was admitted with, one line (engine/memory_plan.ts describePlan). */
+  readonly memoryPlan: string;
+  /** Warnings while loading (the quantised-weights cache), for the start-up log. */
+  readonly loadWarnings: readonly string[];
 }
 
 export interface SerializedError {

@@ -15,6 +15,8 @@ const INVALID: readonly { flag: string; value: string; expected: string }[] = [
   { flag: 'max-request-body', value: '0', expected: 'expected a positive byte size such as 4096, 512MiB, 2GiB or 1G' },
   { flag: 'drain-timeout', value: '-3', expected: 'expected a non-negative number of seconds' },
   { flag: 'log-level', value: 'loud', expected: 'expected one of fatal, error, warn, info, debug, trace, silent' },
+  { flag: 'quantization', value: 'fp8', expected: 'expected one of none, int8, int4' },
+  { flag: 'quantized-weights-dir', value: ' ', expected: 'expected a non-empty string' },
   { flag: 'host', value: '', expected: 'expected a non-empty string' },
   { flag: 'served-model-name', value: 'a,,b', expected: 'expected one or more non-empty names, comma-separated' },
 ];

@@ -2,7 +2,7 @@
 // must be summed (repeated: a racy reduction would make some runs differ).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildRoutedExpertsGraph, dispatch } from '../../../src/engine/model/moe.ts';
+import { buildRoutedExpertsGraph, dispatch, dispatchGroup, expertGroups, type ExpertDispatch } from '../../../src/engine/model/moe.ts';
 import type { MoeConfig, MoeWeights, Tensor } from '../../../src/engine/checkpoint/types.ts';
 import { floatTensor, GraphSession, int32Tensor, int64Tensor } from '../../../src/engine/onnx/session.ts';
 import { seededRandom } from '../../../tools/checkpoint/random_weights.ts';
@@ -62,4 +62,37 @@ test('routed experts equal a float64 reference, run after run', async () => {
     else assert.deepEqual(out, first, `run ${run} differs bitwise from run 0`);
   }
   await session.release();
+});
+
+test('a layer split into expert ranges (protobuf 2 GiB limit) gives the single graph\'s output', async () => {
+  const moe = { moeIntermediateSize: I, numExpertsPerTok: K } as MoeConfig;
+  const experts = Array.from({ length: E }, () => ({ gateProj: tensor([I, D]), upProj: tensor([I, D]), downProj: tensor([D, I]) }));
+  const weights = { gate: tensor([E, D]), eScoreCorrectionBias: null, experts, sharedExperts: null } as MoeWeights;
+  const perExpert = 3 * I * D * 4;
+  const ranges = expertGroups(weights, 3 * perExpert); // 8 experts, 3 per graph
+  assert.deepEqual(ranges, [[0, 3], [3, 6], [6, 8]]);
+  assert.deepEqual(expertGroups(weights), [[0, E]]);
+  const n = 50;
+  const x = Float32Array.from({ length: n * D }, () => rng.normal());
+  const h = Float32Array.from({ length: n * D }, () => rng.normal());
+  const chosen = Int32Array.from({ length: n * K }, (_, i) => ((i >> 1) * 3 + (i & 1) * 5) % E);
+  const d = dispatch(chosen, Float32Array.from({ length: n * K }, () => rng.uniform()), E, K);
+  const feed = (part: ExpertDispatch, hIn: Float32Array) => ({
+    x: floatTensor(x, [n, D]), h: floatTensor(hIn, [n, D]), rows: int32Tensor(part.rows, [part.rows.length]),
+    sizes: int64Tensor(part.sizes, [part.sizes.length]), w: floatTensor(part.weights, [part.rows.length, 1]), inverse: int32Tensor(part.inverse, [part.inverse.length]),
+  });
+  const whole = await GraphSession.create('whole', buildRoutedExpertsGraph(D, moe, 0, weights));
+  const [want] = await whole.run(feed(d, h), ['h_out']);
+  await whole.release();
+  let out: Float32Array = h;
+  for (const [e0, e1] of ranges) {
+    const part = dispatchGroup(d, e0, e1);
+    assert.ok(part.inverse.every((r) => r <= part.rows.length));
+    const s = await GraphSession.create(`part_${e0}`, buildRoutedExpertsGraph(D, moe, 0, weights, [e0, e1]));
+    [out] = await s.run(feed(part, out), ['h_out']);
+    await s.release();
+  }
+  let maxDiff = 0;
+  for (let i = 0; i < out.length; i++) maxDiff = Math.max(maxDiff, Math.abs(out[i]! - want![i]!));
+  assert.ok(maxDiff < 1e-5, `max |split - whole| ${maxDiff}`);
 });

@@ -1,0 +1,201 @@
+// The memory plan: what a model will hold resident at a quantisation mode, computed from config.json
+// (the weight manifest) before any tensor is read, against the machine's memory. A plan that does not
+// fit is refused at start-up with one message giving the numbers and the settings that would fit,
+// instead of an OOM kill half-way through loading.
+//
+//   total = runtime base + weights (at the mode) + KV cache + max(load peak, activations)
+// where the load peak is the transient of building and compiling the largest single graph (see
+// LOAD_PEAK_FACTOR) and the activations are those of one step at the token budget; the two never
+// coexist (loading ends before the first step). Float32 is the unquantised resident format.
+import { existsSync, readFileSync } from 'node:fs';
+import { totalmem } from 'node:os';
+import { EngineError } from '../common/errors.ts';
+import { numel, weightManifest, type WeightSpec } from './checkpoint/manifest.ts';
+import type { ModelConfig } from './checkpoint/types.ts';
+import { kBlocks, quantizedBytes } from './quant/block_quant.ts';
+import { QUANTIZATION_MODES, quantBits, type QuantizationMode } from './quant/quant_mode.ts';
+
+/**
+ * Bytes ORT holds per block of 32 weights once a MatMulNBits session is created (accuracy level 4):
+ * the prepacked codes plus a float32 block sum for the int8 kernels, plus the scales initializer, which
+ * ORT keeps (its PrePack reports scales as not packed). The raw codes initializer is released.
+ * Measured with bench/ort_memory.ts ([8192, 8192] and [16384, 8192] weights): resident 1.2x the
+ * 20-byte int4 blocks and 1.11x the 36-byte int8 blocks; float32 weights 1.0x (no raw + prepacked duplicate).
+ */
+export const ORT_BYTES_PER_BLOCK = { 4: 24, 8: 40 } as const;
+/**
+ * Peak resident bytes while one graph is compiled, per byte of its weights: the ModelProto buffer, ORT's
+ * parsed copy, its initializer and the prepacked copy. Measured with bench/ort_memory.ts: 3.1x (f32),
+ * 3.6x (int8), 4.1x (int4) of the weights at the peak of session creation.
+ */
+export const LOAD_PEAK_FACTOR = 4.2;
+/** Node.js, V8 heap, ORT's libraries and thread pools, tokenizer: measured ~150 MiB idle; rounded up. */
+export const RUNTIME_BASE_BYTES = 256 * 2 ** 20;
+/** A fraction of the machine kept free for the OS, page cache and other processes. */
+export const HEADROOM_FRACTION = 0.08;
+
+export interface MachineMemory {
+  readonly bytes: number;
+  /** Where the limit comes from, for messages. */
+  readonly source: string;
+}
+
+function readLimit(file: string): number | null {
+  if (!existsSync(file)) return null;
+  const text = readFileSync(file, 'utf8').trim();
+  const bytes = Number(text);
+  // cgroup v2 writes "max" for no limit; v1 writes a huge page-rounded number.
+  return text === 'max' || !Number.isSafeInteger(bytes) || bytes <= 0 ? null : bytes;
+}
+
+/** The memory this process may use: the cgroup limit if there is one (v2, then v1), else total memory. */
+export function machineMemoryBytes(root = '/sys/fs/cgroup'): MachineMemory {
+  const total = totalmem();
+  for (const file of [`${root}/memory.max`, `${root}/memory/memory.limit_in_bytes`]) {
+    const limit = readLimit(file);
+    if (limit !== null && limit < total) return { bytes: limit, source: `cgroup limit ${file}` };
+  }
+  return { bytes: total, source: 'total memory' };
+}
+
+/**
+ * Resident bytes of one tensor at `mode`: linear weights as ORT holds them quantised, the embedding as
+ * int8 rows (a JS-side table), the rest float32.
+ */
+export function residentBytes(spec: WeightSpec, mode: QuantizationMode): number {
+  const bits = quantBits(mode);
+  if (bits === null || spec.shape.length !== 2) return numel(spec) * 4;
+  const [rows, cols] = spec.shape;
+  if (spec.role === 'linear') return rows * kBlocks(cols) * ORT_BYTES_PER_BLOCK[bits];
+  // A gather needs no int4 kernel: int8 rows keep the table's error below the GEMMs' either way.
+  if (spec.role === 'embedding') return quantizedBytes(rows, cols, 8);
+  return numel(spec) * 4;
+}
+
+export interface WeightBytes {
+  readonly total: number;
+  /** Weights of the largest single graph (a layer's routed experts, a layer's dense part, or lm_head). */
+  readonly largestGraph: number;
+  readonly numParameters: number;
+}
+
+/** Which graph a tensor ends up in: its layer's routed experts, the rest of its layer, or a model-level graph. */
+function graphOf(name: string): string {
+  const layer = /^model\.layers\.(\d+)\./.exec(name);
+  if (layer === null) return name;
+  return name.includes('.mlp.experts.') ? `experts ${layer[1]}` : `layer ${layer[1]}`;
+}
+
+export function weightBytes(config: ModelConfig, mode: QuantizationMode): WeightBytes {
+  const byGraph = new Map<string, number>();
+  let total = 0;
+  let numParameters = 0;
+  for (const spec of weightManifest(config)) {
+    const bytes = residentBytes(spec, mode);
+    total += bytes;
+    numParameters += numel(spec);
+    // The embedding is a JS-side table, never a graph initializer.
+    if (spec.role !== 'embedding') byGraph.set(graphOf(spec.name), (byGraph.get(graphOf(spec.name)) ?? 0) + bytes);
+  }
+  return { total, largestGraph: Math.max(0, ...byGraph.values()), numParameters };
+}
+
+/** Weight bytes one decode token reads at `mode`: everything but the embedding table (one row) and the experts not picked. */
+export function decodeWeightBytes(config: ModelConfig, mode: QuantizationMode): number {
+  const k = config.moe?.numExpertsPerTok ?? 0;
+  let bytes = 0;
+  for (const spec of weightManifest(config)) {
+    const expert = /\.mlp\.experts\.(\d+)\./.exec(spec.name);
+    if (expert !== null && Number(expert[1]) >= k) continue; // k experts' worth
+    bytes += spec.role === 'embedding' ? residentBytes(spec, mode) / spec.shape[0] : residentBytes(spec, mode);
+  }
+  return bytes;
+}
+
+export interface MemoryPlanInput {
+  readonly config: ModelConfig;
+  readonly quantization: QuantizationMode;
+  /** Bytes of the KV cache (the --kv-cache-memory budget, or --num-kv-blocks x bytes per block). */
+  readonly kvCacheBytes: number;
+  /** Step token budget: sizes the activations of one step (and its logits rows, for prompt logprobs). */
+  readonly maxNumBatchedTokens: number;
+  /** Largest attention score tensor of one run (elements). */
+  readonly maxAttentionScoreElements: number;
+}
+
+export interface MemoryPlan {
+  readonly quantization: QuantizationMode;
+  readonly weights: number;
+  readonly kvCache: number;
+  /** Node, V8, ORT libraries and thread pools. */
+  readonly runtimeBase: number;
+  readonly activations: number;
+  readonly loadPeak: number;
+  readonly total: number;
+  readonly machine: MachineMemory;
+  /** total may use at most this much: the machine minus HEADROOM_FRACTION. */
+  readonly usable: number;
+  readonly fits: boolean;
+}
+
+/**
+ * Float32 activations of one step, an upper bound: per token the residual stream, norms and projections
+ * of a layer (~8 x hidden), the MLP or the routed experts' rows (3 x intermediate per chosen expert and
+ * shared expert), attention queries and outputs (2 x heads x latent), and a logits row (every row may
+ * return logits with prompt_logprobs); plus the attention scores of one run (scores, masked, softmax).
+ * Sessions run one at a time, so one layer's worth counts.
+ */
+export function activationBytes(c: ModelConfig, maxNumBatchedTokens: number, maxAttentionScoreElements: number): number {
+  const m = c.moe;
+  const mlpWidth = Math.max(c.intermediateSize, m ? m.moeIntermediateSize * (m.numExpertsPerTok + m.nSharedExperts) : 0);
+  const perToken = 8 * c.hiddenSize + 3 * mlpWidth + 2 * c.numAttentionHeads * (c.kvLoraRank + c.qkRopeHeadDim) + c.vocabSize;
+  return 4 * (maxNumBatchedTokens * perToken + 3 * maxAttentionScoreElements);
+}
+
+export function planMemory(input: MemoryPlanInput, machine: MachineMemory = machineMemoryBytes()): MemoryPlan {
+  const w = weightBytes(input.config, input.quantization);
+  const activations = activationBytes(input.config, input.maxNumBatchedTokens, input.maxAttentionScoreElements);
+  const loadPeak = w.largestGraph * LOAD_PEAK_FACTOR;
+  const total = RUNTIME_BASE_BYTES + w.total + input.kvCacheBytes + Math.max(loadPeak, activations);
+  const usable = Math.floor(machine.bytes * (1 - HEADROOM_FRACTION));
+  return {
+    quantization: input.quantization, weights: w.total, kvCache: input.kvCacheBytes, runtimeBase: RUNTIME_BASE_BYTES, activations, loadPeak,
+    total, machine, usable, fits: total <= usable,
+  };
+}
+
+/** GiB with one decimal; below 1 GiB, whole MiB. */
+export function gib(bytes: number): string {
+  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : `${Math.ceil(bytes / 2 ** 20)} MiB`;
+}
+
+/** One line for the start-up log. */
+export function describePlan(p: MemoryPlan): string {
+  return `weights ${gib(p.weights)} (${p.quantization === 'none' ? 'float32' : p.quantization}) + KV cache ${gib(p.kvCache)}`
+    + ` + runtime ${gib(p.runtimeBase)} + max(load peak ${gib(p.loadPeak)}, activations ${gib(p.activations)})`
+    + ` = ${gib(p.total)} of ${gib(p.usable)} usable (${gib(p.machine.bytes)} ${p.machine.source})`;
+}
+
+/** The refusal: the numbers, then what would fit (another mode, and/or a smaller KV cache). */
+export function refusalMessage(input: MemoryPlanInput, plan: MemoryPlan): string {
+  const options: string[] = [];
+  for (const mode of QUANTIZATION_MODES) {
+    const p = mode === input.quantization ? plan : planMemory({ ...input, quantization: mode }, plan.machine);
+    if (p.fits) {
+      if (mode !== input.quantization) options.push(`--quantization ${mode} (${gib(p.total)})`);
+      continue;
+    }
+    // The largest KV cache this mode leaves room for, if any (a whole MiB below the limit).
+    const room = Math.floor((p.usable - (p.total - p.kvCache)) / 2 ** 20);
+    if (room >= 1) options.push(`--quantization ${mode} with --kv-cache-memory ${room}MiB or less`);
+  }
+  const fix = options.length > 0 ? `; would fit: ${options.join(', or ')}` : '; no --quantization or --kv-cache-memory setting fits this machine';
+  return `the model does not fit in memory: ${describePlan(plan)}${fix}`;
+}
+
+/** Plans and refuses (DSV_ERR_CONFIG) when the plan does not fit; returns the plan to log otherwise. */
+export function checkMemoryPlan(input: MemoryPlanInput, machine: MachineMemory = machineMemoryBytes()): MemoryPlan {
+  const plan = planMemory(input, machine);
+  if (!plan.fits) throw new EngineError('DSV_ERR_CONFIG', refusalMessage(input, plan));
+  return plan;
+}

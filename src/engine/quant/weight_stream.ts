@@ -1,0 +1,212 @@
+// The streaming loader: a checkpoint read one group at a time (the embedding, each layer, the head), with
+// --quantization applied tensor by tensor as the bytes arrive, so neither the float32 model nor the whole
+// quantised model needs to exist in JS at once: the caller builds a layer's graphs and drops the group.
+//
+// Before any tensor is read, open() checks every tensor the config implies (presence, shape, dtype, FP8
+// scale companions) from the safetensors headers, so a bad checkpoint fails in seconds.
+//
+// What is quantised (int8 / int4): every linear weight except kv_b_proj, which the graphs use only in
+// derived per-head forms (W_UK is applied along qk_nope, so its blocks must run along another axis than
+// kv_b_proj's): the graph builders quantise those derived matrices themselves. The embedding becomes int8
+// rows (read by row, dequantised per step); router gates, norms and biases stay float32.
+import { existsSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { CheckpointError } from '../../common/errors.ts';
+import { isQuantized, type LinearWeight } from '../../common/quantized.ts';
+import { readModelConfig } from '../checkpoint/config.ts';
+import { decodeToFloat32, dequantizeFp8Blocks, fp8ScaleShape, type FloatDType } from '../checkpoint/dtype.ts';
+import { numel, weightManifest, type WeightSpec } from '../checkpoint/manifest.ts';
+import { Checkpoint, type DType, type TensorInfo } from '../checkpoint/safetensors.ts';
+import type { LayerWeights, ModelConfig, Tensor } from '../checkpoint/types.ts';
+import { layerWeights, type TensorSource } from '../checkpoint/weights.ts';
+import type { QuantBits } from '../../common/quantized.ts';
+import type { CachedTensor } from './cache_file.ts';
+import { quantBits, type QuantizationMode } from './quant_mode.ts';
+import { readQuantized } from './quantizing_reader.ts';
+import { QuantizedWeightsCache, type CacheLog } from './weights_cache.ts';
+
+/** A loaded tensor: float32 ({data, shape}), or quantised (linear weights and the embedding at int8/int4). */
+export type LoadedTensor = LinearWeight;
+export { isQuantized };
+
+const MATRIX_DTYPES: readonly DType[] = ['F32', 'BF16', 'F16', 'F8_E4M3'];
+const VECTOR_DTYPES: readonly DType[] = ['F32', 'BF16', 'F16'];
+const SCALE_DTYPES: readonly DType[] = ['F32', 'BF16'];
+
+export interface WeightStreamOptions {
+  readonly quantization: QuantizationMode;
+  /** --quantized-weights-dir; null = no cache. Unused without quantisation. */
+  readonly cacheDir?: string | null;
+  readonly log?: CacheLog;
+}
+
+/** The group a tensor is loaded with: 'embed', 'layer.<l>' or 'head'. */
+export function groupOf(name: string): string {
+  const m = /^model\.layers\.(\d+)\./.exec(name);
+  if (m !== null) return `layer.${m[1]}`;
+  return name === 'model.embed_tokens.weight' ? 'embed' : 'head';
+}
+
+/** Whether a tensor is quantised at load time (see the file comment). */
+export function quantizedOnLoad(spec: WeightSpec): boolean {
+  return (spec.role === 'linear' && !spec.name.endsWith('.kv_b_proj.weight')) || spec.role === 'embedding';
+}
+
+function fail(file: string, message: string): never {
+  throw new CheckpointError('DSV_ERR_CHECKPOINT', file, message);
+}
+
+/** The weight tree's tensors from one loaded group (shapes and dtypes were checked at open()). */
+class GroupSource implements TensorSource<LinearWeight> {
+  constructor(private readonly tensors: ReadonlyMap<string, LoadedTensor>) {}
+
+  private get(name: string): LoadedTensor {
+    const t = this.tensors.get(name);
+    if (t === undefined) throw new Error(`internal: tensor "${name}" is not in its group`);
+    return t;
+  }
+
+  matrix(name: string): LinearWeight {
+    return this.get(name);
+  }
+
+  f32Matrix(name: string): Tensor {
+    return this.vector(name);
+  }
+
+  vector(name: string): Tensor {
+    const t = this.get(name);
+    if (isQuantized(t)) throw new Error(`internal: tensor "${name}" was quantised`);
+    return t;
+  }
+}
+
+export class WeightStream {
+  private constructor(
+    readonly dir: string,
+    readonly config: ModelConfig,
+    readonly quantization: QuantizationMode,
+    private readonly ckpt: Checkpoint,
+    private readonly groups: ReadonlyMap<string, readonly WeightSpec[]>,
+    private readonly cache: QuantizedWeightsCache | null,
+  ) {}
+
+  static open(dir: string, options: WeightStreamOptions): WeightStream {
+    const abs = path.resolve(dir);
+    if (!existsSync(abs) || !statSync(abs).isDirectory()) throw new CheckpointError('DSV_ERR_CONFIG', abs, 'model directory not found');
+    const config = readModelConfig(abs);
+    const ckpt = Checkpoint.open(abs);
+    try {
+      const groups = new Map<string, WeightSpec[]>();
+      for (const spec of weightManifest(config)) {
+        checkSpec(ckpt, spec);
+        const g = groupOf(spec.name);
+        groups.set(g, [...(groups.get(g) ?? []), spec]);
+      }
+      const log = options.log ?? { info: () => {}, warn: () => {} };
+      const useCache = options.cacheDir != null && options.quantization !== 'none';
+      const cache = useCache ? QuantizedWeightsCache.open(options.cacheDir!, abs, options.quantization, log) : null;
+      return new WeightStream(abs, config, options.quantization, ckpt, groups, cache);
+    } catch (e) {
+      ckpt.close();
+      throw e;
+    }
+  }
+
+  get quantBits(): QuantBits | null {
+    return quantBits(this.quantization);
+  }
+
+  /** Parameters of every tensor the model loads (as stored in the checkpoint, excluding FP8 scales). */
+  get numParameters(): number {
+    let n = 0;
+    for (const specs of this.groups.values()) for (const s of specs) n += numel(s);
+    return n;
+  }
+
+  /** The token embedding [vocab, hidden]: float32, or int8 rows under --quantization. */
+  embedding(): LinearWeight {
+    return this.group('embed').get('model.embed_tokens.weight')!;
+  }
+
+  /** Layer l's weight tree (read, quantised, cached now). */
+  layer(l: number): LayerWeights<LinearWeight> {
+    return layerWeights(new GroupSource(this.group(`layer.${l}`)), this.config, l);
+  }
+
+  head(): { norm: Tensor; lmHead: LinearWeight } {
+    const t = new GroupSource(this.group('head'));
+    return { norm: t.vector('model.norm.weight'), lmHead: t.matrix('lm_head.weight') };
+  }
+
+  /** 'embed', 'layer.0' .. 'layer.<n-1>', 'head', in load order. */
+  get groupNames(): string[] {
+    return [...this.groups.keys()];
+  }
+
+  /** The group's tensors by HF name: from the cache when it holds them, else read (and quantised) now. */
+  group(name: string): Map<string, LoadedTensor> {
+    const specs = this.groups.get(name);
+    if (specs === undefined) throw new Error(`no weight group "${name}"`);
+    const cached = this.cache?.read(name);
+    if (cached != null && sameNames(cached, specs)) return fromCache(cached);
+    const out = new Map<string, LoadedTensor>();
+    for (const spec of specs) out.set(spec.name, this.load(spec));
+    this.cache?.write(name, toCache(out));
+    return out;
+  }
+
+  private load(spec: WeightSpec): LoadedTensor {
+    const info = this.ckpt.get(spec.name)!;
+    const bits = quantBits(this.quantization);
+    const scaleInv = info.dtype === 'F8_E4M3' ? this.scaleInv(info) : null;
+    if (bits !== null && quantizedOnLoad(spec)) return readQuantized(this.ckpt, info, spec.role === 'embedding' ? 8 : bits, scaleInv);
+    if (scaleInv !== null) return { data: dequantizeFp8Blocks(this.ckpt.read(spec.name), spec.shape[0], spec.shape[1]!, scaleInv), shape: spec.shape };
+    return { data: decodeToFloat32(this.ckpt.read(spec.name), info.dtype as FloatDType), shape: spec.shape };
+  }
+
+  private scaleInv(info: TensorInfo): Float32Array {
+    const s = this.ckpt.get(`${info.name}_scale_inv`)!;
+    return decodeToFloat32(this.ckpt.read(s.name), s.dtype as FloatDType);
+  }
+
+  close(): void {
+    this.ckpt.close();
+  }
+}
+
+function fmt(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+/** Presence, shape and dtype of one tensor (and of an FP8 weight's block scales), from the headers. */
+function checkSpec(ckpt: Checkpoint, spec: WeightSpec): void {
+  const info = ckpt.get(spec.name);
+  if (info === undefined) fail(ckpt.fileOf(spec.name), `tensor "${spec.name}" is missing (expected shape ${fmt(spec.shape)})`);
+  const dtypes = spec.shape.length === 2 ? MATRIX_DTYPES : VECTOR_DTYPES;
+  if (!dtypes.includes(info.dtype)) fail(info.file, `tensor "${spec.name}" has dtype ${info.dtype}, expected one of ${dtypes.join(', ')}`);
+  if (info.shape.length !== spec.shape.length || info.shape.some((d, i) => d !== spec.shape[i])) {
+    fail(info.file, `tensor "${spec.name}" has shape ${fmt(info.shape)}, expected ${fmt(spec.shape)}`);
+  }
+  if (info.dtype !== 'F8_E4M3') return;
+  const name = `${spec.name}_scale_inv`;
+  const want = fp8ScaleShape(spec.shape[0], spec.shape[1]!);
+  const s = ckpt.get(name);
+  if (s === undefined) fail(ckpt.fileOf(name), `tensor "${name}" is missing (block scales of F8_E4M3 "${spec.name}", expected shape ${fmt(want)})`);
+  if (!SCALE_DTYPES.includes(s.dtype)) fail(s.file, `tensor "${name}" has dtype ${s.dtype}, expected one of ${SCALE_DTYPES.join(', ')}`);
+  if (s.shape.length !== 2 || s.shape[0] !== want[0] || s.shape[1] !== want[1]) fail(s.file, `tensor "${name}" has shape ${fmt(s.shape)}, expected ${fmt(want)}`);
+}
+
+function sameNames(cached: ReadonlyMap<string, CachedTensor>, specs: readonly WeightSpec[]): boolean {
+  return cached.size === specs.length && specs.every((s) => cached.has(s.name));
+}
+
+function fromCache(cached: ReadonlyMap<string, CachedTensor>): Map<string, LoadedTensor> {
+  return new Map([...cached].map(([name, t]) => [name, t.kind === 'quantized' ? t.matrix : { data: t.data, shape: t.shape }]));
+}
+
+function toCache(tensors: ReadonlyMap<string, LoadedTensor>): Map<string, CachedTensor> {
+  return new Map(
+    [...tensors].map(([name, t]): [string, CachedTensor] => [name, isQuantized(t) ? { kind: 'quantized', matrix: t } : { kind: 'f32', data: t.data, shape: t.shape }]),
+  );
+}

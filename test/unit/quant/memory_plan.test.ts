@@ -1,0 +1,115 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir, totalmem } from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { benchLite } from '../../../bench/models.ts';
+import { EngineError } from '../../../src/common/errors.ts';
+import { parseModelConfig } from '../../../src/engine/checkpoint/config.ts';
+import { numKvBlocksFor } from '../../../src/engine/model_runner.ts';
+import { PagedKVStorage } from '../../../src/kvcache/paged_kv_storage.ts';
+import {
+  checkMemoryPlan, HEADROOM_FRACTION, machineMemoryBytes, planMemory, weightBytes, type MachineMemory, type MemoryPlanInput,
+} from '../../../src/engine/memory_plan.ts';
+
+const GiB = 2 ** 30;
+const lite = parseModelConfig(benchLite);
+const machine24: MachineMemory = { bytes: 24 * GiB, source: 'total memory' };
+const input = (quantization: MemoryPlanInput['quantization'], kvCacheBytes = GiB): MemoryPlanInput => ({
+  config: lite, quantization, kvCacheBytes, maxNumBatchedTokens: 2048, maxAttentionScoreElements: 1 << 25,
+});
+
+const tmp = mkdtempSync(path.join(tmpdir(), 'dsv-memplan-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('memory plan', () => {
+  it('weights of DeepSeek-V2-Lite at each mode follow from the config alone', () => {
+    const none = weightBytes(lite, 'none');
+    const int8 = weightBytes(lite, 'int8');
+    const int4 = weightBytes(lite, 'int4');
+    assert.ok(Math.abs(none.numParameters - 15.706e9) < 0.01e9, `${none.numParameters} parameters`);
+    assert.equal(none.total, none.numParameters * 4);
+    // Linear weights as ORT holds them: 40 bytes per 32 (int8) or 24 per 32 (int4) (every K here is a
+    // multiple of 32); the 209.7M embedding as int8 rows (36 per 32); norms and router gates float32.
+    const embed = 102400 * 2048;
+    const small = 27 * 2 * 2048 + 27 * 512 + 2048 + 26 * 64 * 2048;
+    const linear = none.numParameters - embed - small;
+    assert.equal(int8.total, (linear * 40) / 32 + (embed * 36) / 32 + small * 4);
+    assert.equal(int4.total, (linear * 24) / 32 + (embed * 36) / 32 + small * 4);
+    // The largest graph is one layer's 64 routed experts: 3 x 64 x 1408 x 2048 weights.
+    assert.equal(int4.largestGraph, (3 * 64 * 1408 * 2048 * 24) / 32);
+    assert.ok(int4.total / GiB > 11.0 && int4.total / GiB < 11.1, `${int4.total / GiB} GiB`);
+  });
+
+  it('refuses float32 V2-Lite on 24 GiB with the numbers and the settings that fit', () => {
+    assert.throws(() => checkMemoryPlan(input('none'), machine24), (e: unknown) => {
+      assert.ok(e instanceof EngineError && e.code === 'DSV_ERR_CONFIG');
+      assert.match(e.message, /^the model does not fit in memory: weights 58\.5 GiB \(float32\) \+ KV cache 1\.0 GiB/);
+      assert.match(e.message, /of 22\.1 GiB usable \(24\.0 GiB total memory\)/);
+      // ORT holds int8 V2-Lite in 18.3 GiB: with 1 GiB of KV it misses 22.1 GiB, with less it fits.
+      assert.match(e.message, /would fit: --quantization int8 with --kv-cache-memory \d+MiB or less, or --quantization int4 \(14\.0 GiB\)$/);
+      return true;
+    });
+  });
+
+  it('suggests a smaller KV cache when that is what fits', () => {
+    // int8 does not fit 24 GiB with 6 GiB of KV; int4 does, and int8 would with less KV.
+    const plan = planMemory(input('int8', 6 * GiB), machine24);
+    assert.equal(plan.fits, false);
+    assert.throws(() => checkMemoryPlan(input('int8', 6 * GiB), machine24), (e: unknown) => {
+      const m = (e as Error).message;
+      const room = Math.floor((plan.usable - (plan.total - plan.kvCache)) / 2 ** 20);
+      assert.ok(m.includes(`--quantization int8 with --kv-cache-memory ${room}MiB or less`), m);
+      assert.ok(m.includes('--quantization int4 ('), m);
+      assert.ok(!m.includes('--quantization none'), m);
+      return true;
+    });
+  });
+
+  it('says so when nothing fits', () => {
+    const tiny: MachineMemory = { bytes: 4 * GiB, source: 'cgroup limit /x/memory.max' };
+    assert.throws(() => checkMemoryPlan(input('int4'), tiny), /no --quantization or --kv-cache-memory setting fits this machine/);
+  });
+
+  it('accepts int4, and int8 with a 512 MiB KV cache, on 24 GiB; the plan adds up', () => {
+    for (const mode of ['int4', 'int8'] as const) {
+      const p = checkMemoryPlan(input(mode, GiB / 2), machine24);
+      assert.equal(p.total, p.runtimeBase + p.weights + p.kvCache + Math.max(p.loadPeak, p.activations));
+      assert.equal(p.usable, Math.floor(24 * GiB * (1 - HEADROOM_FRACTION)));
+    }
+  });
+
+  it('machine memory: a cgroup v2 or v1 limit below total memory wins; "max" and huge v1 values mean none', () => {
+    const v2 = path.join(tmp, 'v2');
+    mkdirSync(v2);
+    writeFileSync(path.join(v2, 'memory.max'), `${8 * GiB}\n`);
+    assert.deepEqual(machineMemoryBytes(v2), { bytes: 8 * GiB, source: `cgroup limit ${v2}/memory.max` });
+    writeFileSync(path.join(v2, 'memory.max'), 'max\n');
+    assert.deepEqual(machineMemoryBytes(v2), { bytes: totalmem(), source: 'total memory' });
+    const v1 = path.join(tmp, 'v1');
+    mkdirSync(path.join(v1, 'memory'), { recursive: true });
+    writeFileSync(path.join(v1, 'memory', 'memory.limit_in_bytes'), '9223372036854771712\n');
+    assert.deepEqual(machineMemoryBytes(v1), { bytes: totalmem(), source: 'total memory' });
+    writeFileSync(path.join(v1, 'memory', 'memory.limit_in_bytes'), `${3 * GiB}\n`);
+    assert.equal(machineMemoryBytes(v1).bytes, 3 * GiB);
+    assert.deepEqual(machineMemoryBytes(path.join(tmp, 'absent')), { bytes: totalmem(), source: 'total memory' });
+  });
+});
+
+describe('KV blocks for the memory plan', () => {
+  it('numKvBlocksFor sizes the cache at the chosen --kv-cache-dtype, so the plan counts KV bytes at that dtype', () => {
+    const dsa = parseModelConfig(benchLite);
+    const at = (kvCacheDtype: 'float32' | 'bfloat16' | 'fp8') => {
+      const { shape, numBlocks } = numKvBlocksFor(dsa, { kvCacheMemory: GiB, kvCacheDtype });
+      assert.equal(shape.dtype, kvCacheDtype);
+      const bytes = numBlocks * PagedKVStorage.bytesPerBlock(shape);
+      assert.ok(bytes <= GiB && bytes + PagedKVStorage.bytesPerBlock(shape) > GiB, `${kvCacheDtype}: ${bytes} bytes in ${numBlocks} blocks`);
+      return { numBlocks, perBlock: PagedKVStorage.bytesPerBlock(shape) };
+    };
+    const f32 = at('float32');
+    const bf16 = at('bfloat16');
+    const fp8 = at('fp8');
+    assert.equal(bf16.perBlock * 2, f32.perBlock);
+    assert.ok(fp8.perBlock < bf16.perBlock && fp8.numBlocks > bf16.numBlocks && bf16.numBlocks > f32.numBlocks);
+  });
+});

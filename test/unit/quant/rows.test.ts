@@ -1,0 +1,71 @@
+// Row operations on float32 and quantised linear weights agree: selecting or stacking rows of a
+// quantised weight gives exactly the quantisation of the selected float32 rows (blocks run along rows).
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { dequantizeMatrix, quantizeMatrix, type QuantizedMatrix } from '../../../src/engine/quant/block_quant.ts';
+import { gatherRows, selectRows, stackRows } from '../../../src/engine/quant/rows.ts';
+import { seededRandom } from '../../../tools/checkpoint/random_weights.ts';
+import { isQuantized, type LinearWeight } from '../../../src/common/quantized.ts';
+
+const rng = seededRandom(21);
+const f32 = (rows: number, cols: number): { data: Float32Array; shape: number[] } => ({
+  data: Float32Array.from({ length: rows * cols }, () => rng.normal()),
+  shape: [rows, cols],
+});
+const q = (w: { data: Float32Array; shape: readonly number[] }, bits: 4 | 8): QuantizedMatrix => quantizeMatrix(w.data, w.shape[0]!, w.shape[1]!, bits);
+const asQ = (w: LinearWeight): QuantizedMatrix => {
+  assert.ok(isQuantized(w));
+  return w;
+};
+const asF = (w: LinearWeight): Float32Array => {
+  assert.ok(!isQuantized(w));
+  return w.data;
+};
+
+describe('row operations on linear weights', () => {
+  const w = f32(10, 70); // a ragged last block per row
+  const ranges = [[6, 9], [0, 2], [9, 10]] as const;
+  const picked = { data: Float32Array.from([6, 7, 8, 0, 1, 9].flatMap((r) => [...w.data.subarray(r * 70, (r + 1) * 70)])), shape: [6, 70] };
+
+  it('selectRows: float32 rows in range order; quantised rows equal the quantised selection', () => {
+    assert.deepEqual(asF(selectRows(w, ranges)), picked.data);
+    for (const bits of [8, 4] as const) {
+      const got = asQ(selectRows(q(w, bits), ranges));
+      const want = q(picked, bits);
+      assert.deepEqual([got.rows, got.cols, got.bits], [6, 70, bits]);
+      assert.deepEqual(got.packed, want.packed);
+      assert.deepEqual(got.scales, want.scales);
+    }
+  });
+
+  it('selectRows with a scale: float32 values and quantised block scales are multiplied', () => {
+    assert.deepEqual(asF(selectRows(w, ranges, 0.5)), picked.data.map((v) => v * 0.5));
+    const got = asQ(selectRows(q(w, 4), ranges, 0.37));
+    const want = dequantizeMatrix(q(picked, 4)).map((v) => v * 0.37);
+    const deq = dequantizeMatrix(got);
+    for (let i = 0; i < want.length; i++) assert.ok(Math.abs(deq[i]! - want[i]!) <= 1e-6 * Math.abs(want[i]!) + 1e-12, `element ${i}`);
+  });
+
+  it('stackRows concatenates rows of float32 or of quantised weights, and refuses mixtures', () => {
+    const a = f32(3, 70);
+    const b = f32(2, 70);
+    const both = { data: Float32Array.from([...a.data, ...b.data]), shape: [5, 70] };
+    assert.deepEqual(asF(stackRows([a, b])), both.data);
+    const got = asQ(stackRows([q(a, 8), q(b, 8)]));
+    assert.deepEqual(got.packed, q(both, 8).packed);
+    assert.deepEqual(got.scales, q(both, 8).scales);
+    assert.throws(() => stackRows([a, q(b, 8)]), /mixed widths or kinds/);
+    assert.throws(() => stackRows([q(a, 8), q(b, 4)]), /mixed bits/);
+  });
+
+  it('gatherRows dequantises exactly the rows MatMulNBits would see', () => {
+    for (const bits of [8, 4] as const) {
+      const table = q(w, bits);
+      const deq = dequantizeMatrix(table);
+      const ids = [4, 0, 9, 4];
+      const got = gatherRows(table, ids);
+      ids.forEach((r, t) => assert.deepEqual(got.subarray(t * 70, (t + 1) * 70), deq.subarray(r * 70, (r + 1) * 70)));
+    }
+    assert.deepEqual(gatherRows(w, [2]), w.data.subarray(140, 210));
+  });
+});
