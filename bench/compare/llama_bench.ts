@@ -68,7 +68,7 @@ export function runLlamaBench(binary: string, args: readonly string[]): Promise<
       try {
         resolve(parseLlamaBenchJson(out).map((row) => ({ test: rowTest(row), samplesTs: row.samples_ts })));
       } catch (e) {
-        reject(e);
+        reject(e instanceof Error ? e : new Error(String(e)));
       }
     });
   });
