@@ -56,31 +56,18 @@ export class GraphSession {
 
   /** Runs the graph; returns the requested outputs as Float32Arrays (fresh buffers owned by the caller). */
   async run(feed: Feed, outputs: readonly string[]): Promise<Float32Array[]> {
-    let result: ort.InferenceSession.OnnxValueMapType;
-    try {
-      result = await this.session.run(feed, outputs as string[]);
-    } catch (err) {
-      throw new Error(`graph ${this.name}: ${(err as Error).message}`, { cause: err });
-    }
-    return outputs.map((o) => {
-      const t = result[o];
-      if (!(t.data instanceof Float32Array)) throw new Error(`graph ${this.name}: output ${o} is not float32`);
-      return t.data;
-    });
+    return this.expect(await this.runTyped(feed, outputs), outputs, Float32Array, 'float32');
   }
 
   /** Runs the graph; returns the requested int32 outputs (fresh buffers owned by the caller). */
   async runInt32(feed: Feed, outputs: readonly string[]): Promise<Int32Array[]> {
-    let result: ort.InferenceSession.OnnxValueMapType;
-    try {
-      result = await this.session.run(feed, outputs as string[]);
-    } catch (err) {
-      throw new Error(`graph ${this.name}: ${(err as Error).message}`, { cause: err });
-    }
-    return outputs.map((o) => {
-      const t = result[o];
-      if (!(t.data instanceof Int32Array)) throw new Error(`graph ${this.name}: output ${o} is not int32`);
-      return t.data;
+    return this.expect(await this.runTyped(feed, outputs), outputs, Int32Array, 'int32');
+  }
+
+  private expect<T extends ArrayBufferView>(views: readonly ArrayBufferView[], outputs: readonly string[], type: abstract new (...args: never[]) => T, what: string): T[] {
+    return views.map((v, i) => {
+      if (!(v instanceof type)) throw new Error(`graph ${this.name}: output ${outputs[i]} is not ${what}`);
+      return v;
     });
   }
 
