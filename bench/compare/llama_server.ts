@@ -78,6 +78,6 @@ export async function startLlamaServer(spec: LlamaServerSpec, timeoutMs = 120_00
   const s = await spawnUntilHealthy(`llama-server (${spec.config.id})`, spec.binary, args, url, timeoutMs);
   return {
     id: `llama-server-${spec.config.id}`, label: `llama-server: ${spec.config.label}`, url, model: path.basename(spec.gguf),
-    command: `llama-server ${args.join(' ')}`, startupMs: s.startupMs, stop: s.stop,
+    command: `llama-server ${args.map((a) => (a === spec.gguf ? path.relative(process.cwd(), a) : a)).join(' ')}`, startupMs: s.startupMs, stop: s.stop,
   };
 }

@@ -6,7 +6,11 @@
 // chunk per token except that it holds back a token ending in an incomplete UTF-8 sequence and sends it
 // with the next, so its count per chunk is 1 and the usage total says how many were merged (reported as
 // tokens per chunk). TTFT = first chunk - start; ITL = gaps between chunks (as benchmark_serving does).
+// Banned tokens (logit_bias -100 on both servers): llama-server runs every streamed completion through its
+// chat-output parser, which ends the stream when the text so far is not valid UTF-8; the bench vocabulary's
+// byte tokens 0x80-0xFF, which random weights do emit, produce exactly that, so the serving run bans them.
 // Closed loop: `concurrency` workers each send their next request as soon as the previous one finished.
+import http from 'node:http';
 
 export interface ServerTarget {
   readonly id: string;
@@ -35,10 +39,17 @@ interface ChunkJson {
   error?: { message?: string } | string;
 }
 
-export function requestBody(model: string, prompt: readonly number[], outputTokens: number): Record<string, unknown> {
+/** What every request asks for besides its prompt. */
+export interface RequestShape {
+  readonly outputTokens: number;
+  readonly bannedTokenIds: readonly number[];
+}
+
+export function requestBody(model: string, prompt: readonly number[], shape: RequestShape): Record<string, unknown> {
   return {
-    model, prompt, max_tokens: outputTokens, temperature: 0, ignore_eos: true, stream: true,
+    model, prompt, max_tokens: shape.outputTokens, temperature: 0, ignore_eos: true, stream: true,
     stream_options: { include_usage: true, continuous_usage_stats: true },
+    ...(shape.bannedTokenIds.length > 0 ? { logit_bias: Object.fromEntries(shape.bannedTokenIds.map((id) => [String(id), -100])) } : {}),
   };
 }
 
@@ -56,23 +67,38 @@ export function chunkTokens(j: ChunkJson, previousCompletionTokens: number): num
   return 1;
 }
 
-export async function streamRequest(target: ServerTarget, prompt: readonly number[], outputTokens: number): Promise<RequestRecord> {
-  const start = performance.now();
-  const res = await fetch(`${target.url}/v1/completions`, {
-    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(requestBody(target.model, prompt, outputTokens)),
+/**
+ * A new connection per request (no keep-alive): a pooled idle connection can be closed by the server (cpp-httplib
+ * drops idle ones after 5 s) just as the next request goes out on it, which fails that request; opening one
+ * on localhost costs ~0.1 ms, the same for both servers.
+ */
+const NEW_CONNECTION = new http.Agent({ keepAlive: false });
+
+function post(url: string, body: string): Promise<http.IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', agent: NEW_CONNECTION, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, resolve);
+    req.once('error', reject);
+    req.end(body);
   });
-  if (!res.ok || !res.body) throw new Error(`${target.id}: POST /v1/completions: HTTP ${res.status} ${await res.text()}`);
-  const reader = res.body.getReader();
+}
+
+export async function streamRequest(target: ServerTarget, prompt: readonly number[], shape: RequestShape): Promise<RequestRecord> {
+  const { outputTokens } = shape;
+  const start = performance.now();
+  const res = await post(`${target.url}/v1/completions`, JSON.stringify(requestBody(target.model, prompt, shape)));
+  if (res.statusCode !== 200) {
+    let text = '';
+    for await (const b of res) text += String(b);
+    throw new Error(`${target.id}: POST /v1/completions: HTTP ${String(res.statusCode)} ${text.slice(0, 500)}`);
+  }
   const decoder = new TextDecoder();
   let buf = '';
   const chunks: StreamChunk[] = [];
   let completionTokens = 0;
   let finalUsage: number | null = null;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
+  for await (const value of res) {
     const t = performance.now();
-    buf += decoder.decode(value, { stream: true });
+    buf += decoder.decode(value as Buffer, { stream: true });
     for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
       const event = buf.slice(0, i);
       buf = buf.slice(i + 2);
@@ -100,14 +126,14 @@ export async function streamRequest(target: ServerTarget, prompt: readonly numbe
 
 /** `count` requests with at most `concurrency` in flight; `promptOf(i)` is request i's prompt. */
 export async function closedLoop(
-  target: ServerTarget, concurrency: number, count: number, outputTokens: number, promptOf: (i: number) => readonly number[],
+  target: ServerTarget, concurrency: number, count: number, shape: RequestShape, promptOf: (i: number) => readonly number[],
 ): Promise<RequestRecord[]> {
   let next = 0;
   const out: RequestRecord[] = [];
   const worker = async (): Promise<void> => {
     while (next < count) {
       const i = next++;
-      out.push(await streamRequest(target, promptOf(i), outputTokens));
+      out.push(await streamRequest(target, promptOf(i), shape));
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));

@@ -32,7 +32,7 @@ function machineLines(r: ComparisonReport): string[] {
   const simd = ['avx512f', 'avx512_vnni', 'avx512_bf16', 'avx2', 'fma', 'avx_vnni'].filter((x) => c.cpu.flags.includes(x)).join(' ');
   const peak = c.fmaPeak;
   const out = [
-    `**Machine**: ${c.cpu.modelName} (${c.cpu.vendor}, family ${c.cpu.family ?? '?'} model ${c.cpu.model ?? '?'}), ${c.cpu.sockets * c.cpu.coresPerSocket} cores / ${c.cpu.usableCpus} usable CPUs, SIMD ${simd}; ${r.memoryGiB} GiB; Node ${r.node}. Threads: ${c.threads}.`,
+    `**Machine**: ${c.cpu.modelName} (${c.cpu.vendor}, family ${c.cpu.family ?? '?'} model ${c.cpu.model ?? '?'}), ${c.cpu.sockets * c.cpu.coresPerSocket} cores / ${c.cpu.usableCpus} usable CPUs, SIMD ${simd}; ${r.memoryGiB} GiB; Node ${r.node}. Threads (ours, the servers, the probes): ${c.threads}.`,
     '',
     '| limit (this run, used everywhere in this report) | figure | how |',
     '|---|---|---|',
@@ -40,7 +40,7 @@ function machineLines(r: ComparisonReport): string[] {
     `| FMA units x fp32 lanes per core | ${peak ? `${peak.unitsPerCore} x ${peak.lanesPerUnit}` : '-'} | ${peak?.sources.shape ?? '-'}${c.cpuProbe ? `; FMA loop measured ${sp(c.cpuProbe.fmaFlopsPerCycle, 1)} FLOP/cycle/core` : ''} |`,
     `| cores | ${peak?.cores ?? '-'} | ${peak?.sources.cores ?? '-'} |`,
     `| **FMA peak** | **${f(peak?.gflops, 0)} GFLOP/s** | cores x units x lanes x 2 x clock |`,
-    `| read bandwidth | ${sp(c.readBandwidthGBs, 1)} GB/s | ONNX Runtime ReduceSum over 512 MiB, ${c.threads} threads; median (min-max, n) of probes |`,
+    `| read bandwidth | ${sp(c.readBandwidthGBs, 1)} GB/s | ONNX Runtime ReduceSum over 512 MiB, ${c.threads} thread(s); median (min-max, n) of probes |`,
     `| GEMM | ${sp(c.gemmGflops, 0)} GFLOP/s | ONNX Runtime MatMul 512x2048x2048; ${c.gemmCheck ? (c.gemmCheck.ok ? `${f(c.gemmCheck.fractionOfPeak * 100, 0)}% of the FMA peak: passes` : `REJECTED: ${c.gemmCheck.reason}`) : 'unchecked (no peak)'} |`,
     `| **compute ceiling** | **${f(c.computeCeilingGflops, 0)} GFLOP/s** | ${c.computeCeilingSource} |`,
   ];
@@ -49,8 +49,8 @@ function machineLines(r: ComparisonReport): string[] {
 
 function loadLines(r: ComparisonReport): string[] {
   const l = r.load;
-  const head = l.loaded ? `**LOADED RUN: no target can be marked met.** ${l.reasons.join('; ')}.` : 'Quiet run.';
-  return [`${head} 1-minute load average ${f(l.loadAverageBefore, 2)} before, ${f(l.loadAverageAfter, 2)} after (our own threads raise it during the run); other processes and steal used ${f(l.othersShare * 100, 0)}% of the ${l.cpus} CPUs over the ${f(l.seconds, 0)} s run (worst ~5 s window ${f(l.othersShareMaxWindow * 100, 0)}%).`];
+  const head = l.loaded ? `**LOADED RUN: no target can be marked met.** ${l.reasons.join('; ')}.` : '**Quiet run.**';
+  return [`${head} Load record: 1-minute load average ${f(l.loadAverageBefore, 2)} before the run and ${f(l.loadAverageAfter, 2)} after it (our own threads raise it meanwhile); other processes and steal used ${f(l.othersShare * 100, 0)}% of the ${l.cpus} CPUs over the ${f(l.seconds, 0)} s (worst ~5 s window ${f(l.othersShareMaxWindow * 100, 0)}%).`];
 }
 
 function singleStreamLines(r: ComparisonReport): string[] {
@@ -58,7 +58,7 @@ function singleStreamLines(r: ComparisonReport): string[] {
   if (!ss) return [];
   const keys = Object.keys(ss.participants[0]?.tests ?? {});
   const out = [
-    `**Single stream** (${r.model}, F32 weights; ${ss.plan.rounds} interleaved rounds, ${ss.plan.reps} repetitions per round; tok/s as median of round medians (min-max, n rounds); ours ${ss.plan.oursThreads} threads)`,
+    `**Single stream** (${r.model}, F32 weights; ${ss.plan.rounds} interleaved rounds, ${ss.plan.reps} repetitions per round; tok/s as median of round medians (min-max, n rounds); ours ${ss.plan.oursThreads} thread${ss.plan.oursThreads > 1 ? 's' : ''})`,
     '',
     `| participant | ${keys.join(' | ')} |`,
     `|---|${keys.map(() => '---').join('|')}|`,
@@ -83,7 +83,7 @@ function servingLines(r: ComparisonReport): string[] {
   const s = r.serving;
   if (!s) return [];
   return [
-    `**Serving** (${r.model}; ${s.plan.promptTokens}-token prompts, ${s.plan.outputTokens} output tokens forced with ignore_eos, greedy, streamed; one load generator over HTTP, closed loop; ${s.plan.rounds} interleaved rounds per concurrency; output tok/s = median of round figures (min-max, n); TTFT/ITL pooled over all requests)`,
+    `**Serving** (${r.model}; ${s.plan.promptTokens}-token prompts, ${s.plan.outputTokens} output tokens forced with ignore_eos, greedy (the ${s.plan.bannedTokenIds.length} byte tokens that are not UTF-8 on their own banned with logit_bias -100 on both servers: llama-server ends a stream whose text is not valid UTF-8), streamed; one load generator over HTTP, closed loop; ${s.plan.rounds} interleaved rounds per concurrency; output tok/s = median of round figures (min-max, n); TTFT/ITL pooled over all requests)`,
     '',
     '| concurrency | server | requests | output tok/s | ours / it (per round) | TTFT p50 / p99 ms | ITL p50 / p99 ms | tokens per chunk |',
     '|---|---|---|---|---|---|---|---|',

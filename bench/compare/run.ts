@@ -24,7 +24,7 @@ import { PEER_CONFIGS } from './llama_bench.ts';
 import { startLlamaServer, type RunningServer } from './llama_server.ts';
 import { comparisonMarkdown, type ComparisonReport } from './report.ts';
 import { MIN_ROUNDS } from './schedule.ts';
-import { compareServing, type ServingPlan } from './serving.ts';
+import { compareServing, nonUtf8ByteTokenIds, type ServingPlan } from './serving.ts';
 import { compareSingleStream, type SingleStreamComparison, type SingleStreamPlan } from './single_stream.ts';
 
 const RESULTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'results');
@@ -60,6 +60,7 @@ function plans(argv: string[]): { model: string; mode: ComparisonReport['mode'];
   const serving: ServingPlan = {
     concurrency: ints(v.concurrency ?? (q ? '1,16' : '1,4,16'), '--concurrency', 1), promptTokens: ints(v['prompt-tokens'] ?? (q ? '64' : '256'), '--prompt-tokens', 1)[0],
     outputTokens: ints(v['output-tokens'] ?? (q ? '32' : '128'), '--output-tokens', 2)[0], minRequests, rounds,
+    bannedTokenIds: nonUtf8ByteTokenIds(BENCH_MODELS[v.model].vocab_size as number, [BENCH_MODELS[v.model].bos_token_id as number, BENCH_MODELS[v.model].eos_token_id as number]),
   };
   return { model: v.model, mode: custom ? 'custom' : q ? 'quick' : 'full', threads, single: v['skip-single-stream'] ? null : single, serving: v['skip-serving'] ? null : serving };
 }

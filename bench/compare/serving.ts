@@ -5,7 +5,8 @@
 // rounds with its range, and ours / peer is taken within each round. TTFT and ITL percentiles pool every
 // request of every round (>= `minRequests` per point, so p99 rests on enough requests).
 import { spread, percentile, roundRatios, type Spread } from '../stats.ts';
-import { closedLoop, requestMetrics, type RequestRecord, type ServerTarget } from './load_generator.ts';
+import { byteLevelAlphabet, syntheticVocab } from '../gguf/convert_deepseek.ts';
+import { closedLoop, requestMetrics, type RequestRecord, type RequestShape, type ServerTarget } from './load_generator.ts';
 import { interleavedSchedule, runInterleaved } from './schedule.ts';
 
 export interface ServingPlan {
@@ -14,6 +15,8 @@ export interface ServingPlan {
   readonly outputTokens: number;
   readonly minRequests: number;
   readonly rounds: number;
+  /** Token ids both servers are asked never to emit (load_generator.ts says why). */
+  readonly bannedTokenIds: readonly number[];
 }
 
 export interface Percentiles {
@@ -43,6 +46,13 @@ function percentiles(values: readonly number[]): Percentiles {
   return { n: values.length, p50: percentile(values, 50), p99: percentile(values, 99) };
 }
 
+/** Ids of the bench vocabulary's byte tokens 0x80-0xFF (bench/gguf's synthetic vocabulary): alone they are not valid UTF-8. */
+export function nonUtf8ByteTokenIds(vocabSize: number, specialIds: readonly number[]): number[] {
+  const { tokens } = syntheticVocab(vocabSize, specialIds);
+  const high = new Set(byteLevelAlphabet().slice(0x80));
+  return tokens.flatMap((t, id) => (high.has(t) ? [id] : []));
+}
+
 /** Synthetic prompt of request `i`: distinct per request (no prefix-cache hits on either server), ids in [2, vocab). */
 export function servingPrompt(i: number, length: number, vocab: number): number[] {
   return Array.from({ length }, (_, k) => ((i * 7907 + k * 104729 + 13) % (vocab - 2)) + 2);
@@ -50,12 +60,13 @@ export function servingPrompt(i: number, length: number, vocab: number): number[
 
 export async function compareServing(servers: readonly ServerTarget[], plan: ServingPlan, vocab: number, log: (s: string) => void): Promise<ServingPointResult[]> {
   const out: ServingPointResult[] = [];
+  const shape: RequestShape = { outputTokens: plan.outputTokens, bannedTokenIds: plan.bannedTokenIds };
   for (const c of plan.concurrency) {
     const perRound = requestsPerRound(plan, c);
-    for (const s of servers) await closedLoop(s, c, Math.min(c, 4), plan.outputTokens, (i) => servingPrompt(900_000 + i, plan.promptTokens, vocab)); // warm-up
+    for (const s of servers) await closedLoop(s, c, Math.min(c, 4), shape, (i) => servingPrompt(900_000 + i, plan.promptTokens, vocab)); // warm-up
     const results = await runInterleaved(interleavedSchedule(servers, plan.rounds), async ({ round, participant }) => {
       const base = (c * 1000 + round) * 10_000; // the same prompts for every server in a round
-      const records = await closedLoop(participant, c, perRound, plan.outputTokens, (i) => servingPrompt(base + i, plan.promptTokens, vocab));
+      const records = await closedLoop(participant, c, perRound, shape, (i) => servingPrompt(base + i, plan.promptTokens, vocab));
       const m = requestMetrics(records);
       log(`    c=${c} round ${round + 1}/${plan.rounds} ${participant.id}: ${m.outputTokensPerSecond.toFixed(1)} tok/s, TTFT p50 ${percentile(m.ttftMs, 50).toFixed(0)} ms, ITL p50 ${percentile(m.itlMs, 50).toFixed(1)} ms`);
       return records;

@@ -47,7 +47,7 @@ function checkedShape(cpu: CpuInfo, probe: CpuProbeResult | null): FmaShape {
 
 function describeCores(cpu: CpuInfo, cores: number, threads: number): string {
   const quota = cpu.cgroupCpuLimit === null ? 'no cgroup CPU quota' : `cgroup quota ${cpu.cgroupCpuLimit} CPUs`;
-  return `${cpu.source}: ${cpu.sockets} socket(s) x ${cpu.coresPerSocket} cores, ${cpu.threadsPerCore} thread(s) per core; ${cpu.usableCpus} usable CPUs; ${quota}; probes use ${threads} threads -> ${cores} cores`;
+  return `${cpu.source}: ${cpu.sockets} socket(s) x ${cpu.coresPerSocket} cores, ${cpu.threadsPerCore} thread(s) per core; ${cpu.usableCpus} usable CPUs; ${quota}; probes use ${threads} thread(s) -> ${cores} core(s)`;
 }
 
 export async function measureCeilings(threads: number, counts: CeilingProbeCounts = DEFAULT_PROBES, log: (s: string) => void = () => {}): Promise<MachineCeilings> {
@@ -62,7 +62,7 @@ export async function measureCeilings(threads: number, counts: CeilingProbeCount
   else cpuProbe = runCpuProbe(bin.path, cores, simd, counts.cpu);
   const clockGHz = cpuProbe ? cpuProbe.clockMHz.median / 1000 : cpu.maxMHz !== null ? cpu.maxMHz / 1000 : null;
   const clockSource = cpuProbe
-    ? `measured: dependent-add chain on ${cores} busy cores, median of ${cpuProbe.clockMHz.n} probes (${cpuProbe.clockMHz.min.toFixed(0)}-${cpuProbe.clockMHz.max.toFixed(0)} MHz)`
+    ? `measured: dependent-add chain on ${cores} busy core(s), median of ${cpuProbe.clockMHz.n} probes (${cpuProbe.clockMHz.min.toFixed(0)}-${cpuProbe.clockMHz.max.toFixed(0)} MHz)`
     : `lscpu "CPU max MHz" (${cpuProbeNote ?? ''})`;
   const peak = clockGHz === null ? null : fmaPeak(cores, checkedShape(cpu, cpuProbe), clockGHz, { cores: describeCores(cpu, cores, threads), clock: clockSource });
   log(`  cpu: ${cpu.modelName} (family ${cpu.family ?? '?'} model ${cpu.model ?? '?'}), ${cores} cores; clock ${clockGHz?.toFixed(2) ?? '?'} GHz; FMA peak ${peak?.gflops.toFixed(0) ?? '?'} GFLOP/s`);

@@ -5,9 +5,9 @@ import { describe, it } from 'node:test';
 import { benchTests, testKey } from '../../bench/compare/bench_test.ts';
 import { judgeTargets, type JudgedSpec } from '../../bench/compare/judge.ts';
 import { llamaBenchArgs, parseLlamaBenchJson, PEER_CONFIGS, rowTest } from '../../bench/compare/llama_bench.ts';
-import { chunkTokens, requestMetrics, type RequestRecord } from '../../bench/compare/load_generator.ts';
+import { chunkTokens, requestBody, requestMetrics, type RequestRecord } from '../../bench/compare/load_generator.ts';
 import { interleavedSchedule, MIN_ROUNDS, runInterleaved } from '../../bench/compare/schedule.ts';
-import { requestsPerRound } from '../../bench/compare/serving.ts';
+import { nonUtf8ByteTokenIds, requestsPerRound } from '../../bench/compare/serving.ts';
 import { bestPeers, type ParticipantResult } from '../../bench/compare/single_stream.ts';
 import { spread } from '../../bench/stats.ts';
 
@@ -108,6 +108,20 @@ describe('load generator', () => {
     assert.equal(chunkTokens({ choices: [], usage: { completion_tokens: 8 } }, 8), 0); // the usage-only chunk
     assert.equal(chunkTokens({ choices: [{ text: 'a' }] }, 3), 1);
   });
+  it('sends one body to both servers: greedy, forced length, the non-UTF-8 byte tokens banned', () => {
+    const banned = nonUtf8ByteTokenIds(32000, [0, 1]);
+    assert.equal(banned.length, 128);
+    assert.deepEqual([banned[0], banned[127]], [2 + 0x80, 2 + 0xff]); // ids 0 and 1 are bos/eos, then bytes 0x00-0xff
+    const body = requestBody('m', [5, 6], { outputTokens: 8, bannedTokenIds: banned });
+    assert.equal(body.max_tokens, 8);
+    assert.equal(body.ignore_eos, true);
+    assert.equal(body.temperature, 0);
+    assert.equal(body.stream, true);
+    const bias = body.logit_bias as Record<string, number>;
+    assert.equal(Object.keys(bias).length, 128);
+    assert.equal(bias['130'], -100);
+    assert.equal(requestBody('m', [5], { outputTokens: 8, bannedTokenIds: [] }).logit_bias, undefined);
+  });
   it('derives TTFT, ITL and output tok/s from arrival times', () => {
     const r = (start: number, times: number[]): RequestRecord => ({ start, chunks: times.map((t) => ({ t, tokens: 1 })), end: times[times.length - 1], outputTokens: times.length });
     const m = requestMetrics([r(0, [100, 110, 130]), r(50, [200, 205, 250])]);
@@ -117,7 +131,7 @@ describe('load generator', () => {
     assert.equal(m.tokensPerChunk, 1);
   });
   it('sends enough requests per round for >= 100 per point and >= 2c per round', () => {
-    const plan = { concurrency: [1, 16], promptTokens: 64, outputTokens: 32, minRequests: 100, rounds: 5 };
+    const plan = { concurrency: [1, 16], promptTokens: 64, outputTokens: 32, minRequests: 100, rounds: 5, bannedTokenIds: [] };
     assert.equal(requestsPerRound(plan, 1), 20);
     assert.equal(requestsPerRound(plan, 16), 32);
     assert.equal(requestsPerRound({ ...plan, rounds: 6 }, 1) * 6 >= 100, true);
