@@ -6,11 +6,13 @@ import { z } from 'zod';
 export const MAX_SPECULATIVE_TOKENS = 4;
 
 /**
- * Default of disable_by_batch_size: speculation stops while more requests run than this. Measured on
- * bench-mini (see the README's speculative decoding section): verification chunks run as one attention
- * group each, so past a few sequences the extra rows cost more than the accepted drafts save.
+ * Default of disable_by_batch_size: no drafts in steps with more requests (running + waiting) than
+ * this. Measured on bench-mini + MTP (bench/spec_decode.ts, k 1, loaded machine): a speculative step
+ * costs 1.75x a plain one at batch 1, 1.35x at 2 and 1.8-2.4x at 4-16 (each verification chunk is its
+ * own attention group, and the module's shared head is as large as lm_head), so with DeepSeek's
+ * reported ~0.8-0.9 acceptance for k 1 it pays at batch 1-2 and not beyond.
  */
-export const DEFAULT_DISABLE_BY_BATCH_SIZE = 4;
+export const DEFAULT_DISABLE_BY_BATCH_SIZE = 2;
 
 export interface SpeculativeConfig {
   readonly method: 'mtp';
