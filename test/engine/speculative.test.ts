@@ -187,6 +187,15 @@ describe('speculative decoding (MTP)', () => {
     assertSameGreedy((await run(dsa, PROMPTS, greedyParams)).outs, twice.outs, 'prefix hits');
   });
 
+  test('--quantization int4 and a bfloat16 KV cache: the MTP module is quantised too; greedy output unchanged', async () => {
+    const runner = { blockSize: 16, numKvBlocks: 64, quantization: 'int4' as const, quantAccuracyLevel: 0 as const, kvCacheDtype: 'bfloat16' as const };
+    const plain = await run(dsa, PROMPTS, greedyParams, { runner });
+    for (const onDraft of [undefined, oracle(PROMPTS, plain.outs, (p) => p % 3 === 2)]) {
+      const r = await run(dsa, PROMPTS, greedyParams, { runner, speculative: spec(2), ...(onDraft && { onDraft }) });
+      assertSameGreedy(plain.outs, r.outs, onDraft ? 'int4, oracle' : 'int4, module');
+    }
+  });
+
   test('stops inside an accepted draft chain: max_tokens, stop token ids and EOS end where plain decoding ends', async () => {
     const plain = await run(dsa, PROMPTS, { ...greedyParams, maxTokens: 7 });
     const stopAt = plain.outs[0]!.tokenIds[3]!;
