@@ -244,7 +244,11 @@ export class EngineCore {
     const blocksInUse = kv.numBlocks - kv.numFreeBlocks;
     const perBlock = this.runner.storage.bytesPerBlockByCache;
     let numDecodeTokens = 0;
-    for (const s of out.scheduled) if (s.numNewTokens === 1 && s.numComputedTokens >= s.request.numPromptTokens) numDecodeTokens++;
+    for (const s of out.scheduled) {
+      // A verification chunk (last token + drafts) is decode work, not prefill.
+      if (s.draftTokenIds.length > 0) numDecodeTokens += s.numNewTokens;
+      else if (s.numNewTokens === 1 && s.numComputedTokens >= s.request.numPromptTokens) numDecodeTokens++;
+    }
     const prefix = kv.prefixCacheStats;
     return {
       numRunning: this.scheduler.numRunning,
