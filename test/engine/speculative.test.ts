@@ -19,7 +19,7 @@ import type { StepStats } from '../../src/engine/step_stats.ts';
 import { randomCheckpoint, tinyHfConfig, writeCheckpoint, type HfConfig, type TinyOptions } from '../helpers/checkpoint_writer.ts';
 import { assertDrained, openEngine } from '../helpers/offline.ts';
 import { referenceMtp } from '../helpers/reference_model.ts';
-import { CHUNK, maxAbs, PROMPT, TOL } from '../helpers/variants.ts';
+import { CHUNK, maxAbs, PROMPT, TOL, VARIANTS, writeVariant } from '../helpers/variants.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'dsv-spec-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -27,6 +27,13 @@ after(() => rmSync(root, { recursive: true, force: true }));
 const spec = (k: number, disableByBatchSize = 64): SpeculativeConfig => ({ method: 'mtp', numSpeculativeTokens: k, disableByBatchSize });
 const MAX_TOKENS = 16;
 
+/** A parity variant's checkpoint (test/helpers/variants.ts) with an MTP module. */
+function withMtp(variantName: string): string {
+  const v = VARIANTS.find((x) => x.name === variantName)!;
+  return writeVariant(root, { ...v, opts: { ...v.opts, mtp: true } }, variantName);
+}
+
+/** config.json declares an MTP layer; `mtp` says whether its tensors are written. */
 function writeMtpCheckpoint(name: string, opts: TinyOptions, overrides: HfConfig, seed: number, mtp = true): string {
   const config = { ...tinyHfConfig({ ...opts, mtp: true }), ...overrides };
   const dir = mkdtempSync(path.join(root, `${name}-`));
@@ -104,12 +111,14 @@ function oracle(prompts: readonly (readonly number[])[], plain: readonly Offline
 
 describe('speculative decoding (MTP)', () => {
   let dsa: string;
+  let fp8: string;
   let v3: string;
   let v2: string;
   before(() => {
-    dsa = writeMtpCheckpoint('v32', {}, { index_n_heads: 8 }, 22);
-    v3 = writeMtpCheckpoint('v3', { modelType: 'deepseek_v3' }, {}, 1);
-    v2 = writeMtpCheckpoint('v2', { modelType: 'deepseek_v2', normTopkProb: true }, { routed_scaling_factor: 1.7 }, 2);
+    dsa = withMtp('deepseek_v32, BF16');
+    fp8 = withMtp('deepseek_v32, FP8 e4m3 with ragged 128-blocks');
+    v3 = withMtp('deepseek_v3 (no indexer)');
+    v2 = withMtp('deepseek_v2, softmax greedy, norm_topk_prob true (normalised, no scaling factor)');
   });
 
   test('the MTP draft logits equal a float64 reference of the module (embedding first, position 0 masked)', async (t) => {
@@ -138,6 +147,7 @@ describe('speculative decoding (MTP)', () => {
 
   for (const [name, dirOf] of [
     ['deepseek_v32', () => dsa],
+    ['deepseek_v32 FP8', () => fp8],
     ['deepseek_v3', () => v3],
     ['deepseek_v2', () => v2],
   ] as const) {
