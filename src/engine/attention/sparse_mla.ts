@@ -6,12 +6,23 @@
 // attended; otherwise all visible keys are (README "Lightning indexer"). Scores, top-k and masks are
 // computed inside the graphs; this file only slices runs and gathers the selected slots.
 // Decode groups (S = 1) gather only the selected rows (cost ~ topk, flat in context length);
-// prefill chunks gather the whole context once and mask per row (cost ~ S * T).
+// prefill chunks over a context longer than GATHERED_PREFILL_MIN_CONTEXT x topk gather each row's
+// selected rows too (cost ~ S * topk); over shorter contexts they score the whole context once and mask
+// per row (cost ~ S * T), which is cheaper there.
 import { floatTensor, int32Tensor, type Feed, type GraphSession } from '../onnx/session.ts';
 import type { StepProfiler } from '../step_profiler.ts';
 import type { AttentionGroup } from '../model/step_plan.ts';
 
 export const DEFAULT_MAX_SCORE_ELEMENTS = 1 << 25; // 128 MiB of float32 scores per attention run
+
+/**
+ * DSA prefill attends only the selected keys (each row gathers its topk latent rows) once the context is
+ * longer than this many times topk; below it, scoring the whole context and masking is cheaper than the
+ * per-row gather. Measured on bench-mini-dsa (topk 256, H 8, C 288; CPU time of a whole prefill, loaded
+ * machine): 640 tokens gathered 1.09-1.13 s vs masked 0.82-0.87 s; 4096 tokens gathered 10.1 s vs masked
+ * 18.0 s (attention part 5.4 vs 25.9 s wall): break-even near 3.2 x topk.
+ */
+export const GATHERED_PREFILL_MIN_CONTEXT = 3;
 
 export interface AttentionLayerInputs {
   readonly q: Float32Array; // [N, H, C] all rows of the step
@@ -33,7 +44,8 @@ export interface AttentionShapes {
 
 export interface AttentionSessions {
   readonly dense: GraphSession; // every visible key
-  readonly prefillSelected: GraphSession | null; // DSA prefill: causal AND selected
+  readonly prefillSelected: GraphSession | null; // DSA prefill: causal AND selected, masked over the whole context
+  readonly prefillGathered: GraphSession | null; // DSA prefill: each row gathers only its selected keys
   readonly decodeSelected: GraphSession | null; // DSA decode: only the selected rows
   readonly indexer: GraphSession | null; // IDX 5-6, prefill form
   readonly indexerDecode: GraphSession | null; // IDX 5-6, decode form
@@ -87,11 +99,22 @@ export class SparseMlaAttention {
     const rowsPerRun = this.rowsPerRun(group);
     const o = new Float32Array(S * H * L);
     let last: Int32Array | null = null;
+    const gathered = group.maxContext > GATHERED_PREFILL_MIN_CONTEXT * k;
+    const gatherRows = Math.max(1, Math.floor(this.shapes.maxScoreElements / (k * Math.max(this.shapes.numHeads, this.shapes.latentDim))));
     for (let i0 = 0; i0 < S; i0 += rowsPerRun) {
       const n = Math.min(rowsPerRun, S - i0);
       const sel = await ctx.profiler.timeAsync('indexer', () => this.select(this.sessions.indexer!, group, inp, i0, n)); // [1, n, k]
-      const part = await ctx.profiler.timeAsync('attention', () => this.runRows(this.sessions.prefillSelected!, group, inp, { sel: int32Tensor(sel, [1, n, k]) }, [i0, n]));
-      o.set(part, i0 * H * L);
+      await ctx.profiler.timeAsync('attention', async () => {
+        if (!gathered) {
+          o.set(await this.runRows(this.sessions.prefillSelected!, group, inp, { sel: int32Tensor(sel, [1, n, k]) }, [i0, n]), i0 * H * L);
+          return;
+        }
+        for (let j0 = 0; j0 < n; j0 += gatherRows) {
+          const m = Math.min(gatherRows, n - j0);
+          const part = sel.subarray(j0 * k, (j0 + m) * k);
+          o.set(await this.runRows(this.sessions.prefillGathered!, group, inp, { sel: int32Tensor(part, [1, m, k]) }, [i0 + j0, m]), (i0 + j0) * H * L);
+        }
+      });
       if (i0 + n === S) last = sel.subarray((n - 1) * k, n * k);
     }
     const lastSelections = ctx.recordSelections && last ? [visibleSorted(last, group.startPos[0]! + S - 1)] : null;

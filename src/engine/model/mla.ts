@@ -40,6 +40,36 @@ function causalMask(g: GraphBuilder, qpos: string, kpos: string): string {
 export type AttentionKeys = 'dense' | 'prefill-selected' | 'decode-selected';
 
 /**
+ * MLA 5 for a DSA prefill slice that attends only its selected keys (B = 1): each query row gathers its own
+ * topk latent rows, so the cost per row is ~topk keys instead of the whole context (the dense-masked form
+ * 'prefill-selected' computes scores for every context key and masks all but topk of them).
+ * Inputs q [1, S, H, C], the layer's latent pool, idx [1, T] int32 slots of positions 0 .. T-1,
+ * sel [1, S, k] int32 selected positions (IDX 6; a row with fewer than k visible keys also holds
+ * invisible ones, masked here), qpos [1, S] int32. Output o [1, S, H, L].
+ *   slots [S, k] = idx[sel] -> kv [S, k, C] -> scores [S, H, k] (+ causal mask) -> softmax -> p @ kv
+ */
+export function buildGatheredPrefillAttentionGraph(config: ModelConfig, dtype: KVCacheDtype = 'float32'): Uint8Array {
+  const { numAttentionHeads: H, qkRopeHeadDim: dr, kvLoraRank: L } = config;
+  const C = L + dr;
+  const g = new GraphBuilder('sparse_mla_prefill_gathered', cacheGraphOpset(dtype));
+  const q = g.input('q', DataType.FLOAT, [1, 'S', H, C]);
+  const gatherLatent = latentPoolInput(g, dtype, config);
+  const idx = g.input('idx', DataType.INT32, [1, 'T']);
+  const sel = g.input('sel', DataType.INT32, [1, 'S', 'k']);
+  const qpos = g.input('qpos', DataType.INT32, [1, 'S']);
+  const slots = g.node('Gather', [g.node('Squeeze', [idx, g.int64s([0])]), g.node('Squeeze', [sel, g.int64s([0])])], { axis: 0 }); // [S, k]
+  const kv = gatherLatent(slots); // [S, k, C]
+  const q3 = reshape(g, q, [-1, H, C]); // [S, H, C]
+  const scores = g.node('MatMul', [q3, g.node('Transpose', [kv], { perm: [0, 2, 1] })]); // [S, H, k]
+  const kpos = g.node('Cast', [g.node('Transpose', [sel], { perm: [1, 0, 2] })], { to: DataType.INT64 }); // [S, 1, k]
+  const qpos3 = g.node('Cast', [reshape(g, qpos, [-1, 1, 1])], { to: DataType.INT64 }); // [S, 1, 1]
+  const masked = g.node('Add', [scores, causalMask(g, qpos3, kpos)]);
+  const o = slice(g, g.node('MatMul', [g.node('Softmax', [masked], { axis: -1 }), kv]), 2, 0, L); // [S, H, L]
+  g.markOutput(reshape(g, o, [1, -1, H, L]), 'o', DataType.FLOAT, [1, 'S', H, L]);
+  return g.build();
+}
+
+/**
  * MLA 5 over gathered cache rows (shared by all layers). Inputs q [B, S, H, C], the layer's whole latent
  * pool in its stored dtype (zero-copy; kv_cache_graph.ts names the inputs, and only the gathered rows are
  * widened to float32), idx [B, K] int32 slots, qpos [B, S] int32 positions of the query rows
