@@ -76,6 +76,8 @@ function singleStreamLines(r: ComparisonReport): string[] {
     const gemmCeil = r.ceilings.computeCeilingGflops ? (r.ceilings.computeCeilingGflops * 1e9) / (2 * (ss.weightBytesPerDecodeToken / 4)) : null;
     out.push('', `Ceilings of this run: decode bandwidth floor ${f(floor)} tok/s (${f(r.ceilings.readBandwidthGBs.median)} GB/s / ${f(ss.weightBytesPerDecodeToken / 1e6)} MB of weights per token); prefill compute ceiling, weights only, ${f(gemmCeil, 0)} tok/s (${f(r.ceilings.computeCeilingGflops, 0)} GFLOP/s / ${f((2 * ss.weightBytesPerDecodeToken) / 4 / 1e6, 0)} MFLOP per token).`);
   }
+  const runs = Object.entries(ss.graphRunsPerDecodeToken ?? {});
+  if (runs.length > 0) out.push('', `ONNX Runtime graph runs per decode token (ours): ${runs.map(([t, n]) => `${t} ${f(n, 1)}`).join(', ')}.`);
   return out;
 }
 

@@ -10,6 +10,7 @@ import type { MemoryPlan } from './memory_plan.ts';
 import { DeepseekModel, type ForwardHooks, type ModelOptions, type ModelWeightSource } from './model/deepseek_model.ts';
 import type { QuantizationMode } from './quant/quant_mode.ts';
 import { planStep, type StepSequence } from './model/step_plan.ts';
+import { graphRunCount } from './onnx/session.ts';
 import type { SchedulerOutput, ScheduledRequest } from './scheduler.ts';
 import type { StepProfiler } from './step_profiler.ts';
 
@@ -55,6 +56,8 @@ export interface RunnerOutput {
   readonly selections: readonly (readonly Int32Array[])[] | null;
   /** Wall time of the forward pass(es). */
   readonly forwardMs: number;
+  /** ONNX Runtime graph runs of the forward pass(es). */
+  readonly numGraphRuns: number;
 }
 
 export function storageShape(config: ModelConfig, blockSize: number, denseAttention = false, dtype: KVCacheDtype = 'float32', fp8IndexerRotation = true): StorageShape {
@@ -107,11 +110,12 @@ export class ModelRunner {
    */
   async execute(output: SchedulerOutput, profiler: StepProfiler): Promise<RunnerOutput> {
     const t0 = performance.now();
+    const runs0 = graphRunCount();
     const seqs = output.scheduled.map(toSequence);
-    if (seqs.length === 0) return { logits: [], selections: null, forwardMs: 0 };
+    if (seqs.length === 0) return { logits: [], selections: null, forwardMs: 0, numGraphRuns: 0 };
     try {
       const out = await this.forward(seqs, profiler);
-      return { ...out, forwardMs: performance.now() - t0 };
+      return { ...out, forwardMs: performance.now() - t0, numGraphRuns: graphRunCount() - runs0 };
     } catch {
       const logits: (Float32Array | Error)[] = [];
       const selections: (readonly Int32Array[])[] = [];
@@ -125,11 +129,11 @@ export class ModelRunner {
           selections.push([]);
         }
       }
-      return { logits, selections: this.hooks.recordSelections ? selections : null, forwardMs: performance.now() - t0 };
+      return { logits, selections: this.hooks.recordSelections ? selections : null, forwardMs: performance.now() - t0, numGraphRuns: graphRunCount() - runs0 };
     }
   }
 
-  private async forward(seqs: readonly StepSequence[], profiler: StepProfiler): Promise<Omit<RunnerOutput, 'forwardMs'> & { logits: Float32Array[] }> {
+  private async forward(seqs: readonly StepSequence[], profiler: StepProfiler): Promise<Omit<RunnerOutput, 'forwardMs' | 'numGraphRuns'> & { logits: Float32Array[] }> {
     const vocab = this.config.vocabSize;
     const plan = profiler.time('other', () => planStep(seqs, this.storage.blockSize, this.config.maxPositionEmbeddings));
     const out = await this.model.forward(plan, profiler, this.hooks);
