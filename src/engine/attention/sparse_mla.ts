@@ -46,9 +46,8 @@ export interface AttentionSessions {
   readonly dense: GraphSession; // every visible key
   readonly prefillSelected: GraphSession | null; // DSA prefill: causal AND selected, masked over the whole context
   readonly prefillGathered: GraphSession | null; // DSA prefill: each row gathers only its selected keys
-  readonly decodeSelected: GraphSession | null; // DSA decode: only the selected rows
+  readonly dsaDecode: GraphSession | null; // DSA decode: IDX 5-6 + MLA 5 over only the selected rows, one run
   readonly indexer: GraphSession | null; // IDX 5-6, prefill form
-  readonly indexerDecode: GraphSession | null; // IDX 5-6, decode form
 }
 
 /** Per-step context: where time and sparsity are counted, and whether selections are recorded. */
@@ -77,16 +76,27 @@ export class SparseMlaAttention {
     return S === 1 ? this.attendDecode(group, inp, ctx) : this.attendPrefill(group, inp, ctx);
   }
 
-  /** Decode with DSA: the indexer picks topk positions per sequence; only those rows are gathered. */
+  /**
+   * Decode with DSA: the indexer picks topk positions per sequence and only those rows are gathered, in one
+   * graph run (model/dsa_decode.ts); its time counts as attention.
+   */
   private async attendDecode(group: AttentionGroup, inp: AttentionLayerInputs, ctx: AttendContext): Promise<{ o: Float32Array; lastSelections: Int32Array[] | null }> {
-    const { numSeqs: B, maxContext: T } = group;
-    const k = this.shapes.indexTopk;
-    const sel = await ctx.profiler.timeAsync('indexer', () => this.select(this.sessions.indexerDecode!, group, inp, 0, 1)); // [B, 1, k]
+    const { numSeqs: B, maxContext: T, rowStart: first } = group;
+    const { numHeads: H, latentDim: C, indexerHeads: Hi, indexerDim: Di, indexTopk: k } = this.shapes;
     return ctx.profiler.timeAsync('attention', async () => {
-      const idx = new Int32Array(B * k);
-      for (let b = 0; b < B; b++) for (let j = 0; j < k; j++) idx[b * k + j] = group.keySlots[b * T + sel[b * k + j]!]!;
-      const extra = { idx: int32Tensor(idx, [B, k]), kpos: int32Tensor(sel, [B, k]) };
-      const o = await this.runRows(this.sessions.decodeSelected!, group, inp, extra, null);
+      const [o, sel] = await this.sessions.dsaDecode!.runTyped(
+        {
+          q: floatTensor(inp.q.subarray(first * H * C, (first + B) * H * C), [B, 1, H, C]),
+          iq: floatTensor(inp.iq!.subarray(first * Hi * Di, (first + B) * Hi * Di), [B, 1, Hi, Di]),
+          iw: floatTensor(inp.iw!.subarray(first * Hi, (first + B) * Hi), [B, 1, Hi]),
+          ...inp.latentCache,
+          ...inp.indexerCache!,
+          idx: int32Tensor(group.keySlots, [B, T]),
+          qpos: int32Tensor(queryPositions(group, 0, 1), [B, 1]),
+        },
+        ['o', 'sel'],
+      );
+      if (!(o instanceof Float32Array) || !(sel instanceof Int32Array)) throw new Error('graph dsa_decode: unexpected output types');
       return { o, lastSelections: ctx.recordSelections ? lastRows(group, sel, k) : null };
     });
   }
