@@ -50,7 +50,7 @@ function machineLines(r: ComparisonReport): string[] {
 function loadLines(r: ComparisonReport): string[] {
   const l = r.load;
   const head = l.loaded ? `**LOADED RUN: no target can be marked met.** ${l.reasons.join('; ')}.` : '**Quiet run.**';
-  return [`${head} Load record: 1-minute load average ${f(l.loadAverageBefore, 2)} before the run and ${f(l.loadAverageAfter, 2)} after it (our own threads raise it meanwhile); other processes and steal used ${f(l.othersShare * 100, 0)}% of the ${l.cpus} CPUs over the ${f(l.seconds, 0)} s (worst ~5 s window ${f(l.othersShareMaxWindow * 100, 0)}%).`];
+  return [`${head} Load record: others used ${Number.isFinite(l.othersShareBefore) ? `${f(l.othersShareBefore * 100, 0)}%` : 'an unmeasured share'} of the CPUs in the 5 s before the run; 1-minute load average ${f(l.loadAverageBefore, 2)} before the run and ${f(l.loadAverageAfter, 2)} after it (our own threads raise it meanwhile); other processes and steal used ${f(l.othersShare * 100, 0)}% of the ${l.cpus} CPUs over the ${f(l.seconds, 0)} s (worst ~5 s window ${f(l.othersShareMaxWindow * 100, 0)}%).`];
 }
 
 function singleStreamLines(r: ComparisonReport): string[] {

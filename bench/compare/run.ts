@@ -108,7 +108,7 @@ async function runServing(
 }
 
 async function main(): Promise<void> {
-  const monitor = new LoadMonitor(); // first: the load average before anything of ours runs
+  const monitor = await LoadMonitor.afterIdleCheck(); // first: others' CPU use before anything of ours runs
   const t0 = performance.now();
   const log = (s: string): void => void process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${s}\n`);
   const p = plans(process.argv.slice(2));
