@@ -87,7 +87,11 @@ export class GraphSession {
     graphRuns++;
     try {
       const result = await this.session.run(feed, outputs as string[]);
-      return outputs.map((o) => result[o].data as ArrayBufferView);
+      return outputs.map((o) => {
+        const t = result[o];
+        if (!t) throw new Error(`no output ${o}`);
+        return t.data as ArrayBufferView;
+      });
     } catch (err) {
       throw new Error(`graph ${this.name}: ${(err as Error).message}`, { cause: err });
     }
