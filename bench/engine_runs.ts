@@ -28,15 +28,24 @@ export async function timePrefill(engine: OfflineEngine, prompt: readonly number
  * Batch-1 decode after a real prefill of the prompt (llama-bench's tg at depth d): `warmup` untimed
  * decode steps, then `steps` timed ones, wall time between step ends (everything a token costs).
  */
-export async function timeDecode(engine: OfflineEngine, prompt: readonly number[], warmup: number, steps: number): Promise<{ msPerToken: number; split: StepTimings }> {
+export async function timeDecode(
+  engine: OfflineEngine,
+  prompt: readonly number[],
+  warmup: number,
+  steps: number,
+): Promise<{ msPerToken: number; split: StepTimings; graphRunsPerToken: number }> {
   const split = { ...emptyTimings() };
   const ends: number[] = [];
+  let graphRuns = 0;
   const onStep = (s: StepStats): void => {
     if (s.numPrefillTokens > 0 || s.numDecodeTokens !== 1) return; // prefill steps
     ends.push(performance.now());
-    if (ends.length > warmup + 1) addTimings(split, s.timings, 1 / steps);
+    if (ends.length > warmup + 1) {
+      addTimings(split, s.timings, 1 / steps);
+      graphRuns += s.numGraphRuns;
+    }
   };
   await engine.generate([{ promptTokenIds: prompt, params: { temperature: 0, maxTokens: warmup + steps + 2, ignoreEos: true } }], onStep);
   const timed = ends.slice(warmup, warmup + steps + 1);
-  return { msPerToken: (timed[timed.length - 1]! - timed[0]!) / (timed.length - 1), split };
+  return { msPerToken: (timed[timed.length - 1]! - timed[0]!) / (timed.length - 1), split, graphRunsPerToken: graphRuns / steps };
 }

@@ -176,11 +176,10 @@ async function attentionRead(shape: Shape, dtype: KVCacheDtype, B: number, K: nu
   const all = Int32Array.from({ length: storage.numSlots }, (_, i) => i);
   storage.writeLatent(0, all, randomRows(storage.numSlots * C, 6));
   const idx = Int32Array.from({ length: B * K }, (_, i) => (i * 2654435761) % storage.numSlots);
-  const session = await GraphSession.create('mla', buildAttentionGraph(modelConfig(shape), 'decode-selected', widenInJs ? 'float32' : dtype));
+  const session = await GraphSession.create('mla', buildAttentionGraph(modelConfig(shape), 'dense', widenInJs ? 'float32' : dtype));
   const common = {
     q: floatTensor(randomRows(B * shape.heads * C, 7), [B, 1, shape.heads, C]),
-    qpos: int32Tensor(new Int32Array(B).fill(K), [B, 1]),
-    kpos: int32Tensor(Int32Array.from({ length: B * K }, (_, i) => i % K), [B, K]),
+    qpos: int32Tensor(new Int32Array(B).fill(K), [B, 1]), // every gathered row visible, as a decode's topk rows
   };
   const ms = await median(async () => {
     // widenInJs: dequantise the K selected rows in JS into a compact float32 block, attend over that.

@@ -31,4 +31,6 @@ export function testKey(t: BenchTest): string {
 export interface TestSamples {
   readonly test: BenchTest;
   readonly samplesTs: readonly number[];
+  /** Ours only, decode tests: ONNX Runtime graph runs per decode token. */
+  readonly graphRunsPerToken?: number;
 }

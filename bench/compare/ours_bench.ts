@@ -2,7 +2,8 @@
 // separate process like llama-bench, so both sides start cold, hold only their own memory and are timed the
 // same way:
 //   node --import tsx bench/compare/ours_bench.ts --model DIR -p 512 -n 128 -d 0,4096 -r 5 -t 2 [--dense-attention]
-// prints { "samples": [{ "test": {...}, "samplesTs": [...] }, ...], "weightBytesPerDecodeToken": n } on stdout.
+// prints { "samples": [{ "test": {...}, "samplesTs": [...], "graphRunsPerToken"?: n }, ...], "weightBytesPerDecodeToken": n }
+// on stdout (graphRunsPerToken: ONNX Runtime graph runs per decode token, tg tests only).
 //
 // measureOurs() is the one place that drives the engine: the offline driver over EngineCore (the
 // serving path: scheduler, chunked prefill at the server's default 2048-token budget, sampler, paged
@@ -31,11 +32,13 @@ async function runTest(engine: OfflineEngine, test: BenchTest, reps: number, see
   const randomTokens = (n: number): number[] => Array.from({ length: n }, () => 2 + Math.floor(rng.uniform() * (vocab - 2)));
   const samplesTs: number[] = [];
   if (test.kind === 'tg') {
+    let graphRunsPerToken = 0;
     for (let r = 0; r < reps; r++) {
       const d = await timeDecode(engine, randomTokens(Math.max(test.depth, 1)), 1, test.tokens);
       samplesTs.push(1000 / d.msPerToken);
+      graphRunsPerToken = d.graphRunsPerToken;
     }
-    return { test, samplesTs };
+    return { test, samplesTs, graphRunsPerToken };
   }
   const context = randomTokens(test.depth);
   if (test.depth > 0) await timePrefill(engine, context); // fills the prefix cache with the depth

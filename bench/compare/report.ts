@@ -50,7 +50,7 @@ function machineLines(r: ComparisonReport): string[] {
 function loadLines(r: ComparisonReport): string[] {
   const l = r.load;
   const head = l.loaded ? `**LOADED RUN: no target can be marked met.** ${l.reasons.join('; ')}.` : '**Quiet run.**';
-  return [`${head} Load record: 1-minute load average ${f(l.loadAverageBefore, 2)} before the run and ${f(l.loadAverageAfter, 2)} after it (our own threads raise it meanwhile); other processes and steal used ${f(l.othersShare * 100, 0)}% of the ${l.cpus} CPUs over the ${f(l.seconds, 0)} s (worst ~5 s window ${f(l.othersShareMaxWindow * 100, 0)}%).`];
+  return [`${head} Load record: others used ${Number.isFinite(l.othersShareBefore) ? `${f(l.othersShareBefore * 100, 0)}%` : 'an unmeasured share'} of the CPUs in the 5 s before the run; 1-minute load average ${f(l.loadAverageBefore, 2)} before the run and ${f(l.loadAverageAfter, 2)} after it (our own threads raise it meanwhile); other processes and steal used ${f(l.othersShare * 100, 0)}% of the ${l.cpus} CPUs over the ${f(l.seconds, 0)} s (worst ~5 s window ${f(l.othersShareMaxWindow * 100, 0)}%).`];
 }
 
 function singleStreamLines(r: ComparisonReport): string[] {
@@ -76,6 +76,8 @@ function singleStreamLines(r: ComparisonReport): string[] {
     const gemmCeil = r.ceilings.computeCeilingGflops ? (r.ceilings.computeCeilingGflops * 1e9) / (2 * (ss.weightBytesPerDecodeToken / 4)) : null;
     out.push('', `Ceilings of this run: decode bandwidth floor ${f(floor)} tok/s (${f(r.ceilings.readBandwidthGBs.median)} GB/s / ${f(ss.weightBytesPerDecodeToken / 1e6)} MB of weights per token); prefill compute ceiling, weights only, ${f(gemmCeil, 0)} tok/s (${f(r.ceilings.computeCeilingGflops, 0)} GFLOP/s / ${f((2 * ss.weightBytesPerDecodeToken) / 4 / 1e6, 0)} MFLOP per token).`);
   }
+  const runs = Object.entries(ss.graphRunsPerDecodeToken ?? {});
+  if (runs.length > 0) out.push('', `ONNX Runtime graph runs per decode token (ours): ${runs.map(([t, n]) => `${t} ${f(n, 1)}`).join(', ')}.`);
   return out;
 }
 

@@ -6,6 +6,7 @@
 //   --rounds N              interleaved rounds (>= 5)      --reps N    repetitions per round (llama-bench -r)
 //   --pp N --tg N --depth D[,D]                           --peer-threads 1,2   --threads T (ours and the probes)
 //   --concurrency 1,16 --prompt-tokens N --output-tokens N --min-requests N (>= 100)
+//   --peer-configs default,f32   which llama.cpp configurations run (PEER_CONFIGS ids; default: all)
 //   --skip-single-stream --skip-serving
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -20,7 +21,7 @@ import { findLlamaBuild } from '../peer/llama_cpp.ts';
 import { startOurServer } from '../serving.ts';
 import { issue16Targets } from './issue_targets.ts';
 import { judgeTargets } from './judge.ts';
-import { PEER_CONFIGS } from './llama_bench.ts';
+import { PEER_CONFIGS, type PeerConfig } from './llama_bench.ts';
 import { startLlamaServer, type RunningServer } from './llama_server.ts';
 import { comparisonMarkdown, type ComparisonReport } from './report.ts';
 import { MIN_ROUNDS } from './schedule.ts';
@@ -36,7 +37,14 @@ function ints(s: string, flag: string, min: number): number[] {
   return out;
 }
 
-function plans(argv: string[]): { model: string; mode: ComparisonReport['mode']; threads: number; single: SingleStreamPlan | null; serving: ServingPlan | null } {
+function plans(argv: string[]): {
+  model: string;
+  mode: ComparisonReport['mode'];
+  threads: number;
+  configs: readonly PeerConfig[];
+  single: SingleStreamPlan | null;
+  serving: ServingPlan | null;
+} {
   const { values: v } = parseArgs({
     args: argv,
     options: {
@@ -44,6 +52,7 @@ function plans(argv: string[]): { model: string; mode: ComparisonReport['mode'];
       reps: { type: 'string', default: '5' }, pp: { type: 'string' }, tg: { type: 'string' }, depth: { type: 'string' }, 'peer-threads': { type: 'string', default: '1,2' },
       threads: { type: 'string', default: '2' }, concurrency: { type: 'string' }, 'prompt-tokens': { type: 'string' }, 'output-tokens': { type: 'string' },
       'min-requests': { type: 'string', default: String(MIN_REQUESTS) }, 'skip-single-stream': { type: 'boolean', default: false }, 'skip-serving': { type: 'boolean', default: false },
+      'peer-configs': { type: 'string' },
     },
   });
   if (!BENCH_MODELS[v.model]) throw new Error(`--model: unknown bench model "${v.model}" (have: ${Object.keys(BENCH_MODELS).join(', ')})`);
@@ -53,26 +62,40 @@ function plans(argv: string[]): { model: string; mode: ComparisonReport['mode'];
   const [reps] = ints(v.reps, '--reps', 1);
   const [threads] = ints(v.threads, '--threads', 1);
   const [minRequests] = ints(v['min-requests'], '--min-requests', MIN_REQUESTS);
+  const configs = v['peer-configs'] === undefined ? PEER_CONFIGS : v['peer-configs'].split(',').map((id) => {
+    const c = PEER_CONFIGS.find((x) => x.id === id.trim());
+    if (!c) throw new Error(`--peer-configs: unknown "${id}" (have: ${PEER_CONFIGS.map((x) => x.id).join(', ')})`);
+    return c;
+  });
   const single: SingleStreamPlan = {
     prompt: ints(v.pp ?? '512', '--pp', 0)[0], gen: ints(v.tg ?? (q ? '32' : '128'), '--tg', 0)[0], depths: ints(v.depth ?? (q ? '0' : '0,4096'), '--depth', 0),
-    reps, rounds, oursThreads: threads, peerThreads: ints(v['peer-threads'], '--peer-threads', 1), configs: PEER_CONFIGS,
+    reps, rounds, oursThreads: threads, peerThreads: ints(v['peer-threads'], '--peer-threads', 1), configs,
   };
   const serving: ServingPlan = {
     concurrency: ints(v.concurrency ?? (q ? '1,16' : '1,4,16'), '--concurrency', 1), promptTokens: ints(v['prompt-tokens'] ?? (q ? '64' : '256'), '--prompt-tokens', 1)[0],
     outputTokens: ints(v['output-tokens'] ?? (q ? '32' : '128'), '--output-tokens', 2)[0], minRequests, rounds,
     bannedTokenIds: nonUtf8ByteTokenIds(BENCH_MODELS[v.model].vocab_size as number, [BENCH_MODELS[v.model].bos_token_id as number, BENCH_MODELS[v.model].eos_token_id as number]),
   };
-  return { model: v.model, mode: custom ? 'custom' : q ? 'quick' : 'full', threads, single: v['skip-single-stream'] ? null : single, serving: v['skip-serving'] ? null : serving };
+  return { model: v.model, mode: custom ? 'custom' : q ? 'quick' : 'full', threads, configs, single: v['skip-single-stream'] ? null : single, serving: v['skip-serving'] ? null : serving };
 }
 
-async function runServing(dir: string, gguf: string, llamaServer: string, threads: number, plan: ServingPlan, vocab: number, log: (s: string) => void): Promise<NonNullable<ComparisonReport['serving']>> {
+async function runServing(
+  dir: string,
+  gguf: string,
+  llamaServer: string,
+  threads: number,
+  configs: readonly PeerConfig[],
+  plan: ServingPlan,
+  vocab: number,
+  log: (s: string) => void,
+): Promise<NonNullable<ComparisonReport['serving']>> {
   const slots = Math.max(...plan.concurrency);
   const ctxPerSlot = Math.ceil((plan.promptTokens + plan.outputTokens + 16) / 256) * 256;
   const started: { id: string; label: string; url: string; model: string; command: string; startupMs: number; stop(): Promise<void> }[] = [];
   try {
     const ours = await startOurServer(dir, ['--threads', String(threads), '--max-num-seqs', String(slots), '--no-enable-prefix-caching', '--log-level', 'warn', '--kv-cache-memory', '1GiB']);
     started.push({ id: 'ours', label: 'ours', url: ours.url, model: ours.servedModelName, command: `${ours.command} ${ours.flags.join(' ')}`, startupMs: ours.startupMs, stop: ours.stop });
-    for (const config of PEER_CONFIGS) {
+    for (const config of configs) {
       const s: RunningServer = await startLlamaServer({ binary: llamaServer, gguf, threads, slots, ctxPerSlot, config });
       started.push(s);
     }
@@ -85,7 +108,7 @@ async function runServing(dir: string, gguf: string, llamaServer: string, thread
 }
 
 async function main(): Promise<void> {
-  const monitor = new LoadMonitor(); // first: the load average before anything of ours runs
+  const monitor = await LoadMonitor.afterIdleCheck(); // first: others' CPU use before anything of ours runs
   const t0 = performance.now();
   const log = (s: string): void => void process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${s}\n`);
   const p = plans(process.argv.slice(2));
@@ -116,7 +139,7 @@ async function main(): Promise<void> {
   if (p.serving) {
     const plan = p.serving;
     log('serving: ours vs llama-server');
-    serving = await attempt('serving', () => runServing(dir, gguf, build.tools['llama-server'], p.threads, plan, BENCH_MODELS[p.model].vocab_size as number, log));
+    serving = await attempt('serving', () => runServing(dir, gguf, build.tools['llama-server'], p.threads, p.configs, plan, BENCH_MODELS[p.model].vocab_size as number, log));
   }
   const loadRecord = monitor.stop();
   const verdict = loadVerdict(loadRecord);

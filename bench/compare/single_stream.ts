@@ -52,6 +52,8 @@ export interface SingleStreamComparison {
   readonly participants: readonly ParticipantResult[];
   readonly peerBest: readonly PeerBest[];
   readonly weightBytesPerDecodeToken: number | null;
+  /** Ours: graph runs per decode token, per decode test ("tg32@d0"). */
+  readonly graphRunsPerDecodeToken: Readonly<Record<string, number>>;
 }
 
 interface OursOutput { readonly samples: readonly TestSamples[]; readonly weightBytesPerDecodeToken: number }
@@ -119,6 +121,7 @@ export function bestPeers(participants: readonly ParticipantResult[]): PeerBest[
 export async function compareSingleStream(modelDir: string, gguf: string, llamaBench: string, plan: SingleStreamPlan, log: (s: string) => void): Promise<SingleStreamComparison> {
   const participants = participantsOf(plan);
   let weightBytes: number | null = null;
+  const graphRuns: Record<string, number> = {};
   const schedule = interleavedSchedule(participants, plan.rounds);
   const results = await runInterleaved(schedule, async ({ round, participant: p }) => {
     let samples: readonly TestSamples[];
@@ -126,6 +129,7 @@ export async function compareSingleStream(modelDir: string, gguf: string, llamaB
       const o = await runOursBench(modelDir, plan);
       weightBytes = o.weightBytesPerDecodeToken;
       samples = o.samples;
+      for (const s of samples) if (s.graphRunsPerToken !== undefined) graphRuns[testKey(s.test)] = s.graphRunsPerToken;
     } else {
       samples = await runLlamaBench(llamaBench, llamaBenchArgs(gguf, plan.prompt, plan.gen, plan.depths, p.threads, plan.reps, p.config));
     }
@@ -133,5 +137,5 @@ export async function compareSingleStream(modelDir: string, gguf: string, llamaB
     return samples;
   });
   const collected = participants.map((p) => collect(p, results.get(p) ?? []));
-  return { plan, participants: collected, peerBest: bestPeers(collected), weightBytesPerDecodeToken: weightBytes };
+  return { plan, participants: collected, peerBest: bestPeers(collected), weightBytesPerDecodeToken: weightBytes, graphRunsPerDecodeToken: graphRuns };
 }

@@ -69,6 +69,12 @@ export function othersShare(a: Sample, b: Sample): number {
 
 export interface LoadRecord {
   readonly loadAverageBefore: number;
+  /**
+   * Others' share of all CPUs in a few seconds sampled just before the start (NaN when not sampled). The
+   * 1-minute load average lags by minutes: after other work stops (or is paused for the run) it still
+   * reads high although the CPUs are idle, so when this is known the verdict uses it instead.
+   */
+  readonly othersShareBefore: number;
   readonly loadAverageAfter: number;
   /** Others' share of all CPUs over the whole measurement (0..1). */
   readonly othersShare: number;
@@ -86,6 +92,17 @@ export class LoadMonitor {
   private readonly timer: NodeJS.Timeout | null;
   private readonly t0 = performance.now();
   private readonly loadBefore = os.loadavg()[0];
+  private othersBefore = Number.NaN;
+
+  /** A monitor started after sampling others' CPU use for `settleMs` (the idle check before the start). */
+  static async afterIdleCheck(settleMs = 5000, windowMs = 5000): Promise<LoadMonitor> {
+    const linux = process.platform === 'linux';
+    const a = linux ? sample() : null;
+    await new Promise((r) => setTimeout(r, settleMs));
+    const monitor = new LoadMonitor(windowMs);
+    if (a && monitor.start) monitor.othersBefore = othersShare(a, monitor.start);
+    return monitor;
+  }
 
   constructor(windowMs = 5000) {
     const linux = process.platform === 'linux';
@@ -109,7 +126,7 @@ export class LoadMonitor {
       share = othersShare(this.start, this.last as Sample);
     }
     return {
-      loadAverageBefore: this.loadBefore, loadAverageAfter: os.loadavg()[0], othersShare: share,
+      loadAverageBefore: this.loadBefore, othersShareBefore: this.othersBefore, loadAverageAfter: os.loadavg()[0], othersShare: share,
       othersShareMaxWindow: this.start ? this.maxWindow : Number.NaN, cpus: os.availableParallelism(), seconds: (performance.now() - this.t0) / 1000,
     };
   }
@@ -128,7 +145,9 @@ export const DEFAULT_LOAD_THRESHOLDS: LoadThresholds = { loadAveragePerCpu: 0.25
 export function loadVerdict(r: LoadRecord, t: LoadThresholds = DEFAULT_LOAD_THRESHOLDS): { loaded: boolean; reasons: string[] } {
   const reasons: string[] = [];
   const limit = t.loadAveragePerCpu * r.cpus;
-  if (!(r.loadAverageBefore <= limit)) reasons.push(`1-minute load average ${r.loadAverageBefore.toFixed(2)} before the start (> ${limit.toFixed(2)} on ${r.cpus} CPUs)`);
+  if (Number.isFinite(r.othersShareBefore)) {
+    if (r.othersShareBefore > t.othersShare) reasons.push(`other processes (and steal) used ${(r.othersShareBefore * 100).toFixed(0)}% of the ${r.cpus} CPUs just before the start (> ${(t.othersShare * 100).toFixed(0)}%)`);
+  } else if (!(r.loadAverageBefore <= limit)) reasons.push(`1-minute load average ${r.loadAverageBefore.toFixed(2)} before the start (> ${limit.toFixed(2)} on ${r.cpus} CPUs)`);
   if (!Number.isFinite(r.othersShare)) reasons.push('others\' CPU use during the run is unknown (no /proc)');
   else if (r.othersShare > t.othersShare) reasons.push(`other processes (and steal) used ${(r.othersShare * 100).toFixed(0)}% of the ${r.cpus} CPUs during the run (> ${(t.othersShare * 100).toFixed(0)}%; worst ~5 s window ${(r.othersShareMaxWindow * 100).toFixed(0)}%)`);
   return { loaded: reasons.length > 0, reasons };

@@ -159,7 +159,7 @@ export class EngineCore {
     if (this.drafting) await proposeDrafts(this.drafting, scheduled, scheduled.speculative === true, profiler);
     this.structuredOutputs.release(outputs.filter((o) => o.finishReason !== null).map((o) => o.requestId));
     const generated = outputs.reduce((n, o) => n + o.newTokenIds.length, 0);
-    const stats = { ...this.stats(scheduled, performance.now() - t0, profiler, run.forwardMs, generated), ...(this.drafting && { specDecode: spec }) };
+    const stats = { ...this.stats(scheduled, performance.now() - t0, profiler, run, generated), ...(this.drafting && { specDecode: spec }) };
     return { outputs, stats };
   }
 
@@ -226,7 +226,7 @@ export class EngineCore {
 
   /** Stats between steps (after aborts): gauges only, no step work. */
   idleStats(): StepStats {
-    return this.stats({ scheduled: [], numScheduledTokens: 0, preempted: [] }, 0, new StepProfiler(), 0, 0);
+    return this.stats({ scheduled: [], numScheduledTokens: 0, preempted: [] }, 0, new StepProfiler(), { logits: [], selections: null, forwardMs: 0, numGraphRuns: 0 }, 0);
   }
 
   /** Scheduler and block-manager invariants (tests run it after every step). */
@@ -239,7 +239,7 @@ export class EngineCore {
     await this.runner.dispose();
   }
 
-  private stats(out: SchedulerOutput, stepMs: number, profiler: StepProfiler, forwardMs: number, numGeneratedTokens: number): StepStats {
+  private stats(out: SchedulerOutput, stepMs: number, profiler: StepProfiler, run: RunnerOutput, numGeneratedTokens: number): StepStats {
     const kv = this.scheduler.kvCache;
     const blocksInUse = kv.numBlocks - kv.numFreeBlocks;
     const perBlock = this.runner.storage.bytesPerBlockByCache;
@@ -263,7 +263,8 @@ export class EngineCore {
       prefixCacheQueryTokens: prefix.numQueryTokens,
       prefixCacheHitTokens: prefix.numHitTokens,
       stepMs,
-      timings: profiler.timings(forwardMs),
+      numGraphRuns: run.numGraphRuns,
+      timings: profiler.timings(run.forwardMs),
       sparsity: profiler.sparsity,
     };
   }

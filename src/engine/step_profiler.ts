@@ -5,8 +5,8 @@
 export interface StepTimings {
   readonly schedule: number;
   readonly dense: number; // pre/post-attention graphs, lm_head
-  readonly indexer: number; // indexer score graph + top-k selection
-  readonly attention: number; // key selection/mask building + sparse MLA graph
+  readonly indexer: number; // prefill: indexer score + top-k graph (decode runs it inside the attention graph)
+  readonly attention: number; // sparse MLA graph; at DSA decode also key selection (one graph)
   readonly experts: number; // routing + routed expert graph
   readonly grammar: number; // structured outputs: next-token bitmasks (XGrammar)
   readonly sampling: number; // sampler (bitmask application included), prompt logprobs

@@ -15,6 +15,8 @@ export interface StepStats {
   readonly prefixCacheQueryTokens: number; // cumulative
   readonly prefixCacheHitTokens: number; // cumulative
   readonly stepMs: number;
+  /** ONNX Runtime graph runs of the step's forward pass (per-run overhead dominates small decode steps). */
+  readonly numGraphRuns: number;
   /** Milliseconds per part of the step. */
   readonly timings: StepTimings;
   readonly sparsity: SparsityCounters;

@@ -107,7 +107,7 @@ describe('load record', () => {
     assert.equal(othersShare(a, b), 0.25);
   });
   it('flags a run loaded before the start or by others during it', () => {
-    const quiet: LoadRecord = { loadAverageBefore: 0.3, loadAverageAfter: 1.9, othersShare: 0.02, othersShareMaxWindow: 0.08, cpus: 2, seconds: 600 };
+    const quiet: LoadRecord = { loadAverageBefore: 0.3, othersShareBefore: Number.NaN, loadAverageAfter: 1.9, othersShare: 0.02, othersShareMaxWindow: 0.08, cpus: 2, seconds: 600 };
     assert.deepEqual(loadVerdict(quiet), { loaded: false, reasons: [] }); // our own threads raising the load average are not load
     const busyBefore = loadVerdict({ ...quiet, loadAverageBefore: 0.6 });
     assert.equal(busyBefore.loaded, true);
@@ -117,5 +117,10 @@ describe('load record', () => {
     assert.match(busyDuring.reasons[0], /30% of the 2 CPUs/);
     assert.equal(loadVerdict({ ...quiet, othersShare: Number.NaN }).loaded, true);
     assert.equal(loadVerdict({ ...quiet, loadAverageBefore: 1.5, cpus: 8 }).loaded, false); // 0.25 per CPU
+    // A measured idle check before the start replaces the lagging load average, both ways.
+    assert.equal(loadVerdict({ ...quiet, loadAverageBefore: 16, othersShareBefore: 0.01 }).loaded, false);
+    const busyJustBefore = loadVerdict({ ...quiet, othersShareBefore: 0.4 });
+    assert.equal(busyJustBefore.loaded, true);
+    assert.match(busyJustBefore.reasons.join(' '), /40% of the 2 CPUs just before the start/);
   });
 });

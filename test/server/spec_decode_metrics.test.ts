@@ -14,6 +14,7 @@ function stats(specDecode: StepStats['specDecode']): StepStats {
     numPrefillTokens: 3,
     numDecodeTokens: 0,
     numGeneratedTokens: 2,
+    numGraphRuns: 0,
     numPreemptionsTotal: 0,
     kvCacheUsage: 0.1,
     kvCacheBytesInUse: { latent: 0, indexer: 0 },

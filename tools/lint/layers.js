@@ -6,6 +6,8 @@
 //   src/kvcache                block ids and paged storage            -> common
 //   src/engine/checkpoint      checkpoint reading and validation      -> common
 //   src/engine/onnx            graph building, the ORT session        -> common
+//   src/engine/model, attention the forward pass (graphs + how they run) -> common, kvcache, checkpoint,
+//                                                                        onnx, quant, step_profiler.ts
 //   src/engine/**              model, attention, sampling, scheduler, core, worker, client
 //                                                                     -> common, kvcache, engine
 //   src/server                 HTTP                                   -> common, config, the engine's
@@ -39,6 +41,20 @@ export const LAYERS = {
       files: ['src/engine/onnx/'],
       mayImport: ['src/common/', 'src/engine/onnx/'],
       why: 'src/engine/onnx builds and runs graphs; it imports only src/common.',
+    },
+    {
+      files: ['src/engine/model/', 'src/engine/attention/'],
+      mayImport: [
+        'src/common/',
+        'src/kvcache/',
+        'src/engine/checkpoint/',
+        'src/engine/onnx/',
+        'src/engine/quant/',
+        'src/engine/model/',
+        'src/engine/attention/',
+        'src/engine/step_profiler.ts',
+      ],
+      why: 'the forward pass knows nothing of requests, scheduling, sampling or the step loop: the ModelRunner hands it a StepPlan.',
     },
     {
       files: ['src/engine/'],

@@ -6,12 +6,23 @@
 // attended; otherwise all visible keys are (README "Lightning indexer"). Scores, top-k and masks are
 // computed inside the graphs; this file only slices runs and gathers the selected slots.
 // Decode groups (S = 1) gather only the selected rows (cost ~ topk, flat in context length);
-// prefill chunks gather the whole context once and mask per row (cost ~ S * T).
+// prefill chunks over a context longer than GATHERED_PREFILL_MIN_CONTEXT x topk gather each row's
+// selected rows too (cost ~ S * topk); over shorter contexts they score the whole context once and mask
+// per row (cost ~ S * T), which is cheaper there.
 import { floatTensor, int32Tensor, type Feed, type GraphSession } from '../onnx/session.ts';
 import type { StepProfiler } from '../step_profiler.ts';
 import type { AttentionGroup } from '../model/step_plan.ts';
 
 export const DEFAULT_MAX_SCORE_ELEMENTS = 1 << 25; // 128 MiB of float32 scores per attention run
+
+/**
+ * DSA prefill attends only the selected keys (each row gathers its topk latent rows) once the context is
+ * longer than this many times topk; below it, scoring the whole context and masking is cheaper than the
+ * per-row gather. Measured on bench-mini-dsa (topk 256, H 8, C 288; CPU time of a whole prefill, loaded
+ * machine): 640 tokens gathered 1.09-1.13 s vs masked 0.82-0.87 s; 4096 tokens gathered 10.1 s vs masked
+ * 18.0 s (attention part 5.4 vs 25.9 s wall): break-even near 3.2 x topk.
+ */
+export const GATHERED_PREFILL_MIN_CONTEXT = 3;
 
 export interface AttentionLayerInputs {
   readonly q: Float32Array; // [N, H, C] all rows of the step
@@ -33,10 +44,10 @@ export interface AttentionShapes {
 
 export interface AttentionSessions {
   readonly dense: GraphSession; // every visible key
-  readonly prefillSelected: GraphSession | null; // DSA prefill: causal AND selected
-  readonly decodeSelected: GraphSession | null; // DSA decode: only the selected rows
+  readonly prefillSelected: GraphSession | null; // DSA prefill: causal AND selected, masked over the whole context
+  readonly prefillGathered: GraphSession | null; // DSA prefill: each row gathers only its selected keys
+  readonly dsaDecode: GraphSession | null; // DSA decode: IDX 5-6 + MLA 5 over only the selected rows, one run
   readonly indexer: GraphSession | null; // IDX 5-6, prefill form
-  readonly indexerDecode: GraphSession | null; // IDX 5-6, decode form
 }
 
 /** Per-step context: where time and sparsity are counted, and whether selections are recorded. */
@@ -65,16 +76,27 @@ export class SparseMlaAttention {
     return S === 1 ? this.attendDecode(group, inp, ctx) : this.attendPrefill(group, inp, ctx);
   }
 
-  /** Decode with DSA: the indexer picks topk positions per sequence; only those rows are gathered. */
+  /**
+   * Decode with DSA: the indexer picks topk positions per sequence and only those rows are gathered, in one
+   * graph run (model/dsa_decode.ts); its time counts as attention.
+   */
   private async attendDecode(group: AttentionGroup, inp: AttentionLayerInputs, ctx: AttendContext): Promise<{ o: Float32Array; lastSelections: Int32Array[] | null }> {
-    const { numSeqs: B, maxContext: T } = group;
-    const k = this.shapes.indexTopk;
-    const sel = await ctx.profiler.timeAsync('indexer', () => this.select(this.sessions.indexerDecode!, group, inp, 0, 1)); // [B, 1, k]
+    const { numSeqs: B, maxContext: T, rowStart: first } = group;
+    const { numHeads: H, latentDim: C, indexerHeads: Hi, indexerDim: Di, indexTopk: k } = this.shapes;
     return ctx.profiler.timeAsync('attention', async () => {
-      const idx = new Int32Array(B * k);
-      for (let b = 0; b < B; b++) for (let j = 0; j < k; j++) idx[b * k + j] = group.keySlots[b * T + sel[b * k + j]!]!;
-      const extra = { idx: int32Tensor(idx, [B, k]), kpos: int32Tensor(sel, [B, k]) };
-      const o = await this.runRows(this.sessions.decodeSelected!, group, inp, extra, null);
+      const [o, sel] = await this.sessions.dsaDecode!.runTyped(
+        {
+          q: floatTensor(inp.q.subarray(first * H * C, (first + B) * H * C), [B, 1, H, C]),
+          iq: floatTensor(inp.iq!.subarray(first * Hi * Di, (first + B) * Hi * Di), [B, 1, Hi, Di]),
+          iw: floatTensor(inp.iw!.subarray(first * Hi, (first + B) * Hi), [B, 1, Hi]),
+          ...inp.latentCache,
+          ...inp.indexerCache!,
+          idx: int32Tensor(group.keySlots, [B, T]),
+          qpos: int32Tensor(queryPositions(group, 0, 1), [B, 1]),
+        },
+        ['o', 'sel'],
+      );
+      if (!(o instanceof Float32Array) || !(sel instanceof Int32Array)) throw new Error('graph dsa_decode: unexpected output types');
       return { o, lastSelections: ctx.recordSelections ? lastRows(group, sel, k) : null };
     });
   }
@@ -87,11 +109,22 @@ export class SparseMlaAttention {
     const rowsPerRun = this.rowsPerRun(group);
     const o = new Float32Array(S * H * L);
     let last: Int32Array | null = null;
+    const gathered = group.maxContext > GATHERED_PREFILL_MIN_CONTEXT * k;
+    const gatherRows = Math.max(1, Math.floor(this.shapes.maxScoreElements / (k * Math.max(this.shapes.numHeads, this.shapes.latentDim))));
     for (let i0 = 0; i0 < S; i0 += rowsPerRun) {
       const n = Math.min(rowsPerRun, S - i0);
       const sel = await ctx.profiler.timeAsync('indexer', () => this.select(this.sessions.indexer!, group, inp, i0, n)); // [1, n, k]
-      const part = await ctx.profiler.timeAsync('attention', () => this.runRows(this.sessions.prefillSelected!, group, inp, { sel: int32Tensor(sel, [1, n, k]) }, [i0, n]));
-      o.set(part, i0 * H * L);
+      await ctx.profiler.timeAsync('attention', async () => {
+        if (!gathered) {
+          o.set(await this.runRows(this.sessions.prefillSelected!, group, inp, { sel: int32Tensor(sel, [1, n, k]) }, [i0, n]), i0 * H * L);
+          return;
+        }
+        for (let j0 = 0; j0 < n; j0 += gatherRows) {
+          const m = Math.min(gatherRows, n - j0);
+          const part = sel.subarray(j0 * k, (j0 + m) * k);
+          o.set(await this.runRows(this.sessions.prefillGathered!, group, inp, { sel: int32Tensor(part, [1, m, k]) }, [i0 + j0, m]), (i0 + j0) * H * L);
+        }
+      });
       if (i0 + n === S) last = sel.subarray((n - 1) * k, n * k);
     }
     const lastSelections = ctx.recordSelections && last ? [visibleSorted(last, group.startPos[0]! + S - 1)] : null;

@@ -38,7 +38,7 @@ export function absorbedQuery(g: GraphBuilder, config: ModelConfig, qNope: strin
   const heads = H === 1 ? [qNope] : g.nodeN('Split', [qNope, g.int64s(Array<number>(H).fill(dn))], H, { axis: 1 }); // H x [N, dn]
   const lat = heads.map((qh, h) => {
     const q = quantizeMatrix(keyUpTransposed(config, kvBProj, h), L, dn, bits);
-    for (let i = 0; i < q.scales.length; i++) q.scales[i] *= scale;
+    q.scales.forEach((s, i) => (q.scales[i] = s * scale));
     return linear(g, qh, q); // [N, L]
   });
   return reshape(g, H === 1 ? lat[0]! : g.node('Concat', lat, { axis: 1 }), [0, H, L]);

@@ -14,7 +14,8 @@ import type { PagedKVStorage } from '../../kvcache/paged_kv_storage.ts';
 import { DEFAULT_MAX_SCORE_ELEMENTS, SparseMlaAttention, type AttentionShapes } from '../attention/sparse_mla.ts';
 import type { StepProfiler } from '../step_profiler.ts';
 import { buildIndexerSelectGraph } from './indexer.ts';
-import { buildAttentionGraph, buildPostAttentionGraph } from './mla.ts';
+import { buildDsaDecodeGraph } from './dsa_decode.ts';
+import { buildAttentionGraph, buildGatheredPrefillAttentionGraph, buildPostAttentionGraph } from './mla.ts';
 import { buildPreAttentionGraph } from './pre_attention.ts';
 import { indexerKeyPoolFeed, latentPoolFeed } from './kv_cache_graph.ts';
 import { buildRoutedExpertsGraph, denseFfn, dispatch, dispatchGroup, expertGroups, moePreludeFfn } from './moe.ts';
@@ -123,9 +124,9 @@ export class DeepseekModel {
     const sessions = {
       dense: await session('sparse_mla_dense', () => buildAttentionGraph(config, 'dense', dtype)),
       prefillSelected: indexer ? await session('sparse_mla_prefill_selected', () => buildAttentionGraph(config, 'prefill-selected', dtype)) : null,
-      decodeSelected: indexer ? await session('sparse_mla_decode_selected', () => buildAttentionGraph(config, 'decode-selected', dtype)) : null,
+      prefillGathered: indexer ? await session('sparse_mla_prefill_gathered', () => buildGatheredPrefillAttentionGraph(config, dtype)) : null,
+      dsaDecode: indexer ? await session('dsa_decode', () => buildDsaDecodeGraph(config, indexer, dtype)) : null,
       indexer: indexer ? await session('indexer_select', () => buildIndexerSelectGraph(indexer, false, dtype)) : null,
-      indexerDecode: indexer ? await session('indexer_select_decode', () => buildIndexerSelectGraph(indexer, true, dtype)) : null,
     };
     const shapes: AttentionShapes = {
       numHeads: config.numAttentionHeads,

@@ -18,7 +18,7 @@ import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
 import { reshape, reshapeLike } from '../onnx/ops.ts';
 import type { IndexerConfig } from '../checkpoint/types.ts';
 import type { KVCacheDtype } from '../../kvcache/kv_dtype.ts';
-import { cacheGraphOpset, indexerKeyPoolInput } from './kv_cache_graph.ts';
+import { cacheGraphOpset, indexerKeyPoolInput, type IndexerKeyGather } from './kv_cache_graph.ts';
 
 /**
  * IDX 5-6 (shared by all layers): scores over the gathered keys, causally masked, then the topk best
@@ -40,6 +40,23 @@ export function buildIndexerSelectGraph(indexer: IndexerConfig, decodeForm: bool
   const idx = g.input('idx', DataType.INT32, ['B', 'T']);
   const iw = g.input('iw', DataType.FLOAT, ['B', S, Hi]);
   const qpos = g.node('Cast', [g.input('qpos', DataType.INT32, ['B', S])], { to: DataType.INT64 });
+  const sel = indexerSelectNodes(g, indexer, decodeForm, gatherKeys, { iq, iw, idx, qpos });
+  g.markOutput(g.node('Cast', [sel], { to: DataType.INT32 }), 'sel', DataType.INT32, ['B', S, topk]);
+  return g.build();
+}
+
+/** Graph values IDX 5-6 reads: iq [B, S, Hi, Di], iw [B, S, Hi], idx [B, T] int32 slots, qpos [B, S] int64. */
+export interface IndexerSelectValues {
+  readonly iq: string;
+  readonly iw: string;
+  readonly idx: string;
+  readonly qpos: string;
+}
+
+/** IDX 5-6 as nodes of g (see buildIndexerSelectGraph); returns sel [B, S, topk] int64 positions. */
+export function indexerSelectNodes(g: GraphBuilder, indexer: IndexerConfig, decodeForm: boolean, gatherKeys: (idx: string) => IndexerKeyGather, v: IndexerSelectValues): string {
+  const { nHeads: Hi, headDim: Di, topk } = indexer;
+  const { iq, iw, idx, qpos } = v;
   const { keys, scale } = gatherKeys(idx); // [B, T, Di], fp8: [B, T]
   // An fp8 key's scale multiplies its dot products (one Mul per score, not per key value).
   const scaled = (dots: string, axis: number): string => (scale ? g.node('Mul', [dots, g.node('Unsqueeze', [scale, g.int64s([axis])])]) : dots);
@@ -60,6 +77,5 @@ export function buildIndexerSelectGraph(indexer: IndexerConfig, decodeForm: bool
   const visible = g.node('LessOrEqual', [kpos, g.node('Unsqueeze', [qpos, g.int64s([2])])]); // [B, S, T]
   const masked = g.node('Where', [visible, scores, g.scalar(-Infinity)]);
   const [, sel] = g.nodeN('TopK', [masked, g.int64s([topk])], 2, { axis: -1, largest: 1, sorted: 0 });
-  g.markOutput(g.node('Cast', [sel], { to: DataType.INT32 }), 'sel', DataType.INT32, ['B', S, topk]);
-  return g.build();
+  return sel!;
 }

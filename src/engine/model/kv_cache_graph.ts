@@ -86,21 +86,22 @@ export interface IndexerKeyGather {
 }
 
 /**
- * Declares one layer's indexer key pool as graph inputs ('cache' [P, Di]; fp8 adds 'cache_scale' [P]) and
- * returns a gather. An fp8 key's scale is left to the caller: it multiplies whole dot products, which is
- * cheaper than scaling every key value (and exact up to float32 rounding).
+ * Declares one layer's indexer key pool as graph inputs ('index_cache' [P, Di]; fp8 adds 'index_cache_scale'
+ * [P]: names apart from the latent pool's, so one graph can read both) and returns a gather. An fp8 key's
+ * scale is left to the caller: it multiplies whole dot products, which is cheaper than scaling every key
+ * value (and exact up to float32 rounding).
  */
 export function indexerKeyPoolInput(g: GraphBuilder, dtype: KVCacheDtype, Di: number): (idx: string) => IndexerKeyGather {
   if (dtype === 'float32') {
-    const cache = g.input('cache', DataType.FLOAT, ['P', Di]);
+    const cache = g.input('index_cache', DataType.FLOAT, ['P', Di]);
     return (idx) => ({ keys: g.node('Gather', [cache, idx], { axis: 0 }), scale: null });
   }
   if (dtype === 'bfloat16') {
-    const cache = g.input('cache', DataType.UINT16, ['P', Di]);
+    const cache = g.input('index_cache', DataType.UINT16, ['P', Di]);
     return (idx) => ({ keys: gatherBf16(g, cache, idx), scale: null });
   }
-  const cache = g.input('cache', DataType.UINT8, ['P', Di]);
-  const scale = g.input('cache_scale', DataType.FLOAT, ['P']);
+  const cache = g.input('index_cache', DataType.UINT8, ['P', Di]);
+  const scale = g.input('index_cache_scale', DataType.FLOAT, ['P']);
   return (idx) => ({ keys: gatherE4m3(g, cache, idx), scale: g.node('Gather', [scale, idx], { axis: 0 }) });
 }
 
@@ -121,7 +122,7 @@ export function latentPoolFeed(pool: LatentPool, split: LatentSplit): Feed {
 /** The feed for indexerKeyPoolInput's inputs. */
 export function indexerKeyPoolFeed(pool: IndexerKeyPool, Di: number): Feed {
   const P = pool.keys.length / Di;
-  if (pool.dtype === 'float32') return { cache: floatTensor(pool.keys, [P, Di]) };
-  if (pool.dtype === 'bfloat16') return { cache: uint16Tensor(pool.keys, [P, Di]) };
-  return { cache: uint8Tensor(pool.keys, [P, Di]), cache_scale: floatTensor(pool.scales, [P]) };
+  if (pool.dtype === 'float32') return { index_cache: floatTensor(pool.keys, [P, Di]) };
+  if (pool.dtype === 'bfloat16') return { index_cache: uint16Tensor(pool.keys, [P, Di]) };
+  return { index_cache: uint8Tensor(pool.keys, [P, Di]), index_cache_scale: floatTensor(pool.scales, [P]) };
 }

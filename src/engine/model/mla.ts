@@ -25,7 +25,7 @@ import { cacheGraphOpset, latentPoolInput } from './kv_cache_graph.ts';
 export const MASKED = -1e30;
 
 /** Additive causal mask [B, S, K]: 0 where key position <= query position, else MASKED. qpos [B, S, 1], kpos [B or 1, 1, K] int64. */
-function causalMask(g: GraphBuilder, qpos: string, kpos: string): string {
+export function causalMask(g: GraphBuilder, qpos: string, kpos: string): string {
   return g.node('Where', [g.node('LessOrEqual', [kpos, qpos]), g.scalar(0), g.scalar(MASKED)]);
 }
 
@@ -35,15 +35,45 @@ function causalMask(g: GraphBuilder, qpos: string, kpos: string): string {
  *   past every query, so they are masked): every visible key.
  * - 'prefill-selected' (DSA, one sequence): as 'dense', further restricted per row to the positions in
  *   sel [B, S, k] int32 (IDX 6): mask = causal AND selected, built in the graph.
- * - 'decode-selected' (DSA, S = 1): idx holds the slots of the selected positions kpos [B, K] int32 only.
+ * (DSA decode gathers only the selected rows: dsa_decode.ts; long DSA prefill too: buildGatheredPrefillAttentionGraph.)
  */
-export type AttentionKeys = 'dense' | 'prefill-selected' | 'decode-selected';
+export type AttentionKeys = 'dense' | 'prefill-selected';
+
+/**
+ * MLA 5 for a DSA prefill slice that attends only its selected keys (B = 1): each query row gathers its own
+ * topk latent rows, so the cost per row is ~topk keys instead of the whole context (the dense-masked form
+ * 'prefill-selected' computes scores for every context key and masks all but topk of them).
+ * Inputs q [1, S, H, C], the layer's latent pool, idx [1, T] int32 slots of positions 0 .. T-1,
+ * sel [1, S, k] int32 selected positions (IDX 6; a row with fewer than k visible keys also holds
+ * invisible ones, masked here), qpos [1, S] int32. Output o [1, S, H, L].
+ *   slots [S, k] = idx[sel] -> kv [S, k, C] -> scores [S, H, k] (+ causal mask) -> softmax -> p @ kv
+ */
+export function buildGatheredPrefillAttentionGraph(config: ModelConfig, dtype: KVCacheDtype = 'float32'): Uint8Array {
+  const { numAttentionHeads: H, qkRopeHeadDim: dr, kvLoraRank: L } = config;
+  const C = L + dr;
+  const g = new GraphBuilder('sparse_mla_prefill_gathered', cacheGraphOpset(dtype));
+  const q = g.input('q', DataType.FLOAT, [1, 'S', H, C]);
+  const gatherLatent = latentPoolInput(g, dtype, config);
+  const idx = g.input('idx', DataType.INT32, [1, 'T']);
+  const sel = g.input('sel', DataType.INT32, [1, 'S', 'k']);
+  const qpos = g.input('qpos', DataType.INT32, [1, 'S']);
+  const slots = g.node('Gather', [g.node('Squeeze', [idx, g.int64s([0])]), g.node('Squeeze', [sel, g.int64s([0])])], { axis: 0 }); // [S, k]
+  const kv = gatherLatent(slots); // [S, k, C]
+  const q3 = reshape(g, q, [-1, H, C]); // [S, H, C]
+  const scores = g.node('MatMul', [q3, g.node('Transpose', [kv], { perm: [0, 2, 1] })]); // [S, H, k]
+  const kpos = g.node('Cast', [g.node('Transpose', [sel], { perm: [1, 0, 2] })], { to: DataType.INT64 }); // [S, 1, k]
+  const qpos3 = g.node('Cast', [reshape(g, qpos, [-1, 1, 1])], { to: DataType.INT64 }); // [S, 1, 1]
+  const masked = g.node('Add', [scores, causalMask(g, qpos3, kpos)]);
+  const o = slice(g, g.node('MatMul', [g.node('Softmax', [masked], { axis: -1 }), kv]), 2, 0, L); // [S, H, L]
+  g.markOutput(reshape(g, o, [1, -1, H, L]), 'o', DataType.FLOAT, [1, 'S', H, L]);
+  return g.build();
+}
 
 /**
  * MLA 5 over gathered cache rows (shared by all layers). Inputs q [B, S, H, C], the layer's whole latent
  * pool in its stored dtype (zero-copy; kv_cache_graph.ts names the inputs, and only the gathered rows are
  * widened to float32), idx [B, K] int32 slots, qpos [B, S] int32 positions of the query rows
- * (+ sel or kpos, see AttentionKeys). Output o [B, S, H, L].
+ * (+ sel for prefill-selected, see AttentionKeys). Output o [B, S, H, L].
  */
 export function buildAttentionGraph(config: ModelConfig, keys: AttentionKeys, dtype: KVCacheDtype = 'float32'): Uint8Array {
   const { numAttentionHeads: H, qkRopeHeadDim: dr, kvLoraRank: L } = config;
@@ -53,13 +83,8 @@ export function buildAttentionGraph(config: ModelConfig, keys: AttentionKeys, dt
   const gatherLatent = latentPoolInput(g, dtype, config);
   const idx = g.input('idx', DataType.INT32, ['B', 'K']);
   const qpos = g.node('Unsqueeze', [g.node('Cast', [g.input('qpos', DataType.INT32, ['B', 'S'])], { to: DataType.INT64 }), g.int64s([2])]); // [B, S, 1]
-  let kpos: string; // [B or 1, 1, K]
-  if (keys === 'decode-selected') {
-    kpos = g.node('Unsqueeze', [g.node('Cast', [g.input('kpos', DataType.INT32, ['B', 'K'])], { to: DataType.INT64 }), g.int64s([1])]);
-  } else {
-    const K = g.node('Gather', [g.node('Shape', [idx]), g.int64Scalar(1)]);
-    kpos = g.node('Unsqueeze', [g.node('Range', [g.int64Scalar(0), K, g.int64Scalar(1)]), g.int64s([0, 1])]);
-  }
+  const K = g.node('Gather', [g.node('Shape', [idx]), g.int64Scalar(1)]);
+  const kpos = g.node('Unsqueeze', [g.node('Range', [g.int64Scalar(0), K, g.int64Scalar(1)]), g.int64s([0, 1])]); // [1, 1, K]
   let mask = causalMask(g, qpos, kpos); // [B, S, K]
   if (keys === 'prefill-selected') {
     const sel = g.input('sel', DataType.INT32, ['B', 'S', 'k']);
@@ -67,7 +92,18 @@ export function buildAttentionGraph(config: ModelConfig, keys: AttentionKeys, dt
     const zeros = g.node('ConstantOfShape', [g.node('Shape', [sel])]); // float 0
     mask = g.node('Add', [mask, g.node('ScatterElements', [none, sel, zeros], { axis: 2 })]);
   }
-  const kv = gatherLatent(idx); // [B, K, C]
+  const o = attendGatheredNodes(g, config, q, gatherLatent(idx), idx, mask);
+  g.markOutput(o, 'o', DataType.FLOAT, ['B', 'S', H, L]);
+  return g.build();
+}
+
+/**
+ * MLA 5 proper, as nodes of g: q [B, S, H, C] over gathered latent rows kv [B, K, C] with an additive mask
+ * [B, S, K]; `idx` is any [B, K] value (it only lends K to the reshapes). Returns o [B, S, H, L].
+ */
+export function attendGatheredNodes(g: GraphBuilder, config: ModelConfig, q: string, kv: string, idx: string, mask: string): string {
+  const { numAttentionHeads: H, qkRopeHeadDim: dr, kvLoraRank: L } = config;
+  const C = L + dr;
   const qFlat = reshape(g, q, [0, -1, C]); // [B, S * H, C]
   const scores = g.node('MatMul', [qFlat, g.node('Transpose', [kv], { perm: [0, 2, 1] })]); // [B, S * H, K]
   const scores4 = reshapeLike(g, scores, [[q, 0, 2], H, [idx, 1, 2]]); // [B, S, H, K]
@@ -76,8 +112,7 @@ export function buildAttentionGraph(config: ModelConfig, keys: AttentionKeys, dt
   // p @ kv, then drop the rope columns of the small result: slicing V out of kv first would copy
   // the whole gathered block again.
   const o = slice(g, g.node('MatMul', [p, kv]), 2, 0, L); // [B, S * H, L]
-  g.markOutput(reshape(g, o, [0, -1, H, L]), 'o', DataType.FLOAT, ['B', 'S', H, L]);
-  return g.build();
+  return reshape(g, o, [0, -1, H, L]);
 }
 
 /** o [N, H, L] -> W_UV, o_proj, residual; then RMSNorm_post. Dense layers finish the FFN here. */

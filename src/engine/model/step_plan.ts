@@ -41,52 +41,55 @@ export interface StepPlan {
 }
 
 export function planStep(seqs: readonly StepSequence[], blockSize: number, maxPositions: number): StepPlan {
-  const order = [...seqs.keys()].sort((a, b) => Number(seqs[a].tokenIds.length > 1) - Number(seqs[b].tokenIds.length > 1));
+  // Execution order: decodes (one new token) first, then each prefill chunk; stable within each kind.
+  const ordered = [...seqs.entries()].sort(([, a], [, b]) => Number(a.tokenIds.length > 1) - Number(b.tokenIds.length > 1));
   const numTokens = seqs.reduce((n, s) => n + s.tokenIds.length, 0);
   const tokenIds = new Int32Array(numTokens);
   const positions = new Int32Array(numTokens);
   const slots = new Int32Array(numTokens);
   const rowStartOf = new Int32Array(seqs.length);
   let row = 0;
-  for (const i of order) {
-    const s = seqs[i];
-    assert(s.tokenIds.length > 0, `sequence ${i}: no new tokens`);
-    assert(s.numComputedTokens + s.tokenIds.length <= maxPositions, `sequence ${i}: ${s.numComputedTokens + s.tokenIds.length} tokens exceed ${maxPositions} positions`);
+  for (const [i, s] of ordered) {
+    const n = s.tokenIds.length;
+    assert(n > 0, `sequence ${i}: no new tokens`);
+    assert(s.numComputedTokens + n <= maxPositions, `sequence ${i}: ${s.numComputedTokens + n} tokens exceed ${maxPositions} positions`);
     rowStartOf[i] = row;
-    slots.set(slotMapping(s.blockTable, blockSize, s.numComputedTokens, s.tokenIds.length), row);
-    for (let j = 0; j < s.tokenIds.length; j++, row++) {
-      tokenIds[row] = s.tokenIds[j];
-      positions[row] = s.numComputedTokens + j;
-    }
+    slots.set(slotMapping(s.blockTable, blockSize, s.numComputedTokens, n), row);
+    tokenIds.set(s.tokenIds, row);
+    for (let j = 0; j < n; j++) positions[row + j] = s.numComputedTokens + j;
+    row += n;
   }
-  const decodes = order.filter((i) => seqs[i].tokenIds.length === 1);
   const groups: AttentionGroup[] = [];
-  if (decodes.length > 0) groups.push(makeGroup(seqs, decodes, 0, blockSize));
-  for (const i of order) if (seqs[i].tokenIds.length > 1) groups.push(makeGroup(seqs, [i], rowStartOf[i], blockSize));
+  const decodes = ordered.filter(([, s]) => s.tokenIds.length === 1);
+  if (decodes.length > 0) groups.push(makeGroup(decodes, 0, blockSize));
+  for (const member of ordered) if (member[1].tokenIds.length > 1) groups.push(makeGroup([member], rowStartOf[member[0]]!, blockSize));
 
   const logitOffsets = new Int32Array(seqs.length + 1);
   const rows: number[] = [];
   seqs.forEach((s, i) => {
     const n = s.tokenIds.length;
-    if (s.logits === 'last') rows.push(rowStartOf[i] + n - 1);
-    else if (s.logits === 'all') for (let j = 0; j < n; j++) rows.push(rowStartOf[i] + j);
+    const start = rowStartOf[i]!;
+    if (s.logits === 'last') rows.push(start + n - 1);
+    else if (s.logits === 'all') for (let j = 0; j < n; j++) rows.push(start + j);
     logitOffsets[i + 1] = rows.length;
   });
   return { numTokens, tokenIds, positions, slots, groups, logitRows: Int32Array.from(rows), logitOffsets };
 }
 
-function makeGroup(seqs: readonly StepSequence[], members: readonly number[], rowStart: number, blockSize: number): AttentionGroup {
-  const S = seqs[members[0]].tokenIds.length;
-  const startPos = Int32Array.from(members, (i) => seqs[i].numComputedTokens);
+/** One attention group of sequences [index in the caller's list, sequence] that share a query length. */
+function makeGroup(members: readonly (readonly [number, StepSequence])[], rowStart: number, blockSize: number): AttentionGroup {
+  const S = members[0]?.[1].tokenIds.length;
+  assert(S !== undefined, 'an attention group needs a member');
+  const startPos = Int32Array.from(members, ([, s]) => s.numComputedTokens);
   const T = Math.max(...startPos) + S;
   const keySlots = new Int32Array(members.length * T);
-  members.forEach((i, b) => {
-    const ctx = startPos[b] + S;
+  members.forEach(([, s], b) => {
+    const ctx = s.numComputedTokens + S;
     const row = keySlots.subarray(b * T, (b + 1) * T);
-    row.set(slotMapping(seqs[i].blockTable, blockSize, 0, ctx));
-    row.fill(row[0], ctx);
+    row.set(slotMapping(s.blockTable, blockSize, 0, ctx));
+    row.fill(row[0]!, ctx); // ctx >= 1: position 0's slot exists
   });
-  return { rowStart, numSeqs: members.length, queryLen: S, seqIndex: Int32Array.from(members), startPos, maxContext: T, keySlots };
+  return { rowStart, numSeqs: members.length, queryLen: S, seqIndex: Int32Array.from(members, ([i]) => i), startPos, maxContext: T, keySlots };
 }
 
 /** The first execution row of each of the plan's numSeqs sequences (its rows are contiguous). */

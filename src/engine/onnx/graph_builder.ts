@@ -82,7 +82,7 @@ export class GraphBuilder {
   }
 
   node(opType: string, inputs: readonly string[], attrs: Record<string, AttrValue> = {}, domain = ''): string {
-    return this.nodeN(opType, inputs, 1, attrs, domain)[0];
+    return this.nodeN(opType, inputs, 1, attrs, domain)[0]!; // nodeN returns exactly numOutputs names
   }
 
   /** Renames an intermediate value to a graph output name (via Identity). */

@@ -35,6 +35,17 @@ export function int64Tensor(data: BigInt64Array, dims: readonly number[]): ort.T
   return new ort.Tensor('int64', data, dims);
 }
 
+let graphRuns = 0;
+
+/**
+ * Graph runs since this thread started (every GraphSession counts). Decode at batch 1 is bound by the
+ * per-run and per-node cost of ONNX Runtime rather than by reading weights, so runs per token is a
+ * figure the benchmarks report (issue 16).
+ */
+export function graphRunCount(): number {
+  return graphRuns;
+}
+
 /** A compiled graph with named float32 outputs. */
 export class GraphSession {
   private constructor(private readonly session: ort.InferenceSession, readonly name: string) {}
@@ -73,9 +84,14 @@ export class GraphSession {
 
   /** Runs the graph; returns the requested outputs as typed arrays of whatever element type they have. */
   async runTyped(feed: Feed, outputs: readonly string[]): Promise<ArrayBufferView[]> {
+    graphRuns++;
     try {
       const result = await this.session.run(feed, outputs as string[]);
-      return outputs.map((o) => result[o].data as ArrayBufferView);
+      return outputs.map((o) => {
+        const t = result[o];
+        if (!t) throw new Error(`no output ${o}`);
+        return t.data as ArrayBufferView;
+      });
     } catch (err) {
       throw new Error(`graph ${this.name}: ${(err as Error).message}`, { cause: err });
     }

@@ -27,6 +27,7 @@ tester.run('layers/imports', importLayers, {
     ok('src/engine/checkpoint/weights.ts', "import { readSafetensors } from './safetensors.ts'; import { assert } from '../../common/errors.ts';"),
     ok('src/engine/onnx/session.ts', "import * as ort from 'onnxruntime-node';"),
     ok('src/engine/model/mla.ts', "import { buildGraph } from '../onnx/graph_builder.ts'; import { PagedKVStorage } from '../../kvcache/paged_kv_storage.ts';"),
+    ok('src/engine/model/deepseek_model.ts', "import type { StepProfiler } from '../step_profiler.ts'; import { gatherRows } from '../quant/rows.ts';"),
     ok('src/server/metrics.ts', "import { Registry } from 'prom-client'; import type { FastifyInstance } from 'fastify';"),
     ok('src/server/context.ts', "import { resolveSamplingParams } from '../engine/sampling/sampling_params.ts'; import { EngineClient } from '../engine/engine_client.ts';"),
     ok('src/server/generation.ts', "import type { RequestOutputDelta } from '../engine/request.ts';"),
@@ -38,6 +39,8 @@ tester.run('layers/imports', importLayers, {
   invalid: [
     bad('src/common/errors.ts', "import type { Request } from '../engine/request.ts';", 'layer'),
     bad('src/kvcache/block_pool.ts', "import { assert } from '../engine/errors.ts';", 'layer'),
+    bad('src/engine/model/deepseek_model.ts', "import type { Scheduler } from '../scheduler.ts';", 'layer'),
+    bad('src/engine/attention/sparse_mla.ts', "import { sampleToken } from '../sampling/sampler.ts';", 'layer'),
     bad('src/engine/checkpoint/weights.ts', "import { Mla } from '../model/mla.ts';", 'layer'),
     bad('src/engine/onnx/ops.ts', "import type { LayerWeights } from '../model/types.ts';", 'layer'),
     bad('src/engine/scheduler.ts', "export * from '../server/metrics.ts';", 'layer'),

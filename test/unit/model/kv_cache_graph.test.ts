@@ -108,7 +108,7 @@ describe('indexer key pool', () => {
           Array.from({ length: B * S }, (_, r) => Array.from(sel.subarray(r * TOPK, (r + 1) * TOPK)).sort((a, b) => a - b));
         const indexer = config(32, 8).indexer!;
         const quantised = await runOnce(buildIndexerSelectGraph(indexer, decode, dtype), { ...common, ...indexerKeyPoolFeed(s.indexerKeyPool(0), Di) }, 'sel');
-        const f32 = await runOnce(buildIndexerSelectGraph(indexer, decode), { ...common, cache: floatTensor(dequantisedCopy(s).keys, [P, Di]) }, 'sel');
+        const f32 = await runOnce(buildIndexerSelectGraph(indexer, decode), { ...common, index_cache: floatTensor(dequantisedCopy(s).keys, [P, Di]) }, 'sel');
         assert.equal(quantised.length, B * S * TOPK);
         assert.deepEqual(sorted(quantised), sorted(f32));
       });
