@@ -30,13 +30,6 @@ export function summarize(values: readonly number[]): LatencySummary {
   return { count: values.length, mean: mean(values), p50: percentile(values, 50), p99: percentile(values, 99) };
 }
 
-/** Gaps between consecutive timestamps (inter-token latencies from token arrival times). */
-export function gaps(times: readonly number[]): number[] {
-  const out: number[] = [];
-  for (let i = 1; i < times.length; i++) out.push(times[i] - times[i - 1]);
-  return out;
-}
-
 /** The median (the 50th percentile, interpolated for an even count); NaN for an empty list. */
 export function median(values: readonly number[]): number {
   return percentile(values, 50);

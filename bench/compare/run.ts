@@ -17,7 +17,7 @@ import { measureCeilings } from '../machine/ceilings.ts';
 import { LoadMonitor, loadVerdict } from '../machine/load.ts';
 import { BENCH_MODELS } from '../models.ts';
 import { findLlamaBuild } from '../peer/llama_cpp.ts';
-import { startOurServer } from '../serving.ts';
+import { startOurServer } from '../our_server.ts';
 import { issue16Targets } from './issue_targets.ts';
 import { judgeTargets } from './judge.ts';
 import { PEER_CONFIGS } from './llama_bench.ts';

@@ -6,7 +6,7 @@
 // request of every round (>= `minRequests` per point, so p99 rests on enough requests).
 import { spread, percentile, roundRatios, type Spread } from '../stats.ts';
 import { byteLevelAlphabet, syntheticVocab } from '../gguf/convert_deepseek.ts';
-import { closedLoop, requestMetrics, type RequestRecord, type RequestShape, type ServerTarget } from './load_generator.ts';
+import { closedLoop, requestMetrics, streamRequest, type RequestRecord, type RequestShape, type ServerTarget } from './load_generator.ts';
 import { interleavedSchedule, runInterleaved } from './schedule.ts';
 
 export interface ServingPlan {
@@ -63,10 +63,10 @@ export async function compareServing(servers: readonly ServerTarget[], plan: Ser
   const shape: RequestShape = { outputTokens: plan.outputTokens, bannedTokenIds: plan.bannedTokenIds };
   for (const c of plan.concurrency) {
     const perRound = requestsPerRound(plan, c);
-    for (const s of servers) await closedLoop(s, c, Math.min(c, 4), shape, (i) => servingPrompt(900_000 + i, plan.promptTokens, vocab)); // warm-up
+    for (const s of servers) await closedLoop(c, Math.min(c, 4), (i) => streamRequest(s, servingPrompt(900_000 + i, plan.promptTokens, vocab), shape)); // warm-up
     const results = await runInterleaved(interleavedSchedule(servers, plan.rounds), async ({ round, participant }) => {
       const base = (c * 1000 + round) * 10_000; // the same prompts for every server in a round
-      const records = await closedLoop(participant, c, perRound, shape, (i) => servingPrompt(base + i, plan.promptTokens, vocab));
+      const records = await closedLoop(c, perRound, (i) => streamRequest(participant, servingPrompt(base + i, plan.promptTokens, vocab), shape));
       const m = requestMetrics(records);
       log(`    c=${c} round ${round + 1}/${plan.rounds} ${participant.id}: ${m.outputTokensPerSecond.toFixed(1)} tok/s, TTFT p50 ${percentile(m.ttftMs, 50).toFixed(0)} ms, ITL p50 ${percentile(m.itlMs, 50).toFixed(1)} ms`);
       return records;
