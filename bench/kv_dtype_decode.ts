@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { ensureBenchCheckpoint } from './checkpoints.ts';
 import { openBenchEngine, timeDecode } from './engine_runs.ts';
 import { oursKvBytesPerToken, kvShape, tokensPerGiB } from './kv_memory.ts';
-import { BENCH_MODELS } from './models.ts';
+import { benchModel } from './models.ts';
 import { randomTokens } from './single_stream.ts';
 import { KV_CACHE_DTYPES, type KVCacheDtype } from '../src/kvcache/kv_dtype.ts';
 import type { StepStats } from '../src/engine/step_stats.ts';
@@ -60,7 +60,7 @@ async function concurrent16(dir: string, dtype: KVCacheDtype): Promise<number> {
 }
 
 const dir = ensureBenchCheckpoint(MODEL);
-const shape = kvShape(BENCH_MODELS[MODEL]!);
+const shape = kvShape(benchModel(MODEL));
 const before = loadavg();
 const rows: string[] = [];
 for (const dtype of KV_CACHE_DTYPES) {

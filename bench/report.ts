@@ -155,8 +155,8 @@ export function writePlots(r: BenchReport, dir: string, prefix: string): string[
   // decode vs context: the model with the most contexts
   const models = [...new Set(r.singleStream.map((s) => s.model))];
   const byCount = models.map((m) => ({ m, n: Math.max(...r.singleStream.filter((s) => s.model === m).map((s) => s.decode.length)) })).sort((a, b) => b.n - a.n);
-  if (byCount.length) {
-    const model = byCount[0].m;
+  const model = byCount[0]?.m;
+  if (model !== undefined) {
     const rows = r.singleStream.filter((s) => s.model === model);
     const contexts = [...new Set(rows.flatMap((s) => s.decode.map((d) => d.context)))].sort((a, b) => a - b);
     const series: Series[] = variants(rows).map((label) => ({

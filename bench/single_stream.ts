@@ -78,14 +78,16 @@ export async function oursSingleStream(dir: string, model: string, attention: 'd
         const res = await timePrefill(engine, prompt);
         if ((prefill.length > 0 || r > 0) && res.ms < best.ms) best = res; // the very first run warms up
       }
-      prefill.push({ tokens: L, ms: best.ms, tokensPerSecond: (L / best.ms) * 1000, method: reps > 1 ? `best of ${reps}` : 'one run', splitMs: best.split });
-      log(`    ${attention} prefill ${L}: ${prefill[prefill.length - 1].tokensPerSecond.toFixed(0)} tok/s`);
+      const point: PrefillPoint = { tokens: L, ms: best.ms, tokensPerSecond: (L / best.ms) * 1000, method: reps > 1 ? `best of ${reps}` : 'one run', splitMs: best.split };
+      prefill.push(point);
+      log(`    ${attention} prefill ${L}: ${point.tokensPerSecond.toFixed(0)} tok/s`);
     }
     const decode: DecodePoint[] = [];
     for (const c of [...spec.contexts].sort((a, b) => a - b)) {
       const d = await timeDecode(engine, randomTokens(Math.max(c, 1), vocab, 2000 + c), spec.decodeWarmup, spec.decodeSteps);
-      decode.push({ context: c, steps: spec.decodeSteps, msPerToken: d.msPerToken, tokensPerSecond: 1000 / d.msPerToken, splitMs: d.split });
-      log(`    ${attention} decode at ${c}: ${decode[decode.length - 1].tokensPerSecond.toFixed(1)} tok/s`);
+      const point: DecodePoint = { context: c, steps: spec.decodeSteps, msPerToken: d.msPerToken, tokensPerSecond: 1000 / d.msPerToken, splitMs: d.split };
+      decode.push(point);
+      log(`    ${attention} decode at ${c}: ${point.tokensPerSecond.toFixed(1)} tok/s`);
     }
     return {
       model, attention, label: `ours ${attention === 'dsa' ? 'DSA' : 'dense'}`, loadMs,

@@ -11,7 +11,8 @@ export function percentile(values: readonly number[], p: number): number {
   const rank = (p / 100) * (sorted.length - 1);
   const lo = Math.floor(rank);
   const hi = Math.ceil(rank);
-  return sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo);
+  const [a, b] = [sorted[lo]!, sorted[hi]!]; // 0 <= lo <= hi <= length - 1
+  return a + (b - a) * (rank - lo);
 }
 
 export function mean(values: readonly number[]): number {
@@ -65,5 +66,5 @@ export function formatSpread(s: Spread, digits = 1): string {
  */
 export function roundRatios(a: readonly number[], b: readonly number[]): number[] {
   if (a.length !== b.length) throw new RangeError(`roundRatios: ${a.length} vs ${b.length} rounds`);
-  return a.map((x, i) => x / b[i]);
+  return a.map((x, i) => x / b[i]!); // same length, checked above
 }

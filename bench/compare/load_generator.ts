@@ -145,8 +145,8 @@ export function requestMetrics(records: readonly RequestRecord[]): { ttftMs: num
   const tokens = records.reduce((s, r) => s + r.outputTokens, 0);
   const chunks = records.reduce((s, r) => s + r.chunks.length, 0);
   return {
-    ttftMs: records.filter((r) => r.chunks.length > 0).map((r) => r.chunks[0].t - r.start),
-    itlMs: records.flatMap((r) => r.chunks.slice(1).map((c, i) => c.t - r.chunks[i].t)),
+    ttftMs: records.flatMap((r) => (r.chunks[0] ? [r.chunks[0].t - r.start] : [])),
+    itlMs: records.flatMap((r) => r.chunks.slice(1).map((c, i) => c.t - r.chunks[i]!.t)), // chunks[i] precedes c = chunks[i + 1]
     outputTokensPerSecond: tokens / ((t1 - t0) / 1000),
     tokensPerChunk: chunks > 0 ? tokens / chunks : Number.NaN,
   };

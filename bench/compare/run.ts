@@ -14,8 +14,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ensureBenchCheckpoint, ensureBenchGguf } from '../checkpoints.ts';
 import { measureCeilings } from '../machine/ceilings.ts';
-import { LoadMonitor, loadVerdict } from '../machine/load.ts';
-import { BENCH_MODELS } from '../models.ts';
+import { LoadMonitor, loadAverage1, loadVerdict } from '../machine/load.ts';
+import { BENCH_MODELS, benchModel } from '../models.ts';
 import { findLlamaBuild } from '../peer/llama_cpp.ts';
 import { startOurServer } from '../our_server.ts';
 import { issue16Targets } from './issue_targets.ts';
@@ -36,6 +36,12 @@ function ints(s: string, flag: string, min: number): number[] {
   return out;
 }
 
+function int(s: string, flag: string, min: number): number {
+  const [n, ...more] = ints(s, flag, min);
+  if (n === undefined || more.length > 0) throw new Error(`${flag}: one integer >= ${min} expected, got "${s}"`);
+  return n;
+}
+
 function plans(argv: string[]): { model: string; mode: ComparisonReport['mode']; threads: number; single: SingleStreamPlan | null; serving: ServingPlan | null } {
   const { values: v } = parseArgs({
     args: argv,
@@ -47,20 +53,21 @@ function plans(argv: string[]): { model: string; mode: ComparisonReport['mode'];
     },
   });
   if (!BENCH_MODELS[v.model]) throw new Error(`--model: unknown bench model "${v.model}" (have: ${Object.keys(BENCH_MODELS).join(', ')})`);
+  const model = benchModel(v.model);
   const q = v.quick;
   const custom = [v.pp, v.tg, v.depth, v.concurrency, v['prompt-tokens'], v['output-tokens']].some((x) => x !== undefined);
-  const [rounds] = ints(v.rounds, '--rounds', MIN_ROUNDS);
-  const [reps] = ints(v.reps, '--reps', 1);
-  const [threads] = ints(v.threads, '--threads', 1);
-  const [minRequests] = ints(v['min-requests'], '--min-requests', MIN_REQUESTS);
+  const rounds = int(v.rounds, '--rounds', MIN_ROUNDS);
+  const reps = int(v.reps, '--reps', 1);
+  const threads = int(v.threads, '--threads', 1);
+  const minRequests = int(v['min-requests'], '--min-requests', MIN_REQUESTS);
   const single: SingleStreamPlan = {
-    prompt: ints(v.pp ?? '512', '--pp', 0)[0], gen: ints(v.tg ?? (q ? '32' : '128'), '--tg', 0)[0], depths: ints(v.depth ?? (q ? '0' : '0,4096'), '--depth', 0),
+    prompt: int(v.pp ?? '512', '--pp', 0), gen: int(v.tg ?? (q ? '32' : '128'), '--tg', 0), depths: ints(v.depth ?? (q ? '0' : '0,4096'), '--depth', 0),
     reps, rounds, oursThreads: threads, peerThreads: ints(v['peer-threads'], '--peer-threads', 1), configs: PEER_CONFIGS,
   };
   const serving: ServingPlan = {
-    concurrency: ints(v.concurrency ?? (q ? '1,16' : '1,4,16'), '--concurrency', 1), promptTokens: ints(v['prompt-tokens'] ?? (q ? '64' : '256'), '--prompt-tokens', 1)[0],
-    outputTokens: ints(v['output-tokens'] ?? (q ? '32' : '128'), '--output-tokens', 2)[0], minRequests, rounds,
-    bannedTokenIds: nonUtf8ByteTokenIds(BENCH_MODELS[v.model].vocab_size as number, [BENCH_MODELS[v.model].bos_token_id as number, BENCH_MODELS[v.model].eos_token_id as number]),
+    concurrency: ints(v.concurrency ?? (q ? '1,16' : '1,4,16'), '--concurrency', 1), promptTokens: int(v['prompt-tokens'] ?? (q ? '64' : '256'), '--prompt-tokens', 1),
+    outputTokens: int(v['output-tokens'] ?? (q ? '32' : '128'), '--output-tokens', 2), minRequests, rounds,
+    bannedTokenIds: nonUtf8ByteTokenIds(model.vocab_size as number, [model.bos_token_id as number, model.eos_token_id as number]),
   };
   return { model: v.model, mode: custom ? 'custom' : q ? 'quick' : 'full', threads, single: v['skip-single-stream'] ? null : single, serving: v['skip-serving'] ? null : serving };
 }
@@ -91,7 +98,7 @@ async function main(): Promise<void> {
   const p = plans(process.argv.slice(2));
   const build = findLlamaBuild();
   if (!build.ok) throw new Error(build.reason);
-  log(`${p.mode} run on ${p.model}; llama.cpp ${build.info.commit.slice(0, 12)} from ${build.dir}; load average ${os.loadavg()[0].toFixed(2)}`);
+  log(`${p.mode} run on ${p.model}; llama.cpp ${build.info.commit.slice(0, 12)} from ${build.dir}; load average ${loadAverage1().toFixed(2)}`);
   const dir = ensureBenchCheckpoint(p.model, { log });
   const gguf = ensureBenchGguf(dir, 'deepseek32').path;
   log('machine limits');
@@ -101,7 +108,7 @@ async function main(): Promise<void> {
     try {
       return await fn();
     } catch (err) {
-      errors.push({ part, message: err instanceof Error ? err.message.split('\n')[0] : String(err) });
+      errors.push({ part, message: err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err) });
       log(`FAILED ${part}: ${err instanceof Error ? err.stack : String(err)}`);
       return null;
     }
@@ -116,7 +123,7 @@ async function main(): Promise<void> {
   if (p.serving) {
     const plan = p.serving;
     log('serving: ours vs llama-server');
-    serving = await attempt('serving', () => runServing(dir, gguf, build.tools['llama-server'], p.threads, plan, BENCH_MODELS[p.model].vocab_size as number, log));
+    serving = await attempt('serving', () => runServing(dir, gguf, build.tools['llama-server'], p.threads, plan, benchModel(p.model).vocab_size as number, log));
   }
   const loadRecord = monitor.stop();
   const verdict = loadVerdict(loadRecord);

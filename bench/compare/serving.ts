@@ -72,7 +72,9 @@ export async function compareServing(servers: readonly ServerTarget[], plan: Ser
       return records;
     });
     const roundTput = (id: string): number[] => (results.get(servers.find((s) => s.id === id) as ServerTarget) ?? []).map((r) => requestMetrics(r).outputTokensPerSecond);
-    const oursTput = roundTput(servers[0].id);
+    const [ours] = servers;
+    if (!ours) throw new Error('compareServing: no servers');
+    const oursTput = roundTput(ours.id);
     for (const s of servers) {
       const rounds: readonly RequestRecord[][] = results.get(s) ?? [];
       const all = rounds.flat();
@@ -80,7 +82,7 @@ export async function compareServing(servers: readonly ServerTarget[], plan: Ser
       const tput = roundTput(s.id);
       out.push({
         serverId: s.id, concurrency: c, requests: all.length, outputTokensPerSecond: spread(tput), ttftMs: percentiles(m.ttftMs), itlMs: percentiles(m.itlMs),
-        tokensPerChunk: m.tokensPerChunk, oursRatio: s === servers[0] ? null : spread(roundRatios(oursTput, tput)),
+        tokensPerChunk: m.tokensPerChunk, oursRatio: s === ours ? null : spread(roundRatios(oursTput, tput)),
       });
     }
   }
