@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { randomCheckpoint } from '../tools/checkpoint/random_weights.ts';
 import { writeCheckpoint } from '../tools/checkpoint/safetensors_writer.ts';
 import { ensureGguf, type GgufArch } from './gguf/convert_deepseek.ts';
-import { BENCH_MODELS, countParams } from './models.ts';
+import { BENCH_MODELS, benchModel, countParams } from './models.ts';
 
 export const BENCH_MODEL_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'models');
 
@@ -20,9 +20,7 @@ export function freeDiskBytes(dir: string): number {
 
 /** Bytes of a bench model's F32 safetensors file (weights only). */
 export function checkpointBytes(name: string): number {
-  const config = BENCH_MODELS[name];
-  if (!config) throw new Error(`unknown bench model "${name}"`);
-  return countParams(config) * 4;
+  return countParams(benchModel(name)) * 4;
 }
 
 /**
@@ -31,8 +29,7 @@ export function checkpointBytes(name: string): number {
  * when less is free (plus 1 GiB of headroom).
  */
 export function ensureBenchCheckpoint(name: string, opts: { readonly needBytes?: number; readonly log?: (s: string) => void } = {}): string {
-  const config = BENCH_MODELS[name];
-  if (!config) throw new Error(`unknown bench model "${name}" (have: ${Object.keys(BENCH_MODELS).join(', ')})`);
+  const config = benchModel(name);
   const dir = path.join(BENCH_MODEL_ROOT, name);
   if (!existsSync(path.join(dir, 'model.safetensors')) && !existsSync(path.join(dir, 'model.safetensors.index.json'))) {
     const need = (opts.needBytes ?? checkpointBytes(name)) + 2 ** 30;

@@ -1,14 +1,17 @@
 // Decode speed by --kv-cache-dtype on bench-mini-dsa (the issue's speed targets): batch-1 decode at a
 // 16k-token context, and aggregate decode tokens/s of 16 concurrent sequences, for float32, bfloat16
-// and fp8, through the offline driver (the serving path). Prints a markdown table with the load average
-// before and after; a run on a shared machine must be labelled loaded.
+// and fp8, through the offline driver (the serving path). Writes a markdown table with the load average
+// before and after to bench/results/latest-kv-dtype.md (and stdout), labelled LOADED when the machine was busy.
 //   node --import tsx bench/kv_dtype_decode.ts [--context 16384] [--steps 32] [--concurrent-prompt 1024]
+import { writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ensureBenchCheckpoint } from './checkpoints.ts';
 import { openBenchEngine, timeDecode } from './engine_runs.ts';
 import { oursKvBytesPerToken, kvShape, tokensPerGiB } from './kv_memory.ts';
-import { BENCH_MODELS } from './models.ts';
+import { benchModel } from './models.ts';
 import { randomTokens } from './single_stream.ts';
 import { KV_CACHE_DTYPES, type KVCacheDtype } from '../src/kvcache/kv_dtype.ts';
 import type { StepStats } from '../src/engine/step_stats.ts';
@@ -18,6 +21,9 @@ const CONTEXT = Number(values.context);
 const STEPS = Number(values.steps);
 const CONCURRENT_PROMPT = Number(values['concurrent-prompt']);
 const MODEL = 'bench-mini-dsa';
+const RESULT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results', 'latest-kv-dtype.md');
+/** 1-minute load average above which the run is labelled loaded: 0.25 per CPU, the comparison's rule (README, Benchmarks). */
+const BUSY_LOAD = 0.25 * cpus().length;
 
 async function batch1(dir: string, dtype: KVCacheDtype): Promise<number> {
   const engine = await openBenchEngine(dir, { kvCacheDtype: dtype, numThreads: 2, numKvBlocks: Math.ceil((CONTEXT + STEPS + 16) / 64) + 2 });
@@ -54,7 +60,7 @@ async function concurrent16(dir: string, dtype: KVCacheDtype): Promise<number> {
 }
 
 const dir = ensureBenchCheckpoint(MODEL);
-const shape = kvShape(BENCH_MODELS[MODEL]!);
+const shape = kvShape(benchModel(MODEL));
 const before = loadavg();
 const rows: string[] = [];
 for (const dtype of KV_CACHE_DTYPES) {
@@ -67,7 +73,8 @@ for (const dtype of KV_CACHE_DTYPES) {
   process.stderr.write(`${rows[rows.length - 1]}\n`);
 }
 const after = loadavg();
-console.log([
+const loaded = (before[0] ?? 0) > BUSY_LOAD;
+const report = [
   `# KV cache dtype: capacity and decode speed, ${MODEL} (${new Date().toISOString()})`,
   '',
   `CPU ${cpus()[0]?.model} x ${cpus().length}; load average before ${before.map((v) => v.toFixed(2)).join(' ')}, after ${after.map((v) => v.toFixed(2)).join(' ')}.`,
@@ -76,4 +83,8 @@ console.log([
   '| --kv-cache-dtype | KV bytes/token (DSA) | tokens per GiB | batch-1 decode tok/s at context | 16-concurrent decode tok/s | process CPU s |',
   '| --- | --- | --- | --- | --- | --- |',
   ...rows,
-].join('\n'));
+  ...(loaded ? ['', `LOADED: 1-minute load average ${(before[0] ?? 0).toFixed(2)} before the run (> 0.25 per CPU); not a measurement of the targets.`] : []),
+  '',
+].join('\n');
+writeFileSync(RESULT, report);
+process.stdout.write(report);

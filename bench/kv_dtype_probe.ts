@@ -50,7 +50,7 @@ async function median(fn: () => Promise<void> | void, reps = REPS): Promise<Timi
     times.push(performance.now() - t0);
   }
   const c = process.cpuUsage(c0);
-  return { wall: times.sort((a, b) => a - b)[Math.floor(reps / 2)], cpu: (c.user + c.system) / 1000 / reps };
+  return { wall: times.sort((a, b) => a - b)[Math.floor(reps / 2)]!, cpu: (c.user + c.system) / 1000 / reps }; // reps >= 1 times
 }
 
 function randomRows(n: number, seed = 1): Float32Array {
@@ -75,7 +75,7 @@ function slotTable(B: number, T: number): Int32Array {
   const blocks = Math.ceil(T / 64);
   const order = Array.from({ length: B * blocks }, (_, i) => i).sort((a, b) => ((a * 7919) % 1009) - ((b * 7919) % 1009));
   const idx = new Int32Array(B * T);
-  for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) idx[b * T + t] = order[b * blocks + Math.floor(t / 64)] * 64 + (t % 64);
+  for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) idx[b * T + t] = order[b * blocks + Math.floor(t / 64)]! * 64 + (t % 64); // index < B * blocks
   return idx;
 }
 
@@ -129,6 +129,7 @@ function quantiseGraph(shape: Shape, dtype: 'bfloat16' | 'fp8'): Uint8Array {
     return { codes: g.node('Reshape', [e4m3CodeOf(g, r), g.int64s(outShape)]), scale };
   };
   const [nope, rope] = g.nodeN('Split', [x, g.int64s([L, dr])], 2, { axis: 1 });
+  if (nope === undefined || rope === undefined) throw new Error('Split gave fewer than 2 outputs');
   const lat = fp8(nope, [0, L / 128, 128], [0, L]);
   g.markOutput(lat.codes, 'nope', DataType.UINT8, ['N', L]);
   g.markOutput(lat.scale, 'nope_scale', DataType.FLOAT, ['N', L / 128, 1]);
@@ -215,7 +216,7 @@ for (const shape of [BENCH_MINI_DSA, V32_LAYER]) {
   }
   out.push('', '(b1) indexer decode scores + top-k over all T keys, one layer, ms', '');
   out.push('| B x T | float32 | bfloat16 | fp8 |', '| --- | --- | --- | --- |');
-  for (const [B, T] of quick ? [[1, 4096]] : [[1, 4096], [1, 16384], [16, 4096]]) {
+  for (const [B, T] of quick ? ([[1, 4096]] as const) : ([[1, 4096], [1, 16384], [16, 4096]] as const)) {
     const cells = [];
     for (const dtype of KV_CACHE_DTYPES) cells.push(f(await indexerRead(shape, dtype, B, T)));
     out.push(`| ${B} x ${T} | ${cells.join(' | ')} |`);

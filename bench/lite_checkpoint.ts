@@ -73,7 +73,8 @@ class Uniform {
       s ^= s << 5;
       f32[i] = offset + ((s >>> 0) * 2 ** -31 - 1) * a;
     }
-    for (let i = 0; i < out.length; i++) out[i] = hi[2 * i + 1];
+    // hi views f32 (at least out.length floats, filled above) as halves; the high half is the bf16 truncation.
+    for (let i = 0; i < out.length; i++) out[i] = hi[2 * i + 1]!;
     this.s = s;
   }
 }

@@ -133,6 +133,13 @@ export const BENCH_MODELS: Readonly<Record<string, HfConfig>> = {
   'bench-base': benchBase,
 };
 
+/** The config of bench model `name`; throws naming the known ones for any other name. */
+export function benchModel(name: string): HfConfig {
+  const config = BENCH_MODELS[name];
+  if (!config) throw new Error(`unknown bench model "${name}" (have: ${Object.keys(BENCH_MODELS).join(', ')})`);
+  return config;
+}
+
 /** Parameter count of a bench config (the tensors tools/checkpoint/random_weights.ts writes). */
 export function countParams(cfg: HfConfig): number {
   const n = (k: string): number => cfg[k] as number;

@@ -6,13 +6,16 @@
 //   node --import tsx bench/ort_memory.ts [--n 16384] [--k 8192]
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DataType, GraphBuilder } from '../src/engine/onnx/graph_builder.ts';
 import { linear, quantizedLinear } from '../src/engine/onnx/ops.ts';
 import { GraphSession } from '../src/engine/onnx/session.ts';
 import { quantizeMatrix, quantizedBytes, type QuantBits } from '../src/engine/quant/block_quant.ts';
 import { cpuSummary } from './cpu.ts';
+import { loadAverage1 } from './machine/load.ts';
+
+const SCRIPT = fileURLToPath(import.meta.url);
 
 function status(key: 'VmRSS' | 'VmHWM'): number {
   const m = new RegExp(`${key}:\\s*(\\d+) kB`).exec(readFileSync('/proc/self/status', 'utf8'));
@@ -80,15 +83,15 @@ async function main(): Promise<void> {
     process.stdout.write(`${await measure(kind as Kind, n, k, prepack === 'on', arena === 'on')}\n`);
     return;
   }
-  const load0 = loadavg()[0];
+  const load0 = loadAverage1();
   const rows: string[] = [];
   for (const kind of KINDS) {
     for (const config of ['on:on', 'off:on', 'on:off', 'off:off']) {
-      const args = [...process.execArgv, '--expose-gc', process.argv[1], '--n', String(n), '--k', String(k), '--one', `${kind}:${config}`];
+      const args = [...process.execArgv, '--expose-gc', SCRIPT, '--n', String(n), '--k', String(k), '--one', `${kind}:${config}`];
       rows.push(execFileSync(process.execPath, args, { encoding: 'utf8' }).trim());
     }
   }
-  process.stdout.write(`ORT session memory, one weight [${n}, ${k}], ${cpuSummary()}, load ${load0.toFixed(2)} -> ${loadavg()[0].toFixed(2)}\n`);
+  process.stdout.write(`ORT session memory, one weight [${n}, ${k}], ${cpuSummary()}, load ${load0.toFixed(2)} -> ${loadAverage1().toFixed(2)}\n`);
   process.stdout.write('RSS relative to the weight bytes (codes + scales, or f32), measured from before the graph was built:\n\n');
   process.stdout.write('| weight | prepacking | arena | weight MiB | model buffer built | peak while creating | session, buffer dropped | after release |\n');
   process.stdout.write('|---|---|---|---|---|---|---|---|\n');

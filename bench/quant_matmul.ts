@@ -2,7 +2,6 @@
 // dequantised weight, for bits 4/8, accuracy_level 0/4, M = 1 (decode) and M = 256 (prefill).
 // Picks the accuracy level the model graphs use (see onnx/ops.ts QUANT_ACCURACY_LEVEL) and records the CPU.
 //   node --import tsx bench/quant_matmul.ts [--n 2048] [--k 2048] [--reps 30] [--threads 2]
-import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { DataType, GraphBuilder } from '../src/engine/onnx/graph_builder.ts';
 import { linear, quantizedLinear, type AccuracyLevel } from '../src/engine/onnx/ops.ts';
@@ -11,6 +10,7 @@ import { dequantizeMatrix, quantizeMatrix, type QuantBits } from '../src/engine/
 import { seededRandom } from '../tools/checkpoint/random_weights.ts';
 import { cpuSummary } from './cpu.ts';
 import { percentile } from './stats.ts';
+import { loadAverage1 } from './machine/load.ts';
 
 interface Row {
   readonly kind: string;
@@ -26,7 +26,9 @@ async function timeGraph(model: Uint8Array, x: Float32Array, m: number, k: numbe
   const times: number[] = [];
   for (let i = 0; i < reps + 3; i++) {
     const t0 = performance.now();
-    [y] = await session.run(feed, ['y']);
+    const [out] = await session.run(feed, ['y']);
+    if (!out) throw new Error('the graph returned no output y');
+    y = out;
     if (i >= 3) times.push(performance.now() - t0);
   }
   await session.release();
@@ -43,9 +45,10 @@ function graph(k: number, n: number, apply: (g: GraphBuilder, x: string) => stri
 function relError(got: Float32Array, want: Float32Array): number {
   let e = 0;
   let r = 0;
-  for (let i = 0; i < want.length; i++) {
-    e += (got[i] - want[i]) ** 2;
-    r += want[i] ** 2;
+  if (got.length !== want.length) throw new Error(`relError: ${got.length} vs ${want.length} values`);
+  for (const [i, w] of want.entries()) {
+    e += (got[i]! - w) ** 2;
+    r += w ** 2;
   }
   return Math.sqrt(e / r);
 }
@@ -55,7 +58,7 @@ async function main(): Promise<void> {
   const [n, k, reps, threads] = [Number(values.n), Number(values.k), Number(values.reps), Number(values.threads)];
   const rng = seededRandom(1);
   const w = Float32Array.from({ length: n * k }, () => rng.normal() / Math.sqrt(k));
-  const load0 = loadavg()[0];
+  const load0 = loadAverage1();
   const rows: Row[] = [];
   for (const m of [1, 256]) {
     const x = Float32Array.from({ length: m * k }, () => rng.normal());
@@ -72,7 +75,7 @@ async function main(): Promise<void> {
       }
     }
   }
-  const load1 = loadavg()[0];
+  const load1 = loadAverage1();
   process.stdout.write(`MatMulNBits, weight [N=${n}, K=${k}], ${threads} threads, median of ${reps}; ${cpuSummary()}\n`);
   process.stdout.write(`load average ${load0.toFixed(2)} -> ${load1.toFixed(2)}${load0 > 0.5 || load1 > 0.5 ? ' (LOADED machine: times are indicative only)' : ''}\n\n`);
   process.stdout.write('| weight | M | ms | vs f32 | rel. error vs dequantised f32 |\n|---|---|---|---|---|\n');

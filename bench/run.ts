@@ -19,13 +19,14 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { checkpointBytes, ensureBenchCheckpoint } from './checkpoints.ts';
 import { kvShape, maxSequences, mhaKvBytesPerToken, oursKvBytesPerToken } from './kv_memory.ts';
-import { BENCH_MODELS } from './models.ts';
+import { benchModel } from './models.ts';
 import { probeMachine } from './probe.ts';
 import { markdown, writePlots, type BenchReport, type KvRow } from './report.ts';
 import { oursServing, type LoadSpec } from './serving.ts';
 import { oursSingleStream, type SingleStreamResult, type SingleStreamSpec } from './single_stream.ts';
 import { evaluateTargets, ratio, type TargetSpec } from './targets.ts';
 import { benchThroughput, type ThroughputResult } from './throughput.ts';
+import { loadAverage1 } from './machine/load.ts';
 
 const RESULTS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
 const THREADS = 2;
@@ -97,14 +98,14 @@ async function main(): Promise<void> {
   const quick = values.quick || smoke;
   const plan = smoke ? SMOKE : quick ? QUICK : fullPlan(!values['no-base']);
   const t0 = performance.now();
-  const loadAverageAtStart = os.loadavg()[0];
+  const loadAverageAtStart = loadAverage1();
   const log = (s: string): void => void process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${s}\n`);
   const errors: { part: string; message: string }[] = [];
   const attempt = async <T>(part: string, fn: () => Promise<T>): Promise<T | null> => {
     try {
       return await fn();
     } catch (err) {
-      const message = err instanceof Error ? err.message.split('\n')[0] : String(err);
+      const message = err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err);
       errors.push({ part, message });
       log(`FAILED ${part}: ${err instanceof Error ? err.stack : message}`);
       return null;
@@ -131,7 +132,7 @@ async function main(): Promise<void> {
   // serving: our HTTP server (llama-server under the same load: npm run bench:peer)
   log(`serving load on ${plan.servingModel}: concurrency ${plan.serving.map((s) => s.concurrency).join(', ')}`);
   const servingDir = ensureBenchCheckpoint(plan.servingModel);
-  const servingVocab = BENCH_MODELS[plan.servingModel].vocab_size as number;
+  const servingVocab = benchModel(plan.servingModel).vocab_size as number;
   const ours = await attempt('serving, ours', () => oursServing(servingDir, { levels: plan.serving, vocab: servingVocab, serverFlags: SERVER_FLAGS, log }));
 
   // profile (full run): the offline engine loop's per-step split at 16 concurrent
@@ -147,7 +148,7 @@ async function main(): Promise<void> {
   const find = (model: string, label: string): SingleStreamResult | undefined => singleStream.find((s) => s.model === model && s.label === label);
   const kvRows: KvRow[] = [];
   for (const model of [...new Set(plan.singleStream.map((p) => p.model))]) {
-    const shape = kvShape(BENCH_MODELS[model]);
+    const shape = kvShape(benchModel(model));
     const row = (cache: string, bytes: number | null, source: string, blockSize = 1): KvRow => ({
       model, cache, bytesPerToken: bytes, source, maxSequences: bytes ? maxSequences(KV_BUDGET.bytes, bytes, KV_BUDGET.tokensPerSequence, blockSize) : null,
     });
@@ -175,16 +176,13 @@ async function main(): Promise<void> {
     machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, loadAverageAtStart },
     limits,
     threads: THREADS,
-    peer: { available: false, reason: 'the llama.cpp comparison is `npm run bench:peer` (bench/compare/)', versions: null, kvCacheType: 'F32', flashAttention: false, runtimeInitMs: null },
     singleStream,
-    serving: ours ? { model: plan.servingModel, ours: ours.levels, peer: null, ourServer: { command: ours.command, flags: ours.flags } } : null,
+    serving: ours ? { model: plan.servingModel, ours: ours.levels, ourServer: { command: ours.command, flags: ours.flags } } : null,
     kv: { budget: KV_BUDGET, rows: kvRows },
     startup: {
       model: 'bench-mini',
       oursSpawnToHealthMs: plan.servingModel === 'bench-mini' ? ours?.startupMs ?? null : null,
       oursExecutorLoadMs: find('bench-mini', 'ours DSA')?.loadMs ?? null,
-      peerLoadMs: null,
-      peerRuntimeInitMs: null,
     },
     profile,
     targets: evaluateTargets(specs),

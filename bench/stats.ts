@@ -11,7 +11,8 @@ export function percentile(values: readonly number[], p: number): number {
   const rank = (p / 100) * (sorted.length - 1);
   const lo = Math.floor(rank);
   const hi = Math.ceil(rank);
-  return sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo);
+  const [a, b] = [sorted[lo]!, sorted[hi]!]; // 0 <= lo <= hi <= length - 1
+  return a + (b - a) * (rank - lo);
 }
 
 export function mean(values: readonly number[]): number {
@@ -28,13 +29,6 @@ export interface LatencySummary {
 
 export function summarize(values: readonly number[]): LatencySummary {
   return { count: values.length, mean: mean(values), p50: percentile(values, 50), p99: percentile(values, 99) };
-}
-
-/** Gaps between consecutive timestamps (inter-token latencies from token arrival times). */
-export function gaps(times: readonly number[]): number[] {
-  const out: number[] = [];
-  for (let i = 1; i < times.length; i++) out.push(times[i] - times[i - 1]);
-  return out;
 }
 
 /** The median (the 50th percentile, interpolated for an even count); NaN for an empty list. */
@@ -72,5 +66,5 @@ export function formatSpread(s: Spread, digits = 1): string {
  */
 export function roundRatios(a: readonly number[], b: readonly number[]): number[] {
   if (a.length !== b.length) throw new RangeError(`roundRatios: ${a.length} vs ${b.length} rounds`);
-  return a.map((x, i) => x / b[i]);
+  return a.map((x, i) => x / b[i]!); // same length, checked above
 }

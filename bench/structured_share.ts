@@ -15,6 +15,7 @@ import { EngineCore } from '../src/engine/engine_core.ts';
 import { resolveSamplingParams } from '../src/engine/sampling/sampling_params.ts';
 import type { StructuredOutputSpec } from '../src/engine/structured/grammar_spec.ts';
 import type { StepStats } from '../src/engine/step_stats.ts';
+import { loadAverage1 } from './machine/load.ts';
 
 const CONCURRENT = 16;
 const DEFAULT_MODEL = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../models/default');
@@ -57,11 +58,11 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: { model: { type: 'string' }, steps: { type: 'string' } } });
   const modelDir = values.model ?? DEFAULT_MODEL;
   const maxTokens = Number(values.steps ?? 64);
-  const load = [os.loadavg()[0]];
+  const load = [loadAverage1()];
   await run(modelDir, false, maxTokens); // warm-up: the first engine in a process runs slower
   const plain = await run(modelDir, false, maxTokens);
   const grammar = await run(modelDir, true, maxTokens);
-  load.push(os.loadavg()[0]);
+  load.push(loadAverage1());
   const f = (x: number) => x.toFixed(2);
   console.log(`${modelDir}, ${CONCURRENT} concurrent requests, decode steps with all ${CONCURRENT} decoding; load average ${load.map(f).join(' -> ')} on ${os.cpus().length} CPUs`);
   console.log('| run | steps | step ms | grammar ms | sampling ms |\n|---|---|---|---|---|');

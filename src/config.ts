@@ -4,16 +4,16 @@
 import { readFileSync } from 'node:fs';
 import { basename, extname, resolve } from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
-import { AUTO_KV_CACHE_DTYPE, type AnyOptionSpec, type ConfigKey, type ConfigValues, OPTIONS } from './config_schema.ts';
+import { AUTO_KV_CACHE_DTYPE, type AnyOptionSpec, type ConfigKey, type ConfigValues, type NonEmptyList, OPTIONS } from './config_schema.ts';
 import { EngineError } from './common/errors.ts';
 import type { EngineWorkerData } from './engine/worker/messages.ts';
 
 export { DEFAULT_MODEL_DIR, LOG_LEVELS, OPTIONS, formatByteSize, parseByteSize } from './config_schema.ts';
-export type { AnyOptionSpec, ConfigKey, ConfigValues, LogLevel, OptionSpec } from './config_schema.ts';
+export type { AnyOptionSpec, ConfigKey, ConfigValues, LogLevel, NonEmptyList, OptionSpec } from './config_schema.ts';
 
 export interface ServerConfig extends Omit<ConfigValues, 'servedModelName'> {
-  /** Never empty; the first name is the one reported. */
-  readonly servedModelName: readonly string[];
+  /** The first name is the one reported. */
+  readonly servedModelName: NonEmptyList;
 }
 
 /** A bad option value, flag or config file; the message names the source. */
@@ -122,7 +122,7 @@ export function toEngineWorkerData(config: ServerConfig, maxModelLen: number): E
 function readFlags(argv: readonly string[]): Layer {
   const layer: Layer = new Map();
   for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
+    const arg = argv[i]!; // i < argv.length (a value flag advances i only after checking argv[i + 1])
     if (/^-[A-Za-z]/.test(arg)) throw unknownFlag(arg.slice(1), arg);
     if (!arg.startsWith('--') || arg === '--') throw unexpectedArgument(argv, i);
     const eq = arg.indexOf('=');
@@ -258,15 +258,16 @@ function closest(input: string, candidates: readonly string[]): string | null {
 }
 
 function editDistance(a: string, b: string): number {
+  // Invariant: row and next hold b.length + 1 entries (next is filled left to right before use).
   let row = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const next = [i];
     for (let j = 1; j <= b.length; j++) {
-      next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
     }
     row = next;
   }
-  return row[b.length];
+  return row[b.length]!;
 }
 
 function show(value: unknown): string {

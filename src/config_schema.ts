@@ -40,7 +40,7 @@ export interface ConfigValues {
   readonly host: string;
   readonly port: number;
   /** null = the basename of the model directory. */
-  readonly servedModelName: readonly string[] | null;
+  readonly servedModelName: NonEmptyList | null;
   /** null = the checkpoint's max_position_embeddings (resolved by the caller). */
   readonly maxModelLen: number | null;
   readonly maxNumSeqs: number;
@@ -84,6 +84,9 @@ export interface ConfigValues {
 export type ConfigKey = keyof ConfigValues;
 
 /** How one kind of value is read from text (flags, env, strings in a file) and validated. */
+/** A list option's value: at least one entry (the codec rejects an empty list). */
+export type NonEmptyList = readonly [string, ...string[]];
+
 export interface Codec<T> {
   /** Short type name for the docs. */
   readonly type: string;
@@ -116,7 +119,7 @@ export interface OptionSpec<K extends ConfigKey = ConfigKey> {
 
 export type AnyOptionSpec = { [K in ConfigKey]: OptionSpec<K> }[ConfigKey];
 
-const BYTE_UNITS: Record<string, number> = {
+const BYTE_UNITS = {
   '': 1,
   k: 1e3, m: 1e6, g: 1e9, t: 1e12,
   ki: 2 ** 10, mi: 2 ** 20, gi: 2 ** 30, ti: 2 ** 40,
@@ -129,16 +132,16 @@ const BYTE_UNITS: Record<string, number> = {
 export function parseByteSize(text: string): number | null {
   const m = /^(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?$/i.exec(text.trim());
   if (!m) return null;
-  const unit = (m[2] ?? '').toLowerCase();
-  if (unit === '' && m[1].includes('.')) return null;
-  const bytes = Math.round(Number(m[1]) * BYTE_UNITS[unit]);
+  const [, digits = '', unitText = ''] = m;
+  const unit = unitText.toLowerCase() as keyof typeof BYTE_UNITS; // the pattern admits only these units
+  if (unit === '' && digits.includes('.')) return null;
+  const bytes = Math.round(Number(digits) * BYTE_UNITS[unit]);
   return Number.isSafeInteger(bytes) ? bytes : null;
 }
 
 /** 1073741824 → "1GiB"; sizes that are not a whole number of a binary unit stay in bytes. */
 export function formatByteSize(bytes: number): string {
-  for (const unit of ['Ti', 'Gi', 'Mi', 'Ki'] as const) {
-    const scale = BYTE_UNITS[unit.toLowerCase()];
+  for (const [unit, scale] of [['Ti', BYTE_UNITS.ti], ['Gi', BYTE_UNITS.gi], ['Mi', BYTE_UNITS.mi], ['Ki', BYTE_UNITS.ki]] as const) {
     if (bytes >= scale && bytes % scale === 0) return `${bytes / scale}${unit}B`;
   }
   return String(bytes);
@@ -205,12 +208,13 @@ const nonEmptyString: Codec<string> = {
 
 const optionalString: Codec<string | null> = { ...nonEmptyString, schema: nonEmptyString.schema.nullable() };
 
-function listCodec(expected: string): Codec<readonly string[] | null> {
+function listCodec(expected: string): Codec<NonEmptyList | null> {
+  const item = z.string().trim().min(1);
   return {
     type: 'list',
     expected,
     fromText: (text) => text.split(',').map((s) => s.trim()),
-    schema: z.array(z.string().trim().min(1)).min(1).nullable(),
+    schema: z.tuple([item], item).readonly().nullable(),
   };
 }
 

@@ -17,11 +17,15 @@ export interface TargetInputs {
 /** The fastest peer participant of a test (highest median) and ours / it per round. */
 function vsFastestPeer(ss: SingleStreamComparison, key: string): { value: number; ours: number; peer: number; peerLabel: string } | null {
   const ours = ss.participants.find((p) => p.id === 'ours')?.tests[key];
-  const peers = ss.participants.filter((p) => p.id !== 'ours' && p.tests[key]);
-  if (!ours || peers.length === 0) return null;
-  const best = peers.reduce((a, b) => (b.tests[key].spread.median > a.tests[key].spread.median ? b : a));
-  const ratio = spread(roundRatios(ours.rounds, best.tests[key].rounds));
-  return { value: ratio.median, ours: ours.spread.median, peer: best.tests[key].spread.median, peerLabel: best.label };
+  const peers = ss.participants.flatMap((p) => {
+    const test = p.tests[key];
+    return p.id !== 'ours' && test ? [{ label: p.label, test }] : [];
+  });
+  const [first, ...rest] = peers;
+  if (!ours || !first) return null;
+  const best = rest.reduce((a, b) => (b.test.spread.median > a.test.spread.median ? b : a), first);
+  const ratio = spread(roundRatios(ours.rounds, best.test.rounds));
+  return { value: ratio.median, ours: ours.spread.median, peer: best.test.spread.median, peerLabel: best.label };
 }
 
 function servingSpecs(model: string, serving: NonNullable<TargetInputs['serving']>): JudgedSpec[] {

@@ -5,7 +5,7 @@
 // never hit, only to keep the process's memory bounded. Ready = the first 200 from GET /health.
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { freePort } from '../serving.ts';
+import { freePort } from '../our_server.ts';
 import type { PeerConfig } from './llama_bench.ts';
 
 export interface RunningServer {

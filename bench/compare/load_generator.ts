@@ -124,19 +124,17 @@ export async function streamRequest(target: ServerTarget, prompt: readonly numbe
   return { start, chunks, end: performance.now(), outputTokens: total };
 }
 
-/** `count` requests with at most `concurrency` in flight; `promptOf(i)` is request i's prompt. */
-export async function closedLoop(
-  target: ServerTarget, concurrency: number, count: number, shape: RequestShape, promptOf: (i: number) => readonly number[],
-): Promise<RequestRecord[]> {
+/** `count` requests with at most `concurrency` in flight: `send(i, worker)` sends request i (each i once, in completion order). */
+export async function closedLoop<T>(concurrency: number, count: number, send: (i: number, worker: number) => Promise<T>): Promise<T[]> {
   let next = 0;
-  const out: RequestRecord[] = [];
-  const worker = async (): Promise<void> => {
+  const out: T[] = [];
+  const worker = async (w: number): Promise<void> => {
     while (next < count) {
       const i = next++;
-      out.push(await streamRequest(target, promptOf(i), shape));
+      out.push(await send(i, w));
     }
   };
-  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, (_, w) => worker(w)));
   return out;
 }
 
@@ -147,8 +145,8 @@ export function requestMetrics(records: readonly RequestRecord[]): { ttftMs: num
   const tokens = records.reduce((s, r) => s + r.outputTokens, 0);
   const chunks = records.reduce((s, r) => s + r.chunks.length, 0);
   return {
-    ttftMs: records.filter((r) => r.chunks.length > 0).map((r) => r.chunks[0].t - r.start),
-    itlMs: records.flatMap((r) => r.chunks.slice(1).map((c, i) => c.t - r.chunks[i].t)),
+    ttftMs: records.flatMap((r) => (r.chunks[0] ? [r.chunks[0].t - r.start] : [])),
+    itlMs: records.flatMap((r) => r.chunks.slice(1).map((c, i) => c.t - r.chunks[i]!.t)), // chunks[i] precedes c = chunks[i + 1]
     outputTokensPerSecond: tokens / ((t1 - t0) / 1000),
     tokensPerChunk: chunks > 0 ? tokens / chunks : Number.NaN,
   };

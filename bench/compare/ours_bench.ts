@@ -78,6 +78,12 @@ function positiveInts(s: string, flag: string, allowZero: boolean): number[] {
   return out;
 }
 
+function positiveInt(s: string, flag: string, allowZero: boolean): number {
+  const [n, ...more] = positiveInts(s, flag, allowZero);
+  if (n === undefined || more.length > 0) throw new Error(`${flag} must be one ${allowZero ? 'non-negative' : 'positive'} integer, got "${s}"`);
+  return n;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -86,10 +92,10 @@ async function main(): Promise<void> {
     },
   });
   if (!values.model) throw new Error('--model <checkpoint dir> is required');
-  const [prompt] = positiveInts(values.p, '-p', true);
-  const [gen] = positiveInts(values.n, '-n', true);
-  const [reps] = positiveInts(values.r, '-r', false);
-  const [threads] = positiveInts(values.t, '-t', false);
+  const prompt = positiveInt(values.p, '-p', true);
+  const gen = positiveInt(values.n, '-n', true);
+  const reps = positiveInt(values.r, '-r', false);
+  const threads = positiveInt(values.t, '-t', false);
   const tests = benchTests(prompt, gen, positiveInts(values.d, '-d', true));
   if (tests.length === 0) throw new Error('nothing to measure: -p and -n are both 0');
   const result = await measureOurs(values.model, tests, { threads, reps, denseAttention: values['dense-attention'] });

@@ -15,10 +15,10 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ensureBenchCheckpoint, ensureBenchGguf } from '../checkpoints.ts';
 import { measureCeilings } from '../machine/ceilings.ts';
-import { LoadMonitor, loadVerdict } from '../machine/load.ts';
-import { BENCH_MODELS } from '../models.ts';
+import { LoadMonitor, loadAverage1, loadVerdict } from '../machine/load.ts';
+import { BENCH_MODELS, benchModel } from '../models.ts';
 import { findLlamaBuild } from '../peer/llama_cpp.ts';
-import { startOurServer } from '../serving.ts';
+import { startOurServer } from '../our_server.ts';
 import { issue16Targets } from './issue_targets.ts';
 import { judgeTargets } from './judge.ts';
 import { PEER_CONFIGS, type PeerConfig } from './llama_bench.ts';
@@ -35,6 +35,12 @@ function ints(s: string, flag: string, min: number): number[] {
   const out = s.split(',').map((x) => Number(x.trim()));
   if (out.some((n) => !Number.isInteger(n) || n < min)) throw new Error(`${flag}: integers >= ${min} expected, got "${s}"`);
   return out;
+}
+
+function int(s: string, flag: string, min: number): number {
+  const [n, ...more] = ints(s, flag, min);
+  if (n === undefined || more.length > 0) throw new Error(`${flag}: one integer >= ${min} expected, got "${s}"`);
+  return n;
 }
 
 function plans(argv: string[]): {
@@ -56,25 +62,26 @@ function plans(argv: string[]): {
     },
   });
   if (!BENCH_MODELS[v.model]) throw new Error(`--model: unknown bench model "${v.model}" (have: ${Object.keys(BENCH_MODELS).join(', ')})`);
+  const model = benchModel(v.model);
   const q = v.quick;
   const custom = [v.pp, v.tg, v.depth, v.concurrency, v['prompt-tokens'], v['output-tokens']].some((x) => x !== undefined);
-  const [rounds] = ints(v.rounds, '--rounds', MIN_ROUNDS);
-  const [reps] = ints(v.reps, '--reps', 1);
-  const [threads] = ints(v.threads, '--threads', 1);
-  const [minRequests] = ints(v['min-requests'], '--min-requests', MIN_REQUESTS);
+  const rounds = int(v.rounds, '--rounds', MIN_ROUNDS);
+  const reps = int(v.reps, '--reps', 1);
+  const threads = int(v.threads, '--threads', 1);
+  const minRequests = int(v['min-requests'], '--min-requests', MIN_REQUESTS);
   const configs = v['peer-configs'] === undefined ? PEER_CONFIGS : v['peer-configs'].split(',').map((id) => {
     const c = PEER_CONFIGS.find((x) => x.id === id.trim());
     if (!c) throw new Error(`--peer-configs: unknown "${id}" (have: ${PEER_CONFIGS.map((x) => x.id).join(', ')})`);
     return c;
   });
   const single: SingleStreamPlan = {
-    prompt: ints(v.pp ?? '512', '--pp', 0)[0], gen: ints(v.tg ?? (q ? '32' : '128'), '--tg', 0)[0], depths: ints(v.depth ?? (q ? '0' : '0,4096'), '--depth', 0),
+    prompt: int(v.pp ?? '512', '--pp', 0), gen: int(v.tg ?? (q ? '32' : '128'), '--tg', 0), depths: ints(v.depth ?? (q ? '0' : '0,4096'), '--depth', 0),
     reps, rounds, oursThreads: threads, peerThreads: ints(v['peer-threads'], '--peer-threads', 1), configs,
   };
   const serving: ServingPlan = {
-    concurrency: ints(v.concurrency ?? (q ? '1,16' : '1,4,16'), '--concurrency', 1), promptTokens: ints(v['prompt-tokens'] ?? (q ? '64' : '256'), '--prompt-tokens', 1)[0],
-    outputTokens: ints(v['output-tokens'] ?? (q ? '32' : '128'), '--output-tokens', 2)[0], minRequests, rounds,
-    bannedTokenIds: nonUtf8ByteTokenIds(BENCH_MODELS[v.model].vocab_size as number, [BENCH_MODELS[v.model].bos_token_id as number, BENCH_MODELS[v.model].eos_token_id as number]),
+    concurrency: ints(v.concurrency ?? (q ? '1,16' : '1,4,16'), '--concurrency', 1), promptTokens: int(v['prompt-tokens'] ?? (q ? '64' : '256'), '--prompt-tokens', 1),
+    outputTokens: int(v['output-tokens'] ?? (q ? '32' : '128'), '--output-tokens', 2), minRequests, rounds,
+    bannedTokenIds: nonUtf8ByteTokenIds(model.vocab_size as number, [model.bos_token_id as number, model.eos_token_id as number]),
   };
   return { model: v.model, mode: custom ? 'custom' : q ? 'quick' : 'full', threads, configs, single: v['skip-single-stream'] ? null : single, serving: v['skip-serving'] ? null : serving };
 }
@@ -114,7 +121,7 @@ async function main(): Promise<void> {
   const p = plans(process.argv.slice(2));
   const build = findLlamaBuild();
   if (!build.ok) throw new Error(build.reason);
-  log(`${p.mode} run on ${p.model}; llama.cpp ${build.info.commit.slice(0, 12)} from ${build.dir}; load average ${os.loadavg()[0].toFixed(2)}`);
+  log(`${p.mode} run on ${p.model}; llama.cpp ${build.info.commit.slice(0, 12)} from ${build.dir}; load average ${loadAverage1().toFixed(2)}`);
   const dir = ensureBenchCheckpoint(p.model, { log });
   const gguf = ensureBenchGguf(dir, 'deepseek32').path;
   log('machine limits');
@@ -124,7 +131,7 @@ async function main(): Promise<void> {
     try {
       return await fn();
     } catch (err) {
-      errors.push({ part, message: err instanceof Error ? err.message.split('\n')[0] : String(err) });
+      errors.push({ part, message: err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err) });
       log(`FAILED ${part}: ${err instanceof Error ? err.stack : String(err)}`);
       return null;
     }
@@ -139,7 +146,7 @@ async function main(): Promise<void> {
   if (p.serving) {
     const plan = p.serving;
     log('serving: ours vs llama-server');
-    serving = await attempt('serving', () => runServing(dir, gguf, build.tools['llama-server'], p.threads, p.configs, plan, BENCH_MODELS[p.model].vocab_size as number, log));
+    serving = await attempt('serving', () => runServing(dir, gguf, build.tools['llama-server'], p.threads, p.configs, plan, benchModel(p.model).vocab_size as number, log));
   }
   const loadRecord = monitor.stop();
   const verdict = loadVerdict(loadRecord);

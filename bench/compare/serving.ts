@@ -6,7 +6,7 @@
 // request of every round (>= `minRequests` per point, so p99 rests on enough requests).
 import { spread, percentile, roundRatios, type Spread } from '../stats.ts';
 import { byteLevelAlphabet, syntheticVocab } from '../gguf/convert_deepseek.ts';
-import { closedLoop, requestMetrics, type RequestRecord, type RequestShape, type ServerTarget } from './load_generator.ts';
+import { closedLoop, requestMetrics, streamRequest, type RequestRecord, type RequestShape, type ServerTarget } from './load_generator.ts';
 import { interleavedSchedule, runInterleaved } from './schedule.ts';
 
 export interface ServingPlan {
@@ -63,16 +63,18 @@ export async function compareServing(servers: readonly ServerTarget[], plan: Ser
   const shape: RequestShape = { outputTokens: plan.outputTokens, bannedTokenIds: plan.bannedTokenIds };
   for (const c of plan.concurrency) {
     const perRound = requestsPerRound(plan, c);
-    for (const s of servers) await closedLoop(s, c, Math.min(c, 4), shape, (i) => servingPrompt(900_000 + i, plan.promptTokens, vocab)); // warm-up
+    for (const s of servers) await closedLoop(c, Math.min(c, 4), (i) => streamRequest(s, servingPrompt(900_000 + i, plan.promptTokens, vocab), shape)); // warm-up
     const results = await runInterleaved(interleavedSchedule(servers, plan.rounds), async ({ round, participant }) => {
       const base = (c * 1000 + round) * 10_000; // the same prompts for every server in a round
-      const records = await closedLoop(participant, c, perRound, shape, (i) => servingPrompt(base + i, plan.promptTokens, vocab));
+      const records = await closedLoop(c, perRound, (i) => streamRequest(participant, servingPrompt(base + i, plan.promptTokens, vocab), shape));
       const m = requestMetrics(records);
       log(`    c=${c} round ${round + 1}/${plan.rounds} ${participant.id}: ${m.outputTokensPerSecond.toFixed(1)} tok/s, TTFT p50 ${percentile(m.ttftMs, 50).toFixed(0)} ms, ITL p50 ${percentile(m.itlMs, 50).toFixed(1)} ms`);
       return records;
     });
     const roundTput = (id: string): number[] => (results.get(servers.find((s) => s.id === id) as ServerTarget) ?? []).map((r) => requestMetrics(r).outputTokensPerSecond);
-    const oursTput = roundTput(servers[0].id);
+    const [ours] = servers;
+    if (!ours) throw new Error('compareServing: no servers');
+    const oursTput = roundTput(ours.id);
     for (const s of servers) {
       const rounds: readonly RequestRecord[][] = results.get(s) ?? [];
       const all = rounds.flat();
@@ -80,7 +82,7 @@ export async function compareServing(servers: readonly ServerTarget[], plan: Ser
       const tput = roundTput(s.id);
       out.push({
         serverId: s.id, concurrency: c, requests: all.length, outputTokensPerSecond: spread(tput), ttftMs: percentiles(m.ttftMs), itlMs: percentiles(m.itlMs),
-        tokensPerChunk: m.tokensPerChunk, oursRatio: s === servers[0] ? null : spread(roundRatios(oursTput, tput)),
+        tokensPerChunk: m.tokensPerChunk, oursRatio: s === ours ? null : spread(roundRatios(oursTput, tput)),
       });
     }
   }

@@ -154,7 +154,7 @@ export function readGgufTensor(filePath: string, file: GgufFile, name: string): 
   for (let b = 0; b < numel / 32; b++) {
     const d = f16ToFloat32(buf.readUInt16LE(b * size));
     for (let j = 0; j < 32; j++) {
-      const q = t.type === GgmlType.Q8_0 ? buf.readInt8(b * size + 2 + j) : ((buf[b * size + 2 + (j % 16)] >> (j < 16 ? 0 : 4)) & 15) - 8;
+      const q = t.type === GgmlType.Q8_0 ? buf.readInt8(b * size + 2 + j) : ((buf.readUInt8(b * size + 2 + (j % 16)) >> (j < 16 ? 0 : 4)) & 15) - 8;
       out[b * 32 + j] = q * d;
     }
   }

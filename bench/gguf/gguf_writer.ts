@@ -103,15 +103,16 @@ export function ggmlBlocks(m: QuantizedMatrix, type: GgmlType.Q8_0 | GgmlType.Q4
   const size = ggmlTypeSize(type);
   const out = new Uint8Array(blocks * size);
   const view = new DataView(out.buffer);
+  // Block b's scale and codes exist: one scale per block, QUANT_BLOCK codes (or QUANT_BLOCK / 2 bytes) per block.
   for (let b = 0; b < blocks; b++) {
     const at = b * size;
-    view.setUint16(at, float32ToF16(m.scales[b]), true);
+    view.setUint16(at, float32ToF16(m.scales[b]!), true);
     if (type === GgmlType.Q8_0) {
-      for (let i = 0; i < QUANT_BLOCK; i++) out[at + 2 + i] = (m.packed[b * QUANT_BLOCK + i] - 128) & 0xff;
+      for (let i = 0; i < QUANT_BLOCK; i++) out[at + 2 + i] = (m.packed[b * QUANT_BLOCK + i]! - 128) & 0xff;
       continue;
     }
     const src = b * (QUANT_BLOCK / 2); // MatMulNBits: byte i = element 2i (low) | element 2i + 1 (high)
-    const code = (k: number): number => (k & 1 ? m.packed[src + (k >> 1)] >> 4 : m.packed[src + (k >> 1)] & 15);
+    const code = (k: number): number => (k & 1 ? m.packed[src + (k >> 1)]! >> 4 : m.packed[src + (k >> 1)]! & 15);
     for (let j = 0; j < QUANT_BLOCK / 2; j++) out[at + 2 + j] = code(j) | (code(j + QUANT_BLOCK / 2) << 4);
   }
   return out;
@@ -218,7 +219,8 @@ function alignUp(n: number, alignment: number): number {
 }
 
 function encodeTensor(t: PlannedTensor, data: GgufTensorData): Uint8Array {
-  const ne0 = t.shape[t.shape.length - 1];
+  const ne0 = t.shape.at(-1);
+  if (ne0 === undefined) throw new Error(`tensor "${t.name}" has no dims`);
   if (data instanceof Float32Array) {
     if (data.length !== t.numel) throw new Error(`tensor "${t.name}": producer gave ${data.length} values, shape needs ${t.numel}`);
     if (t.type === GgmlType.F32) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
@@ -273,7 +275,7 @@ export class GgufWriter {
     if (spec.data instanceof Float32Array && spec.data.length !== numel) {
       throw new Error(`tensor "${spec.name}": ${spec.data.length} values for shape [${spec.shape.join(', ')}]`);
     }
-    const ne0 = spec.shape[spec.shape.length - 1];
+    const ne0 = spec.shape.at(-1)!; // 1..4 dims, checked above
     if (ne0 % ggmlBlockSize(spec.type) !== 0) {
       throw new Error(`tensor "${spec.name}": ${GgmlType[spec.type]} needs a row length (ne0) that is a multiple of ${ggmlBlockSize(spec.type)}, got ${ne0}`);
     }

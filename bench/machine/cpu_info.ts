@@ -84,7 +84,7 @@ export function usablePhysicalCores(cpu: CpuInfo): number {
 export function readCpuInfo(): CpuInfo {
   const res = spawnSync('lscpu', [], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } });
   const lscpu = res.status === 0 ? res.stdout : '';
-  const proc = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8').split('\n\n')[0] : '';
+  const proc = existsSync('/proc/cpuinfo') ? (readFileSync('/proc/cpuinfo', 'utf8').split('\n\n')[0] ?? '') : '';
   const cpuMax = existsSync('/sys/fs/cgroup/cpu.max') ? parseCgroupCpuMax(readFileSync('/sys/fs/cgroup/cpu.max', 'utf8')) : null;
   return parseCpuInfo(lscpu, proc, os.availableParallelism(), cpuMax);
 }

@@ -6,11 +6,20 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 
+/** The 1-minute load average (0 where the platform reports none). */
+export function loadAverage1(): number {
+  const [oneMinute = 0] = os.loadavg();
+  return oneMinute;
+}
+
 /** /proc/stat's aggregate "cpu" line: busy (incl. steal) and total clock ticks since boot. */
 export function parseProcStat(text: string): { busy: number; total: number } {
   const line = text.split('\n').find((l) => l.startsWith('cpu '));
   if (!line) throw new Error('/proc/stat has no aggregate "cpu" line');
   const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
+  if (user === undefined || nice === undefined || system === undefined || idle === undefined || irq === undefined || softirq === undefined) {
+    throw new Error(`/proc/stat: the "cpu" line has too few fields: ${line}`);
+  }
   const busy = user + nice + system + irq + softirq + (steal || 0);
   return { busy, total: busy + idle + (iowait || 0) };
 }
@@ -91,7 +100,7 @@ export class LoadMonitor {
   private maxWindow = 0;
   private readonly timer: NodeJS.Timeout | null;
   private readonly t0 = performance.now();
-  private readonly loadBefore = os.loadavg()[0];
+  private readonly loadBefore = loadAverage1();
   private othersBefore = Number.NaN;
 
   /** A monitor started after sampling others' CPU use for `settleMs` (the idle check before the start). */
@@ -126,7 +135,7 @@ export class LoadMonitor {
       share = othersShare(this.start, this.last as Sample);
     }
     return {
-      loadAverageBefore: this.loadBefore, othersShareBefore: this.othersBefore, loadAverageAfter: os.loadavg()[0], othersShare: share,
+      loadAverageBefore: this.loadBefore, othersShareBefore: this.othersBefore, loadAverageAfter: loadAverage1(), othersShare: share,
       othersShareMaxWindow: this.start ? this.maxWindow : Number.NaN, cpus: os.availableParallelism(), seconds: (performance.now() - this.t0) / 1000,
     };
   }

@@ -19,7 +19,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   bundleCommit, findLlamaBuild, LLAMA_BUNDLE, LLAMA_TOOLS, llamaBuildDir, llamaToolPath, NODE_LLAMA_CPP_LLAMA_DIR, NODE_LLAMA_CPP_PATCHES,
-  OUR_PATCHES, PEER_PACKAGE_DIR, type LlamaBuildInfo,
+  OUR_PATCHES, PEER_PACKAGE_DIR, type LlamaBuildInfo, type LlamaTool,
 } from './llama_cpp.ts';
 
 export const CMAKE_FLAGS: readonly string[] = [
@@ -77,13 +77,13 @@ function applyPatch(src: string, file: string, required: boolean): string {
 }
 
 /** How each tool shows it runs: llama-server --version exits 0; llama-bench has no --version but --help exits 0; llama-quantize prints its usage (exit 1) with no arguments. */
-const SMOKE: Record<string, { args: string[]; exit: number; pattern: RegExp }> = {
+const SMOKE: Record<LlamaTool, { args: string[]; exit: number; pattern: RegExp }> = {
   'llama-server': { args: ['--version'], exit: 0, pattern: /version: .*commit/ },
   'llama-bench': { args: ['--help'], exit: 0, pattern: /-ctk, --cache-type-k/ },
   'llama-quantize': { args: [], exit: 1, pattern: /usage: .*llama-quantize/ },
 };
 
-function smokeCheck(tools: Record<string, string>): void {
+function smokeCheck(tools: Record<LlamaTool, string>): void {
   for (const t of LLAMA_TOOLS) {
     const res = spawnSync(tools[t], SMOKE[t].args, { encoding: 'utf8', timeout: 30_000 });
     const out = `${res.stdout ?? ''}${res.stderr ?? ''}`;
@@ -159,14 +159,14 @@ function main(): void {
   const buildSeconds = (performance.now() - t0) / 1000;
 
   mkdirSync(path.join(dir, 'bin'), { recursive: true });
-  const tools = Object.fromEntries(LLAMA_TOOLS.map((t) => [t, llamaToolPath(dir, t)]));
+  const tools = Object.fromEntries(LLAMA_TOOLS.map((t) => [t, llamaToolPath(dir, t)])) as Record<LlamaTool, string>;
   for (const t of LLAMA_TOOLS) copyFileSync(path.join(build, 'bin', t), tools[t]);
   smokeCheck(tools);
   const tag = (JSON.parse(readFileSync(path.join(NODE_LLAMA_CPP_LLAMA_DIR, 'llama.cpp.info.json'), 'utf8')) as { tag?: string }).tag ?? null;
   const pkg = JSON.parse(readFileSync(path.join(NODE_LLAMA_CPP_LLAMA_DIR, '..', 'package.json'), 'utf8')) as { version: string };
   const info: LlamaBuildInfo = {
     commit, llamaCppTag: tag, nodeLlamaCppVersion: pkg.version, patches, cmakeFlags: [...generator, ...CMAKE_FLAGS],
-    compiler: run('g++', ['--version']).split('\n')[0], buildSeconds, resumed, builtAt: new Date().toISOString(),
+    compiler: run('g++', ['--version']).split('\n')[0] ?? '', buildSeconds, resumed, builtAt: new Date().toISOString(),
   };
   writeFileSync(path.join(dir, 'BUILD_INFO.json'), `${JSON.stringify(info, null, 2)}\n`);
   log(`done in ${(buildSeconds / 60).toFixed(1)} min: ${path.join(dir, 'bin')}`);

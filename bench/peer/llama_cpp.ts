@@ -39,8 +39,8 @@ export function bundleCommit(): string | null {
   if (!existsSync(LLAMA_BUNDLE)) return null;
   const res = spawnSync('git', ['bundle', 'list-heads', LLAMA_BUNDLE], { encoding: 'utf8' });
   if (res.status !== 0) throw new Error(`git bundle list-heads ${LLAMA_BUNDLE} failed: ${res.stderr}`);
-  const head = res.stdout.split('\n').find((l) => l.endsWith(' HEAD')) ?? res.stdout.split('\n')[0];
-  const commit = head.split(' ')[0];
+  const lines = res.stdout.split('\n');
+  const [commit = ''] = (lines.find((l) => l.endsWith(' HEAD')) ?? lines[0] ?? '').split(' ');
   if (!/^[0-9a-f]{40}$/.test(commit)) throw new Error(`git bundle list-heads ${LLAMA_BUNDLE}: no commit in "${res.stdout.trim()}"`);
   return commit;
 }

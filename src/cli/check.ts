@@ -3,15 +3,9 @@
 // Exit code 1 with a one-line message on any error (bad flags, bad checkpoint, ...).
 import { parseArgs } from 'node:util';
 import { OfflineEngine } from '../engine/offline.ts';
+import { positiveInt, promptTokenIds } from './args.ts';
 
 const USAGE = 'usage: check --model DIR --prompt ID,ID,... [--max-tokens N] [--chunk-size N] [--top N] [--block-size N] [--dense-attention] [--threads N]';
-
-function positiveInt(name: string, value: string | undefined, fallback: number | undefined): number | undefined {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got "${value}"`);
-  return n;
-}
 
 async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -28,21 +22,17 @@ async function main(argv: string[]): Promise<void> {
     },
   });
   if (!values.model || !values.prompt) throw new Error(USAGE);
-  const prompt = values.prompt.split(',').map((s) => {
-    const id = Number(s.trim());
-    if (!Number.isInteger(id) || id < 0) throw new Error(`--prompt: "${s}" is not a token id`);
-    return id;
-  });
-  const top = positiveInt('top', values.top, 5)!;
-  const blockSize = positiveInt('block-size', values['block-size'], undefined);
-  const numThreads = positiveInt('threads', values.threads, undefined);
-  const chunkSize = positiveInt('chunk-size', values['chunk-size'], undefined);
+  const prompt = promptTokenIds(values.model, { prompt: values.prompt }, USAGE);
+  const top = positiveInt('top', values.top, 5);
+  const blockSize = positiveInt('block-size', values['block-size']);
+  const numThreads = positiveInt('threads', values.threads);
+  const chunkSize = positiveInt('chunk-size', values['chunk-size']);
   const engine = await OfflineEngine.create(values.model, {
     runner: { denseAttention: values['dense-attention'], kvCacheMemory: 256 * 2 ** 20, ...(blockSize && { blockSize }), ...(numThreads && { numThreads }) },
     scheduler: { ...(chunkSize && { longPrefillTokenThreshold: chunkSize }) },
   });
   try {
-    const maxTokens = positiveInt('max-tokens', values['max-tokens'], 16)!;
+    const maxTokens = positiveInt('max-tokens', values['max-tokens'], 16);
     const [result] = await engine.generate([{ promptTokenIds: prompt, params: { temperature: 0, maxTokens, ignoreEos: true, logprobs: top } }]);
     if (!result || result.errorMessage) throw new Error(result?.errorMessage ?? 'no result');
     const steps = result.logprobs.map((lp) => ({

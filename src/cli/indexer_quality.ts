@@ -4,34 +4,11 @@
 //        [--max-tokens N] [--chunk-size N] [--threads N]
 // --text / --file need the model's tokenizer (BOS added as the tokenizer config says). Exit code 1 with a
 // one-line message on any error.
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { indexerQuality } from '../engine/diagnostics/indexer_quality.ts';
-import { loadTokenizer } from '../server/tokenizer/tokenizer.ts';
+import { positiveInt, promptTokenIds } from './args.ts';
 
 const USAGE = 'usage: indexer_quality --model DIR (--text TEXT | --file PATH | --prompt ID,ID,...) [--max-tokens N] [--chunk-size N] [--threads N]';
-
-function positiveInt(name: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got "${value}"`);
-  return n;
-}
-
-function tokenIds(model: string, values: { text?: string; file?: string; prompt?: string }): number[] {
-  const sources = [values.text, values.file, values.prompt].filter((v) => v !== undefined).length;
-  if (sources !== 1) throw new Error(USAGE);
-  if (values.prompt !== undefined) {
-    return values.prompt.split(',').map((s) => {
-      const id = Number(s.trim());
-      if (!Number.isInteger(id) || id < 0) throw new Error(`--prompt: "${s}" is not a token id`);
-      return id;
-    });
-  }
-  const tokenizer = loadTokenizer(model);
-  if (!tokenizer) throw new Error(`${model} has no tokenizer.json: use --prompt with token ids`);
-  return tokenizer.encode(values.text ?? readFileSync(values.file!, 'utf8'));
-}
 
 async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -47,7 +24,7 @@ async function main(argv: string[]): Promise<void> {
     },
   });
   if (!values.model) throw new Error(USAGE);
-  let ids = tokenIds(values.model, values);
+  let ids = promptTokenIds(values.model, values, USAGE);
   const maxTokens = positiveInt('max-tokens', values['max-tokens']);
   if (maxTokens !== undefined) ids = ids.slice(0, maxTokens);
   const numThreads = positiveInt('threads', values.threads);

@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { OfflineEngine } from '../engine/offline.ts';
 import type { KVCacheDtype } from '../kvcache/kv_dtype.ts';
-import { loadTokenizer } from '../server/tokenizer/tokenizer.ts';
+import { positiveInt, promptTokenIds } from './args.ts';
 
 const USAGE = 'usage: kv_dtype_quality --model DIR (--prompt ID,ID,... | --file TEXT) [--max-tokens N] [--dense-attention] [--threads N]';
 
@@ -89,14 +89,6 @@ function recallPerLayer(ref: Int32Array[][], got: Int32Array[][], topk: number):
   });
 }
 
-function tokenIds(model: string, values: { prompt?: string; file?: string }): number[] {
-  if ((values.prompt === undefined) === (values.file === undefined)) throw new Error(USAGE);
-  if (values.prompt !== undefined) return values.prompt.split(',').map((s) => Number(s.trim()));
-  const tokenizer = loadTokenizer(model);
-  if (!tokenizer) throw new Error(`${model} has no tokenizer.json: use --prompt`);
-  return tokenizer.encode(readFileSync(values.file!, 'utf8'));
-}
-
 async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
@@ -110,10 +102,10 @@ async function main(argv: string[]): Promise<void> {
     },
   });
   if (!values.model) throw new Error(USAGE);
-  const ids = tokenIds(values.model, values).slice(0, values['max-tokens'] ? Number(values['max-tokens']) : undefined);
-  if (ids.length < 2 || ids.some((id) => !Number.isInteger(id) || id < 0)) throw new Error('need at least two valid token ids');
+  const ids = promptTokenIds(values.model, values, USAGE).slice(0, positiveInt('max-tokens', values['max-tokens']));
+  if (ids.length < 2) throw new Error('need at least two token ids');
   const dense = values['dense-attention']!;
-  const threads = values.threads ? Number(values.threads) : undefined;
+  const threads = positiveInt('threads', values.threads);
   const topk = JSON.parse(readFileSync(`${values.model}/config.json`, 'utf8')).index_topk ?? Infinity;
   const variants = dense ? VARIANTS.filter((v) => v.rotation) : VARIANTS;
   const runs: Run[] = [];

@@ -11,15 +11,9 @@ import { parseArgs } from 'node:util';
 import { OfflineEngine } from '../engine/offline.ts';
 import { KV_CACHE_DTYPES, type KVCacheDtype } from '../kvcache/kv_dtype.ts';
 import { loadTokenizer } from '../server/tokenizer/tokenizer.ts';
+import { positiveInt } from './args.ts';
 
 const USAGE = 'usage: perplexity --model DIR (--tokens FILE.u16 | --file TEXT) [--context 512] [--max-chunks N] [--mode both|dsa|dense] [--kv-cache-dtype float32|bfloat16|fp8] [--threads N]';
-
-function positiveInt(name: string, value: string | undefined, fallback?: number): number | undefined {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got "${value}"`);
-  return n;
-}
 
 interface ModeResult {
   readonly mode: 'dsa' | 'dense';
@@ -106,7 +100,7 @@ async function main(argv: string[]): Promise<void> {
     if (!tokenizer) throw new Error(`${values.model} has no tokenizer.json: use --tokens`);
     ids = tokenizer.encode(readFileSync(values.file!, 'utf8'));
   }
-  const context = positiveInt('context', values.context, 512)!;
+  const context = positiveInt('context', values.context, 512);
   const chunks: number[][] = [];
   for (let i = 0; i + context <= ids.length; i += context) chunks.push(ids.slice(i, i + context));
   const maxChunks = positiveInt('max-chunks', values['max-chunks']);

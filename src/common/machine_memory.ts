@@ -33,7 +33,7 @@ function cgroupCandidates(readText: ReadText): string[] {
   for (const line of (readText('/proc/self/cgroup') ?? '').split('\n')) {
     // v2: "0::/path"; v1: "N:memory:/path" (the controller list may name several).
     const [, controllers, cgroupPath] = line.split(':');
-    if (cgroupPath === undefined || cgroupPath === '/') continue;
+    if (controllers === undefined || cgroupPath === undefined || cgroupPath === '/') continue;
     if (controllers === '') files.push(`/sys/fs/cgroup${cgroupPath}/memory.max`);
     else if (controllers.split(',').includes('memory')) files.push(`/sys/fs/cgroup/memory${cgroupPath}/memory.limit_in_bytes`);
   }

@@ -29,21 +29,22 @@ export function fp8Scale(amax: number): number {
 /**
  * Quantises src[srcOffset .. +n) with one scale into e4m3 codes at dst[dstOffset ..]; returns the scale.
  * code = e4m3(fround(x / scale)), so |x / scale| <= 448 up to the rounding of the scale (saturated).
+ * Callers pass windows inside src and dst (hence the `!` on reads).
  */
 export function quantizeFp8(src: Float32Array, srcOffset: number, n: number, dst: Uint8Array, dstOffset: number): number {
   let amax = 0;
   for (let i = srcOffset; i < srcOffset + n; i++) {
-    const a = Math.abs(src[i]);
+    const a = Math.abs(src[i]!);
     if (a > amax || Number.isNaN(a)) amax = a; // a NaN sticks, so a NaN row gets NaN codes
   }
   const scale = fp8Scale(amax);
-  for (let i = 0; i < n; i++) dst[dstOffset + i] = e4m3FromF32Bits(f32Bits(src[srcOffset + i] / scale));
+  for (let i = 0; i < n; i++) dst[dstOffset + i] = e4m3FromF32Bits(f32Bits(src[srcOffset + i]! / scale));
   return scale;
 }
 
-/** dst[dstOffset + i] = e4m3(src[srcOffset + i]) * scale for i < n. */
+/** dst[dstOffset + i] = e4m3(src[srcOffset + i]) * scale for i < n (windows inside src and dst; every byte is a code). */
 export function dequantizeFp8(src: Uint8Array, srcOffset: number, n: number, scale: number, dst: Float32Array, dstOffset: number): void {
-  for (let i = 0; i < n; i++) dst[dstOffset + i] = E4M3_VALUES[src[srcOffset + i]] * scale;
+  for (let i = 0; i < n; i++) dst[dstOffset + i] = E4M3_VALUES[src[srcOffset + i]!]! * scale;
 }
 
 function checkSlots(slots: Int32Array, numSlots: number, rows: Float32Array, dim: number): void {
@@ -72,7 +73,7 @@ export function writeLatentRows(pool: LatentPool, split: LatentSplit, numSlots: 
   });
 }
 
-/** Dequantised rows [count, L + dr] of the given slots. */
+/** Dequantised rows [count, L + dr] of the given slots (each < the pool's slot count: scales are indexed by slot). */
 export function readLatentRows(pool: LatentPool, split: LatentSplit, slots: Int32Array): Float32Array {
   const { kvLoraRank: L, qkRopeHeadDim: dr } = split;
   const C = L + dr;
@@ -84,7 +85,7 @@ export function readLatentRows(pool: LatentPool, split: LatentSplit, slots: Int3
       const G = fp8LatentGroups(L);
       for (let g = 0; g < G; g++) {
         const start = g * FP8_LATENT_GROUP;
-        dequantizeFp8(pool.nope, slot * L + start, Math.min(FP8_LATENT_GROUP, L - start), pool.nopeScales[slot * G + g], out, i * C + start);
+        dequantizeFp8(pool.nope, slot * L + start, Math.min(FP8_LATENT_GROUP, L - start), pool.nopeScales[slot * G + g]!, out, i * C + start);
       }
       decodeBf16(pool.rope.subarray(slot * dr, (slot + 1) * dr), out.subarray(i * C + L, (i + 1) * C));
     }
@@ -111,14 +112,14 @@ export function writeIndexerKeyRows(pool: IndexerKeyPool, indexerDim: number, nu
   });
 }
 
-/** Keys [count, Di] of the given slots, dequantised and (if stored rotated) rotated back to the model's basis. */
+/** Keys [count, Di] of the given slots (each < the pool's slot count), dequantised and (if stored rotated) rotated back to the model's basis. */
 export function readIndexerKeyRows(pool: IndexerKeyPool, indexerDim: number, slots: Int32Array, rotated: boolean): Float32Array {
   const Di = indexerDim;
   const out = new Float32Array(slots.length * Di);
   slots.forEach((slot, i) => {
     if (pool.dtype === 'float32') out.set(pool.keys.subarray(slot * Di, (slot + 1) * Di), i * Di);
     else if (pool.dtype === 'bfloat16') decodeBf16(pool.keys.subarray(slot * Di, (slot + 1) * Di), out.subarray(i * Di, (i + 1) * Di));
-    else dequantizeFp8(pool.keys, slot * Di, Di, pool.scales[slot], out, i * Di);
+    else dequantizeFp8(pool.keys, slot * Di, Di, pool.scales[slot]!, out, i * Di);
   });
   if (rotated) {
     const exact = Float64Array.from(out);
@@ -135,9 +136,10 @@ export function readIndexerKeyRows(pool: IndexerKeyPool, indexerDim: number, slo
 function copyRuns(cache: Float32Array, dim: number, slots: Int32Array, rows: Float32Array): void {
   let i = 0;
   while (i < slots.length) {
+    const first = slots[i]!; // i < slots.length
     let end = i + 1;
-    while (end < slots.length && slots[end] === slots[end - 1] + 1) end++;
-    cache.set(rows.subarray(i * dim, end * dim), slots[i] * dim);
+    while (end < slots.length && slots[end] === first + (end - i)) end++;
+    cache.set(rows.subarray(i * dim, end * dim), first * dim);
     i = end;
   }
 }

@@ -22,7 +22,7 @@ export function slotMapping(blockTable: readonly BlockId[], blockSize: number, s
   const slots = new Int32Array(count);
   for (let i = 0; i < count; i++) {
     const pos = start + i;
-    slots[i] = blockTable[Math.floor(pos / blockSize)] * blockSize + (pos % blockSize);
+    slots[i] = blockTable[Math.floor(pos / blockSize)]! * blockSize + (pos % blockSize); // in range: asserted above
   }
   return slots;
 }
@@ -117,14 +117,14 @@ export class PagedKVStorage {
   /** One layer's latent pool (live typed planes, not copies): what the attention graphs read. */
   latentPool(layer: number): LatentPool {
     this.checkLayer(layer);
-    return this.latents[layer];
+    return this.latents[layer]!;
   }
 
   /** One layer's indexer key pool (live typed planes). */
   indexerKeyPool(layer: number): IndexerKeyPool {
     this.checkLayer(layer);
     assert(this.indexerKeys !== null, 'this model has no indexer key cache');
-    return this.indexerKeys[layer];
+    return this.indexerKeys[layer]!;
   }
 
   /** float32 latent cache of one layer, [numSlots, latentDim] (the live array); only for dtype float32. */

@@ -50,7 +50,7 @@ export function buildApp(ctx: ServerContext, options: AppOptions): FastifyInstan
 
   if (keyDigests.length > 0) {
     app.addHook('onRequest', async (request) => {
-      const path = request.url.split('?')[0];
+      const [path = ''] = request.url.split('?');
       if (OPEN_ROUTES.has(path)) return;
       if (!authorized(request.headers.authorization, keyDigests)) throw new EngineError('DSV_ERR_UNAUTHORIZED', 'missing or invalid API key (send "Authorization: Bearer <key>")');
     });
@@ -80,7 +80,7 @@ export function buildApp(ctx: ServerContext, options: AppOptions): FastifyInstan
     void reply.code(status).send(body);
   });
   app.setNotFoundHandler((request, reply) => {
-    void reply.code(404).send(errorBody('DSV_ERR_NOT_FOUND', `route ${request.method} ${truncate(request.url.split('?')[0], 128)} not found`));
+    void reply.code(404).send(errorBody('DSV_ERR_NOT_FOUND', `route ${request.method} ${truncate(request.url.split('?')[0] ?? '', 128)} not found`));
   });
 
   ctx.engine.on('stats', (s) => ctx.metrics.onStepStats(s));

@@ -1,4 +1,5 @@
 // What every route needs, built once in buildApp and passed explicitly (no globals).
+import type { NonEmptyList } from '../config.ts';
 import type { EngineClient } from '../engine/engine_client.ts';
 import { EngineError } from '../common/errors.ts';
 import { truncate } from './http_errors.ts';
@@ -11,7 +12,7 @@ export interface ServerContext {
   readonly engine: EngineClient;
   readonly tokenizer: TextTokenizer | null;
   /** The first name is the one reported in responses. */
-  readonly servedModelNames: readonly string[];
+  readonly servedModelNames: NonEmptyList;
   /** The longest sequence served: --max-model-len, or less when the KV cache holds fewer tokens. */
   readonly maxModelLen: number;
   readonly maxLogprobs: number;

@@ -62,6 +62,7 @@ export interface Usage {
 interface Choice {
   readonly index: number;
   readonly promptIndex: number;
+  readonly promptTokens: number;
   readonly engineId: string;
   readonly detok: ReturnType<TextTokenizer['createDetokenizer']> | null;
   readonly stop: StopStringMatcher | null;
@@ -110,7 +111,8 @@ export class Generation {
       g.unwatch();
       throw (refusal as PromiseRejectedResult).reason;
     }
-    settled.forEach((s, i) => void g.consume(g.choices[i], (s as PromiseFulfilledResult<AsyncIterable<RequestOutputDelta>>).value));
+    // streams was built from g.choices, one per choice, so settled[i] belongs to g.choices[i].
+    settled.forEach((s, i) => void g.consume(g.choices[i]!, (s as PromiseFulfilledResult<AsyncIterable<RequestOutputDelta>>).value));
     return g;
   }
 
@@ -154,6 +156,7 @@ export class Generation {
     const choice: Choice = {
       index,
       promptIndex,
+      promptTokens: prompt.length,
       engineId: `${this.id}-${index}`,
       detok: t ? t.createDetokenizer(prompt, this.input.skipSpecialTokens) : null,
       stop: this.input.stop.length > 0 ? new StopStringMatcher([...this.input.stop], this.input.includeStopStr) : null,
@@ -239,7 +242,7 @@ export class Generation {
     if (!emitted) this.emit({ index: choice.index, promptIndex: choice.promptIndex, text: '', tokenIds: [], logprobs: null, promptLogprobs: null, finishReason: reason, stopReason });
     this.observer.onFinish?.({
       reason,
-      promptTokens: this.input.prompts[choice.promptIndex].length,
+      promptTokens: choice.promptTokens,
       outputTokens: last?.numOutputTokens ?? 0,
       queueTimeMs: last?.queueTimeMs ?? null,
       arrival: this.arrival,

@@ -50,9 +50,9 @@ export function truncate(text: string, max: number): string {
 export function toHttpError(err: unknown): [number, ErrorBody] {
   if (err instanceof EngineError) return [httpStatus(err.code), errorBody(err.code, err.message, err.param)];
   if (err instanceof z.ZodError) {
-    const issue = err.issues[0];
-    const param = issue.path.length > 0 ? issue.path.map(String).join('.') : null;
-    return [400, errorBody('DSV_ERR_INVALID_REQUEST', `${param ?? 'body'}: ${issue.message}`, param)];
+    const [issue] = err.issues;
+    const param = issue !== undefined && issue.path.length > 0 ? issue.path.map(String).join('.') : null;
+    return [400, errorBody('DSV_ERR_INVALID_REQUEST', `${param ?? 'body'}: ${issue?.message ?? 'invalid request'}`, param)];
   }
   const fe = err as Partial<FastifyError>;
   if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return [413, errorBody('DSV_ERR_BODY_TOO_LARGE', 'request body is too large')];

@@ -55,8 +55,8 @@ export function checkAdmissible(limits: ServerLimits, prompts: readonly (readonl
 export function defaultMaxTokens(limits: ServerLimits, prompts: readonly (readonly number[])[], options: { cap?: number; param?: string } = {}): number {
   const maxLen = servableModelLen(limits);
   let longest = 0;
-  for (let i = 1; i < prompts.length; i++) if (prompts[i].length > prompts[longest].length) longest = i;
-  const promptLen = prompts[longest]?.length ?? 0;
+  let promptLen = 0;
+  for (const [i, p] of prompts.entries()) if (p.length > promptLen) [longest, promptLen] = [i, p.length];
   if (promptLen >= maxLen) {
     const which = prompts.length > 1 ? `prompt ${longest}` : 'the prompt';
     const kv = limits.kvCapacityTokens < limits.configuredMaxModelLen ? `, limited by the KV cache of ${limits.kvCapacityTokens} tokens` : '';

@@ -118,10 +118,14 @@ async function drain(app: FastifyInstance, engine: EngineClient, ctx: ServerCont
     expired.abort();
     cutAt = performance.now() + ABORT_GRACE_MS;
   }
-  // Stops listening; responses still being written (slow readers) get until cutAt.
+  // Stops listening; responses still being written (slow readers) get until cutAt. The cut timer is
+  // cleared when closing wins: left pending it kept the process alive until the drain deadline.
   let closed = false;
   const closing = app.close().then(() => (closed = true));
-  await Promise.race([closing, sleep(Math.max(0, cutAt - performance.now()))]);
+  let cutTimer: NodeJS.Timeout | undefined;
+  const cut = new Promise<void>((resolve) => (cutTimer = setTimeout(resolve, Math.max(0, cutAt - performance.now()))));
+  await Promise.race([closing, cut]);
+  clearTimeout(cutTimer);
   if (!closed) {
     app.log.warn('drain: closing the connections still open');
     app.server.closeAllConnections();

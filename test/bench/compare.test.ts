@@ -10,6 +10,7 @@ import { interleavedSchedule, MIN_ROUNDS, runInterleaved } from '../../bench/com
 import { nonUtf8ByteTokenIds, requestsPerRound } from '../../bench/compare/serving.ts';
 import { bestPeers, type ParticipantResult } from '../../bench/compare/single_stream.ts';
 import { spread } from '../../bench/stats.ts';
+import { at } from '../helpers/at.ts';
 
 describe('interleaved rounds', () => {
   it('runs ours, peer, ours, peer, ... in a fixed order per round', () => {
@@ -40,17 +41,20 @@ describe('judging targets', () => {
   const spec = (value: number, shapeMismatch: string | null = null): JudgedSpec => ({ id: 'x', name: 'x', value, direction: '>=', target: 1.2, shapeMismatch });
   it('a quiet run of the target\'s shape judges', () => {
     const [met, missed] = judgeTargets([spec(1.5), spec(0.6)], { loaded: false, reasons: [] });
+    assert.ok(met && missed, 'one judgement per target');
     assert.equal(met.met, true);
     assert.equal(missed.met, false);
   });
   it('a loaded run marks nothing met, even a ratio above the target', () => {
     const [r] = judgeTargets([spec(3.0)], { loaded: true, reasons: ['load average 8 before the start'] });
+    assert.ok(r, 'one judgement per target');
     assert.equal(r.met, null);
     assert.match(r.verdict, /not judged \(loaded run\): measured 3\.00/);
     assert.equal(r.value, 3.0);
   });
   it('a run of another shape marks nothing met either; an unmeasured target stays unmeasured', () => {
     const [r, none] = judgeTargets([spec(3.0, 'quick run: 64/32-token requests'), { ...spec(1), value: null }], { loaded: false, reasons: [] });
+    assert.ok(r && none, 'one judgement per target');
     assert.equal(r.met, null);
     assert.match(r.verdict, /quick run/);
     assert.equal(none.verdict, 'not measured');
@@ -64,8 +68,8 @@ describe('llama-bench', () => {
   it('parses its JSON output into pp/tg tests with their samples', () => {
     const rows = parseLlamaBenchJson(JSON.stringify([row(512, 0, 0, [1000, 1010]), row(0, 128, 4096, [90, 91])]));
     assert.deepEqual(rows.map(rowTest), [{ kind: 'pp', tokens: 512, depth: 0 }, { kind: 'tg', tokens: 128, depth: 4096 }]);
-    assert.deepEqual(rows[1].samples_ts, [90, 91]);
-    assert.throws(() => rowTest({ ...rows[0], n_gen: 16 }), /mixes/);
+    assert.deepEqual(at(rows, 1).samples_ts, [90, 91]);
+    assert.throws(() => rowTest({ ...at(rows, 0), n_gen: 16 }), /mixes/);
     assert.throws(() => parseLlamaBenchJson('not json'), /no JSON/);
     assert.throws(() => parseLlamaBenchJson('[]'), /expected shape/);
     assert.throws(() => parseLlamaBenchJson(JSON.stringify([{ ...row(512, 0, 0, [1]), samples_ts: [] }])), /expected shape/);
@@ -92,8 +96,8 @@ describe('llama-bench', () => {
       p('f32-t2', 'f32', 2, [50, 50, 50, 50, 50]),
     ]);
     assert.deepEqual(best.map((b) => `${b.configId}:${b.threads}`), ['default:2', 'f32:1']);
-    assert.equal(best[0].ratio.median, 0.8);
-    assert.equal(best[1].ratio.median, 1.25);
+    assert.equal(at(best, 0).ratio.median, 0.8);
+    assert.equal(at(best, 1).ratio.median, 1.25);
   });
 });
 
@@ -123,7 +127,7 @@ describe('load generator', () => {
     assert.equal(requestBody('m', [5], { outputTokens: 8, bannedTokenIds: [] }).logit_bias, undefined);
   });
   it('derives TTFT, ITL and output tok/s from arrival times', () => {
-    const r = (start: number, times: number[]): RequestRecord => ({ start, chunks: times.map((t) => ({ t, tokens: 1 })), end: times[times.length - 1], outputTokens: times.length });
+    const r = (start: number, times: number[]): RequestRecord => ({ start, chunks: times.map((t) => ({ t, tokens: 1 })), end: at(times, -1), outputTokens: times.length });
     const m = requestMetrics([r(0, [100, 110, 130]), r(50, [200, 205, 250])]);
     assert.deepEqual(m.ttftMs, [100, 150]);
     assert.deepEqual(m.itlMs, [10, 20, 5, 45]);

@@ -13,6 +13,7 @@ import { dequantizeMatrix, quantizeMatrix } from '../../src/engine/quant/block_q
 import { seededRandom } from '../../tools/checkpoint/random_weights.ts';
 import { FIXTURE_DIR } from '../helpers/golden.ts';
 import { randomCheckpoint, tinyHfConfig, writeCheckpoint } from '../helpers/checkpoint_writer.ts';
+import { at } from '../helpers/at.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'gguf-test-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -123,8 +124,8 @@ describe('GgufWriter', () => {
     assert.deepEqual(readGgufTensor(file, g, 'q4_from_f32'), dequantizeMatrix(q4));
     // Q4_0 byte j of a block holds elements j (low nibble) and j + 16 (high); MatMulNBits holds 2j and 2j + 1.
     const raw = readFileSync(file).subarray(g.dataOffset + 640, g.dataOffset + 640 + 18);
-    const code = (k: number): number => (k & 1 ? q4.packed[k >> 1] >> 4 : q4.packed[k >> 1] & 15);
-    assert.equal(raw.readUInt16LE(0), float32ToF16(q4.scales[0]));
+    const code = (k: number): number => (k & 1 ? at(q4.packed, k >> 1) >> 4 : at(q4.packed, k >> 1) & 15);
+    assert.equal(raw.readUInt16LE(0), float32ToF16(at(q4.scales, 0)));
     for (let j = 0; j < 16; j++) assert.equal(raw[2 + j], code(j) | (code(j + 16) << 4), `byte ${j}`);
     assert.throws(() => ggmlBlocks(q8, GgmlType.Q4_0), /8-bit matrix cannot be written as Q4_0/);
   });
@@ -271,8 +272,9 @@ describe('DeepSeek -> GGUF conversion', () => {
     const mdir = path.join(dir, 'q-model');
     writeCheckpoint(mdir, cfg, randomCheckpoint(cfg, { seed: 3 }), { dtype: 'BF16' });
     const model = loadModel(mdir);
-    const at = model.weights.layers[1].attn;
-    const mlp = model.weights.layers[1].mlp;
+    const layer = at(model.weights.layers, 1, 'layer');
+    const attn = layer.attn;
+    const mlp = layer.mlp;
     assert.ok(mlp.kind === 'moe');
     const deq = (data: Float32Array, cols: number, bits: 4 | 8): Float32Array => dequantizeMatrix(quantizeMatrix(data, data.length / cols, cols, bits));
     for (const [dtype, type, bits] of [['Q8_0', GgmlType.Q8_0, 8], ['Q4_0', GgmlType.Q4_0, 4]] as const) {
@@ -288,9 +290,9 @@ describe('DeepSeek -> GGUF conversion', () => {
         assert.equal(types.get(name), type, name);
       }
       assert.deepEqual(readGgufTensor(file, g, 'token_embd.weight'), deq(model.weights.embedTokens.data, 64, 8));
-      assert.ok(at.query.kind === 'lora');
-      assert.deepEqual(readGgufTensor(file, g, 'blk.1.attn_q_b.weight'), deq(at.query.qBProj.data, 64, bits));
-      const { kB } = splitKvB(at.kvBProj, 2, 32, 32);
+      assert.ok(attn.query.kind === 'lora');
+      assert.deepEqual(readGgufTensor(file, g, 'blk.1.attn_q_b.weight'), deq(attn.query.qBProj.data, 64, bits));
+      const { kB } = splitKvB(attn.kvBProj, 2, 32, 32);
       assert.deepEqual(readGgufTensor(file, g, 'blk.1.attn_k_b.weight'), deq(kB, 32, bits));
       assert.deepEqual(readGgufTensor(file, g, 'blk.1.ffn_down_exps.weight'), deq(stackMatrices(mlp.weights.experts.map((e) => e.downProj)), 32, bits));
     }

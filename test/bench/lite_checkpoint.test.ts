@@ -9,6 +9,7 @@ import { writeRandomBf16Checkpoint } from '../../bench/lite_checkpoint.ts';
 import { benchLite } from '../../bench/models.ts';
 import { loadModel } from '../../src/engine/checkpoint/weights.ts';
 import { tinyHfConfig } from '../helpers/checkpoint_writer.ts';
+import { at } from '../helpers/at.ts';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'dsv-lite-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -28,11 +29,13 @@ it('writes a sharded BF16 checkpoint that loads, with fan-in scaled weights and 
   assert.ok(shards.length >= 3, `${shards.length} shards`);
   const m = loadModel(dir);
   assert.equal(m.config.torchDtype, 'bfloat16');
-  const w = m.weights.layers[1];
+  const w = at(m.weights.layers, 1, 'layer');
   assert.ok(w.mlp.kind === 'moe');
-  const down = w.mlp.weights.experts[0].downProj; // [hidden, moe_intermediate]
-  assert.ok(Math.abs(std(down.data) * Math.sqrt(down.shape[1]) - 1) < 0.1, `std ${std(down.data)}`);
+  const [expert0, expert1] = w.mlp.weights.experts;
+  assert.ok(expert0 && expert1, 'two routed experts');
+  const down = expert0.downProj; // [hidden, moe_intermediate]
+  assert.ok(Math.abs(std(down.data) * Math.sqrt(at(down.shape, 1)) - 1) < 0.1, `std ${std(down.data)}`);
   assert.ok(Math.abs(std(w.inputLayernorm.data, 1) - 0.1) < 0.03);
   // Different tensors get different values.
-  assert.notDeepEqual(w.mlp.weights.experts[0].gateProj.data.slice(0, 8), w.mlp.weights.experts[1].gateProj.data.slice(0, 8));
+  assert.notDeepEqual(expert0.gateProj.data.slice(0, 8), expert1.gateProj.data.slice(0, 8));
 });

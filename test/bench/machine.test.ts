@@ -111,10 +111,10 @@ describe('load record', () => {
     assert.deepEqual(loadVerdict(quiet), { loaded: false, reasons: [] }); // our own threads raising the load average are not load
     const busyBefore = loadVerdict({ ...quiet, loadAverageBefore: 0.6 });
     assert.equal(busyBefore.loaded, true);
-    assert.match(busyBefore.reasons[0], /0\.60 before the start/);
+    assert.match(busyBefore.reasons[0] ?? '', /0\.60 before the start/);
     const busyDuring = loadVerdict({ ...quiet, othersShare: 0.3 });
     assert.equal(busyDuring.loaded, true);
-    assert.match(busyDuring.reasons[0], /30% of the 2 CPUs/);
+    assert.match(busyDuring.reasons[0] ?? '', /30% of the 2 CPUs/);
     assert.equal(loadVerdict({ ...quiet, othersShare: Number.NaN }).loaded, true);
     assert.equal(loadVerdict({ ...quiet, loadAverageBefore: 1.5, cpus: 8 }).loaded, false); // 0.25 per CPU
     // A measured idle check before the start replaces the lagging load average, both ways.

@@ -55,7 +55,7 @@ describe('llama.cpp on the converted fixture', { skip: unavailable ?? false }, (
     const gguf = path.join(dir, 'tiny.gguf');
     convertDeepseekToGguf(model, gguf, { arch: 'deepseek2' });
     const golden = new Golden(FIXTURE_DIR);
-    const prompt = golden.json.prompts[1]!;
+    const prompt = golden.prompt(1)!;
     assert.ok(prompt.length <= model.config.indexer!.topk);
     const vocab = model.config.vocabSize;
     const want = logSoftmax(golden.floats('prefill_logits.p1').slice((prompt.length - 1) * vocab, prompt.length * vocab));
@@ -71,7 +71,7 @@ describe('llama.cpp on the converted fixture', { skip: unavailable ?? false }, (
       assert.ok(peer.kvCache && Math.abs(peer.kvCache.bytesPerToken - expectedPeerKvBytesPerToken(model.config, 'deepseek2', 'F32')) <= peer.kvCache.bytesPerTokenUncertainty);
       const decode = await peer.timeDecode(prompt, 3);
       assert.equal(decode.generated.length, 3);
-      assert.deepEqual(decode.generated, golden.json.greedy_tokens[1]!.slice(0, 3));
+      assert.deepEqual(decode.generated, golden.greedyTokens(1)!.slice(0, 3));
     } finally {
       await peer.dispose();
     }

@@ -3,9 +3,11 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { kvShape, maxSequences, mhaKvBytesPerToken, oursKvBytesPerToken, tokensPerGiB } from '../../bench/kv_memory.ts';
 import { benchMini, benchBase, countParams } from '../../bench/models.ts';
-import { formatSpread, gaps, mean, median, percentile, roundRatios, spread, summarize } from '../../bench/stats.ts';
+import { formatSpread, mean, median, percentile, roundRatios, spread, summarize } from '../../bench/stats.ts';
 import { evaluateTarget, evaluateTargets, ratio } from '../../bench/targets.ts';
-import { runLoad, servingPrompt, summarizeLoad } from '../../bench/serving.ts';
+import { closedLoop, type RequestRecord } from '../../bench/compare/load_generator.ts';
+import { servingPrompt } from '../../bench/compare/serving.ts';
+import { summarizeLevel } from '../../bench/serving.ts';
 
 describe('percentile', () => {
   it('interpolates linearly between closest ranks (numpy default)', () => {
@@ -19,12 +21,11 @@ describe('percentile', () => {
     assert.ok(Number.isNaN(percentile([], 50)));
     assert.throws(() => percentile([1], 101), RangeError);
   });
-  it('does not reorder its input; mean, gaps, summarize', () => {
+  it('does not reorder its input; mean, summarize', () => {
     const v = [3, 1, 2];
     percentile(v, 50);
     assert.deepEqual(v, [3, 1, 2]);
     assert.equal(mean([1, 2, 3, 6]), 3);
-    assert.deepEqual(gaps([10, 12, 15]), [2, 3]);
     assert.deepEqual(summarize([1, 2, 3]), { count: 3, mean: 2, p50: 2, p99: 2.98 });
   });
 });
@@ -84,10 +85,8 @@ describe('KV memory', () => {
 
 describe('serving summary', () => {
   it('aggregates output tok/s, TTFT and ITL across requests', () => {
-    const r = summarizeLoad({ concurrency: 2, numRequests: 2, promptTokens: 4, outputTokens: 3 }, 'ours', [
-      { start: 0, tokenTimes: [100, 110, 130], end: 130, outputTokens: 3 },
-      { start: 0, tokenTimes: [200, 210, 220], end: 250, outputTokens: 3 },
-    ]);
+    const record = (start: number, times: number[], end: number): RequestRecord => ({ start, chunks: times.map((t) => ({ t, tokens: 1 })), end, outputTokens: times.length });
+    const r = summarizeLevel({ concurrency: 2, numRequests: 2, promptTokens: 4, outputTokens: 3 }, [record(0, [100, 110, 130], 130), record(0, [200, 210, 220], 250)]);
     assert.equal(r.totalOutputTokens, 6);
     assert.equal(r.seconds, 0.25);
     assert.equal(r.outputTokensPerSecond, 24);
@@ -104,20 +103,19 @@ describe('closed-loop load', () => {
     let maxInFlight = 0;
     const seen: number[] = [];
     const workers = new Set<number>();
-    const r = await runLoad({ concurrency: 3, numRequests: 10, promptTokens: 1, outputTokens: 2 }, 'ours', async (i, w) => {
+    const results = await closedLoop(3, 10, async (i, w) => {
       inFlight++;
       maxInFlight = Math.max(maxInFlight, inFlight);
       seen.push(i);
       workers.add(w);
-      const start = performance.now();
       await new Promise((res) => setTimeout(res, 2 + (i % 3)));
       inFlight--;
-      return { start, tokenTimes: [start + 1, start + 2], end: performance.now(), outputTokens: 2 };
+      return i;
     });
     assert.equal(maxInFlight, 3);
     assert.deepEqual([...seen].sort((a, b) => a - b), [...Array(10).keys()]);
+    assert.deepEqual([...results].sort((a, b) => a - b), [...Array(10).keys()]);
     assert.deepEqual([...workers].sort((a, b) => a - b), [0, 1, 2]);
-    assert.equal(r.totalOutputTokens, 20);
   });
   it('makes distinct prompts in range', () => {
     const a = servingPrompt(0, 256, 32000);

@@ -60,26 +60,27 @@ export interface Stage {
 export function parseDockerfile(text: string): Stage[] {
   const instructions: Instruction[] = [];
   const lines = text.split('\n');
+  // i < lines.length throughout: the continuation loop advances i only while i + 1 < lines.length.
   for (let i = 0; i < lines.length; i++) {
     const start = i;
-    let line = lines[i];
+    let line = lines[i]!;
     if (/^\s*(#.*)?$/.test(line)) continue;
     while (/\\\s*$/.test(line) && i + 1 < lines.length) {
       i++;
-      const next = lines[i];
+      const next = lines[i]!;
       if (/^\s*#/.test(next)) continue; // comment lines inside a continuation are dropped
       line = line.replace(/\\\s*$/, ' ') + next.trim();
     }
-    const m = /^\s*([A-Za-z]+)\s*(.*)$/.exec(line);
-    if (!m) throw new Error(`Dockerfile line ${start + 1}: not an instruction: ${line}`);
-    instructions.push({ keyword: m[1].toUpperCase(), args: m[2].trim(), line: start + 1 });
+    const [, keyword, args] = /^\s*([A-Za-z]+)\s*(.*)$/.exec(line) ?? [];
+    if (keyword === undefined || args === undefined) throw new Error(`Dockerfile line ${start + 1}: not an instruction: ${line}`);
+    instructions.push({ keyword: keyword.toUpperCase(), args: args.trim(), line: start + 1 });
   }
   const stages: Stage[] = [];
   for (const ins of instructions) {
     if (ins.keyword === 'FROM') {
-      const m = /^(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?$/i.exec(ins.args);
-      if (!m) throw new Error(`Dockerfile line ${ins.line}: bad FROM ${ins.args}`);
-      stages.push({ image: m[1], name: m[2] ?? null, instructions: [] });
+      const [, image, name] = /^(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?$/i.exec(ins.args) ?? [];
+      if (image === undefined) throw new Error(`Dockerfile line ${ins.line}: bad FROM ${ins.args}`);
+      stages.push({ image, name: name ?? null, instructions: [] });
     } else if (ins.keyword === 'ARG' && stages.length === 0) {
       continue; // global ARGs before the first FROM
     } else {
@@ -106,13 +107,13 @@ export function execForm(args: string): string[] | null {
 export function parseEnv(args: string): Record<string, string> {
   const out: Record<string, string> = {};
   if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(args)) {
-    const m = /^(\S+)\s+(.*)$/.exec(args);
-    if (m) out[m[1]] = m[2];
+    const [, key, value] = /^(\S+)\s+(.*)$/.exec(args) ?? [];
+    if (key !== undefined && value !== undefined) out[key] = value;
     return out;
   }
-  for (const m of args.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|'[^']*'|\S*)/g)) {
-    const raw = m[2];
-    out[m[1]] = raw.startsWith('"') ? raw.slice(1, -1).replace(/\\(.)/g, '$1') : raw.startsWith("'") ? raw.slice(1, -1) : raw;
+  for (const [, key, raw] of args.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|'[^']*'|\S*)/g)) {
+    if (key === undefined || raw === undefined) continue; // both groups are required: never taken
+    out[key] = raw.startsWith('"') ? raw.slice(1, -1).replace(/\\(.)/g, '$1') : raw.startsWith("'") ? raw.slice(1, -1) : raw;
   }
   return out;
 }
@@ -180,8 +181,7 @@ export function substituteGrafanaVariables(expr: string): string {
 
 /** label_values(metric{...}, label) -> metric{...}; other Grafana variable queries pass through. */
 function unwrapLabelValues(query: string): string {
-  const m = /^\s*label_values\(\s*(.+?)\s*,\s*[A-Za-z_][A-Za-z0-9_]*\s*\)\s*$/.exec(query);
-  return m ? m[1] : query;
+  return /^\s*label_values\(\s*(.+?)\s*,\s*[A-Za-z_][A-Za-z0-9_]*\s*\)\s*$/.exec(query)?.[1] ?? query;
 }
 
 /** The PromQL of the Grafana dashboard: panel targets (rows included) and query variables. */
@@ -220,7 +220,9 @@ export interface AdapterRule {
 /** The prometheus-adapter rules embedded in the example ConfigMap. */
 export function adapterRules(rel: string): AdapterRule[] {
   const cm = readYaml<{ data: Record<string, string> }>(rel);
-  const config = YAML.parse(cm.data['config.yaml']) as { rules: AdapterRule[] };
+  const text = cm.data['config.yaml'];
+  if (text === undefined) throw new Error(`${rel}: the ConfigMap has no data."config.yaml"`);
+  const config = YAML.parse(text) as { rules: AdapterRule[] };
   return config.rules;
 }
 
@@ -277,7 +279,10 @@ export function metricRefs(promql: string): MetricRef[] {
   const refs: MetricRef[] = [];
   const matchers = (block: string) => {
     const labels: Record<string, string> = {};
-    for (const lm of block.matchAll(/([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"\u0001(\d+)\u0001"/g)) labels[lm[1]] = strings[Number(lm[2])];
+    for (const [, label, index] of block.matchAll(/([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"\u0001(\d+)\u0001"/g)) {
+      const value = strings[Number(index)];
+      if (label !== undefined && value !== undefined) labels[label] = value; // index: a placeholder written above
+    }
     return labels;
   };
   const re = /([A-Za-z_:][A-Za-z0-9_:]*)|(\{[^}]*\})/g;
@@ -289,12 +294,13 @@ export function metricRefs(promql: string): MetricRef[] {
       continue;
     }
     const name = m[1];
+    if (name === undefined) continue; // one of the two alternatives always matched
     if (/[0-9.]$/.test(s.slice(0, m.index))) continue; // the tail of a number: 1e3
     const rest = s.slice(re.lastIndex);
-    const block = /^\s*(\{[^}]*\})/.exec(rest);
-    if (block) {
-      re.lastIndex += block[0].length;
-      refs.push({ metric: name, labels: matchers(block[1]) });
+    const [blockMatch, block] = /^\s*(\{[^}]*\})/.exec(rest) ?? [];
+    if (blockMatch !== undefined && block !== undefined) {
+      re.lastIndex += blockMatch.length;
+      refs.push({ metric: name, labels: matchers(block) });
       continue;
     }
     if (/^\s*\(/.test(rest) || PROMQL_KEYWORDS.has(name.toLowerCase())) continue; // function, aggregation or keyword

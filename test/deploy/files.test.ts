@@ -10,6 +10,7 @@ import {
   REPO, adapterRules, dashboardExpressions, dockerFiles, dockerignorePatterns, execForm, isDockerignored, metricRefs, parseCopy,
   parseDockerfile, parseEnv, readYaml, readYamlDocs, type Stage,
 } from './deploy_files.ts';
+import { at } from '../helpers/at.ts';
 
 const dockerfile = parseDockerfile(readFileSync(path.join(REPO, 'Dockerfile'), 'utf8'));
 const runtime = dockerfile.at(-1)!;
@@ -66,7 +67,7 @@ describe('Dockerfile', () => {
   });
 
   test('the build stage compiles; the runtime stage installs production dependencies only', () => {
-    const build = dockerfile[0];
+    const build = at(dockerfile, 0, 'Dockerfile stage');
     assert.ok(args(build, 'RUN').some((r) => /\bnpm ci\b/.test(r)));
     assert.ok(args(build, 'RUN').some((r) => /\bnpm run build\b/.test(r)));
     assert.ok(args(runtime, 'RUN').some((r) => /\bnpm ci\b[^&|;]*--omit=dev/.test(r)));
@@ -94,9 +95,9 @@ describe('Dockerfile', () => {
   test('HEALTHCHECK runs node against /health (exec form)', () => {
     const hc = args(runtime, 'HEALTHCHECK');
     assert.equal(hc.length, 1);
-    const m = /^(?:--[a-z-]+=\S+\s+)*CMD\s+(.*)$/s.exec(hc[0]);
-    assert.ok(m, hc[0]);
-    const cmd = execForm(m[1]);
+    const command = /^(?:--[a-z-]+=\S+\s+)*CMD\s+(.*)$/s.exec(at(hc, 0))?.[1];
+    assert.ok(command !== undefined, hc[0]);
+    const cmd = execForm(command);
     assert.ok(cmd, 'exec form');
     assert.equal(cmd[0], 'node');
     assert.match(cmd.join(' '), /\/health/);
@@ -105,7 +106,7 @@ describe('Dockerfile', () => {
   test('ENTRYPOINT and CMD are exec form, so node is PID 1 and gets SIGTERM', () => {
     const entry = args(runtime, 'ENTRYPOINT');
     assert.equal(entry.length, 1);
-    const argv = execForm(entry[0]);
+    const argv = execForm(at(entry, 0));
     assert.ok(argv, `exec-form ENTRYPOINT: ${entry[0]}`);
     assert.equal(argv[0], 'node');
     for (const c of args(runtime, 'CMD')) assert.ok(execForm(c), `exec-form CMD: ${c}`);
@@ -142,7 +143,8 @@ describe('compose', () => {
   test('bind-mounted host paths exist', () => {
     for (const [name, svc] of Object.entries<any>(compose.services)) {
       for (const v of svc.volumes ?? []) {
-        const host = interpolate(String(v).split(':')[0]);
+        const [hostPart = ''] = String(v).split(':');
+        const host = interpolate(hostPart);
         if (!host.startsWith('.') && !host.startsWith('/')) continue; // named volume
         assert.ok(existsSync(path.resolve(composeDir, host)), `${name}: ${v}`);
       }
@@ -268,7 +270,7 @@ describe('Kubernetes manifests', () => {
     for (const name of names) {
       const rule = served.get(name);
       assert.ok(rule, `adapter rule serving ${name}`);
-      const series = metricRefs(rule.seriesQuery)[0].metric;
+      const series = at(metricRefs(rule.seriesQuery), 0, 'metric of seriesQuery').metric;
       assert.match(series, new RegExp(rule.name.matches), `${name}: name.matches selects ${series}`);
     }
   });

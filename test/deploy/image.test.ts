@@ -17,6 +17,7 @@ import {
   ACCEPTED_METRICS_LINT, REPO, allExpressions, dockerFiles, execForm, findPromtool, metricRefs, parseCopy, parseDockerfile, parseEnv,
   prefixedMetricTokens, runPromtool, type Stage,
 } from './deploy_files.ts';
+import { at } from '../helpers/at.ts';
 
 /** Labels that Prometheus or Kubernetes service discovery attach at scrape time, not the server. */
 const TARGET_LABELS = new Set(['instance', 'job', 'namespace', 'pod', 'service', 'container', 'endpoint', 'le']);
@@ -119,6 +120,7 @@ function replayDockerfile(tmp: string): Image {
 /** The same argv, run here: `node` is this Node. */
 function localArgv(argv: string[]): [string, string[]] {
   const [bin, ...rest] = argv;
+  assert.ok(bin !== undefined, 'an empty argv');
   return [bin === 'node' ? process.execPath : bin, rest];
 }
 
@@ -148,10 +150,10 @@ describe('the image entrypoint, outside Docker', () => {
       const timer = setTimeout(() => reject(new Error(`no address logged within 30 s: ${log}`)), 30_000);
       child.stdout!.on('data', (d: Buffer) => {
         log += d;
-        const m = /"address":"(http:\/\/[^"]+)"/.exec(log);
-        if (m) {
+        const address = /"address":"(http:\/\/[^"]+)"/.exec(log)?.[1];
+        if (address !== undefined) {
           clearTimeout(timer);
-          resolve(m[1]);
+          resolve(address);
         }
       });
       child.once('exit', (code) => reject(new Error(`server exited early (${code}): ${log}`)));
@@ -187,8 +189,8 @@ describe('the image entrypoint, outside Docker', () => {
     });
     assert.equal(res.status, 200);
     const body = (await res.json()) as { choices: { text: string }[]; usage: { completion_tokens: number } };
-    assert.equal(typeof body.choices[0].text, 'string');
-    assert.ok(body.choices[0].text.length > 0, 'non-empty text');
+    assert.equal(typeof at(body.choices, 0).text, 'string');
+    assert.ok(at(body.choices, 0).text.length > 0, 'non-empty text');
     assert.equal(body.usage.completion_tokens, 8);
   });
 

@@ -40,19 +40,19 @@ describe('EngineClient + engine worker', () => {
     );
     const results = await Promise.all(streams.map(collect));
     results.forEach((deltas, p) => {
-      assert.deepEqual(deltas.flatMap((d) => d.newTokenIds), golden.json.greedy_tokens[p]);
+      assert.deepEqual(deltas.flatMap((d) => d.newTokenIds), golden.greedyTokens(p));
       assert.equal(deltas.at(-1)!.finishReason, 'length');
     });
   });
 
   test('refusals reject addRequest with the engine error code', async () => {
     const params = resolveSamplingParams({ maxTokens: 400 });
-    await assert.rejects(client.addRequest({ requestId: 'long', promptTokenIds: golden.json.prompts[4], params }), { code: 'DSV_ERR_CONTEXT_LENGTH' });
+    await assert.rejects(client.addRequest({ requestId: 'long', promptTokenIds: golden.prompt(4), params }), { code: 'DSV_ERR_CONTEXT_LENGTH' });
     await assert.rejects(client.addRequest({ requestId: 'bad', promptTokenIds: [1, 99999], params: resolveSamplingParams({}) }), { code: 'DSV_ERR_INVALID_REQUEST' });
   });
 
   test('abort ends a stream with finish reason abort', async () => {
-    const stream = await client.addRequest({ requestId: 'ab', promptTokenIds: golden.json.prompts[3], params: resolveSamplingParams({ temperature: 0, maxTokens: 300, ignoreEos: true }) });
+    const stream = await client.addRequest({ requestId: 'ab', promptTokenIds: golden.prompt(3), params: resolveSamplingParams({ temperature: 0, maxTokens: 300, ignoreEos: true }) });
     const deltas: RequestOutputDelta[] = [];
     for await (const d of stream) {
       deltas.push(d);

@@ -9,6 +9,7 @@ import type { SchedulerConfig } from '../../src/engine/scheduler.ts';
 import { logSumExp } from '../../src/engine/sampling/logprobs.ts';
 import { EngineDriver } from '../helpers/engine_driver.ts';
 import { FIXTURE_DIR, Golden } from '../helpers/golden.ts';
+import { at } from '../helpers/at.ts';
 
 const golden = new Golden();
 const prompts = golden.json.prompts;
@@ -42,7 +43,7 @@ function rowsOfSequences(plan: StepPlan): number[][] {
 /** Golden logprob of token n of prompt p: log_softmax of the golden step logits. */
 function goldenLogprob(p: number, n: number): number {
   const row = golden.floats(`greedy_step_logits.p${p}`).subarray(n * VOCAB, (n + 1) * VOCAB);
-  return row[golden.json.greedy_tokens[p][n]] - logSumExp(row);
+  return at(row, at(golden.greedyTokens(p), n, 'greedy token')) - logSumExp(row);
 }
 
 function addGoldenPrompts(driver: EngineDriver, suffix = '', extra: { logprobs?: number } = {}): void {
@@ -52,7 +53,7 @@ function addGoldenPrompts(driver: EngineDriver, suffix = '', extra: { logprobs?:
 function assertGolden(driver: EngineDriver, suffix = '', withLogprobs = false): void {
   prompts.forEach((_, p) => {
     const r = driver.results.get(`p${p}${suffix}`)!;
-    assert.deepEqual(r.tokens, golden.json.greedy_tokens[p], `prompt ${p}${suffix} tokens`);
+    assert.deepEqual(r.tokens, golden.greedyTokens(p), `prompt ${p}${suffix} tokens`);
     assert.equal(r.final?.finishReason, 'length');
     if (!withLogprobs) return;
     const lps = r.deltas.flatMap((d) => d.logprobs ?? []);
@@ -95,15 +96,15 @@ describe('engine core on the shared fixture', () => {
     assertGolden(driver, '-first');
     assertGolden(driver, '-second');
     const cached = prompts.map((_, p) => driver.results.get(`p${p}-second`)!.final!.numCachedTokens);
-    assert.ok(cached[4] >= 288 && cached[3] >= 112, `cached tokens ${cached}`);
-    cached.forEach((c, p) => assert.ok(c < prompts[p].length, 'a hit never covers the last prompt token'));
+    assert.ok(at(cached, 4) >= 288 && at(cached, 3) >= 112, `cached tokens ${cached}`);
+    cached.forEach((c, p) => assert.ok(c < golden.prompt(p).length, 'a hit never covers the last prompt token'));
     driver.assertNoLeaks();
   });
 
   test('aborts at random points free everything; the other requests still match golden', async () => {
     const driver = new EngineDriver(await makeCore({ numKvBlocks: 48 }, { maxNumBatchedTokens: 32 }));
     addGoldenPrompts(driver);
-    for (let i = 0; i < 6; i++) driver.add(`victim${i}`, prompts[4].slice(i * 7, i * 7 + 150), { temperature: 0, maxTokens: 40, ignoreEos: true });
+    for (let i = 0; i < 6; i++) driver.add(`victim${i}`, golden.prompt(4).slice(i * 7, i * 7 + 150), { temperature: 0, maxTokens: 40, ignoreEos: true });
     let step = 0;
     await driver.runToCompletion(() => {
       step++;
@@ -127,7 +128,7 @@ describe('engine core on the shared fixture', () => {
     };
     const driver = new EngineDriver(core);
     addGoldenPrompts(driver);
-    driver.add('poisoned', [prompts[2][0], POISON, prompts[2][1]], { temperature: 0, maxTokens: 4 });
+    driver.add('poisoned', [at(golden.prompt(2), 0), POISON, at(golden.prompt(2), 1)], { temperature: 0, maxTokens: 4 });
     await driver.runToCompletion();
     model.forward = realForward;
     assert.equal(driver.results.get('poisoned')!.final!.finishReason, 'error');
@@ -151,7 +152,7 @@ describe('engine core on the shared fixture', () => {
     };
     const driver = new EngineDriver(core);
     addGoldenPrompts(driver);
-    driver.add('nan', [prompts[2][0], MARK], { temperature: 0.7, maxTokens: 4 });
+    driver.add('nan', [at(golden.prompt(2), 0), MARK], { temperature: 0.7, maxTokens: 4 });
     await driver.runToCompletion();
     model.forward = realForward;
     assert.equal(driver.results.get('nan')!.final!.finishReason, 'error');
@@ -162,12 +163,12 @@ describe('engine core on the shared fixture', () => {
   test('seeded sampling is reproducible whatever else is batched', async () => {
     const params = { temperature: 1.0, topP: 0.9, seed: 1234, maxTokens: 12, ignoreEos: true };
     const alone = new EngineDriver(await makeCore({}));
-    alone.add('s', prompts[2], params);
+    alone.add('s', golden.prompt(2), params);
     await alone.runToCompletion();
     const crowded = new EngineDriver(await makeCore({}, { maxNumBatchedTokens: 17 }));
     addGoldenPrompts(crowded);
-    crowded.add('s', prompts[2], params);
-    crowded.add('other', prompts[3], { ...params, seed: 99 });
+    crowded.add('s', golden.prompt(2), params);
+    crowded.add('other', golden.prompt(3), { ...params, seed: 99 });
     await crowded.runToCompletion();
     assert.deepEqual(crowded.results.get('s')!.tokens, alone.results.get('s')!.tokens);
     assert.notDeepEqual(crowded.results.get('other')!.tokens.slice(0, 12), crowded.results.get('s')!.tokens);
@@ -176,15 +177,16 @@ describe('engine core on the shared fixture', () => {
 
   test('prompt logprobs match the golden prefill logits', async () => {
     const driver = new EngineDriver(await makeCore({}, { maxNumBatchedTokens: 50 }));
-    driver.add('pl', prompts[3], { temperature: 0, maxTokens: 2, promptLogprobs: 2 });
+    driver.add('pl', golden.prompt(3), { temperature: 0, maxTokens: 2, promptLogprobs: 2 });
     await driver.runToCompletion();
     const pl = driver.results.get('pl')!.deltas.find((d) => d.promptLogprobs)!.promptLogprobs!;
-    assert.equal(pl.length, prompts[3].length);
+    assert.equal(pl.length, golden.prompt(3).length);
     assert.equal(pl[0], null);
     const g = golden.floats('prefill_logits.p3');
-    for (let t = 1; t < prompts[3].length; t++) {
+    for (const [t, token] of golden.prompt(3).entries()) {
+      if (t === 0) continue;
       const row = g.subarray((t - 1) * VOCAB, t * VOCAB);
-      assert.ok(Math.abs(pl[t]!.logprob - (row[prompts[3][t]] - logSumExp(row))) < 1e-4, `position ${t}`);
+      assert.ok(Math.abs(pl[t]!.logprob - (at(row, token) - logSumExp(row))) < 1e-4, `position ${t}`);
       assert.equal(pl[t]!.topLogprobs.length, 2);
     }
     driver.assertNoLeaks();
@@ -194,8 +196,8 @@ describe('engine core on the shared fixture', () => {
     // Issue 14's reproduction: 24 blocks of 16, a 64-token budget, three long decodes crowding a
     // 300-token echo request (admitted last, so it is the preemption victim while it prefills).
     const driver = new EngineDriver(await makeCore({ numKvBlocks: 24, enablePrefixCaching: false }, { maxNumBatchedTokens: 64 }));
-    for (let i = 0; i < 3; i++) driver.add(`long${i}`, prompts[2], { temperature: 0, maxTokens: 120, ignoreEos: true });
-    driver.add('pl', prompts[4], { temperature: 0, maxTokens: 2, promptLogprobs: 1 });
+    for (let i = 0; i < 3; i++) driver.add(`long${i}`, golden.prompt(2), { temperature: 0, maxTokens: 120, ignoreEos: true });
+    driver.add('pl', golden.prompt(4), { temperature: 0, maxTokens: 2, promptLogprobs: 1 });
     let preemptedMidPrefill = 0;
     await driver.runToCompletion((d) => {
       const r = d.core.scheduler.getRequest('pl');
@@ -205,20 +207,20 @@ describe('engine core on the shared fixture', () => {
     const deltas = driver.results.get('pl')!.deltas.filter((d) => d.promptLogprobs);
     assert.equal(deltas.length, 1, 'prompt logprobs are sent once');
     const pl = deltas[0]!.promptLogprobs!;
-    assert.equal(pl.length, prompts[4].length);
+    assert.equal(pl.length, golden.prompt(4).length);
     assert.equal(pl[0], null);
     const g = golden.floats('prefill_logits.p4');
-    for (let t = 1; t < prompts[4].length; t++) {
+    for (let t = 1; t < golden.prompt(4).length; t++) {
       const row = g.subarray((t - 1) * VOCAB, t * VOCAB);
-      assert.equal(pl[t]!.tokenId, prompts[4][t]);
-      assert.ok(Math.abs(pl[t]!.logprob - (row[prompts[4][t]!]! - logSumExp(row))) < 1e-4, `position ${t}`);
+      assert.equal(pl[t]!.tokenId, golden.prompt(4)[t]);
+      assert.ok(Math.abs(pl[t]!.logprob - (row[golden.prompt(4)[t]!]! - logSumExp(row))) < 1e-4, `position ${t}`);
     }
     driver.assertNoLeaks();
   });
 
   test('n > 1 samples of one prompt share its cached blocks', async () => {
     const driver = new EngineDriver(await makeCore({}));
-    for (let i = 0; i < 3; i++) driver.add(`g-${i}`, prompts[4], { temperature: 0.8, seed: 10 + i, maxTokens: 4, ignoreEos: true }, { groupId: 'g' });
+    for (let i = 0; i < 3; i++) driver.add(`g-${i}`, golden.prompt(4), { temperature: 0.8, seed: 10 + i, maxTokens: 4, ignoreEos: true }, { groupId: 'g' });
     await driver.runToCompletion();
     const cached = [0, 1, 2].map((i) => driver.results.get(`g-${i}`)!.final!.numCachedTokens);
     assert.deepEqual(cached, [0, 288, 288]);
@@ -228,13 +230,13 @@ describe('engine core on the shared fixture', () => {
   test('admission control: queue bounds give QUEUE_FULL, over-long prompts CONTEXT_LENGTH', async () => {
     const core = await makeCore({}, { maxQueuedRequests: 2, maxQueuedTokens: 400, maxModelLen: 320 });
     const driver = new EngineDriver(core);
-    driver.add('a', prompts[3], { maxTokens: 4 });
-    driver.add('b', prompts[3], { maxTokens: 4 });
-    assert.throws(() => driver.add('c', prompts[1], { maxTokens: 4 }), { code: 'DSV_ERR_QUEUE_FULL' });
+    driver.add('a', golden.prompt(3), { maxTokens: 4 });
+    driver.add('b', golden.prompt(3), { maxTokens: 4 });
+    assert.throws(() => driver.add('c', golden.prompt(1), { maxTokens: 4 }), { code: 'DSV_ERR_QUEUE_FULL' });
     await driver.runToCompletion();
-    driver.add('d', prompts[3], { maxTokens: 4 });
-    assert.throws(() => driver.add('e', prompts[4], { maxTokens: 4 }), { code: 'DSV_ERR_QUEUE_FULL' }); // 120 + 300 queued tokens > 400
-    assert.throws(() => driver.add('f', prompts[4], { maxTokens: 30 }), { code: 'DSV_ERR_CONTEXT_LENGTH', message: /320.*300.*30/ });
+    driver.add('d', golden.prompt(3), { maxTokens: 4 });
+    assert.throws(() => driver.add('e', golden.prompt(4), { maxTokens: 4 }), { code: 'DSV_ERR_QUEUE_FULL' }); // 120 + 300 queued tokens > 400
+    assert.throws(() => driver.add('f', golden.prompt(4), { maxTokens: 30 }), { code: 'DSV_ERR_CONTEXT_LENGTH', message: /320.*300.*30/ });
     assert.throws(() => driver.add('g', [1, 2, VOCAB], { maxTokens: 4 }), { code: 'DSV_ERR_INVALID_REQUEST' });
     await driver.runToCompletion();
     driver.assertNoLeaks();

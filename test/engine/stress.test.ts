@@ -36,7 +36,7 @@ interface Spec {
 
 function goldenStepLogprob(p: number, n: number): number {
   const row = golden.floats(`greedy_step_logits.p${p}`).subarray(n * VOCAB, (n + 1) * VOCAB);
-  return row[golden.json.greedy_tokens[p]![n]!]! - logSumExp(row);
+  return row[golden.greedyTokens(p)![n]!]! - logSumExp(row);
 }
 
 function goldenPromptLogprob(p: number, t: number): number {

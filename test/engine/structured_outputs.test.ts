@@ -52,12 +52,12 @@ describe('structured outputs in the engine loop', () => {
     const core = await makeCore();
     const driver = new EngineDriver(core);
     golden.json.prompts.forEach((prompt, p) => driver.add(`p${p}`, prompt, { temperature: 0, maxTokens: 16, ignoreEos: true }));
-    await driver.addConstrained('json-greedy', golden.json.prompts[0], { temperature: 0, maxTokens: 250 }, VERSE);
-    await driver.addConstrained('json-sampled', golden.json.prompts[1], { temperature: 1, seed: 7, maxTokens: 250 }, VERSE);
-    await driver.addConstrained('choice', golden.json.prompts[2], { temperature: 0.8, seed: 3, maxTokens: 20 }, CHOICE);
+    await driver.addConstrained('json-greedy', golden.prompt(0), { temperature: 0, maxTokens: 250 }, VERSE);
+    await driver.addConstrained('json-sampled', golden.prompt(1), { temperature: 1, seed: 7, maxTokens: 250 }, VERSE);
+    await driver.addConstrained('choice', golden.prompt(2), { temperature: 0.8, seed: 3, maxTokens: 20 }, CHOICE);
     assert.equal(core.structuredOutputs.numActive, 3);
     await driver.runToCompletion();
-    golden.json.prompts.forEach((_, p) => assert.deepEqual(driver.results.get(`p${p}`)!.tokens, golden.json.greedy_tokens[p], `unconstrained p${p}`));
+    golden.json.prompts.forEach((_, p) => assert.deepEqual(driver.results.get(`p${p}`)!.tokens, golden.greedyTokens(p), `unconstrained p${p}`));
     for (const id of ['json-greedy', 'json-sampled']) {
       assert.equal(driver.results.get(id)!.final?.finishReason, 'stop', `${id}: ${JSON.stringify(textOf(driver, id))}`);
       const value = JSON.parse(textOf(driver, id)) as { book: string; chapter: number; ok: boolean };

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SafetensorsFile } from '../../src/engine/checkpoint/safetensors.ts';
+import { at } from './at.ts';
 
 export const FIXTURE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/tiny-dsv32');
 
@@ -36,6 +37,16 @@ export class Golden {
 
   get numPrompts(): number {
     return this.json.prompts.length;
+  }
+
+  /** Prompt p's token ids (the test fails if golden.json has no prompt p). */
+  prompt(p: number): readonly number[] {
+    return at(this.json.prompts, p, 'golden prompt');
+  }
+
+  /** The golden greedy continuation of prompt p. */
+  greedyTokens(p: number): readonly number[] {
+    return at(this.json.greedy_tokens, p, 'golden greedy_tokens row');
   }
 }
 

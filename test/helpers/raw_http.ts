@@ -17,8 +17,8 @@ export function rawRequest(address: string, data: string | Buffer, waitMs = 3000
     const done = () => {
       clearTimeout(timer);
       socket.destroy();
-      const [head, ...rest] = received.split('\r\n\r\n');
-      const [statusLine, ...headerLines] = head.split('\r\n');
+      const [head = '', ...rest] = received.split('\r\n\r\n');
+      const [statusLine = '', ...headerLines] = head.split('\r\n');
       const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine)?.[1] ?? NaN);
       if (Number.isNaN(status)) reject(new Error(`no HTTP response: ${JSON.stringify(received.slice(0, 200))}`));
       const headers = Object.fromEntries(headerLines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));

@@ -13,7 +13,7 @@ describe('indexer quality diagnostic on tiny-dsv32', () => {
   for (const chunkSize of [undefined, 13]) {
     test(`KL per layer equals golden indexer_kl_loss (chunk ${chunkSize ?? 'full'})`, async () => {
       const { prompt_index: p, per_layer: expected } = golden.json.indexer_kl_loss;
-      const prompt = golden.json.prompts[p]!;
+      const prompt = golden.prompt(p)!;
       const res = await indexerQuality(FIXTURE_DIR, prompt, { chunkSize, runner });
       assert.equal(res.numTokens, 120);
       assert.equal(res.layers.length, Object.keys(expected).length);

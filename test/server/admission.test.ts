@@ -8,6 +8,7 @@ import type { RunningServer } from '../../src/server/serve.ts';
 import { kvCapacityWarning } from '../../src/server/limits.ts';
 import { startTestServer } from '../helpers/server.ts';
 import { textModelDir } from '../helpers/text_model.ts';
+import { at } from '../helpers/at.ts';
 
 interface Reply {
   status: number;
@@ -50,7 +51,7 @@ describe('admission semantics', () => {
     const r = await post(server, '/v1/completions', { prompt: ids(KV_TOKENS - 5), temperature: 0, ignore_eos: true });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.equal(r.body.usage?.completion_tokens, 5);
-    assert.equal(r.body.choices?.[0].finish_reason, 'length');
+    assert.equal(at(r.body.choices ?? [], 0).finish_reason, 'length');
   });
 
   test('chat without max_tokens generates up to what the KV cache holds', async () => {
@@ -69,7 +70,7 @@ describe('admission semantics', () => {
 
   test('/v1/models and /tokenize report the servable length', async () => {
     const models = (await (await fetch(`${server.address}/v1/models`)).json()) as Reply['body'];
-    assert.equal(models.data?.[0].max_model_len, KV_TOKENS);
+    assert.equal(at(models.data ?? [], 0).max_model_len, KV_TOKENS);
     const tok = (await post(server, '/tokenize', { prompt: 'Hello' })).body as { max_model_len?: number };
     assert.equal(tok.max_model_len, KV_TOKENS);
   });

@@ -71,7 +71,7 @@ describe('connection limits', () => {
     for (const t of tricklers) {
       const elapsed = (t.closedAt! - t0) / 1000;
       assert.ok(elapsed >= REQUEST_TIMEOUT_S - 0.1 && elapsed < REQUEST_TIMEOUT_S + 2, `closed after ${elapsed.toFixed(2)} s`);
-      const [head, body] = t.received.split('\r\n\r\n');
+      const [head = '', body = ''] = t.received.split('\r\n\r\n');
       assertOpenAiError({ status: Number(head.slice(9, 12)), body }, 408, 'DSV_ERR_REQUEST_TIMEOUT', /--request-timeout/);
     }
     await healthWithin(server, 1000);

@@ -90,8 +90,8 @@ async function startProcess(flags: string[]): Promise<{ child: ChildProcess; add
   const address = await new Promise<string>((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => {
       log += d;
-      const m = /"address":"(http:\/\/[^"]+)"/.exec(log);
-      if (m) resolve(m[1]);
+      const address = /"address":"(http:\/\/[^"]+)"/.exec(log)?.[1];
+      if (address !== undefined) resolve(address);
     });
     child.once('exit', (code) => reject(new Error(`server exited early (${code}): ${log}`)));
   });

@@ -6,6 +6,7 @@ import OpenAI from 'openai';
 import type { RunningServer } from '../../src/server/serve.ts';
 import { parseSse, startTestServer } from '../helpers/server.ts';
 import { textModelDir } from '../helpers/text_model.ts';
+import { at } from '../helpers/at.ts';
 
 describe('openai client against the real server', () => {
   let server: RunningServer;
@@ -29,9 +30,9 @@ describe('openai client against the real server', () => {
     const r = await client.completions.create({ model, prompt: 'Hello world', max_tokens: 8, temperature: 0 });
     assert.equal(r.object, 'text_completion');
     assert.equal(r.choices.length, 1);
-    assert.equal(typeof r.choices[0].text, 'string');
-    assert.ok(['length', 'stop'].includes(r.choices[0].finish_reason));
-    assert.equal(r.usage!.completion_tokens, r.choices[0].finish_reason === 'length' ? 8 : r.usage!.completion_tokens);
+    assert.equal(typeof at(r.choices, 0).text, 'string');
+    assert.ok(['length', 'stop'].includes(at(r.choices, 0).finish_reason));
+    assert.equal(r.usage!.completion_tokens, at(r.choices, 0).finish_reason === 'length' ? 8 : r.usage!.completion_tokens);
     assert.ok(r.usage!.prompt_tokens > 0);
   });
 
@@ -44,7 +45,7 @@ describe('openai client against the real server', () => {
       text += chunk.choices[0]?.text ?? '';
       finish = chunk.choices[0]?.finish_reason ?? finish;
     }
-    assert.equal(text, full.choices[0].text);
+    assert.equal(text, at(full.choices, 0).text);
     assert.equal(finish, 'length');
   });
 
@@ -52,9 +53,9 @@ describe('openai client against the real server', () => {
     const messages: OpenAI.ChatCompletionMessageParam[] = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hello world' }];
     const r = await client.chat.completions.create({ model, messages, max_tokens: 10, temperature: 0, logprobs: true, top_logprobs: 2 });
     assert.equal(r.object, 'chat.completion');
-    assert.equal(r.choices[0].message.role, 'assistant');
-    assert.equal(r.choices[0].logprobs!.content!.length, r.usage!.completion_tokens);
-    assert.equal(r.choices[0].logprobs!.content![0].top_logprobs.length, 2);
+    assert.equal(at(r.choices, 0).message.role, 'assistant');
+    assert.equal(at(r.choices, 0).logprobs!.content!.length, r.usage!.completion_tokens);
+    assert.equal(at(at(r.choices, 0).logprobs!.content!, 0).top_logprobs.length, 2);
     const stream = await client.chat.completions.create({ model, messages, max_tokens: 10, temperature: 0, stream: true, stream_options: { include_usage: true } });
     let content = '';
     let role: string | undefined;
@@ -65,7 +66,7 @@ describe('openai client against the real server', () => {
       if (chunk.usage) usage = chunk.usage;
     }
     assert.equal(role, 'assistant');
-    assert.equal(content, r.choices[0].message.content);
+    assert.equal(content, at(r.choices, 0).message.content);
     assert.equal(usage!.completion_tokens, r.usage!.completion_tokens);
   });
 
@@ -83,13 +84,13 @@ describe('openai client against the real server', () => {
     assert.equal(events.at(-1), '[DONE]');
     const chunks = events.slice(0, -1) as { object: string; choices: { delta: { role?: string; content?: string }; finish_reason: string | null }[]; usage: unknown }[];
     assert.ok(chunks.every((c) => c.object === 'chat.completion.chunk'));
-    assert.deepEqual(chunks[0].choices[0].delta, { role: 'assistant', content: '' });
+    assert.deepEqual(at(at(chunks, 0).choices, 0).delta, { role: 'assistant', content: '' });
     const usageChunk = chunks.at(-1)!;
     assert.deepEqual(usageChunk.choices, []);
     assert.ok(usageChunk.usage);
     const content = chunks.slice(1, -1);
-    assert.equal(content.at(-1)!.choices[0].finish_reason, 'length');
-    assert.ok(content.slice(0, -1).every((c) => c.choices[0].finish_reason === null && c.usage === null));
+    assert.equal(at(content.at(-1)!.choices, 0).finish_reason, 'length');
+    assert.ok(content.slice(0, -1).every((c) => at(c.choices, 0).finish_reason === null && c.usage === null));
   });
 
   test('a wrong API key is refused with 401', async () => {

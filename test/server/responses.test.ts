@@ -9,6 +9,7 @@ import { z } from 'zod';
 import type { RunningServer } from '../../src/server/serve.ts';
 import { startTestServer } from '../helpers/server.ts';
 import { longTextModelDir } from '../helpers/text_model.ts';
+import { at } from '../helpers/at.ts';
 
 const Verse = z.object({ book: z.enum(['Genesis', 'John']), chapter: z.number().int().min(1).max(50), ok: z.boolean() });
 const LOOKUP: OpenAI.Responses.FunctionTool = {
@@ -57,16 +58,17 @@ describe('/v1/responses with the openai client', () => {
     const first = await client.responses.create({ model: 'tiny-text', input: 'Find Genesis 1:3', tools: [LOOKUP], tool_choice: 'required', parallel_tool_calls: false, temperature: 0, max_output_tokens: 400 });
     const calls = first.output.filter((o): o is OpenAI.Responses.ResponseFunctionToolCall => o.type === 'function_call');
     assert.equal(calls.length, 1, JSON.stringify(first.output));
-    assert.equal(calls[0].name, 'lookup_verse');
-    assert.equal(calls[0].status, 'completed');
-    const args = JSON.parse(calls[0].arguments) as { book: string; chapter: number };
-    assert.ok(['Genesis', 'John'].includes(args.book) && args.chapter >= 1 && args.chapter <= 50, calls[0].arguments);
+    const call = at(calls, 0);
+    assert.equal(call.name, 'lookup_verse');
+    assert.equal(call.status, 'completed');
+    const args = JSON.parse(call.arguments) as { book: string; chapter: number };
+    assert.ok(['Genesis', 'John'].includes(args.book) && args.chapter >= 1 && args.chapter <= 50, call.arguments);
     const second = await client.responses.create({
       model: 'tiny-text',
       input: [
         { role: 'user', content: 'Find Genesis 1:3' },
-        { type: 'function_call', call_id: calls[0].call_id, name: calls[0].name, arguments: calls[0].arguments },
-        { type: 'function_call_output', call_id: calls[0].call_id, output: 'And God said, Let there be light' },
+        { type: 'function_call', call_id: call.call_id, name: call.name, arguments: call.arguments },
+        { type: 'function_call_output', call_id: call.call_id, output: 'And God said, Let there be light' },
       ],
       tools: [LOOKUP],
       tool_choice: 'auto',

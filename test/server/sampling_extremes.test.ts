@@ -5,6 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import type { RunningServer } from '../../src/server/serve.ts';
 import { FIXTURE_DIR } from '../helpers/golden.ts';
 import { startTestServer } from '../helpers/server.ts';
+import { at } from '../helpers/at.ts';
 
 const MAX_TOKENS = 4;
 // Repeated ids, so the repetition penalty touches tokens of both logit signs.
@@ -52,7 +53,7 @@ describe('sampling parameter extremes', () => {
         assert.equal(res.status, 200, `${JSON.stringify(extreme)}: ${text}`);
         const json = JSON.parse(text) as { usage: { completion_tokens: number }; choices: { finish_reason: string }[] };
         assert.equal(json.usage.completion_tokens, MAX_TOKENS, JSON.stringify(extreme));
-        assert.equal(json.choices[0].finish_reason, 'length', JSON.stringify(extreme));
+        assert.equal(at(json.choices, 0).finish_reason, 'length', JSON.stringify(extreme));
       }
     });
   }

@@ -5,6 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import type { RunningServer } from '../../src/server/serve.ts';
 import { parseSse, startTestServer } from '../helpers/server.ts';
 import { textModelDir } from '../helpers/text_model.ts';
+import { at } from '../helpers/at.ts';
 
 describe('stop strings', () => {
   let server: RunningServer;
@@ -21,8 +22,8 @@ describe('stop strings', () => {
   });
 
   test('non-streamed and streamed outputs stop before the stop string', async () => {
-    const at = Math.floor(full.length / 2);
-    const stop = full.slice(at, at + 3);
+    const mid = Math.floor(full.length / 2);
+    const stop = full.slice(mid, mid + 3);
     const expected = full.slice(0, full.indexOf(stop));
     const res = await server.app.inject({ method: 'POST', url: '/v1/completions', payload: { ...base, stop: [stop, 'never-appears'] } });
     const choice = res.json().choices[0];
@@ -31,8 +32,8 @@ describe('stop strings', () => {
     assert.equal(choice.stop_reason, stop);
     const streamed = await server.app.inject({ method: 'POST', url: '/v1/completions', payload: { ...base, stop, stream: true } });
     const chunks = parseSse(streamed.body).events.slice(0, -1) as { choices: { text: string; finish_reason: string | null }[] }[];
-    assert.equal(chunks.map((c) => c.choices[0].text).join(''), expected);
-    assert.equal(chunks.at(-1)!.choices[0].finish_reason, 'stop');
+    assert.equal(chunks.map((c) => at(c.choices, 0).text).join(''), expected);
+    assert.equal(at(chunks.at(-1)!.choices, 0).finish_reason, 'stop');
     const usage = res.json().usage;
     assert.ok(usage.completion_tokens < 40, 'the engine stopped generating');
   });

@@ -5,6 +5,7 @@ import { describe, test } from 'node:test';
 import { errorBody } from '../../src/server/http_errors.ts';
 import { fakeApp } from '../helpers/fake_engine.ts';
 import { parseSse } from '../helpers/server.ts';
+import { at } from '../helpers/at.ts';
 
 interface Chunk {
   object: string;
@@ -24,9 +25,9 @@ describe('streamGeneration protocol', () => {
     const { events } = parseSse(res.body);
     assert.equal(events.length, 5, res.body);
     const [token, finish, error, usage, done] = events as [Chunk, Chunk, unknown, Chunk, string];
-    assert.equal(token.choices[0].finish_reason, null);
+    assert.equal(at(token.choices, 0).finish_reason, null);
     assert.equal(token.usage, null);
-    assert.equal(finish.choices[0].finish_reason, 'error');
+    assert.equal(at(finish.choices, 0).finish_reason, 'error');
     assert.deepEqual(error, errorBody('DSV_ERR_INTERNAL', 'generation failed: the step failed'));
     assert.deepEqual(usage.choices, []);
     assert.equal(done, '[DONE]');
@@ -45,7 +46,7 @@ describe('streamGeneration protocol', () => {
     assert.equal(chunks.length, 6);
     assert.ok(chunks.every((c) => c.object === 'text_completion' && !('usage' in c)));
     for (const index of [0, 1, 2]) {
-      assert.deepEqual(chunks.filter((c) => c.choices[0].index === index).map((c) => c.choices[0].finish_reason), [null, 'length']);
+      assert.deepEqual(chunks.filter((c) => at(c.choices, 0).index === index).map((c) => at(c.choices, 0).finish_reason), [null, 'length']);
     }
     await app.close();
   });
@@ -58,7 +59,7 @@ describe('streamGeneration protocol', () => {
     const res = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: [5, 6], max_tokens: 100, stream: true } });
     const { events } = parseSse(res.body);
     assert.deepEqual(events.slice(-2), [errorBody('DSV_ERR_DRAINING', 'the server shut down before this request finished (drain timeout); retry on another replica'), '[DONE]']);
-    assert.equal((events.at(-3) as Chunk).choices[0].finish_reason, 'abort');
+    assert.equal(at((events.at(-3) as Chunk).choices, 0).finish_reason, 'abort');
     assert.equal(engine.aborted.length, 1);
     const late = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: [5, 6], max_tokens: 100 } });
     assert.equal(late.statusCode, 503);

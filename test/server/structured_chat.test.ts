@@ -9,6 +9,7 @@ import { z } from 'zod';
 import type { RunningServer } from '../../src/server/serve.ts';
 import { startTestServer } from '../helpers/server.ts';
 import { longTextModelDir } from '../helpers/text_model.ts';
+import { at } from '../helpers/at.ts';
 
 const Verse = z.object({ book: z.enum(['Genesis', 'John']), chapter: z.number().int().min(1).max(50), ok: z.boolean() });
 const LOOKUP: OpenAI.ChatCompletionFunctionTool = {
@@ -40,18 +41,18 @@ describe('structured outputs and tools with the openai client', () => {
   test('chat.completions.parse with a zod schema, greedy and sampled, streamed too', async () => {
     for (const temperature of [0, 1]) {
       const r = await client.chat.completions.parse({ model, messages: [{ role: 'user', content: 'Which verse?' }], response_format: zodResponseFormat(Verse, 'verse'), temperature, max_tokens: 300 });
-      assert.equal(r.choices[0].finish_reason, 'stop', r.choices[0].message.content ?? '');
-      assert.deepEqual(Verse.parse(r.choices[0].message.parsed), r.choices[0].message.parsed);
+      assert.equal(at(r.choices, 0).finish_reason, 'stop', at(r.choices, 0).message.content ?? '');
+      assert.deepEqual(Verse.parse(at(r.choices, 0).message.parsed), at(r.choices, 0).message.parsed);
     }
     const stream = client.chat.completions.stream({ model, messages: [{ role: 'developer', content: 'Answer in JSON.' }, { role: 'user', content: 'Which verse?' }], response_format: zodResponseFormat(Verse, 'verse'), temperature: 0, max_tokens: 300 });
     const final = await stream.finalChatCompletion();
-    Verse.parse(final.choices[0].message.parsed);
+    Verse.parse(at(final.choices, 0).message.parsed);
   });
 
   test('required tools: a well-formed call, streamed as delta.tool_calls; then a tools round trip', async () => {
     const messages: OpenAI.ChatCompletionMessageParam[] = [{ role: 'user', content: 'Find Genesis 1:3' }];
     const first = await client.chat.completions.create({ model, messages, tools: [LOOKUP, NOW], tool_choice: 'required', parallel_tool_calls: false, temperature: 0, max_tokens: 400 });
-    const choice = first.choices[0];
+    const choice = at(first.choices, 0);
     assert.equal(choice.finish_reason, 'tool_calls');
     assert.equal(choice.message.tool_calls?.length, 1);
     const call = choice.message.tool_calls![0] as OpenAI.ChatCompletionMessageFunctionToolCall;
@@ -64,8 +65,8 @@ describe('structured outputs and tools with the openai client', () => {
     stream.on('chunk', (c) => (toolDeltas += c.choices[0]?.delta.tool_calls?.length ?? 0));
     const streamed = await stream.finalChatCompletion();
     assert.ok(toolDeltas >= 2, 'name and arguments arrive as separate deltas');
-    assert.equal(streamed.choices[0].finish_reason, 'tool_calls');
-    const streamedCall = streamed.choices[0].message.tool_calls![0] as OpenAI.ChatCompletionMessageFunctionToolCall;
+    assert.equal(at(streamed.choices, 0).finish_reason, 'tool_calls');
+    const streamedCall = at(streamed.choices, 0).message.tool_calls![0] as OpenAI.ChatCompletionMessageFunctionToolCall;
     assert.equal(streamedCall.function.name, 'lookup_verse');
     assertLookupArgs(streamedCall.function.arguments);
 
@@ -78,17 +79,17 @@ describe('structured outputs and tools with the openai client', () => {
     });
     // The prompt now also holds the call and its result.
     assert.ok(answer.usage!.prompt_tokens > first.usage!.prompt_tokens + 20, `${answer.usage!.prompt_tokens} vs ${first.usage!.prompt_tokens}`);
-    assert.equal(answer.choices[0].message.role, 'assistant');
+    assert.equal(at(answer.choices, 0).message.role, 'assistant');
   });
 
   test('completions: guided_json, structured_outputs regex / choice, EBNF', async () => {
     const schema = z.toJSONSchema(Verse);
     const json = await client.completions.create({ model, prompt: 'Verse:', max_tokens: 300, temperature: 0, guided_json: schema } as OpenAI.CompletionCreateParamsNonStreaming);
-    Verse.parse(JSON.parse(json.choices[0].text));
+    Verse.parse(JSON.parse(at(json.choices, 0).text));
     const regex = await client.completions.create({ model, prompt: 'Date:', max_tokens: 40, temperature: 1, seed: 2, structured_outputs: { regex: '(19|20)[0-9]{2}-[01][0-9]' } } as OpenAI.CompletionCreateParamsNonStreaming);
-    assert.match(regex.choices[0].text, /^(19|20)\d{2}-[01]\d$/);
+    assert.match(at(regex.choices, 0).text, /^(19|20)\d{2}-[01]\d$/);
     const choice = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Light or darkness?' }], max_tokens: 20, structured_outputs: { choice: ['light', 'darkness'] } } as OpenAI.ChatCompletionCreateParamsNonStreaming);
-    assert.ok(['light', 'darkness'].includes(choice.choices[0].message.content!));
+    assert.ok(['light', 'darkness'].includes(at(choice.choices, 0).message.content!));
     const ebnf = await client.completions.create({ model, prompt: 'x', max_tokens: 20, n: 3, temperature: 1, guided_grammar: 'root ::= "Psalm " [1-9] [0-9]?' } as OpenAI.CompletionCreateParamsNonStreaming);
     for (const c of ebnf.choices) assert.match(c.text, /^Psalm [1-9][0-9]?$/);
   });

@@ -21,14 +21,18 @@ describe('completions text_offset', () => {
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ prompt: 'Hello world', echo: true, logprobs: 1, max_tokens: 6, temperature: 0 }),
     });
-    const choice = ((await res.json()) as { choices: { text: string; logprobs: { tokens: string[]; text_offset: number[] } }[] }).choices[0];
+    const choice = ((await res.json()) as { choices: { text: string; logprobs: { tokens: string[]; text_offset: number[] } }[] }).choices.at(0);
+    assert.ok(choice !== undefined, 'one choice');
     const { tokens, text_offset: offsets } = choice.logprobs;
     const bos = server.ctx.tokenizer!.tokenText(server.ctx.tokenizer!.bosTokenId!);
     assert.equal(tokens[0], bos, 'the prompt starts with BOS');
     assert.ok(!choice.text.includes(bos), 'the echoed text does not');
     assert.equal(offsets[0], 0);
-    for (let i = 1; i < tokens.length; i++) {
-      assert.equal(choice.text.slice(offsets[i], offsets[i] + tokens[i].length), tokens[i], `token ${i} ${JSON.stringify(tokens[i])} at ${offsets[i]} in ${JSON.stringify(choice.text)}`);
+    assert.equal(offsets.length, tokens.length);
+    for (const [i, token] of tokens.entries()) {
+      if (i === 0) continue;
+      const offset = offsets[i]!; // same length, asserted above
+      assert.equal(choice.text.slice(offset, offset + token.length), token, `token ${i} ${JSON.stringify(token)} at ${offset} in ${JSON.stringify(choice.text)}`);
     }
   });
 });

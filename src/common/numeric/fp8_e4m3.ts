@@ -14,16 +14,18 @@ const F32_448 = 0x43e00000;
 const F32_MIN_NORMAL_E4M3 = 0x3c800000; // 2^-6
 const EXPONENT_REBIAS = (127 - 7) << 3; // float32 bits >> 20 (exponent | 3 mantissa bits) minus this = e4m3 code
 
-/** float32 value of every code; NaN codes (0x7f, 0xff) decode to NaN. */
-export const E4M3_VALUES: Float32Array = buildValueTable();
+/** float32 bits of every code; the NaN codes (0x7f, 0xff) decode to a quiet NaN of the code's sign. */
+export const E4M3_BITS: Uint32Array = buildBitsTable();
+/** float32 value of every code (a view of E4M3_BITS). */
+export const E4M3_VALUES: Float32Array = new Float32Array(E4M3_BITS.buffer);
 
-function buildValueTable(): Float32Array {
-  const table = new Float32Array(256);
+function buildBitsTable(): Uint32Array {
+  const table = new Uint32Array(256);
   for (let code = 0; code < 256; code++) {
     const sign = code & 0x80 ? -1 : 1;
     const e = (code >> 3) & 0xf;
     const m = code & 7;
-    table[code] = e === 15 && m === 7 ? NaN : sign * (e === 0 ? m * 2 ** -9 : (8 + m) * 2 ** (e - 10));
+    table[code] = e === 15 && m === 7 ? (((code & 0x80) << 24) | 0x7fc00000) >>> 0 : f32Bits(sign * (e === 0 ? m * 2 ** -9 : (8 + m) * 2 ** (e - 10)));
   }
   return table;
 }
@@ -34,7 +36,7 @@ export function float32ToE4m3(x: number): number {
 }
 
 export function e4m3ToFloat32(code: number): number {
-  return E4M3_VALUES[code & 0xff];
+  return E4M3_VALUES[code & 0xff]!; // the table has all 256 codes
 }
 
 /** e4m3 code of the float32 with bits `b` (see the file comment for rounding and saturation). */

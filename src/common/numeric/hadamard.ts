@@ -28,19 +28,20 @@ export function hadamardRotateRows(x: Float32Array | Float64Array, n: number): v
   }
 }
 
+// Every index below lies in [start, start + size), which the caller keeps within x (one row's block).
 function fwhtBlock(x: Float32Array | Float64Array, start: number, size: number): void {
   for (let half = 1; half < size; half <<= 1) {
     for (let i = start; i < start + size; i += half << 1) {
       for (let j = i; j < i + half; j++) {
-        const a = x[j];
-        const b = x[j + half];
+        const a = x[j]!;
+        const b = x[j + half]!;
         x[j] = a + b;
         x[j + half] = a - b;
       }
     }
   }
   const scale = 1 / Math.sqrt(size);
-  for (let j = start; j < start + size; j++) x[j] *= scale;
+  for (let j = start; j < start + size; j++) x[j]! *= scale;
 }
 
 /** The rotation as a dense row-major n x n matrix (symmetric: it is its own transpose and inverse). */

@@ -1,43 +1,19 @@
 // Exact conversions between checkpoint dtypes and float32, plus the encoders used to write test checkpoints.
 // Every narrow format (bf16, f16, e4m3) is a subset of float32, so decoding is exact; encoding rounds to nearest even.
 // Bulk paths work on Uint32Array views of the float32 output so NaN payloads and -0 survive bit-exactly.
+// The scalar bf16 and e4m3 codecs are common/numeric's (one implementation for checkpoints and the KV cache).
 import { endianness } from 'node:os';
 import { assert } from '../../common/errors.ts';
+import { float32ToBf16BitsIeee } from '../../common/numeric/bf16.ts';
+import { bitsF32, f32Bits } from '../../common/numeric/float_bits.ts';
+import { E4M3_BITS, E4M3_MAX, E4M3_VALUES, e4m3FromF32Bits } from '../../common/numeric/fp8_e4m3.ts';
 
 export type FloatDType = 'F32' | 'BF16' | 'F16' | 'F8_E4M3';
-
-export const FP8_E4M3_MAX = 448;
 /** DeepSeek FP8 checkpoints quantise 2-D weights in square blocks of this size (ragged at the edges). */
 export const FP8_BLOCK = 128;
 
 // Safetensors data is little-endian; typed-array views use host order.
 assert(endianness() === 'LE', 'checkpoint decoding requires a little-endian host');
-
-const scratchF32 = new Float32Array(1);
-const scratchU32 = new Uint32Array(scratchF32.buffer);
-
-function f32Bits(x: number): number {
-  scratchF32[0] = x;
-  return scratchU32[0]!;
-}
-
-function bitsF32(bits: number): number {
-  scratchU32[0] = bits;
-  return scratchF32[0]!;
-}
-
-// e4m3fn: s eeee mmm, bias 7, no infinities, s.1111.111 is NaN, e == 0 is subnormal (m/8 * 2^-6).
-export function e4m3ToFloat32(code: number): number {
-  const sign = code & 0x80 ? -1 : 1;
-  const e = (code >> 3) & 0xf;
-  const m = code & 7;
-  if (e === 15 && m === 7) return NaN;
-  return sign * (e === 0 ? m * 2 ** -9 : (8 + m) * 2 ** (e - 10));
-}
-
-export function bf16ToFloat32(bits: number): number {
-  return bitsF32((bits & 0xffff) << 16);
-}
 
 function f16ToF32Bits(h: number): number {
   const sign = (h & 0x8000) << 16;
@@ -52,25 +28,7 @@ export function f16ToFloat32(bits: number): number {
   return bitsF32(f16ToF32Bits(bits & 0xffff));
 }
 
-let e4m3Bits: Uint32Array | null = null;
-let e4m3Values: Float32Array | null = null;
 let f16Bits: Uint32Array | null = null;
-
-function e4m3BitsTable(): Uint32Array {
-  if (e4m3Bits === null) {
-    e4m3Bits = new Uint32Array(256);
-    for (let c = 0; c < 256; c++) {
-      const v = e4m3ToFloat32(c);
-      e4m3Bits[c] = Number.isNaN(v) ? ((c & 0x80) << 24) | 0x7fc00000 : f32Bits(v);
-    }
-  }
-  return e4m3Bits;
-}
-
-function e4m3ValueTable(): Float32Array {
-  e4m3Values ??= new Float32Array(e4m3BitsTable().buffer.slice(0));
-  return e4m3Values;
-}
 
 function f16BitsTable(): Uint32Array {
   if (f16Bits === null) {
@@ -90,7 +48,7 @@ function aligned(bytes: Uint8Array, width: number): Uint8Array {
  * (no copy: the loader hands over freshly read buffers); other dtypes produce a new array.
  */
 export function decodeToFloat32(bytes: Uint8Array, dtype: FloatDType): Float32Array {
-  if (dtype === 'F8_E4M3') return mapCodes(bytes, e4m3BitsTable());
+  if (dtype === 'F8_E4M3') return mapCodes(bytes, E4M3_BITS);
   const width = dtype === 'F32' ? 4 : 2;
   assert(bytes.byteLength % width === 0, `${dtype} byte length ${bytes.byteLength} not a multiple of ${width}`);
   const src = aligned(bytes, width);
@@ -117,12 +75,13 @@ export function decodeInto(bytes: Uint8Array, dtype: 'F32' | 'BF16' | 'F16', out
   }
   const halves = new Uint16Array(src.buffer, src.byteOffset, out.length);
   const outBits = new Uint32Array(out.buffer, out.byteOffset, out.length);
+  // i < halves.length === outBits.length; every half is an index of the 65536-entry table.
   if (dtype === 'BF16') {
-    for (let i = 0; i < halves.length; i++) outBits[i] = halves[i] << 16;
+    for (let i = 0; i < halves.length; i++) outBits[i] = halves[i]! << 16;
     return;
   }
   const table = f16BitsTable();
-  for (let i = 0; i < halves.length; i++) outBits[i] = table[halves[i]];
+  for (let i = 0; i < halves.length; i++) outBits[i] = table[halves[i]!]!;
 }
 
 function mapCodes(codes: Uint8Array | Uint16Array, table: Uint32Array): Float32Array {
@@ -145,7 +104,7 @@ export function dequantizeFp8Blocks(q: Uint8Array, rows: number, cols: number, s
   const [scaleRows, scaleCols] = fp8ScaleShape(rows, cols);
   assert(q.length === rows * cols, 'fp8 data size != rows * cols');
   assert(scaleInv.length === scaleRows * scaleCols, 'fp8 scale grid size mismatch');
-  const lut = e4m3ValueTable();
+  const lut = E4M3_VALUES;
   const out = new Float32Array(rows * cols);
   for (let i = 0; i < rows; i++) {
     const scaleRow = ((i / FP8_BLOCK) | 0) * scaleCols;
@@ -181,15 +140,6 @@ function encodeMagnitude(a: number, mant: number, bias: number): number {
   return ((e + bias) << mant) + roundHalfEven(a / 2 ** (e - mant)) - (1 << mant);
 }
 
-/** float32 -> e4m3fn, round-to-nearest-even, saturating to +-448 (the quantiser never wants NaN from overflow). */
-export function float32ToE4m3(x: number): number {
-  if (Number.isNaN(x)) return 0x7f;
-  const sign = x < 0 || Object.is(x, -0) ? 0x80 : 0;
-  const a = Math.abs(x);
-  const code = a === Infinity ? 0x7e : Math.min(encodeMagnitude(a, 3, 7), 0x7e);
-  return sign | code;
-}
-
 /** float32 -> f16, round-to-nearest-even, overflow to infinity. */
 export function float32ToF16(x: number): number {
   if (Number.isNaN(x)) return 0x7e00;
@@ -199,18 +149,11 @@ export function float32ToF16(x: number): number {
   return sign | code;
 }
 
-/** float32 -> bf16 bits, round-to-nearest-even on the float32 bit pattern; NaN stays a quiet NaN. */
-export function float32ToBf16(x: number): number {
-  const b = f32Bits(x);
-  if ((b & 0x7fffffff) > 0x7f800000) return ((b >>> 16) | 0x40) & 0xffff;
-  return ((b + 0x7fff + ((b >>> 16) & 1)) / 65536) & 0xffff;
-}
-
 /** Little-endian raw bytes of `data` in `dtype` (F32, BF16 or F16; FP8 goes through quantizeFp8Blocks). */
 export function encodeFromFloat32(data: Float32Array, dtype: 'F32' | 'BF16' | 'F16'): Uint8Array {
   if (dtype === 'F32') return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
   const halves = new Uint16Array(data.length);
-  const encode = dtype === 'BF16' ? float32ToBf16 : float32ToF16;
+  const encode = dtype === 'BF16' ? float32ToBf16BitsIeee : float32ToF16;
   for (let i = 0; i < data.length; i++) halves[i] = encode(data[i]!);
   return new Uint8Array(halves.buffer);
 }
@@ -242,9 +185,9 @@ function quantizeBlock(x: Float32Array, q: Uint8Array, cols: number, b: Block): 
   for (let i = b.r0; i < b.r1; i++) {
     for (let j = b.c0; j < b.c1; j++) amax = Math.max(amax, Math.abs(x[i * cols + j]!) || 0);
   }
-  const scale = amax > 0 ? Math.fround(amax / FP8_E4M3_MAX) : 1;
+  const scale = amax > 0 ? Math.fround(amax / E4M3_MAX) : 1;
   for (let i = b.r0; i < b.r1; i++) {
-    for (let j = b.c0; j < b.c1; j++) q[i * cols + j] = float32ToE4m3(Math.fround(x[i * cols + j]! / scale));
+    for (let j = b.c0; j < b.c1; j++) q[i * cols + j] = e4m3FromF32Bits(f32Bits(x[i * cols + j]! / scale));
   }
   return scale;
 }

@@ -80,10 +80,8 @@ function parseEntry(file: string, name: string, entry: unknown, dataSize: number
     fail(file, `${t} has unknown or unsupported dtype ${JSON.stringify(dtype)}`);
   }
   if (!Array.isArray(shape) || !shape.every(isUint)) fail(file, `${t} has an invalid shape ${JSON.stringify(shape)}`);
-  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isUint) || offsets[0] > offsets[1]) {
-    fail(file, `${t} has invalid data_offsets ${JSON.stringify(offsets)}`);
-  }
-  const [begin, end] = offsets as [number, number];
+  const [begin, end] = Array.isArray(offsets) && offsets.length === 2 && offsets.every(isUint) ? offsets : [];
+  if (begin === undefined || end === undefined || begin > end) fail(file, `${t} has invalid data_offsets ${JSON.stringify(offsets)}`);
   const size = DTYPE_SIZE[dtype as DType];
   const needed = shape.reduce((a: number, b: number) => a * b, 1) * size;
   if (end - begin !== needed) {

@@ -75,6 +75,9 @@ class TensorLoader implements TensorSource<Tensor> {
 
   private loadFp8(info: TensorInfo): Float32Array {
     const [rows, cols] = info.shape;
+    if (rows === undefined || cols === undefined || info.shape.length !== 2) {
+      fail(info.file, `tensor "${info.name}" is F8_E4M3 with shape ${fmtShape(info.shape)}; block-scaled FP8 needs a matrix`);
+    }
     const scaleName = `${info.name}_scale_inv`;
     const scaleInfo = this.info(scaleName, fp8ScaleShape(rows, cols), `ceil(${rows} / 128), ceil(${cols} / 128): block scales of F8_E4M3 "${info.name}"`, SCALE_DTYPES);
     const scaleInv = decodeToFloat32(this.ckpt.read(scaleName), scaleInfo.dtype as FloatDType);

@@ -14,7 +14,7 @@ export function applyTokenBitmask(logits: Float32Array, bitmask: Int32Array): nu
   const fullWords = Math.min(n >>> 5, bitmask.length);
   let allowed = 0;
   for (let w = 0; w < fullWords; w++) {
-    const word = bitmask[w];
+    const word = bitmask[w]!; // w < fullWords <= bitmask.length
     if (word === -1) {
       allowed += 32;
       continue;
@@ -28,7 +28,8 @@ export function applyTokenBitmask(logits: Float32Array, bitmask: Int32Array): nu
   }
   // The ragged tail: a partial last word, and ids the mask does not cover.
   const tailStart = fullWords << 5;
-  if (tailStart < n && fullWords < bitmask.length) allowed += maskWord(logits, tailStart, bitmask[fullWords], n - tailStart);
+  const tailWord = bitmask[fullWords];
+  if (tailStart < n && tailWord !== undefined) allowed += maskWord(logits, tailStart, tailWord, n - tailStart);
   else if (tailStart < n) logits.fill(-Infinity, tailStart, n);
   return allowed;
 }

@@ -115,7 +115,7 @@ export class ResponseBuilder {
       this.openMessage.content.push({ type: 'output_text', text: '', annotations: [], logprobs: [] });
       events.push(this.event('response.content_part.added', { item_id: this.openMessage.id, output_index: outputIndex, content_index: 0, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } }));
     }
-    const part = this.openMessage.content[0];
+    const part = this.openMessage.content[0]!; // pushed when the message was opened, above
     part.text += text;
     const outputIndex = this.output.indexOf(this.openMessage);
     events.push(this.event('response.output_text.delta', { item_id: this.openMessage.id, output_index: outputIndex, content_index: 0, delta: text, logprobs: [] }));
@@ -128,7 +128,7 @@ export class ResponseBuilder {
     this.openMessage = null;
     message.status = truncated ? 'incomplete' : 'completed';
     const outputIndex = this.output.indexOf(message);
-    const part = message.content[0];
+    const part = message.content[0]!; // appendText opens a message together with its one text part
     return [
       this.event('response.output_text.done', { item_id: message.id, output_index: outputIndex, content_index: 0, text: part.text, logprobs: [] }),
       this.event('response.content_part.done', { item_id: message.id, output_index: outputIndex, content_index: 0, part: { ...part } }),
@@ -139,7 +139,7 @@ export class ResponseBuilder {
   /** Output index of the parser's n-th call. */
   private callOutputIndex(callIndex: number): number {
     let n = -1;
-    for (let i = 0; i < this.output.length; i++) if (this.output[i].type === 'function_call' && ++n === callIndex) return i;
+    for (const [i, item] of this.output.entries()) if (item.type === 'function_call' && ++n === callIndex) return i;
     throw new Error(`no function call ${callIndex} in the output`);
   }
 

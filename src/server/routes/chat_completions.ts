@@ -82,7 +82,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
 
     const states = Array.from({ length: generation.numChoices }, () => ({ logprobs: [] as ChatTokenLogprob[], finishReason: null as string | null, stopReason: null as number | string | null }));
     for await (const e of generation.events()) {
-      const s = states[e.index];
+      const s = states[e.index]!; // one state per choice, as for outputs
       outputs[e.index]!.push(e.text, e.finishReason !== null);
       if (e.logprobs) s.logprobs.push(...chatLogprobs(ctx.tokenizer, asIds, e.logprobs));
       if (e.finishReason !== null) [s.finishReason, s.stopReason] = [e.finishReason, e.stopReason];

@@ -74,14 +74,15 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
       text: '', logprobs: null, finishReason: null, stopReason: null, started: false,
       builder: logprobs !== null ? new CompletionLogprobsBuilder(ctx.tokenizer, asIds, 0, body.skip_special_tokens ?? true) : null,
     }));
-    // The text and logprobs one event adds to its choice (echo puts the prompt first).
+    // The text and logprobs one event adds to its choice (echo puts the prompt first). The generation
+    // was built from `prompts` with one state per choice, so e.index and e.promptIndex are in range.
     const piece = (e: ChoiceEvent): { text: string; logprobs: CompletionLogprobs | null } => {
-      const s = states[e.index];
+      const s = states[e.index]!;
       let text = e.text;
       let lp: CompletionLogprobs | null = null;
       if (!s.started) {
         s.started = true;
-        const prompt = prompts[e.promptIndex];
+        const prompt = prompts[e.promptIndex]!;
         const echoed = body.echo ? (prompt.text ?? ctx.tokenizer?.decode(prompt.ids, { skipSpecialTokens: false }) ?? '') : '';
         text = echoed + text;
         if (body.echo && s.builder && e.promptLogprobs) lp = s.builder.format(e.promptLogprobs, prompt.ids, echoed);
@@ -101,7 +102,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     }
 
     for await (const e of generation.events()) {
-      const s = states[e.index];
+      const s = states[e.index]!;
       const { text, logprobs: lp } = piece(e);
       s.text += text;
       if (lp) s.logprobs = mergeCompletionLogprobs(s.logprobs, lp);

@@ -1,5 +1,6 @@
 // Logprobs in the two OpenAI shapes: legacy completions ({tokens, token_logprobs, top_logprobs,
 // text_offset}) and chat ({content: [{token, logprob, bytes, top_logprobs}]}).
+import { assert } from '../../common/errors.ts';
 import type { SampledLogprobs } from '../../engine/request.ts';
 import { tokenLabel } from '../generation.ts';
 import type { TextTokenizer } from '../tokenizer/tokenizer.ts';
@@ -35,13 +36,15 @@ export class CompletionLogprobsBuilder {
   format(entries: readonly (SampledLogprobs | null)[], tokenIds: readonly number[], shownText?: string): CompletionLogprobs {
     const out: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
     const start = this.offset;
+    assert(entries.length === tokenIds.length, `${entries.length} logprob entries for ${tokenIds.length} tokens`);
     entries.forEach((e, i) => {
-      const label = tokenLabel(this.tokenizer, tokenIds[i], this.asTokenIds);
+      const id = tokenIds[i]!; // same length, asserted above
+      const label = tokenLabel(this.tokenizer, id, this.asTokenIds);
       out.tokens.push(label);
       out.token_logprobs.push(e ? e.logprob : null);
       out.top_logprobs.push(e ? Object.fromEntries(e.topLogprobs.map((t) => [tokenLabel(this.tokenizer, t.tokenId, this.asTokenIds), t.logprob])) : null);
       out.text_offset.push(this.offset);
-      this.offset += this.width(tokenIds[i], label, shownText, this.offset - start);
+      this.offset += this.width(id, label, shownText, this.offset - start);
     });
     if (shownText !== undefined && this.tokenizer && !this.asTokenIds) this.offset = start + shownText.length;
     return out;
@@ -63,12 +66,11 @@ export class CompletionLogprobsBuilder {
  */
 export function mergeCompletionLogprobs(a: CompletionLogprobs | null, b: CompletionLogprobs): CompletionLogprobs {
   if (!a) return b;
-  for (let i = 0; i < b.tokens.length; i++) {
-    a.tokens.push(b.tokens[i]);
-    a.token_logprobs.push(b.token_logprobs[i]);
-    a.top_logprobs.push(b.top_logprobs[i]);
-    a.text_offset.push(b.text_offset[i]);
-  }
+  // One push per element, not push(...list): an echoed prompt can be longer than the argument limit.
+  for (const t of b.tokens) a.tokens.push(t);
+  for (const lp of b.token_logprobs) a.token_logprobs.push(lp);
+  for (const top of b.top_logprobs) a.top_logprobs.push(top);
+  for (const offset of b.text_offset) a.text_offset.push(offset);
   return a;
 }
 

@@ -185,7 +185,7 @@ class HfTextTokenizer implements TextTokenizer {
       const full = this.decode([...context, id]);
       if (full.endsWith(REPLACEMENT)) continue;
       let cleanEnd = context.length;
-      while (cleanEnd > 0 && this.decode([context[cleanEnd - 1]]).endsWith(REPLACEMENT)) cleanEnd--;
+      while (cleanEnd > 0 && this.decode(context.slice(cleanEnd - 1, cleanEnd)).endsWith(REPLACEMENT)) cleanEnd--;
       const cleanPrefix = this.decode(context.slice(0, cleanEnd));
       if (full.startsWith(cleanPrefix)) return full.slice(cleanPrefix.length);
       let common = 0;

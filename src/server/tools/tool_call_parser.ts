@@ -179,7 +179,7 @@ export function parseToolCalls(text: string, makeId?: () => string): { content: 
   for (const e of events) {
     if (e.type === 'content') content += e.text;
     else if (e.type === 'call_start') calls.push({ id: e.id, name: e.name, arguments: '' });
-    else calls[e.index].arguments += e.text;
+    else calls[e.index]!.arguments += e.text; // the parser numbers calls in call_start order
   }
   return { content: content.length > 0 ? content : null, toolCalls: calls };
 }

@@ -19,6 +19,11 @@ function callTag(format: ToolCallFormat, tool: FunctionTool): Tag {
   return { type: 'tag', begin: callPrefix(format, tool.name), content: { type: 'json_schema', json_schema: tool.parameters ?? NO_PARAMETERS }, end: callSuffix(format) };
 }
 
+function oneOf(tags: readonly Tag[]): StructuralTagFormat {
+  const [only, ...rest] = tags;
+  return only !== undefined && rest.length === 0 ? only : { type: 'or', elements: [...tags] };
+}
+
 /**
  * @param tools the functions the model may call (one, for a named tool_choice)
  * @param parallel whether one message may hold several calls (parallel_tool_calls)
@@ -34,7 +39,7 @@ export function toolCallGrammar(format: ToolCallFormat, tools: readonly Function
       }
     : {
         type: 'sequence',
-        elements: [{ type: 'const_string', value: TOOL_CALLS_BEGIN }, tags.length === 1 ? tags[0] : { type: 'or', elements: tags }, { type: 'const_string', value: TOOL_CALLS_END }],
+        elements: [{ type: 'const_string', value: TOOL_CALLS_BEGIN }, oneOf(tags), { type: 'const_string', value: TOOL_CALLS_END }],
       };
   return { grammar: { kind: 'structural_tag', format: grammar }, param: 'tools' };
 }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { helpRequested, HelpRequested, loadConfig, OPTIONS, redactConfig } from '../../../src/config.ts';
 import { configErrorMessage, writeConfigFile } from './helpers.ts';
+import { at } from '../../helpers/at.ts';
 
 /** One bad value per validation class, with the message fragment it must produce. */
 const INVALID: readonly { flag: string; value: string; expected: string }[] = [
@@ -59,8 +60,9 @@ describe('invalid values name their source', () => {
       if (spec.codec.type === 'string') continue; // any non-empty text is a valid string
       const flagMessage = configErrorMessage([`--${spec.flag}=@@,`]);
       assert.ok(flagMessage.startsWith(`--${spec.flag}: expected `), flagMessage);
-      const envMessage = configErrorMessage([], { [spec.env[0]]: '@@,' });
-      assert.ok(envMessage.startsWith(`${spec.env[0]}: expected `), envMessage);
+      const env = at(spec.env, 0, 'environment variable of --' + spec.flag);
+      const envMessage = configErrorMessage([], { [env]: '@@,' });
+      assert.ok(envMessage.startsWith(`${env}: expected `), envMessage);
     }
   });
 });

@@ -62,8 +62,8 @@ describe('quantised latent rows', () => {
       const back = s.readLatent(1, allSlots(s));
       for (let r = 0; r < s.numSlots; r++) {
         for (let j = 0; j < s.latentDim; j++) {
-          const x = rows[r * s.latentDim + j];
-          const err = Math.abs(back[r * s.latentDim + j] - x);
+          const x = rows[r * s.latentDim + j]!;
+          const err = Math.abs(back[r * s.latentDim + j]! - x);
           const isRope = j >= 200;
           const groupMax = dtype === 'fp8' && !isRope ? groupAmax(rows, r * s.latentDim, j < 128 ? 0 : 128, j < 128 ? 128 : 200) : 0;
           const bound = dtype === 'bfloat16' || isRope ? Math.abs(x) * 2 ** -8 : Math.abs(x) * 2 ** -4 + (groupMax / 448) * 2 ** -10;
@@ -84,7 +84,7 @@ describe('quantised latent rows', () => {
       const amax = groupAmax(rows, 0, start, end);
       assert.equal(pool.nopeScales[5 * 2 + g], Math.fround(amax / 448));
       const codes = pool.nope.subarray(5 * 200 + start, 5 * 200 + end);
-      assert.equal(Math.max(...Array.from(codes, (c) => Math.abs(E4M3_VALUES[c]))), 448);
+      assert.equal(Math.max(...Array.from(codes, (c) => Math.abs(E4M3_VALUES[c]!))), 448);
     }
   });
 
@@ -149,7 +149,7 @@ describe('fp8 indexer keys', () => {
     const amax = Math.max(...Array.from(rotated, Math.abs));
     assert.equal(pool.scales[3], Math.fround(amax / 448));
     const back = s.readIndexerKey(1, Int32Array.of(3, 9));
-    const rel = Math.sqrt(sumSq(back.map((v, i) => v - keys[i])) / sumSq(keys));
+    const rel = Math.sqrt(sumSq(back.map((v, i) => v - keys[i]!)) / sumSq(keys));
     assert.ok(rel < 0.05, `relative error ${rel}`);
     assert.ok(!storage('bfloat16').indexerKeysRotated && !storage('fp8', { indexerDim: null }).indexerKeysRotated);
   });
@@ -180,13 +180,13 @@ describe('PagedKVStorage dtype guards', () => {
 
 function groupAmax(rows: Float32Array, rowStart: number, start: number, end: number): number {
   let m = 0;
-  for (let j = start; j < end; j++) m = Math.max(m, Math.abs(rows[rowStart + j]));
+  for (let j = start; j < end; j++) m = Math.max(m, Math.abs(rows[rowStart + j]!));
   return m;
 }
 
 function sumSq(x: ArrayLike<number>): number {
   let s = 0;
-  for (let i = 0; i < x.length; i++) s += x[i] * x[i];
+  for (let i = 0; i < x.length; i++) s += x[i]! * x[i]!;
   return s;
 }
 
@@ -198,7 +198,7 @@ function fp8Error(rows: Float32Array, dim: number): number {
   for (let r = 0; r < rows.length / dim; r++) {
     const scale = quantizeFp8(rows, r * dim, dim, codes, 0);
     dequantizeFp8(codes, 0, dim, scale, back, 0);
-    for (let j = 0; j < dim; j++) err += (back[j] - rows[r * dim + j]) ** 2;
+    for (let j = 0; j < dim; j++) err += (back[j]! - rows[r * dim + j]!) ** 2;
   }
   return Math.sqrt(err / rows.length);
 }

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { bf16BitsToFloat32, float32ToBf16BitsIeee } from '../../../src/common/numeric/bf16.ts';
+import { e4m3ToFloat32, float32ToE4m3 } from '../../../src/common/numeric/fp8_e4m3.ts';
 import {
-  bf16ToFloat32, decodeToFloat32, dequantizeFp8Blocks, e4m3ToFloat32, encodeFromFloat32, f16ToFloat32,
-  float32ToBf16, float32ToE4m3, float32ToF16, quantizeFp8Blocks,
+  decodeToFloat32, dequantizeFp8Blocks, encodeFromFloat32, f16ToFloat32, float32ToF16, quantizeFp8Blocks,
 } from '../../../src/engine/checkpoint/dtype.ts';
 import { seededRandom } from '../../helpers/checkpoint_writer.ts';
 
@@ -49,20 +50,20 @@ describe('F8_E4M3 (e4m3fn)', () => {
 
 describe('BF16 and F16', () => {
   it('decode known bf16 patterns', () => {
-    assert.equal(bf16ToFloat32(0x3f80), 1);
-    assert.equal(bf16ToFloat32(0xc000), -2);
-    assert.equal(bf16ToFloat32(0x7f80), Infinity);
-    assert.equal(bf16ToFloat32(0x0001), 2 ** -133); // smallest subnormal
-    assert.ok(Object.is(bf16ToFloat32(0x8000), -0));
-    assert.ok(Number.isNaN(bf16ToFloat32(0x7fc0)));
+    assert.equal(bf16BitsToFloat32(0x3f80), 1);
+    assert.equal(bf16BitsToFloat32(0xc000), -2);
+    assert.equal(bf16BitsToFloat32(0x7f80), Infinity);
+    assert.equal(bf16BitsToFloat32(0x0001), 2 ** -133); // smallest subnormal
+    assert.ok(Object.is(bf16BitsToFloat32(0x8000), -0));
+    assert.ok(Number.isNaN(bf16BitsToFloat32(0x7fc0)));
   });
 
   it('bf16 encoder rounds to nearest even', () => {
-    assert.equal(float32ToBf16(1 + 2 ** -8), 0x3f80);
-    assert.equal(float32ToBf16(1 + 3 * 2 ** -8), 0x3f82);
-    assert.equal(float32ToBf16(1 + 2 ** -8 + 2 ** -20), 0x3f81);
-    assert.equal(float32ToBf16(3.4e38), 0x7f80); // overflow rounds to infinity
-    assert.ok(Number.isNaN(bf16ToFloat32(float32ToBf16(NaN))));
+    assert.equal(float32ToBf16BitsIeee(1 + 2 ** -8), 0x3f80);
+    assert.equal(float32ToBf16BitsIeee(1 + 3 * 2 ** -8), 0x3f82);
+    assert.equal(float32ToBf16BitsIeee(1 + 2 ** -8 + 2 ** -20), 0x3f81);
+    assert.equal(float32ToBf16BitsIeee(3.4e38), 0x7f80); // overflow rounds to infinity
+    assert.ok(Number.isNaN(bf16BitsToFloat32(float32ToBf16BitsIeee(NaN))));
   });
 
   it('decode known f16 patterns including subnormals', () => {
@@ -86,10 +87,10 @@ describe('BF16 and F16', () => {
 
   it('every 16-bit pattern survives decode -> encode', () => {
     for (let h = 0; h < 65536; h++) {
-      const b = bf16ToFloat32(h);
+      const b = bf16BitsToFloat32(h);
       const f = f16ToFloat32(h);
-      if (Number.isNaN(b)) assert.ok(Number.isNaN(bf16ToFloat32(float32ToBf16(b))));
-      else assert.equal(float32ToBf16(b), h);
+      if (Number.isNaN(b)) assert.ok(Number.isNaN(bf16BitsToFloat32(float32ToBf16BitsIeee(b))));
+      else assert.equal(float32ToBf16BitsIeee(b), h);
       if (Number.isNaN(f)) assert.ok(Number.isNaN(f16ToFloat32(float32ToF16(f))));
       else assert.equal(float32ToF16(f), h);
     }
@@ -101,7 +102,7 @@ describe('BF16 and F16', () => {
     const misaligned = raw.subarray(1);
     for (const dtype of ['BF16', 'F16'] as const) {
       const out = decodeToFloat32(misaligned, dtype);
-      const scalar = dtype === 'BF16' ? bf16ToFloat32 : f16ToFloat32;
+      const scalar = dtype === 'BF16' ? bf16BitsToFloat32 : f16ToFloat32;
       for (let i = 0; i < out.length; i++) assert.ok(sameBits(out[i]!, scalar(misaligned[2 * i]! | (misaligned[2 * i + 1]! << 8))));
     }
     const f32 = Float32Array.of(1.5, -0, 3.4e38, 1e-45);

@@ -57,7 +57,7 @@ describe('float8 e4m3fn codec', () => {
 
   it('matches ONNX Runtime Cast(FLOAT8E4M3FN) on values over every binade and on every tie', async () => {
     const ties: number[] = [];
-    for (let code = 0; code < 0x7e; code++) ties.push((E4M3_VALUES[code] + E4M3_VALUES[code + 1]) / 2);
+    for (let code = 0; code < 0x7e; code++) ties.push((E4M3_VALUES[code]! + E4M3_VALUES[code + 1]!) / 2);
     const values = Float32Array.from([...spreadValues(50_000, -14, 10, 3), ...ties, ...ties.map((t) => -t), 0, -0, 448, 500, -500]);
     const ort = await ortRoundTrip(values, 'FLOAT8E4M3FN');
     let mismatches = 0;

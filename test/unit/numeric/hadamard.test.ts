@@ -6,13 +6,13 @@ import { spreadValues } from './ort_cast.ts';
 /** y = x @ M (row vectors), the plain O(n^2) reference. */
 function matVec(m: Float32Array, x: Float64Array, n: number): Float64Array {
   const y = new Float64Array(n);
-  for (let j = 0; j < n; j++) for (let i = 0; i < n; i++) y[j] += x[i] * m[i * n + j];
+  for (let j = 0; j < n; j++) for (let i = 0; i < n; i++) y[j]! += x[i]! * m[i * n + j]!;
   return y;
 }
 
 const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
   let d = 0;
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
+  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
   return d;
 };
 
@@ -29,7 +29,7 @@ describe('Hadamard rotation', () => {
       for (let i = 0; i < n; i++) {
         for (let j = 0; j < n; j++) {
           let dot = 0;
-          for (let k = 0; k < n; k++) dot += m[i * n + k] * m[j * n + k];
+          for (let k = 0; k < n; k++) dot += m[i * n + k]! * m[j * n + k]!;
           assert.ok(Math.abs(dot - (i === j ? 1 : 0)) < 1e-6, `(H H^T)[${i}][${j}] = ${dot}`);
           assert.equal(m[i * n + j], m[j * n + i]);
         }
@@ -61,7 +61,7 @@ describe('Hadamard rotation', () => {
     for (const v of x) assert.ok(Math.abs(Math.abs(v) - 10 / 8) < 1e-12);
     const a = Float64Array.from(spreadValues(n, -2, 2, 11));
     const b = Float64Array.from(spreadValues(n, -2, 2, 12));
-    const dot = (p: Float64Array, q: Float64Array): number => p.reduce((s, v, i) => s + v * q[i], 0);
+    const dot = (p: Float64Array, q: Float64Array): number => p.reduce((s, v, i) => s + v * q[i]!, 0);
     const before = dot(a, b);
     hadamardRotateRows(a, n);
     hadamardRotateRows(b, n);

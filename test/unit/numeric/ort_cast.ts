@@ -1,6 +1,7 @@
 // ONNX Runtime's Cast as an independent oracle for the JS codecs: f32 -> (FLOAT8E4M3FN | BFLOAT16) -> f32.
 import { DataType, GraphBuilder } from '../../../src/engine/onnx/graph_builder.ts';
 import { floatTensor, GraphSession } from '../../../src/engine/onnx/session.ts';
+import { at } from '../../helpers/at.ts';
 
 export async function ortRoundTrip(values: Float32Array, through: 'FLOAT8E4M3FN' | 'BFLOAT16'): Promise<Float32Array> {
   const g = new GraphBuilder(`cast_${through}`);
@@ -9,7 +10,7 @@ export async function ortRoundTrip(values: Float32Array, through: 'FLOAT8E4M3FN'
   g.markOutput(g.node('Cast', [narrow], { to: DataType.FLOAT }), 'y', DataType.FLOAT, ['N']);
   const session = await GraphSession.create(`cast_${through}`, g.build(), { numThreads: 1 });
   try {
-    return (await session.run({ x: floatTensor(values, [values.length]) }, ['y']))[0];
+    return at(await session.run({ x: floatTensor(values, [values.length]) }, ['y']), 0, 'output');
   } finally {
     await session.release();
   }

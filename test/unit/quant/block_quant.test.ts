@@ -31,13 +31,13 @@ function refQuantize(data: Float32Array, rows: number, cols: number, bits: Quant
     codes.push([]);
     scales.push([]);
     for (let b = 0; b < nb; b++) {
-      const vals = Array.from({ length: 32 }, (_, i) => (b * 32 + i < cols ? data[r * cols + b * 32 + i] : 0));
+      const vals = Array.from({ length: 32 }, (_, i) => (b * 32 + i < cols ? data[r * cols + b * 32 + i]! : 0)); // r < rows, column < cols
       let m = 0;
       for (const v of vals) if (Math.abs(v) > Math.abs(m)) m = v;
       const s = m === 0 ? 0 : refSnap(bits === 8 ? Math.abs(m) / 127 : m / -8);
-      scales[r].push(s);
+      scales[r]!.push(s);
       const [lo, hi] = bits === 8 ? [-127, 127] : [-8, 7];
-      for (const v of vals) codes[r].push(s === 0 ? 0 : Math.min(hi, Math.max(lo, roundHalfAway(v / s))));
+      for (const v of vals) codes[r]!.push(s === 0 ? 0 : Math.min(hi, Math.max(lo, roundHalfAway(v / s))));
     }
   }
   return { codes, scales };
@@ -50,9 +50,9 @@ function unpack(packed: Uint8Array, rows: number, cols: number, bits: QuantBits)
   for (let r = 0; r < rows; r++) {
     const row: number[] = [];
     for (let k = 0; k < padded; k++) {
-      if (bits === 8) row.push(packed[r * padded + k] - 128);
+      if (bits === 8) row.push(packed[r * padded + k]! - 128);
       else {
-        const byte = packed[(r * padded + k) >> 1];
+        const byte = packed[(r * padded + k) >> 1]!;
         row.push((k % 2 === 0 ? byte & 15 : byte >> 4) - 8);
       }
     }
@@ -75,7 +75,7 @@ function checkBitExact(data: Float32Array, rows: number, cols: number, bits: Qua
   const deq = dequantizeMatrix(q);
   for (let r = 0; r < rows; r++) {
     for (let k = 0; k < cols; k++) {
-      const want = Math.fround(ref.codes[r][k] * ref.scales[r][(k / 32) | 0]);
+      const want = Math.fround(ref.codes[r]![k]! * ref.scales[r]![(k / 32) | 0]!);
       assert.equal(deq[r * cols + k], want, `dequantised [${r}, ${k}]`);
     }
   }
@@ -84,7 +84,7 @@ function checkBitExact(data: Float32Array, rows: number, cols: number, bits: Qua
 describe('block quantisation (MatMulNBits layout)', () => {
   for (const bits of [8, 4] as const) {
     it(`int${bits}: bit-exact against the reference, K a multiple of 32 and ragged`, () => {
-      for (const [rows, cols] of [[3, 64], [2, 37], [4, 5], [1, 100], [5, 32]]) {
+      for (const [rows, cols] of [[3, 64], [2, 37], [4, 5], [1, 100], [5, 32]] as const) {
         checkBitExact(randomMatrix(rows, cols, rows * 100 + cols), rows, cols, bits);
       }
     });
@@ -122,9 +122,9 @@ describe('block quantisation (MatMulNBits layout)', () => {
       const q = quantizeMatrix(data, rows, cols, bits);
       const deq = dequantizeMatrix(q);
       for (let i = 0; i < data.length; i++) {
-        const s = q.scales[Math.floor(i / cols) * kBlocks(cols) + Math.floor((i % cols) / 32)];
-        const step = bits === 4 && data[i] / s > 7.5 ? 1 : 0.5;
-        assert.ok(Math.abs(deq[i] - data[i]) <= Math.abs(s) * step + Math.abs(data[i]) * 2 ** -10, `element ${i}`);
+        const s = q.scales[Math.floor(i / cols) * kBlocks(cols) + Math.floor((i % cols) / 32)]!;
+        const step = bits === 4 && data[i]! / s > 7.5 ? 1 : 0.5;
+        assert.ok(Math.abs(deq[i]! - data[i]!) <= Math.abs(s) * step + Math.abs(data[i]!) * 2 ** -10, `element ${i}`);
       }
     });
   }
@@ -146,7 +146,7 @@ describe('block quantisation (MatMulNBits layout)', () => {
     const data = Float32Array.from({ length: 32 }, (_, i) => (i === 4 ? -2 : 1));
     const q = quantizeMatrix(data, 1, 32, 4);
     assert.equal(q.scales[0], 0.25);
-    assert.equal(q.packed[2] & 15, 0); // element 4 -> code -8 -> nibble 0
+    assert.equal(q.packed[2]! & 15, 0); // element 4 -> code -8 -> nibble 0
     assert.equal(dequantizeMatrix(q)[4], -2);
   });
 

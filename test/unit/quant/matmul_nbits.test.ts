@@ -9,6 +9,7 @@ import { floatTensor, GraphSession } from '../../../src/engine/onnx/session.ts';
 import { dequantizeMatrix, quantizeMatrix, type QuantBits, type QuantizedMatrix } from '../../../src/engine/quant/block_quant.ts';
 import { seededRandom } from '../../../tools/checkpoint/random_weights.ts';
 import type { Tensor } from '../../../src/common/tensor.ts';
+import { at } from '../../helpers/at.ts';
 
 const rng = seededRandom(17);
 const matrix = (rows: number, cols: number): Tensor => ({
@@ -35,7 +36,7 @@ function swiGluGraph<W>(D: number, w: SwiGlu<W>, lin: (g: GraphBuilder, x: strin
 async function run(model: Uint8Array, x: Float32Array, M: number, D: number): Promise<Float32Array> {
   const session = await GraphSession.create('t', model, { numThreads: 1 });
   try {
-    return (await session.run({ x: floatTensor(x, [M, D]) }, ['y']))[0];
+    return at(await session.run({ x: floatTensor(x, [M, D]) }, ['y']), 0, 'output');
   } finally {
     await session.release();
   }
@@ -45,15 +46,15 @@ function relativeError(got: Float32Array, want: Float32Array): number {
   let err = 0;
   let ref = 0;
   for (let i = 0; i < want.length; i++) {
-    err += (got[i] - want[i]) ** 2;
-    ref += want[i] ** 2;
+    err += (got[i]! - want[i]!) ** 2;
+    ref += want[i]! ** 2;
   }
   return Math.sqrt(err / ref);
 }
 
 describe('MatMulNBits vs Gemm on the dequantised weights', () => {
   // D and I not multiples of 32: every row ends in a padded block.
-  for (const [D, I] of [[96, 160], [100, 75]]) {
+  for (const [D, I] of [[96, 160], [100, 75]] as const) {
     for (const bits of [8, 4] as const satisfies readonly QuantBits[]) {
       const f32 = { gate: matrix(I, D), up: matrix(I, D), down: matrix(D, I) };
       const q = {

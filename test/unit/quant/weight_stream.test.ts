@@ -66,7 +66,8 @@ describe('WeightStream', () => {
             assert.deepEqual(g.data, t.data, name);
             continue;
           }
-          const ref = quantizeMatrix(t.data, t.shape[0], t.shape[1], name === 'model.embed_tokens.weight' ? 8 : bits);
+          const [rows = 0, cols = 0] = t.shape; // quantized implies 2-D (above)
+          const ref = quantizeMatrix(t.data, rows, cols, name === 'model.embed_tokens.weight' ? 8 : bits);
           assert.equal(g.bits, ref.bits, name);
           assert.deepEqual(g.packed, ref.packed, name);
           assert.deepEqual(g.scales, ref.scales, name);

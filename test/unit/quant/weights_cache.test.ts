@@ -8,6 +8,7 @@ import { quantizeMatrix, type QuantizedMatrix } from '../../../src/engine/quant/
 import type { CachedTensor } from '../../../src/engine/quant/cache_file.ts';
 import { checkpointKey, QuantizedWeightsCache } from '../../../src/engine/quant/weights_cache.ts';
 import { seededRandom } from '../../../tools/checkpoint/random_weights.ts';
+import { at } from '../../helpers/at.ts';
 
 const fixture = fileURLToPath(new URL('../../fixtures/tiny-dsv32/', import.meta.url));
 const tmp = mkdtempSync(path.join(tmpdir(), 'dsv-qcache-'));
@@ -105,7 +106,7 @@ describe('quantized weights cache', () => {
   });
 
   for (const [what, corrupt, reason] of [
-    ['a flipped data byte', (f: string) => { const b = readFileSync(f); b[b.length - 3] ^= 1; writeFileSync(f, b); }, /checksum mismatch/],
+    ['a flipped data byte', (f: string) => { const b = readFileSync(f); b[b.length - 3]! ^= 1; writeFileSync(f, b); }, /checksum mismatch/],
     ['a truncated file', (f: string) => writeFileSync(f, readFileSync(f).subarray(0, 200)), /truncat|past the end/],
     ['a file of another key', (f: string) => { const b = readFileSync(f); writeFileSync(f, b.toString('latin1').replace(/"key":"[0-9a-f]{8}/, '"key":"00000000'), 'latin1'); }, /another checkpoint or mode/],
   ] as const) {
@@ -120,8 +121,8 @@ describe('quantized weights cache', () => {
       assert.equal(cache.read('layer.1'), null);
       assert.ok(!existsSync(file));
       assert.equal(log.lines.length, 1);
-      assert.match(log.lines[0], /^warn: quantized weights cache: .*layer\.1\.safetensors is not usable \(/);
-      assert.match(log.lines[0], reason);
+      assert.match(at(log.lines, 0, 'log line'), /^warn: quantized weights cache: .*layer\.1\.safetensors is not usable \(/);
+      assert.match(at(log.lines, 0, 'log line'), reason);
       cache.write('layer.1', group(4));
       assertSameGroup(cache.read('layer.1'), group(4));
     });
@@ -138,7 +139,7 @@ describe('quantized weights cache', () => {
     cache.write('layer.0', group(5));
     assert.equal(cache.read('layer.0'), null);
     assert.equal(log.lines.length, 1);
-    assert.match(log.lines[0], /^warn: quantized weights cache disabled: cannot use .* \(EACCES/);
+    assert.match(at(log.lines, 0, 'log line'), /^warn: quantized weights cache disabled: cannot use .* \(EACCES/);
     chmodSync(root, 0o700);
   });
 
@@ -152,7 +153,7 @@ describe('quantized weights cache', () => {
     cache.write('g', group(6));
     assert.equal(cache.read('g'), null);
     assert.deepEqual(log.lines.length, 1);
-    assert.match(log.lines[0], /quantized weights cache disabled: cannot use .* \((ENOTDIR|EEXIST)/);
+    assert.match(at(log.lines, 0, 'log line'), /quantized weights cache disabled: cannot use .* \((ENOTDIR|EEXIST)/);
   });
 
   it('a write that would leave the disk nearly full disables the cache instead of filling it', () => {
@@ -165,7 +166,7 @@ describe('quantized weights cache', () => {
     const huge = new Map<string, CachedTensor>([['x', { kind: 'f32', data, shape: [0] }]]);
     cache.write('big', huge);
     assert.equal(cache.enabled, false);
-    assert.match(log.lines[0], /disabled: .* GB free, a write of .* GB would leave less than 1 GiB; serving continues without it$/);
+    assert.match(at(log.lines, 0, 'log line'), /disabled: .* GB free, a write of .* GB would leave less than 1 GiB; serving continues without it$/);
     assert.deepEqual(readdirSync(cache.dir).filter((f) => f !== 'source.json'), []);
   });
 });

@@ -9,6 +9,7 @@ import { ResponseBuilder, type ResponseEvent } from '../../../src/server/respons
 import { responsesRequestSchema } from '../../../src/server/responses/schema.ts';
 import { responsesToChat } from '../../../src/server/responses/to_chat.ts';
 import type { ToolParseEvent } from '../../../src/server/tools/tool_call_parser.ts';
+import { at } from '../../helpers/at.ts';
 
 const ECHO = {
   model: 'default', instructions: null, maxOutputTokens: 64, temperature: null, topP: null, tools: [], toolChoice: 'auto',
@@ -64,7 +65,7 @@ test('request schema: stateless and unsupported fields are refused by name, unkn
   const refuse = (body: object, path: string, message: RegExp) => {
     const r = responsesRequestSchema.safeParse({ input: 'hi', ...body });
     assert.ok(!r.success, JSON.stringify(body));
-    const issue = r.error.issues[0];
+    const issue = at(r.error.issues, 0, 'issue');
     assert.equal(issue.path.join('.') || (issue as { keys?: string[] }).keys?.join(','), path);
     assert.match(issue.message, message);
   };

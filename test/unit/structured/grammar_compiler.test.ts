@@ -9,6 +9,7 @@ import { StructuredOutputCompiler } from '../../../src/engine/structured/grammar
 import type { GrammarSpec } from '../../../src/engine/structured/grammar_spec.ts';
 import { readEncodedVocab } from '../../../src/engine/structured/tokenizer_vocab.ts';
 import { DEFAULT_MODEL_DIR, EOS, VOCAB_SIZE, decodeWithGrammar, defaultCompiler, defaultTokenizer } from './helpers.ts';
+import { at } from '../../helpers/at.ts';
 
 const tokenizer = defaultTokenizer();
 const spec = (grammar: GrammarSpec, param = 'response_format') => ({ grammar, param });
@@ -62,23 +63,23 @@ test('regex, choice and EBNF grammars', async () => {
 test('json_object allows exactly JSON', async () => {
   const matcher = await (await defaultCompiler()).createMatcher(spec({ kind: 'json_object' }));
   const mask = await matcher.nextTokenBitmask();
-  const allowed = (id: number) => ((mask[id >> 5] >>> (id & 31)) & 1) === 1;
+  const allowed = (id: number) => ((at(mask, id >> 5) >>> (id & 31)) & 1) === 1;
   const letterA = tokenizer.encode('a', { addSpecialTokens: false });
   assert.equal(letterA.length, 1);
-  assert.ok(!allowed(letterA[0]), 'a bare letter cannot start JSON');
-  assert.ok(allowed(tokenizer.encode('{', { addSpecialTokens: false })[0]));
+  assert.ok(!allowed(at(letterA, 0)), 'a bare letter cannot start JSON');
+  assert.ok(allowed(at(tokenizer.encode('{', { addSpecialTokens: false }), 0)));
   assert.ok(!allowed(EOS), 'empty output is not JSON');
   matcher.dispose();
 });
 
 test('special tokens never appear inside matched text; EOS only where the grammar may end', async () => {
   const matcher = await (await defaultCompiler()).createMatcher(spec({ kind: 'ebnf', grammar: 'root ::= "\\"" [^"]* "\\""' }));
-  assert.ok(matcher.acceptToken(tokenizer.encode('"', { addSpecialTokens: false })[0]));
+  assert.ok(matcher.acceptToken(at(tokenizer.encode('"', { addSpecialTokens: false }), 0)));
   const inside = await matcher.nextTokenBitmask();
-  for (const id of tokenizer.specialTokenIds) assert.equal((inside[id >> 5] >>> (id & 31)) & 1, 0, `special token ${id} allowed inside a string`);
-  assert.ok(matcher.acceptToken(tokenizer.encode('"', { addSpecialTokens: false })[0]));
+  for (const id of tokenizer.specialTokenIds) assert.equal((at(inside, id >> 5) >>> (id & 31)) & 1, 0, `special token ${id} allowed inside a string`);
+  assert.ok(matcher.acceptToken(at(tokenizer.encode('"', { addSpecialTokens: false }), 0)));
   const end = await matcher.nextTokenBitmask();
-  const allowedIds = [...Array(VOCAB_SIZE).keys()].filter((id) => (end[id >> 5] >>> (id & 31)) & 1);
+  const allowedIds = [...Array(VOCAB_SIZE).keys()].filter((id) => (at(end, id >> 5) >>> (id & 31)) & 1);
   assert.deepEqual(allowedIds, [EOS]);
   assert.ok(matcher.acceptToken(EOS));
   assert.ok(matcher.isTerminated);
@@ -91,7 +92,7 @@ test('a vocabulary padded beyond the tokenizer never allows the padding ids', as
   const matcher = await compiler.createMatcher(spec({ kind: 'ebnf', grammar: 'root ::= [a-z ]*' }));
   const mask = await matcher.nextTokenBitmask();
   assert.equal(mask.length, Math.ceil(padded / 32));
-  for (let id = 4096; id < padded; id++) assert.equal((mask[id >> 5] >>> (id & 31)) & 1, 0, `padding id ${id} allowed`);
+  for (let id = 4096; id < padded; id++) assert.equal((at(mask, id >> 5) >>> (id & 31)) & 1, 0, `padding id ${id} allowed`);
   matcher.dispose();
   compiler.dispose();
 });

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { z } from 'zod';
 import { EngineError } from '../../../src/common/errors.ts';
 import { structuredOutputFields, structuredOutputOf } from '../../../src/server/structured/request_grammar.ts';
+import { at } from '../../helpers/at.ts';
 
 const schema = z.strictObject(structuredOutputFields);
 const of = (body: object) => structuredOutputOf(schema.parse(body));
@@ -29,7 +30,7 @@ test('two constraints, bad JSON text and unsupported options are 400s naming the
   const refused = (body: object, path: string) => {
     const r = schema.safeParse(body);
     assert.ok(!r.success);
-    assert.equal(r.error.issues[0].path.join('.'), path);
+    assert.equal(at(r.error.issues, 0, 'issue').path.join('.'), path);
   };
   refused({ guided_decoding_backend: 'outlines' }, 'guided_decoding_backend');
   refused({ structured_outputs: { regex: 'a', whitespace_pattern: ' ' } }, 'structured_outputs.whitespace_pattern');

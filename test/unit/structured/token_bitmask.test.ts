@@ -18,7 +18,8 @@ function reference(logits: Float32Array, mask: Int32Array): { row: Float32Array;
   const row = Float32Array.from(logits);
   let allowed = 0;
   for (let i = 0; i < row.length; i++) {
-    const on = i >> 5 < mask.length && ((mask[i >> 5] >>> (i & 31)) & 1) === 1;
+    const word = mask[i >> 5];
+    const on = word !== undefined && ((word >>> (i & 31)) & 1) === 1;
     if (on) allowed++;
     else row[i] = -Infinity;
   }

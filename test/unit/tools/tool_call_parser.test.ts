@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseToolCalls, ToolCallStreamParser, type ToolParseEvent } from '../../../src/server/tools/tool_call_parser.ts';
+import { at } from '../../helpers/at.ts';
 
 const ids = () => {
   let n = 0;
@@ -56,7 +57,7 @@ function collect(events: readonly ToolParseEvent[]) {
   for (const e of events) {
     if (e.type === 'content') content += e.text;
     else if (e.type === 'call_start') calls.push({ id: e.id, name: e.name, arguments: '' });
-    else calls[e.index].arguments += e.text;
+    else at(calls, e.index, 'call').arguments += e.text;
   }
   return { content: content || null, toolCalls: calls };
 }

@@ -7,6 +7,7 @@ import type { ToolCallFormat } from '../../../src/server/tools/deepseek_markup.t
 import { parseToolCalls } from '../../../src/server/tools/tool_call_parser.ts';
 import { toolCallGrammar, type FunctionTool } from '../../../src/server/tools/tool_grammar.ts';
 import { decodeWithGrammar, defaultCompiler, defaultTokenizer } from '../structured/helpers.ts';
+import { at } from '../../helpers/at.ts';
 
 const tokenizer = defaultTokenizer();
 const LOOKUP: FunctionTool = {
@@ -41,7 +42,7 @@ test('required, one call per message: exactly one valid call and no content, in 
       const { content, toolCalls } = await forcedCalls(format, [LOOKUP, NOW], false, seed);
       assert.equal(content, null);
       assert.equal(toolCalls.length, 1);
-      assertValidCall(toolCalls[0]);
+      assertValidCall(at(toolCalls, 0, 'tool call'));
     }
   }
 });
