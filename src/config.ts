@@ -114,6 +114,7 @@ export function toEngineWorkerData(config: ServerConfig, maxModelLen: number): E
         maxQueuedTokens: config.maxQueuedTokens,
       },
       enablePrefixCaching: config.enablePrefixCaching,
+      speculative: config.speculativeConfig,
     },
   };
 }
@@ -209,7 +210,8 @@ function readValue(spec: AnyOptionSpec, raw: unknown, origin: string): unknown {
   const candidate = typeof raw === 'string' ? spec.codec.fromText(raw) : raw;
   const result = spec.codec.schema.safeParse(candidate);
   if (result.success) return result.data;
-  throw new ConfigError(`${origin}: expected ${spec.codec.expected}${spec.secret ? '' : `, got ${show(raw)}`}`);
+  const reason = spec.codec.explains ? ` (${result.error.issues.map((i) => (i.path.length > 0 && !i.message.includes(String(i.path[0])) ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ')})` : '';
+  throw new ConfigError(`${origin}: expected ${spec.codec.expected}${spec.secret ? '' : `, got ${show(raw)}`}${reason}`);
 }
 
 function checkCrossFields(merged: Layer): void {

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { QUANTIZATION_MODES, type QuantizationMode } from './engine/quant/quant_mode.ts';
 import { KV_CACHE_DTYPES, type KVCacheDtype } from './kvcache/kv_dtype.ts';
+import { DEFAULT_DISABLE_BY_BATCH_SIZE, MAX_SPECULATIVE_TOKENS, speculativeConfigSchema, type SpeculativeConfig } from './engine/speculative/speculative_config.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -61,6 +62,8 @@ export interface ConfigValues {
   readonly quantization: QuantizationMode;
   /** null = no cache: quantise on every start. */
   readonly quantizedWeightsDir: string | null;
+  /** null = no speculative decoding. */
+  readonly speculativeConfig: SpeculativeConfig | null;
   readonly threads: number;
   readonly logLevel: LogLevel;
   /** Bytes. */
@@ -89,6 +92,8 @@ export interface Codec<T> {
   readonly type: string;
   /** Completes "expected ..., got ..." in error messages. */
   readonly expected: string;
+  /** Error messages also give the schema's reason (values with several ways to be wrong, e.g. JSON objects). */
+  readonly explains?: boolean;
   /** Text to a candidate value; returns the text itself when it cannot be read, for the schema to reject. */
   readonly fromText: (text: string) => unknown;
   readonly schema: z.ZodType<T>;
@@ -234,6 +239,21 @@ const quantization: Codec<QuantizationMode> = {
   schema: z.enum(QUANTIZATION_MODES),
 };
 
+const speculativeConfig: Codec<SpeculativeConfig | null> = {
+  type: 'json',
+  expected: `a JSON object {"method": "mtp", "num_speculative_tokens": 1-${MAX_SPECULATIVE_TOKENS}} (optional "disable_by_batch_size")`,
+  explains: true,
+  fromText: (text) => {
+    if (text.trim().toLowerCase() === 'none') return null;
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      return text;
+    }
+  },
+  schema: speculativeConfigSchema.nullable(),
+};
+
 const kebab = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 const envName = (flag: string): string => `DSV_${flag.toUpperCase().replace(/-/g, '_')}`;
 
@@ -322,6 +342,13 @@ const TABLE: { readonly [K in ConfigKey]: OptionSpec<K> } = {
     valueName: 'DIR', codec: optionalString, default: null, defaultText: 'none (quantise on every start)',
     help: 'Cache of quantised weights, keyed by the checkpoint and the mode: the next start reads it instead of quantising. '
       + 'Stale or corrupt files are rebuilt; an unwritable folder only disables the cache.',
+  }),
+  speculativeConfig: row('speculativeConfig', {
+    valueName: 'JSON', codec: speculativeConfig, default: null, defaultText: 'none (off)',
+    help: 'Speculative decoding with the checkpoint\'s MTP module (DeepSeek multi-token prediction; vLLM\'s flag): '
+      + `{"method": "mtp", "num_speculative_tokens": k} drafts k tokens per step (1-${MAX_SPECULATIVE_TOKENS}) and verifies them in the next; `
+      + `greedy output is unchanged and sampling keeps the model's distribution (rejection sampling). "disable_by_batch_size" (default ${DEFAULT_DISABLE_BY_BATCH_SIZE}): `
+      + 'no drafts in steps with more running requests. Requests with a grammar (structured outputs, forced tool calls) do not speculate.',
   }),
   threads: row('threads', { valueName: 'N', codec: positiveInt, default: 2, help: 'Intra-op threads of each ONNX Runtime session.' }),
   logLevel: row('logLevel', { valueName: 'LEVEL', codec: logLevel, default: 'info', help: `Log level: ${LOG_LEVELS.join(', ')}.` }),

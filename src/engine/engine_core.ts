@@ -15,6 +15,10 @@ import type { StepStats } from './step_stats.ts';
 import { StepProfiler } from './step_profiler.ts';
 import type { GrammarMatcher } from './structured/grammar_matcher.ts';
 import { StructuredOutputs } from './structured/structured_outputs.ts';
+import { proposeDrafts, type DraftingContext, type DraftObserver } from './speculative/drafting.ts';
+import type { SpeculativeConfig } from './speculative/speculative_config.ts';
+import { verifyDrafts } from './speculative/verify.ts';
+import { addSpecDecodeCounts, emptySpecDecodeCounts, type SpecDecodeCounts } from './step_stats.ts';
 
 export interface EngineCoreOptions {
   readonly runner: ModelRunnerOptions;
@@ -23,6 +27,8 @@ export interface EngineCoreOptions {
   readonly enablePrefixCaching: boolean;
   /** The memory the plan is checked against (tests); default: the cgroup limit or total memory. */
   readonly machineMemory?: MachineMemory;
+  /** Speculative decoding with the checkpoint's MTP module (--speculative-config); null or absent: off. */
+  readonly speculative?: SpeculativeConfig | null;
 }
 
 /** Observers for the offline driver, parity tests and diagnostics; serving runs without them. */
@@ -33,10 +39,13 @@ export interface EngineObserver {
   readonly onSelections?: (requestId: string, lastPosition: number, selections: readonly Int32Array[]) => void;
   /** Per layer, the pre-attention outputs of all rows of a step. */
   readonly onLayer?: (layer: number, capture: LayerCapture) => void;
+  /** Speculative decoding: each MTP draft row; may replace a greedy request's draft (tests of the verifier). */
+  readonly onDraft?: DraftObserver;
 }
 
 export class EngineCore {
   private readonly workspace = new SamplerWorkspace();
+  private readonly drafting: DraftingContext | null;
 
   private constructor(
     readonly runner: ModelRunner,
@@ -44,7 +53,16 @@ export class EngineCore {
     /** Grammar matchers of constrained requests (structured outputs, forced tool calls). */
     readonly structuredOutputs: StructuredOutputs,
     private readonly observer: EngineObserver,
-  ) {}
+  ) {
+    const k = scheduler.config.numSpeculativeTokens ?? 0;
+    this.drafting = runner.speculative && k > 0
+      ? {
+          runner, scheduler, numSpeculativeTokens: k, workspace: this.workspace,
+          excluded: (r) => structuredOutputs.matcherOf(r.requestId) !== undefined,
+          ...(observer.onDraft && { onDraft: observer.onDraft }),
+        }
+      : null;
+  }
 
   /** Checks the memory plan, sizes the KV cache, compiles the graphs (streaming the weights): model_loader.ts. */
   static async create(modelDir: string, options: EngineCoreOptions, observer: EngineObserver = {}): Promise<EngineCore> {
@@ -53,7 +71,12 @@ export class EngineCore {
     const loaded = runner.loaded;
     const maxModelLen = options.scheduler.maxModelLen ?? loaded.config.maxPositionEmbeddings;
     const { numBlocks, blockSize } = runner.storage;
-    const schedulerConfig = { ...options.scheduler, maxModelLen };
+    const spec = options.speculative ?? null;
+    const schedulerConfig = {
+      ...options.scheduler,
+      maxModelLen,
+      ...(spec && { numSpeculativeTokens: spec.numSpeculativeTokens, disableByBatchSize: spec.disableByBatchSize }),
+    };
     const scheduler = new Scheduler(schedulerConfig, { numBlocks, blockSize, enablePrefixCaching: options.enablePrefixCaching }, loaded.config.eosTokenIds);
     const structuredOutputs = new StructuredOutputs(modelDir, loaded.config.vocabSize, loaded.config.eosTokenIds);
     return new EngineCore(runner, scheduler, structuredOutputs, observer);
@@ -130,11 +153,13 @@ export class EngineCore {
     const scheduled = profiler.time('schedule', () => this.scheduler.schedule());
     const run = await this.runner.execute(scheduled, profiler);
     const masks = this.structuredOutputs.numActive === 0 ? null : await profiler.timeAsync('grammar', () => this.grammarBitmasks(scheduled));
-    const results = profiler.time('sampling', () => this.sample(scheduled, run, masks));
+    const spec = emptySpecDecodeCounts(this.scheduler.config.numSpeculativeTokens ?? 0);
+    const results = profiler.time('sampling', () => this.sample(scheduled, run, masks, spec));
     const outputs = profiler.time('schedule', () => this.scheduler.updateFromOutput(scheduled, results));
+    if (this.drafting) await proposeDrafts(this.drafting, scheduled, scheduled.speculative === true, profiler);
     this.structuredOutputs.release(outputs.filter((o) => o.finishReason !== null).map((o) => o.requestId));
     const generated = outputs.reduce((n, o) => n + o.newTokenIds.length, 0);
-    const stats = this.stats(scheduled, performance.now() - t0, profiler, run, generated);
+    const stats = { ...this.stats(scheduled, performance.now() - t0, profiler, run, generated), ...(this.drafting && { specDecode: spec }) };
     return { outputs, stats };
   }
 
@@ -150,21 +175,35 @@ export class EngineCore {
   }
 
   /** Turns each request's logits rows into its prompt logprobs and sampled token. */
-  private sample(output: SchedulerOutput, run: RunnerOutput, masks: ReadonlyMap<number, Int32Array> | null): RequestStepResult[] {
-    return output.scheduled.map((s, i) => {
+  private sample(output: SchedulerOutput, run: RunnerOutput, masks: ReadonlyMap<number, Int32Array> | null, spec: SpecDecodeCounts): RequestStepResult[] {
+    return output.scheduled.map((s, i): RequestStepResult => {
       const logits = run.logits[i]!;
       if (logits instanceof Error) return { kind: 'failed', message: logits.message };
-      const firstPosition = s.scoresPrompt ? s.numComputedTokens : s.numComputedTokens + s.numNewTokens - 1;
-      if (logits.length > 0) this.observer.onLogits?.(s.request.requestId, firstPosition, logits);
       const selections = run.selections?.[i];
       if (selections && selections.length > 0) this.observer.onSelections?.(s.request.requestId, s.numComputedTokens + s.numNewTokens - 1, selections);
+      if (s.draftTokenIds.length > 0) return this.verify(s, logits, spec);
+      const firstPosition = s.scoresPrompt ? s.numComputedTokens : s.numComputedTokens + s.numNewTokens - 1;
+      if (logits.length > 0) this.observer.onLogits?.(s.request.requestId, firstPosition, logits);
       try {
-        const sampled = s.samples ? this.sampleLast(s, logits, masks?.get(i) ?? null) : null;
+        const sampled = s.samples ? [this.sampleLast(s, logits, masks?.get(i) ?? null)] : null;
         return { kind: 'computed', promptLogprobs: s.scoresPrompt ? this.promptLogprobs(s, logits) : null, sampled };
       } catch (err) {
         return { kind: 'failed', message: err instanceof Error ? err.message : String(err) }; // e.g. NaN logits
       }
     });
+  }
+
+  /** A verification chunk: its rows behind the emitted tokens go to the observer, as plain steps' rows would. */
+  private verify(s: ScheduledRequest, logits: Float32Array, spec: SpecDecodeCounts): RequestStepResult {
+    const vocab = this.config.vocabSize;
+    try {
+      const v = verifyDrafts(logits, vocab, s.request, s.draftTokenIds, this.workspace);
+      addSpecDecodeCounts(spec, s.draftTokenIds.length, v.numAcceptedDrafts);
+      this.observer.onLogits?.(s.request.requestId, s.numComputedTokens, logits.subarray(0, v.tokens.length * vocab));
+      return { kind: 'computed', promptLogprobs: null, sampled: v.tokens };
+    } catch (err) {
+      return { kind: 'failed', message: err instanceof Error ? err.message : String(err) };
+    }
   }
 
   private promptLogprobs(s: ScheduledRequest, logits: Float32Array): SampledLogprobs[] {
@@ -205,7 +244,11 @@ export class EngineCore {
     const blocksInUse = kv.numBlocks - kv.numFreeBlocks;
     const perBlock = this.runner.storage.bytesPerBlockByCache;
     let numDecodeTokens = 0;
-    for (const s of out.scheduled) if (s.numNewTokens === 1 && s.numComputedTokens >= s.request.numPromptTokens) numDecodeTokens++;
+    for (const s of out.scheduled) {
+      // A verification chunk (last token + drafts) is decode work, not prefill.
+      if (s.draftTokenIds.length > 0) numDecodeTokens += s.numNewTokens;
+      else if (s.numNewTokens === 1 && s.numComputedTokens >= s.request.numPromptTokens) numDecodeTokens++;
+    }
     const prefix = kv.prefixCacheStats;
     return {
       numRunning: this.scheduler.numRunning,

@@ -10,7 +10,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { EngineError } from '../common/errors.ts';
-import { numel, weightManifest, type WeightSpec } from './checkpoint/manifest.ts';
+import { mtpManifest, numel, weightManifest, type WeightSpec } from './checkpoint/manifest.ts';
 import type { ModelConfig } from './checkpoint/types.ts';
 import { kBlocks, quantizedBytes } from './quant/block_quant.ts';
 import { QUANTIZATION_MODES, quantBits, type QuantizationMode } from './quant/quant_mode.ts';
@@ -86,11 +86,16 @@ function graphOf(name: string): string {
   return name.includes('.mlp.experts.') ? `experts ${layer[1]}` : `layer ${layer[1]}`;
 }
 
-export function weightBytes(config: ModelConfig, mode: QuantizationMode): WeightBytes {
+/** The main model's tensors, plus MTP modules 0 .. numMtpModules - 1 (loaded only with speculative decoding). */
+function loadedManifest(config: ModelConfig, numMtpModules: number): WeightSpec[] {
+  return [...weightManifest(config), ...Array.from({ length: numMtpModules }, (_, i) => mtpManifest(config, i)).flat()];
+}
+
+export function weightBytes(config: ModelConfig, mode: QuantizationMode, numMtpModules = 0): WeightBytes {
   const byGraph = new Map<string, number>();
   let total = 0;
   let numParameters = 0;
-  for (const spec of weightManifest(config)) {
+  for (const spec of loadedManifest(config, numMtpModules)) {
     const bytes = residentBytes(spec, mode);
     total += bytes;
     numParameters += numel(spec);
@@ -121,6 +126,8 @@ export interface MemoryPlanInput {
   readonly maxNumBatchedTokens: number;
   /** Largest attention score tensor of one run (elements). */
   readonly maxAttentionScoreElements: number;
+  /** MTP modules loaded (1 with --speculative-config, else 0; the KV cache bytes include their cache layer). */
+  readonly numMtpModules?: number;
 }
 
 export interface MemoryPlan {
@@ -153,7 +160,7 @@ export function activationBytes(c: ModelConfig, maxNumBatchedTokens: number, max
 }
 
 export function planMemory(input: MemoryPlanInput, machine: MachineMemory = machineMemoryBytes()): MemoryPlan {
-  const w = weightBytes(input.config, input.quantization);
+  const w = weightBytes(input.config, input.quantization, input.numMtpModules ?? 0);
   const activations = activationBytes(input.config, input.maxNumBatchedTokens, input.maxAttentionScoreElements);
   const loadPeak = w.largestGraph * LOAD_PEAK_FACTOR;
   const total = RUNTIME_BASE_BYTES + w.total + input.kvCacheBytes + Math.max(loadPeak, activations);

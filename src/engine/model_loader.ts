@@ -24,7 +24,10 @@ export async function loadModelRunner(modelDir: string, options: EngineCoreOptio
     if (maxModelLen > config.maxPositionEmbeddings) {
       throw new EngineError('DSV_ERR_CONFIG', `max-model-len ${maxModelLen} exceeds the model's max_position_embeddings ${config.maxPositionEmbeddings}`);
     }
-    const { shape, numBlocks } = numKvBlocksFor(config, options.runner);
+    const speculative = options.speculative != null;
+    if (speculative) checkMtpModule(stream);
+    const runnerOptions = { ...options.runner, speculative };
+    const { shape, numBlocks } = numKvBlocksFor(config, runnerOptions);
     const memoryPlan = checkMemoryPlan(
       {
         config,
@@ -32,12 +35,23 @@ export async function loadModelRunner(modelDir: string, options: EngineCoreOptio
         kvCacheBytes: numBlocks * PagedKVStorage.bytesPerBlock(shape),
         maxNumBatchedTokens: options.scheduler.maxNumBatchedTokens,
         maxAttentionScoreElements: options.runner.maxAttentionScoreElements ?? DEFAULT_MAX_SCORE_ELEMENTS,
+        numMtpModules: speculative ? 1 : 0,
       },
       options.machineMemory,
     );
     const loaded = { dir: stream.dir, config, numParameters: stream.numParameters, quantization, memoryPlan, loadWarnings };
-    return await ModelRunner.create(stream, loaded, options.runner, hooks);
+    return await ModelRunner.create(stream, loaded, runnerOptions, hooks);
   } finally {
     stream.close();
   }
+}
+
+/** --speculative-config needs MTP module 0 in the checkpoint (its tensors were checked when the stream opened). */
+function checkMtpModule(stream: WeightStream): void {
+  if (stream.numMtpModules > 0) return;
+  const c = stream.config;
+  const why = c.numNextnPredictLayers === 0
+    ? 'its config.json has num_nextn_predict_layers 0'
+    : `it has no tensor of the MTP layer (model.layers.${c.numHiddenLayers}.*), although num_nextn_predict_layers is ${c.numNextnPredictLayers}`;
+  throw new EngineError('DSV_ERR_CONFIG', `--speculative-config: method "mtp" needs the checkpoint's MTP module, but ${why} (${stream.dir})`);
 }

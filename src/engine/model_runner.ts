@@ -5,11 +5,13 @@ import { EngineError } from '../common/errors.ts';
 import { PagedKVStorage } from '../kvcache/paged_kv_storage.ts';
 import type { StorageShape } from '../kvcache/types.ts';
 import type { KVCacheDtype } from '../kvcache/kv_dtype.ts';
-import type { ModelConfig } from './checkpoint/types.ts';
+import type { LinearWeight, ModelConfig, MtpWeights } from './checkpoint/types.ts';
 import type { MemoryPlan } from './memory_plan.ts';
 import { DeepseekModel, type ForwardHooks, type ModelOptions, type ModelWeightSource } from './model/deepseek_model.ts';
 import type { QuantizationMode } from './quant/quant_mode.ts';
 import { planStep, type StepSequence } from './model/step_plan.ts';
+import { MtpModule } from './model/mtp.ts';
+import { MtpProposer, type DraftChooser, type DraftSequence, type LastStep } from './speculative/mtp_proposer.ts';
 import { graphRunCount } from './onnx/session.ts';
 import type { SchedulerOutput, ScheduledRequest } from './scheduler.ts';
 import type { StepProfiler } from './step_profiler.ts';
@@ -31,6 +33,14 @@ export interface ModelRunnerOptions extends ModelOptions {
   readonly quantization?: QuantizationMode;
   /** Cache of quantised weights (--quantized-weights-dir); null or absent: none. */
   readonly quantizedWeightsDir?: string | null;
+  /** Speculative decoding: load MTP module 0 and give it a cache layer (--speculative-config). */
+  readonly speculative?: boolean;
+}
+
+/** The weights, plus the MTP modules the checkpoint carries (quant/weight_stream.ts). */
+export interface RunnerWeightSource extends ModelWeightSource {
+  readonly numMtpModules: number;
+  mtp(i: number): MtpWeights<LinearWeight>;
 }
 
 /** What was loaded: the model's identity and the memory plan it was admitted with. */
@@ -60,9 +70,17 @@ export interface RunnerOutput {
   readonly numGraphRuns: number;
 }
 
-export function storageShape(config: ModelConfig, blockSize: number, denseAttention = false, dtype: KVCacheDtype = 'float32', fp8IndexerRotation = true): StorageShape {
+/** Cache layers numHiddenLayers + i belong to MTP module i (only module 0 runs: one extra layer with speculation). */
+export function storageShape(
+  config: ModelConfig,
+  blockSize: number,
+  denseAttention = false,
+  dtype: KVCacheDtype = 'float32',
+  fp8IndexerRotation = true,
+  speculative = false,
+): StorageShape {
   const dims = {
-    numLayers: config.numHiddenLayers,
+    numLayers: config.numHiddenLayers + (speculative ? 1 : 0),
     blockSize,
     latentDim: config.kvLoraRank + config.qkRopeHeadDim,
     indexerDim: config.indexer && !denseAttention ? config.indexer.headDim : null,
@@ -73,7 +91,7 @@ export function storageShape(config: ModelConfig, blockSize: number, denseAttent
 
 /** KV blocks the options ask for: numKvBlocks, or as many as fit in kvCacheMemory. */
 export function numKvBlocksFor(config: ModelConfig, options: ModelRunnerOptions): { shape: StorageShape; numBlocks: number } {
-  const shape = storageShape(config, options.blockSize ?? DEFAULT_BLOCK_SIZE, options.denseAttention, options.kvCacheDtype, options.fp8IndexerRotation);
+  const shape = storageShape(config, options.blockSize ?? DEFAULT_BLOCK_SIZE, options.denseAttention, options.kvCacheDtype, options.fp8IndexerRotation, options.speculative);
   const numBlocks = options.numKvBlocks ?? PagedKVStorage.numBlocksForBudget(options.kvCacheMemory ?? DEFAULT_KV_CACHE_MEMORY, shape);
   if (numBlocks < 1) {
     throw new EngineError('DSV_ERR_CONFIG', `the KV cache budget holds no block of ${PagedKVStorage.bytesPerBlock(shape)} bytes`);
@@ -82,22 +100,47 @@ export function numKvBlocksFor(config: ModelConfig, options: ModelRunnerOptions)
 }
 
 export class ModelRunner {
+  /** The batched forward of the last step (speculative decoding only), for the MTP module's pass. */
+  private lastStep: LastStep | null = null;
+
   private constructor(
     readonly loaded: LoadedModelInfo,
     readonly storage: PagedKVStorage,
     readonly model: DeepseekModel,
     private readonly hooks: ForwardHooks,
+    private readonly mtp: { readonly module: MtpModule; readonly proposer: MtpProposer } | null,
   ) {}
 
   /**
    * Sizes the paged storage from a block count or a memory budget, then compiles the graphs from the
    * weights, one layer at a time (the caller has checked the memory plan in `loaded`).
    */
-  static async create(source: ModelWeightSource, loaded: LoadedModelInfo, options: ModelRunnerOptions = {}, hooks: ForwardHooks = {}): Promise<ModelRunner> {
+  static async create(source: RunnerWeightSource, loaded: LoadedModelInfo, options: ModelRunnerOptions = {}, hooks: ForwardHooks = {}): Promise<ModelRunner> {
     const { shape, numBlocks } = numKvBlocksFor(loaded.config, options);
     const storage = new PagedKVStorage({ ...shape, numBlocks });
     const model = await DeepseekModel.create(source, storage, options);
-    return new ModelRunner(loaded, storage, model, hooks);
+    let mtp = null;
+    if (options.speculative) {
+      // model_loader.ts checked that the checkpoint has the module.
+      const module = await MtpModule.create(loaded.config, 0, source.mtp(0), storage, source.quantBits, options);
+      mtp = { module, proposer: new MtpProposer(model, module, storage.blockSize) };
+    }
+    return new ModelRunner(loaded, storage, model, hooks, mtp);
+  }
+
+  get speculative(): boolean {
+    return this.mtp !== null;
+  }
+
+  /**
+   * Draft tokens from the MTP module for sequences of the last execute() (DraftSequence.stepIndex
+   * indexes its scheduled requests); none when that step fell back to one forward per request.
+   */
+  async propose(seqs: readonly DraftSequence[], choose: DraftChooser, profiler: StepProfiler): Promise<number[][] | null> {
+    const last = this.lastStep;
+    this.lastStep = null;
+    if (this.mtp === null || last === null) return null;
+    return this.mtp.proposer.propose(last, seqs, choose, profiler);
   }
 
   get config(): ModelConfig {
@@ -110,11 +153,12 @@ export class ModelRunner {
    */
   async execute(output: SchedulerOutput, profiler: StepProfiler): Promise<RunnerOutput> {
     const t0 = performance.now();
+    this.lastStep = null;
     const runs0 = graphRunCount();
     const seqs = output.scheduled.map(toSequence);
     if (seqs.length === 0) return { logits: [], selections: null, forwardMs: 0, numGraphRuns: 0 };
     try {
-      const out = await this.forward(seqs, profiler);
+      const out = await this.forward(seqs, profiler, this.mtp !== null);
       return { ...out, forwardMs: performance.now() - t0, numGraphRuns: graphRunCount() - runs0 };
     } catch {
       const logits: (Float32Array | Error)[] = [];
@@ -133,25 +177,34 @@ export class ModelRunner {
     }
   }
 
-  private async forward(seqs: readonly StepSequence[], profiler: StepProfiler): Promise<Omit<RunnerOutput, 'forwardMs' | 'numGraphRuns'> & { logits: Float32Array[] }> {
+  private async forward(
+    seqs: readonly StepSequence[],
+    profiler: StepProfiler,
+    keepHidden = false,
+  ): Promise<Omit<RunnerOutput, 'forwardMs' | 'numGraphRuns'> & { logits: Float32Array[] }> {
     const vocab = this.config.vocabSize;
     const plan = profiler.time('other', () => planStep(seqs, this.storage.blockSize, this.config.maxPositionEmbeddings));
     const out = await this.model.forward(plan, profiler, this.hooks);
+    if (keepHidden) this.lastStep = { plan, hidden: out.hidden, numSeqs: seqs.length };
     const logits = seqs.map((_, i) => out.logits.subarray(out.logitOffsets[i]! * vocab, out.logitOffsets[i + 1]! * vocab));
     return { logits, selections: out.selections };
   }
 
   async dispose(): Promise<void> {
+    await this.mtp?.module.dispose();
     await this.model.dispose();
   }
 }
 
+/** A verification chunk (last token + drafts) returns the logits of every row, like prompt scoring. */
 function toSequence(s: ScheduledRequest): StepSequence {
   const start = s.numComputedTokens;
+  const numDrafts = s.draftTokenIds.length;
+  const known = s.request.tokenIds.slice(start, start + s.numNewTokens - numDrafts);
   return {
-    tokenIds: s.request.tokenIds.slice(start, start + s.numNewTokens),
+    tokenIds: numDrafts === 0 ? known : [...known, ...s.draftTokenIds],
     numComputedTokens: start,
     blockTable: s.blockTable,
-    logits: s.scoresPrompt ? 'all' : s.samples ? 'last' : 'none',
+    logits: s.scoresPrompt || numDrafts > 0 ? 'all' : s.samples ? 'last' : 'none',
   };
 }

@@ -1,6 +1,8 @@
 // The offline driver (vLLM's `LLM` shape): runs a set of prompts to completion through the same
 // EngineCore step loop that serves traffic. Parity tests, CLIs, diagnostics and benchmarks use it,
 // so what they check is the serving path: scheduler, chunked prefill, paged caches, sampler.
+import type { SpeculativeConfig } from './speculative/speculative_config.ts';
+import type { DraftObserver } from './speculative/drafting.ts';
 import { EngineCore, type EngineObserver } from './engine_core.ts';
 import type { LayerCapture } from './model/deepseek_model.ts';
 import type { ModelRunnerOptions } from './model_runner.ts';
@@ -26,6 +28,10 @@ export interface OfflineOptions {
   readonly onLayer?: (layer: number, capture: LayerCapture) => void;
   /** Run the block manager's integrity check after every step (tests). */
   readonly checkIntegrity?: boolean;
+  /** Speculative decoding with the checkpoint's MTP module (vLLM's speculative_config). */
+  readonly speculative?: SpeculativeConfig | null;
+  /** Speculative decoding: every MTP draft row; may replace a greedy request's draft (engine/speculative/drafting.ts). */
+  readonly onDraft?: DraftObserver;
 }
 
 export interface OfflineRequest {
@@ -81,8 +87,13 @@ export class OfflineEngine {
         },
       }),
       ...(options.onLayer && { onLayer: options.onLayer }),
+      ...(options.onDraft && { onDraft: options.onDraft }),
     };
-    const core = await EngineCore.create(modelDir, { runner: options.runner ?? {}, scheduler, enablePrefixCaching: options.enablePrefixCaching ?? true }, observer);
+    const core = await EngineCore.create(
+      modelDir,
+      { runner: options.runner ?? {}, scheduler, enablePrefixCaching: options.enablePrefixCaching ?? true, speculative: options.speculative ?? null },
+      observer,
+    );
     engine = new OfflineEngine(core, options);
     return engine;
   }

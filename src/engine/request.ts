@@ -3,6 +3,7 @@
 import type { SamplingParams } from './sampling/sampling_params.ts';
 import type { StructuredOutputSpec } from './structured/grammar_spec.ts';
 import { SamplingState } from './sampling/sampling_state.ts';
+import { Rng } from './sampling/rng.ts';
 import type { PromptTokenLogprobs } from './sampling/prompt_logprobs.ts';
 
 /** Ordered: every status after PREEMPTED is final. */
@@ -76,6 +77,14 @@ export class Request {
   stopReason: number | null = null;
   errorMessage: string | null = null;
   firstScheduledTime: number | null = null;
+  /**
+   * Speculative decoding: tokens the draft model proposes after tokenIds (not part of the sequence
+   * until the target model accepts them), and per draft the distribution q it was drawn from (null
+   * for greedy requests, whose drafts are the draft model's argmax).
+   */
+  draftTokenIds: readonly number[] = [];
+  draftProbs: readonly (Float64Array | null)[] = [];
+  private draftRngState: Rng | null = null;
 
   constructor(init: RequestInit, eosTokenIds: readonly number[]) {
     this.requestId = init.requestId;
@@ -111,7 +120,33 @@ export class Request {
    */
   resetForRecompute(): void {
     this.numComputedTokens = 0;
+    this.clearDrafts();
     if (!this.promptLogprobsDone) this.promptLogprobs = [null];
+  }
+
+  setDrafts(tokenIds: readonly number[], probs: readonly (Float64Array | null)[]): void {
+    this.draftTokenIds = tokenIds;
+    this.draftProbs = probs;
+  }
+
+  clearDrafts(): void {
+    if (this.draftTokenIds.length > 0) this.setDrafts([], []);
+  }
+
+  /**
+   * The RNG of draft choices and accept tests: a stream apart from sampling.rng, which still advances
+   * exactly once per emitted token, so speculation does not shift the draws of the tokens after it.
+   * Seeded requests derive it from the seed (reproducible runs); others from entropy.
+   */
+  get draftRng(): Rng {
+    const seed = this.params.seed;
+    if (this.draftRngState === null) {
+      // Four outputs of the seed's own stream, used as a state, start an unrelated stream.
+      const base = seed === null ? null : Rng.fromSeed(seed);
+      const words = base && [base.nextUint32(), base.nextUint32(), base.nextUint32(), base.nextUint32() | 1];
+      this.draftRngState = words === null ? Rng.fromEntropy() : Rng.fromState([words[0]!, words[1]!, words[2]!, words[3]! >>> 0]);
+    }
+    return this.draftRngState;
   }
 
   appendOutputToken(tokenId: number): void {

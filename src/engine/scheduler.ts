@@ -2,7 +2,13 @@
 // on running requests (a decode is 1 token, an unfinished prefill its next chunk), then on waiting
 // ones while blocks and maxNumSeqs allow. Out of blocks: preempt the most recently admitted request.
 // It owns the KVCacheManager (block ids only; the arrays live in the ModelRunner's storage).
-// Scheduler state changes only in addRequest(), schedule(), updateFromOutput() and finishRequests().
+// Scheduler state changes only in addRequest(), schedule(), updateFromOutput(), reserveDraftSlots()
+// and finishRequests().
+//
+// Speculative decoding (vLLM's shape): a decoding request with draft tokens is scheduled as a chunk of
+// 1 + k tokens (its last token and the drafts), with cache slots reserved for all of them; after
+// verification the request keeps the accepted prefix plus one token, and the slots of rejected drafts
+// are rolled back (numComputedTokens stops after the accepted rows, blocks past the sequence are freed).
 import { EngineError } from '../common/errors.ts';
 import { KVCacheManager } from '../kvcache/kv_cache_manager.ts';
 import type { BlockId, ComputedBlocks } from '../kvcache/types.ts';
@@ -16,6 +22,10 @@ export interface SchedulerConfig {
   readonly maxModelLen: number;
   readonly maxQueuedRequests: number;
   readonly maxQueuedTokens: number;
+  /** Draft tokens verified per step (--speculative-config num_speculative_tokens); 0 or absent = off. */
+  readonly numSpeculativeTokens?: number;
+  /** No drafts in steps with more requests (running + waiting) than this. */
+  readonly disableByBatchSize?: number;
 }
 
 export interface KVCacheConfig {
@@ -35,6 +45,11 @@ export interface ScheduledRequest {
   readonly samples: boolean;
   /** The rows of this chunk score prompt tokens (prompt logprobs), so every row's logits are needed. */
   readonly scoresPrompt: boolean;
+  /**
+   * Draft tokens verified in this step: the chunk's last draftTokenIds.length tokens (after the
+   * request's last token), whose rows return logits too. Empty for plain steps.
+   */
+  readonly draftTokenIds: readonly number[];
 }
 
 export interface SchedulerOutput {
@@ -42,6 +57,8 @@ export interface SchedulerOutput {
   readonly numScheduledTokens: number;
   /** Requests preempted in this step (already back in the waiting queue). */
   readonly preempted: readonly Request[];
+  /** Speculative decoding is on in this step (configured, and the batch is small enough). */
+  readonly speculative?: boolean;
 }
 
 /** What the engine computed for one scheduled request (same order as SchedulerOutput.scheduled). */
@@ -51,8 +68,11 @@ export type RequestStepResult =
       readonly kind: 'computed';
       /** This chunk's prompt logprobs (positions numComputedTokens + 1 ...), when scoresPrompt. */
       readonly promptLogprobs: readonly SampledLogprobs[] | null;
-      /** The sampled token, when samples. */
-      readonly sampled: { readonly tokenId: number; readonly logprobs: SampledLogprobs | null } | null;
+      /**
+       * The sampled tokens, when samples: one, or after verifying k drafts the accepted drafts and one
+       * more (1 .. k + 1 tokens).
+       */
+      readonly sampled: readonly { readonly tokenId: number; readonly logprobs: SampledLogprobs | null }[] | null;
     };
 
 export class Scheduler {
@@ -112,12 +132,20 @@ export class Scheduler {
     let budget = this.config.maxNumBatchedTokens;
     const scheduled: ScheduledRequest[] = [];
     const preempted: Request[] = [];
+    const speculate = (this.config.numSpeculativeTokens ?? 0) > 0 && this.running.length + this.waiting.length <= (this.config.disableByBatchSize ?? Infinity);
     // First, the running requests, oldest first.
     for (let i = 0; i < this.running.length && budget > 0; i++) {
       const request = this.running[i]!;
-      const numNew = this.chunk(request.numTokens - request.numComputedTokens, budget);
+      let drafts = speculate ? this.usableDrafts(request, budget) : [];
+      let numNew = drafts.length > 0 ? 1 + drafts.length : this.chunk(request.numTokens - request.numComputedTokens, budget);
       if (numNew === 0) continue;
       let allocated = this.kvCache.allocateSlots(request.requestId, request.numComputedTokens + numNew) !== null;
+      if (!allocated && drafts.length > 0) {
+        // No room for the lookahead slots: decode without drafts before preempting anyone.
+        drafts = [];
+        numNew = 1;
+        allocated = this.kvCache.allocateSlots(request.requestId, request.numComputedTokens + 1) !== null;
+      }
       // Victims come from the tail, so requests scheduled earlier in this loop are never preempted.
       while (!allocated) {
         const victim = this.running.pop()!;
@@ -127,12 +155,13 @@ export class Scheduler {
         allocated = this.kvCache.allocateSlots(request.requestId, request.numComputedTokens + numNew) !== null;
       }
       if (!allocated) break;
-      scheduled.push(this.scheduledEntry(request, numNew));
+      if (drafts.length === 0) request.clearDrafts(); // the next token is sampled: old drafts go stale
+      scheduled.push(this.scheduledEntry(request, numNew, drafts));
       budget -= numNew;
     }
     // Next, waiting requests, unless this step had to preempt (there is no room).
     if (preempted.length === 0) budget = this.admitWaiting(budget, scheduled);
-    return { scheduled, numScheduledTokens: this.config.maxNumBatchedTokens - budget, preempted };
+    return { scheduled, numScheduledTokens: this.config.maxNumBatchedTokens - budget, preempted, speculative: speculate };
   }
 
   /**
@@ -152,20 +181,45 @@ export class Scheduler {
         deltas.push(outputDelta(request, [], null));
         return;
       }
-      request.numComputedTokens = s.numComputedTokens + s.numNewTokens;
+      const sampled = result.sampled ?? [];
+      // Rows of accepted drafts are computed; those of rejected drafts are rolled back.
+      const numAccepted = Math.max(0, sampled.length - 1);
+      request.numComputedTokens = s.numComputedTokens + s.numNewTokens - s.draftTokenIds.length + numAccepted;
+      request.clearDrafts();
+      const tokens: number[] = [];
+      const logprobs: SampledLogprobs[] = [];
+      let status: RequestStatus | null = null;
+      for (const t of sampled) {
+        request.appendOutputToken(t.tokenId);
+        tokens.push(t.tokenId);
+        if (t.logprobs) logprobs.push(t.logprobs);
+        status = this.checkStop(request, t.tokenId);
+        if (status !== null) break; // tokens after a stop are dropped
+      }
+      request.numComputedTokens = Math.min(request.numComputedTokens, request.numTokens);
       this.kvCache.cacheFullBlocks(request.requestId, request.tokenIds, request.numComputedTokens, request.cacheSalt);
+      if (s.draftTokenIds.length > 0) this.kvCache.trimSlots(request.requestId, request.numTokens);
       const promptLogprobs = result.promptLogprobs ? this.addPromptLogprobs(request, result.promptLogprobs) : null;
-      if (!result.sampled) {
+      if (status !== null) this.finish(request, status);
+      if (tokens.length === 0) {
         if (promptLogprobs) deltas.push(outputDelta(request, [], null, promptLogprobs));
         return;
       }
-      const { tokenId, logprobs } = result.sampled;
-      request.appendOutputToken(tokenId);
-      const status = this.checkStop(request, tokenId);
-      if (status !== null) this.finish(request, status);
-      deltas.push(outputDelta(request, [tokenId], logprobs && [logprobs], promptLogprobs));
+      deltas.push(outputDelta(request, tokens, logprobs.length > 0 ? logprobs : null, promptLogprobs));
     });
     return deltas;
+  }
+
+  /**
+   * Cache slots for a chain of draft-model rows after the request's last token (positions numTokens - 1
+   * .. numTokens + numRows - 2): the MTP module writes its own cache layer there. Returns how many rows
+   * got slots (fewer when blocks run out; the next schedule() allocates these slots anyway).
+   */
+  reserveDraftSlots(request: Request, numRows: number): number {
+    for (let n = numRows; n > 0; n--) {
+      if (this.kvCache.allocateSlots(request.requestId, request.numTokens - 1 + n) !== null) return n;
+    }
+    return 0;
   }
 
   /** Ends requests now (abort, a server-side stop string, a failure); returns their final deltas. */
@@ -186,16 +240,25 @@ export class Scheduler {
     return [...this.running, ...this.waiting];
   }
 
-  private scheduledEntry(request: Request, numNewTokens: number): ScheduledRequest {
+  private scheduledEntry(request: Request, numNewTokens: number, draftTokenIds: readonly number[] = []): ScheduledRequest {
     const start = request.numComputedTokens;
     return {
       request,
       numComputedTokens: start,
       numNewTokens,
       blockTable: this.kvCache.getBlockTable(request.requestId),
-      samples: start + numNewTokens === request.numTokens,
+      samples: start + numNewTokens - draftTokenIds.length === request.numTokens,
       scoresPrompt: request.wantsPromptLogprobs && start < request.numPromptTokens,
+      draftTokenIds,
     };
+  }
+
+  /** The request's drafts that fit this step: a decode only, within the budget, max_tokens and the context. */
+  private usableDrafts(request: Request, budget: number): readonly number[] {
+    const drafts = request.draftTokenIds;
+    if (drafts.length === 0 || request.numTokens - request.numComputedTokens !== 1) return [];
+    const room = Math.min(budget - 1, request.params.maxTokens - request.numOutputTokens - 1, this.config.maxModelLen - request.numTokens);
+    return room <= 0 ? [] : drafts.slice(0, room);
   }
 
   private admitWaiting(budget: number, scheduled: ScheduledRequest[]): number {

@@ -20,4 +20,27 @@ export interface StepStats {
   /** Milliseconds per part of the step. */
   readonly timings: StepTimings;
   readonly sparsity: SparsityCounters;
+  /** Speculative decoding in this step (vllm:spec_decode_*); absent when it is not configured. */
+  readonly specDecode?: SpecDecodeCounts;
+}
+
+/** Drafts verified in one step: vLLM's spec_decode counters. */
+export interface SpecDecodeCounts {
+  /** Requests whose drafts were verified. */
+  numDrafts: number;
+  numDraftTokens: number;
+  numAcceptedTokens: number;
+  /** [k] accepted drafts by position in the draft chain. */
+  readonly acceptedPerPos: number[];
+}
+
+export function emptySpecDecodeCounts(k: number): SpecDecodeCounts {
+  return { numDrafts: 0, numDraftTokens: 0, numAcceptedTokens: 0, acceptedPerPos: new Array<number>(k).fill(0) };
+}
+
+export function addSpecDecodeCounts(c: SpecDecodeCounts, numDraftTokens: number, numAccepted: number): void {
+  c.numDrafts++;
+  c.numDraftTokens += numDraftTokens;
+  c.numAcceptedTokens += numAccepted;
+  for (let i = 0; i < numAccepted; i++) c.acceptedPerPos[i]!++;
 }

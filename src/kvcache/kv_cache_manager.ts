@@ -149,6 +149,19 @@ export class KVCacheManager {
   }
 
   /**
+   * Speculative decoding's rollback: frees the blocks of the request's table past those holding
+   * numTokens tokens (slots reserved for drafts that were rejected). Blocks offered to the prefix
+   * cache lie below numComputedTokens <= numTokens, so none of them is freed.
+   */
+  trimSlots(requestId: string, numTokens: number): void {
+    const table = this.requireTable(requestId);
+    const keep = this.numBlocksFor(numTokens);
+    assert(keep >= this.blockHashes.get(requestId)!.length, `trimSlots(${requestId}, ${numTokens}) would free cached blocks`);
+    if (table.length <= keep) return;
+    this.pool.free(table.splice(keep).reverse());
+  }
+
+  /**
    * Releases the request's blocks (finished, aborted or preempted); unknown ids are a no-op. Reverse
    * order puts the tail blocks (least likely shared by other prompts) at the front of the eviction queue.
    */

@@ -180,10 +180,29 @@ export class Generation {
 
   private onDelta(choice: Choice, delta: RequestOutputDelta): void {
     const now = performance.now();
-    if (delta.newTokenIds.length > 0) {
+    const n = delta.newTokenIds.length;
+    if (n > 0) {
       choice.firstTokenAt ??= now;
-      this.observer.onTokens?.(choice.index, delta.newTokenIds.length, now, delta.numPromptTokens);
+      this.observer.onTokens?.(choice.index, n, now, delta.numPromptTokens);
     }
+    if (n <= 1 || !choice.stop) return this.onTokenDelta(choice, delta);
+    // Speculative decoding delivers several tokens per step: stop strings are matched token by token, so
+    // text, tokens, logprobs and usage end at the token they would end at one token per step.
+    for (let i = 0; i < n && !choice.stopped; i++) {
+      const lastOne = i === n - 1;
+      this.onTokenDelta(choice, {
+        ...delta,
+        newTokenIds: [delta.newTokenIds[i]!],
+        logprobs: delta.logprobs && delta.logprobs.slice(i, i + 1),
+        promptLogprobs: i === 0 ? delta.promptLogprobs : null,
+        finishReason: lastOne ? delta.finishReason : null,
+        stopReason: lastOne ? delta.stopReason : null,
+        numOutputTokens: delta.numOutputTokens - (n - 1 - i),
+      });
+    }
+  }
+
+  private onTokenDelta(choice: Choice, delta: RequestOutputDelta): void {
     let text = choice.detok ? choice.detok.push(delta.newTokenIds) : '';
     let stopString: string | null = null;
     if (choice.stop) {

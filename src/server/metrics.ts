@@ -35,9 +35,11 @@ export class ServerMetrics {
   private readonly dsaVisible: Counter;
   private readonly dsaSelected: Counter;
   private readonly cacheBytes: Gauge;
+  private readonly specDecode: { drafts: Counter; draftTokens: Counter; accepted: Counter; acceptedPerPos: Counter } | null;
   private last = { prefixQueries: 0, prefixHits: 0, preemptions: 0 };
 
-  constructor(modelName: string) {
+  /** @param numSpeculativeTokens k of --speculative-config: the vllm:spec_decode_* series exist only when it is set (as in vLLM). */
+  constructor(modelName: string, numSpeculativeTokens = 0) {
     this.labels = { model_name: modelName };
     const r = [this.registry];
     const names = ['model_name'];
@@ -65,6 +67,7 @@ export class ServerMetrics {
     this.dsaVisible = new Counter({ name: 'dsv:dsa_visible_keys_total', help: 'Causally visible keys summed over query rows and layers.', labelNames: names, registers: r });
     this.dsaSelected = new Counter({ name: 'dsv:dsa_selected_keys_total', help: 'Keys attended after indexer top-k, summed over query rows and layers (selected / visible = DSA density).', labelNames: names, registers: r });
     this.cacheBytes = new Gauge({ name: 'dsv:kv_cache_bytes_in_use', help: 'Bytes of KV cache blocks in use, by cache (latent, indexer).', labelNames: [...names, 'cache'], registers: r });
+    this.specDecode = numSpeculativeTokens > 0 ? this.specDecodeCounters(numSpeculativeTokens) : null;
     collectDefaultMetrics({ register: this.registry, labels: this.labels });
     // Export every series from the start (a scrape before the first request sees zeros, not gaps).
     for (const g of [this.running, this.waiting, this.kvUsage]) g.set(this.labels, 0);
@@ -101,6 +104,29 @@ export class ServerMetrics {
     this.dsaSelected.inc(l, s.sparsity.selectedKeys);
     this.cacheBytes.set({ ...l, cache: 'latent' }, s.kvCacheBytesInUse.latent);
     this.cacheBytes.set({ ...l, cache: 'indexer' }, s.kvCacheBytesInUse.indexer);
+    const spec = this.specDecode;
+    if (spec && s.specDecode) {
+      spec.drafts.inc(l, s.specDecode.numDrafts);
+      spec.draftTokens.inc(l, s.specDecode.numDraftTokens);
+      spec.accepted.inc(l, s.specDecode.numAcceptedTokens);
+      s.specDecode.acceptedPerPos.forEach((n, position) => spec.acceptedPerPos.inc({ ...l, position: String(position) }, n));
+    }
+  }
+
+  /** vLLM's speculative decoding counters (acceptance rate = accepted / draft tokens; mean length = 1 + accepted / drafts). */
+  private specDecodeCounters(k: number): NonNullable<ServerMetrics['specDecode']> {
+    const r = [this.registry];
+    const names = ['model_name'];
+    const counter = (name: string, help: string, labelNames = names) => new Counter({ name, help, labelNames, registers: r });
+    const c = {
+      drafts: counter('vllm:spec_decode_num_drafts_total', 'Number of spec decoding drafts.'),
+      draftTokens: counter('vllm:spec_decode_num_draft_tokens_total', 'Number of draft tokens.'),
+      accepted: counter('vllm:spec_decode_num_accepted_tokens_total', 'Number of accepted tokens.'),
+      acceptedPerPos: counter('vllm:spec_decode_num_accepted_tokens_per_pos_total', 'Accepted tokens per draft position.', [...names, 'position']),
+    };
+    for (const x of [c.drafts, c.draftTokens, c.accepted]) x.inc(this.labels, 0);
+    for (let position = 0; position < k; position++) c.acceptedPerPos.inc({ ...this.labels, position: String(position) }, 0);
+    return c;
   }
 
   /** Per-request latency metrics for one API request's choices. */

@@ -54,7 +54,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     maxLogprobs: config.maxLogprobs,
     streamWriteTimeoutMs: config.streamWriteTimeout * 1000,
     limits,
-    metrics: new ServerMetrics(config.servedModelName[0]),
+    metrics: new ServerMetrics(config.servedModelName[0], config.speculativeConfig?.numSpeculativeTokens ?? 0),
     state: { draining: false },
     drainExpired: drainExpired.signal,
   };

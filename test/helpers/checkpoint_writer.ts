@@ -31,8 +31,10 @@ export interface TinyOptions {
   /** noaux_tc (sigmoid, grouped, bias) or V2-Lite greedy softmax; default by model type. */
   readonly routing?: 'noaux_tc' | 'greedy_softmax';
   readonly normTopkProb?: boolean;
-  /** Adds tensors the loader must ignore: an MTP layer and a rotary inv_freq buffer. */
+  /** Adds an MTP module and a rotary inv_freq buffer (which the loader must ignore). */
   readonly extraTensors?: boolean;
+  /** Adds an MTP module (num_nextn_predict_layers 1). */
+  readonly mtp?: boolean;
   readonly seed?: number;
 }
 
@@ -53,12 +55,12 @@ export function tinyHfConfig(opts: TinyOptions = {}): HfConfig {
     rope_scaling: opts.ropeScaling === false ? null
       : { type: 'yarn', factor: 4, original_max_position_embeddings: 64, beta_fast: 32, beta_slow: 1, mscale: 1, mscale_all_dim: 1 },
     ...(modelType === 'deepseek_v32' ? { index_n_heads: 2, index_head_dim: 16, index_topk: 8 } : {}),
-    bos_token_id: 0, eos_token_id: [1], tie_word_embeddings: false, num_nextn_predict_layers: opts.extraTensors ? 1 : 0,
+    bos_token_id: 0, eos_token_id: [1], tie_word_embeddings: false, num_nextn_predict_layers: opts.extraTensors || opts.mtp ? 1 : 0,
   };
 }
 
 /** Seeded random weights for `tinyHfConfig(opts)`. */
 export function randomTinyCheckpoint(opts: TinyOptions = {}): { config: HfConfig; tensors: Map<string, HostTensor> } {
   const config = tinyHfConfig(opts);
-  return { config, tensors: randomCheckpoint(config, { seed: opts.seed, extraTensors: opts.extraTensors }) };
+  return { config, tensors: randomCheckpoint(config, { seed: opts.seed, extraTensors: opts.extraTensors, mtp: opts.mtp }) };
 }

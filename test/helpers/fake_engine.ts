@@ -10,6 +10,7 @@ import type { ModelInfo } from '../../src/engine/worker/messages.ts';
 import { buildApp } from '../../src/server/app.ts';
 import type { ServerContext } from '../../src/server/context.ts';
 import { ServerMetrics } from '../../src/server/metrics.ts';
+import type { TextTokenizer } from '../../src/server/tokenizer/tokenizer.ts';
 
 /** Called once per added request: push its deltas with `engine.emitDelta`. */
 export type Script = (engine: FakeEngine, request: RequestInit) => void;
@@ -23,6 +24,7 @@ export class FakeEngine extends EventEmitter<EngineClientEvents> {
   readonly isAlive = true;
   readonly aborted: string[] = [];
   private readonly streams = new Map<string, AsyncQueue<RequestOutputDelta>>();
+  private readonly numOutput = new Map<string, number>();
 
   constructor(private readonly script: Script) {
     super();
@@ -51,24 +53,28 @@ export class FakeEngine extends EventEmitter<EngineClientEvents> {
   emitDelta(requestId: string, newTokenIds: number[], finishReason: FinishReason | null = null, errorMessage: string | null = null): void {
     const stream = this.streams.get(requestId);
     if (!stream) return;
+    // Cumulative, as the engine reports it.
+    const numOutputTokens = (this.numOutput.get(requestId) ?? 0) + newTokenIds.length;
+    this.numOutput.set(requestId, numOutputTokens);
     stream.push({
       requestId, newTokenIds, logprobs: null, promptLogprobs: null, finishReason, stopReason: null,
-      numPromptTokens: 0, numCachedTokens: 0, numOutputTokens: newTokenIds.length, queueTimeMs: 0, errorMessage,
+      numPromptTokens: 0, numCachedTokens: 0, numOutputTokens, queueTimeMs: 0, errorMessage,
     });
     if (finishReason !== null) {
       stream.end();
       this.streams.delete(requestId);
+      this.numOutput.delete(requestId);
     }
   }
 }
 
 /** buildApp over a FakeEngine (no tokenizer: prompts are token ids); `drain` expires the drain timeout. */
-export function fakeApp(script: Script): { app: FastifyInstance; engine: FakeEngine; drain: AbortController } {
+export function fakeApp(script: Script, options: { tokenizer?: TextTokenizer } = {}): { app: FastifyInstance; engine: FakeEngine; drain: AbortController } {
   const engine = new FakeEngine(script);
   const drain = new AbortController();
   const ctx: ServerContext = {
     engine: engine as unknown as EngineClient,
-    tokenizer: null,
+    tokenizer: options.tokenizer ?? null,
     servedModelNames: ['fake'],
     maxModelLen: 512,
     maxLogprobs: 20,

@@ -4,13 +4,15 @@
 //
 // Weights come from `loadModel` (Float32Array, HF [out, in] layout, already dequantised); every float32 value is
 // exact in float64, so all arithmetic below is float64 on the exact stored values.
-import type { AttentionWeights, LoadedModel, ModelConfig, MoeWeights, SwiGluWeights, Tensor } from '../../src/engine/checkpoint/types.ts';
+import type { AttentionWeights, LayerWeights, LoadedModel, ModelConfig, MoeWeights, MtpWeights, SwiGluWeights, Tensor } from '../../src/engine/checkpoint/types.ts';
 
 type Vec = Float64Array;
 
 export interface ReferenceOptions {
   /** Skip the DSA indexer: plain dense causal attention even when the model has an indexer. */
   readonly skipIndexer?: boolean;
+  /** Receives the last layer's output per position (before the final norm). */
+  readonly onHidden?: (h: Float64Array[]) => void;
 }
 
 /** Smallest gaps at every discrete decision the forward pass took (Infinity when no such decision was taken). */
@@ -365,6 +367,54 @@ function moe(c: ModelConfig, w: MoeWeights, x: Vec, margins: ReferenceMargins): 
 
 // ---------------------------------------------------------------------------------------------------------------
 
+/** One decoder layer over every position: h + MLA, then + FFN (dense or MoE by the layer index). */
+function decoderLayer(c: ModelConfig, lw: LayerWeights, l: number, h: Vec[], th: Vec, useIndexer: boolean, margins: ReferenceMargins): { h: Vec[]; att: AttentionOut; experts: number[][] | null } {
+  const isMoe = c.moe !== null && l >= c.moe.firstKDenseReplace && l % c.moe.moeLayerFreq === 0;
+  if (isMoe !== (lw.mlp.kind === 'moe')) throw new Error(`layer ${l}: loaded mlp kind ${lw.mlp.kind} disagrees with the config`);
+  const xs = h.map((v) => rmsNorm(v, lw.inputLayernorm, c.rmsNormEps));
+  const att = attention(c, lw.attn, xs, th, useIndexer, margins);
+  h = h.map((v, t) => add(v, att.out[t]!));
+  const ys = h.map((v) => rmsNorm(v, lw.postAttentionLayernorm, c.rmsNormEps));
+  const mlp = lw.mlp;
+  if (mlp.kind === 'dense') return { h: h.map((v, t) => add(v, swiGlu(mlp.weights, ys[t]!))), att, experts: null };
+  const chosen: number[][] = [];
+  h = h.map((v, t) => {
+    const r = moe(c, mlp.weights, ys[t]!, margins);
+    chosen.push(r.experts);
+    return add(v, r.y);
+  });
+  return { h, att, experts: chosen };
+}
+
+/**
+ * DeepSeek's MTP module over a whole sequence, in float64 (vLLM's deepseek_mtp.py semantics): row p
+ * (p = 0 .. L-2) takes the main model's last hidden state h_p (before the final norm) and the token
+ * t_{p+1}, x_p = eh_proj([enorm(embed(t_{p+1})); hnorm(h_p)]) with the embedding zeroed at position 0,
+ * runs one decoder layer (index numHiddenLayers) causally over x_0 .. x_{L-2}, and returns
+ * shared_head.head(shared_head.norm(y_p)) [L-1, vocab] (row p predicts t_{p+2}).
+ */
+export function referenceMtp(model: Pick<LoadedModel, 'config' | 'weights'>, mtp: MtpWeights, tokens: readonly number[], opts: ReferenceOptions = {}): Float64Array {
+  const { config: c, weights: W } = model;
+  const D = c.hiddenSize;
+  let hidden: Vec[] = [];
+  referenceForward(model, tokens, { ...opts, onHidden: (h) => (hidden = h) });
+  const xs = hidden.slice(0, -1).map((h, p) => {
+    const id = tokens[p + 1]!;
+    const e = p === 0 ? new Float64Array(D) : Float64Array.from(W.embedTokens.data.subarray(id * D, (id + 1) * D));
+    const cat = new Float64Array(2 * D);
+    cat.set(rmsNorm(e, mtp.enorm, c.rmsNormEps), 0);
+    cat.set(rmsNorm(h, mtp.hnorm, c.rmsNormEps), D);
+    return linear(mtp.ehProj, cat);
+  });
+  const margins: ReferenceMargins = { indexerAbsGap: Infinity, indexerRelGap: Infinity, indexerRowGap: Infinity, routingExpertGap: Infinity, routingGroupGap: Infinity };
+  const useIndexer = c.indexer !== null && !opts.skipIndexer;
+  const y = decoderLayer(c, mtp.layer, c.numHiddenLayers, xs, referenceRopeFrequencies(c), useIndexer, margins).h;
+  const V = c.vocabSize;
+  const logits = new Float64Array(y.length * V);
+  y.forEach((v, p) => logits.set(linear(mtp.sharedHead, rmsNorm(v, mtp.sharedHeadNorm, c.rmsNormEps)), p * V));
+  return logits;
+}
+
 /** Full causal prefill of `tokens` from position 0, in float64. */
 export function referenceForward(model: Pick<LoadedModel, 'config' | 'weights'>, tokens: readonly number[], opts: ReferenceOptions = {}): ReferenceResult {
   const { config: c, weights: W } = model;
@@ -382,29 +432,13 @@ export function referenceForward(model: Pick<LoadedModel, 'config' | 'weights'>,
   const lastScores: Float64Array[] = [];
   const experts: (number[][] | null)[] = [];
   for (let l = 0; l < c.numHiddenLayers; l++) {
-    const lw = W.layers[l]!;
-    const isMoe = c.moe !== null && l >= c.moe.firstKDenseReplace && l % c.moe.moeLayerFreq === 0;
-    if (isMoe !== (lw.mlp.kind === 'moe')) throw new Error(`layer ${l}: loaded mlp kind ${lw.mlp.kind} disagrees with the config`);
-    const xs = h.map((v) => rmsNorm(v, lw.inputLayernorm, c.rmsNormEps));
-    const att = attention(c, lw.attn, xs, th, useIndexer, margins);
-    if (att.selections) selections.push(att.selections);
-    if (att.lastScores) lastScores.push(att.lastScores);
-    h = h.map((v, t) => add(v, att.out[t]!));
-    const ys = h.map((v) => rmsNorm(v, lw.postAttentionLayernorm, c.rmsNormEps));
-    const mlp = lw.mlp;
-    if (mlp.kind === 'dense') {
-      h = h.map((v, t) => add(v, swiGlu(mlp.weights, ys[t]!)));
-      experts.push(null);
-    } else {
-      const chosen: number[][] = [];
-      h = h.map((v, t) => {
-        const r = moe(c, mlp.weights, ys[t]!, margins);
-        chosen.push(r.experts);
-        return add(v, r.y);
-      });
-      experts.push(chosen);
-    }
+    const out = decoderLayer(c, W.layers[l]!, l, h, th, useIndexer, margins);
+    h = out.h;
+    if (out.att.selections) selections.push(out.att.selections);
+    if (out.att.lastScores) lastScores.push(out.att.lastScores);
+    experts.push(out.experts);
   }
+  if (opts.onHidden) opts.onHidden(h);
   const V = c.vocabSize;
   const logits = new Float64Array(L * V);
   h.forEach((v, t) => logits.set(linear(W.lmHead, rmsNorm(v, W.norm, c.rmsNormEps)), t * V));

@@ -99,10 +99,11 @@ export const VARIANTS: readonly Variant[] = [
   },
 ];
 
+/** Writes a variant's checkpoint; with opts.mtp it also carries an MTP module (the main weights are the same). */
 export function writeVariant(root: string, v: { opts: TinyOptions; overrides?: HfConfig; dtype: WriteDType; shards?: number; seed: number }, name: string): string {
   const config = { ...tinyHfConfig(v.opts), ...v.overrides };
   const dir = mkdtempSync(path.join(root, `${name.replace(/[^a-z0-9]+/gi, '_').slice(0, 40)}-`));
-  writeCheckpoint(dir, config, randomCheckpoint(config, { seed: v.seed }), { dtype: v.dtype, shards: v.shards });
+  writeCheckpoint(dir, config, randomCheckpoint(config, { seed: v.seed, mtp: v.opts.mtp }), { dtype: v.dtype, shards: v.shards });
   return dir;
 }
 

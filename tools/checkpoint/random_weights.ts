@@ -60,8 +60,34 @@ function mlpTensors(cfg: HfConfig, p: string, moe: boolean, add: Gen): void {
 
 export interface RandomCheckpointOptions {
   readonly seed?: number;
-  /** Adds tensors the loader must ignore: an MTP layer and a rotary inv_freq buffer. */
+  /** Adds a rotary inv_freq buffer (the loader must ignore it) and implies `mtp`. */
   readonly extraTensors?: boolean;
+  /**
+   * Adds config.num_nextn_predict_layers MTP modules (at least one) at layer indices num_hidden_layers + i,
+   * named as DeepSeek-V3's HF checkpoints name them: enorm, hnorm, eh_proj, a decoder layer, shared_head.
+   * Drawn after every main-model tensor, so the main weights are the same with or without them.
+   */
+  readonly mtp?: boolean;
+}
+
+function mtpTensors(config: HfConfig, l: number, add: Gen): void {
+  const hidden = config.hidden_size as number;
+  const p = `model.layers.${l}.`;
+  add(`${p}enorm.weight`, [hidden], 'norm');
+  add(`${p}hnorm.weight`, [hidden], 'norm');
+  add(`${p}eh_proj.weight`, [hidden, 2 * hidden]);
+  layerTensors(config, l, add);
+  add(`${p}shared_head.norm.weight`, [hidden], 'norm');
+  add(`${p}shared_head.head.weight`, [config.vocab_size as number, hidden]);
+}
+
+function layerTensors(config: HfConfig, l: number, add: Gen): void {
+  const hidden = config.hidden_size as number;
+  const p = `model.layers.${l}.`;
+  add(`${p}input_layernorm.weight`, [hidden], 'norm');
+  add(`${p}post_attention_layernorm.weight`, [hidden], 'norm');
+  attentionTensors(config, `${p}self_attn.`, add);
+  mlpTensors(config, `${p}mlp.`, l >= (config.first_k_dense_replace as number), add);
 }
 
 /** Seeded random weights (fan-in scaled normals; norm weights 1 + 0.1 N) in HF layout for any config of the family. */
@@ -77,15 +103,13 @@ export function randomCheckpoint(config: HfConfig, opts: RandomCheckpointOptions
   const hidden = config.hidden_size as number;
   const layers = config.num_hidden_layers as number;
   add('model.embed_tokens.weight', [config.vocab_size as number, hidden]);
-  for (let l = 0; l < layers + (opts.extraTensors ? 1 : 0); l++) {
-    const p = `model.layers.${l}.`;
-    add(`${p}input_layernorm.weight`, [hidden], 'norm');
-    add(`${p}post_attention_layernorm.weight`, [hidden], 'norm');
-    attentionTensors(config, `${p}self_attn.`, add);
-    mlpTensors(config, `${p}mlp.`, l >= (config.first_k_dense_replace as number), add);
-  }
+  for (let l = 0; l < layers; l++) layerTensors(config, l, add);
   if (opts.extraTensors) add('model.layers.0.self_attn.rotary_emb.inv_freq', [4], 'bias');
   add('model.norm.weight', [hidden], 'norm');
   add('lm_head.weight', [config.vocab_size as number, hidden]);
+  if (opts.mtp || opts.extraTensors) {
+    const n = Math.max(1, (config.num_nextn_predict_layers as number | undefined) ?? 1);
+    for (let i = 0; i < n; i++) mtpTensors(config, layers + i, add);
+  }
   return tensors;
 }

@@ -48,6 +48,7 @@ const hfSchema = z.object({
   eos_token_id: z.union([nonNegInt, z.array(nonNegInt)]).nullable().optional(),
   torch_dtype: z.string().nullable().optional(),
   dtype: z.string().nullable().optional(),
+  num_nextn_predict_layers: nonNegInt.nullable().optional(),
 });
 type HfConfig = z.infer<typeof hfSchema>;
 
@@ -160,6 +161,7 @@ export function parseModelConfig(raw: unknown, file = CONFIG_FILE): ModelConfig 
     bosTokenId: hf.bos_token_id === undefined ? defaults.bosTokenId : hf.bos_token_id,
     eosTokenIds: eos === null ? [] : Array.isArray(eos) ? [...eos] : [eos],
     torchDtype: hf.torch_dtype ?? hf.dtype ?? 'unknown',
+    numNextnPredictLayers: hf.num_nextn_predict_layers ?? 0,
   };
   checkConsistency(file, config);
   return deepFreeze(config);

@@ -64,18 +64,45 @@ function moe(out: WeightSpec[], c: ModelConfig, p: string): void {
   if (m.nSharedExperts > 0) swiGlu(out, `${p}shared_experts.`, D, m.moeIntermediateSize * m.nSharedExperts);
 }
 
-/** The tensors of `config`'s model, layer by layer (embedding first, final norm and lm_head last). */
+function layerSpecs(out: WeightSpec[], c: ModelConfig, l: number): void {
+  const p = `model.layers.${l}.`;
+  out.push({ name: `${p}input_layernorm.weight`, shape: [c.hiddenSize], role: 'vector' });
+  out.push({ name: `${p}post_attention_layernorm.weight`, shape: [c.hiddenSize], role: 'vector' });
+  attention(out, c, `${p}self_attn.`);
+  if (moeConfigOfLayer(c, l) !== null) moe(out, c, `${p}mlp.`);
+  else swiGlu(out, `${p}mlp.`, c.hiddenSize, c.intermediateSize);
+}
+
+/** The tensors of `config`'s model, layer by layer (embedding first, final norm and lm_head last); no MTP module. */
 export function weightManifest(c: ModelConfig): WeightSpec[] {
   const out: WeightSpec[] = [{ name: 'model.embed_tokens.weight', shape: [c.vocabSize, c.hiddenSize], role: 'embedding' }];
-  for (let l = 0; l < c.numHiddenLayers; l++) {
-    const p = `model.layers.${l}.`;
-    out.push({ name: `${p}input_layernorm.weight`, shape: [c.hiddenSize], role: 'vector' });
-    out.push({ name: `${p}post_attention_layernorm.weight`, shape: [c.hiddenSize], role: 'vector' });
-    attention(out, c, `${p}self_attn.`);
-    if (moeConfigOfLayer(c, l) !== null) moe(out, c, `${p}mlp.`);
-    else swiGlu(out, `${p}mlp.`, c.hiddenSize, c.intermediateSize);
-  }
+  for (let l = 0; l < c.numHiddenLayers; l++) layerSpecs(out, c, l);
   out.push({ name: 'model.norm.weight', shape: [c.hiddenSize], role: 'vector' });
   out.push({ name: 'lm_head.weight', shape: [c.vocabSize, c.hiddenSize], role: 'linear' });
+  return out;
+}
+
+/** HF layer index of MTP module i. */
+export function mtpLayerIndex(c: ModelConfig, i: number): number {
+  return c.numHiddenLayers + i;
+}
+
+/**
+ * The tensors of MTP module i (layer index numHiddenLayers + i): a decoder layer by the usual rules (MoE
+ * when the index says so) plus enorm, hnorm, eh_proj and the shared head. The module's copy of
+ * embed_tokens, when a checkpoint has one, is not listed: the main model's embedding is used.
+ */
+export function mtpManifest(c: ModelConfig, i: number): WeightSpec[] {
+  const l = mtpLayerIndex(c, i);
+  const p = `model.layers.${l}.`;
+  const D = c.hiddenSize;
+  const out: WeightSpec[] = [
+    { name: `${p}enorm.weight`, shape: [D], role: 'vector' },
+    { name: `${p}hnorm.weight`, shape: [D], role: 'vector' },
+    { name: `${p}eh_proj.weight`, shape: [D, 2 * D], role: 'linear' },
+  ];
+  layerSpecs(out, c, l);
+  out.push({ name: `${p}shared_head.norm.weight`, shape: [D], role: 'vector' });
+  out.push({ name: `${p}shared_head.head.weight`, shape: [c.vocabSize, D], role: 'linear' });
   return out;
 }

@@ -224,6 +224,11 @@ export class Checkpoint {
     return new Checkpoint(dir, [...byShard.values()], location, INDEX_FILE);
   }
 
+  /** Every tensor name of the checkpoint. */
+  names(): IterableIterator<string> {
+    return this.location.keys();
+  }
+
   /** Header entry of `name`, or undefined when no file holds it. */
   get(name: string): TensorInfo | undefined {
     return this.location.get(name)?.tensors.get(name);

@@ -64,6 +64,8 @@ export interface ModelConfig {
   readonly eosTokenIds: readonly number[];
   /** Original dtype of most weights, for logs (weights are held as float32 or quantised, see --quantization). */
   readonly torchDtype: string;
+  /** MTP modules after the last layer (num_nextn_predict_layers), at layer indices numHiddenLayers + i. */
+  readonly numNextnPredictLayers: number;
 }
 
 // The weight tree. W is how linear weights are held: float32 Tensors (loadModel, the default) or
@@ -118,6 +120,20 @@ export interface LayerWeights<W extends LinearWeight = Tensor> {
   readonly postAttentionLayernorm: Tensor; // [hidden]
   readonly attn: AttentionWeights<W>;
   readonly mlp: { readonly kind: 'dense'; readonly weights: SwiGluWeights<W> } | { readonly kind: 'moe'; readonly weights: MoeWeights<W> };
+}
+
+/**
+ * One multi-token-prediction module (HF layer index numHiddenLayers + i; vLLM's deepseek_mtp.py names):
+ * h' = eh_proj([enorm(embed(t_next)); hnorm(h)]) -> a decoder layer -> shared_head.norm -> shared_head.head.
+ * The token embedding is the main model's (checkpoints may carry a copy, which is ignored).
+ */
+export interface MtpWeights<W extends LinearWeight = Tensor> {
+  readonly enorm: Tensor; // [hidden]
+  readonly hnorm: Tensor; // [hidden]
+  readonly ehProj: W; // [hidden, 2 * hidden], input [embedding | hidden state]
+  readonly layer: LayerWeights<W>;
+  readonly sharedHeadNorm: Tensor; // [hidden]
+  readonly sharedHead: W; // [vocab, hidden]
 }
 
 export interface ModelWeights<W extends LinearWeight = Tensor> {

@@ -7,8 +7,8 @@ import { readModelConfig } from './config.ts';
 import { decodeToFloat32, dequantizeFp8Blocks, fp8ScaleShape, type FloatDType } from './dtype.ts';
 import { Checkpoint, type DType, type TensorInfo } from './safetensors.ts';
 import type {
-  AttentionWeights, IndexerWeights, LayerWeights, LinearWeight, LoadedModel, ModelConfig, ModelWeights, MoeConfig, MoeWeights, QueryProjection, SwiGluWeights,
-  Tensor,
+  AttentionWeights, IndexerWeights, LayerWeights, LinearWeight, LoadedModel, ModelConfig, ModelWeights, MoeConfig, MoeWeights, MtpWeights, QueryProjection,
+  SwiGluWeights, Tensor,
 } from './types.ts';
 
 const MATRIX_DTYPES: readonly DType[] = ['F32', 'BF16', 'F16', 'F8_E4M3'];
@@ -161,6 +161,21 @@ export function layerWeights<W extends LinearWeight>(t: TensorSource<W>, c: Mode
     mlp: moe
       ? { kind: 'moe', weights: moeWeights(t, c.hiddenSize, moe, `${prefix}mlp.`) }
       : { kind: 'dense', weights: swiGlu(t, `${prefix}mlp.`, c.hiddenSize, c.intermediateSize, 'intermediate_size') },
+  };
+}
+
+/** MTP module i's weight tree (layer index numHiddenLayers + i; names as in manifest.ts mtpManifest). */
+export function mtpWeights<W extends LinearWeight>(t: TensorSource<W>, c: ModelConfig, i: number): MtpWeights<W> {
+  const l = c.numHiddenLayers + i;
+  const p = `model.layers.${l}.`;
+  const D = c.hiddenSize;
+  return {
+    enorm: t.vector(`${p}enorm.weight`, D, 'hidden_size'),
+    hnorm: t.vector(`${p}hnorm.weight`, D, 'hidden_size'),
+    ehProj: t.matrix(`${p}eh_proj.weight`, [D, 2 * D], 'hidden_size, 2 * hidden_size'),
+    layer: layerWeights(t, c, l),
+    sharedHeadNorm: t.vector(`${p}shared_head.norm.weight`, D, 'hidden_size'),
+    sharedHead: t.matrix(`${p}shared_head.head.weight`, [c.vocabSize, D], 'vocab_size, hidden_size'),
   };
 }
 

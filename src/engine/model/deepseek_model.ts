@@ -70,6 +70,8 @@ export interface ForwardHooks {
 export interface ForwardOutput {
   /** [R, vocab] logits rows, in sequence order; sequence i owns rows logitOffsets[i] .. logitOffsets[i+1]. */
   readonly logits: Float32Array;
+  /** [N, hidden] the last layer's output before the final norm, in execution order (the MTP module's input). */
+  readonly hidden: Float32Array;
   readonly logitOffsets: Int32Array;
   /** selections[seq][layer]: ascending positions, when hooks.recordSelections was set. */
   readonly selections: Int32Array[][] | null;
@@ -82,7 +84,8 @@ interface RoutedExperts {
   readonly groups: readonly { readonly range: readonly [number, number]; readonly session: GraphSession }[];
 }
 
-interface LayerSessions {
+/** One decoder layer's compiled graphs (the MTP module builds its own with createLayerSessions). */
+export interface LayerSessions {
   readonly pre: GraphSession;
   readonly post: GraphSession;
   readonly experts: RoutedExperts | null; // MoE layers only
@@ -114,19 +117,8 @@ export class DeepseekModel {
     const build = <T>(fn: () => T): T => withAccuracyLevel(options.quantAccuracyLevel ?? QUANT_ACCURACY_LEVEL, fn);
     const embedTable = source.embedding();
     const layers: LayerSessions[] = [];
-    for (let l = 0; l < config.numHiddenLayers; l++) {
-      // The layer's weights live only until its sessions hold them (ORT copies initializers).
-      const w = source.layer(l);
-      const moe = moeConfigOfLayer(config, l);
-      const ffn = w.mlp.kind === 'dense' ? denseFfn(w.mlp.weights) : moePreludeFfn(w.mlp.weights);
-      const pre = build(() => buildPreAttentionGraph(config, l, w.attn, w.inputLayernorm, indexer, storage.indexerKeysRotated, bits));
-      const post = build(() => buildPostAttentionGraph(config, l, w.attn, w.postAttentionLayernorm, ffn, bits));
-      layers.push({
-        pre: await GraphSession.create(`pre_attention_${l}`, pre, options),
-        post: await GraphSession.create(`post_attention_${l}`, post, options),
-        experts: moe && w.mlp.kind === 'moe' ? await routedExperts(config, moe, l, w.mlp.weights, options, build) : null,
-      });
-    }
+    // The layer's weights live only until its sessions hold them (ORT copies initializers).
+    for (let l = 0; l < config.numHiddenLayers; l++) layers.push(await createLayerSessions(config, l, source.layer(l), storage, bits, options));
     const session = (name: string, graph: () => Uint8Array): Promise<GraphSession> => GraphSession.create(name, graph(), options);
     const dtype = storage.dtype;
     const sessions = {
@@ -153,30 +145,45 @@ export class DeepseekModel {
 
   /** One batched forward over the planned rows: writes their latent (and indexer key) rows into the caches. */
   async forward(plan: StepPlan, profiler: StepProfiler, hooks: ForwardHooks = {}): Promise<ForwardOutput> {
-    const N = plan.numTokens;
-    const D = this.config.hiddenSize;
-    let h = profiler.time('other', () => this.embed(plan));
+    let h = profiler.time('other', () => this.embedRows(plan.tokenIds));
     const ropeFeed = profiler.time('other', () => this.ropeFeed(plan.positions));
     const recordSelections = hooks.recordSelections ?? false;
     const selections: Int32Array[][] | null = recordSelections ? Array.from({ length: plan.logitOffsets.length - 1 }, () => []) : null;
-    const preOut = this.indexer ? ['q', 'kv', 'iq', 'ik', 'iw'] : ['q', 'kv'];
-    for (let l = 0; l < this.layers.length; l++) {
-      const layer = this.layers[l];
-      const [q, kv, iq, ik, iw] = await profiler.timeAsync('dense', () => layer.pre.run({ h: floatTensor(h, [N, D]), ...ropeFeed }, preOut));
-      hooks.onLayer?.(l, { q, kv, iq: iq ?? null, ik: ik ?? null, iw: iw ?? null, positions: plan.positions });
-      profiler.time('other', () => {
-        this.storage.writeLatent(l, plan.slots, kv);
-        if (ik) this.storage.writeIndexerKey(l, plan.slots, ik);
-      });
-      const o = await this.attend(l, plan, { q, iq: iq ?? null, iw: iw ?? null }, profiler, selections);
-      h = await this.postAttention(layer, h, o, N, profiler);
-    }
+    for (let l = 0; l < this.layers.length; l++) h = await this.runLayer(l, this.layers[l], h, plan, ropeFeed, profiler, hooks, selections);
     const logits = await profiler.timeAsync('dense', () => this.computeLogits(h, plan));
-    return { logits, logitOffsets: plan.logitOffsets, selections };
+    return { logits, hidden: h, logitOffsets: plan.logitOffsets, selections };
+  }
+
+  /**
+   * One decoder layer over the step's rows: h [N, D] -> h [N, D]. `l` picks the cache layer the rows'
+   * latent (and indexer key) rows go to; the MTP module runs its own layer through here at index
+   * numHiddenLayers + i.
+   */
+  async runLayer(
+    l: number,
+    layer: LayerSessions,
+    h: Float32Array,
+    plan: StepPlan,
+    ropeFeed: Feed,
+    profiler: StepProfiler,
+    hooks: ForwardHooks = {},
+    selections: Int32Array[][] | null = null,
+  ): Promise<Float32Array> {
+    const N = plan.numTokens;
+    const D = this.config.hiddenSize;
+    const preOut = this.indexer ? ['q', 'kv', 'iq', 'ik', 'iw'] : ['q', 'kv'];
+    const [q, kv, iq, ik, iw] = await profiler.timeAsync('dense', () => layer.pre.run({ h: floatTensor(h, [N, D]), ...ropeFeed }, preOut));
+    hooks.onLayer?.(l, { q, kv, iq: iq ?? null, ik: ik ?? null, iw: iw ?? null, positions: plan.positions });
+    profiler.time('other', () => {
+      this.storage.writeLatent(l, plan.slots, kv);
+      if (ik) this.storage.writeIndexerKey(l, plan.slots, ik);
+    });
+    const o = await this.attend(l, plan, { q, iq: iq ?? null, iw: iw ?? null }, profiler, selections);
+    return this.postAttention(layer, h, o, N, profiler);
   }
 
   /** cos/sin inputs of the pre-attention graphs: MLA (interleaved) and indexer (half-split) layouts. */
-  private ropeFeed(positions: Int32Array): Feed {
+  ropeFeed(positions: Int32Array): Feed {
     const { qkRopeHeadDim: dr } = this.config;
     const N = positions.length;
     const mla = ropeTables(this.invFreq, positions, 'interleaved', dr);
@@ -190,8 +197,9 @@ export class DeepseekModel {
     return feed;
   }
 
-  private embed(plan: StepPlan): Float32Array {
-    return gatherRows(this.embedTable, plan.tokenIds);
+  /** Token embeddings [N, hidden] (shared with the MTP module). */
+  embedRows(tokenIds: Int32Array): Float32Array {
+    return gatherRows(this.embedTable, tokenIds);
   }
 
   /** IDX 5-6 and MLA 5 for every attention group of the step; o [N, H, L]. */
@@ -257,14 +265,39 @@ export class DeepseekModel {
   }
 
   async dispose(): Promise<void> {
-    for (const l of this.layers) {
-      await l.pre.release();
-      await l.post.release();
-      for (const e of l.experts?.groups ?? []) await e.session.release();
-    }
+    for (const l of this.layers) await releaseLayerSessions(l);
     for (const s of this.sessions) await s.release();
     await this.lmHead.release();
   }
+}
+
+/** A decoder layer's graphs (pre-attention, post-attention, routed experts) from its weights. */
+export async function createLayerSessions(
+  config: ModelConfig,
+  l: number,
+  w: LayerWeights<LinearWeight>,
+  storage: PagedKVStorage,
+  bits: QuantBits | null,
+  options: ModelOptions,
+): Promise<LayerSessions> {
+  const indexer = options.denseAttention ? null : config.indexer;
+  const build = <T>(fn: () => T): T => withAccuracyLevel(options.quantAccuracyLevel ?? QUANT_ACCURACY_LEVEL, fn);
+  const moe = moeConfigOfLayer(config, l);
+  const ffn = w.mlp.kind === 'dense' ? denseFfn(w.mlp.weights) : moePreludeFfn(w.mlp.weights);
+  const pre = build(() => buildPreAttentionGraph(config, l, w.attn, w.inputLayernorm, indexer, storage.indexerKeysRotated, bits));
+  const post = build(() => buildPostAttentionGraph(config, l, w.attn, w.postAttentionLayernorm, ffn, bits));
+  return {
+    pre: await GraphSession.create(`pre_attention_${l}`, pre, options),
+    post: await GraphSession.create(`post_attention_${l}`, post, options),
+    experts: moe && w.mlp.kind === 'moe' ? await routedExperts(config, moe, l, w.mlp.weights, options, build) : null,
+  };
+}
+
+/** Releases a layer's graphs. */
+export async function releaseLayerSessions(layer: LayerSessions): Promise<void> {
+  await layer.pre.release();
+  await layer.post.release();
+  for (const e of layer.experts?.groups ?? []) await e.session.release();
 }
 
 async function routedExperts(

@@ -91,3 +91,10 @@ function makeGroup(members: readonly (readonly [number, StepSequence])[], rowSta
   });
   return { rowStart, numSeqs: members.length, queryLen: S, seqIndex: Int32Array.from(members, ([i]) => i), startPos, maxContext: T, keySlots };
 }
+
+/** The first execution row of each of the plan's numSeqs sequences (its rows are contiguous). */
+export function sequenceRowStarts(plan: StepPlan, numSeqs: number): Int32Array {
+  const starts = new Int32Array(numSeqs);
+  for (const g of plan.groups) g.seqIndex.forEach((seq, b) => (starts[seq] = g.rowStart + b * g.queryLen));
+  return starts;
+}

@@ -15,10 +15,10 @@ import { CheckpointError } from '../../common/errors.ts';
 import { isQuantized, type LinearWeight } from '../../common/quantized.ts';
 import { readModelConfig } from '../checkpoint/config.ts';
 import { decodeToFloat32, dequantizeFp8Blocks, fp8ScaleShape, type FloatDType } from '../checkpoint/dtype.ts';
-import { numel, weightManifest, type WeightSpec } from '../checkpoint/manifest.ts';
+import { mtpLayerIndex, mtpManifest, numel, weightManifest, type WeightSpec } from '../checkpoint/manifest.ts';
 import { Checkpoint, type DType, type TensorInfo } from '../checkpoint/safetensors.ts';
-import type { LayerWeights, ModelConfig, Tensor } from '../checkpoint/types.ts';
-import { layerWeights, type TensorSource } from '../checkpoint/weights.ts';
+import type { LayerWeights, ModelConfig, MtpWeights, Tensor } from '../checkpoint/types.ts';
+import { layerWeights, mtpWeights, type TensorSource } from '../checkpoint/weights.ts';
 import type { QuantBits } from '../../common/quantized.ts';
 import type { CachedTensor } from './cache_file.ts';
 import { quantBits, type QuantizationMode } from './quant_mode.ts';
@@ -40,10 +40,10 @@ export interface WeightStreamOptions {
   readonly log?: CacheLog;
 }
 
-/** The group a tensor is loaded with: 'embed', 'layer.<l>' or 'head'. */
-export function groupOf(name: string): string {
+/** The group a tensor is loaded with: 'embed', 'layer.<l>', 'mtp.<i>' (layer numHiddenLayers + i) or 'head'. */
+export function groupOf(name: string, numHiddenLayers = Infinity): string {
   const m = /^model\.layers\.(\d+)\./.exec(name);
-  if (m !== null) return `layer.${m[1]}`;
+  if (m !== null) return Number(m[1]) >= numHiddenLayers ? `mtp.${Number(m[1]) - numHiddenLayers}` : `layer.${m[1]}`;
   return name === 'model.embed_tokens.weight' ? 'embed' : 'head';
 }
 
@@ -98,9 +98,9 @@ export class WeightStream {
     const ckpt = Checkpoint.open(abs);
     try {
       const groups = new Map<string, WeightSpec[]>();
-      for (const spec of weightManifest(config)) {
+      for (const spec of [...weightManifest(config), ...presentMtpSpecs(ckpt, config)]) {
         checkSpec(ckpt, spec);
-        const g = groupOf(spec.name);
+        const g = groupOf(spec.name, config.numHiddenLayers);
         groups.set(g, [...(groups.get(g) ?? []), spec]);
       }
       const log = options.log ?? { info: () => {}, warn: () => {} };
@@ -117,11 +117,21 @@ export class WeightStream {
     return quantBits(this.quantization);
   }
 
-  /** Parameters of every tensor the model loads (as stored in the checkpoint, excluding FP8 scales). */
+  /** Parameters of the main model's tensors (as stored in the checkpoint, excluding FP8 scales and MTP modules). */
   get numParameters(): number {
     let n = 0;
-    for (const specs of this.groups.values()) for (const s of specs) n += numel(s);
+    for (const [name, specs] of this.groups) if (!name.startsWith('mtp.')) for (const s of specs) n += numel(s);
     return n;
+  }
+
+  /** MTP modules the checkpoint carries (their headers were checked at open()): 0 when it has none. */
+  get numMtpModules(): number {
+    return this.groups.has('mtp.0') ? this.config.numNextnPredictLayers : 0;
+  }
+
+  /** MTP module i's weight tree (read, quantised, cached now); only when numMtpModules > i. */
+  mtp(i: number): MtpWeights<LinearWeight> {
+    return mtpWeights(new GroupSource(this.group(`mtp.${i}`)), this.config, i);
   }
 
   /** The token embedding [vocab, hidden]: float32, or int8 rows under --quantization. */
@@ -173,6 +183,20 @@ export class WeightStream {
   close(): void {
     this.ckpt.close();
   }
+}
+
+/**
+ * The MTP modules' tensors when the checkpoint has any tensor of layer numHiddenLayers (then every module
+ * must be complete); none when it has none: converted checkpoints often drop the MTP layers while keeping
+ * num_nextn_predict_layers, and they serve fine without speculation.
+ */
+function presentMtpSpecs(ckpt: Checkpoint, c: ModelConfig): WeightSpec[] {
+  if (c.numNextnPredictLayers === 0) return [];
+  const prefix = `model.layers.${mtpLayerIndex(c, 0)}.`;
+  for (const name of ckpt.names()) {
+    if (name.startsWith(prefix)) return Array.from({ length: c.numNextnPredictLayers }, (_, i) => mtpManifest(c, i)).flat();
+  }
+  return [];
 }
 
 function fmt(shape: readonly number[]): string {

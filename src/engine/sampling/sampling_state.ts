@@ -25,6 +25,15 @@ export class OutputTokenCounts {
     this.total++;
   }
 
+  /** Undoes one add(tokenId). */
+  remove(tokenId: number): void {
+    const c = this.counts.get(tokenId) ?? 0;
+    assert(c > 0, `token ${tokenId} was never added`);
+    if (c === 1) this.counts.delete(tokenId);
+    else this.counts.set(tokenId, c - 1);
+    this.total--;
+  }
+
   count(tokenId: number): number {
     return this.counts.get(tokenId) ?? 0;
   }
@@ -86,10 +95,21 @@ export class SamplingState {
     return this.outputCounts.numTokens;
   }
 
-  /** Records a generated token; call once per token the request keeps. */
-  appendToken(tokenId: number): void {
+  /**
+   * Records a generated token; call once per token the request keeps. Returns an undo token for
+   * removeToken (speculative verification scores a row as if the drafts before it were kept).
+   */
+  appendToken(tokenId: number): { readonly tokenId: number; readonly newForRepetition: boolean } {
     this.outputCounts.add(tokenId);
-    this.repetitionTokenIds?.add(tokenId);
+    const newForRepetition = this.repetitionTokenIds !== null && !this.repetitionTokenIds.has(tokenId);
+    if (newForRepetition) this.repetitionTokenIds!.add(tokenId);
+    return { tokenId, newForRepetition };
+  }
+
+  /** Undoes appendToken calls, latest first. */
+  removeToken(undo: { readonly tokenId: number; readonly newForRepetition: boolean }): void {
+    this.outputCounts.remove(undo.tokenId);
+    if (undo.newForRepetition) this.repetitionTokenIds!.delete(undo.tokenId);
   }
 
   toData(): SamplingStateData {

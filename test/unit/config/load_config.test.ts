@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { DEFAULT_DISABLE_BY_BATCH_SIZE } from '../../../src/engine/speculative/speculative_config.ts';
 import { basename, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { DEFAULT_MODEL_DIR, OPTIONS, loadConfig, toEngineWorkerData } from '../../../src/config.ts';
@@ -27,6 +28,7 @@ describe('loadConfig defaults', () => {
       denseAttention: false,
       quantization: 'none',
       quantizedWeightsDir: null,
+      speculativeConfig: null,
       threads: 2,
       logLevel: 'info',
       maxRequestBody: 32 * 2 ** 20,
@@ -65,6 +67,7 @@ describe('loadConfig sources', () => {
         '--kv-cache-dtype', 'FP8', '--api-key', 'k1,k2', '--max-queued-requests', '3', '--max-queued-tokens', '9000', '--dense-attention',
         '--threads', '4', '--log-level', 'debug', '--max-request-body', '1M', '--drain-timeout', '2.5', '--stream-write-timeout', '0.5', '--max-logprobs', '0',
         '--request-timeout', '5', '--max-connections', '100', '--quantization', 'INT4', '--quantized-weights-dir', '/cache/q',
+        '--speculative-config', '{"method": "mtp", "num_speculative_tokens": 2}',
       ],
       {},
     );
@@ -72,7 +75,7 @@ describe('loadConfig sources', () => {
       model: '/m/x', host: '0.0.0.0', port: 0, servedModelName: ['a', 'b', 'c'], maxModelLen: 4096, maxNumSeqs: 8,
       maxNumBatchedTokens: 512, longPrefillTokenThreshold: 128, blockSize: 16, kvCacheMemory: 512 * 2 ** 20, numKvBlocks: 100,
       enablePrefixCaching: false, kvCacheDtype: 'fp8', apiKey: ['k1', 'k2'], maxQueuedRequests: 3, maxQueuedTokens: 9000, denseAttention: true,
-      quantization: 'int4', quantizedWeightsDir: '/cache/q',
+      quantization: 'int4', quantizedWeightsDir: '/cache/q', speculativeConfig: { method: 'mtp', numSpeculativeTokens: 2, disableByBatchSize: DEFAULT_DISABLE_BY_BATCH_SIZE },
       threads: 4, logLevel: 'debug', maxRequestBody: 1_000_000, requestTimeout: 5, maxConnections: 100, drainTimeout: 2.5, streamWriteTimeout: 0.5,
       maxLogprobs: 0, configFile: null,
     });
@@ -159,6 +162,19 @@ describe('cross-field checks', () => {
   it('rejects a zero token budget', () => {
     assert.match(configErrorMessage(['--max-num-batched-tokens', '0']), /^--max-num-batched-tokens: expected a positive integer, got "0"$/);
   });
+
+  it('names --speculative-config and the reason: unknown method, k out of 1-4, bad JSON, unknown keys', () => {
+    const bad = (json: string): string => configErrorMessage(['--speculative-config', json]);
+    assert.match(bad('{"method": "eagle", "num_speculative_tokens": 1}'), /^--speculative-config: expected a JSON object .*\(unknown method: the only method is "mtp"/);
+    assert.match(bad('{"method": "mtp", "num_speculative_tokens": 0}'), /^--speculative-config: .*\(num_speculative_tokens must be at least 1\)$/);
+    assert.match(bad('{"method": "mtp", "num_speculative_tokens": 5}'), /^--speculative-config: .*\(num_speculative_tokens must be at most 4\)$/);
+    assert.match(bad('{"method": "mtp"}'), /^--speculative-config: .*num_speculative_tokens/);
+    assert.match(bad('{"method": "mtp", "num_speculative_tokens": 1, "draft_model": "x"}'), /^--speculative-config: .*draft_model/);
+    assert.match(bad('{method: mtp}'), /^--speculative-config: expected a JSON object/);
+    const ok = loadConfig(['--speculative-config', '{"method": "deepseek_mtp", "num_speculative_tokens": 4, "disable_by_batch_size": 9}'], {});
+    assert.deepEqual(ok.speculativeConfig, { method: 'mtp', numSpeculativeTokens: 4, disableByBatchSize: 9 });
+    assert.equal(loadConfig(['--speculative-config', 'none'], {}).speculativeConfig, null);
+  });
 });
 
 describe('toEngineWorkerData', () => {
@@ -176,6 +192,7 @@ describe('toEngineWorkerData', () => {
           maxQueuedRequests: 256, maxQueuedTokens: 1048576,
         },
         enablePrefixCaching: true,
+        speculative: null,
       },
     });
   });

@@ -34,6 +34,22 @@ describe('KVCacheManager allocation', () => {
     m.checkIntegrity();
   });
 
+  it('trimSlots rolls back lookahead blocks of rejected drafts, never a cached block', () => {
+    const m = manager(10);
+    const prompt = range(100, 109);
+    runPrompt(m, 'a', prompt); // blocks 0, 1 full and cached, block 2 holds token 8
+    assert.equal(m.allocateSlots('a', 9 + 1 + 6)!.length, 1, 'lookahead for 1 + 6 drafts: 16 tokens, 4 blocks');
+    m.trimSlots('a', 11); // 2 drafts kept: 11 tokens, 3 blocks
+    assert.equal(m.getBlockTable('a').length, 3);
+    assert.equal(m.numFreeBlocks, 7);
+    m.checkIntegrity();
+    m.trimSlots('a', 12); // already within
+    assert.equal(m.getBlockTable('a').length, 3);
+    assert.throws(() => m.trimSlots('a', 4), /would free cached blocks/);
+    m.free('a');
+    m.checkIntegrity();
+  });
+
   it('free returns every block; unknown ids are a no-op', () => {
     const m = manager(10);
     m.allocateSlots('a', 12);

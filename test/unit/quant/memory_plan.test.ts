@@ -113,3 +113,22 @@ describe('KV blocks for the memory plan', () => {
     assert.ok(fp8.perBlock < bf16.perBlock && fp8.numBlocks > bf16.numBlocks && bf16.numBlocks > f32.numBlocks);
   });
 });
+
+describe('speculative decoding in the plan', () => {
+  it('counts the MTP module (weights at the mode) and its cache layer only when speculation is on', () => {
+    const v3 = parseModelConfig({ ...benchLite, num_nextn_predict_layers: 1 });
+    for (const mode of ['none', 'int4'] as const) {
+      const plain = weightBytes(v3, mode);
+      const spec = weightBytes(v3, mode, 1);
+      // One more MoE layer plus eh_proj [D, 2D] and the shared head [vocab, D] (lm_head's size).
+      const layer = weightBytes(v3, mode).total - weightBytes({ ...v3, numHiddenLayers: v3.numHiddenLayers - 1 }, mode).total;
+      assert.ok(spec.total - plain.total > layer, `${mode}: module ${spec.total - plain.total} bytes vs a layer ${layer}`);
+      assert.ok(planMemory({ ...input(mode), config: v3, numMtpModules: 1 }, machine24).weights === spec.total);
+    }
+    const plain = numKvBlocksFor(v3, { kvCacheMemory: GiB });
+    const spec = numKvBlocksFor(v3, { kvCacheMemory: GiB, speculative: true });
+    assert.equal(spec.shape.numLayers, plain.shape.numLayers + 1);
+    assert.equal(PagedKVStorage.bytesPerBlock(spec.shape) * plain.shape.numLayers, PagedKVStorage.bytesPerBlock(plain.shape) * spec.shape.numLayers);
+    assert.ok(spec.numBlocks < plain.numBlocks, 'the same budget holds fewer blocks');
+  });
+});

@@ -112,6 +112,46 @@ describe('WeightStream', () => {
     assert.throws(() => WeightStream.open(fp8, { quantization: 'int8' }), /"model\.layers\.0\.self_attn\.o_proj\.weight_scale_inv" is missing \(block scales of F8_E4M3/);
   });
 
+  it('MTP module: checked at open, loaded only on request (all dtypes, quantised like the layers), not counted in the main parameters', () => {
+    const plain = WeightStream.open(checkpoint('BF16'), { quantization: 'none' });
+    const mainParams = plain.numParameters;
+    plain.close();
+    for (const [dtype, mode] of [['BF16', 'none'], ['F8_E4M3', 'int8'], ['F32', 'int4']] as const) {
+      const dir = checkpoint(dtype, 1, { mtp: true });
+      const stream = WeightStream.open(dir, { quantization: mode });
+      try {
+        assert.equal(stream.numMtpModules, 1);
+        assert.equal(stream.numParameters, mainParams);
+        const m = stream.mtp(0);
+        const shape = (w: LoadedTensor): readonly number[] => (isQuantized(w) ? [w.rows, w.cols] : w.shape);
+        assert.deepEqual([m.enorm, m.hnorm, m.ehProj, m.sharedHeadNorm, m.sharedHead].map(shape), [[160], [160], [160, 320], [160], [300, 160]]);
+        assert.equal(isQuantized(m.ehProj), mode !== 'none');
+        assert.equal(isQuantized(m.layer.attn.oProj), mode !== 'none');
+        assert.equal(m.layer.mlp.kind, 'moe'); // layer 3 >= first_k_dense_replace
+        if (mode === 'none') {
+          const ckpt = Checkpoint.open(dir);
+          const raw = decodeToFloat32(ckpt.read('model.layers.3.eh_proj.weight'), 'BF16');
+          ckpt.close();
+          assert.deepEqual((m.ehProj as { data: Float32Array }).data, raw);
+        }
+      } finally {
+        stream.close();
+      }
+    }
+    // num_nextn_predict_layers 1 without any MTP tensor (converted checkpoints): serves, with no module.
+    const stripped = checkpoint('BF16', 1, { mtp: true });
+    rewriteHeader(path.join(stripped, 'model.safetensors'), (h) => {
+      for (const k of Object.keys(h)) if (k.startsWith('model.layers.3.')) delete h[k];
+    });
+    const s2 = WeightStream.open(stripped, { quantization: 'none' });
+    assert.equal(s2.numMtpModules, 0);
+    s2.close();
+    // Some MTP tensors but not all: refused like any other missing tensor.
+    const partial = checkpoint('BF16', 1, { mtp: true });
+    rewriteHeader(path.join(partial, 'model.safetensors'), (h) => delete h['model.layers.3.shared_head.head.weight']);
+    assert.throws(() => WeightStream.open(partial, { quantization: 'none' }), /tensor "model\.layers\.3\.shared_head\.head\.weight" is missing \(expected shape \[300, 160\]\)/);
+  });
+
   it('a non-finite weight is refused, naming the tensor', () => {
     const dir = checkpoint('F32');
     const file = path.join(dir, 'model.safetensors');
