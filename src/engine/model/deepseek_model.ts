@@ -77,6 +77,9 @@ export interface ForwardOutput {
   readonly selections: Int32Array[][] | null;
 }
 
+/** q, kv, and with the indexer iq, ik, iw (shapes in LayerCapture). */
+type PreAttentionOutputs = readonly [Float32Array, Float32Array, Float32Array?, Float32Array?, Float32Array?];
+
 interface RoutedExperts {
   readonly config: MoeConfig;
   readonly eScoreCorrectionBias: Float32Array | null;
@@ -149,7 +152,7 @@ export class DeepseekModel {
     const ropeFeed = profiler.time('other', () => this.ropeFeed(plan.positions));
     const recordSelections = hooks.recordSelections ?? false;
     const selections: Int32Array[][] | null = recordSelections ? Array.from({ length: plan.logitOffsets.length - 1 }, () => []) : null;
-    for (let l = 0; l < this.layers.length; l++) h = await this.runLayer(l, this.layers[l], h, plan, ropeFeed, profiler, hooks, selections);
+    for (const [l, layer] of this.layers.entries()) h = await this.runLayer(l, layer, h, plan, ropeFeed, profiler, hooks, selections);
     const logits = await profiler.timeAsync('dense', () => this.computeLogits(h, plan));
     return { logits, hidden: h, logitOffsets: plan.logitOffsets, selections };
   }
@@ -171,14 +174,15 @@ export class DeepseekModel {
   ): Promise<Float32Array> {
     const N = plan.numTokens;
     const D = this.config.hiddenSize;
-    const preOut = this.indexer ? ['q', 'kv', 'iq', 'ik', 'iw'] : ['q', 'kv'];
-    const [q, kv, iq, ik, iw] = await profiler.timeAsync('dense', () => layer.pre.run({ h: floatTensor(h, [N, D]), ...ropeFeed }, preOut));
-    hooks.onLayer?.(l, { q, kv, iq: iq ?? null, ik: ik ?? null, iw: iw ?? null, positions: plan.positions });
+    const feed = { h: floatTensor(h, [N, D]), ...ropeFeed };
+    const pre = await profiler.timeAsync<PreAttentionOutputs>('dense', () => (this.indexer ? layer.pre.run(feed, ['q', 'kv', 'iq', 'ik', 'iw']) : layer.pre.run(feed, ['q', 'kv'])));
+    const [q, kv, iq = null, ik = null, iw = null] = pre;
+    hooks.onLayer?.(l, { q, kv, iq, ik, iw, positions: plan.positions });
     profiler.time('other', () => {
       this.storage.writeLatent(l, plan.slots, kv);
       if (ik) this.storage.writeIndexerKey(l, plan.slots, ik);
     });
-    const o = await this.attend(l, plan, { q, iq: iq ?? null, iw: iw ?? null }, profiler, selections);
+    const o = await this.attend(l, plan, { q, iq, iw }, profiler, selections);
     return this.postAttention(layer, h, o, N, profiler);
   }
 
@@ -221,7 +225,7 @@ export class DeepseekModel {
     for (const group of plan.groups) {
       const res = await this.attention.attend(group, inputs, ctx);
       o.set(res.o, group.rowStart * H * L);
-      res.lastSelections?.forEach((sel, b) => selections![group.seqIndex[b]].push(sel));
+      res.lastSelections?.forEach((sel, b) => selections?.[group.seqIndex[b]!]?.push(sel));
     }
     return o;
   }

@@ -105,19 +105,21 @@ export interface ExpertDispatch {
 
 /** Counting sort of the (token, choice) pairs by expert. */
 export function dispatch(experts: Int32Array, weights: Float32Array, numExperts: number, k: number): ExpertDispatch {
+  // Indices below are bounded by the loops (i < experts.length = weights.length, e < numExperts) and by
+  // the router, whose expert ids are < numExperts.
   const counts = new Int32Array(numExperts);
-  for (let i = 0; i < experts.length; i++) counts[experts[i]]++;
+  for (const e of experts) counts[e]!++;
   const next = new Int32Array(numExperts);
-  for (let e = 1; e < numExperts; e++) next[e] = next[e - 1] + counts[e - 1];
+  for (let e = 1; e < numExperts; e++) next[e] = next[e - 1]! + counts[e - 1]!;
   const rows = new Int32Array(experts.length);
   const ws = new Float32Array(experts.length);
   const inverse = new Int32Array(experts.length);
-  for (let i = 0; i < experts.length; i++) {
-    const r = next[experts[i]]++;
+  experts.forEach((e, i) => {
+    const r = next[e]!++;
     rows[r] = (i / k) | 0;
-    ws[r] = weights[i];
+    ws[r] = weights[i]!;
     inverse[i] = r;
-  }
+  });
   return { rows, weights: ws, sizes: BigInt64Array.from(counts, BigInt), inverse };
 }
 

@@ -17,9 +17,17 @@ import { rowsOf, selectRows, stackRows } from '../quant/rows.ts';
 import { absorbedQuery } from './absorbed.ts';
 import { mlaSoftmaxScale, ropeRotation } from './rope.ts';
 import { hadamardMatrix } from '../../common/numeric/hadamard.ts';
+import { assert } from '../../common/errors.ts';
 import type { AttentionWeights, IndexerConfig, LinearWeight, ModelConfig, Tensor } from '../checkpoint/types.ts';
 
 const INDEXER_LAYERNORM_EPS = 1e-6; // fixed by the reference implementation, not from config
+
+/** Output i of a Split node (nodeN returns exactly as many names as it was asked for). */
+function part(parts: readonly string[], i: number): string {
+  const p = parts[i];
+  assert(p !== undefined, `split output ${i} of ${parts.length}`);
+  return p;
+}
 
 /** q_b_proj / q_proj rows [H * (dn + dr), in] split into nope rows [H * dn, in] and rope rows [H * dr, in] (scaled). */
 function splitQRows(config: ModelConfig, w: LinearWeight, ropeScale: number): { nope: LinearWeight; rope: LinearWeight } {
@@ -72,14 +80,15 @@ export function buildPreAttentionGraph(
   let qPe: string;
   let iq: string | null = null;
   if (query.kind === 'direct') {
-    [qNope, qPe] = xParts;
+    [qNope, qPe] = [part(xParts, 0), part(xParts, 1)];
   } else {
-    const qr = rmsNorm(g, xParts[0], query.qALayernorm, eps);
+    const qr = rmsNorm(g, part(xParts, 0), query.qALayernorm, eps);
     const { nope, rope } = splitQRows(config, query.qBProj, scale);
     const qrBlocks = [nope, rope];
     if (indexer) qrBlocks.push(indexer.wqB);
     const qrSizes = qrBlocks.map(rowsOf);
-    [qNope, qPe, iq] = g.nodeN('Split', [linear(g, qr, stackRows(qrBlocks)), g.int64s(qrSizes)], qrSizes.length, { axis: 1 });
+    const qrParts = g.nodeN('Split', [linear(g, qr, stackRows(qrBlocks)), g.int64s(qrSizes)], qrSizes.length, { axis: 1 });
+    [qNope, qPe, iq] = [part(qrParts, 0), part(qrParts, 1), qrParts[2] ?? null];
   }
   const kvAIndex = qFromX ? 2 : 1;
 
@@ -89,8 +98,8 @@ export function buildPreAttentionGraph(
   g.markOutput(g.node('Concat', [qLat, qPeRoped], { axis: -1 }), 'q', DataType.FLOAT, ['N', H, L + dr]);
 
   // MLA 4: the cached latent row.
-  const [latent, kPe] = g.nodeN('Split', [reshape(g, xParts[kvAIndex], [0, 1, L + dr]), g.int64s([L, dr])], 2, { axis: 2 });
-  const kv = g.node('Concat', [rmsNorm(g, latent, attn.kvALayernorm, eps), ropeRotate(g, kPe, cos, sin, rotation)], { axis: -1 });
+  const latentParts = g.nodeN('Split', [reshape(g, part(xParts, kvAIndex), [0, 1, L + dr]), g.int64s([L, dr])], 2, { axis: 2 });
+  const kv = g.node('Concat', [rmsNorm(g, part(latentParts, 0), attn.kvALayernorm, eps), ropeRotate(g, part(latentParts, 1), cos, sin, rotation)], { axis: -1 });
   g.markOutput(kv, 'kv', DataType.FLOAT, ['N', 1, L + dr]);
 
   // IDX 2-4: indexer query and key with RoPE, head weights.
@@ -102,9 +111,9 @@ export function buildPreAttentionGraph(
     const iqRoped = ropeRotate(g, reshape(g, iq, [0, Hi, Di]), icos, isin, iRotation);
     const iqOut = rotateIndexerQuery ? g.node('MatMul', [iqRoped, g.initializer(hadamardMatrix(Di), [Di, Di])]) : iqRoped;
     g.markOutput(iqOut, 'iq', DataType.FLOAT, ['N', Hi, Di]);
-    const k = layerNorm(g, reshape(g, xParts[kvAIndex + 1], [0, 1, Di]), indexer.kNormWeight, indexer.kNormBias, INDEXER_LAYERNORM_EPS);
+    const k = layerNorm(g, reshape(g, part(xParts, kvAIndex + 1), [0, 1, Di]), indexer.kNormWeight, indexer.kNormBias, INDEXER_LAYERNORM_EPS);
     g.markOutput(ropeRotate(g, k, icos, isin, iRotation), 'ik', DataType.FLOAT, ['N', 1, Di]);
-    g.markOutput(xParts[kvAIndex + 2], 'iw', DataType.FLOAT, ['N', Hi]);
+    g.markOutput(part(xParts, kvAIndex + 2), 'iw', DataType.FLOAT, ['N', Hi]);
   }
   return g.build();
 }

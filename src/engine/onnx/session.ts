@@ -46,6 +46,9 @@ export function graphRunCount(): number {
   return graphRuns;
 }
 
+/** One array per requested output name, in order: a literal list of names gives a tuple of that length. */
+export type OutputsOf<O extends readonly string[], T> = { -readonly [K in keyof O]: T };
+
 /** A compiled graph with named float32 outputs. */
 export class GraphSession {
   private constructor(private readonly session: ort.InferenceSession, readonly name: string) {}
@@ -66,13 +69,13 @@ export class GraphSession {
   }
 
   /** Runs the graph; returns the requested outputs as Float32Arrays (fresh buffers owned by the caller). */
-  async run(feed: Feed, outputs: readonly string[]): Promise<Float32Array[]> {
-    return this.expect(await this.runTyped(feed, outputs), outputs, Float32Array, 'float32');
+  async run<const O extends readonly string[]>(feed: Feed, outputs: O): Promise<OutputsOf<O, Float32Array>> {
+    return this.expect(await this.runTyped(feed, outputs), outputs, Float32Array, 'float32') as OutputsOf<O, Float32Array>;
   }
 
   /** Runs the graph; returns the requested int32 outputs (fresh buffers owned by the caller). */
-  async runInt32(feed: Feed, outputs: readonly string[]): Promise<Int32Array[]> {
-    return this.expect(await this.runTyped(feed, outputs), outputs, Int32Array, 'int32');
+  async runInt32<const O extends readonly string[]>(feed: Feed, outputs: O): Promise<OutputsOf<O, Int32Array>> {
+    return this.expect(await this.runTyped(feed, outputs), outputs, Int32Array, 'int32') as OutputsOf<O, Int32Array>;
   }
 
   private expect<T extends ArrayBufferView>(views: readonly ArrayBufferView[], outputs: readonly string[], type: abstract new (...args: never[]) => T, what: string): T[] {
