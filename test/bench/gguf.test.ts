@@ -262,7 +262,7 @@ describe('DeepSeek -> GGUF conversion', () => {
     assert.equal(type.get('token_embd.weight'), GgmlType.F16);
   });
 
-  it('Q8_0 / Q4_0: the engine quantiser\'s blocks for every weight, the embedding Q8_0, router and norms F32', () => {
+  it('Q8_0 / Q4_0: the engine quantiser\'s blocks for every weight, the embedding F16, router and norms F32', () => {
     // Every row length a multiple of 32 (Q types need whole blocks along ne0).
     const cfg = {
       ...tinyHfConfig(), hidden_size: 64, intermediate_size: 96, moe_intermediate_size: 32, q_lora_rank: 64, kv_lora_rank: 32,
@@ -281,13 +281,13 @@ describe('DeepSeek -> GGUF conversion', () => {
       const g = readGguf(file);
       const types = new Map(g.tensors.map((t) => [t.name, t.type]));
       assert.equal(g.metadata.get('general.file_type'), dtype === 'Q8_0' ? 7 : 2);
-      assert.equal(types.get('token_embd.weight'), GgmlType.Q8_0);
+      assert.equal(types.get('token_embd.weight'), GgmlType.F16);
       assert.equal(types.get('blk.1.ffn_gate_inp.weight'), GgmlType.F32);
       assert.equal(types.get('blk.1.attn_norm.weight'), GgmlType.F32);
       for (const name of ['output.weight', 'blk.0.attn_q_b.weight', 'blk.1.attn_k_b.weight', 'blk.1.ffn_down_exps.weight', 'blk.1.indexer.proj.weight']) {
         assert.equal(types.get(name), type, name);
       }
-      assert.deepEqual(readGgufTensor(file, g, 'token_embd.weight'), deq(model.weights.embedTokens.data, 64, 8));
+      assert.deepEqual(readGgufTensor(file, g, 'token_embd.weight'), model.weights.embedTokens.data.map((x) => f16ToFloat32(float32ToF16(x))));
       assert.ok(at.query.kind === 'lora');
       assert.deepEqual(readGgufTensor(file, g, 'blk.1.attn_q_b.weight'), deq(at.query.qBProj.data, 64, bits));
       const { kB } = splitKvB(at.kvBProj, 2, 32, 32);

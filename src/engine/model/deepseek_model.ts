@@ -23,7 +23,7 @@ import { ropeInvFreq, ropeTables } from './rope.ts';
 import type { StepPlan } from './step_plan.ts';
 import type { IndexerConfig, LayerWeights, LinearWeight, ModelConfig, MoeConfig, MoeWeights, Tensor } from '../checkpoint/types.ts';
 import { moeConfigOfLayer } from '../checkpoint/weights.ts';
-import type { QuantBits } from '../../common/quantized.ts';
+import type { EmbeddingTable, QuantBits } from '../../common/quantized.ts';
 import { gatherRows } from '../quant/rows.ts';
 
 /**
@@ -34,7 +34,7 @@ export interface ModelWeightSource {
   readonly config: ModelConfig;
   /** Bits of the quantised linear weights (null: float32); the graphs quantise kv_b_proj's per-head forms to match. */
   readonly quantBits: QuantBits | null;
-  embedding(): LinearWeight; // [vocab, hidden]
+  embedding(): EmbeddingTable; // [vocab, hidden]
   layer(l: number): LayerWeights<LinearWeight>;
   head(): { readonly norm: Tensor; readonly lmHead: LinearWeight };
 }
@@ -94,8 +94,8 @@ export class DeepseekModel {
 
   private constructor(
     readonly config: ModelConfig,
-    /** The token embedding [vocab, hidden]: float32, or int8 rows under --quantization. */
-    private readonly embedTable: LinearWeight,
+    /** The token embedding [vocab, hidden]: float32, or float16 rows under --quantization. */
+    private readonly embedTable: EmbeddingTable,
     readonly storage: PagedKVStorage,
     private readonly layers: readonly LayerSessions[],
     private readonly attention: SparseMlaAttention,
