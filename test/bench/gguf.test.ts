@@ -8,6 +8,7 @@ import { f16ToFloat32, float32ToF16 } from '../../src/engine/checkpoint/dtype.ts
 import { loadModel } from '../../src/engine/checkpoint/weights.ts';
 import { byteLevelAlphabet, convertDeepseekToGguf, splitKvB, stackMatrices, syntheticVocab, TOKEN_TYPE } from '../../bench/gguf/convert_deepseek.ts';
 import { readGguf, readGgufTensor } from '../../bench/gguf/gguf_reader.ts';
+import { lazyModel } from '../../bench/gguf/lazy_model.ts';
 import { GgmlType, GgufValueType, GgufWriter, ggmlBlocks, gguf } from '../../bench/gguf/gguf_writer.ts';
 import { dequantizeMatrix, quantizeMatrix } from '../../src/engine/quant/block_quant.ts';
 import { seededRandom } from '../../tools/checkpoint/random_weights.ts';
@@ -294,6 +295,19 @@ describe('DeepSeek -> GGUF conversion', () => {
       assert.deepEqual(readGgufTensor(file, g, 'blk.1.attn_k_b.weight'), deq(kB, 32, bits));
       assert.deepEqual(readGgufTensor(file, g, 'blk.1.ffn_down_exps.weight'), deq(stackMatrices(mlp.weights.experts.map((e) => e.downProj)), 32, bits));
     }
+  });
+
+  it('a lazily read model (one layer in memory at a time) converts to the same bytes', () => {
+    const eager = path.join(dir, 'eager.gguf');
+    const lazy = path.join(dir, 'lazy.gguf');
+    convertDeepseekToGguf(fixture, eager, { dtype: 'F16' });
+    const model = lazyModel(FIXTURE_DIR);
+    try {
+      convertDeepseekToGguf(model, lazy, { dtype: 'F16' });
+    } finally {
+      model.close();
+    }
+    assert.ok(readFileSync(lazy).equals(readFileSync(eager)));
   });
 
   it('refuses what llama.cpp cannot run', () => {
