@@ -30,6 +30,8 @@ export interface ModelRunnerOptions extends ModelOptions {
   readonly quantization?: QuantizationMode;
   /** Cache of quantised weights (--quantized-weights-dir); null or absent: none. */
   readonly quantizedWeightsDir?: string | null;
+  /** Worker threads that read and quantise weights ahead of graph compilation (0: this thread); default by model size. */
+  readonly loadThreads?: number;
 }
 
 /** What was loaded: the model's identity and the memory plan it was admitted with. */

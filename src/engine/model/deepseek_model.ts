@@ -27,16 +27,17 @@ import type { EmbeddingTable, QuantBits } from '../../common/quantized.ts';
 import { gatherRows } from '../quant/rows.ts';
 
 /**
- * Where the weights come from, one group at a time (quant/weight_stream.ts): create() builds a layer's
- * graphs from layer(l) and lets it go, so only the sessions' copies stay resident.
+ * Where the weights come from, one group at a time (quant/weight_stream.ts in this thread, or
+ * quant/group_pool.ts in worker threads, reading ahead): create() builds a layer's graphs from layer(l)
+ * and lets it go, so only the sessions' copies stay resident.
  */
 export interface ModelWeightSource {
   readonly config: ModelConfig;
   /** Bits of the quantised linear weights (null: float32); the graphs quantise kv_b_proj's per-head forms to match. */
   readonly quantBits: QuantBits | null;
-  embedding(): EmbeddingTable; // [vocab, hidden]
-  layer(l: number): LayerWeights<LinearWeight>;
-  head(): { readonly norm: Tensor; readonly lmHead: LinearWeight };
+  embedding(): Promise<EmbeddingTable>; // [vocab, hidden]
+  layer(l: number): Promise<LayerWeights<LinearWeight>>;
+  head(): Promise<{ readonly norm: Tensor; readonly lmHead: LinearWeight }>;
 }
 
 export interface ModelOptions extends SessionOptions {
@@ -111,11 +112,11 @@ export class DeepseekModel {
     const { config, quantBits: bits } = source;
     const indexer = options.denseAttention ? null : config.indexer;
     const build = <T>(fn: () => T): T => withAccuracyLevel(options.quantAccuracyLevel ?? QUANT_ACCURACY_LEVEL, fn);
-    const embedTable = source.embedding();
+    const embedTable = await source.embedding();
     const layers: LayerSessions[] = [];
     for (let l = 0; l < config.numHiddenLayers; l++) {
       // The layer's weights live only until its sessions hold them (ORT copies initializers).
-      const w = source.layer(l);
+      const w = await source.layer(l);
       const moe = moeConfigOfLayer(config, l);
       const ffn = w.mlp.kind === 'dense' ? denseFfn(w.mlp.weights) : moePreludeFfn(w.mlp.weights);
       const pre = build(() => buildPreAttentionGraph(config, l, w.attn, w.inputLayernorm, indexer, storage.indexerKeysRotated, bits));
@@ -146,7 +147,8 @@ export class DeepseekModel {
     };
     const sparseMla = new SparseMlaAttention(shapes, sessions);
     const shared = Object.values(sessions).filter((x): x is GraphSession => x !== null);
-    const lmHead = await GraphSession.create('lm_head', build(() => buildLmHeadGraph(config, source.head())), options);
+    const head = await source.head();
+    const lmHead = await GraphSession.create('lm_head', build(() => buildLmHeadGraph(config, head)), options);
     return new DeepseekModel(config, embedTable, storage, layers, sparseMla, shared, lmHead, indexer);
   }
 

@@ -14,29 +14,20 @@
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { CheckpointError } from '../../common/errors.ts';
-import type { EmbeddingTable, HalfMatrix, LinearWeight } from '../../common/quantized.ts';
+import type { EmbeddingTable, LinearWeight } from '../../common/quantized.ts';
 import { readModelConfig } from '../checkpoint/config.ts';
 import { decodeToFloat32, dequantizeFp8Blocks, fp8ScaleShape, type FloatDType } from '../checkpoint/dtype.ts';
 import { numel, weightManifest, type WeightSpec } from '../checkpoint/manifest.ts';
 import { Checkpoint, type DType, type TensorInfo } from '../checkpoint/safetensors.ts';
-import type { LayerWeights, ModelConfig, Tensor } from '../checkpoint/types.ts';
-import { layerWeights, type TensorSource } from '../checkpoint/weights.ts';
+import type { LayerWeights, ModelConfig } from '../checkpoint/types.ts';
+import { embeddingOf, headOf, isHalf, isQuantized, layerOf, type HeadWeights, type LoadedTensor } from './group_tree.ts';
 import type { QuantBits } from '../../common/quantized.ts';
 import type { CachedTensor } from './cache_file.ts';
 import { quantBits, type QuantizationMode } from './quant_mode.ts';
 import { readHalf, readQuantized } from './quantizing_reader.ts';
 import { QuantizedWeightsCache, type CacheLog } from './weights_cache.ts';
 
-/** A loaded tensor: float32 ({data, shape}); at int8/int4 linear weights quantised, the embedding float16. */
-export type LoadedTensor = LinearWeight | HalfMatrix;
-
-export function isQuantized(t: LoadedTensor): t is Extract<LinearWeight, { packed: Uint8Array }> {
-  return 'packed' in t;
-}
-
-function isHalf(t: LoadedTensor): t is HalfMatrix {
-  return 'half' in t;
-}
+export { isQuantized, type LoadedTensor } from './group_tree.ts';
 
 const MATRIX_DTYPES: readonly DType[] = ['F32', 'BF16', 'F16', 'F8_E4M3'];
 const VECTOR_DTYPES: readonly DType[] = ['F32', 'BF16', 'F16'];
@@ -64,33 +55,6 @@ export function loadFormat(spec: WeightSpec): 'quantized' | 'half' | 'f32' {
 
 function fail(file: string, message: string): never {
   throw new CheckpointError('DSV_ERR_CHECKPOINT', file, message);
-}
-
-/** The weight tree's tensors from one loaded group (shapes and dtypes were checked at open()). */
-class GroupSource implements TensorSource<LinearWeight> {
-  constructor(private readonly tensors: ReadonlyMap<string, LoadedTensor>) {}
-
-  private get(name: string): LoadedTensor {
-    const t = this.tensors.get(name);
-    if (t === undefined) throw new Error(`internal: tensor "${name}" is not in its group`);
-    return t;
-  }
-
-  matrix(name: string): LinearWeight {
-    const t = this.get(name);
-    if (isHalf(t)) throw new Error(`internal: tensor "${name}" is float16`);
-    return t;
-  }
-
-  f32Matrix(name: string): Tensor {
-    return this.vector(name);
-  }
-
-  vector(name: string): Tensor {
-    const t = this.get(name);
-    if (isQuantized(t) || isHalf(t)) throw new Error(`internal: tensor "${name}" is not float32`);
-    return t;
-  }
 }
 
 export class WeightStream {
@@ -136,21 +100,17 @@ export class WeightStream {
     return n;
   }
 
-  /** The token embedding [vocab, hidden]: float32, or float16 rows under --quantization. */
-  embedding(): EmbeddingTable {
-    const t = this.group('embed').get('model.embed_tokens.weight')!;
-    if (isQuantized(t)) throw new Error('internal: the embedding was quantised');
-    return t;
+  // ModelWeightSource, in this thread (quant/group_pool.ts reads the groups in worker threads instead).
+  async embedding(): Promise<EmbeddingTable> {
+    return embeddingOf(this.group('embed'));
   }
 
-  /** Layer l's weight tree (read, quantised, cached now). */
-  layer(l: number): LayerWeights<LinearWeight> {
-    return layerWeights(new GroupSource(this.group(`layer.${l}`)), this.config, l);
+  async layer(l: number): Promise<LayerWeights<LinearWeight>> {
+    return layerOf(this.group(`layer.${l}`), this.config, l);
   }
 
-  head(): { norm: Tensor; lmHead: LinearWeight } {
-    const t = new GroupSource(this.group('head'));
-    return { norm: t.vector('model.norm.weight'), lmHead: t.matrix('lm_head.weight') };
+  async head(): Promise<HeadWeights> {
+    return headOf(this.group('head'));
   }
 
   /** 'embed', 'layer.0' .. 'layer.<n-1>', 'head', in load order. */
