@@ -336,7 +336,7 @@ const TABLE: { readonly [K in ConfigKey]: OptionSpec<K> } = {
   quantization: row('quantization', {
     valueName: 'MODE', codec: quantization, default: 'none', defaultText: 'none (float32)',
     help: 'Weight-only quantisation at load time: int8 or int4 (symmetric, blocks of 32 along the input) for every linear layer, '
-      + 'int8 rows for the embedding; router gates and norms stay float32. none keeps float32 weights.',
+      + 'float16 rows for the embedding; router gates and norms stay float32. none keeps float32 weights.',
   }),
   quantizedWeightsDir: row('quantizedWeightsDir', {
     valueName: 'DIR', codec: optionalString, default: null, defaultText: 'none (quantise on every start)',

@@ -29,7 +29,7 @@ import { GgmlType, GgufValueType, GgufWriter, gguf, type GgufWriteResult } from 
 export type GgufArch = 'deepseek2' | 'deepseek32';
 /**
  * Type of the 2-D/3-D weights. Q8_0 / Q4_0 hold the engine's --quantization int8 / int4 weights (same
- * quantiser, same blocks); the token embedding is Q8_0 in both, as the engine keeps it as int8 rows.
+ * quantiser, same blocks); the token embedding is F16 in both, as the engine keeps it as float16 rows.
  */
 export type GgufDtype = 'F32' | 'F16' | 'Q8_0' | 'Q4_0';
 
@@ -154,7 +154,7 @@ export function planDeepseekGguf(model: LoadedModel, options: ConvertOptions = {
   const arch: GgufArch = options.arch === undefined || options.arch === 'auto' ? (c.indexer ? 'deepseek32' : 'deepseek2') : options.arch;
   const dtype: GgufDtype = options.dtype ?? 'F32';
   const big = { F32: GgmlType.F32, F16: GgmlType.F16, Q8_0: GgmlType.Q8_0, Q4_0: GgmlType.Q4_0 }[dtype];
-  const embedType = dtype === 'Q4_0' ? GgmlType.Q8_0 : big;
+  const embedType = dtype === 'Q8_0' || dtype === 'Q4_0' ? GgmlType.F16 : big;
   const warnings: string[] = [];
 
   if (arch === 'deepseek32' && !c.indexer) throw new Error('deepseek32 needs a checkpoint with a DSA indexer (index_n_heads/index_head_dim/index_topk)');

@@ -1,6 +1,7 @@
 // Held-out perplexity in the engine, with DSA (the indexer's top-k) and with dense attention, printed as JSON.
 //   node --import tsx src/cli/perplexity.ts --model DIR (--tokens FILE.u16 | --file TEXT) [--context 512]
 //        [--max-chunks N] [--mode both|dsa|dense] [--kv-cache-dtype float32|bfloat16|fp8] [--threads N]
+//        [--quantization none|int8|int4]
 // The token stream (--tokens: little-endian uint16 ids, as tools/train/tokenize.ts writes; --file: text
 // encoded with the model's tokenizer, BOS added) is cut into consecutive, non-overlapping chunks of
 // --context tokens (a shorter tail is dropped); each chunk is one full prefill from position 0 with logits
@@ -9,11 +10,13 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { OfflineEngine } from '../engine/offline.ts';
+import { QUANTIZATION_MODES, type QuantizationMode } from '../engine/quant/quant_mode.ts';
 import { KV_CACHE_DTYPES, type KVCacheDtype } from '../kvcache/kv_dtype.ts';
 import { loadTokenizer } from '../server/tokenizer/tokenizer.ts';
 import { positiveInt } from './args.ts';
 
-const USAGE = 'usage: perplexity --model DIR (--tokens FILE.u16 | --file TEXT) [--context 512] [--max-chunks N] [--mode both|dsa|dense] [--kv-cache-dtype float32|bfloat16|fp8] [--threads N]';
+const USAGE =
+  'usage: perplexity --model DIR (--tokens FILE.u16 | --file TEXT) [--context 512] [--max-chunks N] [--mode both|dsa|dense] [--kv-cache-dtype float32|bfloat16|fp8] [--threads N] [--quantization none|int8|int4]';
 
 interface ModeResult {
   readonly mode: 'dsa' | 'dense';
@@ -28,10 +31,17 @@ interface ModeResult {
   readonly seconds: number;
 }
 
-async function evaluate(model: string, chunks: number[][], dense: boolean, threads: number | undefined, kvCacheDtype: KVCacheDtype): Promise<ModeResult> {
+interface EvalOptions {
+  readonly threads: number | undefined;
+  readonly kvCacheDtype: KVCacheDtype;
+  readonly quantization: QuantizationMode;
+}
+
+async function evaluate(model: string, chunks: number[][], dense: boolean, opts: EvalOptions): Promise<ModeResult> {
   const t0 = performance.now();
+  const { threads, kvCacheDtype, quantization } = opts;
   const engine = await OfflineEngine.create(model, {
-    runner: { denseAttention: dense, kvCacheMemory: 64 * 2 ** 20, kvCacheDtype, ...(threads !== undefined && { numThreads: threads }) },
+    runner: { denseAttention: dense, kvCacheMemory: 64 * 2 ** 20, kvCacheDtype, quantization, ...(threads !== undefined && { numThreads: threads }) },
     enablePrefixCaching: false,
   });
   const topk = engine.core.runner.model.indexer?.topk ?? Infinity;
@@ -85,10 +95,13 @@ async function main(argv: string[]): Promise<void> {
       mode: { type: 'string', default: 'both' },
       threads: { type: 'string' },
       'kv-cache-dtype': { type: 'string', default: 'float32' },
+      quantization: { type: 'string', default: 'none' },
     },
   });
   const dtype = values['kv-cache-dtype'] as KVCacheDtype;
   if (!KV_CACHE_DTYPES.includes(dtype)) throw new Error(`--kv-cache-dtype must be one of ${KV_CACHE_DTYPES.join(', ')}, got "${dtype}"`);
+  const quantization = values.quantization as QuantizationMode;
+  if (!QUANTIZATION_MODES.includes(quantization)) throw new Error(`--quantization must be one of ${QUANTIZATION_MODES.join(', ')}, got "${values.quantization}"`);
   if (!values.model || (values.tokens === undefined) === (values.file === undefined)) throw new Error(USAGE);
   if (!['both', 'dsa', 'dense'].includes(values.mode!)) throw new Error(`--mode must be both, dsa or dense, got "${values.mode}"`);
   let ids: number[];
@@ -108,12 +121,14 @@ async function main(argv: string[]): Promise<void> {
   if (chunks.length === 0) throw new Error(`fewer than --context ${context} tokens`);
   const threads = positiveInt('threads', values.threads);
   const results: ModeResult[] = [];
-  if (values.mode !== 'dense') results.push(await evaluate(values.model, chunks, false, threads, dtype));
-  if (values.mode !== 'dsa') results.push(await evaluate(values.model, chunks, true, threads, dtype));
+  const opts = { threads, kvCacheDtype: dtype, quantization };
+  if (values.mode !== 'dense') results.push(await evaluate(values.model, chunks, false, opts));
+  if (values.mode !== 'dsa') results.push(await evaluate(values.model, chunks, true, opts));
   const dsa = results.find((r) => r.mode === 'dsa');
   const dense = results.find((r) => r.mode === 'dense');
   const out = {
     model: values.model,
+    quantization,
     source: values.tokens ?? values.file,
     context,
     results,

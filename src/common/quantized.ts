@@ -31,3 +31,12 @@ export type LinearWeight = { readonly data: Float32Array; readonly shape: readon
 export function isQuantized(w: LinearWeight): w is QuantizedMatrix {
   return 'packed' in w;
 }
+
+/** A [rows, cols] table of float16 values (bits): the token embedding under --quantization. */
+export interface HalfMatrix {
+  readonly half: Uint16Array;
+  readonly shape: readonly [number, number];
+}
+
+/** The token embedding as the engine keeps it: float32, or float16 under --quantization (read by row, never a GEMM). */
+export type EmbeddingTable = { readonly data: Float32Array; readonly shape: readonly number[] } | HalfMatrix;

@@ -12,7 +12,7 @@ import { totalmem } from 'node:os';
 import { EngineError } from '../common/errors.ts';
 import { mtpManifest, numel, weightManifest, type WeightSpec } from './checkpoint/manifest.ts';
 import type { ModelConfig } from './checkpoint/types.ts';
-import { kBlocks, quantizedBytes } from './quant/block_quant.ts';
+import { kBlocks } from './quant/block_quant.ts';
 import { QUANTIZATION_MODES, quantBits, type QuantizationMode } from './quant/quant_mode.ts';
 
 /**
@@ -60,15 +60,14 @@ export function machineMemoryBytes(root = '/sys/fs/cgroup'): MachineMemory {
 
 /**
  * Resident bytes of one tensor at `mode`: linear weights as ORT holds them quantised, the embedding as
- * int8 rows (a JS-side table), the rest float32.
+ * float16 rows (a JS-side table, see quant/weight_stream.ts), the rest float32.
  */
 export function residentBytes(spec: WeightSpec, mode: QuantizationMode): number {
   const bits = quantBits(mode);
   if (bits === null || spec.shape.length !== 2) return numel(spec) * 4;
   const [rows, cols] = spec.shape;
   if (spec.role === 'linear') return rows * kBlocks(cols) * ORT_BYTES_PER_BLOCK[bits];
-  // A gather needs no int4 kernel: int8 rows keep the table's error below the GEMMs' either way.
-  if (spec.role === 'embedding') return quantizedBytes(rows, cols, 8);
+  if (spec.role === 'embedding') return rows * cols * 2;
   return numel(spec) * 4;
 }
 

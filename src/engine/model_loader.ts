@@ -3,7 +3,9 @@
 //   2. check the memory plan (weights at the mode + KV cache + runtime) against the machine, refusing
 //      with the numbers and the settings that would fit before anything large is allocated;
 //   3. allocate the KV cache and compile the graphs, reading (and quantising, or taking from the
-//      quantised-weights cache) one layer at a time.
+//      quantised-weights cache) one layer at a time: in this thread, or for a quantised model of 1e8+
+//      weights in worker threads that read ahead (quant/group_pool.ts; starting a worker costs ~1 s).
+import { availableParallelism } from 'node:os';
 import { EngineError } from '../common/errors.ts';
 import { PagedKVStorage } from '../kvcache/paged_kv_storage.ts';
 import { DEFAULT_MAX_SCORE_ELEMENTS } from './attention/sparse_mla.ts';
@@ -11,13 +13,26 @@ import type { EngineCoreOptions } from './engine_core.ts';
 import { checkMemoryPlan } from './memory_plan.ts';
 import type { ForwardHooks } from './model/deepseek_model.ts';
 import { ModelRunner, numKvBlocksFor } from './model_runner.ts';
+import { GroupPool } from './quant/group_pool.ts';
 import { WeightStream } from './quant/weight_stream.ts';
+
+/** Below this many weights, quantising in this thread is faster than starting worker threads. */
+const POOL_MIN_PARAMETERS = 1e8;
+
+function loadThreads(options: EngineCoreOptions, numParameters: number): number {
+  if ((options.runner.quantization ?? 'none') === 'none') return 0;
+  // At most 4: each thread holds one group read ahead.
+  return options.runner.loadThreads ?? (numParameters >= POOL_MIN_PARAMETERS ? Math.min(4, availableParallelism()) : 0);
+}
 
 export async function loadModelRunner(modelDir: string, options: EngineCoreOptions, hooks: ForwardHooks): Promise<ModelRunner> {
   const quantization = options.runner.quantization ?? 'none';
+  const cacheDir = options.runner.quantizedWeightsDir ?? null;
   const loadWarnings: string[] = [];
   const log = { info: () => {}, warn: (m: string) => void loadWarnings.push(m) };
-  const stream = WeightStream.open(modelDir, { quantization, cacheDir: options.runner.quantizedWeightsDir ?? null, log });
+  // Headers and config first, without the cache (the pool's workers open their own).
+  const stream = WeightStream.open(modelDir, { quantization, cacheDir: null, log });
+  let pool: GroupPool | null = null;
   try {
     const config = stream.config;
     const maxModelLen = options.scheduler.maxModelLen ?? config.maxPositionEmbeddings;
@@ -40,9 +55,25 @@ export async function loadModelRunner(modelDir: string, options: EngineCoreOptio
       options.machineMemory,
     );
     const loaded = { dir: stream.dir, config, numParameters: stream.numParameters, quantization, memoryPlan, loadWarnings };
-    return await ModelRunner.create(stream, loaded, runnerOptions, hooks);
+    const threads = loadThreads(options, stream.numParameters);
+    if (threads === 0) {
+      stream.close();
+      const inThread = WeightStream.open(modelDir, { quantization, cacheDir, log });
+      try {
+        return await ModelRunner.create(inThread, loaded, runnerOptions, hooks);
+      } finally {
+        inThread.close();
+      }
+    }
+    // MTP modules are read only when speculation will run them.
+    const groups = stream.groupNames.filter((g) => speculative || !g.startsWith('mtp.'));
+    pool = new GroupPool(config, quantization, groups, { dir: stream.dir, quantization, cacheDir }, threads);
+    const runner = await ModelRunner.create(pool, loaded, runnerOptions, hooks);
+    loadWarnings.push(...pool.warnings);
+    return runner;
   } finally {
     stream.close();
+    await pool?.close();
   }
 }
 

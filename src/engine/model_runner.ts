@@ -35,12 +35,14 @@ export interface ModelRunnerOptions extends ModelOptions {
   readonly quantizedWeightsDir?: string | null;
   /** Speculative decoding: load MTP module 0 and give it a cache layer (--speculative-config). */
   readonly speculative?: boolean;
+  /** Worker threads that read and quantise weights ahead of graph compilation (0: this thread); default by model size. */
+  readonly loadThreads?: number;
 }
 
 /** The weights, plus the MTP modules the checkpoint carries (quant/weight_stream.ts). */
 export interface RunnerWeightSource extends ModelWeightSource {
   readonly numMtpModules: number;
-  mtp(i: number): MtpWeights<LinearWeight>;
+  mtp(i: number): Promise<MtpWeights<LinearWeight>>;
 }
 
 /** What was loaded: the model's identity and the memory plan it was admitted with. */
@@ -122,7 +124,7 @@ export class ModelRunner {
     let mtp = null;
     if (options.speculative) {
       // model_loader.ts checked that the checkpoint has the module.
-      const module = await MtpModule.create(loaded.config, 0, source.mtp(0), storage, source.quantBits, options);
+      const module = await MtpModule.create(loaded.config, 0, await source.mtp(0), storage, source.quantBits, options);
       mtp = { module, proposer: new MtpProposer(model, module, storage.blockSize) };
     }
     return new ModelRunner(loaded, storage, model, hooks, mtp);

@@ -8,6 +8,7 @@ import { f16ToFloat32, float32ToF16 } from '../../src/engine/checkpoint/dtype.ts
 import { loadModel } from '../../src/engine/checkpoint/weights.ts';
 import { byteLevelAlphabet, convertDeepseekToGguf, splitKvB, stackMatrices, syntheticVocab, TOKEN_TYPE } from '../../bench/gguf/convert_deepseek.ts';
 import { readGguf, readGgufTensor } from '../../bench/gguf/gguf_reader.ts';
+import { lazyModel } from '../../bench/gguf/lazy_model.ts';
 import { GgmlType, GgufValueType, GgufWriter, ggmlBlocks, gguf } from '../../bench/gguf/gguf_writer.ts';
 import { dequantizeMatrix, quantizeMatrix } from '../../src/engine/quant/block_quant.ts';
 import { seededRandom } from '../../tools/checkpoint/random_weights.ts';
@@ -263,7 +264,7 @@ describe('DeepSeek -> GGUF conversion', () => {
     assert.equal(type.get('token_embd.weight'), GgmlType.F16);
   });
 
-  it('Q8_0 / Q4_0: the engine quantiser\'s blocks for every weight, the embedding Q8_0, router and norms F32', () => {
+  it('Q8_0 / Q4_0: the engine quantiser\'s blocks for every weight, the embedding F16, router and norms F32', () => {
     // Every row length a multiple of 32 (Q types need whole blocks along ne0).
     const cfg = {
       ...tinyHfConfig(), hidden_size: 64, intermediate_size: 96, moe_intermediate_size: 32, q_lora_rank: 64, kv_lora_rank: 32,
@@ -283,19 +284,32 @@ describe('DeepSeek -> GGUF conversion', () => {
       const g = readGguf(file);
       const types = new Map(g.tensors.map((t) => [t.name, t.type]));
       assert.equal(g.metadata.get('general.file_type'), dtype === 'Q8_0' ? 7 : 2);
-      assert.equal(types.get('token_embd.weight'), GgmlType.Q8_0);
+      assert.equal(types.get('token_embd.weight'), GgmlType.F16);
       assert.equal(types.get('blk.1.ffn_gate_inp.weight'), GgmlType.F32);
       assert.equal(types.get('blk.1.attn_norm.weight'), GgmlType.F32);
       for (const name of ['output.weight', 'blk.0.attn_q_b.weight', 'blk.1.attn_k_b.weight', 'blk.1.ffn_down_exps.weight', 'blk.1.indexer.proj.weight']) {
         assert.equal(types.get(name), type, name);
       }
-      assert.deepEqual(readGgufTensor(file, g, 'token_embd.weight'), deq(model.weights.embedTokens.data, 64, 8));
+      assert.deepEqual(readGgufTensor(file, g, 'token_embd.weight'), model.weights.embedTokens.data.map((x) => f16ToFloat32(float32ToF16(x))));
       assert.ok(attn.query.kind === 'lora');
       assert.deepEqual(readGgufTensor(file, g, 'blk.1.attn_q_b.weight'), deq(attn.query.qBProj.data, 64, bits));
       const { kB } = splitKvB(attn.kvBProj, 2, 32, 32);
       assert.deepEqual(readGgufTensor(file, g, 'blk.1.attn_k_b.weight'), deq(kB, 32, bits));
       assert.deepEqual(readGgufTensor(file, g, 'blk.1.ffn_down_exps.weight'), deq(stackMatrices(mlp.weights.experts.map((e) => e.downProj)), 32, bits));
     }
+  });
+
+  it('a lazily read model (one layer in memory at a time) converts to the same bytes', () => {
+    const eager = path.join(dir, 'eager.gguf');
+    const lazy = path.join(dir, 'lazy.gguf');
+    convertDeepseekToGguf(fixture, eager, { dtype: 'F16' });
+    const model = lazyModel(FIXTURE_DIR);
+    try {
+      convertDeepseekToGguf(model, lazy, { dtype: 'F16' });
+    } finally {
+      model.close();
+    }
+    assert.ok(readFileSync(lazy).equals(readFileSync(eager)));
   });
 
   it('refuses what llama.cpp cannot run', () => {

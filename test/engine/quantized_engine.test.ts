@@ -75,6 +75,28 @@ describe('quantised engine', () => {
     assert.deepEqual([first.warnings, second.warnings], [[], []]);
   });
 
+  it('worker threads (the read-ahead pool) load the same weights as this thread, cache included', async () => {
+    const dir = fixtureCopy('pool');
+    const cacheDir = path.join(tmp, 'qcache-pool');
+    const here = await promptLogits(dir, { quantization: 'int4', loadThreads: 0 });
+    const pooled = await promptLogits(dir, { quantization: 'int4', loadThreads: 2, quantizedWeightsDir: cacheDir });
+    assert.deepEqual(pooled.logits, here.logits);
+    const file = path.join(cacheDir, readdirSync(cacheDir)[0]!, 'layer.0.safetensors');
+    const bytes = readFileSync(file);
+    bytes[bytes.length - 1] ^= 1;
+    writeFileSync(file, bytes);
+    const again = await promptLogits(dir, { quantization: 'int4', loadThreads: 2, quantizedWeightsDir: cacheDir });
+    assert.deepEqual(again.logits, here.logits);
+    assert.equal(again.warnings.length, 1);
+    assert.match(again.warnings[0]!, /layer\.0\.safetensors is not usable \(checksum mismatch/);
+  });
+
+  it('an error in a loader thread fails the start-up with its message (and leaves no thread behind)', async () => {
+    const dir = fixtureCopy('pool-nan');
+    clobberData(dir, 0xff);
+    await assert.rejects(openEngine(dir, { runner: { blockSize: 16, numKvBlocks: 32, quantization: 'int8', loadThreads: 2 } }), /tensor "[^"]+": non-finite value in row 0/);
+  });
+
   it('a corrupt cache file is reported and rebuilt from the checkpoint, never used', async () => {
     const dir = fixtureCopy('corrupt');
     const cacheDir = path.join(tmp, 'qcache-corrupt');

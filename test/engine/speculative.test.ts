@@ -133,7 +133,7 @@ describe('speculative decoding (MTP)', () => {
       });
       const tokens = [...PROMPT, ...r.outs[0]!.tokenIds];
       const stream = WeightStream.open(dir, { quantization: 'none' });
-      const mtp = stream.mtp(0) as MtpWeights;
+      const mtp = (await stream.mtp(0)) as MtpWeights;
       stream.close();
       const ref = referenceMtp(loadModel(dir), mtp, tokens);
       const V = 300;

@@ -4,8 +4,9 @@
 // - every linear weight W: dequant(quant(W)) with blocks of 32 along its input dimension;
 // - kv_b_proj: per head, the qk_nope rows (W_UK, applied along qk_nope) quantised transposed, i.e. along
 //   qk_nope; the v rows (W_UV) along kv_lora, as stored;
-// - the embedding: int8 rows; norms, biases and the router gate: unchanged.
+// - the embedding: float16 (round to nearest even); norms, biases and the router gate: unchanged.
 import type { LoadedModel, ModelConfig, SwiGluWeights, Tensor } from '../../src/engine/checkpoint/types.ts';
+import { f16ToFloat32, float32ToF16 } from '../../src/engine/checkpoint/dtype.ts';
 import { dequantizeMatrix, quantizeMatrix, type QuantBits } from '../../src/engine/quant/block_quant.ts';
 
 function roundTrip(t: Tensor, bits: QuantBits): Tensor {
@@ -44,5 +45,6 @@ export function dequantizedModel(model: LoadedModel, bits: QuantBits): LoadedMod
       : { kind: 'moe' as const, weights: { ...m.weights, experts: m.weights.experts.map(swiGlu), sharedExperts: m.weights.sharedExperts && swiGlu(m.weights.sharedExperts) } };
     return { ...layer, attn, mlp };
   });
-  return { ...model, weights: { ...w, embedTokens: roundTrip(w.embedTokens, 8), lmHead: q(w.lmHead), layers } };
+  const embedTokens = { data: w.embedTokens.data.map((v) => f16ToFloat32(float32ToF16(v))), shape: w.embedTokens.shape };
+  return { ...model, weights: { ...w, embedTokens, lmHead: q(w.lmHead), layers } };
 }

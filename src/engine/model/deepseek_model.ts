@@ -24,20 +24,21 @@ import { ropeInvFreq, ropeTables } from './rope.ts';
 import type { StepPlan } from './step_plan.ts';
 import type { IndexerConfig, LayerWeights, LinearWeight, ModelConfig, MoeConfig, MoeWeights, Tensor } from '../checkpoint/types.ts';
 import { moeConfigOfLayer } from '../checkpoint/weights.ts';
-import type { QuantBits } from '../../common/quantized.ts';
+import type { EmbeddingTable, QuantBits } from '../../common/quantized.ts';
 import { gatherRows } from '../quant/rows.ts';
 
 /**
- * Where the weights come from, one group at a time (quant/weight_stream.ts): create() builds a layer's
- * graphs from layer(l) and lets it go, so only the sessions' copies stay resident.
+ * Where the weights come from, one group at a time (quant/weight_stream.ts in this thread, or
+ * quant/group_pool.ts in worker threads, reading ahead): create() builds a layer's graphs from layer(l)
+ * and lets it go, so only the sessions' copies stay resident.
  */
 export interface ModelWeightSource {
   readonly config: ModelConfig;
   /** Bits of the quantised linear weights (null: float32); the graphs quantise kv_b_proj's per-head forms to match. */
   readonly quantBits: QuantBits | null;
-  embedding(): LinearWeight; // [vocab, hidden]
-  layer(l: number): LayerWeights<LinearWeight>;
-  head(): { readonly norm: Tensor; readonly lmHead: LinearWeight };
+  embedding(): Promise<EmbeddingTable>; // [vocab, hidden]
+  layer(l: number): Promise<LayerWeights<LinearWeight>>;
+  head(): Promise<{ readonly norm: Tensor; readonly lmHead: LinearWeight }>;
 }
 
 export interface ModelOptions extends SessionOptions {
@@ -101,8 +102,8 @@ export class DeepseekModel {
 
   private constructor(
     readonly config: ModelConfig,
-    /** The token embedding [vocab, hidden]: float32, or int8 rows under --quantization. */
-    private readonly embedTable: LinearWeight,
+    /** The token embedding [vocab, hidden]: float32, or float16 rows under --quantization. */
+    private readonly embedTable: EmbeddingTable,
     readonly storage: PagedKVStorage,
     private readonly layers: readonly LayerSessions[],
     private readonly attention: SparseMlaAttention,
@@ -118,10 +119,10 @@ export class DeepseekModel {
     const { config, quantBits: bits } = source;
     const indexer = options.denseAttention ? null : config.indexer;
     const build = <T>(fn: () => T): T => withAccuracyLevel(options.quantAccuracyLevel ?? QUANT_ACCURACY_LEVEL, fn);
-    const embedTable = source.embedding();
+    const embedTable = await source.embedding();
     const layers: LayerSessions[] = [];
     // The layer's weights live only until its sessions hold them (ORT copies initializers).
-    for (let l = 0; l < config.numHiddenLayers; l++) layers.push(await createLayerSessions(config, l, source.layer(l), storage, bits, options));
+    for (let l = 0; l < config.numHiddenLayers; l++) layers.push(await createLayerSessions(config, l, await source.layer(l), storage, bits, options));
     const session = (name: string, graph: () => Uint8Array): Promise<GraphSession> => GraphSession.create(name, graph(), options);
     const dtype = storage.dtype;
     const sessions = {
@@ -142,7 +143,8 @@ export class DeepseekModel {
     };
     const sparseMla = new SparseMlaAttention(shapes, sessions);
     const shared = Object.values(sessions).filter((x): x is GraphSession => x !== null);
-    const lmHead = await GraphSession.create('lm_head', build(() => buildLmHeadGraph(config, source.head())), options);
+    const head = await source.head();
+    const lmHead = await GraphSession.create('lm_head', build(() => buildLmHeadGraph(config, head)), options);
     return new DeepseekModel(config, embedTable, storage, layers, sparseMla, shared, lmHead, indexer);
   }
 

@@ -2,34 +2,37 @@
 // quantised codes as U8, their scales and any float32 tensors as F32), with a sha256 of the data section in
 // its metadata so a corrupt or truncated file is detected before anything in it is used.
 //
-// Layout: F32 tensors first, then U8, with no holes (the safetensors rule); the header is space-padded to
-// a multiple of 8, so every F32 tensor is 4-byte aligned in a buffer read from offset 0 of the data.
+// Layout: F32 tensors first, then F16, then U8, with no holes (the safetensors rule); the header is
+// space-padded to a multiple of 8, so every F32 / F16 tensor is aligned in a buffer read from offset 0 of the data.
 // A quantised tensor `name` is stored as `name:codes` U8 [rows, kBlocks, blob] and `name:scales` F32
 // [rows * kBlocks], with bits/rows/cols in the metadata (`name:q` = "bits,rows,cols").
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { blobBytes, kBlocks, type QuantBits, type QuantizedMatrix } from './block_quant.ts';
+import type { HalfMatrix } from '../../common/quantized.ts';
 import { parseHeader } from '../checkpoint/safetensors.ts';
 
 export const CACHE_FORMAT = 'dsv32-quantized-weights/1';
 
 export type CachedTensor =
   | { readonly kind: 'quantized'; readonly matrix: QuantizedMatrix }
+  | { readonly kind: 'half'; readonly matrix: HalfMatrix }
   | { readonly kind: 'f32'; readonly data: Float32Array; readonly shape: readonly number[] };
 
 interface Entry {
   readonly name: string;
-  readonly dtype: 'F32' | 'U8';
+  readonly dtype: 'F32' | 'F16' | 'U8';
   readonly shape: readonly number[];
   readonly bytes: Uint8Array;
 }
 
-function bytesOf(a: Float32Array | Uint8Array): Uint8Array {
+function bytesOf(a: Float32Array | Uint16Array | Uint8Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
 function entries(tensors: ReadonlyMap<string, CachedTensor>): { list: Entry[]; meta: Record<string, string> } {
   const f32: Entry[] = [];
+  const f16: Entry[] = [];
   const u8: Entry[] = [];
   const meta: Record<string, string> = {};
   for (const [name, t] of tensors) {
@@ -37,12 +40,16 @@ function entries(tensors: ReadonlyMap<string, CachedTensor>): { list: Entry[]; m
       f32.push({ name, dtype: 'F32', shape: t.shape, bytes: bytesOf(t.data) });
       continue;
     }
+    if (t.kind === 'half') {
+      f16.push({ name, dtype: 'F16', shape: t.matrix.shape, bytes: bytesOf(t.matrix.half) });
+      continue;
+    }
     const m = t.matrix;
     meta[`${name}:q`] = `${m.bits},${m.rows},${m.cols}`;
     f32.push({ name: `${name}:scales`, dtype: 'F32', shape: [m.scales.length], bytes: bytesOf(m.scales) });
     u8.push({ name: `${name}:codes`, dtype: 'U8', shape: [m.rows, kBlocks(m.cols), blobBytes(m.bits)], bytes: m.packed });
   }
-  return { list: [...f32, ...u8], meta };
+  return { list: [...f32, ...f16, ...u8], meta };
 }
 
 function writeAll(fd: number, bytes: Uint8Array, position: number): void {
@@ -142,6 +149,9 @@ function tensorsOf(infos: ReturnType<typeof parseHeader>['tensors'], meta: Reado
       const scales = f32(view(`${base}:scales`));
       if (packed.length !== rows * kBlocks(cols) * blobBytes(bits) || scales.length !== rows * kBlocks(cols)) throw new Error(`"${base}" has the wrong size`);
       out.set(base, { kind: 'quantized', matrix: { bits: bits as QuantBits, rows, cols, packed, scales } });
+    } else if (info.dtype === 'F16' && info.shape.length === 2) {
+      const b = view(name);
+      out.set(name, { kind: 'half', matrix: { half: new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2), shape: [info.shape[0]!, info.shape[1]!] } });
     } else if (!name.endsWith(':scales')) {
       if (info.dtype !== 'F32') throw new Error(`tensor "${name}" has dtype ${info.dtype}`);
       out.set(name, { kind: 'f32', data: f32(view(name)), shape: info.shape });

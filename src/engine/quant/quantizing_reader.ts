@@ -2,7 +2,8 @@
 // so its float32 form never exists whole (a 102400 x 2048 embedding would be 839 MB of float32; a chunk
 // is ~16 MB). F32, BF16 and F16 decode into one reused buffer; FP8 (e4m3 with 128 x 128 block scales)
 // chunks are whole 128-row bands, dequantised with their scale rows.
-import { decodeInto, dequantizeFp8Blocks, FP8_BLOCK, fp8ScaleShape } from '../checkpoint/dtype.ts';
+import { decodeInto, dequantizeFp8Blocks, float32ToF16Into, FP8_BLOCK, fp8ScaleShape } from '../checkpoint/dtype.ts';
+import type { HalfMatrix } from '../../common/quantized.ts';
 import type { Checkpoint, TensorInfo } from '../checkpoint/safetensors.ts';
 import { allocateQuantized, quantizeRowsInto, type QuantBits, type QuantizedMatrix } from './block_quant.ts';
 
@@ -29,6 +30,27 @@ function chunkRows(info: TensorInfo, cols: number, chunkValues: number): number 
 export function readQuantized(ckpt: Checkpoint, info: TensorInfo, bits: QuantBits, scaleInv: Float32Array | null = null, chunkValues = CHUNK_VALUES): QuantizedMatrix {
   const [rows, cols] = info.shape as [number, number];
   const m = allocateQuantized(rows, cols, bits);
+  forEachChunk(ckpt, info, scaleInv, chunkValues, (r0, values) => {
+    try {
+      quantizeRowsInto(m, r0, values);
+    } catch (err) {
+      throw new Error(`tensor "${info.name}": ${(err as Error).message}`, { cause: err });
+    }
+  });
+  return m;
+}
+
+/** Reads checkpoint tensor `info` ([rows, cols]) as float16 (round to nearest even), chunk by chunk. */
+export function readHalf(ckpt: Checkpoint, info: TensorInfo, scaleInv: Float32Array | null = null, chunkValues = CHUNK_VALUES): HalfMatrix {
+  const [rows, cols] = info.shape as [number, number];
+  const half = new Uint16Array(rows * cols);
+  forEachChunk(ckpt, info, scaleInv, chunkValues, (r0, values) => float32ToF16Into(values, half.subarray(r0 * cols, r0 * cols + values.length)));
+  return { half, shape: [rows, cols] };
+}
+
+/** Calls fn(firstRow, float32 values [n, cols]) for consecutive row chunks; `values` is reused between calls. */
+function forEachChunk(ckpt: Checkpoint, info: TensorInfo, scaleInv: Float32Array | null, chunkValues: number, fn: (r0: number, values: Float32Array) => void): void {
+  const [rows, cols] = info.shape as [number, number];
   const step = chunkRows(info, cols, chunkValues);
   const width = info.dtype === 'F32' ? 4 : info.dtype === 'F8_E4M3' ? 1 : 2;
   let bytes = new Uint8Array(Math.min(step, rows) * cols * width);
@@ -36,20 +58,14 @@ export function readQuantized(ckpt: Checkpoint, info: TensorInfo, bits: QuantBit
     const n = Math.min(step, rows - r0);
     if (bytes.length !== n * cols * width) bytes = new Uint8Array(n * cols * width);
     ckpt.readRange(info.name, r0 * cols * width, bytes);
-    let values: Float32Array;
     if (info.dtype === 'F8_E4M3') {
       const scaleCols = fp8ScaleShape(rows, cols)[1];
       const band = scaleInv!.subarray((r0 / FP8_BLOCK) * scaleCols, Math.ceil((r0 + n) / FP8_BLOCK) * scaleCols);
-      values = dequantizeFp8Blocks(bytes, n, cols, band);
+      fn(r0, dequantizeFp8Blocks(bytes, n, cols, band));
     } else {
-      values = scratchFor(n * cols);
+      const values = scratchFor(n * cols);
       decodeInto(bytes, info.dtype as 'F32' | 'BF16' | 'F16', values);
-    }
-    try {
-      quantizeRowsInto(m, r0, values);
-    } catch (err) {
-      throw new Error(`tensor "${info.name}": ${(err as Error).message}`, { cause: err });
+      fn(r0, values);
     }
   }
-  return m;
 }

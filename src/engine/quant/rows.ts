@@ -3,7 +3,8 @@
 // softmax scales) without dequantising. Rows are independent in the block layout (blocks run along a
 // row), so a quantised row is its codes and its scales; scaling a row scales its block scales.
 import { assert } from '../../common/errors.ts';
-import { blobBytes, isQuantized, kBlocks, type LinearWeight, type QuantizedMatrix } from '../../common/quantized.ts';
+import { blobBytes, isQuantized, kBlocks, type EmbeddingTable, type LinearWeight, type QuantizedMatrix } from '../../common/quantized.ts';
+import { f16ToFloat32Into } from '../checkpoint/dtype.ts';
 
 export function rowsOf(w: LinearWeight): number {
   return isQuantized(w) ? w.rows : w.shape[0]!;
@@ -73,10 +74,16 @@ export function stackRows(ws: readonly LinearWeight[]): LinearWeight {
 }
 
 /**
- * Rows `ids` of an embedding table [vocab, hidden] as float32 [ids.length, hidden]; quantised rows are
- * dequantised ((code - zero point) * scale, as MatMulNBits would). One step's rows: hidden x tokens values.
+ * Rows `ids` of an embedding table [vocab, hidden] as float32 [ids.length, hidden]: float16 rows widened,
+ * quantised rows dequantised ((code - zero point) * scale, as MatMulNBits would). One step's rows only.
  */
-export function gatherRows(table: LinearWeight, ids: ArrayLike<number>): Float32Array {
+export function gatherRows(table: LinearWeight | EmbeddingTable, ids: ArrayLike<number>): Float32Array {
+  if ('half' in table) {
+    const cols = table.shape[1];
+    const out = new Float32Array(ids.length * cols);
+    for (let t = 0; t < ids.length; t++) f16ToFloat32Into(table.half.subarray(ids[t]! * cols, (ids[t]! + 1) * cols), out.subarray(t * cols, (t + 1) * cols));
+    return out;
+  }
   const cols = colsOf(table);
   const out = new Float32Array(ids.length * cols);
   if (!isQuantized(table)) {

@@ -17,7 +17,7 @@ import { CACHE_FORMAT, readCacheFile, writeCacheFile, type CachedTensor } from '
 import type { QuantizationMode } from './quant_mode.ts';
 
 /** Bump when block_quant.ts changes what it produces: old caches then miss instead of being used. */
-export const QUANTIZER_VERSION = 'block32-symmetric-f16snap/1';
+export const QUANTIZER_VERSION = 'block32-symmetric-f16snap/1 embedding-f16';
 /** Free space a cache write leaves on the disk. */
 export const MIN_FREE_BYTES = 2 ** 30;
 const SOURCE_FILE = 'source.json';
@@ -77,7 +77,9 @@ function errorText(err: unknown): string {
 
 function tensorBytes(tensors: ReadonlyMap<string, CachedTensor>): number {
   let n = 0;
-  for (const t of tensors.values()) n += t.kind === 'f32' ? t.data.byteLength : t.matrix.packed.byteLength + t.matrix.scales.byteLength;
+  for (const t of tensors.values()) {
+    n += t.kind === 'f32' ? t.data.byteLength : t.kind === 'half' ? t.matrix.half.byteLength : t.matrix.packed.byteLength + t.matrix.scales.byteLength;
+  }
   return n;
 }
 

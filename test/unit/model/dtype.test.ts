@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { bf16BitsToFloat32, float32ToBf16BitsIeee } from '../../../src/common/numeric/bf16.ts';
 import { e4m3ToFloat32, float32ToE4m3 } from '../../../src/common/numeric/fp8_e4m3.ts';
 import {
-  decodeToFloat32, dequantizeFp8Blocks, encodeFromFloat32, f16ToFloat32, float32ToF16, quantizeFp8Blocks,
+  decodeToFloat32, dequantizeFp8Blocks, encodeFromFloat32, f16ToFloat32, f16ToFloat32Into, float32ToF16, float32ToF16Into, quantizeFp8Blocks,
 } from '../../../src/engine/checkpoint/dtype.ts';
 import { seededRandom } from '../../helpers/checkpoint_writer.ts';
 
@@ -94,6 +94,30 @@ describe('BF16 and F16', () => {
       if (Number.isNaN(f)) assert.ok(Number.isNaN(f16ToFloat32(float32ToF16(f))));
       else assert.equal(float32ToF16(f), h);
     }
+  });
+
+  it('bulk f16 encode (float32ToF16Into) equals the scalar encoder bit for bit; f16ToFloat32Into widens', () => {
+    const n = 200_000;
+    const v = new Float32Array(n);
+    const bits = new Uint32Array(v.buffer);
+    let s = 12345;
+    for (let i = 0; i < n; i++) {
+      s ^= s << 13;
+      s ^= s >>> 17;
+      s ^= s << 5;
+      bits[i] = s >>> 0; // every exponent: subnormal, normal, overflow, inf and NaN patterns
+    }
+    const edges = [0, -0, 65504, 65519, 65520, -65536, 2 ** -24, 2 ** -25, 2 ** -25 * 1.0001, 3 * 2 ** -25, 2 ** -14, 2 ** -14 * 0.99, 1 / 3, Infinity, -Infinity];
+    edges.forEach((e, i) => (v[i] = e));
+    const out = new Uint16Array(n);
+    float32ToF16Into(v, out);
+    for (let i = 0; i < n; i++) {
+      if (Number.isNaN(v[i])) assert.ok((out[i] & 0x7c00) === 0x7c00 && (out[i] & 0x3ff) !== 0, `NaN at ${i}`);
+      else assert.equal(out[i], float32ToF16(v[i]), `value ${v[i]} (bits ${bits[i].toString(16)})`);
+    }
+    const back = new Float32Array(n);
+    f16ToFloat32Into(out, back);
+    for (let i = 0; i < 1000; i++) if (!Number.isNaN(v[i])) assert.equal(back[i], f16ToFloat32(out[i]));
   });
 
   it('bulk decode equals scalar decode, also from a misaligned view', () => {

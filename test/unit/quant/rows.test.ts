@@ -6,6 +6,7 @@ import { dequantizeMatrix, quantizeMatrix, type QuantizedMatrix } from '../../..
 import { gatherRows, selectRows, stackRows } from '../../../src/engine/quant/rows.ts';
 import { seededRandom } from '../../../tools/checkpoint/random_weights.ts';
 import { isQuantized, type LinearWeight } from '../../../src/common/quantized.ts';
+import { f16ToFloat32, float32ToF16, float32ToF16Into } from '../../../src/engine/checkpoint/dtype.ts';
 
 const rng = seededRandom(21);
 const f32 = (rows: number, cols: number): { data: Float32Array; shape: number[] } => ({
@@ -67,5 +68,9 @@ describe('row operations on linear weights', () => {
       ids.forEach((r, t) => assert.deepEqual(got.subarray(t * 70, (t + 1) * 70), deq.subarray(r * 70, (r + 1) * 70)));
     }
     assert.deepEqual(gatherRows(w, [2]), w.data.subarray(140, 210));
+    const half = new Uint16Array(w.data.length);
+    float32ToF16Into(w.data, half);
+    const widened = gatherRows({ half, shape: [10, 70] }, [7, 1]);
+    [7, 1].forEach((r, t) => assert.deepEqual(widened.subarray(t * 70, (t + 1) * 70), w.data.subarray(r * 70, (r + 1) * 70).map((v) => f16ToFloat32(float32ToF16(v)))));
   });
 });

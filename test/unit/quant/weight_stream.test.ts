@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { CheckpointError } from '../../../src/common/errors.ts';
-import { decodeToFloat32 } from '../../../src/engine/checkpoint/dtype.ts';
+import { decodeToFloat32, float32ToF16 } from '../../../src/engine/checkpoint/dtype.ts';
 import { Checkpoint } from '../../../src/engine/checkpoint/safetensors.ts';
 import { loadModel } from '../../../src/engine/checkpoint/weights.ts';
 import { quantizeMatrix, type QuantBits } from '../../../src/engine/quant/block_quant.ts';
@@ -44,14 +44,14 @@ describe('WeightStream', () => {
       assert.deepEqual([...got.keys()].sort(), [...want.keys()].sort());
       for (const [name, t] of want) {
         const g = got.get(name)!;
-        assert.ok(!isQuantized(g), name);
+        assert.ok('data' in g, name);
         assert.deepEqual(g.data, t.data, name);
         assert.deepEqual([...g.shape], [...t.shape], name);
       }
     });
 
     for (const mode of ['int8', 'int4'] as const) {
-      it(`${dtype} -> ${mode}: linear weights quantised exactly as quantizeMatrix(float32), the rest as documented`, () => {
+      it(`${dtype} -> ${mode}: linear weights quantised exactly as quantizeMatrix(float32), the embedding float16, the rest float32`, () => {
         const dir = checkpoint(dtype, shards);
         const want = namedTensors(loadModel(dir));
         const stream = WeightStream.open(dir, { quantization: mode });
@@ -60,14 +60,22 @@ describe('WeightStream', () => {
         const bits: QuantBits = mode === 'int8' ? 8 : 4;
         for (const [name, t] of want) {
           const g = got.get(name)!;
+          if (name === 'model.embed_tokens.weight') {
+            assert.ok('half' in g);
+            const half = new Uint16Array(t.data.length);
+            t.data.forEach((v, i) => (half[i] = float32ToF16(v)));
+            assert.deepEqual(g.half, half);
+            continue;
+          }
           const quantized = t.shape.length === 2 && !name.endsWith('mlp.gate.weight') && !name.endsWith('kv_b_proj.weight');
           assert.equal(isQuantized(g), quantized, name);
           if (!isQuantized(g)) {
+            assert.ok('data' in g);
             assert.deepEqual(g.data, t.data, name);
             continue;
           }
           const [rows = 0, cols = 0] = t.shape; // quantized implies 2-D (above)
-          const ref = quantizeMatrix(t.data, rows, cols, name === 'model.embed_tokens.weight' ? 8 : bits);
+          const ref = quantizeMatrix(t.data, rows, cols, bits);
           assert.equal(g.bits, ref.bits, name);
           assert.deepEqual(g.packed, ref.packed, name);
           assert.deepEqual(g.scales, ref.scales, name);
@@ -112,7 +120,7 @@ describe('WeightStream', () => {
     assert.throws(() => WeightStream.open(fp8, { quantization: 'int8' }), /"model\.layers\.0\.self_attn\.o_proj\.weight_scale_inv" is missing \(block scales of F8_E4M3/);
   });
 
-  it('MTP module: checked at open, loaded only on request (all dtypes, quantised like the layers), not counted in the main parameters', () => {
+  it('MTP module: checked at open, loaded only on request (all dtypes, quantised like the layers), not counted in the main parameters', async () => {
     const plain = WeightStream.open(checkpoint('BF16'), { quantization: 'none' });
     const mainParams = plain.numParameters;
     plain.close();
@@ -122,7 +130,7 @@ describe('WeightStream', () => {
       try {
         assert.equal(stream.numMtpModules, 1);
         assert.equal(stream.numParameters, mainParams);
-        const m = stream.mtp(0);
+        const m = await stream.mtp(0);
         const shape = (w: LoadedTensor): readonly number[] => (isQuantized(w) ? [w.rows, w.cols] : w.shape);
         assert.deepEqual([m.enorm, m.hnorm, m.ehProj, m.sharedHeadNorm, m.sharedHead].map(shape), [[160], [160], [160, 320], [160], [300, 160]]);
         assert.equal(isQuantized(m.ehProj), mode !== 'none');

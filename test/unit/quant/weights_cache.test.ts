@@ -38,6 +38,7 @@ function group(seed: number): Map<string, CachedTensor> {
     ['a.weight', { kind: 'quantized', matrix: quantizeMatrix(w, 40, 70, 4) }],
     ['norm.weight', { kind: 'f32', data: Float32Array.from({ length: 7 }, () => rng.normal()), shape: [7] }],
     ['b.weight', { kind: 'quantized', matrix: quantizeMatrix(w.subarray(0, 10 * 70), 10, 70, 8) }],
+    ['embed.weight', { kind: 'half', matrix: { half: Uint16Array.from({ length: 3 * 5 }, () => Math.floor(rng.uniform() * 65536)), shape: [3, 5] } }],
   ]);
 }
 
@@ -50,6 +51,10 @@ function assertSameGroup(got: Map<string, CachedTensor> | null, want: Map<string
       assert.ok(g.kind === 'f32');
       assert.deepEqual([...g.data], [...t.data]);
       assert.deepEqual([...g.shape], [...t.shape]);
+    } else if (t.kind === 'half') {
+      assert.ok(g.kind === 'half');
+      assert.deepEqual(g.matrix.half, t.matrix.half);
+      assert.deepEqual([...g.matrix.shape], [...t.matrix.shape]);
     } else {
       assert.ok(g.kind === 'quantized');
       const m: QuantizedMatrix = g.matrix;
