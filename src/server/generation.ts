@@ -255,6 +255,11 @@ export class Generation {
     this.abort();
   }
 
+  /** The prompt length of choice `index` (its prompt's, shared by the n samples). */
+  promptTokensOf(index: number): number {
+    return this.input.prompts[Math.floor(index / this.input.params.n)].length;
+  }
+
   get numChoices(): number {
     return this.choices.length;
   }

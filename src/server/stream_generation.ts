@@ -5,7 +5,9 @@
 //   3. an error after the stream started goes out as a `data: {"error": ...}` chunk (the status
 //      line is already sent), in the same shape as every other error body;
 //   4. with stream_options.include_usage: `usage: null` on every chunk, then one usage chunk with
-//      empty choices;
+//      empty choices; with continuous_usage_stats too (vLLM's), every choice chunk carries its
+//      choice's running usage instead of null (prompt_tokens of its prompt, completion_tokens so
+//      far, counting tokens of skipped events; the chat role chunk counts 0);
 //   5. `data: [DONE]`.
 // Output is pulled only as fast as the client reads (SseStream.send waits for 'drain'); a client
 // that stops reading for --stream-write-timeout, or disconnects, aborts every choice.
@@ -31,14 +33,26 @@ export interface StreamPiece {
   readonly finishReason?: string | null;
 }
 
+export interface StreamUsage {
+  readonly final: boolean;
+  readonly continuous: boolean;
+}
+
+/** The usage a stream asked for (the schema refuses continuous_usage_stats without include_usage). */
+export function streamUsage(options: { include_usage?: boolean; continuous_usage_stats?: boolean } | null | undefined): StreamUsage {
+  const final = options?.include_usage ?? false;
+  return { final, continuous: final && (options?.continuous_usage_stats ?? false) };
+}
+
 export interface StreamFormat {
   readonly id: string;
   readonly object: 'text_completion' | 'chat.completion.chunk';
   readonly created: number;
   readonly model: string;
-  readonly includeUsage: boolean;
+  /** stream_options as parsed: usage at the end, and (continuous) running usage in every chunk. */
+  readonly usage: StreamUsage;
   /** Choices sent before any event. */
-  readonly leadingChoices: readonly object[];
+  readonly leadingChoices: readonly { readonly index: number }[];
   /** Called for every event in order (also for those then skipped: it may keep per-choice state). */
   piece(e: ChoiceEvent): StreamPiece;
 }
@@ -63,19 +77,26 @@ export async function streamGeneration(ctx: ServerContext, request: FastifyReque
       }
     },
   });
-  const { id, object, created, model, includeUsage } = format;
-  const chunk = (choice: object) => ({ id, object, created, model, choices: [choice], ...(includeUsage ? { usage: null } : {}) });
+  const { id, object, created, model, usage } = format;
+  const numTokens = new Array<number>(generation.numChoices).fill(0); // per choice, so far
+  const chunkUsage = (index: number) => {
+    if (!usage.continuous) return usage.final ? { usage: null } : {};
+    const promptTokens = generation.promptTokensOf(index);
+    return { usage: { prompt_tokens: promptTokens, completion_tokens: numTokens[index], total_tokens: promptTokens + numTokens[index] } };
+  };
+  const chunk = (choice: { readonly index: number; readonly [field: string]: unknown }) => ({ id, object, created, model, choices: [choice], ...chunkUsage(choice.index) });
 
   for (const choice of format.leadingChoices) await sse.send(chunk(choice));
   for await (const e of generation.events()) {
     if (sse.isClosed) break;
+    numTokens[e.index] += e.tokenIds.length;
     const p = format.piece(e);
     if (!p.showsSomething && showsNothing(e, p, ctx.tokenizer !== null)) continue;
     await sse.send(chunk({ index: e.index, ...p.fields, finish_reason: p.finishReason !== undefined ? p.finishReason : e.finishReason, stop_reason: e.stopReason }));
   }
   if (sse.isClosed) return reply;
   if (generation.failure) await sse.send(errorBody(generation.failure.code, generation.failure.message));
-  if (includeUsage) await sse.send({ id, object, created, model, choices: [], usage: usageBody(generation) });
+  if (usage.final) await sse.send({ id, object, created, model, choices: [], usage: usageBody(generation) });
   sse.end();
   return reply;
 }

@@ -7,7 +7,7 @@ import { Generation } from '../generation.ts';
 import { checkAdmissible, defaultMaxTokens } from '../limits.ts';
 import { chatCompletionRequestSchema, type ChatCompletionRequest } from '../schemas/openai.ts';
 import { withMaxTokens } from '../schemas/sampling.ts';
-import { streamGeneration } from '../stream_generation.ts';
+import { streamGeneration, streamUsage } from '../stream_generation.ts';
 import { structuredOutputOf, type StructuredOutputFields } from '../structured/request_grammar.ts';
 import { ChatChoiceOutput } from '../tools/chat_output.ts';
 import { chatToolRequest, templateMessages, type ChatToolFields } from '../tools/chat_tools.ts';
@@ -64,7 +64,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
 
     if (body.stream) {
       return streamGeneration(ctx, request, reply, generation, {
-        id, object: 'chat.completion.chunk', created, model, includeUsage: body.stream_options?.include_usage ?? false,
+        id, object: 'chat.completion.chunk', created, model, usage: streamUsage(body.stream_options),
         leadingChoices: Array.from({ length: generation.numChoices }, (_, index) => ({ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null })),
         piece: (e) => {
           const out = outputs[e.index]!;

@@ -6,7 +6,7 @@ import { Generation, requireTokenizer, type ChoiceEvent } from '../generation.ts
 import { completionRequestSchema, type CompletionRequest } from '../schemas/openai.ts';
 import { checkAdmissible, defaultMaxTokens } from '../limits.ts';
 import { withMaxTokens } from '../schemas/sampling.ts';
-import { streamGeneration } from '../stream_generation.ts';
+import { streamGeneration, streamUsage } from '../stream_generation.ts';
 import { structuredOutputOf } from '../structured/request_grammar.ts';
 import { CompletionLogprobsBuilder, mergeCompletionLogprobs, type CompletionLogprobs } from './logprobs_format.ts';
 import { generationOptions, usageBody } from './shared.ts';
@@ -92,7 +92,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
 
     if (body.stream) {
       return streamGeneration(ctx, request, reply, generation, {
-        id, object: 'text_completion', created, model, includeUsage: body.stream_options?.include_usage ?? false, leadingChoices: [],
+        id, object: 'text_completion', created, model, usage: streamUsage(body.stream_options), leadingChoices: [],
         piece: (e) => {
           const { text, logprobs: lp } = piece(e);
           return { text, numLogprobs: lp?.tokens.length ?? 0, fields: { text, logprobs: lp } };

@@ -14,8 +14,10 @@ const common = {
   stop: z.union([z.string(), z.array(z.string()).max(64)]).nullish(),
   user: z.string().max(256).optional(),
   stream: z.boolean().optional(),
+  // vLLM's continuous_usage_stats only takes effect with include_usage; alone it would be ignored, so it is refused.
   stream_options: z
-    .strictObject({ include_usage: z.boolean().optional(), continuous_usage_stats: z.literal(false, 'not supported: continuous_usage_stats (usage comes in the last chunk)').optional() })
+    .strictObject({ include_usage: z.boolean().optional(), continuous_usage_stats: z.boolean().optional() })
+    .refine((o) => !o.continuous_usage_stats || o.include_usage === true, { message: 'continuous_usage_stats needs include_usage: true', path: ['continuous_usage_stats'] })
     .nullish(),
   return_tokens_as_token_ids: z.boolean().optional(),
   skip_special_tokens: z.boolean().optional(),
