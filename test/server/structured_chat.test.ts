@@ -107,6 +107,7 @@ describe('structured outputs and tools with the openai client', () => {
       ['/v1/completions', { prompt: 'x', guided_regex: '[0-9' }, /guided_regex: XGrammar cannot compile/],
       ['/v1/chat/completions', { ...chat, tools: [LOOKUP], tool_choice: { type: 'function', function: { name: 'missing' } } }, /tool_choice.*missing/],
       ['/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }, { role: 'tool', content: 'r', tool_call_id: 'c9' }] }, /tool_call_id.*c9/],
+      ['/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }, { role: 'assistant', tool_calls: [{ id: 'c1', type: 'function', function: { name: 'lookup_verse', arguments: '{}' } }] }, { role: 'tool', content: 'r', tool_call_id: 'c1', name: 'now' }] }, /messages\[2\]\.name: "now" is not the function of call "c1" \("lookup_verse"\)/],
       ['/v1/chat/completions', { ...chat, tools: [LOOKUP, LOOKUP] }, /duplicate function name/],
       ['/v1/chat/completions', { ...chat, response_format: { type: 'json_object' }, guided_choice: ['a'] }, /guided_choice: only one output constraint/],
       ['/v1/completions', { prompt: 'x', suffix: 'end' }, /suffix.*fill-in-the-middle/],

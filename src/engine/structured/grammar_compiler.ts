@@ -5,7 +5,7 @@ import { EngineError } from '../../common/errors.ts';
 import { GrammarChecker } from './grammar_checker.ts';
 import { choiceFormat, grammarKey, structuralTagJson, type GrammarSpec, type StructuredOutputSpec } from './grammar_spec.ts';
 import { GrammarMatcher } from './grammar_matcher.ts';
-import { JSON_SCHEMA_OPTIONS } from './json_schema_options.ts';
+import { JSON_SCHEMA_OPTIONS, withBoundedJson } from './json_schema_options.ts';
 import { patchGrammarSpec } from './json_schema_patch.ts';
 import type { EncodedVocab } from './tokenizer_vocab.ts';
 import { loadXGrammar, type LoadedXGrammar, type XgCompiledGrammar, type XgGrammarCompiler, type XgTokenizerInfo } from './xgrammar_module.ts';
@@ -85,7 +85,7 @@ export class StructuredOutputCompiler {
     return compiled;
   }
 
-  private compileChecked(grammar: GrammarSpec): Promise<XgCompiledGrammar> {
+  private async compileChecked(grammar: GrammarSpec): Promise<XgCompiledGrammar> {
     const c = this.compiler;
     const o = JSON_SCHEMA_OPTIONS;
     switch (grammar.kind) {
@@ -100,7 +100,7 @@ export class StructuredOutputCompiler {
       case 'ebnf':
         return c.compileGrammar(grammar.grammar);
       case 'structural_tag':
-        return c.compileStructuralTag(structuralTagJson(grammar.format));
+        return c.compileStructuralTag(structuralTagJson(await withBoundedJson(this.xg.api, grammar.format)));
     }
   }
 

@@ -29,7 +29,7 @@ export const chatMessageSchema = z.discriminatedUnion('role', [
     tool_calls: z.array(toolCallSchema).max(128).nullish(),
     refusal: z.string().nullish(),
   }),
-  z.strictObject({ role: z.literal('tool'), content, tool_call_id: z.string().min(1) }),
+  z.strictObject({ role: z.literal('tool'), content, tool_call_id: z.string().min(1), name: z.string().optional() }),
 ]);
 export type ChatMessageInput = z.infer<typeof chatMessageSchema>;
 
@@ -67,7 +67,7 @@ export function templateMessages(messages: readonly ChatMessageInput[]): Templat
       case 'assistant':
         return { role: 'assistant', content: flatten(m.content), ...(m.tool_calls?.length ? { tool_calls: m.tool_calls } : {}) };
       case 'tool':
-        return { role: 'tool', content: flatten(m.content), tool_call_id: m.tool_call_id };
+        return { role: 'tool', content: flatten(m.content), tool_call_id: m.tool_call_id, ...(m.name !== undefined ? { name: m.name } : {}) };
     }
   });
   checkToolResults(out);

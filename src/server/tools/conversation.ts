@@ -56,16 +56,21 @@ export function checkTools(request: ToolRequest, toolsParam = 'tools', choicePar
   if (choice === 'required' && request.tools.length === 0) invalid(choiceParam, `"required" needs at least one function in ${toolsParam}`);
 }
 
-/** Every tool message must answer a call made by an earlier assistant message, once. */
+/**
+ * Every tool message must answer a call made by an earlier assistant message, once; a tool
+ * message's optional `name` (LangChain sends it) must be that call's function.
+ */
 export function checkToolResults(messages: readonly TemplateMessage[], messagesParam = 'messages'): void {
-  const open = new Set<string>();
+  const open = new Map<string, string>(); // call id -> function name
   const answered = new Set<string>();
   messages.forEach((m, i) => {
-    if (m.role === 'assistant') for (const call of m.tool_calls ?? []) open.add(call.id);
+    if (m.role === 'assistant') for (const call of m.tool_calls ?? []) open.set(call.id, call.function.name);
     if (m.role !== 'tool') return;
     const id = m.tool_call_id;
     if (id === undefined) invalid(`${messagesParam}[${i}].tool_call_id`, 'a tool message needs the id of the call it answers');
-    if (!open.has(id)) invalid(`${messagesParam}[${i}].tool_call_id`, `"${id}" matches no tool call of an earlier assistant message`);
+    const called = open.get(id);
+    if (called === undefined) invalid(`${messagesParam}[${i}].tool_call_id`, `"${id}" matches no tool call of an earlier assistant message`);
+    if (m.name !== undefined && m.name !== called) invalid(`${messagesParam}[${i}].name`, `"${m.name}" is not the function of call "${id}" ("${called}")`);
     if (answered.has(id)) invalid(`${messagesParam}[${i}].tool_call_id`, `call "${id}" was already answered`);
     answered.add(id);
   });

@@ -47,12 +47,13 @@ export class ToolCallStreamParser {
   }
 
   /**
-   * End of output: held-back text is released as content. Inside a call's arguments the held-back
-   * text is the start of a terminator (the output was cut off while closing the call): dropped.
+   * End of output: held-back text is released as content. Inside a call's arguments, or between
+   * calls, the held-back text is the start of markup (the output was cut off while closing a call
+   * or opening the next): dropped.
    */
   finish(): ToolParseEvent[] {
     const events = this.push('');
-    if ((this.state === 'between_calls' && this.buffer.trim() === '') || this.state === 'arguments') this.buffer = '';
+    if (this.state === 'between_calls' || this.state === 'arguments') this.buffer = '';
     if (this.buffer.length > 0) {
       events.push({ type: 'content', text: this.buffer });
     }
@@ -96,7 +97,7 @@ export class ToolCallStreamParser {
     const rest = this.buffer.trimStart();
     if (rest.startsWith(TOOL_CALL_BEGIN)) return this.consume(this.buffer.length - rest.length + TOOL_CALL_BEGIN.length, 'head');
     if (rest.startsWith(TOOL_CALLS_END)) return this.consume(this.buffer.length - rest.length + TOOL_CALLS_END.length, 'after_calls');
-    if (rest.length === 0 || TOOL_CALL_BEGIN.startsWith(rest) || TOOL_CALLS_END.startsWith(rest)) return false;
+    if (rest.length === 0 || startsMarker(rest, TOOL_CALL_BEGIN) || startsMarker(rest, TOOL_CALLS_END)) return false;
     // Not markup after all: the model left the call list; what follows is content.
     this.state = 'after_calls';
     return true;
@@ -156,18 +157,27 @@ export class ToolCallStreamParser {
   }
 }
 
-/** Length of the longest suffix of `text` that is a proper prefix of one of the markers. */
+/**
+ * `text` is a proper prefix of `marker`, or one cut off at the end of output: the detokenizer's
+ * final flush spells a character whose bytes were cut off as U+FFFD ("<｜tool▁call" + U+FFFD, seen
+ * when max_tokens ended a call on random weights). Markers start with ASCII, so at least one
+ * whole character precedes such a U+FFFD.
+ */
+function startsMarker(text: string, marker: string): boolean {
+  const whole = text.replace(/\uFFFD+$/, '');
+  if (whole.length === text.length) return text.length < marker.length && marker.startsWith(text);
+  return whole.length > 0 && whole.length < marker.length && marker.startsWith(whole);
+}
+
+/** Length of the longest suffix of `text` that starts one of the markers (startsMarker). */
 function heldBack(text: string, markers: readonly string[]): number {
-  let keep = 0;
-  for (const marker of markers) {
-    for (let n = Math.min(marker.length - 1, text.length); n > keep; n--) {
-      if (text.endsWith(marker.slice(0, n))) {
-        keep = n;
-        break;
-      }
-    }
+  const trailingCut = text.length - text.replace(/\uFFFD+$/, '').length;
+  const longest = Math.max(...markers.map((m) => m.length)) - 1 + trailingCut;
+  for (let n = Math.min(longest, text.length); n > 0; n--) {
+    const tail = text.slice(text.length - n);
+    if (markers.some((m) => startsMarker(tail, m))) return n;
   }
-  return keep;
+  return 0;
 }
 
 /** Whole-output parse: content (null when empty) and the calls in order. */

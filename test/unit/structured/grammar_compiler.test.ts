@@ -134,3 +134,25 @@ test('compiled grammars are cached by spec; eviction does not break live matcher
   first.dispose();
   compiler.dispose();
 });
+
+test('JSON inside a structural tag (tool-call arguments) allows at most 16 whitespace characters in a row, like a top-level schema', async () => {
+  const compiler = await defaultCompiler();
+  const args = { type: 'object', properties: { book: { enum: ['Genesis', 'John'] } }, required: ['book'], additionalProperties: false };
+  const grammar: GrammarSpec = { kind: 'structural_tag', format: { type: 'tag', begin: '<call>', content: { type: 'json_schema', json_schema: args }, end: '</call>' } };
+  const accepts = async (text: string): Promise<boolean> => {
+    const matcher = await compiler.createMatcher(spec(grammar, 'tools'));
+    try {
+      return tokenizer.encode(text, { addSpecialTokens: false }).every((id) => matcher.acceptToken(id)) && matcher.acceptToken(EOS);
+    } finally {
+      matcher.dispose();
+    }
+  };
+  assert.equal(await accepts(`<call>{"book":${' '.repeat(16)}"John"}</call>`), true);
+  assert.equal(await accepts(`<call>{"book":\n${'\t'.repeat(15)}"John"}</call>`), true);
+  assert.equal(await accepts(`<call>{"book":${' '.repeat(17)}"John"}</call>`), false);
+  assert.equal(await accepts('<call>{"book": "Mark"}</call>'), false, 'the schema still binds');
+  const { ids, terminated } = await decodeWithGrammar(await compiler.createMatcher(spec(grammar, 'tools')), 11, 60);
+  assert.ok(terminated);
+  const text = tokenizer.decode(ids, { skipSpecialTokens: false });
+  assert.ok(['Genesis', 'John'].includes((JSON.parse(text.slice('<call>'.length, -'</call>'.length)) as { book: string }).book), text);
+});

@@ -81,3 +81,21 @@ test('output cut off inside a call: the arguments so far stay arguments', () => 
     toolCalls: [{ id: 'call_0', name: 'lookup_verse', arguments: '{"book": "Genesis", ' }],
   });
 });
+
+test('output cut off inside closing or opening markup, even mid-character (the flush spells it U+FFFD): no markup leaks into arguments or content', () => {
+  const firstCall = V3.slice(0, V3.indexOf('<｜tool▁call▁end｜>'));
+  const whole = parseToolCalls(`${firstCall}<｜tool▁call▁end｜>`, ids());
+  for (const [tail, what] of [
+    ['\n```<｜tool▁call\uFFFD', 'the call end, cut after "call"'],
+    ['\n```<\uFFFD', 'the call end, cut inside "｜"'],
+    ['<｜tool▁call▁end｜>\n<｜tool\uFFFD', 'the next call begin'],
+    ['<｜tool▁call▁end｜><｜tool▁calls▁e', 'the calls end'],
+  ] as const) {
+    const text = `${firstCall.slice(0, firstCall.length - (tail.startsWith('\n```') ? '\n```'.length : 0))}${tail}`;
+    assert.deepEqual(parseToolCalls(text, ids()), whole, what);
+    // The cut character arrives with the last delta (the detokenizer's flush), after everything else.
+    const at = text.length - 1;
+    assert.deepEqual(collect(streamed(text, [at])), whole, `${what}, streamed`);
+  }
+  assert.deepEqual(parseToolCalls('The verse\uFFFD', ids()), { content: 'The verse\uFFFD', toolCalls: [] }, 'a cut character in plain content stays content');
+});
