@@ -100,7 +100,8 @@ async function grammarParts(modelDir: string, steps: number): Promise<PartFigure
 
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  const mid = (i: number): number => s[i] ?? Number.NaN; // NaN for an empty list
+  return s.length % 2 ? mid(s.length >> 1) : (mid(s.length / 2 - 1) + mid(s.length / 2)) / 2;
 }
 
 function medianRun(runs: readonly RunFigures[]): RunFigures {

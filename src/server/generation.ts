@@ -279,7 +279,9 @@ export class Generation {
 
   /** The prompt length of choice `index` (its prompt's, shared by the n samples). */
   promptTokensOf(index: number): number {
-    return this.input.prompts[Math.floor(index / this.input.params.n)].length;
+    const prompt = this.input.prompts[Math.floor(index / this.input.params.n)];
+    if (prompt === undefined) throw new Error(`internal: no choice ${index} (${this.choices.length} choices)`);
+    return prompt.length;
   }
 
   get numChoices(): number {

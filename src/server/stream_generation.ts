@@ -82,14 +82,15 @@ export async function streamGeneration(ctx: ServerContext, request: FastifyReque
   const chunkUsage = (index: number) => {
     if (!usage.continuous) return usage.final ? { usage: null } : {};
     const promptTokens = generation.promptTokensOf(index);
-    return { usage: { prompt_tokens: promptTokens, completion_tokens: numTokens[index], total_tokens: promptTokens + numTokens[index] } };
+    const completionTokens = numTokens[index] ?? 0;
+    return { usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens } };
   };
   const chunk = (choice: { readonly index: number; readonly [field: string]: unknown }) => ({ id, object, created, model, choices: [choice], ...chunkUsage(choice.index) });
 
   for (const choice of format.leadingChoices) await sse.send(chunk(choice));
   for await (const e of generation.events()) {
     if (sse.isClosed) break;
-    numTokens[e.index] += e.tokenIds.length;
+    numTokens[e.index] = (numTokens[e.index] ?? 0) + e.tokenIds.length;
     const p = format.piece(e);
     if (!p.showsSomething && showsNothing(e, p, ctx.tokenizer !== null)) continue;
     await sse.send(chunk({ index: e.index, ...p.fields, finish_reason: p.finishReason !== undefined ? p.finishReason : e.finishReason, stop_reason: e.stopReason }));

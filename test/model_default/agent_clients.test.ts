@@ -16,6 +16,7 @@ import { generateObject, generateText, tool } from 'ai';
 import { z } from 'zod';
 import type { RunningServer } from '../../src/server/serve.ts';
 import { startTestServer } from '../helpers/server.ts';
+import { at } from '../helpers/at.ts';
 
 const MODEL_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../models/default');
 const Verse = z.object({ book: z.enum(['Genesis', 'Exodus', 'John']), chapter: z.number().int().min(1).max(50), verse: z.number().int().min(1).max(80) });
@@ -48,7 +49,8 @@ describe('agent clients on the default model', () => {
     });
     assert.equal(r.finishReason, 'tool-calls');
     assert.equal(r.toolCalls.length, 1);
-    assert.deepEqual(Verse.parse(r.toolCalls[0].input), r.toolCalls[0].input);
+    const input = at(r.toolCalls, 0, 'tool call').input;
+    assert.deepEqual(Verse.parse(input), input);
   });
 
   test('LangChain: withStructuredOutput and bindTools', async () => {
@@ -59,6 +61,7 @@ describe('agent clients on the default model', () => {
     const message = await chat.bindTools([lookup], { tool_choice: 'required', parallel_tool_calls: false }).invoke([new HumanMessage('Recite Genesis 1:3')]);
     assert.deepEqual(message.invalid_tool_calls ?? [], []);
     assert.equal(message.tool_calls?.length, 1);
-    assert.deepEqual(Verse.parse(message.tool_calls[0].args), message.tool_calls[0].args);
+    const args = at(message.tool_calls ?? [], 0, 'tool call').args;
+    assert.deepEqual(Verse.parse(args), args);
   });
 });

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import type { RunningServer } from '../../src/server/serve.ts';
 import { startTestServer } from '../helpers/server.ts';
 import { longTextModelDir } from '../helpers/text_model.ts';
+import { at } from '../helpers/at.ts';
 
 const Verse = z.object({ book: z.enum(['Genesis', 'John']), chapter: z.number().int().min(1).max(50) });
 // No parallel calls: random weights would keep adding calls until max_tokens.
@@ -57,12 +58,14 @@ describe('Vercel AI SDK', () => {
         prepareStep: ({ stepNumber }) => (stepNumber > 0 ? { toolChoice: 'none' as const, maxOutputTokens: 8 } : {}),
       });
       assert.equal(r.steps.length, 2);
-      const [call, answer] = r.steps;
+      const [call, answer] = [at(r.steps, 0, 'step'), at(r.steps, 1, 'step')];
       assert.equal(call.finishReason, 'tool-calls');
       assert.equal(call.toolCalls.length, 1);
-      assert.deepEqual(Verse.parse(call.toolCalls[0].input), call.toolCalls[0].input);
-      assert.deepEqual(seen, [call.toolCalls[0].input]);
-      assert.equal(call.toolResults[0].output, `text of ${seen[0].book} ${seen[0].chapter}`);
+      const input = at(call.toolCalls, 0, 'tool call').input;
+      assert.deepEqual(Verse.parse(input), input);
+      assert.deepEqual(seen, [input]);
+      const verse = at(seen, 0, 'lookup');
+      assert.equal(at(call.toolResults, 0, 'tool result').output, `text of ${verse.book} ${verse.chapter}`);
       assert.equal(answer.toolCalls.length, 0);
       assert.equal(answer.finishReason, 'length');
     }
@@ -81,8 +84,9 @@ describe('Vercel AI SDK', () => {
       for (const t of ['tool-input-start', 'tool-input-delta', 'tool-input-end', 'tool-call']) assert.ok(types.has(t), `${t} in ${[...types].join(',')}`);
       const calls = await r.toolCalls;
       assert.equal(calls.length, 1);
-      assert.deepEqual(Verse.parse(calls[0].input), calls[0].input);
-      assert.deepEqual(JSON.parse(input), calls[0].input, 'the deltas add up to the call');
+      const called = at(calls, 0, 'tool call').input;
+      assert.deepEqual(Verse.parse(called), called);
+      assert.deepEqual(JSON.parse(input), called, 'the deltas add up to the call');
       assert.equal(await r.finishReason, 'tool-calls');
     }
   });

@@ -7,6 +7,7 @@ import { streamRequest } from '../../bench/compare/load_generator.ts';
 import type { RunningServer } from '../../src/server/serve.ts';
 import { parseSse, startTestServer } from '../helpers/server.ts';
 import { textModelDir } from '../helpers/text_model.ts';
+import { at } from '../helpers/at.ts';
 
 interface Usage {
   prompt_tokens: number;
@@ -45,13 +46,13 @@ describe('stream_options.continuous_usage_stats', () => {
     assert.deepEqual(final.choices, []);
     const running = [0, 0, 0, 0];
     for (const c of chunks.slice(0, -1)) {
-      const { index } = c.choices[0];
+      const choice = at(c.choices, 0, 'choice');
       const u = c.usage!;
-      assert.ok(u.completion_tokens > running[index], `tokens only grow: ${JSON.stringify(c)}`);
-      running[index] = u.completion_tokens;
-      assert.equal(u.prompt_tokens, prompts[Math.floor(index / 2)].length);
+      assert.ok(u.completion_tokens > at(running, choice.index, 'choice'), `tokens only grow: ${JSON.stringify(c)}`);
+      running[choice.index] = u.completion_tokens;
+      assert.equal(u.prompt_tokens, at(prompts, Math.floor(choice.index / 2), 'prompt').length);
       assert.equal(u.total_tokens, u.prompt_tokens + u.completion_tokens);
-      if (c.choices[0].finish_reason !== null) assert.equal(u.completion_tokens, 5);
+      if (choice.finish_reason !== null) assert.equal(u.completion_tokens, 5);
     }
     assert.deepEqual(running, [5, 5, 5, 5]);
     const { prompt_tokens, completion_tokens, total_tokens } = final.usage!;
@@ -60,9 +61,9 @@ describe('stream_options.continuous_usage_stats', () => {
 
   test('chat: the role chunk counts 0 tokens, then the count runs to the final usage', async () => {
     const chunks = await streamed('/v1/chat/completions', { messages: [{ role: 'user', content: 'Hi there' }], max_tokens: 6, temperature: 0, ignore_eos: true, stream: true, stream_options: CONTINUOUS });
-    const [role, ...rest] = chunks;
+    const [role = assert.fail('no chunks'), ...rest] = chunks;
     const final = rest.pop()!;
-    assert.equal(role.choices[0].delta?.role, 'assistant');
+    assert.equal(at(role.choices, 0, 'choice').delta?.role, 'assistant');
     assert.equal(role.usage!.completion_tokens, 0);
     assert.ok(role.usage!.prompt_tokens > 0);
     const counts = rest.map((c) => c.usage!.completion_tokens);

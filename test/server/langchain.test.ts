@@ -11,6 +11,7 @@ import { z } from 'zod';
 import type { RunningServer } from '../../src/server/serve.ts';
 import { startTestServer } from '../helpers/server.ts';
 import { longTextModelDir } from '../helpers/text_model.ts';
+import { at } from '../helpers/at.ts';
 
 const Verse = z.object({ book: z.enum(['Genesis', 'John']), chapter: z.number().int().min(1).max(50) });
 const lookupVerse = tool(async (args) => `text of ${args.book} ${args.chapter}`, { name: 'lookup_verse', description: 'Looks a verse up', schema: Verse });
@@ -18,7 +19,7 @@ const lookupVerse = tool(async (args) => `text of ${args.book} ${args.chapter}`,
 function assertOneValidCall(message: AIMessage): NonNullable<AIMessage['tool_calls']>[number] {
   assert.deepEqual(message.invalid_tool_calls ?? [], []);
   assert.equal(message.tool_calls?.length, 1, JSON.stringify(message));
-  const call = message.tool_calls[0];
+  const call = at(message.tool_calls ?? [], 0, 'tool call');
   assert.equal(call.name, 'lookup_verse');
   assert.deepEqual(Verse.parse(call.args), call.args);
   return call;

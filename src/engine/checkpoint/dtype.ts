@@ -91,7 +91,7 @@ export function decodeInto(bytes: Uint8Array, dtype: 'F32' | 'BF16' | 'F16', out
 export function float32ToF16Into(values: Float32Array, out: Uint16Array): void {
   assert(out.length === values.length, 'float32ToF16Into: length mismatch');
   const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
-  for (let i = 0; i < bits.length; i++) out[i] = f32BitsToF16(bits[i]);
+  for (let i = 0; i < bits.length; i++) out[i] = f32BitsToF16(bits[i]!); // i < bits.length
 }
 
 function f32BitsToF16(b: number): number {
@@ -114,7 +114,7 @@ export function f16ToFloat32Into(halves: Uint16Array, out: Float32Array): void {
   assert(out.length === halves.length, 'f16ToFloat32Into: length mismatch');
   const table = f16BitsTable();
   const outBits = new Uint32Array(out.buffer, out.byteOffset, out.length);
-  for (let i = 0; i < halves.length; i++) outBits[i] = table[halves[i]];
+  for (let i = 0; i < halves.length; i++) outBits[i] = table[halves[i]!]!; // i < halves.length; the table has all 2^16 codes
 }
 
 function mapCodes(codes: Uint8Array | Uint16Array, table: Uint32Array): Float32Array {

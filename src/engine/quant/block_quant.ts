@@ -46,9 +46,9 @@ export function snapScale(s: number): number {
   const a = Math.abs(s);
   if (a < F16_MIN_NORMAL || a > F16_MAX) return Math.fround(s);
   f32[0] = s;
-  const b = u32[0];
+  const b = u32[0]!; // one-element views
   u32[0] = (b + 0xfff + ((b >>> 13) & 1)) & 0xffffe000;
-  return Math.abs(f32[0]) > F16_MAX ? Math.fround(s) : f32[0];
+  return Math.abs(f32[0]!) > F16_MAX ? Math.fround(s) : f32[0]!;
 }
 
 // The ragged last block of a row, zero-padded past K.
@@ -98,7 +98,7 @@ function nonFinite(m: QuantizedMatrix, block: number, tailRow: number): Error {
 /** Largest |x| of a block; NaN or Infinity when the block holds a non-finite value (Math.max propagates NaN). */
 function blockAmax(x: Float32Array, at: number): number {
   let amax = 0;
-  for (let i = at; i < at + BLOCK; i++) amax = Math.max(amax, Math.abs(x[i]));
+  for (let i = at; i < at + BLOCK; i++) amax = Math.max(amax, Math.abs(x[i]!)); // callers pass padded rows: at + BLOCK <= x.length
   return amax;
 }
 
@@ -119,7 +119,7 @@ function encodeRunInt8(x: Float32Array, from: number, to: number, packed: Uint8A
     const s = snapScale(amax / 127);
     const d = s === 0 ? Infinity : s; // x / Infinity = 0: an all-zero block gets zero codes
     const o = b * BLOCK;
-    for (let i = 0; i < BLOCK; i++) packed[o + i] = Math.min(127, Math.max(-127, roundHalfAway(x[at + i] / d))) + 128;
+    for (let i = 0; i < BLOCK; i++) packed[o + i] = Math.min(127, Math.max(-127, roundHalfAway(x[at + i]! / d))) + 128; // padded: at + BLOCK <= x.length
     scales[b] = s;
   }
   return -1;
@@ -131,14 +131,14 @@ function encodeRunInt4(x: Float32Array, from: number, to: number, packed: Uint8A
     const amax = blockAmax(x, at);
     if (!(amax <= Number.MAX_VALUE)) return b;
     let i0 = at;
-    while (Math.abs(x[i0]) !== amax) i0++;
-    const mv = x[i0];
+    while (Math.abs(x[i0]!) !== amax) i0++; // amax is |x| of an element of this block, so i0 stops inside it
+    const mv = x[i0]!;
     const s = mv === 0 ? 0 : snapScale(mv / -8); // never -0
     const d = s === 0 ? Infinity : s;
     const o = b * (BLOCK / 2);
     for (let i = 0; i < BLOCK / 2; i++) {
-      const lo = Math.min(7, Math.max(-8, roundHalfAway(x[at + 2 * i] / d))) + 8;
-      const hi = Math.min(7, Math.max(-8, roundHalfAway(x[at + 2 * i + 1] / d))) + 8;
+      const lo = Math.min(7, Math.max(-8, roundHalfAway(x[at + 2 * i]! / d))) + 8; // padded: at + BLOCK <= x.length
+      const hi = Math.min(7, Math.max(-8, roundHalfAway(x[at + 2 * i + 1]! / d))) + 8;
       packed[o + i] = lo | (hi << 4);
     }
     scales[b] = s;
@@ -165,9 +165,9 @@ export function dequantizeMatrix(m: QuantizedMatrix): Float32Array {
     for (let k = 0; k < cols; k++) {
       const b = r * nb + ((k / BLOCK) | 0);
       const i = k % BLOCK;
-      const byte = m.packed[b * blob + (bits === 8 ? i : i >> 1)];
+      const byte = m.packed[b * blob + (bits === 8 ? i : i >> 1)]!; // b < rows * nb, i < BLOCK: inside the layout
       const code = bits === 8 ? byte : (i & 1) === 0 ? byte & 0xf : byte >> 4;
-      out[r * cols + k] = (code - zp) * m.scales[b];
+      out[r * cols + k] = (code - zp) * m.scales[b]!;
     }
   }
   return out;

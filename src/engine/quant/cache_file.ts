@@ -143,7 +143,7 @@ function tensorsOf(infos: ReturnType<typeof parseHeader>['tensors'], meta: Reado
   for (const [name, info] of infos) {
     if (name.endsWith(':codes')) {
       const base = name.slice(0, -':codes'.length);
-      const [bits, rows, cols] = (meta[`${base}:q`] ?? '').split(',').map(Number);
+      const [bits, rows = 0, cols = 0] = (meta[`${base}:q`] ?? '').split(',').map(Number);
       if (!(bits === 4 || bits === 8) || !(rows > 0) || !(cols > 0)) throw new Error(`bad quantisation metadata for "${base}"`);
       const packed = view(name);
       const scales = f32(view(`${base}:scales`));

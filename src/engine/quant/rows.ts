@@ -25,7 +25,7 @@ export function selectRows(w: LinearWeight, ranges: readonly (readonly [number, 
       data.set(w.data.subarray(a * cols, b * cols), at);
       at += (b - a) * cols;
     }
-    if (scale !== 1) for (let i = 0; i < data.length; i++) data[i] *= scale;
+    if (scale !== 1) data.forEach((v, i) => (data[i] = v * scale));
     return { data, shape: [rows, cols] };
   }
   const nb = kBlocks(cols);
@@ -38,7 +38,7 @@ export function selectRows(w: LinearWeight, ranges: readonly (readonly [number, 
     scales.set(w.scales.subarray(a * nb, b * nb), r * nb);
     r += b - a;
   }
-  if (scale !== 1) for (let i = 0; i < scales.length; i++) scales[i] *= scale;
+  if (scale !== 1) scales.forEach((v, i) => (scales[i] = v * scale));
   return { bits: w.bits, rows, cols, packed, scales };
 }
 

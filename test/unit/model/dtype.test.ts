@@ -6,6 +6,7 @@ import {
   decodeToFloat32, dequantizeFp8Blocks, encodeFromFloat32, f16ToFloat32, f16ToFloat32Into, float32ToF16, float32ToF16Into, quantizeFp8Blocks,
 } from '../../../src/engine/checkpoint/dtype.ts';
 import { seededRandom } from '../../helpers/checkpoint_writer.ts';
+import { at } from '../../helpers/at.ts';
 
 const sameBits = (a: number, b: number): boolean => Object.is(a, b) || (Number.isNaN(a) && Number.isNaN(b));
 
@@ -112,12 +113,13 @@ describe('BF16 and F16', () => {
     const out = new Uint16Array(n);
     float32ToF16Into(v, out);
     for (let i = 0; i < n; i++) {
-      if (Number.isNaN(v[i])) assert.ok((out[i] & 0x7c00) === 0x7c00 && (out[i] & 0x3ff) !== 0, `NaN at ${i}`);
-      else assert.equal(out[i], float32ToF16(v[i]), `value ${v[i]} (bits ${bits[i].toString(16)})`);
+      const [x, h] = [at(v, i), at(out, i)];
+      if (Number.isNaN(x)) assert.ok((h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0, `NaN at ${i}`);
+      else assert.equal(h, float32ToF16(x), `value ${x} (bits ${at(bits, i).toString(16)})`);
     }
     const back = new Float32Array(n);
     f16ToFloat32Into(out, back);
-    for (let i = 0; i < 1000; i++) if (!Number.isNaN(v[i])) assert.equal(back[i], f16ToFloat32(out[i]));
+    for (let i = 0; i < 1000; i++) if (!Number.isNaN(at(v, i))) assert.equal(back[i], f16ToFloat32(at(out, i)));
   });
 
   it('bulk decode equals scalar decode, also from a misaligned view', () => {
