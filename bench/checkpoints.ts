@@ -34,7 +34,8 @@ export function ensureBenchCheckpoint(name: string, opts: { readonly needBytes?:
   if (!existsSync(path.join(dir, 'model.safetensors')) && !existsSync(path.join(dir, 'model.safetensors.index.json'))) {
     const need = (opts.needBytes ?? checkpointBytes(name)) + 2 ** 30;
     const free = freeDiskBytes(BENCH_MODEL_ROOT);
-    if (free < need) throw new Error(`not enough disk space for ${name}: need ${(need / 1e9).toFixed(1)} GB under ${BENCH_MODEL_ROOT}, ${(free / 1e9).toFixed(1)} GB free`);
+    if (free < need)
+      throw new Error(`not enough disk space for ${name}: need ${(need / 1e9).toFixed(1)} GB under ${BENCH_MODEL_ROOT}, ${(free / 1e9).toFixed(1)} GB free`);
     opts.log?.(`writing the random-weight checkpoint ${name} (${(checkpointBytes(name) / 1e9).toFixed(2)} GB F32) to ${dir}`);
     // fs.writeFileSync writes at most 2 GiB at once: shard bigger checkpoints; write aside, then rename, so an
     // interrupted run leaves no half-written checkpoint behind

@@ -37,8 +37,16 @@ async function measurePrefill(engine: OfflineEngine, tokens: number, reps: numbe
   return { tps: (tokens / best.ms) * 1000, split: best.split! };
 }
 
-export async function benchEngineCore(modelDir: string, name: string, opts: { denseAttention?: boolean; decodeContext?: number; quick?: boolean }): Promise<EngineCoreResult> {
-  const engine = await openBenchEngine(modelDir, { numThreads: Number(process.env.T ?? 2), denseAttention: opts.denseAttention ?? false, kvCacheMemory: 2 * 2 ** 30 });
+export async function benchEngineCore(
+  modelDir: string,
+  name: string,
+  opts: { denseAttention?: boolean; decodeContext?: number; quick?: boolean },
+): Promise<EngineCoreResult> {
+  const engine = await openBenchEngine(modelDir, {
+    numThreads: Number(process.env.T ?? 2),
+    denseAttention: opts.denseAttention ?? false,
+    kvCacheMemory: 2 * 2 ** 30,
+  });
   try {
     const decodeContext = opts.decodeContext ?? 16;
     const prompt = syntheticPrompt(Math.max(decodeContext, 1), engine.core.config.vocabSize, 99);

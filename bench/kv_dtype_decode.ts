@@ -16,7 +16,13 @@ import { randomTokens } from './single_stream.ts';
 import { KV_CACHE_DTYPES, type KVCacheDtype } from '../src/kvcache/kv_dtype.ts';
 import type { StepStats } from '../src/engine/step_stats.ts';
 
-const { values } = parseArgs({ options: { context: { type: 'string', default: '16384' }, steps: { type: 'string', default: '32' }, 'concurrent-prompt': { type: 'string', default: '1024' } } });
+const { values } = parseArgs({
+  options: {
+    context: { type: 'string', default: '16384' },
+    steps: { type: 'string', default: '32' },
+    'concurrent-prompt': { type: 'string', default: '1024' },
+  },
+});
 const CONTEXT = Number(values.context);
 const STEPS = Number(values.steps);
 const CONCURRENT_PROMPT = Number(values['concurrent-prompt']);
@@ -51,7 +57,10 @@ async function concurrent16(dir: string, dtype: KVCacheDtype): Promise<number> {
   };
   try {
     const vocab = engine.core.config.vocabSize;
-    const requests = Array.from({ length: 16 }, (_, i) => ({ promptTokenIds: randomTokens(CONCURRENT_PROMPT, vocab, 100 + i), params: { temperature: 0, maxTokens: STEPS + 2, ignoreEos: true } }));
+    const requests = Array.from({ length: 16 }, (_, i) => ({
+      promptTokenIds: randomTokens(CONCURRENT_PROMPT, vocab, 100 + i),
+      params: { temperature: 0, maxTokens: STEPS + 2, ignoreEos: true },
+    }));
     await engine.generate(requests, onStep);
     return (tokens / ms) * 1000;
   } finally {

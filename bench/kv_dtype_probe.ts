@@ -67,7 +67,12 @@ function makeStorage(shape: Shape, dtype: KVCacheDtype, numBlocks: number, layer
 }
 
 function modelConfig(shape: Shape): ModelConfig {
-  return { numAttentionHeads: shape.heads, kvLoraRank: shape.L, qkRopeHeadDim: shape.dr, indexer: { nHeads: shape.Hi, headDim: shape.Di, topk: shape.topk } } as unknown as ModelConfig;
+  return {
+    numAttentionHeads: shape.heads,
+    kvLoraRank: shape.L,
+    qkRopeHeadDim: shape.dr,
+    indexer: { nHeads: shape.Hi, headDim: shape.Di, topk: shape.topk },
+  } as unknown as ModelConfig;
 }
 
 /** Slots of B sequences of T tokens each, laid out block by block in a shuffled block order. */
@@ -100,7 +105,10 @@ function e4m3CodeOf(g: GraphBuilder, r: string): string {
   const bits = g.node('BitCast', [r], { to: DataType.UINT32 });
   const a = g.node('Abs', [r]);
   const abits = g.node('BitCast', [a], { to: DataType.UINT32 });
-  const normal = g.node('Sub', [g.node('Cast', [g.node('BitShift', [abits, u32(20)], { direction: 'RIGHT' })], { to: DataType.INT32 }), g.initializer(Int32Array.of(960), [])]);
+  const normal = g.node('Sub', [
+    g.node('Cast', [g.node('BitShift', [abits, u32(20)], { direction: 'RIGHT' })], { to: DataType.INT32 }),
+    g.initializer(Int32Array.of(960), []),
+  ]);
   const sub = g.node('Cast', [g.node('Mul', [a, g.scalar(512)])], { to: DataType.INT32 });
   const mag = g.node('Where', [g.node('Less', [a, g.scalar(2 ** -6)]), sub, normal]);
   const sign = g.node('Cast', [g.node('BitShift', [bits, u32(31)], { direction: 'RIGHT' })], { to: DataType.INT32 });
@@ -185,7 +193,14 @@ async function attentionRead(shape: Shape, dtype: KVCacheDtype, B: number, K: nu
   const ms = await median(async () => {
     // widenInJs: dequantise the K selected rows in JS into a compact float32 block, attend over that.
     const feed: Feed = widenInJs
-      ? { ...common, cache: floatTensor(storage.readLatent(0, idx), [B * K, C]), idx: int32Tensor(Int32Array.from({ length: B * K }, (_, i) => i), [B, K]) }
+      ? {
+          ...common,
+          cache: floatTensor(storage.readLatent(0, idx), [B * K, C]),
+          idx: int32Tensor(
+            Int32Array.from({ length: B * K }, (_, i) => i),
+            [B, K],
+          ),
+        }
       : { ...common, ...latentPoolFeed(storage.latentPool(0), { kvLoraRank: shape.L, qkRopeHeadDim: shape.dr }), idx: int32Tensor(idx, [B, K]) };
     await session.run(feed, ['o']);
   });
@@ -216,7 +231,13 @@ for (const shape of [BENCH_MINI_DSA, V32_LAYER]) {
   }
   out.push('', '(b1) indexer decode scores + top-k over all T keys, one layer, ms', '');
   out.push('| B x T | float32 | bfloat16 | fp8 |', '| --- | --- | --- | --- |');
-  for (const [B, T] of quick ? ([[1, 4096]] as const) : ([[1, 4096], [1, 16384], [16, 4096]] as const)) {
+  for (const [B, T] of quick
+    ? ([[1, 4096]] as const)
+    : ([
+        [1, 4096],
+        [1, 16384],
+        [16, 4096],
+      ] as const)) {
     const cells = [];
     for (const dtype of KV_CACHE_DTYPES) cells.push(f(await indexerRead(shape, dtype, B, T)));
     out.push(`| ${B} x ${T} | ${cells.join(' | ')} |`);
@@ -233,5 +254,9 @@ for (const shape of [BENCH_MINI_DSA, V32_LAYER]) {
   }
   out.push('');
 }
-out.push(`load average after: ${loadavg().map((v) => v.toFixed(2)).join(' ')}`);
+out.push(
+  `load average after: ${loadavg()
+    .map((v) => v.toFixed(2))
+    .join(' ')}`,
+);
 console.log(out.join('\n'));

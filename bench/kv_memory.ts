@@ -21,8 +21,12 @@ export interface KvShape {
 export function kvShape(cfg: HfConfig): KvShape {
   const n = (k: string): number => cfg[k] as number;
   return {
-    layers: n('num_hidden_layers'), heads: n('num_attention_heads'), kvLoraRank: n('kv_lora_rank'),
-    nope: n('qk_nope_head_dim'), rope: n('qk_rope_head_dim'), v: n('v_head_dim'),
+    layers: n('num_hidden_layers'),
+    heads: n('num_attention_heads'),
+    kvLoraRank: n('kv_lora_rank'),
+    nope: n('qk_nope_head_dim'),
+    rope: n('qk_rope_head_dim'),
+    v: n('v_head_dim'),
     indexerDim: cfg.model_type === 'deepseek_v32' ? n('index_head_dim') : null,
   };
 }

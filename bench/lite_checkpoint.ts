@@ -126,7 +126,8 @@ export function writeRandomBf16Checkpoint(dir: string, hfConfig: Record<string, 
   const specs = weightManifest(parseModelConfig(hfConfig));
   const total = specs.reduce((n, s) => n + numel(s) * 2, 0);
   const free = freeDiskBytes(path.dirname(dir));
-  if (free < total + 2 ** 30) throw new Error(`not enough disk space: need ${(total / 1e9).toFixed(1)} GB + 1 GiB under ${path.dirname(dir)}, ${(free / 1e9).toFixed(1)} GB free`);
+  if (free < total + 2 ** 30)
+    throw new Error(`not enough disk space: need ${(total / 1e9).toFixed(1)} GB + 1 GiB under ${path.dirname(dir)}, ${(free / 1e9).toFixed(1)} GB free`);
   const partial = `${dir}.partial`;
   rmSync(partial, { recursive: true, force: true });
   mkdirSync(partial, { recursive: true });
@@ -154,9 +155,15 @@ export function ensureBenchLite(dir = BENCH_LITE_DIR, opts: StreamOptions = {}):
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { dir: { type: 'string', default: BENCH_LITE_DIR }, 'shard-gb': { type: 'string', default: '4' }, seed: { type: 'string', default: '7' } } });
+  const { values } = parseArgs({
+    options: { dir: { type: 'string', default: BENCH_LITE_DIR }, 'shard-gb': { type: 'string', default: '4' }, seed: { type: 'string', default: '7' } },
+  });
   const t0 = performance.now();
-  const dir = ensureBenchLite(values.dir, { shardBytes: Number(values['shard-gb']) * 1e9, seed: Number(values.seed), log: (s) => process.stdout.write(`${s}\n`) });
+  const dir = ensureBenchLite(values.dir, {
+    shardBytes: Number(values['shard-gb']) * 1e9,
+    seed: Number(values.seed),
+    log: (s) => process.stdout.write(`${s}\n`),
+  });
   process.stdout.write(`bench-lite in ${dir} (${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
 }
 

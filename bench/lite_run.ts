@@ -44,13 +44,19 @@ interface LoadResult {
 }
 
 function load(dir: string, args: string[]): LoadResult {
-  const out = execFileSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/quant_load.ts'), '--model', dir, ...args], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  const out = execFileSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/quant_load.ts'), '--model', dir, ...args], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+  });
   return JSON.parse(out.trim().split('\n').pop()!) as LoadResult;
 }
 
 function refusal(dir: string): { seconds: number; message: string; exitCode: number | null } {
   const t0 = performance.now();
-  const res = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts'), '--model', dir, '--port', '0'], { encoding: 'utf8', timeout: 120_000 });
+  const res = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts'), '--model', dir, '--port', '0'], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
   const text = `${res.stdout}\n${res.stderr}`;
   const message = /the model does not fit in memory[^"\n]*/.exec(text)?.[0] ?? text.trim().split('\n').slice(-2).join(' ');
   return { seconds: (performance.now() - t0) / 1000, message, exitCode: res.status };
@@ -72,7 +78,13 @@ function memAvailableGiB(): number {
 /** llama-bench tg32 tokens/s (mean of 2 repetitions) at 1 and 2 threads, or why it failed. */
 function peerTg(bin: string, gguf: string): { t1: number; t2: number } | string {
   const tg = (t: number): number => {
-    const rows = JSON.parse(execFileSync(bin, ['-m', gguf, '-t', String(t), '-p', '0', '-n', '32', '-r', '2', '-o', 'json'], { encoding: 'utf8', maxBuffer: 1 << 24, stdio: ['ignore', 'pipe', 'pipe'] })) as { avg_ts: number }[];
+    const rows = JSON.parse(
+      execFileSync(bin, ['-m', gguf, '-t', String(t), '-p', '0', '-n', '32', '-r', '2', '-o', 'json'], {
+        encoding: 'utf8',
+        maxBuffer: 1 << 24,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    ) as { avg_ts: number }[];
     return rows[0]!.avg_ts;
   };
   try {
@@ -86,7 +98,9 @@ function peerTg(bin: string, gguf: string): { t1: number; t2: number } | string 
 function ggufComplete(gguf: string): boolean {
   try {
     const g = readGguf(gguf);
-    const end = Math.max(...g.tensors.map((t) => t.offset + (t.ne.reduce((a, b) => a * b, 1) / ggmlBlockSize(t.type as GgmlType)) * ggmlTypeSize(t.type as GgmlType)));
+    const end = Math.max(
+      ...g.tensors.map((t) => t.offset + (t.ne.reduce((a, b) => a * b, 1) / ggmlBlockSize(t.type as GgmlType)) * ggmlTypeSize(t.type as GgmlType)),
+    );
     return g.fileSize >= g.dataOffset + end;
   } catch {
     return false;
@@ -155,7 +169,8 @@ async function main(): Promise<void> {
   let int8: LoadResult | null = null;
   const available = memAvailableGiB();
   let int8Note = values.int8 ? '' : 'int8: not run (pass --int8).';
-  if (values.int8 && available < INT8_RSS_TARGET_GIB + 2) int8Note = `int8: skipped, MemAvailable ${available.toFixed(1)} GiB < ${INT8_RSS_TARGET_GIB + 2} GiB.`;
+  if (values.int8 && available < INT8_RSS_TARGET_GIB + 2)
+    int8Note = `int8: skipped, MemAvailable ${available.toFixed(1)} GiB < ${INT8_RSS_TARGET_GIB + 2} GiB.`;
   else if (values.int8) {
     int8 = load(values.dir, ['--quantization', 'int8', '--kv', '256MiB']);
     emit(row('int8 from BF16 (KV 256 MiB)', int8));
@@ -171,14 +186,21 @@ async function main(): Promise<void> {
   const rss = Math.max(cold?.peakRssGiB ?? 0, warm?.peakRssGiB ?? 0);
   const notRun = '- | not run';
   emit('| target | measured | verdict |', '|---|---|---|');
-  emit(`| refused in seconds without --quantization | ${refused ? `${refused.seconds.toFixed(1)} s, exit ${String(refused.exitCode)} | ${timed(refused.exitCode !== 0 && refused.seconds < 30)}` : notRun} |`);
+  emit(
+    `| refused in seconds without --quantization | ${refused ? `${refused.seconds.toFixed(1)} s, exit ${String(refused.exitCode)} | ${timed(refused.exitCode !== 0 && refused.seconds < 30)}` : notRun} |`,
+  );
   emit(`| int4 ready <= 240 s from BF16 | ${cold ? `${cold.readySeconds.toFixed(0)} s | ${timed(cold.readySeconds <= 240)}` : notRun} |`);
   emit(`| int4 ready <= 30 s from the cache | ${warm ? `${warm.readySeconds.toFixed(0)} s | ${timed(warm.readySeconds <= 30)}` : notRun} |`);
   emit(`| int4 peak RSS <= 11 GiB | ${cold || warm ? `${rss.toFixed(2)} GiB | ${memory(rss <= 11)}` : notRun} |`);
   emit(`| int4 decode >= 8 tok/s | ${cold?.decodeTokS != null ? `${cold.decodeTokS.toFixed(2)} | ${timed(cold.decodeTokS >= 8)}` : notRun} |`);
-  emit(`| int4 decode >= 1.0x llama.cpp Q4_0 (best thread count) | ${cold?.decodeTokS != null && !Number.isNaN(best) ? `${(cold.decodeTokS / best).toFixed(2)}x | ${timed(cold.decodeTokS >= best)}` : notRun} |`);
+  emit(
+    `| int4 decode >= 1.0x llama.cpp Q4_0 (best thread count) | ${cold?.decodeTokS != null && !Number.isNaN(best) ? `${(cold.decodeTokS / best).toFixed(2)}x | ${timed(cold.decodeTokS >= best)}` : notRun} |`,
+  );
   if (int8) emit(`| int8 peak RSS <= ${INT8_RSS_TARGET_GIB} GiB | ${int8.peakRssGiB.toFixed(2)} GiB | ${memory(int8.peakRssGiB <= INT8_RSS_TARGET_GIB)} |`);
-  emit('', `Load average ${record.loadAverageBefore.toFixed(2)} -> ${record.loadAverageAfter.toFixed(2)}, others used ${(record.othersShare * 100).toFixed(0)}% of the CPUs over ${record.seconds.toFixed(0)} s${loaded ? `: LOADED (${reasons.join('; ')}); times and speeds are indicative only` : ': quiet'}.`);
+  emit(
+    '',
+    `Load average ${record.loadAverageBefore.toFixed(2)} -> ${record.loadAverageAfter.toFixed(2)}, others used ${(record.othersShare * 100).toFixed(0)}% of the CPUs over ${record.seconds.toFixed(0)} s${loaded ? `: LOADED (${reasons.join('; ')}); times and speeds are indicative only` : ': quiet'}.`,
+  );
 }
 
 await main();

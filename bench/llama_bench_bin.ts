@@ -10,7 +10,9 @@ export function findLlamaBench(flag?: string): string | null {
   if (process.env.LLAMA_BENCH) return process.env.LLAMA_BENCH;
   const root = benchCacheRoot();
   if (!existsSync(root)) return null;
-  for (const d of readdirSync(root).filter((n) => n.startsWith('llama.cpp-')).sort()) {
+  for (const d of readdirSync(root)
+    .filter((n) => n.startsWith('llama.cpp-'))
+    .sort()) {
     for (const sub of ['bin', 'build/bin']) {
       const p = path.join(root, d, sub, 'llama-bench');
       if (existsSync(p)) return p;

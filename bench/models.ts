@@ -157,7 +157,11 @@ export function countParams(cfg: HfConfig): number {
   }
   const swiglu = (inter: number): number => 3 * inter * hidden;
   const experts = n('n_routed_experts');
-  const moe = experts * hidden + (cfg.topk_method === 'noaux_tc' ? experts : 0) + experts * swiglu(n('moe_intermediate_size')) + swiglu(n('moe_intermediate_size') * n('n_shared_experts'));
+  const moe =
+    experts * hidden +
+    (cfg.topk_method === 'noaux_tc' ? experts : 0) +
+    experts * swiglu(n('moe_intermediate_size')) +
+    swiglu(n('moe_intermediate_size') * n('n_shared_experts'));
   const dense = swiglu(n('intermediate_size'));
   const layers = n('num_hidden_layers');
   const firstDense = Math.min(layers, n('first_k_dense_replace'));

@@ -34,7 +34,11 @@ function newestMtime(dir: string): number {
 /** How to run the server: the built dist/ when it is newer than every file under src/, else the sources through tsx. */
 export function serverCommand(): { args: string[]; how: string } {
   const dist = path.join(ROOT, 'dist', 'src', 'main.js');
-  if (existsSync(dist) && statSync(dist).mtimeMs >= newestMtime(path.join(ROOT, 'src')) && newestMtime(path.join(ROOT, 'dist', 'src')) >= newestMtime(path.join(ROOT, 'src'))) {
+  if (
+    existsSync(dist) &&
+    statSync(dist).mtimeMs >= newestMtime(path.join(ROOT, 'src')) &&
+    newestMtime(path.join(ROOT, 'dist', 'src')) >= newestMtime(path.join(ROOT, 'src'))
+  ) {
     return { args: [dist], how: 'node dist/src/main.js (build current)' };
   }
   return { args: ['--import', 'tsx', path.join(ROOT, 'src', 'main.ts')], how: 'node --import tsx src/main.ts (dist/ missing or older than src/)' };
@@ -64,7 +68,12 @@ export async function startOurServer(modelDir: string, flags: readonly string[],
   proc.stdout?.on('data', keep);
   proc.stderr?.on('data', keep);
   let exited: number | null = null;
-  const exit = new Promise<void>((resolve) => proc.once('exit', (code) => { exited = code ?? -1; resolve(); }));
+  const exit = new Promise<void>((resolve) =>
+    proc.once('exit', (code) => {
+      exited = code ?? -1;
+      resolve();
+    }),
+  );
   const url = `http://127.0.0.1:${port}`;
   for (;;) {
     if (exited !== null) throw new Error(`our server exited (${exited}) before it was ready:\n${tail.join('\n')}`);
@@ -84,7 +93,9 @@ export async function startOurServer(modelDir: string, flags: readonly string[],
   const stop = async (): Promise<void> => {
     if (exited !== null) return;
     proc.kill('SIGTERM');
-    const timer = setTimeout(() => { if (exited === null) proc.kill('SIGKILL'); }, 15_000);
+    const timer = setTimeout(() => {
+      if (exited === null) proc.kill('SIGKILL');
+    }, 15_000);
     await exit;
     clearTimeout(timer);
   };

@@ -28,7 +28,16 @@ import { loadModel } from '../src/engine/checkpoint/weights.ts';
 import { seededRandom } from '../tools/checkpoint/random_weights.ts';
 import { BENCH_MODEL_ROOT, ensureBenchCheckpoint } from './checkpoints.ts';
 import { convertDeepseekToGguf, type GgufArch } from './gguf/convert_deepseek.ts';
-import { PeerLlama, disposePeerRuntime, expectedPeerKvBytesPerToken, logSoftmax, peerUnavailableReason, peerVersions, topK, type KvCacheReport } from './peer_llama.ts';
+import {
+  PeerLlama,
+  disposePeerRuntime,
+  expectedPeerKvBytesPerToken,
+  logSoftmax,
+  peerUnavailableReason,
+  peerVersions,
+  topK,
+  type KvCacheReport,
+} from './peer_llama.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const FIXTURE_DIR = path.join(ROOT, 'test', 'fixtures', 'tiny-dsv32');
@@ -105,7 +114,11 @@ async function runCase(spec: CaseSpec, kvCacheType: 'F16' | 'F32', log: (s: stri
   for (const w of conv.warnings) log(`  conversion warning: ${w}`);
 
   const maxLen = Math.max(...spec.prompts.map((p) => p.length));
-  const engine = await OfflineEngine.create(spec.checkpointDir, { runner: { denseAttention: dense, kvCacheMemory: 256 * 2 ** 20 }, enablePrefixCaching: false, captureLogits: true });
+  const engine = await OfflineEngine.create(spec.checkpointDir, {
+    runner: { denseAttention: dense, kvCacheMemory: 256 * 2 ** 20 },
+    enablePrefixCaching: false,
+    captureLogits: true,
+  });
   let ours: Float64Array[];
   try {
     const res = await engine.generate(spec.prompts.map((promptTokenIds) => ({ promptTokenIds, params: { temperature: 0, maxTokens: 1, ignoreEos: true } })));
@@ -172,16 +185,19 @@ export async function runPeerCheck(options: PeerCheckOptions = {}): Promise<Case
   const kvCacheType = options.kvCacheType ?? 'F32';
   const miniDir = ensureBenchCheckpoint('bench-mini');
   const miniPrompts = randomPrompts(32000, [1, 7, 64, 200], 11);
-  const specs: CaseSpec[] = [
-    { name: 'bench-mini, DSA', checkpointDir: miniDir, ggufDir: miniDir, arch: 'deepseek32', prompts: miniPrompts },
-  ];
+  const specs: CaseSpec[] = [{ name: 'bench-mini, DSA', checkpointDir: miniDir, ggufDir: miniDir, arch: 'deepseek32', prompts: miniPrompts }];
   if (options.beyondTopk) {
     specs.push({
-      name: 'bench-mini, DSA beyond index_topk (informational)', checkpointDir: miniDir, ggufDir: miniDir, arch: 'deepseek32',
-      prompts: randomPrompts(32000, [300, 600], 5), informational: true,
+      name: 'bench-mini, DSA beyond index_topk (informational)',
+      checkpointDir: miniDir,
+      ggufDir: miniDir,
+      arch: 'deepseek32',
+      prompts: randomPrompts(32000, [300, 600], 5),
+      informational: true,
     });
   }
-  if (options.dense ?? true) specs.push({ name: 'bench-mini, dense attention', checkpointDir: miniDir, ggufDir: miniDir, arch: 'deepseek2', prompts: miniPrompts });
+  if (options.dense ?? true)
+    specs.push({ name: 'bench-mini, dense attention', checkpointDir: miniDir, ggufDir: miniDir, arch: 'deepseek2', prompts: miniPrompts });
   if (options.fixture ?? true) {
     const { Golden } = await import('../test/helpers/golden.ts');
     const golden = new Golden(FIXTURE_DIR);
@@ -213,14 +229,26 @@ function report(results: readonly CaseResult[], kvCacheType: string): string {
   const fmt = (x: number | null): string => (x === null ? '-' : x.toExponential(2));
   const lines: string[] = [];
   for (const r of results) {
-    lines.push('', `## ${r.name}${r.informational ? ' - not part of the verdict' : ''}`, `llama.cpp arch ${r.arch} (${r.gguf}, ${r.ggufMiB.toFixed(1)} MiB, F32 weights, ${kvCacheType} KV cache) vs ours (${r.ourAttention} attention)`);
+    lines.push(
+      '',
+      `## ${r.name}${r.informational ? ' - not part of the verdict' : ''}`,
+      `llama.cpp arch ${r.arch} (${r.gguf}, ${r.ggufMiB.toFixed(1)} MiB, F32 weights, ${kvCacheType} KV cache) vs ours (${r.ourAttention} attention)`,
+    );
     const kv = r.kvCache;
-    lines.push(kv
-      ? `llama.cpp KV cache: reported ${kv.bytesPerToken.toFixed(0)} +- ${kv.bytesPerTokenUncertainty.toFixed(0)} B/token (${kv.caches.map((c) => `${c.mib} MiB ${c.type}`).join(' + ')} for ${kv.cells} cells), expected from the shapes ${r.expectedKvBytesPerToken} B/token`
-      : `llama.cpp KV cache: not reported; expected from the shapes ${r.expectedKvBytesPerToken} B/token`);
-    lines.push('', '| prompt tokens | top-10 ordered | top-10 set | max abs dlogp ours vs llama.cpp | vs golden: llama.cpp / ours | our min top-11 gap | our top-10 |', '|---|---|---|---|---|---|---|');
+    lines.push(
+      kv
+        ? `llama.cpp KV cache: reported ${kv.bytesPerToken.toFixed(0)} +- ${kv.bytesPerTokenUncertainty.toFixed(0)} B/token (${kv.caches.map((c) => `${c.mib} MiB ${c.type}`).join(' + ')} for ${kv.cells} cells), expected from the shapes ${r.expectedKvBytesPerToken} B/token`
+        : `llama.cpp KV cache: not reported; expected from the shapes ${r.expectedKvBytesPerToken} B/token`,
+    );
+    lines.push(
+      '',
+      '| prompt tokens | top-10 ordered | top-10 set | max abs dlogp ours vs llama.cpp | vs golden: llama.cpp / ours | our min top-11 gap | our top-10 |',
+      '|---|---|---|---|---|---|---|',
+    );
     for (const p of r.prompts) {
-      lines.push(`| ${p.length} | ${p.orderedMatch ? 'yes' : 'NO'} | ${p.setMatch ? 'yes' : 'NO'} | ${fmt(p.maxAbsLogprobDiff)} | ${fmt(p.goldenMaxAbsLogprobDiff)} / ${fmt(p.goldenMaxAbsLogprobDiffOurs)} | ${fmt(p.ourMinTopGap)} | ${p.oursTop.join(' ')} |`);
+      lines.push(
+        `| ${p.length} | ${p.orderedMatch ? 'yes' : 'NO'} | ${p.setMatch ? 'yes' : 'NO'} | ${fmt(p.maxAbsLogprobDiff)} | ${fmt(p.goldenMaxAbsLogprobDiff)} / ${fmt(p.goldenMaxAbsLogprobDiffOurs)} | ${fmt(p.ourMinTopGap)} | ${p.oursTop.join(' ')} |`,
+      );
       if (!p.orderedMatch) lines.push(`|  | llama.cpp top-10: ${p.peerTop.join(' ')} | | | | | |`);
     }
   }
@@ -248,7 +276,9 @@ async function main(): Promise<void> {
   }
   const v = peerVersions()!;
   const kvCacheType = values['f16-cache'] ? 'F16' : 'F32';
-  process.stdout.write(`node-llama-cpp ${v.nodeLlamaCpp}, @node-llama-cpp/linux-x64 ${v.binary} (llama.cpp release ${v.llamaCppRelease}), CPU, 2 threads, ${kvCacheType} KV cache, flash attention ${values['flash-attention'] ? 'on' : 'off'}\n`);
+  process.stdout.write(
+    `node-llama-cpp ${v.nodeLlamaCpp}, @node-llama-cpp/linux-x64 ${v.binary} (llama.cpp release ${v.llamaCppRelease}), CPU, 2 threads, ${kvCacheType} KV cache, flash attention ${values['flash-attention'] ? 'on' : 'off'}\n`,
+  );
   const t0 = performance.now();
   const results = await runPeerCheck({
     fixture: !values['no-fixture'],

@@ -16,7 +16,8 @@ const BINARY_DIR = path.join(PEER_DIR, 'node_modules', '@node-llama-cpp', 'linux
 
 /** Why the peer cannot be used here, or null when it is installed (checked without loading it). */
 export function peerUnavailableReason(): string | null {
-  if (process.platform !== 'linux' || process.arch !== 'x64') return `the peer's prebuilt binary is linux-x64 only (this is ${process.platform}-${process.arch})`;
+  if (process.platform !== 'linux' || process.arch !== 'x64')
+    return `the peer's prebuilt binary is linux-x64 only (this is ${process.platform}-${process.arch})`;
   if (!existsSync(ENTRY)) return 'node-llama-cpp is not installed in bench/peer (run bench/peer/install.sh)';
   if (!existsSync(path.join(BINARY_DIR, 'llama-addon.node'))) return '@node-llama-cpp/linux-x64 (the prebuilt llama.cpp binary) is not installed in bench/peer';
   return null;
@@ -52,7 +53,9 @@ export function peerVersions(): { nodeLlamaCpp: string; binary: string; llamaCpp
 // ---- the slice of node-llama-cpp's API used here (structural, so no compile-time dependency) ----
 export type Token = number;
 type ControlledInput = Token | [Token, { generateNext?: { probabilities?: boolean; token?: boolean } }];
-interface ControlledOutput { next: { token?: Token | null; probabilities?: Map<Token, number> } }
+interface ControlledOutput {
+  next: { token?: Token | null; probabilities?: Map<Token, number> };
+}
 export interface NlcSequence {
   controlledEvaluate(input: ControlledInput[]): Promise<(ControlledOutput | undefined)[]>;
   evaluateWithoutGeneratingNewTokens(tokens: Token[]): Promise<void>;
@@ -254,7 +257,13 @@ export class PeerLlama {
     private readonly sequence: NlcSequence,
     readonly vocabSize: number,
     readonly kvCache: KvCacheReport | null,
-    readonly info: { readonly architecture: string; readonly gpu: string | false; readonly buildType: string; readonly llamaCppRelease: string; readonly threads: number },
+    readonly info: {
+      readonly architecture: string;
+      readonly gpu: string | false;
+      readonly buildType: string;
+      readonly llamaCppRelease: string;
+      readonly threads: number;
+    },
     /** llama.cpp's log lines (info and up) from loading this model and creating its context. */
     readonly logs: string[],
     /** Milliseconds of loadModel + createContext (the runtime already up). */

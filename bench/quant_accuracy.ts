@@ -34,7 +34,11 @@ function logSoftmaxAt(row: Float32Array, token: number): number {
 /** Mean |logprob_ours - logprob_golden| of the golden next token over every position of every prompt. */
 async function fixtureMae(quantization: QuantizationMode): Promise<{ mae: number; max: number; n: number }> {
   const golden = new Golden(FIXTURE);
-  const engine = await OfflineEngine.create(FIXTURE, { runner: { quantization, kvCacheMemory: 16 * 2 ** 20 }, captureLogits: true, enablePrefixCaching: false });
+  const engine = await OfflineEngine.create(FIXTURE, {
+    runner: { quantization, kvCacheMemory: 16 * 2 ** 20 },
+    captureLogits: true,
+    enablePrefixCaching: false,
+  });
   let sum = 0;
   let max = 0;
   let n = 0;
@@ -64,7 +68,19 @@ async function fixtureMae(quantization: QuantizationMode): Promise<{ mae: number
 }
 
 function perplexity(tokens: string, quantization: QuantizationMode, maxChunks: string | undefined): number {
-  const args = ['--import', 'tsx', path.join(ROOT, 'src/cli/perplexity.ts'), '--model', path.join(ROOT, 'models/default'), '--tokens', tokens, '--mode', 'dsa', '--quantization', quantization];
+  const args = [
+    '--import',
+    'tsx',
+    path.join(ROOT, 'src/cli/perplexity.ts'),
+    '--model',
+    path.join(ROOT, 'models/default'),
+    '--tokens',
+    tokens,
+    '--mode',
+    'dsa',
+    '--quantization',
+    quantization,
+  ];
   if (maxChunks !== undefined) args.push('--max-chunks', maxChunks);
   const out = JSON.parse(execFileSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 1 << 24 })) as { results: { ppl: number }[] };
   return out.results[0]!.ppl;
@@ -74,14 +90,23 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: { tokens: { type: 'string', default: '/work/cache/quant-data/valid.u16' }, 'max-chunks': { type: 'string' } } });
   const load0 = loadavg()[0]!;
   const lines = [`# --quantization accuracy (${new Date().toISOString()})`, '', `CPU: ${cpuSummary()}; MatMulNBits accuracy level 4 (the serving level).`, ''];
-  lines.push('Fixture (tiny-dsv32), teacher-forced golden-token logprobs, |ours - golden|:', '', '| mode | MAE | max | tokens | target |', '|---|---|---|---|---|');
+  lines.push(
+    'Fixture (tiny-dsv32), teacher-forced golden-token logprobs, |ours - golden|:',
+    '',
+    '| mode | MAE | max | tokens | target |',
+    '|---|---|---|---|---|',
+  );
   for (const mode of MODES) {
     const r = await fixtureMae(mode);
     const target = mode === 'int8' ? `<= 0.03: ${r.mae <= 0.03 ? 'met' : 'MISSED'}` : '-';
     lines.push(`| ${mode} | ${r.mae.toFixed(5)} | ${r.max.toFixed(4)} | ${r.n} | ${target} |`);
   }
   if (existsSync(values.tokens)) {
-    lines.push('', `Held-out perplexity of models/default (DSA, ${values.tokens}${values['max-chunks'] ? `, first ${values['max-chunks']} chunks` : ', all chunks'}):`, '');
+    lines.push(
+      '',
+      `Held-out perplexity of models/default (DSA, ${values.tokens}${values['max-chunks'] ? `, first ${values['max-chunks']} chunks` : ', all chunks'}):`,
+      '',
+    );
     lines.push('| mode | perplexity | vs none | target |', '|---|---|---|---|');
     const ppl = new Map(MODES.map((m) => [m, perplexity(values.tokens, m, values['max-chunks'])]));
     for (const mode of MODES) {

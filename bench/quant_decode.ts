@@ -52,7 +52,13 @@ function ggufPaths(dir: string, model: string, withPeer: boolean): Map<Quantizat
   return paths;
 }
 
-async function measure(p: Participant, engines: Map<QuantizationMode, OfflineEngine>, gguf: Map<QuantizationMode, string>, bin: string | null, steps: number): Promise<number> {
+async function measure(
+  p: Participant,
+  engines: Map<QuantizationMode, OfflineEngine>,
+  gguf: Map<QuantizationMode, string>,
+  bin: string | null,
+  steps: number,
+): Promise<number> {
   const [who, mode, t] = p.split(' ') as ['ours' | 'llama', QuantizationMode, string | undefined];
   if (who === 'ours') return 1000 / (await timeDecode(engines.get(mode)!, PROMPT, 4, steps)).msPerToken;
   const args = ['-m', gguf.get(mode)!, '-t', t!.slice(1), '-p', '0', '-n', String(steps), '-r', '1', '-o', 'json'];
@@ -61,7 +67,14 @@ async function measure(p: Participant, engines: Map<QuantizationMode, OfflineEng
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { model: { type: 'string', default: 'bench-mini' }, rounds: { type: 'string', default: String(MIN_ROUNDS) }, steps: { type: 'string', default: '32' }, 'llama-bench': { type: 'string' } } });
+  const { values } = parseArgs({
+    options: {
+      model: { type: 'string', default: 'bench-mini' },
+      rounds: { type: 'string', default: String(MIN_ROUNDS) },
+      steps: { type: 'string', default: '32' },
+      'llama-bench': { type: 'string' },
+    },
+  });
   const [rounds, steps] = [Number(values.rounds), Number(values.steps)];
   const dir = ensureBenchCheckpoint(values.model, { log: (s) => process.stderr.write(`${s}\n`) });
   const config = loadModel(dir).config;
@@ -81,11 +94,28 @@ async function main(): Promise<void> {
   process.stdout.write(`${report(values.model, config, results, bin, rounds, steps, run, record).join('\n')}\n`);
 }
 
-function report(model: string, config: ReturnType<typeof loadModel>['config'], r: Map<Participant, number[]>, bin: string | null, rounds: number, steps: number, run: ReturnType<typeof loadVerdict>, record: ReturnType<LoadMonitor['stop']>): string[] {
+function report(
+  model: string,
+  config: ReturnType<typeof loadModel>['config'],
+  r: Map<Participant, number[]>,
+  bin: string | null,
+  rounds: number,
+  steps: number,
+  run: ReturnType<typeof loadVerdict>,
+  record: ReturnType<LoadMonitor['stop']>,
+): string[] {
   const lines = [`# --quantization decode, ${model} (${new Date().toISOString()})`, ''];
-  lines.push(`CPU: ${cpuSummary()}; ours: 2 ORT threads, MatMulNBits accuracy level 4, tg${steps} after a 16-token prompt; llama.cpp: ${bin ?? 'llama-bench not found (skipped)'}, tg${steps}; ${rounds} interleaved rounds, median (min-max).`);
-  lines.push(`Load average ${record.loadAverageBefore.toFixed(2)} -> ${record.loadAverageAfter.toFixed(2)}, others used ${(record.othersShare * 100).toFixed(0)}% of the CPUs${run.loaded ? `: LOADED (${run.reasons.join('; ')}), figures indicative only, nothing judged` : ': quiet'}.`, '');
-  lines.push('| mode | weights read / token | ours tok/s | vs our f32 (per round) | llama.cpp type | t=1 tok/s | t=2 tok/s | ours / best llama.cpp (per round) |', '|---|---|---|---|---|---|---|---|');
+  lines.push(
+    `CPU: ${cpuSummary()}; ours: 2 ORT threads, MatMulNBits accuracy level 4, tg${steps} after a 16-token prompt; llama.cpp: ${bin ?? 'llama-bench not found (skipped)'}, tg${steps}; ${rounds} interleaved rounds, median (min-max).`,
+  );
+  lines.push(
+    `Load average ${record.loadAverageBefore.toFixed(2)} -> ${record.loadAverageAfter.toFixed(2)}, others used ${(record.othersShare * 100).toFixed(0)}% of the CPUs${run.loaded ? `: LOADED (${run.reasons.join('; ')}), figures indicative only, nothing judged` : ': quiet'}.`,
+    '',
+  );
+  lines.push(
+    '| mode | weights read / token | ours tok/s | vs our f32 (per round) | llama.cpp type | t=1 tok/s | t=2 tok/s | ours / best llama.cpp (per round) |',
+    '|---|---|---|---|---|---|---|---|',
+  );
   const specs: JudgedSpec[] = [];
   const none = r.get('ours none')!;
   for (const mode of MODES) {
@@ -93,11 +123,33 @@ function report(model: string, config: ReturnType<typeof loadModel>['config'], r
     const t1 = r.get(`llama ${mode} t1`);
     const t2 = r.get(`llama ${mode} t2`);
     const vsF32 = roundRatios(ours, none);
-    const vsPeer = t1 && t2 ? roundRatios(ours, t1.map((x, i) => Math.max(x, t2[i]!))) : null;
-    lines.push(`| ${mode} | ${(decodeWeightBytes(config, mode) / 1e6).toFixed(1)} MB | ${formatSpread(spread(ours))} | ${formatSpread(spread(vsF32), 2)} | ${GGUF_TYPE[mode]} | ${t1 ? formatSpread(spread(t1)) : '-'} | ${t2 ? formatSpread(spread(t2)) : '-'} | ${vsPeer ? formatSpread(spread(vsPeer), 2) : '-'} |`);
+    const vsPeer =
+      t1 && t2
+        ? roundRatios(
+            ours,
+            t1.map((x, i) => Math.max(x, t2[i]!)),
+          )
+        : null;
+    lines.push(
+      `| ${mode} | ${(decodeWeightBytes(config, mode) / 1e6).toFixed(1)} MB | ${formatSpread(spread(ours))} | ${formatSpread(spread(vsF32), 2)} | ${GGUF_TYPE[mode]} | ${t1 ? formatSpread(spread(t1)) : '-'} | ${t2 ? formatSpread(spread(t2)) : '-'} | ${vsPeer ? formatSpread(spread(vsPeer), 2) : '-'} |`,
+    );
     if (mode !== 'none') {
-      specs.push({ id: `${mode}-vs-f32`, name: `${mode} decode vs our float32`, value: median(vsF32), direction: '>=', target: mode === 'int8' ? 2.2 : 3, shapeMismatch: null });
-      specs.push({ id: `${mode}-vs-llama`, name: `${mode} decode vs llama.cpp ${GGUF_TYPE[mode]}`, value: vsPeer ? median(vsPeer) : null, direction: '>=', target: 1, shapeMismatch: null });
+      specs.push({
+        id: `${mode}-vs-f32`,
+        name: `${mode} decode vs our float32`,
+        value: median(vsF32),
+        direction: '>=',
+        target: mode === 'int8' ? 2.2 : 3,
+        shapeMismatch: null,
+      });
+      specs.push({
+        id: `${mode}-vs-llama`,
+        name: `${mode} decode vs llama.cpp ${GGUF_TYPE[mode]}`,
+        value: vsPeer ? median(vsPeer) : null,
+        direction: '>=',
+        target: 1,
+        shapeMismatch: null,
+      });
     }
   }
   lines.push('', '| target | verdict |', '|---|---|');

@@ -47,9 +47,18 @@ async function main(): Promise<void> {
   }
   await engine.dispose();
   const out = {
-    model: values.model, quantization: info.quantization, cache: values.cache ?? null, parameters: info.numParameters,
-    readySeconds, peakRssLoadGiB: peakRssLoad / 2 ** 30, rssReadyGiB: rssReady / 2 ** 30, peakRssGiB: status('VmHWM') / 2 ** 30,
-    planTotalGiB: info.memoryPlan.total / 2 ** 30, planWeightsGiB: info.memoryPlan.weights / 2 ** 30, decodeTokS, warnings: info.loadWarnings,
+    model: values.model,
+    quantization: info.quantization,
+    cache: values.cache ?? null,
+    parameters: info.numParameters,
+    readySeconds,
+    peakRssLoadGiB: peakRssLoad / 2 ** 30,
+    rssReadyGiB: rssReady / 2 ** 30,
+    peakRssGiB: status('VmHWM') / 2 ** 30,
+    planTotalGiB: info.memoryPlan.total / 2 ** 30,
+    planWeightsGiB: info.memoryPlan.weights / 2 ** 30,
+    decodeTokS,
+    warnings: info.loadWarnings,
     loadAverage: [load0, loadavg()[0]!],
   };
   process.stdout.write(`${JSON.stringify(out)}\n`);

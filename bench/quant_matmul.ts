@@ -54,7 +54,14 @@ function relError(got: Float32Array, want: Float32Array): number {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { n: { type: 'string', default: '2048' }, k: { type: 'string', default: '2048' }, reps: { type: 'string', default: '30' }, threads: { type: 'string', default: '2' } } });
+  const { values } = parseArgs({
+    options: {
+      n: { type: 'string', default: '2048' },
+      k: { type: 'string', default: '2048' },
+      reps: { type: 'string', default: '30' },
+      threads: { type: 'string', default: '2' },
+    },
+  });
   const [n, k, reps, threads] = [Number(values.n), Number(values.k), Number(values.reps), Number(values.threads)];
   const rng = seededRandom(1);
   const w = Float32Array.from({ length: n * k }, () => rng.normal() / Math.sqrt(k));
@@ -62,22 +69,45 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   for (const m of [1, 256]) {
     const x = Float32Array.from({ length: m * k }, () => rng.normal());
-    const f32 = await timeGraph(graph(k, n, (g, xi) => linear(g, xi, { data: w, shape: [n, k] })), x, m, k, reps, threads);
+    const f32 = await timeGraph(
+      graph(k, n, (g, xi) => linear(g, xi, { data: w, shape: [n, k] })),
+      x,
+      m,
+      k,
+      reps,
+      threads,
+    );
     rows.push({ kind: 'f32 Gemm', m, ms: f32.ms, relError: 0 });
     for (const bits of [8, 4] as const satisfies readonly QuantBits[]) {
       const q = quantizeMatrix(w, n, k, bits);
-      const ref = await timeGraph(graph(k, n, (g, xi) => linear(g, xi, { data: dequantizeMatrix(q), shape: [n, k] })), x, m, k, 1, threads);
+      const ref = await timeGraph(
+        graph(k, n, (g, xi) => linear(g, xi, { data: dequantizeMatrix(q), shape: [n, k] })),
+        x,
+        m,
+        k,
+        1,
+        threads,
+      );
       for (const level of [0, 4] as const satisfies readonly AccuracyLevel[]) {
         // bits 8 at level 0 dequantises the whole weight on every call: few repetitions suffice.
         const r = bits === 8 && level === 0 ? Math.min(reps, 5) : reps;
-        const res = await timeGraph(graph(k, n, (g, xi) => quantizedLinear(g, xi, q, level)), x, m, k, r, threads);
+        const res = await timeGraph(
+          graph(k, n, (g, xi) => quantizedLinear(g, xi, q, level)),
+          x,
+          m,
+          k,
+          r,
+          threads,
+        );
         rows.push({ kind: `int${bits} accuracy_level ${level}`, m, ms: res.ms, relError: relError(res.y, ref.y) });
       }
     }
   }
   const load1 = loadAverage1();
   process.stdout.write(`MatMulNBits, weight [N=${n}, K=${k}], ${threads} threads, median of ${reps}; ${cpuSummary()}\n`);
-  process.stdout.write(`load average ${load0.toFixed(2)} -> ${load1.toFixed(2)}${load0 > 0.5 || load1 > 0.5 ? ' (LOADED machine: times are indicative only)' : ''}\n\n`);
+  process.stdout.write(
+    `load average ${load0.toFixed(2)} -> ${load1.toFixed(2)}${load0 > 0.5 || load1 > 0.5 ? ' (LOADED machine: times are indicative only)' : ''}\n\n`,
+  );
   process.stdout.write('| weight | M | ms | vs f32 | rel. error vs dequantised f32 |\n|---|---|---|---|---|\n');
   for (const row of rows) {
     const f32 = rows.find((r) => r.kind === 'f32 Gemm' && r.m === row.m)!;

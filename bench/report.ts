@@ -54,7 +54,11 @@ function decodeTable(r: BenchReport): string[] {
     const labels = variants(rows);
     const weight = rows.find((s) => s.weightBytesPerDecodeToken)?.weightBytesPerDecodeToken ?? null;
     const ceiling = weight ? (r.limits.readBandwidthGBs * 1e9) / weight : null;
-    out.push('', `**${model}** batch-1 decode, tok/s (bandwidth ceiling = ${f(r.limits.readBandwidthGBs)} GB/s / ${f(weight ? weight / 1e6 : null)} MB of weights per token = ${f(ceiling)} tok/s)`, '');
+    out.push(
+      '',
+      `**${model}** batch-1 decode, tok/s (bandwidth ceiling = ${f(r.limits.readBandwidthGBs)} GB/s / ${f(weight ? weight / 1e6 : null)} MB of weights per token = ${f(ceiling)} tok/s)`,
+      '',
+    );
     out.push(`| context | ${labels.join(' | ')} | ours DSA / ceiling |`, `|---|${labels.map(() => '---').join('|')}|---|`);
     const contexts = [...new Set(rows.flatMap((s) => s.decode.map((d) => d.context)))].sort((a, b) => a - b);
     for (const c of contexts) {
@@ -65,7 +69,11 @@ function decodeTable(r: BenchReport): string[] {
     const lens = [...new Set(rows.flatMap((s) => s.prefill.map((p) => p.tokens)))].sort((a, b) => a - b);
     if (lens.length) {
       const gemmCeiling = weight ? (r.limits.gemmGflops * 1e9) / (2 * (weight / 4)) : null;
-      out.push('', `**${model}** prefill, tok/s (GEMM ceiling, weights only = ${f(r.limits.gemmGflops, 0)} GFLOP/s / ${f(weight ? (2 * weight) / 4 / 1e6 : null, 0)} MFLOP per token = ${f(gemmCeiling, 0)} tok/s)`, '');
+      out.push(
+        '',
+        `**${model}** prefill, tok/s (GEMM ceiling, weights only = ${f(r.limits.gemmGflops, 0)} GFLOP/s / ${f(weight ? (2 * weight) / 4 / 1e6 : null, 0)} MFLOP per token = ${f(gemmCeiling, 0)} tok/s)`,
+        '',
+      );
       out.push(`| prompt tokens | ${labels.join(' | ')} |`, `|---|${labels.map(() => '---').join('|')}|`);
       for (const L of lens) {
         const v = (label: string): number | null => rows.find((s) => s.label === label)?.prefill.find((p) => p.tokens === L)?.tokensPerSecond ?? null;
@@ -79,10 +87,16 @@ function decodeTable(r: BenchReport): string[] {
 function servingTable(r: BenchReport): string[] {
   const s = r.serving;
   if (!s) return [];
-  const out = ['', `**Serving** (${s.model}; ${s.ours[0]?.promptTokens ?? '-'}-token prompts, ${s.ours[0]?.outputTokens ?? '-'} output tokens, ignore_eos, greedy; closed loop over HTTP/SSE)`, ''];
+  const out = [
+    '',
+    `**Serving** (${s.model}; ${s.ours[0]?.promptTokens ?? '-'}-token prompts, ${s.ours[0]?.outputTokens ?? '-'} output tokens, ignore_eos, greedy; closed loop over HTTP/SSE)`,
+    '',
+  ];
   out.push('| concurrency | requests | output tok/s | TTFT p50 / p99 ms | ITL p50 / p99 ms |', '|---|---|---|---|---|');
   for (const o of s.ours) {
-    out.push(`| ${o.concurrency} | ${o.numRequests} | ${f(o.outputTokensPerSecond)} | ${f(o.ttftMs.p50, 0)} / ${f(o.ttftMs.p99, 0)} | ${f(o.itlMs.p50)} / ${f(o.itlMs.p99)} |`);
+    out.push(
+      `| ${o.concurrency} | ${o.numRequests} | ${f(o.outputTokensPerSecond)} | ${f(o.ttftMs.p50, 0)} / ${f(o.ttftMs.p99, 0)} | ${f(o.itlMs.p50)} / ${f(o.itlMs.p99)} |`,
+    );
   }
   return out;
 }
@@ -95,15 +109,30 @@ function kvTable(r: BenchReport): string[] {
 }
 
 function profileLines(r: BenchReport): string[] {
-  const out = ['', '**Where our time goes** (ms; dense = pre/post-attention graphs + lm_head, indexer = scores + top-k, attention = sparse/dense MLA, experts = routing + routed experts)', ''];
-  const split = (s: Record<string, number> | undefined): string => (s ? Object.entries(s).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ') : '-');
+  const out = [
+    '',
+    '**Where our time goes** (ms; dense = pre/post-attention graphs + lm_head, indexer = scores + top-k, attention = sparse/dense MLA, experts = routing + routed experts)',
+    '',
+  ];
+  const split = (s: Record<string, number> | undefined): string =>
+    s
+      ? Object.entries(s)
+          .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+          .join(', ')
+      : '-';
   for (const s of r.singleStream) {
     const d = s.decode[s.decode.length - 1];
     const p = s.prefill[0];
-    if (d) out.push(`- ${s.model}, ${s.label}: decode at ${d.context}: ${split(d.splitMs as unknown as Record<string, number>)} per token (${f(d.msPerToken, 2)} ms total)`);
+    if (d)
+      out.push(
+        `- ${s.model}, ${s.label}: decode at ${d.context}: ${split(d.splitMs as unknown as Record<string, number>)} per token (${f(d.msPerToken, 2)} ms total)`,
+      );
     if (p) out.push(`- ${s.model}, ${s.label}: prefill ${p.tokens}: ${split(p.splitMs as unknown as Record<string, number>)} (${f(p.ms, 0)} ms total)`);
   }
-  if (r.profile) out.push(`- offline engine loop (no HTTP), ${r.profile.concurrency} concurrent, ${r.profile.numRequests} requests: mean step ${split(r.profile.stepSplitMs)}; decode-only steps ${f(r.profile.decodeTokensPerSecond)} tok/s at mean batch ${f(r.profile.meanDecodeBatch)}`);
+  if (r.profile)
+    out.push(
+      `- offline engine loop (no HTTP), ${r.profile.concurrency} concurrent, ${r.profile.numRequests} requests: mean step ${split(r.profile.stepSplitMs)}; decode-only steps ${f(r.profile.decodeTokensPerSecond)} tok/s at mean batch ${f(r.profile.meanDecodeBatch)}`,
+    );
   return out;
 }
 
@@ -123,12 +152,20 @@ export function markdown(r: BenchReport): string {
     '',
     `Machine: ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, Node ${r.machine.node}; measured read bandwidth ${f(r.limits.readBandwidthGBs)} GB/s, fp32 GEMM ${f(r.limits.gemmGflops, 0)} GFLOP/s. ${r.threads} ONNX Runtime threads, F32.`,
     '',
-    ...(r.machine.loadAverageAtStart > 0.7 ? [`WARNING: the 1-minute load average was ${f(r.machine.loadAverageAtStart, 2)} when the run started: other work may have shared the ${r.machine.cores} cores at first, so compare with a run on an idle machine.`, ''] : []),
+    ...(r.machine.loadAverageAtStart > 0.7
+      ? [
+          `WARNING: the 1-minute load average was ${f(r.machine.loadAverageAtStart, 2)} when the run started: other work may have shared the ${r.machine.cores} cores at first, so compare with a run on an idle machine.`,
+          '',
+        ]
+      : []),
     '**Targets (issue 7)**',
     '',
     '| target | measured | wanted | met | verdict | from |',
     '|---|---|---|---|---|---|',
-    ...r.targets.map((t) => `| ${t.name} | ${t.value === null ? '-' : t.value.toFixed(2)} | ${t.direction} ${t.target} | ${t.met === null ? '-' : t.met ? 'yes' : 'NO'} | ${t.verdict} | ${t.detail ?? ''} |`),
+    ...r.targets.map(
+      (t) =>
+        `| ${t.name} | ${t.value === null ? '-' : t.value.toFixed(2)} | ${t.direction} ${t.target} | ${t.met === null ? '-' : t.met ? 'yes' : 'NO'} | ${t.verdict} | ${t.detail ?? ''} |`,
+    ),
     ...decodeTable(r),
     ...servingTable(r),
     ...kvTable(r),
@@ -163,14 +200,44 @@ export function writePlots(r: BenchReport, dir: string, prefix: string): string[
       name: label,
       values: contexts.map((c) => rows.find((s) => s.label === label)?.decode.find((d) => d.context === c)?.tokensPerSecond ?? null),
     }));
-    write('decode-vs-context', renderLineChart({ title: `Batch-1 decode tok/s vs context (${model})`, xLabel: 'context (tokens)', yLabel: 'decode tok/s', categories: contexts.map(String), series, note }).png());
+    write(
+      'decode-vs-context',
+      renderLineChart({
+        title: `Batch-1 decode tok/s vs context (${model})`,
+        xLabel: 'context (tokens)',
+        yLabel: 'decode tok/s',
+        categories: contexts.map(String),
+        series,
+        note,
+      }).png(),
+    );
   }
   const s = r.serving;
   if (s && s.ours.length) {
     const cats = s.ours.map((o) => String(o.concurrency));
     const series = (pick: (x: ServingLevelResult) => number): Series[] => [{ name: 'ours (HTTP server)', values: s.ours.map(pick) }];
-    write('throughput-vs-concurrency', renderLineChart({ title: `Aggregate output tok/s vs concurrency (${s.model})`, xLabel: 'concurrent requests', yLabel: 'output tok/s', categories: cats, series: series((x) => x.outputTokensPerSecond), note }).png());
-    write('itl-p99-vs-concurrency', renderLineChart({ title: `p99 inter-token latency vs concurrency (${s.model})`, xLabel: 'concurrent requests', yLabel: 'p99 ITL (ms)', categories: cats, series: series((x) => x.itlMs.p99), note }).png());
+    write(
+      'throughput-vs-concurrency',
+      renderLineChart({
+        title: `Aggregate output tok/s vs concurrency (${s.model})`,
+        xLabel: 'concurrent requests',
+        yLabel: 'output tok/s',
+        categories: cats,
+        series: series((x) => x.outputTokensPerSecond),
+        note,
+      }).png(),
+    );
+    write(
+      'itl-p99-vs-concurrency',
+      renderLineChart({
+        title: `p99 inter-token latency vs concurrency (${s.model})`,
+        xLabel: 'concurrent requests',
+        yLabel: 'p99 ITL (ms)',
+        categories: cats,
+        series: series((x) => x.itlMs.p99),
+        note,
+      }).png(),
+    );
   }
   return out;
 }

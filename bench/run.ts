@@ -63,7 +63,19 @@ const QUICK: Plan = {
 
 /** --smoke: a functional check of every part in seconds (tiny settings; results go to bench/results/tmp/). */
 const SMOKE: Plan = {
-  singleStream: [{ ...ss, model: 'bench-mini', variants: ALL, contexts: [0, 48], prefillLengths: [16, 48], longPrefill: 32, decodeSteps: 2, decodeWarmup: 1, prefillReps: 1 }],
+  singleStream: [
+    {
+      ...ss,
+      model: 'bench-mini',
+      variants: ALL,
+      contexts: [0, 48],
+      prefillLengths: [16, 48],
+      longPrefill: 32,
+      decodeSteps: 2,
+      decodeWarmup: 1,
+      prefillReps: 1,
+    },
+  ],
   longContextModel: 'bench-mini',
   servingModel: 'bench-mini',
   serving: [1, 2].map((c) => ({ concurrency: c, numRequests: 2, promptTokens: 16, outputTokens: 4 })),
@@ -74,8 +86,19 @@ function fullPlan(withBase: boolean): Plan {
   return {
     singleStream: [
       { ...ss, model: 'bench-mini', variants: DSA, contexts: [0, 512], prefillLengths: [512], decodeSteps: 64, decodeWarmup: 8, prefillReps: 3 },
-      { ...ss, model: 'bench-mini-dsa', variants: ALL, contexts: [0, 512, 4096, 16384], prefillLengths: [512, 4096], decodeSteps: 48, decodeWarmup: 8, prefillReps: 3 },
-      ...(withBase ? [{ ...ss, model: 'bench-base', variants: DSA, contexts: [0, 512], prefillLengths: [512], decodeSteps: 16, decodeWarmup: 4, prefillReps: 2 }] : []),
+      {
+        ...ss,
+        model: 'bench-mini-dsa',
+        variants: ALL,
+        contexts: [0, 512, 4096, 16384],
+        prefillLengths: [512, 4096],
+        decodeSteps: 48,
+        decodeWarmup: 8,
+        prefillReps: 3,
+      },
+      ...(withBase
+        ? [{ ...ss, model: 'bench-base', variants: DSA, contexts: [0, 512], prefillLengths: [512], decodeSteps: 16, decodeWarmup: 4, prefillReps: 2 }]
+        : []),
     ],
     longContextModel: 'bench-mini-dsa',
     servingModel: 'bench-mini',
@@ -150,7 +173,11 @@ async function main(): Promise<void> {
   for (const model of [...new Set(plan.singleStream.map((p) => p.model))]) {
     const shape = kvShape(benchModel(model));
     const row = (cache: string, bytes: number | null, source: string, blockSize = 1): KvRow => ({
-      model, cache, bytesPerToken: bytes, source, maxSequences: bytes ? maxSequences(KV_BUDGET.bytes, bytes, KV_BUDGET.tokensPerSequence, blockSize) : null,
+      model,
+      cache,
+      bytesPerToken: bytes,
+      source,
+      maxSequences: bytes ? maxSequences(KV_BUDGET.bytes, bytes, KV_BUDGET.tokensPerSequence, blockSize) : null,
     });
     kvRows.push(row('ours, DSA (latent + indexer key)', oursKvBytesPerToken(shape, true), 'PagedKVStorage.bytesPerToken', 64));
     kvRows.push(row('ours, DSA, --kv-cache-dtype bfloat16', oursKvBytesPerToken(shape, true, 'bfloat16'), 'PagedKVStorage.bytesPerToken', 64));
@@ -163,17 +190,38 @@ async function main(): Promise<void> {
   const dec = (model: string, label: string, c: number): number | null => find(model, label)?.decode.find((d) => d.context === c)?.tokensPerSecond ?? null;
   const long = plan.longContextModel;
   const maxCtx = Math.max(...(plan.singleStream.find((p) => p.model === long)?.contexts ?? [0]));
-  const detail = (a: number | null, b: number | null, an: string, bn: string, unit: string): string => `${an} ${a?.toFixed(1) ?? '-'} / ${bn} ${b?.toFixed(1) ?? '-'} ${unit}`;
+  const detail = (a: number | null, b: number | null, an: string, bn: string, unit: string): string =>
+    `${an} ${a?.toFixed(1) ?? '-'} / ${bn} ${b?.toFixed(1) ?? '-'} ${unit}`;
   const specs: TargetSpec[] = [
-    { id: 'dsa-flat', name: `DSA decode at ${maxCtx} / at 512 (${long})`, value: ratio(dec(long, 'ours DSA', maxCtx), dec(long, 'ours DSA', 512)), direction: '>=', target: 0.8, detail: detail(dec(long, 'ours DSA', maxCtx), dec(long, 'ours DSA', 512), `${maxCtx}:`, '512:', 'tok/s') },
-    { id: 'dsa-vs-dense', name: `decode at ${maxCtx}: DSA / dense (${long})`, value: ratio(dec(long, 'ours DSA', maxCtx), dec(long, 'ours dense', maxCtx)), direction: '>=', target: 2.0, detail: detail(dec(long, 'ours DSA', maxCtx), dec(long, 'ours dense', maxCtx), 'DSA', 'dense', 'tok/s') },
+    {
+      id: 'dsa-flat',
+      name: `DSA decode at ${maxCtx} / at 512 (${long})`,
+      value: ratio(dec(long, 'ours DSA', maxCtx), dec(long, 'ours DSA', 512)),
+      direction: '>=',
+      target: 0.8,
+      detail: detail(dec(long, 'ours DSA', maxCtx), dec(long, 'ours DSA', 512), `${maxCtx}:`, '512:', 'tok/s'),
+    },
+    {
+      id: 'dsa-vs-dense',
+      name: `decode at ${maxCtx}: DSA / dense (${long})`,
+      value: ratio(dec(long, 'ours DSA', maxCtx), dec(long, 'ours dense', maxCtx)),
+      direction: '>=',
+      target: 2.0,
+      detail: detail(dec(long, 'ours DSA', maxCtx), dec(long, 'ours dense', maxCtx), 'DSA', 'dense', 'tok/s'),
+    },
   ];
 
   const report: BenchReport = {
     date: new Date().toISOString(),
     mode: smoke ? 'smoke' : quick ? 'quick' : 'full',
     seconds: (performance.now() - t0) / 1000,
-    machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, loadAverageAtStart },
+    machine: {
+      cpu: os.cpus()[0]?.model ?? 'unknown',
+      cores: os.cpus().length,
+      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+      node: process.version,
+      loadAverageAtStart,
+    },
     limits,
     threads: THREADS,
     singleStream,
@@ -181,7 +229,7 @@ async function main(): Promise<void> {
     kv: { budget: KV_BUDGET, rows: kvRows },
     startup: {
       model: 'bench-mini',
-      oursSpawnToHealthMs: plan.servingModel === 'bench-mini' ? ours?.startupMs ?? null : null,
+      oursSpawnToHealthMs: plan.servingModel === 'bench-mini' ? (ours?.startupMs ?? null) : null,
       oursExecutorLoadMs: find('bench-mini', 'ours DSA')?.loadMs ?? null,
     },
     profile,
@@ -201,7 +249,9 @@ async function main(): Promise<void> {
   const md = markdown(final);
   writeFileSync(path.join(outDir, `${prefix}.md`), md);
   process.stdout.write(md);
-  log(`done in ${((performance.now() - t0) / 1000).toFixed(0)} s: ${path.relative(process.cwd(), path.join(outDir, `${prefix}.md`))}, ${path.relative(process.cwd(), jsonPath)}, ${plots.length} plots`);
+  log(
+    `done in ${((performance.now() - t0) / 1000).toFixed(0)} s: ${path.relative(process.cwd(), path.join(outDir, `${prefix}.md`))}, ${path.relative(process.cwd(), jsonPath)}, ${plots.length} plots`,
+  );
 }
 
 main().catch((err: unknown) => {

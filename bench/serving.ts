@@ -60,7 +60,10 @@ export interface OursServingOptions {
   readonly log?: (s: string) => void;
 }
 
-export async function oursServing(modelDir: string, opts: OursServingOptions): Promise<{ startupMs: number; command: string; flags: readonly string[]; levels: ServingLevelResult[] }> {
+export async function oursServing(
+  modelDir: string,
+  opts: OursServingOptions,
+): Promise<{ startupMs: number; command: string; flags: readonly string[]; levels: ServingLevelResult[] }> {
   const log = opts.log ?? ((): void => {});
   const server = await startOurServer(modelDir, opts.serverFlags);
   log(`    our server ready in ${(server.startupMs / 1000).toFixed(2)} s (${server.command})`);
@@ -70,9 +73,13 @@ export async function oursServing(modelDir: string, opts: OursServingOptions): P
     const levels: ServingLevelResult[] = [];
     for (const spec of opts.levels) {
       const shape = { outputTokens: spec.outputTokens, bannedTokenIds: [] };
-      const records = await closedLoop(spec.concurrency, spec.numRequests, (i) => streamRequest(target, servingPrompt(i + spec.concurrency * 1000, spec.promptTokens, opts.vocab), shape));
+      const records = await closedLoop(spec.concurrency, spec.numRequests, (i) =>
+        streamRequest(target, servingPrompt(i + spec.concurrency * 1000, spec.promptTokens, opts.vocab), shape),
+      );
       const r = summarizeLevel(spec, records);
-      log(`    ours c=${spec.concurrency}: ${r.outputTokensPerSecond.toFixed(1)} output tok/s, TTFT p50 ${r.ttftMs.p50.toFixed(0)} ms, ITL p50/p99 ${r.itlMs.p50.toFixed(1)}/${r.itlMs.p99.toFixed(1)} ms`);
+      log(
+        `    ours c=${spec.concurrency}: ${r.outputTokensPerSecond.toFixed(1)} output tok/s, TTFT p50 ${r.ttftMs.p50.toFixed(0)} ms, ITL p50/p99 ${r.itlMs.p50.toFixed(1)}/${r.itlMs.p99.toFixed(1)} ms`,
+      );
       levels.push(r);
     }
     return { startupMs: server.startupMs, command: server.command, flags: server.flags, levels };

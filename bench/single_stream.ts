@@ -61,11 +61,22 @@ export function randomTokens(n: number, vocab: number, seed: number): number[] {
   return Array.from({ length: n }, () => 2 + Math.floor(rng.uniform() * (vocab - 2)));
 }
 
-export async function oursSingleStream(dir: string, model: string, attention: 'dsa' | 'dense', spec: SingleStreamSpec, log: (s: string) => void = () => {}): Promise<SingleStreamResult> {
+export async function oursSingleStream(
+  dir: string,
+  model: string,
+  attention: 'dsa' | 'dense',
+  spec: SingleStreamSpec,
+  log: (s: string) => void = () => {},
+): Promise<SingleStreamResult> {
   const maxLen = Math.max(...spec.contexts, ...spec.prefillLengths) + spec.decodeWarmup + spec.decodeSteps;
   const blockSize = 64;
   const t0 = performance.now();
-  const engine = await openBenchEngine(dir, { numThreads: spec.threads, denseAttention: attention === 'dense', blockSize, numKvBlocks: Math.ceil(maxLen / blockSize) + 2 });
+  const engine = await openBenchEngine(dir, {
+    numThreads: spec.threads,
+    denseAttention: attention === 'dense',
+    blockSize,
+    numKvBlocks: Math.ceil(maxLen / blockSize) + 2,
+  });
   const loadMs = performance.now() - t0;
   try {
     const vocab = engine.core.config.vocabSize;
@@ -78,7 +89,13 @@ export async function oursSingleStream(dir: string, model: string, attention: 'd
         const res = await timePrefill(engine, prompt);
         if ((prefill.length > 0 || r > 0) && res.ms < best.ms) best = res; // the very first run warms up
       }
-      const point: PrefillPoint = { tokens: L, ms: best.ms, tokensPerSecond: (L / best.ms) * 1000, method: reps > 1 ? `best of ${reps}` : 'one run', splitMs: best.split };
+      const point: PrefillPoint = {
+        tokens: L,
+        ms: best.ms,
+        tokensPerSecond: (L / best.ms) * 1000,
+        method: reps > 1 ? `best of ${reps}` : 'one run',
+        splitMs: best.split,
+      };
       prefill.push(point);
       log(`    ${attention} prefill ${L}: ${point.tokensPerSecond.toFixed(0)} tok/s`);
     }
@@ -90,8 +107,14 @@ export async function oursSingleStream(dir: string, model: string, attention: 'd
       log(`    ${attention} decode at ${c}: ${point.tokensPerSecond.toFixed(1)} tok/s`);
     }
     return {
-      model, attention, label: `ours ${attention === 'dsa' ? 'DSA' : 'dense'}`, loadMs,
-      kvBytesPerToken: engine.core.runner.storage.bytesPerToken, weightBytesPerDecodeToken: weightBytesPerDecodeToken(engine.core.runner.loaded), prefill, decode,
+      model,
+      attention,
+      label: `ours ${attention === 'dsa' ? 'DSA' : 'dense'}`,
+      loadMs,
+      kvBytesPerToken: engine.core.runner.storage.bytesPerToken,
+      weightBytesPerDecodeToken: weightBytesPerDecodeToken(engine.core.runner.loaded),
+      prefill,
+      decode,
     };
   } finally {
     await engine.dispose();

@@ -51,7 +51,12 @@ export function spread(values: readonly number[]): Spread {
   if (values.length === 0) throw new RangeError('spread: no values');
   if (values.some((v) => !Number.isFinite(v))) throw new RangeError(`spread: non-finite value in [${values.join(', ')}]`);
   return {
-    n: values.length, median: median(values), min: Math.min(...values), max: Math.max(...values), q1: percentile(values, 25), q3: percentile(values, 75),
+    n: values.length,
+    median: median(values),
+    min: Math.min(...values),
+    max: Math.max(...values),
+    q1: percentile(values, 25),
+    q3: percentile(values, 75),
   };
 }
 

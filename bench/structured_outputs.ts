@@ -31,7 +31,11 @@ const GRAMMARS: Record<string, GrammarSpec> = {
     kind: 'json_schema',
     schema: JSON.stringify({
       type: 'object',
-      properties: { book: { enum: ['Genesis', 'Exodus', 'Psalms'] }, chapter: { type: 'integer', minimum: 1, maximum: 150 }, verse: { type: 'string', maxLength: 40 } },
+      properties: {
+        book: { enum: ['Genesis', 'Exodus', 'Psalms'] },
+        chapter: { type: 'integer', minimum: 1, maximum: 150 },
+        verse: { type: 'string', maxLength: 40 },
+      },
       required: ['book', 'chapter', 'verse'],
     }),
   },
@@ -53,11 +57,10 @@ function syntheticVocab(size: number): EncodedVocab {
   while (tokens.length < size) {
     let s = '';
     for (let i = 0, n = 2 + Math.floor(rng.nextFloat() * 10); i < n; i++) s += chars[Math.floor(rng.nextFloat() * chars.length)];
-    if (!seen.has(s)) seen.add(s), tokens.push(s);
+    if (!seen.has(s)) (seen.add(s), tokens.push(s));
   }
   return { tokens, vocabType: 'byte_level', prependSpace: false };
 }
-
 
 function randomLogits(vocab: number, rng: Rng): Float32Array {
   const row = new Float32Array(vocab);
@@ -98,7 +101,9 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: { vocab: { type: 'string' } } });
   const loadBefore = loadAverage1();
   const rss0 = process.memoryUsage().rss;
-  const vocab = values.vocab ? syntheticVocab(Number(values.vocab)) : readEncodedVocab(path.join(MODEL_DIR, 'tokenizer.json'), JSON.parse(readFileSync(path.join(MODEL_DIR, 'config.json'), 'utf8')).vocab_size);
+  const vocab = values.vocab
+    ? syntheticVocab(Number(values.vocab))
+    : readEncodedVocab(path.join(MODEL_DIR, 'tokenizer.json'), JSON.parse(readFileSync(path.join(MODEL_DIR, 'config.json'), 'utf8')).vocab_size);
   let t = performance.now();
   const compiler = await StructuredOutputCompiler.create(vocab, [EOS]);
   const tokenizerInfoMs = performance.now() - t;
@@ -112,15 +117,23 @@ async function main(): Promise<void> {
     await walk(compiler, grammar, 4, times);
     for (const k of ['mask', 'apply', 'accept'] as const) all[k].push(...times[k]);
     const mask = [...times.mask].sort((a, b) => a - b);
-    rows.push(`| ${name} | ${compileMs.toFixed(1)} | ${times.mask.length} | ${(percentile(mask, 50) * 1000).toFixed(0)} | ${(percentile(mask, 90) * 1000).toFixed(0)} | ${(Math.max(...mask) * 1000).toFixed(0)} |`);
+    rows.push(
+      `| ${name} | ${compileMs.toFixed(1)} | ${times.mask.length} | ${(percentile(mask, 50) * 1000).toFixed(0)} | ${(percentile(mask, 90) * 1000).toFixed(0)} | ${(Math.max(...mask) * 1000).toFixed(0)} |`,
+    );
   }
   const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const perToken = mean(all.mask) + mean(all.apply) + mean(all.accept);
-  console.log(`vocab ${vocab.tokens.length}${values.vocab ? ' (synthetic)' : ' (models/default)'}; load average ${loadBefore.toFixed(2)} -> ${loadAverage1().toFixed(2)} on ${os.cpus().length} CPUs`);
-  console.log(`TokenizerInfo + GrammarCompiler: ${tokenizerInfoMs.toFixed(0)} ms; RSS +${((process.memoryUsage().rss - rss0) / 2 ** 20).toFixed(0)} MiB after all compiles`);
+  console.log(
+    `vocab ${vocab.tokens.length}${values.vocab ? ' (synthetic)' : ' (models/default)'}; load average ${loadBefore.toFixed(2)} -> ${loadAverage1().toFixed(2)} on ${os.cpus().length} CPUs`,
+  );
+  console.log(
+    `TokenizerInfo + GrammarCompiler: ${tokenizerInfoMs.toFixed(0)} ms; RSS +${((process.memoryUsage().rss - rss0) / 2 ** 20).toFixed(0)} MiB after all compiles`,
+  );
   console.log('\n| grammar | compile ms | tokens | mask µs p50 | p90 | max |\n|---|---|---|---|---|---|');
   console.log(rows.join('\n'));
-  console.log(`\nper token (mean over all walks): mask ${(mean(all.mask) * 1000).toFixed(1)} µs, apply ${(mean(all.apply) * 1000).toFixed(1)} µs, accept ${(mean(all.accept) * 1000).toFixed(1)} µs`);
+  console.log(
+    `\nper token (mean over all walks): mask ${(mean(all.mask) * 1000).toFixed(1)} µs, apply ${(mean(all.apply) * 1000).toFixed(1)} µs, accept ${(mean(all.accept) * 1000).toFixed(1)} µs`,
+  );
   console.log(`grammar work per step at ${CONCURRENT} concurrent constrained requests: ${(perToken * CONCURRENT).toFixed(2)} ms`);
   compiler.dispose();
 }

@@ -34,7 +34,13 @@ const DEFAULT_MODEL = path.resolve(path.dirname(fileURLToPath(import.meta.url)),
 /** Keeps every request inside the grammar for as long as the run lasts (an open-ended array). */
 const SPEC: StructuredOutputSpec = {
   param: 'bench',
-  grammar: { kind: 'json_schema', schema: JSON.stringify({ type: 'array', items: { type: 'object', properties: { verse: { type: 'string' }, n: { type: 'integer' } }, required: ['verse', 'n'] } }) },
+  grammar: {
+    kind: 'json_schema',
+    schema: JSON.stringify({
+      type: 'array',
+      items: { type: 'object', properties: { verse: { type: 'string' }, n: { type: 'integer' } }, required: ['verse', 'n'] },
+    }),
+  },
 };
 
 interface RunFigures {
@@ -105,7 +111,12 @@ function median(xs: readonly number[]): number {
 }
 
 function medianRun(runs: readonly RunFigures[]): RunFigures {
-  return { steps: median(runs.map((r) => r.steps)), stepMs: median(runs.map((r) => r.stepMs)), grammarMs: median(runs.map((r) => r.grammarMs)), samplingMs: median(runs.map((r) => r.samplingMs)) };
+  return {
+    steps: median(runs.map((r) => r.steps)),
+    stepMs: median(runs.map((r) => r.stepMs)),
+    grammarMs: median(runs.map((r) => r.grammarMs)),
+    samplingMs: median(runs.map((r) => r.samplingMs)),
+  };
 }
 
 async function main(): Promise<void> {
@@ -126,13 +137,23 @@ async function main(): Promise<void> {
   const [plain, grammar] = [medianRun(plainRuns), medianRun(grammarRuns)];
   const f = (x: number) => x.toFixed(2);
   const pct = (x: number) => `${((100 * x) / grammar.stepMs).toFixed(1)}%`;
-  console.log(`${modelDir}, ${CONCURRENT} concurrent requests, decode steps with all ${CONCURRENT} decoding, medians of ${rounds} alternating rounds; load average ${load.map(f).join(' -> ')} on ${os.cpus().length} CPUs`);
+  console.log(
+    `${modelDir}, ${CONCURRENT} concurrent requests, decode steps with all ${CONCURRENT} decoding, medians of ${rounds} alternating rounds; load average ${load.map(f).join(' -> ')} on ${os.cpus().length} CPUs`,
+  );
   console.log('| run | steps | step ms | grammar ms | sampling ms |\n|---|---|---|---|---|');
-  for (const [name, r] of [['unconstrained', plain], ['json_schema', grammar]] as const) console.log(`| ${name} | ${r.steps} | ${f(r.stepMs)} | ${f(r.grammarMs)} | ${f(r.samplingMs)} |`);
+  for (const [name, r] of [
+    ['unconstrained', plain],
+    ['json_schema', grammar],
+  ] as const)
+    console.log(`| ${name} | ${r.steps} | ${f(r.stepMs)} | ${f(r.grammarMs)} | ${f(r.samplingMs)} |`);
   const work = parts.fillMs + parts.applyMs + parts.acceptMs;
-  console.log(`\ngrammar work per step of ${CONCURRENT} (separate loop): fill ${f(parts.fillMs)} ms + apply ${f(parts.applyMs)} ms + accept ${f(parts.acceptMs)} ms = ${f(work)} ms = ${pct(work)} of the constrained step`);
+  console.log(
+    `\ngrammar work per step of ${CONCURRENT} (separate loop): fill ${f(parts.fillMs)} ms + apply ${f(parts.applyMs)} ms + accept ${f(parts.acceptMs)} ms = ${f(work)} ms = ${pct(work)} of the constrained step`,
+  );
   const exposed = grammar.grammarMs + Math.max(0, grammar.samplingMs - plain.samplingMs);
-  console.log(`grammar time in the engine (grammar part + extra sampling) = ${f(exposed)} ms = ${pct(exposed)}; constrained - unconstrained step = ${f(grammar.stepMs - plain.stepMs)} ms`);
+  console.log(
+    `grammar time in the engine (grammar part + extra sampling) = ${f(exposed)} ms = ${pct(exposed)}; constrained - unconstrained step = ${f(grammar.stepMs - plain.stepMs)} ms`,
+  );
 }
 
 await main();

@@ -45,7 +45,12 @@ const isSwitch = (spec: AnyOptionSpec): boolean => spec.valueName === null;
 const FLAGS = new Map<string, AnyOptionSpec>(OPTIONS.map((spec) => [spec.flag, spec]));
 const FLAG_NAMES = [...FLAGS.keys(), ...OPTIONS.filter(isSwitch).map((s) => `no-${s.flag}`), 'help'];
 const FILE_OPTIONS = OPTIONS.filter((spec) => spec.inFile);
-const FILE_KEYS = new Map<string, AnyOptionSpec>(FILE_OPTIONS.flatMap((spec) => [[spec.key, spec], [spec.flag, spec]]));
+const FILE_KEYS = new Map<string, AnyOptionSpec>(
+  FILE_OPTIONS.flatMap((spec) => [
+    [spec.key, spec],
+    [spec.flag, spec],
+  ]),
+);
 
 export function helpRequested(argv: readonly string[] = process.argv.slice(2)): boolean {
   const end = argv.indexOf('--');
@@ -210,7 +215,9 @@ function readValue(spec: AnyOptionSpec, raw: unknown, origin: string): unknown {
   const candidate = typeof raw === 'string' ? spec.codec.fromText(raw) : raw;
   const result = spec.codec.schema.safeParse(candidate);
   if (result.success) return result.data;
-  const reason = spec.codec.explains ? ` (${result.error.issues.map((i) => (i.path.length > 0 && !i.message.includes(String(i.path[0])) ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ')})` : '';
+  const reason = spec.codec.explains
+    ? ` (${result.error.issues.map((i) => (i.path.length > 0 && !i.message.includes(String(i.path[0])) ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ')})`
+    : '';
   throw new ConfigError(`${origin}: expected ${spec.codec.expected}${spec.secret ? '' : `, got ${show(raw)}`}${reason}`);
 }
 
@@ -271,7 +278,7 @@ function editDistance(a: string, b: string): number {
 }
 
 function show(value: unknown): string {
-  const text = value === undefined ? 'nothing' : JSON.stringify(value) ?? String(value);
+  const text = value === undefined ? 'nothing' : (JSON.stringify(value) ?? String(value));
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
@@ -334,4 +341,3 @@ export function optionsMarkdownTable(): string {
   });
   return ['| Flag | Env | Config key | Default | Description |', '| --- | --- | --- | --- | --- |', ...rows].join('\n') + '\n';
 }
-

@@ -7,7 +7,12 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { QUANTIZATION_MODES, type QuantizationMode } from './engine/quant/quant_mode.ts';
 import { KV_CACHE_DTYPES, type KVCacheDtype } from './kvcache/kv_dtype.ts';
-import { DEFAULT_DISABLE_BY_BATCH_SIZE, MAX_SPECULATIVE_TOKENS, speculativeConfigSchema, type SpeculativeConfig } from './engine/speculative/speculative_config.ts';
+import {
+  DEFAULT_DISABLE_BY_BATCH_SIZE,
+  MAX_SPECULATIVE_TOKENS,
+  speculativeConfigSchema,
+  type SpeculativeConfig,
+} from './engine/speculative/speculative_config.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -121,8 +126,14 @@ export type AnyOptionSpec = { [K in ConfigKey]: OptionSpec<K> }[ConfigKey];
 
 const BYTE_UNITS = {
   '': 1,
-  k: 1e3, m: 1e6, g: 1e9, t: 1e12,
-  ki: 2 ** 10, mi: 2 ** 20, gi: 2 ** 30, ti: 2 ** 40,
+  k: 1e3,
+  m: 1e6,
+  g: 1e9,
+  t: 1e12,
+  ki: 2 ** 10,
+  mi: 2 ** 20,
+  gi: 2 ** 30,
+  ti: 2 ** 40,
 };
 
 /**
@@ -141,7 +152,12 @@ export function parseByteSize(text: string): number | null {
 
 /** 1073741824 → "1GiB"; sizes that are not a whole number of a binary unit stay in bytes. */
 export function formatByteSize(bytes: number): string {
-  for (const [unit, scale] of [['Ti', BYTE_UNITS.ti], ['Gi', BYTE_UNITS.gi], ['Mi', BYTE_UNITS.mi], ['Ki', BYTE_UNITS.ki]] as const) {
+  for (const [unit, scale] of [
+    ['Ti', BYTE_UNITS.ti],
+    ['Gi', BYTE_UNITS.gi],
+    ['Mi', BYTE_UNITS.mi],
+    ['Ki', BYTE_UNITS.ki],
+  ] as const) {
     if (bytes >= scale && bytes % scale === 0) return `${bytes / scale}${unit}B`;
   }
   return String(bytes);
@@ -287,92 +303,163 @@ function row<K extends ConfigKey>(key: K, r: Row<K>): OptionSpec<K> {
 
 const TABLE: { readonly [K in ConfigKey]: OptionSpec<K> } = {
   model: row('model', {
-    valueName: 'DIR', codec: nonEmptyString, default: DEFAULT_MODEL_DIR, defaultText: 'models/default (in the repo)',
+    valueName: 'DIR',
+    codec: nonEmptyString,
+    default: DEFAULT_MODEL_DIR,
+    defaultText: 'models/default (in the repo)',
     help: 'Model directory: config.json, tokenizer and safetensors checkpoint. Relative paths are resolved against the working directory.',
   }),
   host: row('host', { valueName: 'HOST', codec: nonEmptyString, default: '127.0.0.1', help: 'Address to listen on.' }),
   port: row('port', { valueName: 'PORT', codec: port, default: 8000, help: 'Port to listen on; 0 picks a free one.' }),
   servedModelName: row('servedModelName', {
-    valueName: 'NAME[,NAME...]', codec: listCodec('one or more non-empty names, comma-separated'), default: null,
+    valueName: 'NAME[,NAME...]',
+    codec: listCodec('one or more non-empty names, comma-separated'),
+    default: null,
     defaultText: 'basename of --model',
     help: 'Model names the API answers to (comma-separated or repeated); the first is reported by /v1/models and in responses.',
   }),
   maxModelLen: row('maxModelLen', {
-    valueName: 'N', codec: optionalPositiveInt, default: null, defaultText: "the model's max_position_embeddings",
+    valueName: 'N',
+    codec: optionalPositiveInt,
+    default: null,
+    defaultText: "the model's max_position_embeddings",
     help: 'Context length limit (prompt + output tokens); "auto" = the checkpoint\'s.',
   }),
   maxNumSeqs: row('maxNumSeqs', { valueName: 'N', codec: positiveInt, default: 64, help: 'Most sequences running in one step.' }),
-  maxNumBatchedTokens: row('maxNumBatchedTokens', { valueName: 'N', codec: positiveInt, default: 2048, help: 'Token budget of one step (decode tokens plus prefill chunks).' }),
+  maxNumBatchedTokens: row('maxNumBatchedTokens', {
+    valueName: 'N',
+    codec: positiveInt,
+    default: 2048,
+    help: 'Token budget of one step (decode tokens plus prefill chunks).',
+  }),
   longPrefillTokenThreshold: row('longPrefillTokenThreshold', {
-    valueName: 'N', codec: nonNegativeInt, default: 0, defaultText: '0 (off)',
+    valueName: 'N',
+    codec: nonNegativeInt,
+    default: 0,
+    defaultText: '0 (off)',
     help: 'Cap on one prefill chunk, so long prompts share steps with others; at most --max-num-batched-tokens.',
   }),
   blockSize: row('blockSize', { valueName: 'N', codec: positiveInt, default: 64, help: 'Tokens per KV cache block.' }),
   kvCacheMemory: row('kvCacheMemory', {
-    valueName: 'BYTES', codec: byteSize, default: 2 ** 30, defaultText: '1GiB',
+    valueName: 'BYTES',
+    codec: byteSize,
+    default: 2 ** 30,
+    defaultText: '1GiB',
     help: 'KV cache budget (latent + indexer caches of all layers); suffixes K/M/G (1000) and KiB/MiB/GiB (1024).',
   }),
   numKvBlocks: row('numKvBlocks', {
-    valueName: 'N', codec: optionalPositiveInt, default: null, defaultText: 'from --kv-cache-memory',
+    valueName: 'N',
+    codec: optionalPositiveInt,
+    default: null,
+    defaultText: 'from --kv-cache-memory',
     help: 'Number of KV cache blocks; wins over --kv-cache-memory.',
   }),
   enablePrefixCaching: row('enablePrefixCaching', {
-    valueName: null, codec: boolean, default: true, help: 'Reuse the KV blocks of shared prompt prefixes (--no-enable-prefix-caching turns it off).',
+    valueName: null,
+    codec: boolean,
+    default: true,
+    help: 'Reuse the KV blocks of shared prompt prefixes (--no-enable-prefix-caching turns it off).',
   }),
   kvCacheDtype: row('kvCacheDtype', {
-    valueName: 'DTYPE', codec: kvCacheDtype, default: 'auto', defaultText: 'auto (float32)',
+    valueName: 'DTYPE',
+    codec: kvCacheDtype,
+    default: 'auto',
+    defaultText: 'auto (float32)',
     help: 'Element type of the latent and indexer caches: float32, bfloat16 (2 bytes per value) or fp8 (DeepSeek-V3.2 layout: e4m3 latent with one float32 scale per 128 values and bf16 RoPE dims; Hadamard-rotated e4m3 indexer keys with one scale per token). auto = float32.',
   }),
   apiKey: row('apiKey', {
-    valueName: 'KEY[,KEY...]', codec: listCodec('one or more non-empty keys, comma-separated'), default: null, defaultText: 'none (no auth)',
-    extraEnv: ['VLLM_API_KEY'], secret: true,
+    valueName: 'KEY[,KEY...]',
+    codec: listCodec('one or more non-empty keys, comma-separated'),
+    default: null,
+    defaultText: 'none (no auth)',
+    extraEnv: ['VLLM_API_KEY'],
+    secret: true,
     help: 'Require "Authorization: Bearer KEY" on /v1 routes; several keys may be given. Prefer the env var: flags show in ps.',
   }),
   maxQueuedRequests: row('maxQueuedRequests', { valueName: 'N', codec: positiveInt, default: 256, help: 'Waiting requests beyond this are refused with 429.' }),
-  maxQueuedTokens: row('maxQueuedTokens', { valueName: 'N', codec: positiveInt, default: 1048576, help: 'Waiting prompt tokens beyond this are refused with 429.' }),
+  maxQueuedTokens: row('maxQueuedTokens', {
+    valueName: 'N',
+    codec: positiveInt,
+    default: 1048576,
+    help: 'Waiting prompt tokens beyond this are refused with 429.',
+  }),
   denseAttention: row('denseAttention', {
-    valueName: null, codec: boolean, default: false, help: 'Ignore the DSA indexer and attend to every token (A/B switch).',
+    valueName: null,
+    codec: boolean,
+    default: false,
+    help: 'Ignore the DSA indexer and attend to every token (A/B switch).',
   }),
   quantization: row('quantization', {
-    valueName: 'MODE', codec: quantization, default: 'none', defaultText: 'none (float32)',
-    help: 'Weight-only quantisation at load time: int8 or int4 (symmetric, blocks of 32 along the input) for every linear layer, '
-      + 'float16 rows for the embedding; router gates and norms stay float32. none keeps float32 weights.',
+    valueName: 'MODE',
+    codec: quantization,
+    default: 'none',
+    defaultText: 'none (float32)',
+    help:
+      'Weight-only quantisation at load time: int8 or int4 (symmetric, blocks of 32 along the input) for every linear layer, ' +
+      'float16 rows for the embedding; router gates and norms stay float32. none keeps float32 weights.',
   }),
   quantizedWeightsDir: row('quantizedWeightsDir', {
-    valueName: 'DIR', codec: optionalString, default: null, defaultText: 'none (quantise on every start)',
-    help: 'Cache of quantised weights, keyed by the checkpoint and the mode: the next start reads it instead of quantising. '
-      + 'Stale or corrupt files are rebuilt; an unwritable folder only disables the cache.',
+    valueName: 'DIR',
+    codec: optionalString,
+    default: null,
+    defaultText: 'none (quantise on every start)',
+    help:
+      'Cache of quantised weights, keyed by the checkpoint and the mode: the next start reads it instead of quantising. ' +
+      'Stale or corrupt files are rebuilt; an unwritable folder only disables the cache.',
   }),
   speculativeConfig: row('speculativeConfig', {
-    valueName: 'JSON', codec: speculativeConfig, default: null, defaultText: 'none (off)',
-    help: 'Speculative decoding with the checkpoint\'s MTP module (DeepSeek multi-token prediction; vLLM\'s flag): '
-      + `{"method": "mtp", "num_speculative_tokens": k} drafts k tokens per step (1-${MAX_SPECULATIVE_TOKENS}) and verifies them in the next; `
-      + `greedy output is unchanged and sampling keeps the model's distribution (rejection sampling). "disable_by_batch_size" (default ${DEFAULT_DISABLE_BY_BATCH_SIZE}): `
-      + 'no drafts in steps with more running requests. Requests with a grammar (structured outputs, forced tool calls) do not speculate.',
+    valueName: 'JSON',
+    codec: speculativeConfig,
+    default: null,
+    defaultText: 'none (off)',
+    help:
+      "Speculative decoding with the checkpoint's MTP module (DeepSeek multi-token prediction; vLLM's flag): " +
+      `{"method": "mtp", "num_speculative_tokens": k} drafts k tokens per step (1-${MAX_SPECULATIVE_TOKENS}) and verifies them in the next; ` +
+      `greedy output is unchanged and sampling keeps the model's distribution (rejection sampling). "disable_by_batch_size" (default ${DEFAULT_DISABLE_BY_BATCH_SIZE}): ` +
+      'no drafts in steps with more running requests. Requests with a grammar (structured outputs, forced tool calls) do not speculate.',
   }),
   threads: row('threads', { valueName: 'N', codec: positiveInt, default: 2, help: 'Intra-op threads of each ONNX Runtime session.' }),
   logLevel: row('logLevel', { valueName: 'LEVEL', codec: logLevel, default: 'info', help: `Log level: ${LOG_LEVELS.join(', ')}.` }),
   maxRequestBody: row('maxRequestBody', {
-    valueName: 'BYTES', codec: byteSize, default: 32 * 2 ** 20, defaultText: '32MiB', help: 'Largest accepted request body.',
+    valueName: 'BYTES',
+    codec: byteSize,
+    default: 32 * 2 ** 20,
+    defaultText: '32MiB',
+    help: 'Largest accepted request body.',
   }),
   requestTimeout: row('requestTimeout', {
-    valueName: 'SECONDS', codec: seconds, default: 30,
+    valueName: 'SECONDS',
+    codec: seconds,
+    default: 30,
     help: 'Longest time to receive one request, headers and body; a slower client gets 408 and its connection is closed. 0 = no limit.',
   }),
   maxConnections: row('maxConnections', {
-    valueName: 'N', codec: optionalPositiveInt, default: null, defaultText: 'auto: the open-file limit - 128, at most 4096',
+    valueName: 'N',
+    codec: optionalPositiveInt,
+    default: null,
+    defaultText: 'auto: the open-file limit - 128, at most 4096',
     help: 'Most open client connections; a connection beyond them gets 503 with Retry-After and is closed.',
   }),
   drainTimeout: row('drainTimeout', {
-    valueName: 'SECONDS', codec: seconds, default: 30, help: 'On SIGTERM, how long running requests may finish before the server stops.',
+    valueName: 'SECONDS',
+    codec: seconds,
+    default: 30,
+    help: 'On SIGTERM, how long running requests may finish before the server stops.',
   }),
   streamWriteTimeout: row('streamWriteTimeout', {
-    valueName: 'SECONDS', codec: seconds, default: 30,
+    valueName: 'SECONDS',
+    codec: seconds,
+    default: 30,
     help: 'A streamed response whose client reads nothing for this long (its socket stays full) is aborted and its KV blocks freed.',
   }),
   maxLogprobs: row('maxLogprobs', { valueName: 'N', codec: nonNegativeInt, default: 20, help: 'Largest logprobs / top_logprobs a request may ask for.' }),
   configFile: row('configFile', {
-    valueName: 'FILE', codec: optionalString, default: null, defaultText: 'none', flag: 'config', inFile: false,
+    valueName: 'FILE',
+    codec: optionalString,
+    default: null,
+    defaultText: 'none',
+    flag: 'config',
+    inFile: false,
     help: 'JSON or YAML file of options; keys are the flag names in camelCase or kebab-case.',
   }),
 };

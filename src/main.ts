@@ -21,10 +21,13 @@ async function main(): Promise<void> {
   const onSignal = (signal: string) => {
     server.app.log.info({ signal }, 'draining');
     // The drain bounds itself (drain timeout + a 1 s grace + the worker's exit); this is the backstop.
-    setTimeout(() => {
-      server.app.log.fatal({ drain_timeout_s: config.drainTimeout }, 'drain did not finish: exiting');
-      process.exit(1);
-    }, (config.drainTimeout + DRAIN_BACKSTOP_SECONDS) * 1000).unref();
+    setTimeout(
+      () => {
+        server.app.log.fatal({ drain_timeout_s: config.drainTimeout }, 'drain did not finish: exiting');
+        process.exit(1);
+      },
+      (config.drainTimeout + DRAIN_BACKSTOP_SECONDS) * 1000,
+    ).unref();
     server.drainAndClose().then(
       () => process.exit(0),
       (err: unknown) => {

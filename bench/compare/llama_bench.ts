@@ -15,20 +15,27 @@ export interface PeerConfig {
 
 export const PEER_CONFIGS: readonly PeerConfig[] = [
   { id: 'default', label: 'llama.cpp defaults (f16 cache, flash attn auto)', benchArgs: [], serverArgs: [] },
-  { id: 'f32', label: 'llama.cpp F32 cache, no flash attn', benchArgs: ['-ctk', 'f32', '-ctv', 'f32', '-fa', 'off'], serverArgs: ['--cache-type-k', 'f32', '--cache-type-v', 'f32', '--flash-attn', 'off'] },
+  {
+    id: 'f32',
+    label: 'llama.cpp F32 cache, no flash attn',
+    benchArgs: ['-ctk', 'f32', '-ctv', 'f32', '-fa', 'off'],
+    serverArgs: ['--cache-type-k', 'f32', '--cache-type-v', 'f32', '--flash-attn', 'off'],
+  },
 ];
 
-const Row = z.object({
-  n_prompt: z.number().int(),
-  n_gen: z.number().int(),
-  n_depth: z.number().int(),
-  n_threads: z.number().int(),
-  type_k: z.string(),
-  type_v: z.string(),
-  flash_attn: z.number().int(),
-  build_commit: z.string(),
-  samples_ts: z.array(z.number().positive()).min(1),
-}).passthrough();
+const Row = z
+  .object({
+    n_prompt: z.number().int(),
+    n_gen: z.number().int(),
+    n_depth: z.number().int(),
+    n_threads: z.number().int(),
+    type_k: z.string(),
+    type_v: z.string(),
+    flash_attn: z.number().int(),
+    build_commit: z.string(),
+    samples_ts: z.array(z.number().positive()).min(1),
+  })
+  .passthrough();
 export type LlamaBenchRow = z.infer<typeof Row>;
 
 export function parseLlamaBenchJson(text: string): LlamaBenchRow[] {
@@ -50,8 +57,32 @@ export function rowTest(row: LlamaBenchRow): BenchTest {
   throw new Error(`llama-bench row mixes prompt ${row.n_prompt} and gen ${row.n_gen} (-pg): not used by this bench`);
 }
 
-export function llamaBenchArgs(gguf: string, prompt: number, gen: number, depths: readonly number[], threads: number, reps: number, config: PeerConfig): string[] {
-  return ['-m', gguf, '-p', String(prompt), '-n', String(gen), '-d', depths.join(','), '-t', String(threads), '-r', String(reps), '-o', 'json', ...config.benchArgs];
+export function llamaBenchArgs(
+  gguf: string,
+  prompt: number,
+  gen: number,
+  depths: readonly number[],
+  threads: number,
+  reps: number,
+  config: PeerConfig,
+): string[] {
+  return [
+    '-m',
+    gguf,
+    '-p',
+    String(prompt),
+    '-n',
+    String(gen),
+    '-d',
+    depths.join(','),
+    '-t',
+    String(threads),
+    '-r',
+    String(reps),
+    '-o',
+    'json',
+    ...config.benchArgs,
+  ];
 }
 
 /** Runs llama-bench (asynchronously, so the load monitor keeps sampling) and returns each test's samples. */

@@ -30,13 +30,36 @@ export interface LlamaServerSpec {
 
 export function llamaServerArgs(spec: LlamaServerSpec, port: number): string[] {
   return [
-    '-m', spec.gguf, '--host', '127.0.0.1', '--port', String(port), '-t', String(spec.threads), '-tb', String(spec.threads),
-    '-np', String(spec.slots), '-cb', '-c', String(spec.slots * spec.ctxPerSlot), '--cache-ram', '256', ...spec.config.serverArgs,
+    '-m',
+    spec.gguf,
+    '--host',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '-t',
+    String(spec.threads),
+    '-tb',
+    String(spec.threads),
+    '-np',
+    String(spec.slots),
+    '-cb',
+    '-c',
+    String(spec.slots * spec.ctxPerSlot),
+    '--cache-ram',
+    '256',
+    ...spec.config.serverArgs,
   ];
 }
 
 /** Spawns a server process and waits for /health; `tail` keeps its last log lines for error messages. */
-export async function spawnUntilHealthy(id: string, command: string, args: readonly string[], url: string, timeoutMs: number, env?: NodeJS.ProcessEnv): Promise<{ proc: ChildProcess; startupMs: number; stop(): Promise<void> }> {
+export async function spawnUntilHealthy(
+  id: string,
+  command: string,
+  args: readonly string[],
+  url: string,
+  timeoutMs: number,
+  env?: NodeJS.ProcessEnv,
+): Promise<{ proc: ChildProcess; startupMs: number; stop(): Promise<void> }> {
   const t0 = performance.now();
   const proc = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
   const tail: string[] = [];
@@ -47,7 +70,12 @@ export async function spawnUntilHealthy(id: string, command: string, args: reado
   proc.stdout?.on('data', keep);
   proc.stderr?.on('data', keep);
   let exited: number | null = null;
-  const exit = new Promise<void>((resolve) => proc.once('exit', (code) => { exited = code ?? -1; resolve(); }));
+  const exit = new Promise<void>((resolve) =>
+    proc.once('exit', (code) => {
+      exited = code ?? -1;
+      resolve();
+    }),
+  );
   for (;;) {
     if (exited !== null) throw new Error(`${id} exited (${exited}) before it was ready:\n${tail.join('\n')}`);
     if (performance.now() - t0 > timeoutMs) {
@@ -64,7 +92,9 @@ export async function spawnUntilHealthy(id: string, command: string, args: reado
   const stop = async (): Promise<void> => {
     if (exited !== null) return;
     proc.kill('SIGTERM');
-    const timer = setTimeout(() => { if (exited === null) proc.kill('SIGKILL'); }, 15_000);
+    const timer = setTimeout(() => {
+      if (exited === null) proc.kill('SIGKILL');
+    }, 15_000);
     await exit;
     clearTimeout(timer);
   };
@@ -77,7 +107,12 @@ export async function startLlamaServer(spec: LlamaServerSpec, timeoutMs = 120_00
   const args = llamaServerArgs(spec, port);
   const s = await spawnUntilHealthy(`llama-server (${spec.config.id})`, spec.binary, args, url, timeoutMs);
   return {
-    id: `llama-server-${spec.config.id}`, label: `llama-server: ${spec.config.label}`, url, model: path.basename(spec.gguf),
-    command: `llama-server ${args.map((a) => (a === spec.gguf ? path.relative(process.cwd(), a) : a)).join(' ')}`, startupMs: s.startupMs, stop: s.stop,
+    id: `llama-server-${spec.config.id}`,
+    label: `llama-server: ${spec.config.label}`,
+    url,
+    model: path.basename(spec.gguf),
+    command: `llama-server ${args.map((a) => (a === spec.gguf ? path.relative(process.cwd(), a) : a)).join(' ')}`,
+    startupMs: s.startupMs,
+    stop: s.stop,
   };
 }

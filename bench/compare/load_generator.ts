@@ -47,7 +47,12 @@ export interface RequestShape {
 
 export function requestBody(model: string, prompt: readonly number[], shape: RequestShape): Record<string, unknown> {
   return {
-    model, prompt, max_tokens: shape.outputTokens, temperature: 0, ignore_eos: true, stream: true,
+    model,
+    prompt,
+    max_tokens: shape.outputTokens,
+    temperature: 0,
+    ignore_eos: true,
+    stream: true,
     stream_options: { include_usage: true, continuous_usage_stats: true },
     ...(shape.bannedTokenIds.length > 0 ? { logit_bias: Object.fromEntries(shape.bannedTokenIds.map((id) => [String(id), -100])) } : {}),
   };
@@ -76,7 +81,11 @@ const NEW_CONNECTION = new http.Agent({ keepAlive: false });
 
 function post(url: string, body: string): Promise<http.IncomingMessage> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', agent: NEW_CONNECTION, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, resolve);
+    const req = http.request(
+      url,
+      { method: 'POST', agent: NEW_CONNECTION, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+      resolve,
+    );
     req.once('error', reject);
     req.end(body);
   });
@@ -107,7 +116,7 @@ export async function streamRequest(target: ServerTarget, prompt: readonly numbe
         const data = line.slice(6).trim();
         if (data === '[DONE]') continue;
         const j = JSON.parse(data) as ChunkJson;
-        if (j.error) throw new Error(`${target.id}: stream error: ${typeof j.error === 'string' ? j.error : j.error.message ?? ''}`);
+        if (j.error) throw new Error(`${target.id}: stream error: ${typeof j.error === 'string' ? j.error : (j.error.message ?? '')}`);
         const n = chunkTokens(j, completionTokens);
         if (n > 0) {
           chunks.push({ t, tokens: n });
@@ -139,7 +148,12 @@ export async function closedLoop<T>(concurrency: number, count: number, send: (i
 }
 
 /** TTFT (first chunk - start), ITL (gaps between chunks) and output tok/s over the batch's wall time. */
-export function requestMetrics(records: readonly RequestRecord[]): { ttftMs: number[]; itlMs: number[]; outputTokensPerSecond: number; tokensPerChunk: number } {
+export function requestMetrics(records: readonly RequestRecord[]): {
+  ttftMs: number[];
+  itlMs: number[];
+  outputTokensPerSecond: number;
+  tokensPerChunk: number;
+} {
   const t0 = Math.min(...records.map((r) => r.start));
   const t1 = Math.max(...records.map((r) => r.end));
   const tokens = records.reduce((s, r) => s + r.outputTokens, 0);

@@ -59,7 +59,12 @@ export interface OursBenchResult {
 export async function measureOurs(modelDir: string, tests: readonly BenchTest[], opts: OursBenchOptions): Promise<OursBenchResult> {
   const maxLen = Math.max(...tests.map((t) => t.depth + t.tokens + 4));
   const engine = await OfflineEngine.create(modelDir, {
-    runner: { numThreads: opts.threads, denseAttention: opts.denseAttention ?? false, blockSize: BLOCK_SIZE, numKvBlocks: 2 * Math.ceil(maxLen / BLOCK_SIZE) + 2 },
+    runner: {
+      numThreads: opts.threads,
+      denseAttention: opts.denseAttention ?? false,
+      blockSize: BLOCK_SIZE,
+      numKvBlocks: 2 * Math.ceil(maxLen / BLOCK_SIZE) + 2,
+    },
     scheduler: { maxNumSeqs: 1, maxNumBatchedTokens: PREFILL_CHUNK },
     enablePrefixCaching: true, // pp at depth d reuses the d cached tokens; random prompts never hit otherwise
   });
@@ -74,7 +79,8 @@ export async function measureOurs(modelDir: string, tests: readonly BenchTest[],
 
 function positiveInts(s: string, flag: string, allowZero: boolean): number[] {
   const out = s.split(',').map((x) => Number(x.trim()));
-  if (out.length === 0 || out.some((n) => !Number.isInteger(n) || n < (allowZero ? 0 : 1))) throw new Error(`${flag} must be ${allowZero ? 'non-negative' : 'positive'} integers, got "${s}"`);
+  if (out.length === 0 || out.some((n) => !Number.isInteger(n) || n < (allowZero ? 0 : 1)))
+    throw new Error(`${flag} must be ${allowZero ? 'non-negative' : 'positive'} integers, got "${s}"`);
   return out;
 }
 
@@ -87,8 +93,13 @@ function positiveInt(s: string, flag: string, allowZero: boolean): number {
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      model: { type: 'string' }, p: { type: 'string', default: '512' }, n: { type: 'string', default: '128' }, d: { type: 'string', default: '0' },
-      r: { type: 'string', default: '5' }, t: { type: 'string', default: '2' }, 'dense-attention': { type: 'boolean', default: false },
+      model: { type: 'string' },
+      p: { type: 'string', default: '512' },
+      n: { type: 'string', default: '128' },
+      d: { type: 'string', default: '0' },
+      r: { type: 'string', default: '5' },
+      t: { type: 'string', default: '2' },
+      'dense-attention': { type: 'boolean', default: false },
     },
   });
   if (!values.model) throw new Error('--model <checkpoint dir> is required');

@@ -19,7 +19,11 @@ export interface ComparisonReport {
   readonly ceilings: MachineCeilings;
   readonly load: LoadRecord & { readonly loaded: boolean; readonly reasons: readonly string[] };
   readonly singleStream: SingleStreamComparison | null;
-  readonly serving: { readonly plan: ServingPlan; readonly servers: readonly { readonly id: string; readonly label: string; readonly command: string; readonly startupMs: number }[]; readonly points: readonly ServingPointResult[] } | null;
+  readonly serving: {
+    readonly plan: ServingPlan;
+    readonly servers: readonly { readonly id: string; readonly label: string; readonly command: string; readonly startupMs: number }[];
+    readonly points: readonly ServingPointResult[];
+  } | null;
   readonly targets: readonly TargetResult[];
   readonly errors: readonly { readonly part: string; readonly message: string }[];
 }
@@ -50,7 +54,9 @@ function machineLines(r: ComparisonReport): string[] {
 function loadLines(r: ComparisonReport): string[] {
   const l = r.load;
   const head = l.loaded ? `**LOADED RUN: no target can be marked met.** ${l.reasons.join('; ')}.` : '**Quiet run.**';
-  return [`${head} Load record: others used ${Number.isFinite(l.othersShareBefore) ? `${f(l.othersShareBefore * 100, 0)}%` : 'an unmeasured share'} of the CPUs in the 5 s before the run; 1-minute load average ${f(l.loadAverageBefore, 2)} before the run and ${f(l.loadAverageAfter, 2)} after it (our own threads raise it meanwhile); other processes and steal used ${f(l.othersShare * 100, 0)}% of the ${l.cpus} CPUs over the ${f(l.seconds, 0)} s (worst ~5 s window ${f(l.othersShareMaxWindow * 100, 0)}%).`];
+  return [
+    `${head} Load record: others used ${Number.isFinite(l.othersShareBefore) ? `${f(l.othersShareBefore * 100, 0)}%` : 'an unmeasured share'} of the CPUs in the 5 s before the run; 1-minute load average ${f(l.loadAverageBefore, 2)} before the run and ${f(l.loadAverageAfter, 2)} after it (our own threads raise it meanwhile); other processes and steal used ${f(l.othersShare * 100, 0)}% of the ${l.cpus} CPUs over the ${f(l.seconds, 0)} s (worst ~5 s window ${f(l.othersShareMaxWindow * 100, 0)}%).`,
+  ];
 }
 
 function singleStreamLines(r: ComparisonReport): string[] {
@@ -69,12 +75,22 @@ function singleStreamLines(r: ComparisonReport): string[] {
   ];
   for (const configId of [...new Set(ss.peerBest.map((b) => b.configId))]) {
     const label = ss.participants.find((p) => p.configId === configId)?.label.replace(/, \d+ threads?$/, '') ?? configId;
-    out.push(`| vs ${label} | ${keys.map((k) => { const b = ss.peerBest.find((x) => x.configId === configId && x.testKey === k); return b ? `${sp(b.ratio, 2)} (peer ${b.threads}t)` : '-'; }).join(' | ')} |`);
+    out.push(
+      `| vs ${label} | ${keys
+        .map((k) => {
+          const b = ss.peerBest.find((x) => x.configId === configId && x.testKey === k);
+          return b ? `${sp(b.ratio, 2)} (peer ${b.threads}t)` : '-';
+        })
+        .join(' | ')} |`,
+    );
   }
   if (ss.weightBytesPerDecodeToken) {
     const floor = (r.ceilings.readBandwidthGBs.median * 1e9) / ss.weightBytesPerDecodeToken;
     const gemmCeil = r.ceilings.computeCeilingGflops ? (r.ceilings.computeCeilingGflops * 1e9) / (2 * (ss.weightBytesPerDecodeToken / 4)) : null;
-    out.push('', `Ceilings of this run: decode bandwidth floor ${f(floor)} tok/s (${f(r.ceilings.readBandwidthGBs.median)} GB/s / ${f(ss.weightBytesPerDecodeToken / 1e6)} MB of weights per token); prefill compute ceiling, weights only, ${f(gemmCeil, 0)} tok/s (${f(r.ceilings.computeCeilingGflops, 0)} GFLOP/s / ${f((2 * ss.weightBytesPerDecodeToken) / 4 / 1e6, 0)} MFLOP per token).`);
+    out.push(
+      '',
+      `Ceilings of this run: decode bandwidth floor ${f(floor)} tok/s (${f(r.ceilings.readBandwidthGBs.median)} GB/s / ${f(ss.weightBytesPerDecodeToken / 1e6)} MB of weights per token); prefill compute ceiling, weights only, ${f(gemmCeil, 0)} tok/s (${f(r.ceilings.computeCeilingGflops, 0)} GFLOP/s / ${f((2 * ss.weightBytesPerDecodeToken) / 4 / 1e6, 0)} MFLOP per token).`,
+    );
   }
   const runs = Object.entries(ss.graphRunsPerDecodeToken ?? {});
   if (runs.length > 0) out.push('', `ONNX Runtime graph runs per decode token (ours): ${runs.map(([t, n]) => `${t} ${f(n, 1)}`).join(', ')}.`);
@@ -89,7 +105,10 @@ function servingLines(r: ComparisonReport): string[] {
     '',
     '| concurrency | server | requests | output tok/s | ours / it (per round) | TTFT p50 / p99 ms | ITL p50 / p99 ms | tokens per chunk |',
     '|---|---|---|---|---|---|---|---|',
-    ...s.points.map((p) => `| ${p.concurrency} | ${p.serverId} | ${p.requests} | ${sp(p.outputTokensPerSecond)} | ${p.oursRatio ? sp(p.oursRatio, 2) : '-'} | ${f(p.ttftMs.p50, 0)} / ${f(p.ttftMs.p99, 0)} | ${f(p.itlMs.p50, 2)} / ${f(p.itlMs.p99, 2)} | ${f(p.tokensPerChunk, 2)} |`),
+    ...s.points.map(
+      (p) =>
+        `| ${p.concurrency} | ${p.serverId} | ${p.requests} | ${sp(p.outputTokensPerSecond)} | ${p.oursRatio ? sp(p.oursRatio, 2) : '-'} | ${f(p.ttftMs.p50, 0)} / ${f(p.ttftMs.p99, 0)} | ${f(p.itlMs.p50, 2)} / ${f(p.itlMs.p99, 2)} | ${f(p.tokensPerChunk, 2)} |`,
+    ),
     '',
     ...s.servers.map((x) => `- ${x.id}: \`${x.command}\` (ready in ${f(x.startupMs / 1000, 2)} s)`),
   ];
@@ -100,7 +119,11 @@ export function comparisonMarkdown(r: ComparisonReport): string {
   const lines = [
     `# ${r.model}: ours vs llama.cpp (${r.mode} run, ${r.date}, ${f(r.seconds, 0)} s)`,
     '',
-    `Peer: llama.cpp ${b.commit.slice(0, 12)} (${b.llamaCppTag ?? 'untagged'}, shipped by node-llama-cpp ${b.nodeLlamaCppVersion}), built by bench/peer/build_llama.ts: ${b.compiler}; ${b.cmakeFlags.filter((x) => x.startsWith('-DGGML_NATIVE') || x.startsWith('-DCMAKE_BUILD_TYPE')).join(' ')}; patches: ${Object.entries(b.patches).map(([k, v]) => `${k} (${v})`).join(', ')}.`,
+    `Peer: llama.cpp ${b.commit.slice(0, 12)} (${b.llamaCppTag ?? 'untagged'}, shipped by node-llama-cpp ${b.nodeLlamaCppVersion}), built by bench/peer/build_llama.ts: ${b.compiler}; ${b.cmakeFlags.filter((x) => x.startsWith('-DGGML_NATIVE') || x.startsWith('-DCMAKE_BUILD_TYPE')).join(' ')}; patches: ${Object.entries(
+      b.patches,
+    )
+      .map(([k, v]) => `${k} (${v})`)
+      .join(', ')}.`,
     '',
     ...loadLines(r),
     '',

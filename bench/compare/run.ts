@@ -54,10 +54,21 @@ function plans(argv: string[]): {
   const { values: v } = parseArgs({
     args: argv,
     options: {
-      quick: { type: 'boolean', default: false }, model: { type: 'string', default: 'bench-mini' }, rounds: { type: 'string', default: String(MIN_ROUNDS) },
-      reps: { type: 'string', default: '5' }, pp: { type: 'string' }, tg: { type: 'string' }, depth: { type: 'string' }, 'peer-threads': { type: 'string', default: '1,2' },
-      threads: { type: 'string', default: '2' }, concurrency: { type: 'string' }, 'prompt-tokens': { type: 'string' }, 'output-tokens': { type: 'string' },
-      'min-requests': { type: 'string', default: String(MIN_REQUESTS) }, 'skip-single-stream': { type: 'boolean', default: false }, 'skip-serving': { type: 'boolean', default: false },
+      quick: { type: 'boolean', default: false },
+      model: { type: 'string', default: 'bench-mini' },
+      rounds: { type: 'string', default: String(MIN_ROUNDS) },
+      reps: { type: 'string', default: '5' },
+      pp: { type: 'string' },
+      tg: { type: 'string' },
+      depth: { type: 'string' },
+      'peer-threads': { type: 'string', default: '1,2' },
+      threads: { type: 'string', default: '2' },
+      concurrency: { type: 'string' },
+      'prompt-tokens': { type: 'string' },
+      'output-tokens': { type: 'string' },
+      'min-requests': { type: 'string', default: String(MIN_REQUESTS) },
+      'skip-single-stream': { type: 'boolean', default: false },
+      'skip-serving': { type: 'boolean', default: false },
       'peer-configs': { type: 'string' },
     },
   });
@@ -69,21 +80,40 @@ function plans(argv: string[]): {
   const reps = int(v.reps, '--reps', 1);
   const threads = int(v.threads, '--threads', 1);
   const minRequests = int(v['min-requests'], '--min-requests', MIN_REQUESTS);
-  const configs = v['peer-configs'] === undefined ? PEER_CONFIGS : v['peer-configs'].split(',').map((id) => {
-    const c = PEER_CONFIGS.find((x) => x.id === id.trim());
-    if (!c) throw new Error(`--peer-configs: unknown "${id}" (have: ${PEER_CONFIGS.map((x) => x.id).join(', ')})`);
-    return c;
-  });
+  const configs =
+    v['peer-configs'] === undefined
+      ? PEER_CONFIGS
+      : v['peer-configs'].split(',').map((id) => {
+          const c = PEER_CONFIGS.find((x) => x.id === id.trim());
+          if (!c) throw new Error(`--peer-configs: unknown "${id}" (have: ${PEER_CONFIGS.map((x) => x.id).join(', ')})`);
+          return c;
+        });
   const single: SingleStreamPlan = {
-    prompt: int(v.pp ?? '512', '--pp', 0), gen: int(v.tg ?? (q ? '32' : '128'), '--tg', 0), depths: ints(v.depth ?? (q ? '0' : '0,4096'), '--depth', 0),
-    reps, rounds, oursThreads: threads, peerThreads: ints(v['peer-threads'], '--peer-threads', 1), configs,
+    prompt: int(v.pp ?? '512', '--pp', 0),
+    gen: int(v.tg ?? (q ? '32' : '128'), '--tg', 0),
+    depths: ints(v.depth ?? (q ? '0' : '0,4096'), '--depth', 0),
+    reps,
+    rounds,
+    oursThreads: threads,
+    peerThreads: ints(v['peer-threads'], '--peer-threads', 1),
+    configs,
   };
   const serving: ServingPlan = {
-    concurrency: ints(v.concurrency ?? (q ? '1,16' : '1,4,16'), '--concurrency', 1), promptTokens: int(v['prompt-tokens'] ?? (q ? '64' : '256'), '--prompt-tokens', 1),
-    outputTokens: int(v['output-tokens'] ?? (q ? '32' : '128'), '--output-tokens', 2), minRequests, rounds,
+    concurrency: ints(v.concurrency ?? (q ? '1,16' : '1,4,16'), '--concurrency', 1),
+    promptTokens: int(v['prompt-tokens'] ?? (q ? '64' : '256'), '--prompt-tokens', 1),
+    outputTokens: int(v['output-tokens'] ?? (q ? '32' : '128'), '--output-tokens', 2),
+    minRequests,
+    rounds,
     bannedTokenIds: nonUtf8ByteTokenIds(model.vocab_size as number, [model.bos_token_id as number, model.eos_token_id as number]),
   };
-  return { model: v.model, mode: custom ? 'custom' : q ? 'quick' : 'full', threads, configs, single: v['skip-single-stream'] ? null : single, serving: v['skip-serving'] ? null : serving };
+  return {
+    model: v.model,
+    mode: custom ? 'custom' : q ? 'quick' : 'full',
+    threads,
+    configs,
+    single: v['skip-single-stream'] ? null : single,
+    serving: v['skip-serving'] ? null : serving,
+  };
 }
 
 async function runServing(
@@ -100,8 +130,26 @@ async function runServing(
   const ctxPerSlot = Math.ceil((plan.promptTokens + plan.outputTokens + 16) / 256) * 256;
   const started: { id: string; label: string; url: string; model: string; command: string; startupMs: number; stop(): Promise<void> }[] = [];
   try {
-    const ours = await startOurServer(dir, ['--threads', String(threads), '--max-num-seqs', String(slots), '--no-enable-prefix-caching', '--log-level', 'warn', '--kv-cache-memory', '1GiB']);
-    started.push({ id: 'ours', label: 'ours', url: ours.url, model: ours.servedModelName, command: `${ours.command} ${ours.flags.join(' ')}`, startupMs: ours.startupMs, stop: ours.stop });
+    const ours = await startOurServer(dir, [
+      '--threads',
+      String(threads),
+      '--max-num-seqs',
+      String(slots),
+      '--no-enable-prefix-caching',
+      '--log-level',
+      'warn',
+      '--kv-cache-memory',
+      '1GiB',
+    ]);
+    started.push({
+      id: 'ours',
+      label: 'ours',
+      url: ours.url,
+      model: ours.servedModelName,
+      command: `${ours.command} ${ours.flags.join(' ')}`,
+      startupMs: ours.startupMs,
+      stop: ours.stop,
+    });
     for (const config of configs) {
       const s: RunningServer = await startLlamaServer({ binary: llamaServer, gguf, threads, slots, ctxPerSlot, config });
       started.push(s);
@@ -146,14 +194,27 @@ async function main(): Promise<void> {
   if (p.serving) {
     const plan = p.serving;
     log('serving: ours vs llama-server');
-    serving = await attempt('serving', () => runServing(dir, gguf, build.tools['llama-server'], p.threads, p.configs, plan, benchModel(p.model).vocab_size as number, log));
+    serving = await attempt('serving', () =>
+      runServing(dir, gguf, build.tools['llama-server'], p.threads, p.configs, plan, benchModel(p.model).vocab_size as number, log),
+    );
   }
   const loadRecord = monitor.stop();
   const verdict = loadVerdict(loadRecord);
   const targets = judgeTargets(issue16Targets({ model: p.model, singleStream: single, serving, readBandwidthGBs: ceilings.readBandwidthGBs.median }), verdict);
   const report: ComparisonReport = {
-    date: new Date().toISOString(), mode: p.mode, model: p.model, seconds: (performance.now() - t0) / 1000, node: process.version,
-    memoryGiB: Math.round(os.totalmem() / 2 ** 30), llamaCpp: build.info, ceilings, load: { ...loadRecord, ...verdict }, singleStream: single, serving, targets, errors,
+    date: new Date().toISOString(),
+    mode: p.mode,
+    model: p.model,
+    seconds: (performance.now() - t0) / 1000,
+    node: process.version,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    llamaCpp: build.info,
+    ceilings,
+    load: { ...loadRecord, ...verdict },
+    singleStream: single,
+    serving,
+    targets,
+    errors,
   };
   mkdirSync(path.join(RESULTS, 'runs'), { recursive: true });
   const md = comparisonMarkdown(report);

@@ -58,7 +58,12 @@ export function servingPrompt(i: number, length: number, vocab: number): number[
   return Array.from({ length }, (_, k) => ((i * 7907 + k * 104729 + 13) % (vocab - 2)) + 2);
 }
 
-export async function compareServing(servers: readonly ServerTarget[], plan: ServingPlan, vocab: number, log: (s: string) => void): Promise<ServingPointResult[]> {
+export async function compareServing(
+  servers: readonly ServerTarget[],
+  plan: ServingPlan,
+  vocab: number,
+  log: (s: string) => void,
+): Promise<ServingPointResult[]> {
   const out: ServingPointResult[] = [];
   const shape: RequestShape = { outputTokens: plan.outputTokens, bannedTokenIds: plan.bannedTokenIds };
   for (const c of plan.concurrency) {
@@ -68,10 +73,13 @@ export async function compareServing(servers: readonly ServerTarget[], plan: Ser
       const base = (c * 1000 + round) * 10_000; // the same prompts for every server in a round
       const records = await closedLoop(c, perRound, (i) => streamRequest(participant, servingPrompt(base + i, plan.promptTokens, vocab), shape));
       const m = requestMetrics(records);
-      log(`    c=${c} round ${round + 1}/${plan.rounds} ${participant.id}: ${m.outputTokensPerSecond.toFixed(1)} tok/s, TTFT p50 ${percentile(m.ttftMs, 50).toFixed(0)} ms, ITL p50 ${percentile(m.itlMs, 50).toFixed(1)} ms`);
+      log(
+        `    c=${c} round ${round + 1}/${plan.rounds} ${participant.id}: ${m.outputTokensPerSecond.toFixed(1)} tok/s, TTFT p50 ${percentile(m.ttftMs, 50).toFixed(0)} ms, ITL p50 ${percentile(m.itlMs, 50).toFixed(1)} ms`,
+      );
       return records;
     });
-    const roundTput = (id: string): number[] => (results.get(servers.find((s) => s.id === id) as ServerTarget) ?? []).map((r) => requestMetrics(r).outputTokensPerSecond);
+    const roundTput = (id: string): number[] =>
+      (results.get(servers.find((s) => s.id === id) as ServerTarget) ?? []).map((r) => requestMetrics(r).outputTokensPerSecond);
     const [ours] = servers;
     if (!ours) throw new Error('compareServing: no servers');
     const oursTput = roundTput(ours.id);
@@ -81,8 +89,14 @@ export async function compareServing(servers: readonly ServerTarget[], plan: Ser
       const m = requestMetrics(all);
       const tput = roundTput(s.id);
       out.push({
-        serverId: s.id, concurrency: c, requests: all.length, outputTokensPerSecond: spread(tput), ttftMs: percentiles(m.ttftMs), itlMs: percentiles(m.itlMs),
-        tokensPerChunk: m.tokensPerChunk, oursRatio: s === ours ? null : spread(roundRatios(oursTput, tput)),
+        serverId: s.id,
+        concurrency: c,
+        requests: all.length,
+        outputTokensPerSecond: spread(tput),
+        ttftMs: percentiles(m.ttftMs),
+        itlMs: percentiles(m.itlMs),
+        tokensPerChunk: m.tokensPerChunk,
+        oursRatio: s === ours ? null : spread(roundRatios(oursTput, tput)),
       });
     }
   }

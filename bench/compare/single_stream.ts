@@ -33,7 +33,9 @@ export interface ParticipantResult {
   readonly threads: number;
   readonly configId: string | null;
   /** Per test key: the round figures (median of each round's repetitions) and their spread. */
-  readonly tests: Readonly<Record<string, { readonly test: BenchTest; readonly rounds: readonly number[]; readonly spread: Spread; readonly samples: readonly (readonly number[])[] }>>;
+  readonly tests: Readonly<
+    Record<string, { readonly test: BenchTest; readonly rounds: readonly number[]; readonly spread: Spread; readonly samples: readonly (readonly number[])[] }>
+  >;
 }
 
 export interface PeerBest {
@@ -56,10 +58,29 @@ export interface SingleStreamComparison {
   readonly graphRunsPerDecodeToken: Readonly<Record<string, number>>;
 }
 
-interface OursOutput { readonly samples: readonly TestSamples[]; readonly weightBytesPerDecodeToken: number }
+interface OursOutput {
+  readonly samples: readonly TestSamples[];
+  readonly weightBytesPerDecodeToken: number;
+}
 
 function runOursBench(modelDir: string, plan: SingleStreamPlan): Promise<OursOutput> {
-  const args = ['--import', 'tsx', OURS_BENCH, '--model', modelDir, '-p', String(plan.prompt), '-n', String(plan.gen), '-d', plan.depths.join(','), '-r', String(plan.reps), '-t', String(plan.oursThreads)];
+  const args = [
+    '--import',
+    'tsx',
+    OURS_BENCH,
+    '--model',
+    modelDir,
+    '-p',
+    String(plan.prompt),
+    '-n',
+    String(plan.gen),
+    '-d',
+    plan.depths.join(','),
+    '-r',
+    String(plan.reps),
+    '-t',
+    String(plan.oursThreads),
+  ];
   return new Promise((resolve, reject) => {
     const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -82,7 +103,8 @@ type Participant = { readonly id: string; readonly label: string; readonly threa
 
 export function participantsOf(plan: SingleStreamPlan): Participant[] {
   const out: Participant[] = [{ id: 'ours', label: 'ours', threads: plan.oursThreads, config: null }];
-  for (const config of plan.configs) for (const t of plan.peerThreads) out.push({ id: `${config.id}-t${t}`, label: `${config.label}, ${t} thread${t > 1 ? 's' : ''}`, threads: t, config });
+  for (const config of plan.configs)
+    for (const t of plan.peerThreads) out.push({ id: `${config.id}-t${t}`, label: `${config.label}, ${t} thread${t > 1 ? 's' : ''}`, threads: t, config });
   return out;
 }
 
@@ -118,7 +140,13 @@ export function bestPeers(participants: readonly ParticipantResult[]): PeerBest[
   return out;
 }
 
-export async function compareSingleStream(modelDir: string, gguf: string, llamaBench: string, plan: SingleStreamPlan, log: (s: string) => void): Promise<SingleStreamComparison> {
+export async function compareSingleStream(
+  modelDir: string,
+  gguf: string,
+  llamaBench: string,
+  plan: SingleStreamPlan,
+  log: (s: string) => void,
+): Promise<SingleStreamComparison> {
   const participants = participantsOf(plan);
   let weightBytes: number | null = null;
   const graphRuns: Record<string, number> = {};

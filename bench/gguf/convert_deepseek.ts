@@ -161,9 +161,11 @@ export function planDeepseekGguf(model: LoadedModel, options: ConvertOptions = {
   if (arch === 'deepseek32' && c.qLoraRank === null) throw new Error("llama.cpp's deepseek32 requires q_lora_rank (no direct q_proj)");
   const moe = c.moe;
   if (moe) {
-    if (moe.moeLayerFreq !== 1) throw new Error(`llama.cpp's ${arch} makes every layer >= first_k_dense_replace MoE; moe_layer_freq ${moe.moeLayerFreq} is not expressible`);
+    if (moe.moeLayerFreq !== 1)
+      throw new Error(`llama.cpp's ${arch} makes every layer >= first_k_dense_replace MoE; moe_layer_freq ${moe.moeLayerFreq} is not expressible`);
     if (moe.nSharedExperts < 1) throw new Error(`llama.cpp's ${arch} requires shared experts (n_shared_experts >= 1)`);
-    if (moe.topkMethod === 'group_limited_greedy' && moe.nGroup > 1) warnings.push('topk_method group_limited_greedy (group score = max) is run by llama.cpp as noaux_tc (group score = sum of top-2)');
+    if (moe.topkMethod === 'group_limited_greedy' && moe.nGroup > 1)
+      warnings.push('topk_method group_limited_greedy (group score = max) is run by llama.cpp as noaux_tc (group score = sum of top-2)');
   }
   if (c.ropeScaling) {
     const rs = c.ropeScaling;
@@ -171,7 +173,8 @@ export function planDeepseekGguf(model: LoadedModel, options: ConvertOptions = {
     const assumedMscale = arch === 'deepseek2' && rs.mscaleAllDim !== 1 ? rs.mscaleAllDim : 1;
     const hf = yarnMscale(rs.factor, rs.mscale) / yarnMscale(rs.factor, rs.mscaleAllDim);
     const llama = yarnMscale(rs.factor, assumedMscale) / yarnMscale(rs.factor, rs.mscaleAllDim);
-    if (Math.abs(hf - llama) > 1e-6) warnings.push(`YaRN rope magnitude: checkpoint ${hf}, llama.cpp ${llama} (mscale ${rs.mscale}, mscale_all_dim ${rs.mscaleAllDim})`);
+    if (Math.abs(hf - llama) > 1e-6)
+      warnings.push(`YaRN rope magnitude: checkpoint ${hf}, llama.cpp ${llama} (mscale ${rs.mscale}, mscale_all_dim ${rs.mscaleAllDim})`);
   }
 
   const writer = new GgufWriter();
@@ -179,7 +182,7 @@ export function planDeepseekGguf(model: LoadedModel, options: ConvertOptions = {
   const nope = c.qkNopeHeadDim;
   const rope = c.qkRopeHeadDim;
   writer.set('general.architecture', gguf.str(arch));
-  writer.set('general.name', gguf.str(options.name ?? (path.basename(path.resolve(model.dir)))));
+  writer.set('general.name', gguf.str(options.name ?? path.basename(path.resolve(model.dir))));
   writer.set('general.file_type', gguf.u32(FILE_TYPE[dtype]));
   writer.set(a('vocab_size'), gguf.u32(c.vocabSize));
   writer.set(a('context_length'), gguf.u32(c.maxPositionEmbeddings));
@@ -275,8 +278,14 @@ export function planDeepseekGguf(model: LoadedModel, options: ConvertOptions = {
     const kvSplit = (): { kB: Float32Array; vB: Float32Array } => (split ??= splitKvB(at.kvBProj, heads, nope, c.vHeadDim));
     writer.addTensor({ name: `${p}attn_k_b.weight`, shape: [heads, c.kvLoraRank, nope], type: big, data: () => kvSplit().kB });
     writer.addTensor({
-      name: `${p}attn_v_b.weight`, shape: [heads, c.vHeadDim, c.kvLoraRank], type: big,
-      data: () => { const vB = kvSplit().vB; split = null; return vB; },
+      name: `${p}attn_v_b.weight`,
+      shape: [heads, c.vHeadDim, c.kvLoraRank],
+      type: big,
+      data: () => {
+        const vB = kvSplit().vB;
+        split = null;
+        return vB;
+      },
     });
     put(`${p}attn_output.weight`, at.oProj);
     if (arch === 'deepseek32' && at.indexer) {
@@ -315,7 +324,13 @@ export function convertDeepseekToGguf(model: LoadedModel, outPath: string, optio
 
 /** Converts `checkpointDir` to `outPath` unless outPath exists and is newer than the checkpoint's weights. */
 export function ensureGguf(checkpointDir: string, outPath: string, options: ConvertOptions = {}): { path: string; converted: boolean } {
-  const newest = (p: string): number => { try { return statSync(p).mtimeMs; } catch { return -1; } };
+  const newest = (p: string): number => {
+    try {
+      return statSync(p).mtimeMs;
+    } catch {
+      return -1;
+    }
+  };
   const src = Math.max(newest(`${checkpointDir}/model.safetensors`), newest(`${checkpointDir}/config.json`));
   if (newest(outPath) > src && src > 0) return { path: outPath, converted: false };
   convertDeepseekToGguf(loadModel(checkpointDir), outPath, options);
@@ -333,7 +348,9 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   const model = loadModel(positionals[0]!);
   const res = convertDeepseekToGguf(model, positionals[1]!, { arch: values.arch as GgufArch | 'auto', dtype: values.type as GgufDtype });
-  process.stdout.write(`${res.path}: ${res.arch} ${res.dtype}, ${res.tensorCount} tensors, ${res.kvCount} keys, ${(res.bytes / 2 ** 20).toFixed(1)} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s${res.indexerDropped ? ' (indexer dropped: dense attention)' : ''}\n`);
+  process.stdout.write(
+    `${res.path}: ${res.arch} ${res.dtype}, ${res.tensorCount} tensors, ${res.kvCount} keys, ${(res.bytes / 2 ** 20).toFixed(1)} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s${res.indexerDropped ? ' (indexer dropped: dense attention)' : ''}\n`,
+  );
   for (const warning of res.warnings) process.stdout.write(`warning: ${warning}\n`);
 }
 

@@ -33,16 +33,62 @@ class Cursor {
   need(n: number): void {
     if (this.pos + n > this.buf.length) throw new RangeError('header larger than the read window');
   }
-  u8(): number { this.need(1); return this.buf.readUInt8(this.pos++); }
-  i8(): number { this.need(1); return this.buf.readInt8(this.pos++); }
-  u16(): number { this.need(2); const v = this.buf.readUInt16LE(this.pos); this.pos += 2; return v; }
-  i16(): number { this.need(2); const v = this.buf.readInt16LE(this.pos); this.pos += 2; return v; }
-  u32(): number { this.need(4); const v = this.buf.readUInt32LE(this.pos); this.pos += 4; return v; }
-  i32(): number { this.need(4); const v = this.buf.readInt32LE(this.pos); this.pos += 4; return v; }
-  u64(): bigint { this.need(8); const v = this.buf.readBigUInt64LE(this.pos); this.pos += 8; return v; }
-  i64(): bigint { this.need(8); const v = this.buf.readBigInt64LE(this.pos); this.pos += 8; return v; }
-  f32(): number { this.need(4); const v = this.buf.readFloatLE(this.pos); this.pos += 4; return v; }
-  f64(): number { this.need(8); const v = this.buf.readDoubleLE(this.pos); this.pos += 8; return v; }
+  u8(): number {
+    this.need(1);
+    return this.buf.readUInt8(this.pos++);
+  }
+  i8(): number {
+    this.need(1);
+    return this.buf.readInt8(this.pos++);
+  }
+  u16(): number {
+    this.need(2);
+    const v = this.buf.readUInt16LE(this.pos);
+    this.pos += 2;
+    return v;
+  }
+  i16(): number {
+    this.need(2);
+    const v = this.buf.readInt16LE(this.pos);
+    this.pos += 2;
+    return v;
+  }
+  u32(): number {
+    this.need(4);
+    const v = this.buf.readUInt32LE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+  i32(): number {
+    this.need(4);
+    const v = this.buf.readInt32LE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+  u64(): bigint {
+    this.need(8);
+    const v = this.buf.readBigUInt64LE(this.pos);
+    this.pos += 8;
+    return v;
+  }
+  i64(): bigint {
+    this.need(8);
+    const v = this.buf.readBigInt64LE(this.pos);
+    this.pos += 8;
+    return v;
+  }
+  f32(): number {
+    this.need(4);
+    const v = this.buf.readFloatLE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+  f64(): number {
+    this.need(8);
+    const v = this.buf.readDoubleLE(this.pos);
+    this.pos += 8;
+    return v;
+  }
   str(): string {
     const n = Number(this.u64());
     this.need(n);
@@ -54,19 +100,32 @@ class Cursor {
 
 function readScalar(c: Cursor, type: GgufValueType): GgufScalar {
   switch (type) {
-    case GgufValueType.UINT8: return c.u8();
-    case GgufValueType.INT8: return c.i8();
-    case GgufValueType.UINT16: return c.u16();
-    case GgufValueType.INT16: return c.i16();
-    case GgufValueType.UINT32: return c.u32();
-    case GgufValueType.INT32: return c.i32();
-    case GgufValueType.FLOAT32: return c.f32();
-    case GgufValueType.BOOL: return c.u8() !== 0;
-    case GgufValueType.STRING: return c.str();
-    case GgufValueType.UINT64: return c.u64();
-    case GgufValueType.INT64: return c.i64();
-    case GgufValueType.FLOAT64: return c.f64();
-    default: throw new Error(`unknown GGUF value type ${type}`);
+    case GgufValueType.UINT8:
+      return c.u8();
+    case GgufValueType.INT8:
+      return c.i8();
+    case GgufValueType.UINT16:
+      return c.u16();
+    case GgufValueType.INT16:
+      return c.i16();
+    case GgufValueType.UINT32:
+      return c.u32();
+    case GgufValueType.INT32:
+      return c.i32();
+    case GgufValueType.FLOAT32:
+      return c.f32();
+    case GgufValueType.BOOL:
+      return c.u8() !== 0;
+    case GgufValueType.STRING:
+      return c.str();
+    case GgufValueType.UINT64:
+      return c.u64();
+    case GgufValueType.INT64:
+      return c.i64();
+    case GgufValueType.FLOAT64:
+      return c.f64();
+    default:
+      throw new Error(`unknown GGUF value type ${type}`);
   }
 }
 

@@ -82,11 +82,16 @@ export const gguf = {
 /** Bytes per block of the supported ggml types (a block is one element for F32/F16, 32 for Q8_0/Q4_0). */
 export function ggmlTypeSize(type: GgmlType): number {
   switch (type) {
-    case GgmlType.F32: return 4;
-    case GgmlType.F16: return 2;
-    case GgmlType.Q8_0: return 2 + QUANT_BLOCK;
-    case GgmlType.Q4_0: return 2 + QUANT_BLOCK / 2;
-    default: throw new Error(`unsupported ggml type ${String(type)}`);
+    case GgmlType.F32:
+      return 4;
+    case GgmlType.F16:
+      return 2;
+    case GgmlType.Q8_0:
+      return 2 + QUANT_BLOCK;
+    case GgmlType.Q4_0:
+      return 2 + QUANT_BLOCK / 2;
+    default:
+      throw new Error(`unsupported ggml type ${String(type)}`);
   }
 }
 
@@ -159,16 +164,56 @@ class ByteSink {
     this.buf = next;
   }
 
-  u8(v: number): void { this.ensure(1); this.buf.writeUInt8(v, this.length); this.length += 1; }
-  i8(v: number): void { this.ensure(1); this.buf.writeInt8(v, this.length); this.length += 1; }
-  u16(v: number): void { this.ensure(2); this.buf.writeUInt16LE(v, this.length); this.length += 2; }
-  i16(v: number): void { this.ensure(2); this.buf.writeInt16LE(v, this.length); this.length += 2; }
-  u32(v: number): void { this.ensure(4); this.buf.writeUInt32LE(v, this.length); this.length += 4; }
-  i32(v: number): void { this.ensure(4); this.buf.writeInt32LE(v, this.length); this.length += 4; }
-  u64(v: number | bigint): void { this.ensure(8); this.buf.writeBigUInt64LE(BigInt(v), this.length); this.length += 8; }
-  i64(v: number | bigint): void { this.ensure(8); this.buf.writeBigInt64LE(BigInt(v), this.length); this.length += 8; }
-  f32(v: number): void { this.ensure(4); this.buf.writeFloatLE(v, this.length); this.length += 4; }
-  f64(v: number): void { this.ensure(8); this.buf.writeDoubleLE(v, this.length); this.length += 8; }
+  u8(v: number): void {
+    this.ensure(1);
+    this.buf.writeUInt8(v, this.length);
+    this.length += 1;
+  }
+  i8(v: number): void {
+    this.ensure(1);
+    this.buf.writeInt8(v, this.length);
+    this.length += 1;
+  }
+  u16(v: number): void {
+    this.ensure(2);
+    this.buf.writeUInt16LE(v, this.length);
+    this.length += 2;
+  }
+  i16(v: number): void {
+    this.ensure(2);
+    this.buf.writeInt16LE(v, this.length);
+    this.length += 2;
+  }
+  u32(v: number): void {
+    this.ensure(4);
+    this.buf.writeUInt32LE(v, this.length);
+    this.length += 4;
+  }
+  i32(v: number): void {
+    this.ensure(4);
+    this.buf.writeInt32LE(v, this.length);
+    this.length += 4;
+  }
+  u64(v: number | bigint): void {
+    this.ensure(8);
+    this.buf.writeBigUInt64LE(BigInt(v), this.length);
+    this.length += 8;
+  }
+  i64(v: number | bigint): void {
+    this.ensure(8);
+    this.buf.writeBigInt64LE(BigInt(v), this.length);
+    this.length += 8;
+  }
+  f32(v: number): void {
+    this.ensure(4);
+    this.buf.writeFloatLE(v, this.length);
+    this.length += 4;
+  }
+  f64(v: number): void {
+    this.ensure(8);
+    this.buf.writeDoubleLE(v, this.length);
+    this.length += 8;
+  }
   str(s: string): void {
     const bytes = Buffer.from(s, 'utf8');
     this.u64(bytes.length);
@@ -176,8 +221,14 @@ class ByteSink {
     bytes.copy(this.buf, this.length);
     this.length += bytes.length;
   }
-  zeros(n: number): void { this.ensure(n); this.buf.fill(0, this.length, this.length + n); this.length += n; }
-  bytes(): Buffer { return this.buf.subarray(0, this.length); }
+  zeros(n: number): void {
+    this.ensure(n);
+    this.buf.fill(0, this.length, this.length + n);
+    this.length += n;
+  }
+  bytes(): Buffer {
+    return this.buf.subarray(0, this.length);
+  }
 }
 
 function checkInteger(v: GgufScalar, lo: bigint, hi: bigint, what: string): void {
@@ -187,14 +238,38 @@ function checkInteger(v: GgufScalar, lo: bigint, hi: bigint, what: string): void
 
 function writeScalar(sink: ByteSink, type: GgufScalarType, v: GgufScalar, what: string): void {
   switch (type) {
-    case GgufValueType.UINT8: checkInteger(v, 0n, 255n, what); sink.u8(Number(v)); break;
-    case GgufValueType.INT8: checkInteger(v, -128n, 127n, what); sink.i8(Number(v)); break;
-    case GgufValueType.UINT16: checkInteger(v, 0n, 65535n, what); sink.u16(Number(v)); break;
-    case GgufValueType.INT16: checkInteger(v, -32768n, 32767n, what); sink.i16(Number(v)); break;
-    case GgufValueType.UINT32: checkInteger(v, 0n, 4294967295n, what); sink.u32(Number(v)); break;
-    case GgufValueType.INT32: checkInteger(v, -2147483648n, 2147483647n, what); sink.i32(Number(v)); break;
-    case GgufValueType.UINT64: checkInteger(v, 0n, (1n << 64n) - 1n, what); sink.u64(v as number | bigint); break;
-    case GgufValueType.INT64: checkInteger(v, -(1n << 63n), (1n << 63n) - 1n, what); sink.i64(v as number | bigint); break;
+    case GgufValueType.UINT8:
+      checkInteger(v, 0n, 255n, what);
+      sink.u8(Number(v));
+      break;
+    case GgufValueType.INT8:
+      checkInteger(v, -128n, 127n, what);
+      sink.i8(Number(v));
+      break;
+    case GgufValueType.UINT16:
+      checkInteger(v, 0n, 65535n, what);
+      sink.u16(Number(v));
+      break;
+    case GgufValueType.INT16:
+      checkInteger(v, -32768n, 32767n, what);
+      sink.i16(Number(v));
+      break;
+    case GgufValueType.UINT32:
+      checkInteger(v, 0n, 4294967295n, what);
+      sink.u32(Number(v));
+      break;
+    case GgufValueType.INT32:
+      checkInteger(v, -2147483648n, 2147483647n, what);
+      sink.i32(Number(v));
+      break;
+    case GgufValueType.UINT64:
+      checkInteger(v, 0n, (1n << 64n) - 1n, what);
+      sink.u64(v as number | bigint);
+      break;
+    case GgufValueType.INT64:
+      checkInteger(v, -(1n << 63n), (1n << 63n) - 1n, what);
+      sink.i64(v as number | bigint);
+      break;
     case GgufValueType.FLOAT32:
     case GgufValueType.FLOAT64:
       if (typeof v !== 'number') throw new Error(`${what}: ${String(v)} is not a number`);

@@ -42,7 +42,11 @@ function checkedShape(cpu: CpuInfo, probe: CpuProbeResult | null): FmaShape {
   const measured = probe.fmaFlopsPerCycle.median;
   if (measured <= shape.unitsPerCore * shape.lanesPerUnit * 2 * (1 + PEAK_TOLERANCE)) return shape;
   const lanes = 2 ** Math.ceil(Math.log2(measured / (2 * shape.unitsPerCore)));
-  return { unitsPerCore: shape.unitsPerCore, lanesPerUnit: lanes, source: `${shape.source}; RAISED to ${lanes} lanes: the FMA loop measured ${measured.toFixed(1)} FLOP/cycle/core` };
+  return {
+    unitsPerCore: shape.unitsPerCore,
+    lanesPerUnit: lanes,
+    source: `${shape.source}; RAISED to ${lanes} lanes: the FMA loop measured ${measured.toFixed(1)} FLOP/cycle/core`,
+  };
 }
 
 function describeCores(cpu: CpuInfo, cores: number, threads: number): string {
@@ -50,7 +54,11 @@ function describeCores(cpu: CpuInfo, cores: number, threads: number): string {
   return `${cpu.source}: ${cpu.sockets} socket(s) x ${cpu.coresPerSocket} cores, ${cpu.threadsPerCore} thread(s) per core; ${cpu.usableCpus} usable CPUs; ${quota}; probes use ${threads} thread(s) -> ${cores} core(s)`;
 }
 
-export async function measureCeilings(threads: number, counts: CeilingProbeCounts = DEFAULT_PROBES, log: (s: string) => void = () => {}): Promise<MachineCeilings> {
+export async function measureCeilings(
+  threads: number,
+  counts: CeilingProbeCounts = DEFAULT_PROBES,
+  log: (s: string) => void = () => {},
+): Promise<MachineCeilings> {
   const cpu = readCpuInfo();
   const cores = Math.min(usablePhysicalCores(cpu), threads);
   let cpuProbe: CpuProbeResult | null = null;
@@ -64,17 +72,24 @@ export async function measureCeilings(threads: number, counts: CeilingProbeCount
   const clockSource = cpuProbe
     ? `measured: dependent-add chain on ${cores} busy core(s), median of ${cpuProbe.clockMHz.n} probes (${cpuProbe.clockMHz.min.toFixed(0)}-${cpuProbe.clockMHz.max.toFixed(0)} MHz)`
     : `lscpu "CPU max MHz" (${cpuProbeNote ?? ''})`;
-  const peak = clockGHz === null ? null : fmaPeak(cores, checkedShape(cpu, cpuProbe), clockGHz, { cores: describeCores(cpu, cores, threads), clock: clockSource });
-  log(`  cpu: ${cpu.modelName} (family ${cpu.family ?? '?'} model ${cpu.model ?? '?'}), ${cores} cores; clock ${clockGHz?.toFixed(2) ?? '?'} GHz; FMA peak ${peak?.gflops.toFixed(0) ?? '?'} GFLOP/s`);
+  const peak =
+    clockGHz === null ? null : fmaPeak(cores, checkedShape(cpu, cpuProbe), clockGHz, { cores: describeCores(cpu, cores, threads), clock: clockSource });
+  log(
+    `  cpu: ${cpu.modelName} (family ${cpu.family ?? '?'} model ${cpu.model ?? '?'}), ${cores} cores; clock ${clockGHz?.toFixed(2) ?? '?'} GHz; FMA peak ${peak?.gflops.toFixed(0) ?? '?'} GFLOP/s`,
+  );
 
   const readBandwidthGBs = spread(await probeReadBandwidth(threads, counts.bandwidth));
   const gemmGflops = spread(await probeGemm(threads, counts.gemm));
   const gemmCheck = peak ? checkGemm(gemmGflops.median, peak) : null;
   let computeCeilingGflops: number | null;
   let computeCeilingSource: string;
-  if (gemmCheck?.ok) [computeCeilingGflops, computeCeilingSource] = [gemmGflops.median, `GEMM probe median (${(gemmCheck.fractionOfPeak * 100).toFixed(0)}% of the FMA peak)`];
-  else if (peak) [computeCeilingGflops, computeCeilingSource] = [peak.gflops, `FMA peak (GEMM probe rejected: ${gemmCheck && !gemmCheck.ok ? gemmCheck.reason : ''})`];
+  if (gemmCheck?.ok)
+    [computeCeilingGflops, computeCeilingSource] = [gemmGflops.median, `GEMM probe median (${(gemmCheck.fractionOfPeak * 100).toFixed(0)}% of the FMA peak)`];
+  else if (peak)
+    [computeCeilingGflops, computeCeilingSource] = [peak.gflops, `FMA peak (GEMM probe rejected: ${gemmCheck && !gemmCheck.ok ? gemmCheck.reason : ''})`];
   else [computeCeilingGflops, computeCeilingSource] = [null, 'none: no clock, so the GEMM figure cannot be checked against physics'];
-  log(`  read ${readBandwidthGBs.median.toFixed(1)} GB/s (${readBandwidthGBs.min.toFixed(1)}-${readBandwidthGBs.max.toFixed(1)}), GEMM ${gemmGflops.median.toFixed(0)} GFLOP/s (${gemmGflops.min.toFixed(0)}-${gemmGflops.max.toFixed(0)}): ${computeCeilingSource}`);
+  log(
+    `  read ${readBandwidthGBs.median.toFixed(1)} GB/s (${readBandwidthGBs.min.toFixed(1)}-${readBandwidthGBs.max.toFixed(1)}), GEMM ${gemmGflops.median.toFixed(0)} GFLOP/s (${gemmGflops.min.toFixed(0)}-${gemmGflops.max.toFixed(0)}): ${computeCeilingSource}`,
+  );
   return { cpu, threads, cpuProbe, cpuProbeNote, fmaPeak: peak, readBandwidthGBs, gemmGflops, gemmCheck, computeCeilingGflops, computeCeilingSource };
 }

@@ -55,7 +55,12 @@ export function parseCpuInfo(lscpu: string, procCpuinfo: string, usableCpus: num
     vendor: l.get('Vendor ID') ?? p.get('vendor_id') ?? 'unknown',
     family: int(l.get('CPU family')) ?? int(p.get('cpu family')),
     model: int(l.get('Model')) ?? int(p.get('model')),
-    sockets, coresPerSocket, threadsPerCore, usableCpus, cgroupCpuLimit, flags,
+    sockets,
+    coresPerSocket,
+    threadsPerCore,
+    usableCpus,
+    cgroupCpuLimit,
+    flags,
     maxMHz: Number.isFinite(Number.parseFloat(l.get('CPU max MHz') ?? '')) ? Number.parseFloat(l.get('CPU max MHz') ?? '') : null,
     source: lscpu ? 'lscpu' : '/proc/cpuinfo',
   };

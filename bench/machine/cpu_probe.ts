@@ -23,7 +23,8 @@ export interface CpuProbeResult {
 
 /** The compiled probe, or why it cannot be built here (not x86-64 Linux, no C compiler). */
 export function cpuProbeBinary(): { ok: true; path: string } | { ok: false; reason: string } {
-  if (process.platform !== 'linux' || process.arch !== 'x64') return { ok: false, reason: `cpu_probe.c is x86-64 Linux only (this is ${process.platform}-${process.arch})` };
+  if (process.platform !== 'linux' || process.arch !== 'x64')
+    return { ok: false, reason: `cpu_probe.c is x86-64 Linux only (this is ${process.platform}-${process.arch})` };
   const hash = createHash('sha256').update(readFileSync(SOURCE)).digest('hex').slice(0, 12);
   const dir = path.join(benchCacheRoot(), 'probes');
   const bin = path.join(dir, `cpu_probe-${hash}`);

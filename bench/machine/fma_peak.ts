@@ -24,10 +24,19 @@ export function fmaShape(vendor: string, family: number | null, flags: readonly 
   const has = (f: string): boolean => flags.includes(f);
   const amd = vendor === 'AuthenticAMD';
   if (amd && family === 0x1a) return { unitsPerCore: 2, lanesPerUnit: 16, source: 'AMD family 1Ah (Zen 5): 2 FMA pipes x 512 bits (server datapath)' };
-  if (amd && family === 0x19) return { unitsPerCore: 2, lanesPerUnit: 8, source: `AMD family 19h (Zen 3/4): 2 FMA pipes x 256 bits${has('avx512f') ? ' (AVX-512 runs as 2 x 256)' : ''}` };
+  if (amd && family === 0x19)
+    return {
+      unitsPerCore: 2,
+      lanesPerUnit: 8,
+      source: `AMD family 19h (Zen 3/4): 2 FMA pipes x 256 bits${has('avx512f') ? ' (AVX-512 runs as 2 x 256)' : ''}`,
+    };
   if (amd && family === 0x17) return { unitsPerCore: 2, lanesPerUnit: 8, source: 'AMD family 17h (Zen 1/2): at most 2 FMA pipes x 256 bits' };
   const lanes = has('avx512f') ? 16 : has('fma') || has('avx') ? 8 : 4;
-  return { unitsPerCore: 2, lanesPerUnit: lanes, source: `${vendor} family ${family ?? '?'}: not in the table; 2 units x ${lanes * 32}-bit (widest SIMD in its flags) as an upper bound` };
+  return {
+    unitsPerCore: 2,
+    lanesPerUnit: lanes,
+    source: `${vendor} family ${family ?? '?'}: not in the table; 2 units x ${lanes * 32}-bit (widest SIMD in its flags) as an upper bound`,
+  };
 }
 
 export interface FmaPeak {
@@ -44,7 +53,10 @@ export function fmaPeak(cores: number, shape: FmaShape, clockGHz: number, source
   if (!(cores >= 1) || !(clockGHz > 0)) throw new RangeError(`fmaPeak: cores ${cores}, clock ${clockGHz} GHz`);
   return {
     gflops: cores * shape.unitsPerCore * shape.lanesPerUnit * 2 * clockGHz,
-    cores, unitsPerCore: shape.unitsPerCore, lanesPerUnit: shape.lanesPerUnit, clockGHz,
+    cores,
+    unitsPerCore: shape.unitsPerCore,
+    lanesPerUnit: shape.lanesPerUnit,
+    clockGHz,
     sources: { cores: sources.cores, shape: shape.source, clock: sources.clock },
   };
 }
@@ -66,7 +78,9 @@ export function checkGemm(gflops: number, peak: FmaPeak, tolerance = PEAK_TOLERA
   if (!Number.isFinite(gflops) || gflops <= 0) return { ok: false, gflops, fractionOfPeak, reason: `not a positive figure (${gflops})` };
   if (fractionOfPeak > 1 + tolerance) {
     return {
-      ok: false, gflops, fractionOfPeak,
+      ok: false,
+      gflops,
+      fractionOfPeak,
       reason: `${gflops.toFixed(0)} GFLOP/s is ${(fractionOfPeak * 100).toFixed(0)}% of the FMA peak ${peak.gflops.toFixed(0)} GFLOP/s (${peak.cores} cores x ${peak.unitsPerCore} x ${peak.lanesPerUnit} lanes x 2 x ${peak.clockGHz.toFixed(2)} GHz): the probe is wrong (timing, or work skipped), not the machine`,
     };
   }

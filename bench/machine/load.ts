@@ -62,7 +62,11 @@ function readProcesses(): Map<number, { ppid: number; ticks: number }> {
   return out;
 }
 
-interface Sample { readonly busy: number; readonly total: number; readonly ours: number }
+interface Sample {
+  readonly busy: number;
+  readonly total: number;
+  readonly ours: number;
+}
 
 function sample(): Sample {
   const { busy, total } = parseProcStat(readFileSync('/proc/stat', 'utf8'));
@@ -135,8 +139,13 @@ export class LoadMonitor {
       share = othersShare(this.start, this.last as Sample);
     }
     return {
-      loadAverageBefore: this.loadBefore, othersShareBefore: this.othersBefore, loadAverageAfter: loadAverage1(), othersShare: share,
-      othersShareMaxWindow: this.start ? this.maxWindow : Number.NaN, cpus: os.availableParallelism(), seconds: (performance.now() - this.t0) / 1000,
+      loadAverageBefore: this.loadBefore,
+      othersShareBefore: this.othersBefore,
+      loadAverageAfter: loadAverage1(),
+      othersShare: share,
+      othersShareMaxWindow: this.start ? this.maxWindow : Number.NaN,
+      cpus: os.availableParallelism(),
+      seconds: (performance.now() - this.t0) / 1000,
     };
   }
 }
@@ -155,9 +164,16 @@ export function loadVerdict(r: LoadRecord, t: LoadThresholds = DEFAULT_LOAD_THRE
   const reasons: string[] = [];
   const limit = t.loadAveragePerCpu * r.cpus;
   if (Number.isFinite(r.othersShareBefore)) {
-    if (r.othersShareBefore > t.othersShare) reasons.push(`other processes (and steal) used ${(r.othersShareBefore * 100).toFixed(0)}% of the ${r.cpus} CPUs just before the start (> ${(t.othersShare * 100).toFixed(0)}%)`);
-  } else if (!(r.loadAverageBefore <= limit)) reasons.push(`1-minute load average ${r.loadAverageBefore.toFixed(2)} before the start (> ${limit.toFixed(2)} on ${r.cpus} CPUs)`);
-  if (!Number.isFinite(r.othersShare)) reasons.push('others\' CPU use during the run is unknown (no /proc)');
-  else if (r.othersShare > t.othersShare) reasons.push(`other processes (and steal) used ${(r.othersShare * 100).toFixed(0)}% of the ${r.cpus} CPUs during the run (> ${(t.othersShare * 100).toFixed(0)}%; worst ~5 s window ${(r.othersShareMaxWindow * 100).toFixed(0)}%)`);
+    if (r.othersShareBefore > t.othersShare)
+      reasons.push(
+        `other processes (and steal) used ${(r.othersShareBefore * 100).toFixed(0)}% of the ${r.cpus} CPUs just before the start (> ${(t.othersShare * 100).toFixed(0)}%)`,
+      );
+  } else if (!(r.loadAverageBefore <= limit))
+    reasons.push(`1-minute load average ${r.loadAverageBefore.toFixed(2)} before the start (> ${limit.toFixed(2)} on ${r.cpus} CPUs)`);
+  if (!Number.isFinite(r.othersShare)) reasons.push("others' CPU use during the run is unknown (no /proc)");
+  else if (r.othersShare > t.othersShare)
+    reasons.push(
+      `other processes (and steal) used ${(r.othersShare * 100).toFixed(0)}% of the ${r.cpus} CPUs during the run (> ${(t.othersShare * 100).toFixed(0)}%; worst ~5 s window ${(r.othersShareMaxWindow * 100).toFixed(0)}%)`,
+    );
   return { loaded: reasons.length > 0, reasons };
 }

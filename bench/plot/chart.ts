@@ -18,7 +18,11 @@ export const PALETTE: readonly Rgb[] = [
 
 export class Canvas {
   readonly rgb: Uint8Array;
-  constructor(readonly width: number, readonly height: number, background: Rgb = [255, 255, 255]) {
+  constructor(
+    readonly width: number,
+    readonly height: number,
+    background: Rgb = [255, 255, 255],
+  ) {
     this.rgb = new Uint8Array(width * height * 3);
     for (let i = 0; i < width * height; i++) this.rgb.set(background, i * 3);
   }
@@ -52,8 +56,14 @@ export class Canvas {
       for (let a = 0; a < thickness; a++) for (let b = 0; b < thickness; b++) this.set(x0 + lo + a, y0 + lo + b, c);
       if (x0 === x1 && y0 === y1) break;
       const e2 = 2 * err;
-      if (e2 >= dy) { err += dy; x0 += sx; }
-      if (e2 <= dx) { err += dx; y0 += sy; }
+      if (e2 >= dy) {
+        err += dy;
+        x0 += sx;
+      }
+      if (e2 <= dx) {
+        err += dx;
+        y0 += sy;
+      }
     }
   }
 
@@ -228,7 +238,10 @@ export function renderLineChart(spec: LineChartSpec): Canvas {
     return count;
   };
   const corners: [number, number][] = [
-    [left + pw - lw - 8, top + 8], [left + 12, top + 8], [left + pw - lw - 8, top + ph - lh - 8], [left + 12, top + ph - lh - 8],
+    [left + pw - lw - 8, top + 8],
+    [left + 12, top + 8],
+    [left + pw - lw - 8, top + ph - lh - 8],
+    [left + 12, top + ph - lh - 8],
   ];
   const [lx, ly] = corners.map((c) => ({ c, n: covered(c[0], c[1]) })).reduce((a, b) => (b.n < a.n ? b : a)).c;
   cv.fillRect(lx, ly, lw, lh, [255, 255, 255]);

@@ -15,21 +15,44 @@ function row(title) {
 let x = 0;
 let rowH = 0;
 function place(w, h) {
-  if (x + w > 24) { x = 0; y += rowH; rowH = 0; }
+  if (x + w > 24) {
+    x = 0;
+    y += rowH;
+    rowH = 0;
+  }
   const g = { h, w, x, y };
-  x += w; rowH = Math.max(rowH, h);
+  x += w;
+  rowH = Math.max(rowH, h);
   return g;
 }
-function endRow() { if (x > 0) { y += rowH; x = 0; rowH = 0; } }
+function endRow() {
+  if (x > 0) {
+    y += rowH;
+    x = 0;
+    rowH = 0;
+  }
+}
 function targets(list) {
   return list.map(([expr, legendFormat], i) => ({ refId: String.fromCharCode(65 + i), datasource: DS, expr, legendFormat, range: true, instant: false }));
 }
 function ts(title, description, unit, list, { w = 12, h = 8, stack = false, min = 0, max } = {}) {
-  const custom = { drawStyle: 'line', lineWidth: 1, fillOpacity: stack ? 40 : 10, showPoints: 'never', spanNulls: false, stacking: { mode: stack ? 'normal' : 'none', group: 'A' } };
+  const custom = {
+    drawStyle: 'line',
+    lineWidth: 1,
+    fillOpacity: stack ? 40 : 10,
+    showPoints: 'never',
+    spanNulls: false,
+    stacking: { mode: stack ? 'normal' : 'none', group: 'A' },
+  };
   const defaults = { unit, min, custom };
   if (max !== undefined) defaults.max = max;
   panels.push({
-    type: 'timeseries', id: ++id, title, description, datasource: DS, gridPos: place(w, h),
+    type: 'timeseries',
+    id: ++id,
+    title,
+    description,
+    datasource: DS,
+    gridPos: place(w, h),
     fieldConfig: { defaults, overrides: [] },
     options: { legend: { displayMode: 'list', placement: 'bottom', showLegend: true }, tooltip: { mode: 'multi', sort: 'desc' } },
     targets: targets(list),
@@ -39,9 +62,20 @@ function stat(title, description, unit, expr, { w = 4, h = 4, decimals } = {}) {
   const defaults = { unit, color: { mode: 'thresholds' }, thresholds: { mode: 'absolute', steps: [{ color: 'green', value: null }] } };
   if (decimals !== undefined) defaults.decimals = decimals;
   panels.push({
-    type: 'stat', id: ++id, title, description, datasource: DS, gridPos: place(w, h),
+    type: 'stat',
+    id: ++id,
+    title,
+    description,
+    datasource: DS,
+    gridPos: place(w, h),
     fieldConfig: { defaults, overrides: [] },
-    options: { reduceOptions: { calcs: ['lastNotNull'], fields: '', values: false }, colorMode: 'value', graphMode: 'area', justifyMode: 'auto', textMode: 'auto' },
+    options: {
+      reduceOptions: { calcs: ['lastNotNull'], fields: '', values: false },
+      colorMode: 'value',
+      graphMode: 'area',
+      justifyMode: 'auto',
+      textMode: 'auto',
+    },
     targets: targets([[expr, title]]),
   });
 }
@@ -73,11 +107,17 @@ ts('End-to-end request latency', 'histogram_quantile over vllm:e2e_request_laten
   [q(0.5, 'vllm:e2e_request_latency_seconds'), 'p50'],
   [q(0.99, 'vllm:e2e_request_latency_seconds'), 'p99'],
 ]);
-ts('Request phases (mean)', 'Mean time a request spends queued, in prefill and in decode.', 's', [
-  [mean('vllm:request_queue_time_seconds'), 'queue'],
-  [mean('vllm:request_prefill_time_seconds'), 'prefill'],
-  [mean('vllm:request_decode_time_seconds'), 'decode'],
-], { stack: true });
+ts(
+  'Request phases (mean)',
+  'Mean time a request spends queued, in prefill and in decode.',
+  's',
+  [
+    [mean('vllm:request_queue_time_seconds'), 'queue'],
+    [mean('vllm:request_prefill_time_seconds'), 'prefill'],
+    [mean('vllm:request_decode_time_seconds'), 'decode'],
+  ],
+  { stack: true },
+);
 endRow();
 
 row('Throughput and load');
@@ -93,48 +133,91 @@ ts('Tokens per engine step', 'histogram_quantile over vllm:iteration_tokens_tota
   [q(0.5, 'vllm:iteration_tokens_total'), 'p50'],
   [q(0.99, 'vllm:iteration_tokens_total'), 'p99'],
 ]);
-ts('Finished requests by reason', 'vllm:request_success_total by finished_reason (stop, length, abort, error).', 'reqps', [
-  [`sum by (finished_reason) (rate(vllm:request_success_total{${S}}[${R}]))`, '{{finished_reason}}'],
-], { stack: true });
-ts('Preemptions', 'Sequences preempted (KV blocks reclaimed, recomputed later) per second.', 'none', [
-  [rate('vllm:num_preemptions_total'), 'preemptions/s'],
-]);
-ts('Requests per second', 'Finished requests per second, all reasons.', 'reqps', [
-  [rate('vllm:request_success_total'), 'requests/s'],
-]);
+ts(
+  'Finished requests by reason',
+  'vllm:request_success_total by finished_reason (stop, length, abort, error).',
+  'reqps',
+  [[`sum by (finished_reason) (rate(vllm:request_success_total{${S}}[${R}]))`, '{{finished_reason}}']],
+  { stack: true },
+);
+ts('Preemptions', 'Sequences preempted (KV blocks reclaimed, recomputed later) per second.', 'none', [[rate('vllm:num_preemptions_total'), 'preemptions/s']]);
+ts('Requests per second', 'Finished requests per second, all reasons.', 'reqps', [[rate('vllm:request_success_total'), 'requests/s']]);
 endRow();
 
 row('KV cache');
-ts('KV cache usage', 'Per replica, 1 = every KV block in use (vllm:kv_cache_usage_perc).', 'percentunit', [
-  [`max by (instance) (vllm:kv_cache_usage_perc{${S}})`, '{{instance}}'],
-], { w: 8, max: 1 });
-ts('KV cache memory in use', 'Bytes held by the MLA latent cache and the DSA indexer-key cache.', 'bytes', [
-  [`sum by (cache) (dsv:kv_cache_bytes_in_use{${S}})`, '{{cache}}'],
-], { w: 8, stack: true });
-ts('Prefix cache hit rate', 'Prompt tokens served from cached blocks / prompt tokens looked up.', 'percentunit', [
-  [`${rate('vllm:prefix_cache_hits_total')} / ${rate('vllm:prefix_cache_queries_total')}`, 'hit rate'],
-], { w: 8, max: 1 });
+ts(
+  'KV cache usage',
+  'Per replica, 1 = every KV block in use (vllm:kv_cache_usage_perc).',
+  'percentunit',
+  [[`max by (instance) (vllm:kv_cache_usage_perc{${S}})`, '{{instance}}']],
+  { w: 8, max: 1 },
+);
+ts(
+  'KV cache memory in use',
+  'Bytes held by the MLA latent cache and the DSA indexer-key cache.',
+  'bytes',
+  [[`sum by (cache) (dsv:kv_cache_bytes_in_use{${S}})`, '{{cache}}']],
+  { w: 8, stack: true },
+);
+ts(
+  'Prefix cache hit rate',
+  'Prompt tokens served from cached blocks / prompt tokens looked up.',
+  'percentunit',
+  [[`${rate('vllm:prefix_cache_hits_total')} / ${rate('vllm:prefix_cache_queries_total')}`, 'hit rate']],
+  { w: 8, max: 1 },
+);
 endRow();
 
 row('DeepSeek Sparse Attention');
-ts('DSA sparsity', 'Keys attended / keys visible (1 = dense). The indexer picks top-k keys once the context exceeds k.', 'percentunit', [
-  [`${rate('dsv:dsa_selected_keys_total')} / ${rate('dsv:dsa_visible_keys_total')}`, 'selected / visible'],
-], { w: 8, max: 1 });
-ts('Keys per query', 'Mean visible and selected keys per attention query.', 'none', [
-  [`${rate('dsv:dsa_visible_keys_total')} / ${rate('dsv:dsa_queries_total')}`, 'visible'],
-  [`${rate('dsv:dsa_selected_keys_total')} / ${rate('dsv:dsa_queries_total')}`, 'selected'],
-], { w: 8 });
-ts('Indexer time share', 'Share of engine step time spent in the DSA lightning indexer.', 'percentunit', [
-  [`${rate('dsv:engine_step_seconds_total', ', part="indexer"')} / ${rate('dsv:engine_step_seconds_total')}`, 'indexer'],
-], { w: 8, max: 1 });
-ts('Engine step time by part', 'Seconds of engine time per second, by part (schedule, dense, indexer, attention, experts, sampling, other); the total is engine utilisation.', 's', [
-  [`sum by (part) (rate(dsv:engine_step_seconds_total{${S}}[${R}]))`, '{{part}}'],
-], { w: 24, stack: true });
+ts(
+  'DSA sparsity',
+  'Keys attended / keys visible (1 = dense). The indexer picks top-k keys once the context exceeds k.',
+  'percentunit',
+  [[`${rate('dsv:dsa_selected_keys_total')} / ${rate('dsv:dsa_visible_keys_total')}`, 'selected / visible']],
+  { w: 8, max: 1 },
+);
+ts(
+  'Keys per query',
+  'Mean visible and selected keys per attention query.',
+  'none',
+  [
+    [`${rate('dsv:dsa_visible_keys_total')} / ${rate('dsv:dsa_queries_total')}`, 'visible'],
+    [`${rate('dsv:dsa_selected_keys_total')} / ${rate('dsv:dsa_queries_total')}`, 'selected'],
+  ],
+  { w: 8 },
+);
+ts(
+  'Indexer time share',
+  'Share of engine step time spent in the DSA lightning indexer.',
+  'percentunit',
+  [[`${rate('dsv:engine_step_seconds_total', ', part="indexer"')} / ${rate('dsv:engine_step_seconds_total')}`, 'indexer']],
+  { w: 8, max: 1 },
+);
+ts(
+  'Engine step time by part',
+  'Seconds of engine time per second, by part (schedule, dense, indexer, attention, experts, sampling, other); the total is engine utilisation.',
+  's',
+  [[`sum by (part) (rate(dsv:engine_step_seconds_total{${S}}[${R}]))`, '{{part}}']],
+  { w: 24, stack: true },
+);
 endRow();
 
 const variable = (name, label, query) => ({
-  name, label, type: 'query', datasource: DS, query: { query, refId: 'PrometheusVariableQueryEditor-VariableQuery', qryType: 1 }, definition: query,
-  refresh: 2, multi: true, includeAll: true, allValue: '.*', current: { selected: true, text: ['All'], value: ['$__all'] }, sort: 1, hide: 0, regex: '', options: [],
+  name,
+  label,
+  type: 'query',
+  datasource: DS,
+  query: { query, refId: 'PrometheusVariableQueryEditor-VariableQuery', qryType: 1 },
+  definition: query,
+  refresh: 2,
+  multi: true,
+  includeAll: true,
+  allValue: '.*',
+  current: { selected: true, text: ['All'], value: ['$__all'] },
+  sort: 1,
+  hide: 0,
+  regex: '',
+  options: [],
 });
 const dashboard = {
   uid: 'dsv32-server',

@@ -40,7 +40,9 @@ async function main(argv: string[]): Promise<void> {
       logprob: lp.logprob,
       top_logprobs: lp.topLogprobs.map((a) => ({ token: a.tokenId, logprob: a.logprob })),
     }));
-    process.stdout.write(`${JSON.stringify({ model: values.model, prompt, dense_attention: values['dense-attention'], tokens: result.tokenIds, steps }, null, 1)}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ model: values.model, prompt, dense_attention: values['dense-attention'], tokens: result.tokenIds, steps }, null, 1)}\n`,
+    );
   } finally {
     await engine.dispose();
   }

@@ -41,7 +41,12 @@ async function main(argv: string[]): Promise<void> {
     index_topk: res.indexTopk,
     sparse_rows: res.sparseRows,
     layers: res.layers.map((l) => ({ layer: l.layer, kl_dense: l.klDense, kl_sparse: l.klSparse, recall: l.recall, recall_sparse_rows: l.recallSparseRows })),
-    mean: { kl_dense: mean((l) => l.klDense), kl_sparse: mean((l) => l.klSparse), recall: mean((l) => l.recall), recall_sparse_rows: mean((l) => l.recallSparseRows) },
+    mean: {
+      kl_dense: mean((l) => l.klDense),
+      kl_sparse: mean((l) => l.klSparse),
+      recall: mean((l) => l.recall),
+      recall_sparse_rows: mean((l) => l.recallSparseRows),
+    },
   };
   process.stdout.write(`${JSON.stringify(out, null, 1)}\n`);
 }

@@ -36,7 +36,13 @@ interface Run {
 async function run(model: string, ids: readonly number[], v: Variant, dense: boolean, threads: number | undefined): Promise<Run> {
   const selections: Int32Array[][] = [];
   const engine = await OfflineEngine.create(model, {
-    runner: { kvCacheDtype: v.dtype, fp8IndexerRotation: v.rotation, denseAttention: dense, kvCacheMemory: 256 * 2 ** 20, ...(threads && { numThreads: threads }) },
+    runner: {
+      kvCacheDtype: v.dtype,
+      fp8IndexerRotation: v.rotation,
+      denseAttention: dense,
+      kvCacheMemory: 256 * 2 ** 20,
+      ...(threads && { numThreads: threads }),
+    },
     scheduler: { longPrefillTokenThreshold: 1 },
     enablePrefixCaching: false,
     captureLogits: true,

@@ -101,7 +101,8 @@ async function main(argv: string[]): Promise<void> {
   const dtype = values['kv-cache-dtype'] as KVCacheDtype;
   if (!KV_CACHE_DTYPES.includes(dtype)) throw new Error(`--kv-cache-dtype must be one of ${KV_CACHE_DTYPES.join(', ')}, got "${dtype}"`);
   const quantization = values.quantization as QuantizationMode;
-  if (!QUANTIZATION_MODES.includes(quantization)) throw new Error(`--quantization must be one of ${QUANTIZATION_MODES.join(', ')}, got "${values.quantization}"`);
+  if (!QUANTIZATION_MODES.includes(quantization))
+    throw new Error(`--quantization must be one of ${QUANTIZATION_MODES.join(', ')}, got "${values.quantization}"`);
   if (!values.model || (values.tokens === undefined) === (values.file === undefined)) throw new Error(USAGE);
   if (!['both', 'dsa', 'dense'].includes(values.mode!)) throw new Error(`--mode must be both, dsa or dense, got "${values.mode}"`);
   let ids: number[];

@@ -157,8 +157,17 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
     this.pendingAdds.clear();
     for (const [requestId, stream] of this.streams) {
       stream.push({
-        requestId, newTokenIds: [], logprobs: null, promptLogprobs: null, finishReason: 'error', stopReason: null,
-        numPromptTokens: 0, numCachedTokens: 0, numOutputTokens: 0, queueTimeMs: null, errorMessage: err.message,
+        requestId,
+        newTokenIds: [],
+        logprobs: null,
+        promptLogprobs: null,
+        finishReason: 'error',
+        stopReason: null,
+        numPromptTokens: 0,
+        numCachedTokens: 0,
+        numOutputTokens: 0,
+        queueTimeMs: null,
+        errorMessage: err.message,
       });
       stream.end();
     }

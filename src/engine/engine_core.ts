@@ -55,13 +55,17 @@ export class EngineCore {
     private readonly observer: EngineObserver,
   ) {
     const k = scheduler.config.numSpeculativeTokens ?? 0;
-    this.drafting = runner.speculative && k > 0
-      ? {
-          runner, scheduler, numSpeculativeTokens: k, workspace: this.workspace,
-          excluded: (r) => structuredOutputs.matcherOf(r.requestId) !== undefined,
-          ...(observer.onDraft && { onDraft: observer.onDraft }),
-        }
-      : null;
+    this.drafting =
+      runner.speculative && k > 0
+        ? {
+            runner,
+            scheduler,
+            numSpeculativeTokens: k,
+            workspace: this.workspace,
+            excluded: (r) => structuredOutputs.matcherOf(r.requestId) !== undefined,
+            ...(observer.onDraft && { onDraft: observer.onDraft }),
+          }
+        : null;
   }
 
   /** Checks the memory plan, sizes the KV cache, compiles the graphs (streaming the weights): model_loader.ts. */
@@ -115,7 +119,8 @@ export class EngineCore {
    * cannot be served. A request with a structuredOutput spec needs its compiled matcher (addRequestAsync).
    */
   addRequest(init: RequestInit, grammar: GrammarMatcher | null = null): void {
-    if ((init.structuredOutput !== undefined) !== (grammar !== null)) throw new EngineError('DSV_ERR_INTERNAL', 'a structured-output request needs its grammar matcher (use addRequestAsync)');
+    if ((init.structuredOutput !== undefined) !== (grammar !== null))
+      throw new EngineError('DSV_ERR_INTERNAL', 'a structured-output request needs its grammar matcher (use addRequestAsync)');
     const { vocabSize, eosTokenIds } = this.config;
     const prompt = init.promptTokenIds;
     if (prompt.length === 0) throw new EngineError('DSV_ERR_INVALID_REQUEST', 'the prompt is empty');
@@ -134,7 +139,10 @@ export class EngineCore {
     }
     const { numBlocks, blockSize } = this.scheduler.kvCache;
     if (total > numBlocks * blockSize) {
-      throw new EngineError('DSV_ERR_CONTEXT_LENGTH', `the KV cache holds ${numBlocks * blockSize} tokens; ${prompt.length} prompt tokens + max_tokens ${init.params.maxTokens} can never fit`);
+      throw new EngineError(
+        'DSV_ERR_CONTEXT_LENGTH',
+        `the KV cache holds ${numBlocks * blockSize} tokens; ${prompt.length} prompt tokens + max_tokens ${init.params.maxTokens} can never fit`,
+      );
     }
     this.scheduler.addRequest(new Request(init, eosTokenIds)); // may throw DSV_ERR_QUEUE_FULL
     if (grammar) this.structuredOutputs.attach(init.requestId, grammar);
@@ -226,7 +234,13 @@ export class EngineCore {
 
   /** Stats between steps (after aborts): gauges only, no step work. */
   idleStats(): StepStats {
-    return this.stats({ scheduled: [], numScheduledTokens: 0, preempted: [] }, 0, new StepProfiler(), { logits: [], selections: null, forwardMs: 0, numGraphRuns: 0 }, 0);
+    return this.stats(
+      { scheduled: [], numScheduledTokens: 0, preempted: [] },
+      0,
+      new StepProfiler(),
+      { logits: [], selections: null, forwardMs: 0, numGraphRuns: 0 },
+      0,
+    );
   }
 
   /** Scheduler and block-manager invariants (tests run it after every step). */
@@ -273,6 +287,12 @@ export class EngineCore {
 /** Settings that would fight a grammar: its end is EOS, so EOS can be neither masked nor ignored. */
 function checkGrammarCompatible(init: RequestInit): void {
   const param = init.structuredOutput!.param;
-  if (init.params.minTokens > 0) throw new EngineError('DSV_ERR_INVALID_REQUEST', `min_tokens cannot be combined with ${param}: the grammar decides where the output ends`, { param: 'min_tokens' });
-  if (init.params.ignoreEos) throw new EngineError('DSV_ERR_INVALID_REQUEST', `ignore_eos cannot be combined with ${param}: the grammar decides where the output ends`, { param: 'ignore_eos' });
+  if (init.params.minTokens > 0)
+    throw new EngineError('DSV_ERR_INVALID_REQUEST', `min_tokens cannot be combined with ${param}: the grammar decides where the output ends`, {
+      param: 'min_tokens',
+    });
+  if (init.params.ignoreEos)
+    throw new EngineError('DSV_ERR_INVALID_REQUEST', `ignore_eos cannot be combined with ${param}: the grammar decides where the output ends`, {
+      param: 'ignore_eos',
+    });
 }

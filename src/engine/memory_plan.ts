@@ -165,8 +165,16 @@ export function planMemory(input: MemoryPlanInput, machine: MachineMemory = mach
   const total = RUNTIME_BASE_BYTES + w.total + input.kvCacheBytes + Math.max(loadPeak, activations);
   const usable = Math.floor(machine.bytes * (1 - HEADROOM_FRACTION));
   return {
-    quantization: input.quantization, weights: w.total, kvCache: input.kvCacheBytes, runtimeBase: RUNTIME_BASE_BYTES, activations, loadPeak,
-    total, machine, usable, fits: total <= usable,
+    quantization: input.quantization,
+    weights: w.total,
+    kvCache: input.kvCacheBytes,
+    runtimeBase: RUNTIME_BASE_BYTES,
+    activations,
+    loadPeak,
+    total,
+    machine,
+    usable,
+    fits: total <= usable,
   };
 }
 
@@ -177,9 +185,11 @@ export function gib(bytes: number): string {
 
 /** One line for the start-up log. */
 export function describePlan(p: MemoryPlan): string {
-  return `weights ${gib(p.weights)} (${p.quantization === 'none' ? 'float32' : p.quantization}) + KV cache ${gib(p.kvCache)}`
-    + ` + runtime ${gib(p.runtimeBase)} + max(load peak ${gib(p.loadPeak)}, activations ${gib(p.activations)})`
-    + ` = ${gib(p.total)} of ${gib(p.usable)} usable (${gib(p.machine.bytes)} ${p.machine.source})`;
+  return (
+    `weights ${gib(p.weights)} (${p.quantization === 'none' ? 'float32' : p.quantization}) + KV cache ${gib(p.kvCache)}` +
+    ` + runtime ${gib(p.runtimeBase)} + max(load peak ${gib(p.loadPeak)}, activations ${gib(p.activations)})` +
+    ` = ${gib(p.total)} of ${gib(p.usable)} usable (${gib(p.machine.bytes)} ${p.machine.source})`
+  );
 }
 
 /** The refusal: the numbers, then what would fit (another mode, and/or a smaller KV cache). */

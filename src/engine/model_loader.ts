@@ -81,8 +81,9 @@ export async function loadModelRunner(modelDir: string, options: EngineCoreOptio
 function checkMtpModule(stream: WeightStream): void {
   if (stream.numMtpModules > 0) return;
   const c = stream.config;
-  const why = c.numNextnPredictLayers === 0
-    ? 'its config.json has num_nextn_predict_layers 0'
-    : `it has no tensor of the MTP layer (model.layers.${c.numHiddenLayers}.*), although num_nextn_predict_layers is ${c.numNextnPredictLayers}`;
+  const why =
+    c.numNextnPredictLayers === 0
+      ? 'its config.json has num_nextn_predict_layers 0'
+      : `it has no tensor of the MTP layer (model.layers.${c.numHiddenLayers}.*), although num_nextn_predict_layers is ${c.numNextnPredictLayers}`;
   throw new EngineError('DSV_ERR_CONFIG', `--speculative-config: method "mtp" needs the checkpoint's MTP module, but ${why} (${stream.dir})`);
 }

@@ -93,7 +93,14 @@ export function storageShape(
 
 /** KV blocks the options ask for: numKvBlocks, or as many as fit in kvCacheMemory. */
 export function numKvBlocksFor(config: ModelConfig, options: ModelRunnerOptions): { shape: StorageShape; numBlocks: number } {
-  const shape = storageShape(config, options.blockSize ?? DEFAULT_BLOCK_SIZE, options.denseAttention, options.kvCacheDtype, options.fp8IndexerRotation, options.speculative);
+  const shape = storageShape(
+    config,
+    options.blockSize ?? DEFAULT_BLOCK_SIZE,
+    options.denseAttention,
+    options.kvCacheDtype,
+    options.fp8IndexerRotation,
+    options.speculative,
+  );
   const numBlocks = options.numKvBlocks ?? PagedKVStorage.numBlocksForBudget(options.kvCacheMemory ?? DEFAULT_KV_CACHE_MEMORY, shape);
   if (numBlocks < 1) {
     throw new EngineError('DSV_ERR_CONFIG', `the KV cache budget holds no block of ${PagedKVStorage.bytesPerBlock(shape)} bytes`);

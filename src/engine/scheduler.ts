@@ -122,7 +122,10 @@ export class Scheduler {
       throw new EngineError('DSV_ERR_QUEUE_FULL', `the waiting queue is full (${maxQueuedRequests} requests); retry later`);
     }
     if (this.queuedTokens + request.numTokens > maxQueuedTokens) {
-      throw new EngineError('DSV_ERR_QUEUE_FULL', `the waiting queue holds ${this.queuedTokens} prompt tokens; ${request.numTokens} more exceed the limit of ${maxQueuedTokens}; retry later`);
+      throw new EngineError(
+        'DSV_ERR_QUEUE_FULL',
+        `the waiting queue holds ${this.queuedTokens} prompt tokens; ${request.numTokens} more exceed the limit of ${maxQueuedTokens}; retry later`,
+      );
     }
     this.requests.set(request.requestId, request);
     this.pushWaiting(request, false);
@@ -262,7 +265,7 @@ export class Scheduler {
   }
 
   private admitWaiting(budget: number, scheduled: ScheduledRequest[]): number {
-    for (let i = 0; i < this.waiting.length && budget > 0 && this.running.length < this.config.maxNumSeqs; ) {
+    for (let i = 0; i < this.waiting.length && budget > 0 && this.running.length < this.config.maxNumSeqs;) {
       const request = this.waiting[i]!;
       if (this.siblingStillPrefilling(request)) {
         i++; // wait for the sibling's prompt blocks to be cached, then share them

@@ -39,4 +39,3 @@ export function blockTokens(tokenIds: TokenIds, index: number, blockSize: number
   for (let j = 0; j < blockSize; j++) out[j] = tokenIds[start + j]!;
   return out;
 }
-

@@ -135,8 +135,7 @@ export class BlockPool {
         assert(this.hashToBlock.get(h) === id, `block ${id} carries hash ${h} that maps to ${this.hashToBlock.get(h)}`);
       }
     }
-    assert(numInUse + this.freeQueue.size === this.numBlocks,
-      `${numInUse} in use + ${this.freeQueue.size} free != ${this.numBlocks} blocks`);
+    assert(numInUse + this.freeQueue.size === this.numBlocks, `${numInUse} in use + ${this.freeQueue.size} free != ${this.numBlocks} blocks`);
     for (const [h, id] of this.hashToBlock) {
       const ok = id >= 0 && id < this.numBlocks && this.hashes[id] === h;
       assert(ok, `hash ${h} maps to block ${id} carrying ${this.hashes[id]}`);

@@ -8,9 +8,7 @@
 import { assert } from '../common/errors.ts';
 import { blockTokens, hashBlock } from './block_hash.ts';
 import { BlockPool } from './block_pool.ts';
-import type {
-  BlockHash, BlockId, ComputedBlocks, KVCacheManagerOptions, PrefixCacheStats, TokenIds,
-} from './types.ts';
+import type { BlockHash, BlockId, ComputedBlocks, KVCacheManagerOptions, PrefixCacheStats, TokenIds } from './types.ts';
 
 const NO_COMPUTED_BLOCKS: ComputedBlocks = Object.freeze({ blockIds: Object.freeze([]), numComputedTokens: 0 });
 
@@ -201,7 +199,10 @@ export class KVCacheManager {
   private createTable(requestId: string, hits: readonly BlockId[]): BlockId[] {
     const table: BlockId[] = [];
     this.tables.set(requestId, table);
-    this.blockHashes.set(requestId, hits.map((id) => this.pool.blockHash(id)!));
+    this.blockHashes.set(
+      requestId,
+      hits.map((id) => this.pool.blockHash(id)!),
+    );
     return table;
   }
 

@@ -6,8 +6,15 @@
 // (kv_row_codec.ts), so a block's bytes do not depend on how its tokens were batched.
 import { assert } from '../common/errors.ts';
 import {
-  allocateIndexerKeyPool, allocateLatentPool, indexerBytesPerToken, latentBytesPerToken, poolBytes,
-  type IndexerKeyPool, type KVCacheDtype, type KVRowShape, type LatentPool,
+  allocateIndexerKeyPool,
+  allocateLatentPool,
+  indexerBytesPerToken,
+  latentBytesPerToken,
+  poolBytes,
+  type IndexerKeyPool,
+  type KVCacheDtype,
+  type KVRowShape,
+  type LatentPool,
 } from './kv_dtype.ts';
 import { readIndexerKeyRows, readLatentRows, writeIndexerKeyRows, writeLatentRows } from './kv_row_codec.ts';
 import type { BlockId, PagedKVStorageOptions, StorageDims, StorageDtype, StorageShape } from './types.ts';
@@ -17,8 +24,10 @@ type TokenShape = Omit<StorageDims, 'blockSize'> & StorageDtype;
 /** Slot of each position start .. start+count-1 of a sequence; throws if the table is too short. */
 export function slotMapping(blockTable: readonly BlockId[], blockSize: number, start: number, count: number): Int32Array {
   assert(Number.isInteger(start) && start >= 0 && Number.isInteger(count) && count >= 0, `slotMapping(${start}, ${count})`);
-  assert(start + count <= blockTable.length * blockSize,
-    `positions up to ${start + count} need ${Math.ceil((start + count) / blockSize)} blocks, table has ${blockTable.length}`);
+  assert(
+    start + count <= blockTable.length * blockSize,
+    `positions up to ${start + count} need ${Math.ceil((start + count) / blockSize)} blocks, table has ${blockTable.length}`,
+  );
   const slots = new Int32Array(count);
   for (let i = 0; i < count; i++) {
     const pos = start + i;
@@ -67,9 +76,7 @@ export class PagedKVStorage {
     this.numSlots = numBlocks * blockSize;
     this.indexerKeysRotated = options.dtype === 'fp8' && indexerDim !== null && (options.rotateIndexerKeys ?? true);
     this.latents = Array.from({ length: numLayers }, () => allocateLatentPool(this.dtype, this.rows, this.numSlots));
-    this.indexerKeys = indexerDim === null
-      ? null
-      : Array.from({ length: numLayers }, () => allocateIndexerKeyPool(this.dtype, indexerDim, this.numSlots));
+    this.indexerKeys = indexerDim === null ? null : Array.from({ length: numLayers }, () => allocateIndexerKeyPool(this.dtype, indexerDim, this.numSlots));
   }
 
   /** Bytes of one token's latent rows across all layers. */

@@ -39,7 +39,10 @@ export function buildApp(ctx: ServerContext, options: AppOptions): FastifyInstan
   const timeouts = requestTimeoutOptions(options.requestTimeout ?? 0);
   const app = Fastify({
     loggerInstance: options.logger,
-    ...(timeouts && { requestTimeout: timeouts.requestTimeout, http: { headersTimeout: timeouts.headersTimeout, connectionsCheckingInterval: timeouts.connectionsCheckingInterval } }),
+    ...(timeouts && {
+      requestTimeout: timeouts.requestTimeout,
+      http: { headersTimeout: timeouts.headersTimeout, connectionsCheckingInterval: timeouts.connectionsCheckingInterval },
+    }),
     bodyLimit: options.bodyLimit,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
@@ -52,7 +55,8 @@ export function buildApp(ctx: ServerContext, options: AppOptions): FastifyInstan
     app.addHook('onRequest', async (request) => {
       const [path = ''] = request.url.split('?');
       if (OPEN_ROUTES.has(path)) return;
-      if (!authorized(request.headers.authorization, keyDigests)) throw new EngineError('DSV_ERR_UNAUTHORIZED', 'missing or invalid API key (send "Authorization: Bearer <key>")');
+      if (!authorized(request.headers.authorization, keyDigests))
+        throw new EngineError('DSV_ERR_UNAUTHORIZED', 'missing or invalid API key (send "Authorization: Bearer <key>")');
     });
   }
   // Compressed request bodies are refused, as vLLM does: inflating them would need its own size
@@ -60,12 +64,17 @@ export function buildApp(ctx: ServerContext, options: AppOptions): FastifyInstan
   app.addHook('onRequest', async (request) => {
     const encoding = request.headers['content-encoding'];
     if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') {
-      throw new EngineError('DSV_ERR_UNSUPPORTED_MEDIA_TYPE', `content-encoding ${truncate(encoding, 32)} is not supported: send the request body uncompressed`);
+      throw new EngineError(
+        'DSV_ERR_UNSUPPORTED_MEDIA_TYPE',
+        `content-encoding ${truncate(encoding, 32)} is not supported: send the request body uncompressed`,
+      );
     }
   });
   // Completion bodies can be tens of MB: serialised in slices, so the HTTP thread keeps serving.
   app.setReplySerializer((payload) => (payload instanceof SerializedJson ? payload.json : JSON.stringify(payload)));
-  app.addHook('preSerialization', async (_request, _reply, payload) => (isGenerationBody(payload) ? new SerializedJson(await stringifyInSlices(payload)) : payload));
+  app.addHook('preSerialization', async (_request, _reply, payload) =>
+    isGenerationBody(payload) ? new SerializedJson(await stringifyInSlices(payload)) : payload,
+  );
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', String(request.id));
   });

@@ -28,7 +28,9 @@ export async function prepareChat(ctx: ServerContext, chat: ChatConversation): P
   const tokenizer = requireTokenizer(ctx.tokenizer, 'chat completion');
   const plan = planTools(chat.tools, tokenizer.toolCallFormat);
   if (plan.grammar && chat.format) {
-    throw new EngineError('DSV_ERR_INVALID_REQUEST', `${chat.format.param}: cannot constrain the output while tool_choice forces a tool call`, { param: chat.format.param });
+    throw new EngineError('DSV_ERR_INVALID_REQUEST', `${chat.format.param}: cannot constrain the output while tool_choice forces a tool call`, {
+      param: chat.format.param,
+    });
   }
   const kwargs = { ...chat.templateKwargs, ...(plan.templateTools ? { tools: plan.templateTools } : {}) };
   // Template failures are EngineErrors (400) already; the template holds BOS and the turn markers.

@@ -47,9 +47,15 @@ export function limitConnections(server: Server, maxConnections: number, log: Fa
   let numRefused = 0;
   server.on('connection', (socket: Socket) => {
     if (numOpen >= maxConnections) {
-      if (numRefused++ % 1000 === 0) log.warn({ max_connections: maxConnections, refused_total: numRefused }, 'connection limit reached: refusing new connections with 503');
+      if (numRefused++ % 1000 === 0)
+        log.warn({ max_connections: maxConnections, refused_total: numRefused }, 'connection limit reached: refusing new connections with 503');
       socket.on('error', () => {});
-      refuseOnSocket(socket, 'DSV_ERR_TOO_MANY_CONNECTIONS', `the server holds ${maxConnections} connections (--max-connections); retry shortly`, 'Retry-After: 1\r\n');
+      refuseOnSocket(
+        socket,
+        'DSV_ERR_TOO_MANY_CONNECTIONS',
+        `the server holds ${maxConnections} connections (--max-connections); retry shortly`,
+        'Retry-After: 1\r\n',
+      );
       return;
     }
     numOpen++;
@@ -63,7 +69,9 @@ export function limitConnections(server: Server, maxConnections: number, log: Fa
  * no later, and a check interval fine enough that a deadline of a few seconds is kept to within
  * a quarter of it (Node checks every 30 s by default).
  */
-export function requestTimeoutOptions(requestTimeoutSeconds: number): { requestTimeout: number; headersTimeout: number; connectionsCheckingInterval: number } | null {
+export function requestTimeoutOptions(
+  requestTimeoutSeconds: number,
+): { requestTimeout: number; headersTimeout: number; connectionsCheckingInterval: number } | null {
   if (requestTimeoutSeconds <= 0) return null;
   const ms = Math.ceil(requestTimeoutSeconds * 1000);
   return { requestTimeout: ms, headersTimeout: Math.min(60_000, ms), connectionsCheckingInterval: Math.min(5000, Math.max(100, Math.floor(ms / 4))) };

@@ -38,7 +38,15 @@ export interface ChoiceEvent {
 export interface GenerationObserver {
   /** `numPromptTokens`: the choice's prompt length (vLLM counts it at a request's first token). */
   onTokens?(choice: number, count: number, now: number, numPromptTokens: number): void;
-  onFinish?(info: { reason: FinishReason; promptTokens: number; outputTokens: number; queueTimeMs: number | null; arrival: number; firstTokenAt: number | null; now: number }): void;
+  onFinish?(info: {
+    reason: FinishReason;
+    promptTokens: number;
+    outputTokens: number;
+    queueTimeMs: number | null;
+    arrival: number;
+    firstTokenAt: number | null;
+    now: number;
+  }): void;
 }
 
 export interface GenerationOptions {
@@ -239,7 +247,17 @@ export class Generation {
     if (reason === 'error') this.failure ??= new EngineError('DSV_ERR_INTERNAL', `generation failed: ${last?.errorMessage ?? 'the engine failed'}`);
     this.usage.completionTokens += last?.numOutputTokens ?? 0;
     if (choice.index % this.input.params.n === 0) this.usage.cachedTokens += last?.numCachedTokens ?? 0;
-    if (!emitted) this.emit({ index: choice.index, promptIndex: choice.promptIndex, text: '', tokenIds: [], logprobs: null, promptLogprobs: null, finishReason: reason, stopReason });
+    if (!emitted)
+      this.emit({
+        index: choice.index,
+        promptIndex: choice.promptIndex,
+        text: '',
+        tokenIds: [],
+        logprobs: null,
+        promptLogprobs: null,
+        finishReason: reason,
+        stopReason,
+      });
     this.observer.onFinish?.({
       reason,
       promptTokens: choice.promptTokens,
@@ -295,6 +313,10 @@ export function tokenLabel(tokenizer: TextTokenizer | null, tokenId: number, asI
 }
 
 export function requireTokenizer(tokenizer: TextTokenizer | null, what: string): TextTokenizer {
-  if (!tokenizer) throw new EngineError('DSV_ERR_NO_TOKENIZER', `this model has no tokenizer (no tokenizer.json in its directory): ${what} is not available; send token ids instead`);
+  if (!tokenizer)
+    throw new EngineError(
+      'DSV_ERR_NO_TOKENIZER',
+      `this model has no tokenizer (no tokenizer.json in its directory): ${what} is not available; send token ids instead`,
+    );
   return tokenizer;
 }

@@ -46,14 +46,39 @@ export class ServerMetrics {
     this.running = new Gauge({ name: 'vllm:num_requests_running', help: 'Number of requests in model execution batches.', labelNames: names, registers: r });
     this.waiting = new Gauge({ name: 'vllm:num_requests_waiting', help: 'Number of requests waiting to be processed.', labelNames: names, registers: r });
     this.kvUsage = new Gauge({ name: 'vllm:kv_cache_usage_perc', help: 'KV-cache usage. 1 means 100 percent usage.', labelNames: names, registers: r });
-    this.prefixQueries = new Counter({ name: 'vllm:prefix_cache_queries_total', help: 'Prefix cache queries, in terms of number of queried tokens.', labelNames: names, registers: r });
-    this.prefixHits = new Counter({ name: 'vllm:prefix_cache_hits_total', help: 'Prefix cache hits, in terms of number of cached tokens.', labelNames: names, registers: r });
-    this.preemptions = new Counter({ name: 'vllm:num_preemptions_total', help: 'Cumulative number of preemptions from the engine.', labelNames: names, registers: r });
+    this.prefixQueries = new Counter({
+      name: 'vllm:prefix_cache_queries_total',
+      help: 'Prefix cache queries, in terms of number of queried tokens.',
+      labelNames: names,
+      registers: r,
+    });
+    this.prefixHits = new Counter({
+      name: 'vllm:prefix_cache_hits_total',
+      help: 'Prefix cache hits, in terms of number of cached tokens.',
+      labelNames: names,
+      registers: r,
+    });
+    this.preemptions = new Counter({
+      name: 'vllm:num_preemptions_total',
+      help: 'Cumulative number of preemptions from the engine.',
+      labelNames: names,
+      registers: r,
+    });
     // vLLM v1 semantics: each engine request adds its whole prompt once, at its first output token
     // (cache hits included, recomputes after preemption not), so the count is in observer().
     this.promptTokens = new Counter({ name: 'vllm:prompt_tokens_total', help: 'Number of prefill tokens processed.', labelNames: names, registers: r });
-    this.generationTokens = new Counter({ name: 'vllm:generation_tokens_total', help: 'Number of generation tokens processed.', labelNames: names, registers: r });
-    this.success = new Counter({ name: 'vllm:request_success_total', help: 'Count of successfully processed requests.', labelNames: [...names, 'finished_reason'], registers: r });
+    this.generationTokens = new Counter({
+      name: 'vllm:generation_tokens_total',
+      help: 'Number of generation tokens processed.',
+      labelNames: names,
+      registers: r,
+    });
+    this.success = new Counter({
+      name: 'vllm:request_success_total',
+      help: 'Count of successfully processed requests.',
+      labelNames: [...names, 'finished_reason'],
+      registers: r,
+    });
     const hist = (name: string, help: string, buckets: number[]) => new Histogram({ name, help, buckets, labelNames: names, registers: r });
     this.ttft = hist('vllm:time_to_first_token_seconds', 'Histogram of time to first token in seconds.', TTFT_BUCKETS);
     this.itl = hist('vllm:inter_token_latency_seconds', 'Histogram of inter-token latency in seconds.', ITL_BUCKETS);
@@ -62,16 +87,51 @@ export class ServerMetrics {
     this.prefillTime = hist('vllm:request_prefill_time_seconds', 'Histogram of time spent in PREFILL phase for request.', REQUEST_BUCKETS);
     this.decodeTime = hist('vllm:request_decode_time_seconds', 'Histogram of time spent in DECODE phase for request.', REQUEST_BUCKETS);
     this.iterationTokens = hist('vllm:iteration_tokens_total', 'Histogram of number of tokens per engine_step.', ITERATION_BUCKETS);
-    this.stepSeconds = new Counter({ name: 'dsv:engine_step_seconds_total', help: 'Engine step time by part (rate(part="indexer") / rate(all parts) = indexer time share).', labelNames: [...names, 'part'], registers: r });
-    this.dsaQueries = new Counter({ name: 'dsv:dsa_queries_total', help: 'Attention query rows (per layer) that went through DSA key selection.', labelNames: names, registers: r });
-    this.dsaVisible = new Counter({ name: 'dsv:dsa_visible_keys_total', help: 'Causally visible keys summed over query rows and layers.', labelNames: names, registers: r });
-    this.dsaSelected = new Counter({ name: 'dsv:dsa_selected_keys_total', help: 'Keys attended after indexer top-k, summed over query rows and layers (selected / visible = DSA density).', labelNames: names, registers: r });
-    this.cacheBytes = new Gauge({ name: 'dsv:kv_cache_bytes_in_use', help: 'Bytes of KV cache blocks in use, by cache (latent, indexer).', labelNames: [...names, 'cache'], registers: r });
+    this.stepSeconds = new Counter({
+      name: 'dsv:engine_step_seconds_total',
+      help: 'Engine step time by part (rate(part="indexer") / rate(all parts) = indexer time share).',
+      labelNames: [...names, 'part'],
+      registers: r,
+    });
+    this.dsaQueries = new Counter({
+      name: 'dsv:dsa_queries_total',
+      help: 'Attention query rows (per layer) that went through DSA key selection.',
+      labelNames: names,
+      registers: r,
+    });
+    this.dsaVisible = new Counter({
+      name: 'dsv:dsa_visible_keys_total',
+      help: 'Causally visible keys summed over query rows and layers.',
+      labelNames: names,
+      registers: r,
+    });
+    this.dsaSelected = new Counter({
+      name: 'dsv:dsa_selected_keys_total',
+      help: 'Keys attended after indexer top-k, summed over query rows and layers (selected / visible = DSA density).',
+      labelNames: names,
+      registers: r,
+    });
+    this.cacheBytes = new Gauge({
+      name: 'dsv:kv_cache_bytes_in_use',
+      help: 'Bytes of KV cache blocks in use, by cache (latent, indexer).',
+      labelNames: [...names, 'cache'],
+      registers: r,
+    });
     this.specDecode = numSpeculativeTokens > 0 ? this.specDecodeCounters(numSpeculativeTokens) : null;
     collectDefaultMetrics({ register: this.registry, labels: this.labels });
     // Export every series from the start (a scrape before the first request sees zeros, not gaps).
     for (const g of [this.running, this.waiting, this.kvUsage]) g.set(this.labels, 0);
-    for (const c of [this.prefixQueries, this.prefixHits, this.preemptions, this.promptTokens, this.generationTokens, this.dsaQueries, this.dsaVisible, this.dsaSelected]) c.inc(this.labels, 0);
+    for (const c of [
+      this.prefixQueries,
+      this.prefixHits,
+      this.preemptions,
+      this.promptTokens,
+      this.generationTokens,
+      this.dsaQueries,
+      this.dsaVisible,
+      this.dsaSelected,
+    ])
+      c.inc(this.labels, 0);
     for (const reason of ['stop', 'length', 'abort', 'error']) this.success.inc({ ...this.labels, finished_reason: reason }, 0);
     for (const part of STEP_PARTS) this.stepSeconds.inc({ ...this.labels, part }, 0);
     for (const cache of ['latent', 'indexer']) this.cacheBytes.set({ ...this.labels, cache }, 0);

@@ -42,7 +42,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     configuredMaxModelLen: maxModelLen,
     kvCapacityTokens: engine.info.numKvBlocks * engine.info.blockSize,
   };
-  const textWorker = tokenizer && new TextWorkerClient({ modelDir: config.model, maxChars: promptCharBudget(servableModelLen(limits), tokenizer.maxTokenChars) });
+  const textWorker =
+    tokenizer && new TextWorkerClient({ modelDir: config.model, maxChars: promptCharBudget(servableModelLen(limits), tokenizer.maxTokenChars) });
   await textWorker?.warmUp();
   const kvWarning = kvCapacityWarning(maxModelLen, limits.kvCapacityTokens);
   if (kvWarning !== null) logger.warn({ max_model_len: maxModelLen, kv_tokens: limits.kvCapacityTokens }, kvWarning);
@@ -79,15 +80,28 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   for (const warning of info.loadWarnings) logger.warn(warning);
   logger.info(
     {
-      model: config.model, served_model_name: config.servedModelName[0], model_type: info.modelType, dtype: info.torchDtype,
-      parameters: info.numParameters, quantization: info.quantization, kv_blocks: info.numKvBlocks, kv_tokens: info.numKvBlocks * info.blockSize,
-      kv_cache_dtype: info.kvCacheDtype, kv_bytes_per_token: info.kvCacheBytesPerToken,
-      block_size: info.blockSize, max_model_len: maxModelLen, max_connections: maxConnections, dsa: info.usesIndexer, tokenizer: tokenizer !== null,
-      memory_plan: info.memoryPlan, load_seconds: Number(info.loadSeconds.toFixed(2)),
-      startup_seconds: Number(((performance.now() - t0) / 1000).toFixed(2)), address,
+      model: config.model,
+      served_model_name: config.servedModelName[0],
+      model_type: info.modelType,
+      dtype: info.torchDtype,
+      parameters: info.numParameters,
+      quantization: info.quantization,
+      kv_blocks: info.numKvBlocks,
+      kv_tokens: info.numKvBlocks * info.blockSize,
+      kv_cache_dtype: info.kvCacheDtype,
+      kv_bytes_per_token: info.kvCacheBytesPerToken,
+      block_size: info.blockSize,
+      max_model_len: maxModelLen,
+      max_connections: maxConnections,
+      dsa: info.usesIndexer,
+      tokenizer: tokenizer !== null,
+      memory_plan: info.memoryPlan,
+      load_seconds: Number(info.loadSeconds.toFixed(2)),
+      startup_seconds: Number(((performance.now() - t0) / 1000).toFixed(2)),
+      address,
     },
-    `serving ${config.servedModelName[0]} (${info.modelType}, ${info.torchDtype}, ${(info.numParameters / 1e6).toFixed(1)}M parameters, quantization ${info.quantization})`
-      + ` with ${info.numKvBlocks} KV blocks = ${info.numKvBlocks * info.blockSize} tokens (${info.kvCacheDtype}, ${info.kvCacheBytesPerToken} bytes per token) on ${address}; memory: ${info.memoryPlan}`,
+    `serving ${config.servedModelName[0]} (${info.modelType}, ${info.torchDtype}, ${(info.numParameters / 1e6).toFixed(1)}M parameters, quantization ${info.quantization})` +
+      ` with ${info.numKvBlocks} KV blocks = ${info.numKvBlocks * info.blockSize} tokens (${info.kvCacheDtype}, ${info.kvCacheBytesPerToken} bytes per token) on ${address}; memory: ${info.memoryPlan}`,
   );
   let draining: Promise<void> | null = null;
   const drainAndClose = () => {

@@ -55,7 +55,9 @@ function checkKvCache(config: ServerConfig, model: KvCacheShape, memory: Machine
     numBlocks = config.numKvBlocks;
     const bytes = numBlocks * bytesPerBlock;
     if (bytes > memory.bytes) {
-      throw new ConfigError(`${flag}: needs ${formatGiB(bytes)} of KV cache (${bytesPerBlock} bytes per block of ${config.blockSize} tokens), more than ${available}`);
+      throw new ConfigError(
+        `${flag}: needs ${formatGiB(bytes)} of KV cache (${bytesPerBlock} bytes per block of ${config.blockSize} tokens), more than ${available}`,
+      );
     }
   } else {
     flag = `--kv-cache-memory ${formatByteSize(config.kvCacheMemory)}`;
@@ -66,6 +68,8 @@ function checkKvCache(config: ServerConfig, model: KvCacheShape, memory: Machine
   const numSlots = numBlocks * config.blockSize;
   const maxSlots = Math.min(MAX_KV_SLOTS, Math.floor(MAX_TYPED_ARRAY_LENGTH / (model.kvLoraRank + model.qkRopeHeadDim)));
   if (numSlots > maxSlots) {
-    throw new ConfigError(`${flag}: ${numSlots} KV tokens exceed the ${maxSlots} one engine addresses (one layer's cache is one array of at most ${MAX_TYPED_ARRAY_LENGTH} floats)`);
+    throw new ConfigError(
+      `${flag}: ${numSlots} KV tokens exceed the ${maxSlots} one engine addresses (one layer's cache is one array of at most ${MAX_TYPED_ARRAY_LENGTH} floats)`,
+    );
   }
 }

@@ -66,14 +66,23 @@ function showsNothing(e: ChoiceEvent, p: StreamPiece, hasTokenizer: boolean): bo
   return p.text === '' && p.numLogprobs === 0 && e.finishReason === null && (hasTokenizer || e.tokenIds.length === 0);
 }
 
-export async function streamGeneration(ctx: ServerContext, request: FastifyRequest, reply: FastifyReply, generation: Generation, format: StreamFormat): Promise<FastifyReply> {
+export async function streamGeneration(
+  ctx: ServerContext,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  generation: Generation,
+  format: StreamFormat,
+): Promise<FastifyReply> {
   const sse = SseStream.open(request, reply, {
     writeTimeoutMs: ctx.streamWriteTimeoutMs,
     clientSignal: clientSignal(request),
     onClose: (reason) => {
       generation.abort();
       if (reason === 'write-timeout') {
-        request.log.warn({ stream_write_timeout_s: ctx.streamWriteTimeoutMs / 1000, choices: generation.numChoices }, 'the client read nothing for the stream write timeout: aborted');
+        request.log.warn(
+          { stream_write_timeout_s: ctx.streamWriteTimeoutMs / 1000, choices: generation.numChoices },
+          'the client read nothing for the stream write timeout: aborted',
+        );
       }
     },
   });
@@ -85,7 +94,14 @@ export async function streamGeneration(ctx: ServerContext, request: FastifyReque
     const completionTokens = numTokens[index] ?? 0;
     return { usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens } };
   };
-  const chunk = (choice: { readonly index: number; readonly [field: string]: unknown }) => ({ id, object, created, model, choices: [choice], ...chunkUsage(choice.index) });
+  const chunk = (choice: { readonly index: number; readonly [field: string]: unknown }) => ({
+    id,
+    object,
+    created,
+    model,
+    choices: [choice],
+    ...chunkUsage(choice.index),
+  });
 
   for (const choice of format.leadingChoices) await sse.send(chunk(choice));
   for await (const e of generation.events()) {
@@ -93,7 +109,9 @@ export async function streamGeneration(ctx: ServerContext, request: FastifyReque
     numTokens[e.index] = (numTokens[e.index] ?? 0) + e.tokenIds.length;
     const p = format.piece(e);
     if (!p.showsSomething && showsNothing(e, p, ctx.tokenizer !== null)) continue;
-    await sse.send(chunk({ index: e.index, ...p.fields, finish_reason: p.finishReason !== undefined ? p.finishReason : e.finishReason, stop_reason: e.stopReason }));
+    await sse.send(
+      chunk({ index: e.index, ...p.fields, finish_reason: p.finishReason !== undefined ? p.finishReason : e.finishReason, stop_reason: e.stopReason }),
+    );
   }
   if (sse.isClosed) return reply;
   if (generation.failure) await sse.send(errorBody(generation.failure.code, generation.failure.message));

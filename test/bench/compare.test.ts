@@ -16,8 +16,14 @@ describe('interleaved rounds', () => {
   it('runs ours, peer, ours, peer, ... in a fixed order per round', () => {
     const s = interleavedSchedule(['ours', 'peerA', 'peerB'], 5);
     assert.equal(s.length, 15);
-    assert.deepEqual(s.slice(0, 6).map((x) => `${x.round}:${x.participant}`), ['0:ours', '0:peerA', '0:peerB', '1:ours', '1:peerA', '1:peerB']);
-    assert.deepEqual(s.filter((x) => x.participant === 'ours').map((x) => x.round), [0, 1, 2, 3, 4]);
+    assert.deepEqual(
+      s.slice(0, 6).map((x) => `${x.round}:${x.participant}`),
+      ['0:ours', '0:peerA', '0:peerB', '1:ours', '1:peerA', '1:peerB'],
+    );
+    assert.deepEqual(
+      s.filter((x) => x.participant === 'ours').map((x) => x.round),
+      [0, 1, 2, 3, 4],
+    );
   });
   it('refuses fewer than the minimum rounds, no participants or duplicates', () => {
     assert.equal(MIN_ROUNDS, 5);
@@ -25,7 +31,7 @@ describe('interleaved rounds', () => {
     assert.throws(() => interleavedSchedule([], 5), RangeError);
     assert.throws(() => interleavedSchedule(['ours', 'ours'], 5), RangeError);
   });
-  it('collects each participant\'s figures in round order, measured in schedule order', async () => {
+  it("collects each participant's figures in round order, measured in schedule order", async () => {
     const calls: string[] = [];
     const out = await runInterleaved(interleavedSchedule(['ours', 'peer'], 5), async ({ round, participant }) => {
       calls.push(`${participant}${round}`);
@@ -39,7 +45,7 @@ describe('interleaved rounds', () => {
 
 describe('judging targets', () => {
   const spec = (value: number, shapeMismatch: string | null = null): JudgedSpec => ({ id: 'x', name: 'x', value, direction: '>=', target: 1.2, shapeMismatch });
-  it('a quiet run of the target\'s shape judges', () => {
+  it("a quiet run of the target's shape judges", () => {
     const [met, missed] = judgeTargets([spec(1.5), spec(0.6)], { loaded: false, reasons: [] });
     assert.ok(met && missed, 'one judgement per target');
     assert.equal(met.met, true);
@@ -63,11 +69,24 @@ describe('judging targets', () => {
 
 describe('llama-bench', () => {
   const row = (n_prompt: number, n_gen: number, n_depth: number, samples: number[]) => ({
-    build_commit: '80fb11a', n_threads: 2, type_k: 'f16', type_v: 'f16', flash_attn: -1, n_prompt, n_gen, n_depth, avg_ts: 1, samples_ts: samples, model_type: 'x',
+    build_commit: '80fb11a',
+    n_threads: 2,
+    type_k: 'f16',
+    type_v: 'f16',
+    flash_attn: -1,
+    n_prompt,
+    n_gen,
+    n_depth,
+    avg_ts: 1,
+    samples_ts: samples,
+    model_type: 'x',
   });
   it('parses its JSON output into pp/tg tests with their samples', () => {
     const rows = parseLlamaBenchJson(JSON.stringify([row(512, 0, 0, [1000, 1010]), row(0, 128, 4096, [90, 91])]));
-    assert.deepEqual(rows.map(rowTest), [{ kind: 'pp', tokens: 512, depth: 0 }, { kind: 'tg', tokens: 128, depth: 4096 }]);
+    assert.deepEqual(rows.map(rowTest), [
+      { kind: 'pp', tokens: 512, depth: 0 },
+      { kind: 'tg', tokens: 128, depth: 4096 },
+    ]);
     assert.deepEqual(at(rows, 1).samples_ts, [90, 91]);
     assert.throws(() => rowTest({ ...at(rows, 0), n_gen: 16 }), /mixes/);
     assert.throws(() => parseLlamaBenchJson('not json'), /no JSON/);
@@ -80,13 +99,38 @@ describe('llama-bench', () => {
     const f32 = PEER_CONFIGS.find((c) => c.id === 'f32');
     assert.ok(f32);
     const args = llamaBenchArgs('m.gguf', 512, 32, [0], 1, 5, f32);
-    assert.deepEqual(args, ['-m', 'm.gguf', '-p', '512', '-n', '32', '-d', '0', '-t', '1', '-r', '5', '-o', 'json', '-ctk', 'f32', '-ctv', 'f32', '-fa', 'off']);
+    assert.deepEqual(args, [
+      '-m',
+      'm.gguf',
+      '-p',
+      '512',
+      '-n',
+      '32',
+      '-d',
+      '0',
+      '-t',
+      '1',
+      '-r',
+      '5',
+      '-o',
+      'json',
+      '-ctk',
+      'f32',
+      '-ctv',
+      'f32',
+      '-fa',
+      'off',
+    ]);
     const def = PEER_CONFIGS.find((c) => c.id === 'default');
     assert.deepEqual(def?.benchArgs, []); // its defaults: f16 cache, flash attention auto
   });
   it('picks the better thread count per configuration and takes ours / it per round', () => {
     const p = (id: string, configId: string | null, threads: number, rounds: number[]): ParticipantResult => ({
-      id, label: id, threads, configId, tests: { tg32: { test: { kind: 'tg', tokens: 32, depth: 0 }, rounds, spread: spread(rounds), samples: rounds.map((r) => [r]) } },
+      id,
+      label: id,
+      threads,
+      configId,
+      tests: { tg32: { test: { kind: 'tg', tokens: 32, depth: 0 }, rounds, spread: spread(rounds), samples: rounds.map((r) => [r]) } },
     });
     const best = bestPeers([
       p('ours', null, 2, [100, 100, 100, 100, 100]),
@@ -95,7 +139,10 @@ describe('llama-bench', () => {
       p('f32-t1', 'f32', 1, [80, 80, 80, 80, 80]),
       p('f32-t2', 'f32', 2, [50, 50, 50, 50, 50]),
     ]);
-    assert.deepEqual(best.map((b) => `${b.configId}:${b.threads}`), ['default:2', 'f32:1']);
+    assert.deepEqual(
+      best.map((b) => `${b.configId}:${b.threads}`),
+      ['default:2', 'f32:1'],
+    );
     assert.equal(at(best, 0).ratio.median, 0.8);
     assert.equal(at(best, 1).ratio.median, 1.25);
   });
@@ -127,7 +174,12 @@ describe('load generator', () => {
     assert.equal(requestBody('m', [5], { outputTokens: 8, bannedTokenIds: [] }).logit_bias, undefined);
   });
   it('derives TTFT, ITL and output tok/s from arrival times', () => {
-    const r = (start: number, times: number[]): RequestRecord => ({ start, chunks: times.map((t) => ({ t, tokens: 1 })), end: at(times, -1), outputTokens: times.length });
+    const r = (start: number, times: number[]): RequestRecord => ({
+      start,
+      chunks: times.map((t) => ({ t, tokens: 1 })),
+      end: at(times, -1),
+      outputTokens: times.length,
+    });
     const m = requestMetrics([r(0, [100, 110, 130]), r(50, [200, 205, 250])]);
     assert.deepEqual(m.ttftMs, [100, 150]);
     assert.deepEqual(m.itlMs, [10, 20, 5, 45]);

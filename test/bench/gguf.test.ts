@@ -26,7 +26,10 @@ describe('GgufWriter', () => {
     const w = new GgufWriter();
     w.set('general.architecture', gguf.str('test'));
     w.set('k.u8', gguf.u8(255)).set('k.i8', gguf.i8(-128)).set('k.u16', gguf.u16(65535)).set('k.i16', gguf.i16(-32768));
-    w.set('k.u32', gguf.u32(4294967295)).set('k.i32', gguf.i32(-2147483648)).set('k.u64', gguf.u64(2n ** 64n - 1n)).set('k.i64', gguf.i64(-(2n ** 63n)));
+    w.set('k.u32', gguf.u32(4294967295))
+      .set('k.i32', gguf.i32(-2147483648))
+      .set('k.u64', gguf.u64(2n ** 64n - 1n))
+      .set('k.i64', gguf.i64(-(2n ** 63n)));
     w.set('k.f32', gguf.f32(0.1)).set('k.f64', gguf.f64(0.1)).set('k.bool', gguf.bool(true)).set('k.str', gguf.str('héllo'));
     w.set('k.arr_str', gguf.arr(GgufValueType.STRING, ['a', '', 'Ċ'])).set('k.arr_i32', gguf.arr(GgufValueType.INT32, [1, -2, 3]));
     w.set('k.arr_empty', gguf.arr(GgufValueType.STRING, []));
@@ -71,10 +74,23 @@ describe('GgufWriter', () => {
     assert.equal(g.arrayTypes.get('k.arr_empty'), GgufValueType.STRING);
 
     // ggml dims are reversed numpy shapes; every tensor starts 32-byte aligned
-    assert.deepEqual(g.tensors.map((t) => [t.name, t.ne, t.type]), [['a', [3, 2], GgmlType.F32], ['b', [4, 3, 2], GgmlType.F16], ['c', [5], GgmlType.F32]]);
-    assert.deepEqual(g.tensors.map((t) => t.offset), [0, 32, 96]);
+    assert.deepEqual(
+      g.tensors.map((t) => [t.name, t.ne, t.type]),
+      [
+        ['a', [3, 2], GgmlType.F32],
+        ['b', [4, 3, 2], GgmlType.F16],
+        ['c', [5], GgmlType.F32],
+      ],
+    );
+    assert.deepEqual(
+      g.tensors.map((t) => t.offset),
+      [0, 32, 96],
+    );
     assert.deepEqual(readGgufTensor(file, g, 'a'), a);
-    assert.deepEqual(readGgufTensor(file, g, 'b'), b.map((x) => f16ToFloat32(float32ToF16(x))));
+    assert.deepEqual(
+      readGgufTensor(file, g, 'b'),
+      b.map((x) => f16ToFloat32(float32ToF16(x))),
+    );
     assert.deepEqual(readGgufTensor(file, g, 'c'), new Float32Array(5).fill(7));
     assert.equal(raw.length, g.dataOffset + 96 + 32); // the last tensor is padded to the alignment too
   });
@@ -88,7 +104,10 @@ describe('GgufWriter', () => {
     const g = readGguf(file);
     assert.equal(g.metadata.get('general.alignment'), 64);
     assert.equal(g.dataOffset % 64, 0);
-    assert.deepEqual(g.tensors.map((t) => t.offset), [0, 64]);
+    assert.deepEqual(
+      g.tensors.map((t) => t.offset),
+      [0, 64],
+    );
   });
 
   it('rejects what llama.cpp could not read', () => {
@@ -103,7 +122,7 @@ describe('GgufWriter', () => {
     assert.throws(() => w.addTensor({ name: 'q', shape: [2, 40], type: GgmlType.Q8_0, data: new Float32Array(80) }), /multiple of 32, got 40/);
   });
 
-  it('writes Q8_0 and Q4_0 blocks that ggml dequantises to exactly the engine\'s quantised weights', () => {
+  it("writes Q8_0 and Q4_0 blocks that ggml dequantises to exactly the engine's quantised weights", () => {
     const rng = seededRandom(9);
     const rows = 6;
     const cols = 96;
@@ -117,9 +136,19 @@ describe('GgufWriter', () => {
     const file = path.join(dir, 'quant.gguf');
     w.write(file);
     const g = readGguf(file);
-    assert.deepEqual(g.tensors.map((t) => [t.name, t.type]), [['q8', 8], ['q4', 2], ['q4_from_f32', 2]]);
+    assert.deepEqual(
+      g.tensors.map((t) => [t.name, t.type]),
+      [
+        ['q8', 8],
+        ['q4', 2],
+        ['q4_from_f32', 2],
+      ],
+    );
     // 18 blocks: Q8_0 34 bytes each (612, padded to 640), Q4_0 18 bytes each (324, padded to 352)
-    assert.deepEqual(g.tensors.map((t) => t.offset), [0, 640, 992]);
+    assert.deepEqual(
+      g.tensors.map((t) => t.offset),
+      [0, 640, 992],
+    );
     assert.deepEqual(readGgufTensor(file, g, 'q8'), dequantizeMatrix(q8));
     assert.deepEqual(readGgufTensor(file, g, 'q4'), dequantizeMatrix(q4));
     assert.deepEqual(readGgufTensor(file, g, 'q4_from_f32'), dequantizeMatrix(q4));
@@ -139,7 +168,7 @@ describe('DeepSeek -> GGUF conversion', () => {
   const v = c.vHeadDim;
   const r = c.kvLoraRank;
 
-  it('splits kv_b_proj into k_b (transposed per head) and v_b like llama.cpp\'s absorbed MLA', () => {
+  it("splits kv_b_proj into k_b (transposed per head) and v_b like llama.cpp's absorbed MLA", () => {
     const kvB = fixture.weights.layers[0]!.attn.kvBProj;
     const { kB, vB } = splitKvB(kvB, heads, nope, v);
     for (let h = 0; h < heads; h++) {
@@ -264,11 +293,18 @@ describe('DeepSeek -> GGUF conversion', () => {
     assert.equal(type.get('token_embd.weight'), GgmlType.F16);
   });
 
-  it('Q8_0 / Q4_0: the engine quantiser\'s blocks for every weight, the embedding F16, router and norms F32', () => {
+  it("Q8_0 / Q4_0: the engine quantiser's blocks for every weight, the embedding F16, router and norms F32", () => {
     // Every row length a multiple of 32 (Q types need whole blocks along ne0).
     const cfg = {
-      ...tinyHfConfig(), hidden_size: 64, intermediate_size: 96, moe_intermediate_size: 32, q_lora_rank: 64, kv_lora_rank: 32,
-      qk_nope_head_dim: 32, v_head_dim: 32, index_head_dim: 32,
+      ...tinyHfConfig(),
+      hidden_size: 64,
+      intermediate_size: 96,
+      moe_intermediate_size: 32,
+      q_lora_rank: 64,
+      kv_lora_rank: 32,
+      qk_nope_head_dim: 32,
+      v_head_dim: 32,
+      index_head_dim: 32,
     };
     const mdir = path.join(dir, 'q-model');
     writeCheckpoint(mdir, cfg, randomCheckpoint(cfg, { seed: 3 }), { dtype: 'BF16' });
@@ -278,7 +314,10 @@ describe('DeepSeek -> GGUF conversion', () => {
     const mlp = layer.mlp;
     assert.ok(mlp.kind === 'moe');
     const deq = (data: Float32Array, cols: number, bits: 4 | 8): Float32Array => dequantizeMatrix(quantizeMatrix(data, data.length / cols, cols, bits));
-    for (const [dtype, type, bits] of [['Q8_0', GgmlType.Q8_0, 8], ['Q4_0', GgmlType.Q4_0, 4]] as const) {
+    for (const [dtype, type, bits] of [
+      ['Q8_0', GgmlType.Q8_0, 8],
+      ['Q4_0', GgmlType.Q4_0, 4],
+    ] as const) {
       const file = path.join(dir, `q-${dtype}.gguf`);
       convertDeepseekToGguf(model, file, { dtype });
       const g = readGguf(file);
@@ -290,7 +329,10 @@ describe('DeepSeek -> GGUF conversion', () => {
       for (const name of ['output.weight', 'blk.0.attn_q_b.weight', 'blk.1.attn_k_b.weight', 'blk.1.ffn_down_exps.weight', 'blk.1.indexer.proj.weight']) {
         assert.equal(types.get(name), type, name);
       }
-      assert.deepEqual(readGgufTensor(file, g, 'token_embd.weight'), model.weights.embedTokens.data.map((x) => f16ToFloat32(float32ToF16(x))));
+      assert.deepEqual(
+        readGgufTensor(file, g, 'token_embd.weight'),
+        model.weights.embedTokens.data.map((x) => f16ToFloat32(float32ToF16(x))),
+      );
       assert.ok(attn.query.kind === 'lora');
       assert.deepEqual(readGgufTensor(file, g, 'blk.1.attn_q_b.weight'), deq(attn.query.qBProj.data, 64, bits));
       const { kB } = splitKvB(attn.kvBProj, 2, 32, 32);
@@ -314,7 +356,10 @@ describe('DeepSeek -> GGUF conversion', () => {
 
   it('refuses what llama.cpp cannot run', () => {
     assert.throws(() => convertDeepseekToGguf({ ...fixture, config: { ...c, indexer: null } }, path.join(dir, 'x.gguf'), { arch: 'deepseek32' }), /indexer/);
-    assert.throws(() => convertDeepseekToGguf({ ...fixture, config: { ...c, moe: { ...c.moe!, moeLayerFreq: 2 } } }, path.join(dir, 'x.gguf')), /moe_layer_freq/);
+    assert.throws(
+      () => convertDeepseekToGguf({ ...fixture, config: { ...c, moe: { ...c.moe!, moeLayerFreq: 2 } } }, path.join(dir, 'x.gguf')),
+      /moe_layer_freq/,
+    );
   });
 
   it('builds a byte-level vocabulary of exactly vocab_size unique tokens with the specials as control tokens', () => {

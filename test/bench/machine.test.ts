@@ -44,7 +44,12 @@ describe('cpu facts', () => {
     assert.equal(usablePhysicalCores(parseCpuInfo(LSCPU_SMT, '', 8, null)), 8);
   });
   it('falls back to /proc/cpuinfo when lscpu is missing', () => {
-    const c = parseCpuInfo('', 'vendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC 9R14\ncpu cores\t: 4\nflags\t\t: fma avx2\n', 4, null);
+    const c = parseCpuInfo(
+      '',
+      'vendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC 9R14\ncpu cores\t: 4\nflags\t\t: fma avx2\n',
+      4,
+      null,
+    );
     assert.equal(c.modelName, 'AMD EPYC 9R14');
     assert.equal(c.family, 25);
     assert.equal(c.coresPerSocket, 4);
@@ -96,7 +101,11 @@ describe('load record', () => {
   });
   it('sums the CPU ticks of a process tree only', () => {
     const procs = new Map([
-      [1, { ppid: 0, ticks: 1000 }], [10, { ppid: 1, ticks: 5 }], [11, { ppid: 10, ticks: 7 }], [12, { ppid: 11, ticks: 3 }], [20, { ppid: 1, ticks: 99 }],
+      [1, { ppid: 0, ticks: 1000 }],
+      [10, { ppid: 1, ticks: 5 }],
+      [11, { ppid: 10, ticks: 7 }],
+      [12, { ppid: 11, ticks: 3 }],
+      [20, { ppid: 1, ticks: 99 }],
     ]);
     assert.equal(treeTicks(procs, 10), 15);
     assert.equal(treeTicks(procs, 20), 99);
@@ -107,7 +116,15 @@ describe('load record', () => {
     assert.equal(othersShare(a, b), 0.25);
   });
   it('flags a run loaded before the start or by others during it', () => {
-    const quiet: LoadRecord = { loadAverageBefore: 0.3, othersShareBefore: Number.NaN, loadAverageAfter: 1.9, othersShare: 0.02, othersShareMaxWindow: 0.08, cpus: 2, seconds: 600 };
+    const quiet: LoadRecord = {
+      loadAverageBefore: 0.3,
+      othersShareBefore: Number.NaN,
+      loadAverageAfter: 1.9,
+      othersShare: 0.02,
+      othersShareMaxWindow: 0.08,
+      cpus: 2,
+      seconds: 600,
+    };
     assert.deepEqual(loadVerdict(quiet), { loaded: false, reasons: [] }); // our own threads raising the load average are not load
     const busyBefore = loadVerdict({ ...quiet, loadAverageBefore: 0.6 });
     assert.equal(busyBefore.loaded, true);

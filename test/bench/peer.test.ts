@@ -8,12 +8,18 @@ import { after, describe, it } from 'node:test';
 import { loadModel } from '../../src/engine/checkpoint/weights.ts';
 import { convertDeepseekToGguf } from '../../bench/gguf/convert_deepseek.ts';
 import {
-  PeerLlama, disposePeerRuntime, expectedPeerKvBytesPerToken, logSoftmax, parseKvCacheLines, peerUnavailableReason, topK,
+  PeerLlama,
+  disposePeerRuntime,
+  expectedPeerKvBytesPerToken,
+  logSoftmax,
+  parseKvCacheLines,
+  peerUnavailableReason,
+  topK,
 } from '../../bench/peer_llama.ts';
 import { FIXTURE_DIR, Golden } from '../helpers/golden.ts';
 
 describe('peer helpers', () => {
-  it('parses llama.cpp\'s KV cache lines (latent + indexer caches of deepseek32)', () => {
+  it("parses llama.cpp's KV cache lines (latent + indexer caches of deepseek32)", () => {
     const log = [
       'llama_kv_cache_dsa: creating main KV cache, size = 512 cells',
       'llama_kv_cache:        CPU KV buffer size =     2.25 MiB',
@@ -23,7 +29,13 @@ describe('peer helpers', () => {
     ].join('\n');
     const r = parseKvCacheLines(log)!;
     assert.equal(r.cells, 512);
-    assert.deepEqual(r.caches.map((c) => [c.mib, c.layers, c.type, c.kMib, c.vMib]), [[2.25, 8, 'f16', 2.25, 0], [0.5, 8, 'f16', 0.5, 0]]);
+    assert.deepEqual(
+      r.caches.map((c) => [c.mib, c.layers, c.type, c.kMib, c.vMib]),
+      [
+        [2.25, 8, 'f16', 2.25, 0],
+        [0.5, 8, 'f16', 0.5, 0],
+      ],
+    );
     assert.equal(r.bytesPerToken, 4608 + 1024);
     assert.equal(parseKvCacheLines('nothing here'), null);
   });
@@ -68,7 +80,10 @@ describe('llama.cpp on the converted fixture', { skip: unavailable ?? false }, (
       let maxDiff = 0;
       for (let i = 0; i < vocab; i++) maxDiff = Math.max(maxDiff, Math.abs(got[i]! - want[i]!));
       assert.ok(maxDiff < 1e-4, `max |dlogp| ${maxDiff}`);
-      assert.ok(peer.kvCache && Math.abs(peer.kvCache.bytesPerToken - expectedPeerKvBytesPerToken(model.config, 'deepseek2', 'F32')) <= peer.kvCache.bytesPerTokenUncertainty);
+      assert.ok(
+        peer.kvCache &&
+          Math.abs(peer.kvCache.bytesPerToken - expectedPeerKvBytesPerToken(model.config, 'deepseek2', 'F32')) <= peer.kvCache.bytesPerTokenUncertainty,
+      );
       const decode = await peer.timeDecode(prompt, 3);
       assert.equal(decode.generated.length, 3);
       assert.deepEqual(decode.generated, golden.greedyTokens(1)!.slice(0, 3));

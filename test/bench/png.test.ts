@@ -7,7 +7,11 @@ import { Canvas, niceStep, renderLineChart, textWidth, tickLabel } from '../../b
 import { glyph, hasGlyph } from '../../bench/plot/font5x7.ts';
 import { PNG_SIGNATURE, crc32, encodePng } from '../../bench/plot/png.ts';
 
-interface Chunk { type: string; data: Buffer; crc: number }
+interface Chunk {
+  type: string;
+  data: Buffer;
+  crc: number;
+}
 
 function readChunks(png: Buffer): Chunk[] {
   assert.deepEqual([...png.subarray(0, 8)], [...PNG_SIGNATURE]);
@@ -27,7 +31,10 @@ function readChunks(png: Buffer): Chunk[] {
 /** Decodes an 8-bit RGB, filter-0, non-interlaced PNG (what encodePng writes). */
 function decode(png: Buffer): { width: number; height: number; rgb: Uint8Array } {
   const chunks = readChunks(png);
-  assert.deepEqual(chunks.map((c) => c.type), ['IHDR', 'IDAT', 'IEND']);
+  assert.deepEqual(
+    chunks.map((c) => c.type),
+    ['IHDR', 'IDAT', 'IEND'],
+  );
   const ihdr = chunks[0]!.data;
   const width = ihdr.readUInt32BE(0);
   const height = ihdr.readUInt32BE(4);
@@ -53,7 +60,11 @@ describe('PNG encoder', () => {
   });
 
   it('round-trips pixels through inflate, with valid chunk CRCs', () => {
-    for (const [w, h] of [[1, 1], [3, 2], [17, 9]] as const) {
+    for (const [w, h] of [
+      [1, 1],
+      [3, 2],
+      [17, 9],
+    ] as const) {
       const rgb = Uint8Array.from({ length: w * h * 3 }, (_, i) => (i * 53 + 7) & 255);
       const back = decode(encodePng(w, h, rgb));
       assert.equal(back.width, w);
@@ -80,7 +91,18 @@ describe('chart rasteriser', () => {
     assert.equal(textWidth('ab'), 11);
     assert.equal(textWidth('ab', 2), 22);
 
-    const chart = renderLineChart({ title: 'T', xLabel: 'x', yLabel: 'y', categories: ['0', '512'], series: [{ name: 'a', values: [1, 2] }, { name: 'b', values: [null, 3], color: [0, 200, 0] }], width: 300, height: 200 });
+    const chart = renderLineChart({
+      title: 'T',
+      xLabel: 'x',
+      yLabel: 'y',
+      categories: ['0', '512'],
+      series: [
+        { name: 'a', values: [1, 2] },
+        { name: 'b', values: [null, 3], color: [0, 200, 0] },
+      ],
+      width: 300,
+      height: 200,
+    });
     const back = decode(chart.png());
     assert.deepEqual(back.rgb, chart.rgb);
     let green = 0;

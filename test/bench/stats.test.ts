@@ -85,8 +85,16 @@ describe('KV memory', () => {
 
 describe('serving summary', () => {
   it('aggregates output tok/s, TTFT and ITL across requests', () => {
-    const record = (start: number, times: number[], end: number): RequestRecord => ({ start, chunks: times.map((t) => ({ t, tokens: 1 })), end, outputTokens: times.length });
-    const r = summarizeLevel({ concurrency: 2, numRequests: 2, promptTokens: 4, outputTokens: 3 }, [record(0, [100, 110, 130], 130), record(0, [200, 210, 220], 250)]);
+    const record = (start: number, times: number[], end: number): RequestRecord => ({
+      start,
+      chunks: times.map((t) => ({ t, tokens: 1 })),
+      end,
+      outputTokens: times.length,
+    });
+    const r = summarizeLevel({ concurrency: 2, numRequests: 2, promptTokens: 4, outputTokens: 3 }, [
+      record(0, [100, 110, 130], 130),
+      record(0, [200, 210, 220], 250),
+    ]);
     assert.equal(r.totalOutputTokens, 6);
     assert.equal(r.seconds, 0.25);
     assert.equal(r.outputTokensPerSecond, 24);
@@ -113,9 +121,18 @@ describe('closed-loop load', () => {
       return i;
     });
     assert.equal(maxInFlight, 3);
-    assert.deepEqual([...seen].sort((a, b) => a - b), [...Array(10).keys()]);
-    assert.deepEqual([...results].sort((a, b) => a - b), [...Array(10).keys()]);
-    assert.deepEqual([...workers].sort((a, b) => a - b), [0, 1, 2]);
+    assert.deepEqual(
+      [...seen].sort((a, b) => a - b),
+      [...Array(10).keys()],
+    );
+    assert.deepEqual(
+      [...results].sort((a, b) => a - b),
+      [...Array(10).keys()],
+    );
+    assert.deepEqual(
+      [...workers].sort((a, b) => a - b),
+      [0, 1, 2],
+    );
   });
   it('makes distinct prompts in range', () => {
     const a = servingPrompt(0, 256, 32000);

@@ -149,7 +149,16 @@ export function dockerignorePatterns(): string[] {
 export function isDockerignored(rel: string, patterns: readonly string[]): boolean {
   const clean = path.posix.normalize(rel.replace(/^\.\//, '')).replace(/\/$/, '');
   const toRegex = (p: string) =>
-    new RegExp(`^${p.replace(/^\//, '').replace(/\/$/, '').replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*\*/g, '\u0000').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]').replace(/\u0000/g, '.*')}$`);
+    new RegExp(
+      `^${p
+        .replace(/^\//, '')
+        .replace(/\/$/, '')
+        .replace(/[.+^${}()|\\]/g, '\\$&')
+        .replace(/\*\*/g, '\u0000')
+        .replace(/\*/g, '[^/]*')
+        .replace(/\?/g, '[^/]')
+        .replace(/\u0000/g, '.*')}$`,
+    );
   // A path is excluded when it or one of its parent directories matches.
   const prefixes = clean.split('/').map((_, i, a) => a.slice(0, i + 1).join('/'));
   let ignored = false;
@@ -261,7 +270,24 @@ export function allExpressions(): Expression[] {
   ];
 }
 
-const PROMQL_KEYWORDS = new Set(['and', 'or', 'unless', 'by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'bool', 'offset', 'atan2', 'inf', 'nan', 'start', 'end']);
+const PROMQL_KEYWORDS = new Set([
+  'and',
+  'or',
+  'unless',
+  'by',
+  'without',
+  'on',
+  'ignoring',
+  'group_left',
+  'group_right',
+  'bool',
+  'offset',
+  'atan2',
+  'inf',
+  'nan',
+  'start',
+  'end',
+]);
 
 export interface MetricRef {
   readonly metric: string;
@@ -286,7 +312,7 @@ export function metricRefs(promql: string): MetricRef[] {
     return labels;
   };
   const re = /([A-Za-z_:][A-Za-z0-9_:]*)|(\{[^}]*\})/g;
-  for (let m; (m = re.exec(s)); ) {
+  for (let m; (m = re.exec(s));) {
     if (m[2]) {
       // A bare {__name__="..."} selector names its metric in a matcher.
       const { __name__: name, ...labels } = matchers(m[2]);

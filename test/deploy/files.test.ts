@@ -7,8 +7,20 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import YAML from 'yaml';
 import {
-  REPO, adapterRules, dashboardExpressions, dockerFiles, dockerignorePatterns, execForm, isDockerignored, metricRefs, parseCopy,
-  parseDockerfile, parseEnv, readYaml, readYamlDocs, type Stage,
+  REPO,
+  adapterRules,
+  dashboardExpressions,
+  dockerFiles,
+  dockerignorePatterns,
+  execForm,
+  isDockerignored,
+  metricRefs,
+  parseCopy,
+  parseDockerfile,
+  parseEnv,
+  readYaml,
+  readYamlDocs,
+  type Stage,
 } from './deploy_files.ts';
 import { at } from '../helpers/at.ts';
 
@@ -20,7 +32,13 @@ const stageEnv = (stage: Stage) => Object.assign({}, ...args(stage, 'ENV').map(p
 describe('every YAML and JSON file under docker/ parses', () => {
   const files = dockerFiles().filter((f) => /\.(ya?ml|json)$/.test(f));
   test('there are files to check', () => {
-    for (const f of ['docker/compose.yaml', 'docker/prometheus/prometheus.yml', 'docker/grafana/dashboards/dsv32.json', 'docker/k8s/deployment.yaml', 'docker/k8s/hpa.yaml']) {
+    for (const f of [
+      'docker/compose.yaml',
+      'docker/prometheus/prometheus.yml',
+      'docker/grafana/dashboards/dsv32.json',
+      'docker/k8s/deployment.yaml',
+      'docker/k8s/hpa.yaml',
+    ]) {
       assert.ok(files.includes(f), `${f} exists`);
     }
   });
@@ -50,9 +68,7 @@ describe('Dockerfile', () => {
       const firstNpmCi = stage.instructions.findIndex((i) => i.keyword === 'RUN' && /\bnpm ci\b/.test(i.args));
       if (firstNpmCi < 0) continue;
       stagesWithNpmCi++;
-      const copiesNpmrc = stage.instructions
-        .slice(0, firstNpmCi)
-        .some((i) => i.keyword === 'COPY' && parseCopy(i.args).sources.includes('.npmrc'));
+      const copiesNpmrc = stage.instructions.slice(0, firstNpmCi).some((i) => i.keyword === 'COPY' && parseCopy(i.args).sources.includes('.npmrc'));
       assert.ok(copiesNpmrc, `stage ${stage.name} copies .npmrc before npm ci`);
       for (const r of args(stage, 'RUN')) assert.doesNotMatch(r, /--no-ignore-scripts\b|--ignore-scripts[= ]false\b/, r);
     }
@@ -72,8 +88,15 @@ describe('Dockerfile', () => {
     assert.ok(args(build, 'RUN').some((r) => /\bnpm run build\b/.test(r)));
     assert.ok(args(runtime, 'RUN').some((r) => /\bnpm ci\b[^&|;]*--omit=dev/.test(r)));
     const copies = args(runtime, 'COPY').map(parseCopy);
-    assert.ok(copies.some((c) => c.from === build.name && c.sources.some((s) => /\/dist\/?$/.test(s))), 'dist/ comes from the build stage');
-    for (const dir of ['models', 'config']) assert.ok(copies.some((c) => c.from === null && c.sources.includes(dir)), `${dir}/ is copied`);
+    assert.ok(
+      copies.some((c) => c.from === build.name && c.sources.some((s) => /\/dist\/?$/.test(s))),
+      'dist/ comes from the build stage',
+    );
+    for (const dir of ['models', 'config'])
+      assert.ok(
+        copies.some((c) => c.from === null && c.sources.includes(dir)),
+        `${dir}/ is copied`,
+      );
   });
 
   test('runs as a non-root user', () => {
@@ -196,7 +219,10 @@ describe('Grafana dashboard', () => {
   test('covers TTFT, inter-token latency, throughput, load, KV cache, prefix caching, DSA, preemptions, outcomes', () => {
     const exprs = dashboardExpressions(rel).map((e) => e.raw);
     const uses = (re: RegExp) => exprs.some((e) => re.test(e));
-    assert.ok(uses(/histogram_quantile\(0\.5,.*vllm:time_to_first_token_seconds_bucket/) && uses(/histogram_quantile\(0\.99,.*vllm:time_to_first_token_seconds_bucket/), 'TTFT p50/p99');
+    assert.ok(
+      uses(/histogram_quantile\(0\.5,.*vllm:time_to_first_token_seconds_bucket/) && uses(/histogram_quantile\(0\.99,.*vllm:time_to_first_token_seconds_bucket/),
+      'TTFT p50/p99',
+    );
     assert.ok(uses(/histogram_quantile\(.*vllm:inter_token_latency_seconds_bucket/), 'inter-token latency');
     assert.ok(uses(/rate\(vllm:generation_tokens_total/) && uses(/rate\(vllm:prompt_tokens_total/), 'throughput');
     assert.ok(uses(/vllm:num_requests_running/) && uses(/vllm:num_requests_waiting/), 'running/waiting');
@@ -229,7 +255,9 @@ describe('Kubernetes manifests', () => {
       return;
     }
     assert.equal(r.status, 0, r.stderr);
-    const kinds = YAML.parseAllDocuments(r.stdout).map((d) => (d.toJS() as { kind: string }).kind).sort();
+    const kinds = YAML.parseAllDocuments(r.stdout)
+      .map((d) => (d.toJS() as { kind: string }).kind)
+      .sort();
     assert.deepEqual(kinds, ['Deployment', 'HorizontalPodAutoscaler', 'Service']);
   });
 
@@ -247,7 +275,10 @@ describe('Kubernetes manifests', () => {
     const live = container.livenessProbe;
     assert.ok(live.periodSeconds * live.failureThreshold > drain, 'liveness outlasts a drain (/health is 503 while draining)');
     assert.equal(env.DSV_HOST, '0.0.0.0');
-    assert.ok(container.volumeMounts.some((m: any) => m.mountPath === '/models'), 'model volume');
+    assert.ok(
+      container.volumeMounts.some((m: any) => m.mountPath === '/models'),
+      'model volume',
+    );
     assert.ok(container.resources?.requests?.cpu && container.resources?.requests?.memory, 'resources');
     assert.equal(pod.securityContext.runAsNonRoot, true);
   });

@@ -14,8 +14,19 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { metricValue, parsePrometheus, type Sample } from '../helpers/prometheus.ts';
 import {
-  ACCEPTED_METRICS_LINT, REPO, allExpressions, dockerFiles, execForm, findPromtool, metricRefs, parseCopy, parseDockerfile, parseEnv,
-  prefixedMetricTokens, runPromtool, type Stage,
+  ACCEPTED_METRICS_LINT,
+  REPO,
+  allExpressions,
+  dockerFiles,
+  execForm,
+  findPromtool,
+  metricRefs,
+  parseCopy,
+  parseDockerfile,
+  parseEnv,
+  prefixedMetricTokens,
+  runPromtool,
+  type Stage,
 } from './deploy_files.ts';
 import { at } from '../helpers/at.ts';
 
@@ -144,7 +155,11 @@ describe('the image entrypoint, outside Docker', () => {
     image = replayDockerfile(tmp);
     const [bin, args] = localArgv(image.argv);
     // docker run -e DSV_HOST=127.0.0.1 -e DSV_PORT=0: loopback and a free port instead of 0.0.0.0:8000.
-    child = spawn(bin, args, { cwd: image.workdir, env: { ...cleanEnv(), ...image.env, DSV_HOST: '127.0.0.1', DSV_PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    child = spawn(bin, args, {
+      cwd: image.workdir,
+      env: { ...cleanEnv(), ...image.env, DSV_HOST: '127.0.0.1', DSV_PORT: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     child.stderr!.on('data', (d) => (log += d));
     address = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no address logged within 30 s: ${log}`)), 30_000);
@@ -184,7 +199,8 @@ describe('the image entrypoint, outside Docker', () => {
 
   test('a text completion returns text', async () => {
     const res = await fetch(`${address}/v1/completions`, {
-      method: 'POST', headers: { 'content-type': 'application/json' },
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ prompt: 'The quick brown fox', max_tokens: 8, temperature: 0, ignore_eos: true }),
     });
     assert.equal(res.status, 200);
@@ -196,7 +212,8 @@ describe('the image entrypoint, outside Docker', () => {
 
   test('a streamed chat completion ends with [DONE]', async () => {
     const res = await fetch(`${address}/v1/chat/completions`, {
-      method: 'POST', headers: { 'content-type': 'application/json' },
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ messages: [{ role: 'user', content: 'Hello!' }], max_tokens: 6, stream: true, ignore_eos: true }),
     });
     assert.equal(res.status, 200);
@@ -246,7 +263,10 @@ describe('the image entrypoint, outside Docker', () => {
     assert.ok(metricsText.length > 0);
     const r = runPromtool(['check', 'metrics'], metricsText);
     assert.ok(r.code === 0 || r.code === 3, `exit ${r.code} (1 = unparseable exposition): ${r.output}`);
-    const findings = r.output.split('\n').map((l) => l.trim()).filter(Boolean);
+    const findings = r.output
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
     const unexpected = findings.filter((l) => !ACCEPTED_METRICS_LINT.some((re) => re.test(l)));
     assert.deepEqual(unexpected, []);
   });

@@ -36,11 +36,16 @@ describe('EngineClient + engine worker', () => {
     assert.equal(client.info.vocabSize, 512);
     assert.equal(client.info.usesIndexer, true);
     const streams = await Promise.all(
-      golden.json.prompts.map((prompt, p) => client.addRequest({ requestId: `r${p}`, promptTokenIds: prompt, params: resolveSamplingParams({ temperature: 0, maxTokens: 16, ignoreEos: true }) })),
+      golden.json.prompts.map((prompt, p) =>
+        client.addRequest({ requestId: `r${p}`, promptTokenIds: prompt, params: resolveSamplingParams({ temperature: 0, maxTokens: 16, ignoreEos: true }) }),
+      ),
     );
     const results = await Promise.all(streams.map(collect));
     results.forEach((deltas, p) => {
-      assert.deepEqual(deltas.flatMap((d) => d.newTokenIds), golden.greedyTokens(p));
+      assert.deepEqual(
+        deltas.flatMap((d) => d.newTokenIds),
+        golden.greedyTokens(p),
+      );
       assert.equal(deltas.at(-1)!.finishReason, 'length');
     });
   });
@@ -48,11 +53,17 @@ describe('EngineClient + engine worker', () => {
   test('refusals reject addRequest with the engine error code', async () => {
     const params = resolveSamplingParams({ maxTokens: 400 });
     await assert.rejects(client.addRequest({ requestId: 'long', promptTokenIds: golden.prompt(4), params }), { code: 'DSV_ERR_CONTEXT_LENGTH' });
-    await assert.rejects(client.addRequest({ requestId: 'bad', promptTokenIds: [1, 99999], params: resolveSamplingParams({}) }), { code: 'DSV_ERR_INVALID_REQUEST' });
+    await assert.rejects(client.addRequest({ requestId: 'bad', promptTokenIds: [1, 99999], params: resolveSamplingParams({}) }), {
+      code: 'DSV_ERR_INVALID_REQUEST',
+    });
   });
 
   test('abort ends a stream with finish reason abort', async () => {
-    const stream = await client.addRequest({ requestId: 'ab', promptTokenIds: golden.prompt(3), params: resolveSamplingParams({ temperature: 0, maxTokens: 300, ignoreEos: true }) });
+    const stream = await client.addRequest({
+      requestId: 'ab',
+      promptTokenIds: golden.prompt(3),
+      params: resolveSamplingParams({ temperature: 0, maxTokens: 300, ignoreEos: true }),
+    });
     const deltas: RequestOutputDelta[] = [];
     for await (const d of stream) {
       deltas.push(d);

@@ -22,8 +22,13 @@ async function makeCore(runner: ModelRunnerOptions & { enablePrefixCaching?: boo
   const core = await EngineCore.create(FIXTURE_DIR, {
     runner: { blockSize: 16, numKvBlocks: 64, ...runnerOptions },
     scheduler: {
-      maxNumSeqs: 16, maxNumBatchedTokens: 512, longPrefillTokenThreshold: 0, maxModelLen: 512,
-      maxQueuedRequests: 64, maxQueuedTokens: 100000, ...scheduler,
+      maxNumSeqs: 16,
+      maxNumBatchedTokens: 512,
+      longPrefillTokenThreshold: 0,
+      maxModelLen: 512,
+      maxQueuedRequests: 64,
+      maxQueuedTokens: 100000,
+      ...scheduler,
     },
     enablePrefixCaching,
   });
@@ -58,7 +63,9 @@ function assertGolden(driver: EngineDriver, suffix = '', withLogprobs = false): 
     if (!withLogprobs) return;
     const lps = r.deltas.flatMap((d) => d.logprobs ?? []);
     assert.equal(lps.length, STEPS);
-    lps.forEach((lp, n) => assert.ok(Math.abs(lp.logprob - goldenLogprob(p, n)) < 1e-4, `prompt ${p} step ${n} logprob ${lp.logprob} vs ${goldenLogprob(p, n)}`));
+    lps.forEach((lp, n) =>
+      assert.ok(Math.abs(lp.logprob - goldenLogprob(p, n)) < 1e-4, `prompt ${p} step ${n} logprob ${lp.logprob} vs ${goldenLogprob(p, n)}`),
+    );
   });
 }
 
@@ -72,7 +79,10 @@ describe('engine core on the shared fixture', () => {
     addGoldenPrompts(driver, '', { logprobs: 3 });
     await driver.runToCompletion();
     assertGolden(driver, '', true);
-    assert.ok(driver.stats.some((s) => s.numDecodeTokens > 0 && s.numPrefillTokens > 0), 'some step mixed prefill and decode');
+    assert.ok(
+      driver.stats.some((s) => s.numDecodeTokens > 0 && s.numPrefillTokens > 0),
+      'some step mixed prefill and decode',
+    );
     assert.ok(driver.stats.every((s) => s.numScheduledTokens <= 13));
     driver.assertNoLeaks();
   });

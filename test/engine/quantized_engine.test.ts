@@ -58,17 +58,27 @@ describe('quantised engine', () => {
     await assert.rejects(EngineCore.create(dir, options), (e: unknown) => {
       assert.ok(e instanceof EngineError && e.code === 'DSV_ERR_CONFIG', String(e));
       assert.match(e.message, /^the model does not fit in memory: weights \d+ MiB \(float32\) \+ KV cache \d+ MiB \+ runtime 256 MiB/);
-      assert.match(e.message, /of 184 MiB usable \(200 MiB cgroup limit \/test\/memory\.max\); no --quantization or --kv-cache-memory setting fits this machine$/);
+      assert.match(
+        e.message,
+        /of 184 MiB usable \(200 MiB cgroup limit \/test\/memory\.max\); no --quantization or --kv-cache-memory setting fits this machine$/,
+      );
       return true;
     });
   });
 
-  it('a second start serves bit-identical logits from the cache, without the checkpoint\'s data', async () => {
+  it("a second start serves bit-identical logits from the cache, without the checkpoint's data", async () => {
     const dir = fixtureCopy('cache');
     const cacheDir = path.join(tmp, 'qcache');
     const first = await promptLogits(dir, { quantization: 'int4', quantizedWeightsDir: cacheDir });
     const [keyDir] = readdirSync(cacheDir);
-    assert.deepEqual(readdirSync(path.join(cacheDir, keyDir!)).sort(), ['embed.safetensors', 'head.safetensors', 'layer.0.safetensors', 'layer.1.safetensors', 'layer.2.safetensors', 'source.json']);
+    assert.deepEqual(readdirSync(path.join(cacheDir, keyDir!)).sort(), [
+      'embed.safetensors',
+      'head.safetensors',
+      'layer.0.safetensors',
+      'layer.1.safetensors',
+      'layer.2.safetensors',
+      'source.json',
+    ]);
     clobberData(dir, 0);
     const second = await promptLogits(dir, { quantization: 'int4', quantizedWeightsDir: cacheDir });
     assert.deepEqual(second.logits, first.logits);
@@ -94,7 +104,10 @@ describe('quantised engine', () => {
   it('an error in a loader thread fails the start-up with its message (and leaves no thread behind)', async () => {
     const dir = fixtureCopy('pool-nan');
     clobberData(dir, 0xff);
-    await assert.rejects(openEngine(dir, { runner: { blockSize: 16, numKvBlocks: 32, quantization: 'int8', loadThreads: 2 } }), /tensor "[^"]+": non-finite value in row 0/);
+    await assert.rejects(
+      openEngine(dir, { runner: { blockSize: 16, numKvBlocks: 32, quantization: 'int8', loadThreads: 2 } }),
+      /tensor "[^"]+": non-finite value in row 0/,
+    );
   });
 
   it('a corrupt cache file is reported and rebuilt from the checkpoint, never used', async () => {

@@ -108,7 +108,8 @@ test('stress: preemption, aborts, echo + logprobs and n > 1 together stay golden
       assert.equal(pl.length, 1, `${s.id}: prompt logprobs sent once`);
       const entries = pl[0]!.promptLogprobs!;
       assert.equal(entries.length, prompts[s.prompt]!.length);
-      for (let t = 1; t < entries.length; t++) assert.ok(Math.abs(entries[t]!.logprob - goldenPromptLogprob(s.prompt, t)) < TOL, `${s.id} prompt position ${t}`);
+      for (let t = 1; t < entries.length; t++)
+        assert.ok(Math.abs(entries[t]!.logprob - goldenPromptLogprob(s.prompt, t)) < TOL, `${s.id} prompt position ${t}`);
     }
     checked++;
   }
@@ -117,6 +118,8 @@ test('stress: preemption, aborts, echo + logprobs and n > 1 together stay golden
   assert.ok(core.scheduler.numPreemptionsTotal > 0, 'the cache ran out and preempted');
   assert.ok(last.prefixCacheHitTokens > 0, 'prefix hits happened');
   assert.ok(aborted > 0 && checked > 20, `checked ${checked}, aborted ${aborted}`);
-  t.diagnostic(`${specs.length} requests: ${checked} checked golden, ${aborted} aborted, ${core.scheduler.numPreemptionsTotal} preemptions, ${last.prefixCacheHitTokens} prefix-hit tokens, ${driver.numSteps} steps`);
+  t.diagnostic(
+    `${specs.length} requests: ${checked} checked golden, ${aborted} aborted, ${core.scheduler.numPreemptionsTotal} preemptions, ${last.prefixCacheHitTokens} prefix-hit tokens, ${driver.numSteps} steps`,
+  );
   driver.assertNoLeaks();
 });

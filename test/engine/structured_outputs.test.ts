@@ -86,7 +86,7 @@ describe('structured outputs in the engine loop', () => {
     let numValid = 0;
     for (let i = 0; i < 6; i++) {
       const final = driver.results.get(`c${i}`)!.final!;
-      if (final.finishReason === 'stop') JSON.parse(textOf(driver, `c${i}`)), numValid++;
+      if (final.finishReason === 'stop') (JSON.parse(textOf(driver, `c${i}`)), numValid++);
       else assert.equal(final.finishReason, 'length');
     }
     assert.ok(numValid > 0);
@@ -97,9 +97,18 @@ describe('structured outputs in the engine loop', () => {
     const core = await makeCore();
     const params = { temperature: 0, maxTokens: 8 };
     const driver = new EngineDriver(core);
-    await assert.rejects(driver.addConstrained('bad1', [5, 6], params, { param: 'response_format', grammar: { kind: 'json_schema', schema: '{"type": "nope"}' } }), (e: unknown) => e instanceof EngineError && e.code === 'DSV_ERR_INVALID_REQUEST' && /Unsupported type "nope"/.test(e.message));
-    await assert.rejects(driver.addConstrained('bad2', [5, 6], { ...params, minTokens: 2 }, CHOICE), (e: unknown) => e instanceof EngineError && e.param === 'min_tokens');
-    await assert.rejects(driver.addConstrained('bad3', [5, 6], { ...params, ignoreEos: true }, CHOICE), (e: unknown) => e instanceof EngineError && e.param === 'ignore_eos');
+    await assert.rejects(
+      driver.addConstrained('bad1', [5, 6], params, { param: 'response_format', grammar: { kind: 'json_schema', schema: '{"type": "nope"}' } }),
+      (e: unknown) => e instanceof EngineError && e.code === 'DSV_ERR_INVALID_REQUEST' && /Unsupported type "nope"/.test(e.message),
+    );
+    await assert.rejects(
+      driver.addConstrained('bad2', [5, 6], { ...params, minTokens: 2 }, CHOICE),
+      (e: unknown) => e instanceof EngineError && e.param === 'min_tokens',
+    );
+    await assert.rejects(
+      driver.addConstrained('bad3', [5, 6], { ...params, ignoreEos: true }, CHOICE),
+      (e: unknown) => e instanceof EngineError && e.param === 'ignore_eos',
+    );
     assert.equal(core.numRequests, 0);
     await driver.addConstrained('good', [5, 6], { temperature: 0, maxTokens: 20 }, CHOICE);
     await driver.runToCompletion();

@@ -40,9 +40,13 @@ export function dequantizedModel(model: LoadedModel, bits: QuantBits): LoadedMod
     const indexer = a.indexer && { ...a.indexer, wqB: q(a.indexer.wqB), wk: q(a.indexer.wk), weightsProj: q(a.indexer.weightsProj) };
     const attn = { ...a, query, kvAProjWithMqa: q(a.kvAProjWithMqa), kvBProj: kvB(c, a.kvBProj, bits), oProj: q(a.oProj), indexer };
     const m = layer.mlp;
-    const mlp = m.kind === 'dense'
-      ? { kind: 'dense' as const, weights: swiGlu(m.weights) }
-      : { kind: 'moe' as const, weights: { ...m.weights, experts: m.weights.experts.map(swiGlu), sharedExperts: m.weights.sharedExperts && swiGlu(m.weights.sharedExperts) } };
+    const mlp =
+      m.kind === 'dense'
+        ? { kind: 'dense' as const, weights: swiGlu(m.weights) }
+        : {
+            kind: 'moe' as const,
+            weights: { ...m.weights, experts: m.weights.experts.map(swiGlu), sharedExperts: m.weights.sharedExperts && swiGlu(m.weights.sharedExperts) },
+          };
     return { ...layer, attn, mlp };
   });
   const embedTokens = { data: w.embedTokens.data.map((v) => f16ToFloat32(float32ToF16(v))), shape: w.embedTokens.shape };

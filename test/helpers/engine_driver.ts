@@ -26,7 +26,12 @@ export class EngineDriver {
   }
 
   /** A request with an output grammar (compiled before it is queued). */
-  async addConstrained(requestId: string, promptTokenIds: readonly number[], params: SamplingParamsInit, structuredOutput: StructuredOutputSpec): Promise<void> {
+  async addConstrained(
+    requestId: string,
+    promptTokenIds: readonly number[],
+    params: SamplingParamsInit,
+    structuredOutput: StructuredOutputSpec,
+  ): Promise<void> {
     const vocabSize = this.core.config.vocabSize;
     await this.core.addRequestAsync({ requestId, promptTokenIds, params: resolveSamplingParams(params, { vocabSize }), structuredOutput });
     this.results.set(requestId, { tokens: [], deltas: [], final: null });

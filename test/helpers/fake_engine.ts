@@ -17,9 +17,23 @@ export type Script = (engine: FakeEngine, request: RequestInit) => void;
 
 export class FakeEngine extends EventEmitter<EngineClientEvents> {
   readonly info: ModelInfo = {
-    modelDir: '/fake', modelType: 'deepseek_v32', torchDtype: 'float32', numParameters: 1, vocabSize: 512, maxModelLen: 512,
-    eosTokenIds: [1], bosTokenId: 0, blockSize: 16, numKvBlocks: 64, kvCacheDtype: 'float32', kvCacheBytesPerToken: 1, usesIndexer: true, loadSeconds: 0,
-    quantization: 'none', memoryPlan: 'fake', loadWarnings: [],
+    modelDir: '/fake',
+    modelType: 'deepseek_v32',
+    torchDtype: 'float32',
+    numParameters: 1,
+    vocabSize: 512,
+    maxModelLen: 512,
+    eosTokenIds: [1],
+    bosTokenId: 0,
+    blockSize: 16,
+    numKvBlocks: 64,
+    kvCacheDtype: 'float32',
+    kvCacheBytesPerToken: 1,
+    usesIndexer: true,
+    loadSeconds: 0,
+    quantization: 'none',
+    memoryPlan: 'fake',
+    loadWarnings: [],
   };
   readonly isAlive = true;
   readonly aborted: string[] = [];
@@ -57,8 +71,17 @@ export class FakeEngine extends EventEmitter<EngineClientEvents> {
     const numOutputTokens = (this.numOutput.get(requestId) ?? 0) + newTokenIds.length;
     this.numOutput.set(requestId, numOutputTokens);
     stream.push({
-      requestId, newTokenIds, logprobs: null, promptLogprobs: null, finishReason, stopReason: null,
-      numPromptTokens: 0, numCachedTokens: 0, numOutputTokens, queueTimeMs: 0, errorMessage,
+      requestId,
+      newTokenIds,
+      logprobs: null,
+      promptLogprobs: null,
+      finishReason,
+      stopReason: null,
+      numPromptTokens: 0,
+      numCachedTokens: 0,
+      numOutputTokens,
+      queueTimeMs: 0,
+      errorMessage,
     });
     if (finishReason !== null) {
       stream.end();

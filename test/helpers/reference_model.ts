@@ -4,7 +4,16 @@
 //
 // Weights come from `loadModel` (Float32Array, HF [out, in] layout, already dequantised); every float32 value is
 // exact in float64, so all arithmetic below is float64 on the exact stored values.
-import type { AttentionWeights, LayerWeights, LoadedModel, ModelConfig, MoeWeights, MtpWeights, SwiGluWeights, Tensor } from '../../src/engine/checkpoint/types.ts';
+import type {
+  AttentionWeights,
+  LayerWeights,
+  LoadedModel,
+  ModelConfig,
+  MoeWeights,
+  MtpWeights,
+  SwiGluWeights,
+  Tensor,
+} from '../../src/engine/checkpoint/types.ts';
 
 type Vec = Float64Array;
 
@@ -317,7 +326,7 @@ function moe(c: ModelConfig, w: MoeWeights, x: Vec, margins: ReferenceMargins): 
   } else {
     const mx = Math.max(...logits);
     let z = 0;
-    for (let e = 0; e < E; e++) z += (s[e] = Math.exp(logits[e]! - mx));
+    for (let e = 0; e < E; e++) z += s[e] = Math.exp(logits[e]! - mx);
     for (let e = 0; e < E; e++) s[e]! /= z;
   }
   // Choice scores: the correction bias is for selection only (noaux_tc).
@@ -368,7 +377,15 @@ function moe(c: ModelConfig, w: MoeWeights, x: Vec, margins: ReferenceMargins): 
 // ---------------------------------------------------------------------------------------------------------------
 
 /** One decoder layer over every position: h + MLA, then + FFN (dense or MoE by the layer index). */
-function decoderLayer(c: ModelConfig, lw: LayerWeights, l: number, h: Vec[], th: Vec, useIndexer: boolean, margins: ReferenceMargins): { h: Vec[]; att: AttentionOut; experts: number[][] | null } {
+function decoderLayer(
+  c: ModelConfig,
+  lw: LayerWeights,
+  l: number,
+  h: Vec[],
+  th: Vec,
+  useIndexer: boolean,
+  margins: ReferenceMargins,
+): { h: Vec[]; att: AttentionOut; experts: number[][] | null } {
   const isMoe = c.moe !== null && l >= c.moe.firstKDenseReplace && l % c.moe.moeLayerFreq === 0;
   if (isMoe !== (lw.mlp.kind === 'moe')) throw new Error(`layer ${l}: loaded mlp kind ${lw.mlp.kind} disagrees with the config`);
   const xs = h.map((v) => rmsNorm(v, lw.inputLayernorm, c.rmsNormEps));
@@ -393,7 +410,12 @@ function decoderLayer(c: ModelConfig, lw: LayerWeights, l: number, h: Vec[], th:
  * runs one decoder layer (index numHiddenLayers) causally over x_0 .. x_{L-2}, and returns
  * shared_head.head(shared_head.norm(y_p)) [L-1, vocab] (row p predicts t_{p+2}).
  */
-export function referenceMtp(model: Pick<LoadedModel, 'config' | 'weights'>, mtp: MtpWeights, tokens: readonly number[], opts: ReferenceOptions = {}): Float64Array {
+export function referenceMtp(
+  model: Pick<LoadedModel, 'config' | 'weights'>,
+  mtp: MtpWeights,
+  tokens: readonly number[],
+  opts: ReferenceOptions = {},
+): Float64Array {
   const { config: c, weights: W } = model;
   const D = c.hiddenSize;
   let hidden: Vec[] = [];
@@ -406,7 +428,13 @@ export function referenceMtp(model: Pick<LoadedModel, 'config' | 'weights'>, mtp
     cat.set(rmsNorm(h, mtp.hnorm, c.rmsNormEps), D);
     return linear(mtp.ehProj, cat);
   });
-  const margins: ReferenceMargins = { indexerAbsGap: Infinity, indexerRelGap: Infinity, indexerRowGap: Infinity, routingExpertGap: Infinity, routingGroupGap: Infinity };
+  const margins: ReferenceMargins = {
+    indexerAbsGap: Infinity,
+    indexerRelGap: Infinity,
+    indexerRowGap: Infinity,
+    routingExpertGap: Infinity,
+    routingGroupGap: Infinity,
+  };
   const useIndexer = c.indexer !== null && !opts.skipIndexer;
   const y = decoderLayer(c, mtp.layer, c.numHiddenLayers, xs, referenceRopeFrequencies(c), useIndexer, margins).h;
   const V = c.vocabSize;
@@ -422,7 +450,13 @@ export function referenceForward(model: Pick<LoadedModel, 'config' | 'weights'>,
   const D = c.hiddenSize;
   const th = referenceRopeFrequencies(c);
   const useIndexer = c.indexer !== null && !opts.skipIndexer;
-  const margins: ReferenceMargins = { indexerAbsGap: Infinity, indexerRelGap: Infinity, indexerRowGap: Infinity, routingExpertGap: Infinity, routingGroupGap: Infinity };
+  const margins: ReferenceMargins = {
+    indexerAbsGap: Infinity,
+    indexerRelGap: Infinity,
+    indexerRowGap: Infinity,
+    routingExpertGap: Infinity,
+    routingGroupGap: Infinity,
+  };
 
   let h: Vec[] = tokens.map((id) => {
     if (!(id >= 0 && id < c.vocabSize)) throw new Error(`token ${id} out of range`);

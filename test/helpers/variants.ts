@@ -56,58 +56,98 @@ export const VARIANTS: readonly Variant[] = [
   { name: 'deepseek_v32, BF16', opts: {}, overrides: DSA, dtype: 'BF16', seed: 22 },
   { name: 'deepseek_v32, FP8 e4m3 with ragged 128-blocks', opts: {}, overrides: DSA, dtype: 'F8_E4M3', seed: 26 },
   {
-    name: 'deepseek_v32, BF16 in 3 shards', opts: {}, overrides: DSA, dtype: 'BF16', shards: 3, seed: 22,
+    name: 'deepseek_v32, BF16 in 3 shards',
+    opts: {},
+    overrides: DSA,
+    dtype: 'BF16',
+    shards: 3,
+    seed: 22,
     check: (_m, dir) => assert.ok(existsSync(path.join(dir, 'model.safetensors.index.json')) && existsSync(path.join(dir, 'model-00003-of-00003.safetensors'))),
   },
   {
-    name: 'deepseek_v32 without rope_scaling', opts: { ropeScaling: false }, overrides: DSA, dtype: 'BF16', seed: 14,
+    name: 'deepseek_v32 without rope_scaling',
+    opts: { ropeScaling: false },
+    overrides: DSA,
+    dtype: 'BF16',
+    seed: 14,
     check: (m) => assert.equal(m.config.ropeScaling, null),
   },
   {
-    name: 'deepseek_v3 (no indexer)', opts: { modelType: 'deepseek_v3' }, dtype: 'BF16', seed: 1,
+    name: 'deepseek_v3 (no indexer)',
+    opts: { modelType: 'deepseek_v3' },
+    dtype: 'BF16',
+    seed: 1,
     check: (m) => assert.equal(m.config.indexer, null),
   },
   {
-    name: 'deepseek_v3 with direct q_proj (q_lora_rank null)', opts: { modelType: 'deepseek_v3', qLoraRank: null }, dtype: 'BF16', seed: 1,
+    name: 'deepseek_v3 with direct q_proj (q_lora_rank null)',
+    opts: { modelType: 'deepseek_v3', qLoraRank: null },
+    dtype: 'BF16',
+    seed: 1,
     check: (m) => assert.ok(m.config.qLoraRank === null && m.weights.layers[0]!.attn.query.kind === 'direct'),
   },
   {
     name: 'deepseek_v2, softmax greedy, norm_topk_prob true (normalised, no scaling factor)',
-    opts: { modelType: 'deepseek_v2', normTopkProb: true }, overrides: V2_RSF, dtype: 'BF16', seed: 2,
+    opts: { modelType: 'deepseek_v2', normTopkProb: true },
+    overrides: V2_RSF,
+    dtype: 'BF16',
+    seed: 2,
     check: (m) => assert.deepEqual([m.config.moe!.scoringFunc, m.config.moe!.topkMethod, m.config.moe!.normTopkProb], ['softmax', 'greedy', true]),
   },
   {
     name: 'deepseek_v2, softmax greedy, norm_topk_prob false (scaled by routed_scaling_factor)',
-    opts: { modelType: 'deepseek_v2', normTopkProb: false }, overrides: V2_RSF, dtype: 'BF16', seed: 2,
+    opts: { modelType: 'deepseek_v2', normTopkProb: false },
+    overrides: V2_RSF,
+    dtype: 'BF16',
+    seed: 2,
     check: (m) => assert.deepEqual([m.config.moe!.scoringFunc, m.config.moe!.topkMethod, m.config.moe!.normTopkProb], ['softmax', 'greedy', false]),
   },
   {
     // HF DeepseekV2MoE normalises only when top_k > 1: with top-1 routing the weight is prob * routed_scaling_factor.
     name: 'deepseek_v2, top-1 routing, norm_topk_prob true (scaled, not normalised), no shared experts',
-    opts: { modelType: 'deepseek_v2', normTopkProb: true }, overrides: { ...V2_RSF, num_experts_per_tok: 1, n_shared_experts: 0 }, dtype: 'BF16', seed: 2,
-    check: (m) => assert.ok(m.config.moe!.numExpertsPerTok === 1 && m.weights.layers.every((l) => l.mlp.kind === 'dense' || l.mlp.weights.sharedExperts === null)),
+    opts: { modelType: 'deepseek_v2', normTopkProb: true },
+    overrides: { ...V2_RSF, num_experts_per_tok: 1, n_shared_experts: 0 },
+    dtype: 'BF16',
+    seed: 2,
+    check: (m) =>
+      assert.ok(m.config.moe!.numExpertsPerTok === 1 && m.weights.layers.every((l) => l.mlp.kind === 'dense' || l.mlp.weights.sharedExperts === null)),
   },
   {
-    name: 'deepseek_v3, norm_topk_prob false (unnormalised sigmoid weights, scaled)', opts: { modelType: 'deepseek_v3', normTopkProb: false }, dtype: 'BF16', seed: 1,
+    name: 'deepseek_v3, norm_topk_prob false (unnormalised sigmoid weights, scaled)',
+    opts: { modelType: 'deepseek_v3', normTopkProb: false },
+    dtype: 'BF16',
+    seed: 1,
     check: (m) => assert.equal(m.config.moe!.normTopkProb, false),
   },
   {
     name: 'deepseek_v2, softmax group_limited_greedy (2 groups, keep 1)',
     opts: { modelType: 'deepseek_v2', normTopkProb: false },
-    overrides: { ...V2_RSF, topk_method: 'group_limited_greedy', n_group: 2, topk_group: 1 }, dtype: 'BF16', seed: 5,
+    overrides: { ...V2_RSF, topk_method: 'group_limited_greedy', n_group: 2, topk_group: 1 },
+    dtype: 'BF16',
+    seed: 5,
     check: (m) => assert.equal(m.config.moe!.topkMethod, 'group_limited_greedy'),
   },
 ];
 
 /** Writes a variant's checkpoint; with opts.mtp it also carries an MTP module (the main weights are the same). */
-export function writeVariant(root: string, v: { opts: TinyOptions; overrides?: HfConfig; dtype: WriteDType; shards?: number; seed: number }, name: string): string {
+export function writeVariant(
+  root: string,
+  v: { opts: TinyOptions; overrides?: HfConfig; dtype: WriteDType; shards?: number; seed: number },
+  name: string,
+): string {
   const config = { ...tinyHfConfig(v.opts), ...v.overrides };
   const dir = mkdtempSync(path.join(root, `${name.replace(/[^a-z0-9]+/gi, '_').slice(0, 40)}-`));
   writeCheckpoint(dir, config, randomCheckpoint(config, { seed: v.seed, mtp: v.opts.mtp }), { dtype: v.dtype, shards: v.shards });
   return dir;
 }
 
-export async function runEngine(dir: string, prompt: readonly number[], maxTokens: number, options: ModelRunnerOptions = {}, recordSelections = false): Promise<OfflineOutput> {
+export async function runEngine(
+  dir: string,
+  prompt: readonly number[],
+  maxTokens: number,
+  options: ModelRunnerOptions = {},
+  recordSelections = false,
+): Promise<OfflineOutput> {
   const engine = await openEngine(dir, { runner: { blockSize: 16, numKvBlocks: 64, ...options }, chunkSize: CHUNK, recordSelections });
   try {
     const [r] = await greedy(engine, [prompt], { maxTokens, promptLogits: true });
@@ -121,7 +161,12 @@ export async function runEngine(dir: string, prompt: readonly number[], maxToken
 export function assertMargins(ref: ReferenceResult, greedyRows: readonly number[], label: string): string {
   const m = ref.margins;
   const argmax = minArgmaxGap(ref.logits, ref.vocab, greedyRows);
-  const all: [string, number][] = [['indexer top-k (rel. to row max)', m.indexerRowGap], ['routing group cut', m.routingGroupGap], ['routing expert cut', m.routingExpertGap], ['greedy argmax', argmax]];
+  const all: [string, number][] = [
+    ['indexer top-k (rel. to row max)', m.indexerRowGap],
+    ['routing group cut', m.routingGroupGap],
+    ['routing expert cut', m.routingExpertGap],
+    ['greedy argmax', argmax],
+  ];
   for (const [what, gap] of all) assert.ok(gap >= MIN_MARGIN, `${label}: smallest ${what} margin ${gap} < ${MIN_MARGIN}; pick another seed`);
   return all.map(([w, g]) => `${w} ${g === Infinity ? '-' : g.toExponential(2)}`).join(', ');
 }
@@ -137,6 +182,10 @@ export function compareGreedy(t: TestContext, r: OfflineOutput, ref: ReferenceRe
   let dStep = 0;
   r.stepLogits.forEach((row, n) => (dStep = Math.max(dStep, maxAbs(row, ref.logits, 0, (L - 1 + n) * V, V))));
   assert.ok(dStep < TOL, `${label}: greedy step logits differ from the reference by ${dStep}`);
-  assert.deepEqual(r.tokenIds, greedyRows.map((row) => argmaxRow(ref.logits, V, row)), `${label}: greedy tokens`);
+  assert.deepEqual(
+    r.tokenIds,
+    greedyRows.map((row) => argmaxRow(ref.logits, V, row)),
+    `${label}: greedy tokens`,
+  );
   t.diagnostic(`max |engine - reference|: prompt ${dPrompt.toExponential(2)}, steps ${dStep.toExponential(2)}; margins: ${margins}`);
 }

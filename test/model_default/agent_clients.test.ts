@@ -36,7 +36,14 @@ describe('agent clients on the default model', () => {
     const text = await generateText({ model: openai('default'), prompt: 'In the beginning', maxOutputTokens: 12, temperature: 0 });
     assert.ok(/[a-z]{3}/i.test(text.text), text.text);
     for (const temperature of [0, 1]) {
-      const { object } = await generateObject({ model: openai('default'), schema: Verse, prompt: 'Which verse speaks of light?', maxOutputTokens: 300, temperature, seed: 7 });
+      const { object } = await generateObject({
+        model: openai('default'),
+        schema: Verse,
+        prompt: 'Which verse speaks of light?',
+        maxOutputTokens: 300,
+        temperature,
+        seed: 7,
+      });
       assert.deepEqual(Verse.parse(object), object);
     }
   });
@@ -44,7 +51,12 @@ describe('agent clients on the default model', () => {
   test('AI SDK: a required tool call with valid arguments', async () => {
     const openai = createOpenAI({ baseURL: baseURL(), apiKey: 'none' });
     const r = await generateText({
-      model: openai('default'), prompt: 'Recite Genesis 1:3', toolChoice: 'required', maxOutputTokens: 300, temperature: 0, providerOptions: { openai: { parallelToolCalls: false } },
+      model: openai('default'),
+      prompt: 'Recite Genesis 1:3',
+      toolChoice: 'required',
+      maxOutputTokens: 300,
+      temperature: 0,
+      providerOptions: { openai: { parallelToolCalls: false } },
       tools: { lookup_verse: tool({ description: 'Looks a KJV verse up', inputSchema: Verse }) },
     });
     assert.equal(r.finishReason, 'tool-calls');
@@ -57,7 +69,11 @@ describe('agent clients on the default model', () => {
     const chat = new ChatOpenAI({ model: 'default', apiKey: 'none', temperature: 0, maxTokens: 300, maxRetries: 0, configuration: { baseURL: baseURL() } });
     const verse = await chat.withStructuredOutput(Verse, { name: 'verse', method: 'jsonSchema' }).invoke('Which verse speaks of light?');
     assert.deepEqual(Verse.parse(verse), verse);
-    const lookup = langchainTool(async (a) => `${a.book} ${a.chapter}:${a.verse}`, { name: 'lookup_verse', description: 'Looks a KJV verse up', schema: Verse });
+    const lookup = langchainTool(async (a) => `${a.book} ${a.chapter}:${a.verse}`, {
+      name: 'lookup_verse',
+      description: 'Looks a KJV verse up',
+      schema: Verse,
+    });
     const message = await chat.bindTools([lookup], { tool_choice: 'required', parallel_tool_calls: false }).invoke([new HumanMessage('Recite Genesis 1:3')]);
     assert.deepEqual(message.invalid_tool_calls ?? [], []);
     assert.equal(message.tool_calls?.length, 1);

@@ -44,7 +44,10 @@ describe('default model parity with the PyTorch training forward', () => {
   const engines = new Map<number | undefined, OfflineEngine>();
   before(async () => {
     for (const chunkSize of [undefined, 13]) {
-      engines.set(chunkSize, await openEngine(MODEL_DIR, { runner: { blockSize: 16, numKvBlocks: 64 }, enablePrefixCaching: false, ...(chunkSize && { chunkSize }) }));
+      engines.set(
+        chunkSize,
+        await openEngine(MODEL_DIR, { runner: { blockSize: 16, numKvBlocks: 64 }, enablePrefixCaching: false, ...(chunkSize && { chunkSize }) }),
+      );
     }
   });
   after(async () => {

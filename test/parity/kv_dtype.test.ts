@@ -63,7 +63,11 @@ function meanMae(outs: readonly OfflineOutput[], ref: readonly Float32Array[]): 
 
 const engines: OfflineEngine[] = [];
 async function engine(dtype: KVCacheDtype, opts: Parameters<typeof openEngine>[1] = {}): Promise<OfflineEngine> {
-  const e = await openEngine(FIXTURE_DIR, { enablePrefixCaching: false, ...opts, runner: { blockSize: 16, numKvBlocks: 128, kvCacheDtype: dtype, ...opts.runner } });
+  const e = await openEngine(FIXTURE_DIR, {
+    enablePrefixCaching: false,
+    ...opts,
+    runner: { blockSize: 16, numKvBlocks: 128, kvCacheDtype: dtype, ...opts.runner },
+  });
   engines.push(e);
   return e;
 }
@@ -82,11 +86,22 @@ for (const dtype of ['bfloat16', 'fp8'] as const) {
       const small = await engine(dtype, { runner: { numKvBlocks: 24 }, scheduler: { maxNumBatchedTokens: 64 } });
       const preempted = await greedy(small, forced, { maxTokens: STEPS, promptLogits: true });
       assert.ok(small.core.scheduler.numPreemptionsTotal > 0, 'preemption happened');
-      for (const [label, outs] of [['whole', plain], ['chunk 13', chunked], ['preempted', preempted]] as const) {
+      for (const [label, outs] of [
+        ['whole', plain],
+        ['chunk 13', chunked],
+        ['preempted', preempted],
+      ] as const) {
         const mae = meanMae(outs, goldenRows);
         t.diagnostic(`${label}: logprob MAE vs golden ${mae.toExponential(3)}`);
         assert.ok(mae <= DSA_BOUND[dtype], `${label}: logprob MAE ${mae} > ${DSA_BOUND[dtype]}`);
-        assert.ok(meanMae(outs, plain.map((o) => o.promptLogits!)) <= DSA_BOUND[dtype] / 4, `${label} drifts from the plain run`);
+        assert.ok(
+          meanMae(
+            outs,
+            plain.map((o) => o.promptLogits!),
+          ) <=
+            DSA_BOUND[dtype] / 4,
+          `${label} drifts from the plain run`,
+        );
       }
       assertDrained(small);
     });
@@ -106,7 +121,10 @@ for (const dtype of ['bfloat16', 'fp8'] as const) {
     test('latent cache alone (dense attention) against float32', async (t) => {
       const ref = await greedy(await engine('float32', { runner: { denseAttention: true } }), forced, { maxTokens: 1, promptLogits: true });
       const outs = await greedy(await engine(dtype, { runner: { denseAttention: true } }), forced, { maxTokens: 1, promptLogits: true });
-      const mae = meanMae(outs, ref.map((o) => o.promptLogits!));
+      const mae = meanMae(
+        outs,
+        ref.map((o) => o.promptLogits!),
+      );
       t.diagnostic(`logprob MAE vs float32 ${mae.toExponential(3)}`);
       assert.ok(mae <= LATENT_BOUND[dtype], `logprob MAE ${mae} > ${LATENT_BOUND[dtype]}`);
       assert.ok(mae > 0, 'the cache really is narrower than float32');

@@ -35,7 +35,11 @@ describe('int8 variants: engine (accuracy level 0) vs float64 reference on the d
       compareGreedy(t, r, ref, PROMPT, `${v.name}, int8`);
       if (hasIndexer) {
         const expected = ref.selections!.map((rows) => rows[PROMPT.length - 1]);
-        assert.deepEqual(r.selections!.map((s) => Array.from(s)), expected, `${v.name}: indexer selections at the last prompt position`);
+        assert.deepEqual(
+          r.selections!.map((s) => Array.from(s)),
+          expected,
+          `${v.name}: indexer selections at the last prompt position`,
+        );
       }
     });
   });

@@ -86,8 +86,15 @@ describe('architecture variants: engine vs float64 reference', () => {
         const topk = loaded.config.indexer!.topk;
         assert.ok(PROMPT.length > topk);
         const expected = ref.selections!.map((rows) => rows[PROMPT.length - 1]!);
-        assert.deepEqual(r.selections!.map((s) => Array.from(s)), expected, `${v.name}: indexer selections at the last prompt position`);
-        assert.ok(expected.every((s) => s.length === topk), 'the indexer drops keys');
+        assert.deepEqual(
+          r.selections!.map((s) => Array.from(s)),
+          expected,
+          `${v.name}: indexer selections at the last prompt position`,
+        );
+        assert.ok(
+          expected.every((s) => s.length === topk),
+          'the indexer drops keys',
+        );
       }
     });
   }
@@ -116,7 +123,10 @@ describe('architecture variants: engine vs float64 reference', () => {
     // Mean over prompt rows of the row's largest logit change, relative to the logit range. bf16 rounds each
     // latent value by <= 2^-8 relative, e4m3 by <= 2^-4; a MoE routing flip can move one row further (measured:
     // fp8 moves one of 40 rows by half the range, the others by 1-8%), hence the mean.
-    for (const [dtype, bound] of [['bfloat16', 2 ** -7], ['fp8', 2 ** -3]] as const) {
+    for (const [dtype, bound] of [
+      ['bfloat16', 2 ** -7],
+      ['fp8', 2 ** -3],
+    ] as const) {
       const r = await runEngine(dir, PROMPT, GREEDY_STEPS, { kvCacheDtype: dtype });
       let mean = 0;
       for (let row = 0; row < PROMPT.length; row++) mean += maxAbs(r.promptLogits!, f32.promptLogits!, row * V, row * V, V) / spread / PROMPT.length;
@@ -128,7 +138,6 @@ describe('architecture variants: engine vs float64 reference', () => {
 
 // ---------------------------------------------------------------------------------------------------------------
 // 3. Storage dtypes: one random checkpoint written as F32, BF16 and FP8
-
 
 // Per-weight rounding of each storage format (round to nearest even, p significant bits, unit roundoff 2^-p):
 //  - BF16 has p = 8 (7 stored mantissa bits): |w_q - w| <= 2^-8 |w|. (2^-9 is the *typical* size; the worst case,
@@ -222,7 +231,9 @@ describe('storage dtypes: F32 vs BF16 vs FP8 of one random checkpoint', () => {
       const G = 2;
       const bound = Z * G * Math.sqrt(q.k / 3) * u * logitRms + 2 * TOL;
       const d = maxAbs(q.logits, f32.logits);
-      t.diagnostic(`${dtype}: K = ${q.k} rounded tensors, max |logits - F32 logits| = ${d.toExponential(3)} (${(d / logitRms).toFixed(3)} x rms), bound ${bound.toExponential(3)} (measured / bound = ${(d / bound).toFixed(2)})`);
+      t.diagnostic(
+        `${dtype}: K = ${q.k} rounded tensors, max |logits - F32 logits| = ${d.toExponential(3)} (${(d / logitRms).toFixed(3)} x rms), bound ${bound.toExponential(3)} (measured / bound = ${(d / bound).toFixed(2)})`,
+      );
       assert.ok(d <= bound, `${dtype}: logits differ from the F32 checkpoint's by ${d} > derived bound ${bound}`);
       assert.ok(d > 0, `${dtype}: storage rounding must be visible in the logits`);
     }

@@ -12,7 +12,12 @@ import { at } from '../helpers/at.ts';
 
 interface Reply {
   status: number;
-  body: { error?: { code: string; message: string; param: string | null }; usage?: { prompt_tokens: number; completion_tokens: number }; choices?: { finish_reason: string }[]; data?: { max_model_len: number }[] };
+  body: {
+    error?: { code: string; message: string; param: string | null };
+    usage?: { prompt_tokens: number; completion_tokens: number };
+    choices?: { finish_reason: string }[];
+    data?: { max_model_len: number }[];
+  };
 }
 
 async function post(server: RunningServer, url: string, body: object): Promise<Reply> {

@@ -51,9 +51,19 @@ describe('Vercel AI SDK', () => {
   test('a required tool call is executed and its result goes back (/v1/responses, then chat)', async () => {
     for (const model of [openai('tiny-text'), openai.chat('tiny-text')]) {
       const seen: z.infer<typeof Verse>[] = [];
-      const lookupVerse = tool({ description: 'Looks a verse up', inputSchema: Verse, execute: async (args) => (seen.push(args), `text of ${args.book} ${args.chapter}`) });
+      const lookupVerse = tool({
+        description: 'Looks a verse up',
+        inputSchema: Verse,
+        execute: async (args) => (seen.push(args), `text of ${args.book} ${args.chapter}`),
+      });
       const r = await generateText({
-        model, prompt: 'Find Genesis 1:3', tools: { lookup_verse: lookupVerse }, toolChoice: 'required', maxOutputTokens: 400, temperature: 0, providerOptions: ONE_CALL,
+        model,
+        prompt: 'Find Genesis 1:3',
+        tools: { lookup_verse: lookupVerse },
+        toolChoice: 'required',
+        maxOutputTokens: 400,
+        temperature: 0,
+        providerOptions: ONE_CALL,
         stopWhen: stepCountIs(2),
         prepareStep: ({ stepNumber }) => (stepNumber > 0 ? { toolChoice: 'none' as const, maxOutputTokens: 8 } : {}),
       });
@@ -73,7 +83,15 @@ describe('Vercel AI SDK', () => {
 
   test('streamText with a required tool: input deltas, then one valid call (/v1/responses and chat)', async () => {
     for (const model of [openai('tiny-text'), openai.chat('tiny-text')]) {
-      const r = streamText({ model, prompt: 'Find Genesis 1:3', tools: { lookup_verse: tool({ inputSchema: Verse }) }, toolChoice: 'required', maxOutputTokens: 400, temperature: 0, providerOptions: ONE_CALL });
+      const r = streamText({
+        model,
+        prompt: 'Find Genesis 1:3',
+        tools: { lookup_verse: tool({ inputSchema: Verse }) },
+        toolChoice: 'required',
+        maxOutputTokens: 400,
+        temperature: 0,
+        providerOptions: ONE_CALL,
+      });
       const types = new Set<string>();
       let input = '';
       for await (const part of r.fullStream) {

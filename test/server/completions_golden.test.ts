@@ -23,7 +23,11 @@ describe('completions on the golden fixture', () => {
   test('greedy completions of all five prompts return the golden tokens and logprobs', async () => {
     const responses = await Promise.all(
       golden.json.prompts.map((prompt) =>
-        server.app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt, max_tokens: 16, temperature: 0, logprobs: 2, ignore_eos: true, return_tokens_as_token_ids: true } }),
+        server.app.inject({
+          method: 'POST',
+          url: '/v1/completions',
+          payload: { prompt, max_tokens: 16, temperature: 0, logprobs: 2, ignore_eos: true, return_tokens_as_token_ids: true },
+        }),
       ),
     );
     responses.forEach((res, p) => {
@@ -31,20 +35,32 @@ describe('completions on the golden fixture', () => {
       const body = res.json();
       const choice = body.choices[0];
       assert.equal(choice.text, '');
-      assert.deepEqual(choice.logprobs.tokens, golden.greedyTokens(p).map((t) => `token_id:${t}`));
+      assert.deepEqual(
+        choice.logprobs.tokens,
+        golden.greedyTokens(p).map((t) => `token_id:${t}`),
+      );
       const steps = golden.floats(`greedy_step_logits.p${p}`);
       choice.logprobs.token_logprobs.forEach((lp: number, n: number) => {
         const row = steps.subarray(n * VOCAB, (n + 1) * VOCAB);
         assert.ok(Math.abs(lp - (at(row, at(golden.greedyTokens(p), n)) - logSumExp(row))) < 1e-4);
       });
       assert.equal(choice.finish_reason, 'length');
-      assert.deepEqual(body.usage, { prompt_tokens: golden.prompt(p).length, completion_tokens: 16, total_tokens: golden.prompt(p).length + 16, prompt_tokens_details: { cached_tokens: 0 } });
+      assert.deepEqual(body.usage, {
+        prompt_tokens: golden.prompt(p).length,
+        completion_tokens: 16,
+        total_tokens: golden.prompt(p).length + 16,
+        prompt_tokens_details: { cached_tokens: 0 },
+      });
     });
   });
 
   test('echo + logprobs returns prompt-position logprobs matching the golden prefill logits', async () => {
     const prompt = golden.prompt(2);
-    const res = await server.app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt, max_tokens: 1, temperature: 0, logprobs: 1, echo: true } });
+    const res = await server.app.inject({
+      method: 'POST',
+      url: '/v1/completions',
+      payload: { prompt, max_tokens: 1, temperature: 0, logprobs: 1, echo: true },
+    });
     assert.equal(res.statusCode, 200, res.body);
     const lp = res.json().choices[0].logprobs;
     assert.equal(lp.tokens.length, prompt.length + 1);
@@ -59,7 +75,20 @@ describe('completions on the golden fixture', () => {
 
   test('streaming: exact SSE framing, finish_reason in the last content chunk, usage chunk, [DONE]', async () => {
     const prompt = golden.prompt(1);
-    const res = await server.app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt, max_tokens: 16, temperature: 0, stream: true, stream_options: { include_usage: true }, logprobs: 0, return_tokens_as_token_ids: true, ignore_eos: true } });
+    const res = await server.app.inject({
+      method: 'POST',
+      url: '/v1/completions',
+      payload: {
+        prompt,
+        max_tokens: 16,
+        temperature: 0,
+        stream: true,
+        stream_options: { include_usage: true },
+        logprobs: 0,
+        return_tokens_as_token_ids: true,
+        ignore_eos: true,
+      },
+    });
     assert.equal(res.statusCode, 200);
     assert.match(res.headers['content-type'] as string, /^text\/event-stream/);
     assert.ok(res.body.endsWith('data: [DONE]\n\n'));
@@ -70,7 +99,10 @@ describe('completions on the golden fixture', () => {
     assert.equal(usage.usage.completion_tokens, 16);
     const chunks = events.slice(0, -2) as { choices: { logprobs: { tokens: string[] }; finish_reason: string | null }[]; usage: null }[];
     assert.ok(chunks.every((c) => c.usage === null));
-    assert.deepEqual(chunks.flatMap((c) => at(c.choices, 0).logprobs.tokens), golden.greedyTokens(1).map((t) => `token_id:${t}`));
+    assert.deepEqual(
+      chunks.flatMap((c) => at(c.choices, 0).logprobs.tokens),
+      golden.greedyTokens(1).map((t) => `token_id:${t}`),
+    );
     assert.equal(at(chunks.at(-1)!.choices, 0).finish_reason, 'length');
     assert.ok(chunks.slice(0, -1).every((c) => at(c.choices, 0).finish_reason === null));
   });

@@ -25,7 +25,9 @@ function trickle(address: string, path = '/v1/completions'): Promise<Trickler> {
   const url = new URL(address);
   return new Promise((resolve) => {
     const socket = net.connect(Number(url.port), url.hostname, () => {
-      socket.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${API_KEY}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"prompt": "`);
+      socket.write(
+        `POST ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${API_KEY}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"prompt": "`,
+      );
       const timer = setInterval(() => socket.writable && socket.write('a'), 100);
       socket.on('close', () => {
         clearInterval(timer);
@@ -57,7 +59,14 @@ async function waitUntil(condition: () => boolean, ms: number, what: string): Pr
 describe('connection limits', () => {
   let server: RunningServer;
   before(async () => {
-    server = await startTestServer(FIXTURE_DIR, ['--request-timeout', String(REQUEST_TIMEOUT_S), '--max-connections', String(MAX_CONNECTIONS), '--api-key', API_KEY]);
+    server = await startTestServer(FIXTURE_DIR, [
+      '--request-timeout',
+      String(REQUEST_TIMEOUT_S),
+      '--max-connections',
+      String(MAX_CONNECTIONS),
+      '--api-key',
+      API_KEY,
+    ]);
   });
   after(async () => {
     await server.drainAndClose();
@@ -97,13 +106,21 @@ describe('connection limits', () => {
     // Once they are gone, new connections are served again.
     await new Promise((r) => setTimeout(r, 100));
     await healthWithin(server, 1000);
-    const ok = await fetch(`${server.address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` }, body: JSON.stringify({ prompt: [5, 6], max_tokens: 2 }) });
+    const ok = await fetch(`${server.address}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
+      body: JSON.stringify({ prompt: [5, 6], max_tokens: 2 }),
+    });
     assert.equal(ok.status, 200);
   });
 
   test('a 401 closes its connection', async () => {
     const t0 = performance.now();
-    const res = await rawRequest(server.address, 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}', 5000);
+    const res = await rawRequest(
+      server.address,
+      'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}',
+      5000,
+    );
     assertOpenAiError(res, 401, 'DSV_ERR_UNAUTHORIZED');
     assert.equal(res.headers.connection, 'close');
     assert.ok(performance.now() - t0 < 2000, 'the server closed the socket (the client did not wait for its own timeout)');
@@ -111,7 +128,8 @@ describe('connection limits', () => {
 });
 
 test('--max-connections auto follows the open-file limit', () => {
-  const limits = (soft: string) => `Limit                     Soft Limit           Hard Limit           Units\nMax open files            ${soft}                1048576              files\n`;
+  const limits = (soft: string) =>
+    `Limit                     Soft Limit           Hard Limit           Units\nMax open files            ${soft}                1048576              files\n`;
   assert.equal(openFileLimit(limits('1024')), 1024);
   assert.equal(openFileLimit(null), null);
   assert.equal(autoMaxConnections(1024), 1024 - 128);

@@ -23,7 +23,8 @@ const CONTINUOUS = { include_usage: true, continuous_usage_stats: true };
 
 describe('stream_options.continuous_usage_stats', () => {
   let server: RunningServer;
-  const post = (url: string, body: object) => fetch(`${server.address}${url}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const post = (url: string, body: object) =>
+    fetch(`${server.address}${url}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   const streamed = async (url: string, body: object): Promise<Chunk[]> => {
     const res = await post(url, body);
     const text = await res.text();
@@ -40,8 +41,20 @@ describe('stream_options.continuous_usage_stats', () => {
   });
 
   test('completions, two prompts x n=2: each chunk has its choice running count and its prompt length', async () => {
-    const prompts = [[5, 6, 7], [8, 9, 10, 11, 12]];
-    const chunks = await streamed('/v1/completions', { prompt: prompts, n: 2, max_tokens: 5, temperature: 1, seed: 3, ignore_eos: true, stream: true, stream_options: CONTINUOUS });
+    const prompts = [
+      [5, 6, 7],
+      [8, 9, 10, 11, 12],
+    ];
+    const chunks = await streamed('/v1/completions', {
+      prompt: prompts,
+      n: 2,
+      max_tokens: 5,
+      temperature: 1,
+      seed: 3,
+      ignore_eos: true,
+      stream: true,
+      stream_options: CONTINUOUS,
+    });
     const final = chunks.at(-1)!;
     assert.deepEqual(final.choices, []);
     const running = [0, 0, 0, 0];
@@ -56,18 +69,32 @@ describe('stream_options.continuous_usage_stats', () => {
     }
     assert.deepEqual(running, [5, 5, 5, 5]);
     const { prompt_tokens, completion_tokens, total_tokens } = final.usage!;
-    assert.deepEqual({ prompt_tokens, completion_tokens, total_tokens }, { prompt_tokens: 8, completion_tokens: 20, total_tokens: 28 }, 'the totals count each prompt once (vLLM)');
+    assert.deepEqual(
+      { prompt_tokens, completion_tokens, total_tokens },
+      { prompt_tokens: 8, completion_tokens: 20, total_tokens: 28 },
+      'the totals count each prompt once (vLLM)',
+    );
   });
 
   test('chat: the role chunk counts 0 tokens, then the count runs to the final usage', async () => {
-    const chunks = await streamed('/v1/chat/completions', { messages: [{ role: 'user', content: 'Hi there' }], max_tokens: 6, temperature: 0, ignore_eos: true, stream: true, stream_options: CONTINUOUS });
+    const chunks = await streamed('/v1/chat/completions', {
+      messages: [{ role: 'user', content: 'Hi there' }],
+      max_tokens: 6,
+      temperature: 0,
+      ignore_eos: true,
+      stream: true,
+      stream_options: CONTINUOUS,
+    });
     const [role = assert.fail('no chunks'), ...rest] = chunks;
     const final = rest.pop()!;
     assert.equal(at(role.choices, 0, 'choice').delta?.role, 'assistant');
     assert.equal(role.usage!.completion_tokens, 0);
     assert.ok(role.usage!.prompt_tokens > 0);
     const counts = rest.map((c) => c.usage!.completion_tokens);
-    assert.deepEqual(counts, [...counts].sort((a, b) => a - b));
+    assert.deepEqual(
+      counts,
+      [...counts].sort((a, b) => a - b),
+    );
     assert.equal(counts.at(-1), 6);
     assert.ok(rest.every((c) => c.usage!.prompt_tokens === role.usage!.prompt_tokens));
     assert.equal(final.usage!.completion_tokens, 6);
@@ -77,11 +104,20 @@ describe('stream_options.continuous_usage_stats', () => {
   test("the serving benchmark's load generator counts every token from the running usage", async () => {
     const record = await streamRequest({ id: 'ours', url: server.address, model: 'tiny-text' }, [5, 6, 7, 8], { outputTokens: 7, bannedTokenIds: [] });
     assert.equal(record.outputTokens, 7);
-    assert.equal(record.chunks.reduce((s, c) => s + c.tokens, 0), 7);
+    assert.equal(
+      record.chunks.reduce((s, c) => s + c.tokens, 0),
+      7,
+    );
   });
 
   test('include_usage alone keeps usage null in every chunk; continuous_usage_stats without it is a 400', async () => {
-    const chunks = await streamed('/v1/completions', { prompt: [5, 6], max_tokens: 3, ignore_eos: true, stream: true, stream_options: { include_usage: true, continuous_usage_stats: false } });
+    const chunks = await streamed('/v1/completions', {
+      prompt: [5, 6],
+      max_tokens: 3,
+      ignore_eos: true,
+      stream: true,
+      stream_options: { include_usage: true, continuous_usage_stats: false },
+    });
     assert.ok(chunks.slice(0, -1).every((c) => c.usage === null));
     assert.equal(chunks.at(-1)!.usage!.completion_tokens, 3);
     for (const stream_options of [{ continuous_usage_stats: true }, { include_usage: false, continuous_usage_stats: true }]) {

@@ -24,7 +24,9 @@ async function waitFor(condition: () => boolean | Promise<boolean>, what: string
 function rawRequest(server: RunningServer, body: object, headers: Record<string, string> = {}): net.Socket {
   const url = new URL(server.address);
   const json = JSON.stringify(body);
-  const head = Object.entries({ host: url.host, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(json)), ...headers }).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  const head = Object.entries({ host: url.host, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(json)), ...headers })
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('');
   const socket = net.connect(Number(url.port), url.hostname);
   socket.on('error', () => {}); // resets are what these tests provoke
   socket.write(`POST /v1/completions HTTP/1.1\r\n${head}\r\n${json}`);
@@ -49,7 +51,9 @@ describe('disconnects and Connection: close', () => {
     const length0 = await metric(server, 'vllm:request_success_total', { finished_reason: 'length' });
     const tokens0 = await metric(server, 'vllm:generation_tokens_total');
     // Busy: four long prompts whose prefill chunks fill every step.
-    const busy = Array.from({ length: 4 }, (_, i) => post(server, { prompt: Array.from({ length: 400 }, (_, t) => 2 + ((t * 7 + i) % 500)), max_tokens: 100, temperature: 0, ignore_eos: true }));
+    const busy = Array.from({ length: 4 }, (_, i) =>
+      post(server, { prompt: Array.from({ length: 400 }, (_, t) => 2 + ((t * 7 + i) % 500)), max_tokens: 100, temperature: 0, ignore_eos: true }),
+    );
     await waitFor(() => server.ctx.engine.numInFlight === 4, 'the busy requests to be admitted');
     for (const stream of [true, false]) {
       const socket = rawRequest(server, { prompt: [5, 6, 7, 8], max_tokens: 400, temperature: 0, ignore_eos: true, stream });

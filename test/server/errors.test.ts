@@ -11,7 +11,12 @@ interface ErrorResponse {
 }
 
 function post(server: RunningServer, url: string, payload: unknown, headers: Record<string, string> = {}) {
-  return server.app.inject({ method: 'POST', url, payload: typeof payload === 'string' ? payload : JSON.stringify(payload), headers: { 'content-type': 'application/json', ...headers } });
+  return server.app.inject({
+    method: 'POST',
+    url,
+    payload: typeof payload === 'string' ? payload : JSON.stringify(payload),
+    headers: { 'content-type': 'application/json', ...headers },
+  });
 }
 
 function expectError(res: { statusCode: number; json: () => unknown; body: string }, status: number, code: string, message?: RegExp, param?: string): void {

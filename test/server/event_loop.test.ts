@@ -32,7 +32,10 @@ async function slowestHealth(server: RunningServer, until: Promise<unknown>): Pr
 /** `body` may be pre-serialised, so the client's own JSON.stringify (same thread) is not timed. */
 function post(server: RunningServer, url: string, body: object | string): Promise<{ status: number; json: ErrorReply }> {
   const payload = typeof body === 'string' ? body : JSON.stringify(body);
-  return fetch(`${server.address}${url}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: payload }).then(async (r) => ({ status: r.status, json: (await r.json()) as ErrorReply }));
+  return fetch(`${server.address}${url}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: payload }).then(async (r) => ({
+    status: r.status,
+    json: (await r.json()) as ErrorReply,
+  }));
 }
 
 describe('the HTTP thread stays responsive', () => {
@@ -86,7 +89,10 @@ function spinningTemplateModel(): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'dsv-spin-template-'));
   cpSync(textModelDir(), dir, { recursive: true });
   const spin = '{% if spin %}{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}{% endif %}';
-  writeFileSync(path.join(dir, 'chat_template.jinja'), `${spin}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}`);
+  writeFileSync(
+    path.join(dir, 'chat_template.jinja'),
+    `${spin}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}`,
+  );
   return dir;
 }
 

@@ -30,7 +30,10 @@ describe('HTTP edge cases (real socket)', () => {
   });
 
   test('a malformed chunked body: 400 in the OpenAI shape', async () => {
-    const res = await rawRequest(server.address, 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\nabc\r\n0\r\n\r\n');
+    const res = await rawRequest(
+      server.address,
+      'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\nabc\r\n0\r\n\r\n',
+    );
     assertOpenAiError(res, 400, 'DSV_ERR_INVALID_REQUEST', /chunk/i);
   });
 
@@ -40,12 +43,23 @@ describe('HTTP edge cases (real socket)', () => {
   });
 
   test('gzip and deflate bodies: 415 naming the encoding; identity is fine', async () => {
-    for (const [encoding, body] of [['gzip', zlib.gzipSync(completion)], ['deflate', zlib.deflateSync(completion)]] as const) {
+    for (const [encoding, body] of [
+      ['gzip', zlib.gzipSync(completion)],
+      ['deflate', zlib.deflateSync(completion)],
+    ] as const) {
       const head = `POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Encoding: ${encoding}\r\nContent-Length: ${body.length}\r\n\r\n`;
-      assertOpenAiError(await rawRequest(server.address, Buffer.concat([Buffer.from(head), body])), 415, 'DSV_ERR_UNSUPPORTED_MEDIA_TYPE', new RegExp(`content-encoding ${encoding}`));
+      assertOpenAiError(
+        await rawRequest(server.address, Buffer.concat([Buffer.from(head), body])),
+        415,
+        'DSV_ERR_UNSUPPORTED_MEDIA_TYPE',
+        new RegExp(`content-encoding ${encoding}`),
+      );
     }
-    const ok = await fetch(`${server.address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'identity' }, body: completion });
+    const ok = await fetch(`${server.address}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-encoding': 'identity' },
+      body: completion,
+    });
     assert.equal(ok.status, 200);
   });
-
 });

@@ -30,7 +30,16 @@ describe('LangChain.js ChatOpenAI', () => {
   let chat: (fields?: ChatOpenAIFields) => ChatOpenAI;
   before(async () => {
     server = await startTestServer(longTextModelDir(), ['--served-model-name', 'tiny-text', '--num-kv-blocks', '512']);
-    chat = (fields = {}) => new ChatOpenAI({ model: 'tiny-text', apiKey: 'none', temperature: 0, maxTokens: 200, maxRetries: 0, configuration: { baseURL: `${server.address}/v1` }, ...fields });
+    chat = (fields = {}) =>
+      new ChatOpenAI({
+        model: 'tiny-text',
+        apiKey: 'none',
+        temperature: 0,
+        maxTokens: 200,
+        maxRetries: 0,
+        configuration: { baseURL: `${server.address}/v1` },
+        ...fields,
+      });
   });
   after(async () => {
     await server.drainAndClose();
@@ -49,11 +58,15 @@ describe('LangChain.js ChatOpenAI', () => {
   });
 
   test('bindTools: a required call, then its ToolMessage (with name) in the conversation', async () => {
-    const first = await chat({ maxTokens: 400 }).bindTools([lookupVerse], { tool_choice: 'required', parallel_tool_calls: false }).invoke([new HumanMessage('Find Genesis 1:3')]);
+    const first = await chat({ maxTokens: 400 })
+      .bindTools([lookupVerse], { tool_choice: 'required', parallel_tool_calls: false })
+      .invoke([new HumanMessage('Find Genesis 1:3')]);
     const call = assertOneValidCall(first);
     const result = await lookupVerse.invoke({ ...call, type: 'tool_call' });
     assert.equal(result.name, 'lookup_verse', 'LangChain sends the function name on tool messages');
-    const answer = await chat({ maxTokens: 6 }).bindTools([lookupVerse]).invoke([new HumanMessage('Find Genesis 1:3'), first, result]);
+    const answer = await chat({ maxTokens: 6 })
+      .bindTools([lookupVerse])
+      .invoke([new HumanMessage('Find Genesis 1:3'), first, result]);
     assert.equal(answer.response_metadata.finish_reason, 'length');
     assert.equal(answer.usage_metadata?.output_tokens, 6);
   });
@@ -75,10 +88,14 @@ describe('LangChain.js ChatOpenAI', () => {
     assert.equal(plain.usage_metadata?.output_tokens, 8);
     assert.equal(plain.text, (await chat({ maxTokens: 8 }).invoke('Hello')).text, 'the same as through chat completions');
     // LangChain 1.5 drops a string tool_choice ("required") on the Responses path; a named one goes through.
-    const first = await chat({ useResponsesApi: true, maxTokens: 400 }).bindTools([lookupVerse], { tool_choice: 'lookup_verse', parallel_tool_calls: false }).invoke([new HumanMessage('Find Genesis 1:3')]);
+    const first = await chat({ useResponsesApi: true, maxTokens: 400 })
+      .bindTools([lookupVerse], { tool_choice: 'lookup_verse', parallel_tool_calls: false })
+      .invoke([new HumanMessage('Find Genesis 1:3')]);
     const call = assertOneValidCall(first);
     const result = await lookupVerse.invoke({ ...call, type: 'tool_call' });
-    const answer = await chat({ useResponsesApi: true, maxTokens: 6 }).bindTools([lookupVerse]).invoke([new HumanMessage('Find Genesis 1:3'), first, result]);
+    const answer = await chat({ useResponsesApi: true, maxTokens: 6 })
+      .bindTools([lookupVerse])
+      .invoke([new HumanMessage('Find Genesis 1:3'), first, result]);
     assert.deepEqual(answer.tool_calls, []);
     assert.equal(answer.usage_metadata?.output_tokens, 6);
   });

@@ -37,10 +37,33 @@ describe('request lifecycle', () => {
 
   test('/metrics parses and the counters move as requests complete', async () => {
     const before = await metrics(server);
-    for (const name of ['vllm:num_requests_running', 'vllm:num_requests_waiting', 'vllm:kv_cache_usage_perc', 'vllm:prefix_cache_queries_total', 'vllm:prefix_cache_hits_total', 'vllm:num_preemptions_total', 'vllm:time_to_first_token_seconds_count', 'vllm:inter_token_latency_seconds_count', 'vllm:e2e_request_latency_seconds_count', 'vllm:request_queue_time_seconds_count', 'vllm:request_prefill_time_seconds_count', 'vllm:request_decode_time_seconds_count', 'vllm:iteration_tokens_total_count', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_p99_seconds']) {
-      assert.ok(before.some((s) => s.name === name), `${name} is exported`);
+    for (const name of [
+      'vllm:num_requests_running',
+      'vllm:num_requests_waiting',
+      'vllm:kv_cache_usage_perc',
+      'vllm:prefix_cache_queries_total',
+      'vllm:prefix_cache_hits_total',
+      'vllm:num_preemptions_total',
+      'vllm:time_to_first_token_seconds_count',
+      'vllm:inter_token_latency_seconds_count',
+      'vllm:e2e_request_latency_seconds_count',
+      'vllm:request_queue_time_seconds_count',
+      'vllm:request_prefill_time_seconds_count',
+      'vllm:request_decode_time_seconds_count',
+      'vllm:iteration_tokens_total_count',
+      'process_resident_memory_bytes',
+      'nodejs_eventloop_lag_p99_seconds',
+    ]) {
+      assert.ok(
+        before.some((s) => s.name === name),
+        `${name} is exported`,
+      );
     }
-    const res = await fetch(`${server.address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: [9, 10, 11], max_tokens: 6, temperature: 0, ignore_eos: true }) });
+    const res = await fetch(`${server.address}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: [9, 10, 11], max_tokens: 6, temperature: 0, ignore_eos: true }),
+    });
     assert.equal(res.status, 200);
     const after = await metrics(server);
     const delta = (name: string, labels = {}) => metricValue(after, name, labels) - metricValue(before, name, labels);
@@ -55,7 +78,12 @@ describe('request lifecycle', () => {
 
   test('a client that disconnects mid-stream is aborted and its blocks are freed', async () => {
     const controller = new AbortController();
-    const res = await fetch(`${server.address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...LONG, stream: true }), signal: controller.signal });
+    const res = await fetch(`${server.address}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ ...LONG, stream: true }),
+      signal: controller.signal,
+    });
     const reader = res.body!.getReader();
     await reader.read();
     await reader.read();
@@ -69,7 +97,11 @@ describe('request lifecycle', () => {
   test('a burst past the queue limit gets 429s; everything accepted completes', async () => {
     const results = await Promise.all(
       Array.from({ length: 10 }, (_, i) =>
-        fetch(`${server.address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: [5 + i, 6, 7], max_tokens: 20, temperature: 0, ignore_eos: true }) }).then(async (r) => ({ status: r.status, body: (await r.json()) as { error: { code: string }; usage: { completion_tokens: number } } })),
+        fetch(`${server.address}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ prompt: [5 + i, 6, 7], max_tokens: 20, temperature: 0, ignore_eos: true }),
+        }).then(async (r) => ({ status: r.status, body: (await r.json()) as { error: { code: string }; usage: { completion_tokens: number } } })),
       ),
     );
     const rejected = results.filter((r) => r.status === 429);
@@ -84,7 +116,10 @@ describe('request lifecycle', () => {
 
 /** Starts `node src/main.ts` on a free port; resolves with the process and its address. */
 async function startProcess(flags: string[]): Promise<{ child: ChildProcess; address: string; log: () => string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--model', FIXTURE_DIR, '--port', '0', ...flags], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--model', FIXTURE_DIR, '--port', '0', ...flags], {
+    cwd: REPO,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let log = '';
   child.stderr!.on('data', (d) => (log += d));
   const address = await new Promise<string>((resolve, reject) => {
@@ -100,11 +135,22 @@ async function startProcess(flags: string[]): Promise<{ child: ChildProcess; add
 
 test('SIGTERM drains: readiness 503, in-flight requests finish, new ones are refused, exit 0', async () => {
   const { child, address, log } = await startProcess(['--drain-timeout', '20']);
-  const inflight = fetch(`${address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...LONG, max_tokens: 150 }) });
-  await waitFor(async () => parsePrometheus(await (await fetch(`${address}/metrics`)).text()).samples.some((s) => s.name === 'vllm:num_requests_running' && s.value > 0), 'the request to run');
+  const inflight = fetch(`${address}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ ...LONG, max_tokens: 150 }),
+  });
+  await waitFor(
+    async () => parsePrometheus(await (await fetch(`${address}/metrics`)).text()).samples.some((s) => s.name === 'vllm:num_requests_running' && s.value > 0),
+    'the request to run',
+  );
   child.kill('SIGTERM');
   await waitFor(async () => (await fetch(`${address}/health`)).status === 503, 'readiness 503');
-  const refused = await fetch(`${address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: [1, 2], max_tokens: 2 }) });
+  const refused = await fetch(`${address}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ prompt: [1, 2], max_tokens: 2 }),
+  });
   assert.equal(refused.status, 503);
   const done = await inflight;
   assert.equal(done.status, 200);
@@ -123,12 +169,16 @@ test('--drain-timeout is enforced: 20 long requests and an unread stream are abo
   const streamBody = JSON.stringify({ ...long(99), n: 16, logprobs: 20, stream: true });
   const stalled = net.connect(Number(url.port), url.hostname);
   stalled.on('error', () => {});
-  stalled.write(`POST /v1/completions HTTP/1.1\r\nhost: ${url.host}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(streamBody)}\r\n\r\n${streamBody}`);
+  stalled.write(
+    `POST /v1/completions HTTP/1.1\r\nhost: ${url.host}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(streamBody)}\r\n\r\n${streamBody}`,
+  );
   stalled.pause(); // holds an unread stream
   await waitFor(async () => metricValue(await samples(), 'vllm:num_requests_running') > 0, 'the stream to run');
   const responses = Array.from({ length: 20 }, (_, i) =>
-    fetch(`${address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(long(i)) })
-      .then(async (r) => ({ status: r.status, body: (await r.json()) as { error?: { code: string } } })),
+    fetch(`${address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(long(i)) }).then(async (r) => ({
+      status: r.status,
+      body: (await r.json()) as { error?: { code: string } },
+    })),
   );
   await waitFor(async () => metricValue(await samples(), 'vllm:num_requests_waiting') > 0, 'requests to queue up');
 
@@ -163,7 +213,10 @@ test('a listen failure after the model loaded exits non-zero at once, naming the
   try {
     await Promise.all(
       cases.map(async ({ flags, expect }) => {
-        const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--model', FIXTURE_DIR, '--port', '0', ...flags], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--model', FIXTURE_DIR, '--port', '0', ...flags], {
+          cwd: REPO,
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
         let output = '';
         child.stdout.on('data', (d) => (output += d));
         child.stderr.on('data', (d) => (output += d));

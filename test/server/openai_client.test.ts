@@ -23,7 +23,10 @@ describe('openai client against the real server', () => {
 
   test('models list', async () => {
     const models = await client.models.list();
-    assert.deepEqual(models.data.map((m) => m.id), ['tiny-text']);
+    assert.deepEqual(
+      models.data.map((m) => m.id),
+      ['tiny-text'],
+    );
   });
 
   test('completion', async () => {
@@ -37,8 +40,21 @@ describe('openai client against the real server', () => {
   });
 
   test('streamed completion concatenates to the non-streamed text', async () => {
-    const full = await client.completions.create({ model, prompt: 'The quick brown fox', max_tokens: 12, temperature: 0, ignore_eos: true } as OpenAI.CompletionCreateParamsNonStreaming);
-    const stream = await client.completions.create({ model, prompt: 'The quick brown fox', max_tokens: 12, temperature: 0, ignore_eos: true, stream: true } as OpenAI.CompletionCreateParamsStreaming);
+    const full = await client.completions.create({
+      model,
+      prompt: 'The quick brown fox',
+      max_tokens: 12,
+      temperature: 0,
+      ignore_eos: true,
+    } as OpenAI.CompletionCreateParamsNonStreaming);
+    const stream = await client.completions.create({
+      model,
+      prompt: 'The quick brown fox',
+      max_tokens: 12,
+      temperature: 0,
+      ignore_eos: true,
+      stream: true,
+    } as OpenAI.CompletionCreateParamsStreaming);
     let text = '';
     let finish: string | null = null;
     for await (const chunk of stream) {
@@ -50,13 +66,23 @@ describe('openai client against the real server', () => {
   });
 
   test('chat completion and streamed chat completion agree', async () => {
-    const messages: OpenAI.ChatCompletionMessageParam[] = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hello world' }];
+    const messages: OpenAI.ChatCompletionMessageParam[] = [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'Hello world' },
+    ];
     const r = await client.chat.completions.create({ model, messages, max_tokens: 10, temperature: 0, logprobs: true, top_logprobs: 2 });
     assert.equal(r.object, 'chat.completion');
     assert.equal(at(r.choices, 0).message.role, 'assistant');
     assert.equal(at(r.choices, 0).logprobs!.content!.length, r.usage!.completion_tokens);
     assert.equal(at(at(r.choices, 0).logprobs!.content!, 0).top_logprobs.length, 2);
-    const stream = await client.chat.completions.create({ model, messages, max_tokens: 10, temperature: 0, stream: true, stream_options: { include_usage: true } });
+    const stream = await client.chat.completions.create({
+      model,
+      messages,
+      max_tokens: 10,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
     let content = '';
     let role: string | undefined;
     let usage: OpenAI.CompletionUsage | null | undefined;
@@ -74,7 +100,15 @@ describe('openai client against the real server', () => {
     const res = await fetch(`${server.address}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: 'Bearer sk-test-key' },
-      body: JSON.stringify({ model, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 5, temperature: 0, ignore_eos: true, stream: true, stream_options: { include_usage: true } }),
+      body: JSON.stringify({
+        model,
+        messages: [{ role: 'user', content: 'Hi' }],
+        max_tokens: 5,
+        temperature: 0,
+        ignore_eos: true,
+        stream: true,
+        stream_options: { include_usage: true },
+      }),
     });
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type')!, /^text\/event-stream/);
@@ -82,7 +116,11 @@ describe('openai client against the real server', () => {
     const { events, frames } = parseSse(body);
     assert.ok(frames.every((f) => f.startsWith('data: ')));
     assert.equal(events.at(-1), '[DONE]');
-    const chunks = events.slice(0, -1) as { object: string; choices: { delta: { role?: string; content?: string }; finish_reason: string | null }[]; usage: unknown }[];
+    const chunks = events.slice(0, -1) as {
+      object: string;
+      choices: { delta: { role?: string; content?: string }; finish_reason: string | null }[];
+      usage: unknown;
+    }[];
     assert.ok(chunks.every((c) => c.object === 'chat.completion.chunk'));
     assert.deepEqual(at(at(chunks, 0).choices, 0).delta, { role: 'assistant', content: '' });
     const usageChunk = chunks.at(-1)!;

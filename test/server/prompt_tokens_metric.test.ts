@@ -13,11 +13,16 @@ async function counter(server: RunningServer, name: string): Promise<number> {
   return metricValue(parsePrometheus(await (await fetch(`${server.address}/metrics`)).text()).samples, name);
 }
 
-function complete(server: RunningServer, body: object): Promise<{ usage: { prompt_tokens: number; completion_tokens: number; prompt_tokens_details: { cached_tokens: number } } }> {
-  return fetch(`${server.address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then(async (r) => {
-    assert.equal(r.status, 200);
-    return r.json() as never;
-  });
+function complete(
+  server: RunningServer,
+  body: object,
+): Promise<{ usage: { prompt_tokens: number; completion_tokens: number; prompt_tokens_details: { cached_tokens: number } } }> {
+  return fetch(`${server.address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then(
+    async (r) => {
+      assert.equal(r.status, 200);
+      return r.json() as never;
+    },
+  );
 }
 
 const prompt = (length: number, offset: number) => Array.from({ length }, (_, i) => ((i * 7 + offset) % 500) + 2);

@@ -16,7 +16,12 @@ const LOOKUP: OpenAI.Responses.FunctionTool = {
   type: 'function',
   name: 'lookup_verse',
   strict: true,
-  parameters: { type: 'object', properties: { book: { enum: ['Genesis', 'John'] }, chapter: { type: 'integer', minimum: 1, maximum: 50 } }, required: ['book', 'chapter'], additionalProperties: false },
+  parameters: {
+    type: 'object',
+    properties: { book: { enum: ['Genesis', 'John'] }, chapter: { type: 'integer', minimum: 1, maximum: 50 } },
+    required: ['book', 'chapter'],
+    additionalProperties: false,
+  },
 };
 
 describe('/v1/responses with the openai client', () => {
@@ -49,13 +54,27 @@ describe('/v1/responses with the openai client', () => {
 
   test('text.format from a zod schema: parsed and valid on random weights', async () => {
     // Sampled (chat covers greedy); the grammar is the same either way.
-    const r = await client.responses.parse({ model: 'tiny-text', input: 'Which verse?', text: { format: zodTextFormat(Verse, 'verse') }, temperature: 1, max_output_tokens: 300 });
+    const r = await client.responses.parse({
+      model: 'tiny-text',
+      input: 'Which verse?',
+      text: { format: zodTextFormat(Verse, 'verse') },
+      temperature: 1,
+      max_output_tokens: 300,
+    });
     assert.equal(r.status, 'completed', r.output_text);
     assert.deepEqual(Verse.parse(r.output_parsed), r.output_parsed);
   });
 
   test('a forced tool call, then its result: a full round trip', async () => {
-    const first = await client.responses.create({ model: 'tiny-text', input: 'Find Genesis 1:3', tools: [LOOKUP], tool_choice: 'required', parallel_tool_calls: false, temperature: 0, max_output_tokens: 400 });
+    const first = await client.responses.create({
+      model: 'tiny-text',
+      input: 'Find Genesis 1:3',
+      tools: [LOOKUP],
+      tool_choice: 'required',
+      parallel_tool_calls: false,
+      temperature: 0,
+      max_output_tokens: 400,
+    });
     const calls = first.output.filter((o): o is OpenAI.Responses.ResponseFunctionToolCall => o.type === 'function_call');
     assert.equal(calls.length, 1, JSON.stringify(first.output));
     const call = at(calls, 0);
@@ -86,7 +105,11 @@ describe('/v1/responses with the openai client', () => {
       assert.match(e.message, /previous_response_id.*stateless/);
       return true;
     });
-    const res = await fetch(`${server.address}/v1/responses`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ input: 'x', frequency_penalty: 1 }) });
+    const res = await fetch(`${server.address}/v1/responses`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ input: 'x', frequency_penalty: 1 }),
+    });
     assert.equal(res.status, 400);
     assert.match(JSON.stringify(await res.json()), /frequency_penalty/);
   });

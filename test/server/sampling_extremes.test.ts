@@ -48,7 +48,11 @@ describe('sampling parameter extremes', () => {
     test(`every accepted extreme answers 200 (temperature ${temperature} unless set)`, async () => {
       for (const extreme of EXTREMES) {
         const body = { prompt: PROMPT, max_tokens: MAX_TOKENS, ignore_eos: true, temperature, ...extreme };
-        const res = await fetch(`${server.address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        const res = await fetch(`${server.address}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
         const text = await res.text();
         assert.equal(res.status, 200, `${JSON.stringify(extreme)}: ${text}`);
         const json = JSON.parse(text) as { usage: { completion_tokens: number }; choices: { finish_reason: string }[] };

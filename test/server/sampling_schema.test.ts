@@ -40,15 +40,45 @@ describe('sampling fields -> SamplingParams', () => {
   it('maps every field once, snake_case to camelCase', () => {
     const p = completionParams(
       {
-        temperature: 0.7, top_p: 0.9, top_k: 40, min_p: 0.05, seed: 42, presence_penalty: 0.5, frequency_penalty: -0.5, repetition_penalty: 1.1,
-        logit_bias: { '7': 5 }, min_tokens: 2, stop_token_ids: [3], ignore_eos: true, n: 2, logprobs: 3, echo: true,
+        temperature: 0.7,
+        top_p: 0.9,
+        top_k: 40,
+        min_p: 0.05,
+        seed: 42,
+        presence_penalty: 0.5,
+        frequency_penalty: -0.5,
+        repetition_penalty: 1.1,
+        logit_bias: { '7': 5 },
+        min_tokens: 2,
+        stop_token_ids: [3],
+        ignore_eos: true,
+        n: 2,
+        logprobs: 3,
+        echo: true,
       },
       30,
     );
-    assert.deepEqual({ ...p, logitBias: [...p.logitBias!] }, {
-      temperature: 0.7, topP: 0.9, topK: 40, minP: 0.05, seed: 42, presencePenalty: 0.5, frequencyPenalty: -0.5, repetitionPenalty: 1.1,
-      logitBias: [[7, 5]], maxTokens: 30, minTokens: 2, stopTokenIds: [3], ignoreEos: true, n: 2, logprobs: 3, promptLogprobs: 3,
-    });
+    assert.deepEqual(
+      { ...p, logitBias: [...p.logitBias!] },
+      {
+        temperature: 0.7,
+        topP: 0.9,
+        topK: 40,
+        minP: 0.05,
+        seed: 42,
+        presencePenalty: 0.5,
+        frequencyPenalty: -0.5,
+        repetitionPenalty: 1.1,
+        logitBias: [[7, 5]],
+        maxTokens: 30,
+        minTokens: 2,
+        stopTokenIds: [3],
+        ignoreEos: true,
+        n: 2,
+        logprobs: 3,
+        promptLogprobs: 3,
+      },
+    );
     const c = withMaxTokens(chat.parse({ messages, logprobs: true, top_logprobs: 4, temperature: 0 }).sampling, 8);
     assert.equal(c.logprobs, 4);
     assert.equal(c.promptLogprobs, null);
@@ -67,33 +97,61 @@ describe('sampling fields -> SamplingParams', () => {
   });
 
   it('accepts the range boundaries', () => {
-    const p = completionParams({
-      temperature: 100, top_p: 1, top_k: 1, min_p: 1, seed: -(2 ** 53 - 1), presence_penalty: -2, frequency_penalty: 2,
-      repetition_penalty: 0.5, logit_bias: { '0': -100, '511': 100 }, min_tokens: 1, stop_token_ids: [511], n: 64, logprobs: 20,
-    }, 1);
+    const p = completionParams(
+      {
+        temperature: 100,
+        top_p: 1,
+        top_k: 1,
+        min_p: 1,
+        seed: -(2 ** 53 - 1),
+        presence_penalty: -2,
+        frequency_penalty: 2,
+        repetition_penalty: 0.5,
+        logit_bias: { '0': -100, '511': 100 },
+        min_tokens: 1,
+        stop_token_ids: [511],
+        n: 64,
+        logprobs: 20,
+      },
+      1,
+    );
     assert.equal(p.minTokens, 1);
     assert.equal(p.logprobs, 20);
   });
 
   it('rejects invalid values with a 400 naming the field (the same limits on both routes)', () => {
     const cases: [object, string][] = [
-      [{ temperature: -0.1 }, 'temperature'], [{ temperature: 1e300 }, 'temperature'],
-      [{ top_p: 0 }, 'top_p'], [{ top_p: 1.01 }, 'top_p'],
-      [{ top_k: -2 }, 'top_k'], [{ top_k: 2.5 }, 'top_k'],
-      [{ min_p: -0.01 }, 'min_p'], [{ min_p: 1.5 }, 'min_p'],
-      [{ seed: 1.5 }, 'seed'], [{ seed: 2 ** 60 }, 'seed'],
-      [{ presence_penalty: 2.1 }, 'presence_penalty'], [{ frequency_penalty: -2.1 }, 'frequency_penalty'],
-      [{ repetition_penalty: 0 }, 'repetition_penalty'], [{ repetition_penalty: -1 }, 'repetition_penalty'],
-      [{ logit_bias: { '5': 101 } }, 'logit_bias.5'], [{ logit_bias: { '600': 1 } }, 'logit_bias.600'],
-      [{ min_tokens: -1 }, 'min_tokens'], [{ n: 0 }, 'n'], [{ n: 65 }, 'n'],
-      [{ stop_token_ids: [1, -3] }, 'stop_token_ids.1'], [{ stop_token_ids: [512] }, 'stop_token_ids.0'],
+      [{ temperature: -0.1 }, 'temperature'],
+      [{ temperature: 1e300 }, 'temperature'],
+      [{ top_p: 0 }, 'top_p'],
+      [{ top_p: 1.01 }, 'top_p'],
+      [{ top_k: -2 }, 'top_k'],
+      [{ top_k: 2.5 }, 'top_k'],
+      [{ min_p: -0.01 }, 'min_p'],
+      [{ min_p: 1.5 }, 'min_p'],
+      [{ seed: 1.5 }, 'seed'],
+      [{ seed: 2 ** 60 }, 'seed'],
+      [{ presence_penalty: 2.1 }, 'presence_penalty'],
+      [{ frequency_penalty: -2.1 }, 'frequency_penalty'],
+      [{ repetition_penalty: 0 }, 'repetition_penalty'],
+      [{ repetition_penalty: -1 }, 'repetition_penalty'],
+      [{ logit_bias: { '5': 101 } }, 'logit_bias.5'],
+      [{ logit_bias: { '600': 1 } }, 'logit_bias.600'],
+      [{ min_tokens: -1 }, 'min_tokens'],
+      [{ n: 0 }, 'n'],
+      [{ n: 65 }, 'n'],
+      [{ stop_token_ids: [1, -3] }, 'stop_token_ids.1'],
+      [{ stop_token_ids: [512] }, 'stop_token_ids.0'],
       [{ ignore_eos: 'yes' }, 'ignore_eos'],
     ];
     for (const [fields, param] of cases) {
       assert.equal(rejection(completion, { prompt: [1], ...fields })[0], param, JSON.stringify(fields));
       assert.equal(rejection(chat, { messages, ...fields })[0], param, JSON.stringify(fields));
     }
-    assert.deepEqual(rejection(completion, { prompt: [1], stop_token_ids: [512] }), ['stop_token_ids.0', 'stop_token_ids.0: token id 512 is outside the vocabulary [0, 512)']);
+    assert.deepEqual(rejection(completion, { prompt: [1], stop_token_ids: [512] }), [
+      'stop_token_ids.0',
+      'stop_token_ids.0: token id 512 is outside the vocabulary [0, 512)',
+    ]);
     assert.equal(rejection(completion, { prompt: [1], logit_bias: { abc: 1 } })[0], 'logit_bias.abc');
   });
 
@@ -106,7 +164,11 @@ describe('sampling fields -> SamplingParams', () => {
 
   it('min_tokens above max_tokens (given or defaulted) is a 400 naming min_tokens', () => {
     const { sampling } = completion.parse({ prompt: [1], min_tokens: 20 });
-    assert.throws(() => withMaxTokens(sampling, 16), (err: unknown) => err instanceof EngineError && err.code === 'DSV_ERR_INVALID_REQUEST' && err.param === 'min_tokens' && /max_tokens \(16\), got 20/.test(err.message));
+    assert.throws(
+      () => withMaxTokens(sampling, 16),
+      (err: unknown) =>
+        err instanceof EngineError && err.code === 'DSV_ERR_INVALID_REQUEST' && err.param === 'min_tokens' && /max_tokens \(16\), got 20/.test(err.message),
+    );
     assert.equal(withMaxTokens(sampling, 20).minTokens, 20);
   });
 });

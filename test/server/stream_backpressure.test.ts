@@ -24,7 +24,9 @@ function openStalledStream(server: RunningServer, body: object): net.Socket {
   const url = new URL(server.address);
   const json = JSON.stringify(body);
   const socket = net.connect(Number(url.port), url.hostname);
-  socket.write(`POST /v1/completions HTTP/1.1\r\nhost: ${url.host}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(json)}\r\n\r\n${json}`);
+  socket.write(
+    `POST /v1/completions HTTP/1.1\r\nhost: ${url.host}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(json)}\r\n\r\n${json}`,
+  );
   socket.pause();
   return socket;
 }
@@ -45,7 +47,16 @@ describe('SSE backpressure', () => {
 
   test('a client that never reads n=64 logprob streams is paused, then aborted; another client streams on', async () => {
     const abortedBefore = await metric(server, 'vllm:request_success_total', { finished_reason: 'abort' });
-    const stalled = openStalledStream(server, { prompt: [5, 6, 7, 8], n: N, max_tokens: MAX_TOKENS, logprobs: 20, temperature: 1, seed: 3, ignore_eos: true, stream: true });
+    const stalled = openStalledStream(server, {
+      prompt: [5, 6, 7, 8],
+      n: N,
+      max_tokens: MAX_TOKENS,
+      logprobs: 20,
+      temperature: 1,
+      seed: 3,
+      ignore_eos: true,
+      stream: true,
+    });
     let maxBuffered = 0;
     const sampler = setInterval(() => {
       let buffered = 0;
@@ -65,7 +76,11 @@ describe('SSE backpressure', () => {
     clearInterval(sampler);
     assert.ok(maxBuffered < MAX_BUFFERED_BYTES, `server buffered ${maxBuffered} bytes for a client that reads nothing`);
     assert.equal(server.ctx.engine.numInFlight, 0);
-    assert.equal((await metric(server, 'vllm:request_success_total', { finished_reason: 'abort' })) - abortedBefore, N, 'every choice of the stalled request was aborted');
+    assert.equal(
+      (await metric(server, 'vllm:request_success_total', { finished_reason: 'abort' })) - abortedBefore,
+      N,
+      'every choice of the stalled request was aborted',
+    );
     assert.equal(await metric(server, 'vllm:kv_cache_usage_perc'), 0);
 
     const events = await reader;

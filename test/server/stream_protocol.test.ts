@@ -20,7 +20,11 @@ describe('streamGeneration protocol', () => {
       engine.emitDelta(r.requestId, [], null); // shows nothing: skipped
       engine.emitDelta(r.requestId, [], 'error', 'the step failed');
     });
-    const res = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: [5, 6], max_tokens: 4, stream: true, stream_options: { include_usage: true } } });
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/completions',
+      payload: { prompt: [5, 6], max_tokens: 4, stream: true, stream_options: { include_usage: true } },
+    });
     assert.equal(res.statusCode, 200);
     const { events } = parseSse(res.body);
     assert.equal(events.length, 5, res.body);
@@ -46,7 +50,10 @@ describe('streamGeneration protocol', () => {
     assert.equal(chunks.length, 6);
     assert.ok(chunks.every((c) => c.object === 'text_completion' && !('usage' in c)));
     for (const index of [0, 1, 2]) {
-      assert.deepEqual(chunks.filter((c) => at(c.choices, 0).index === index).map((c) => at(c.choices, 0).finish_reason), [null, 'length']);
+      assert.deepEqual(
+        chunks.filter((c) => at(c.choices, 0).index === index).map((c) => at(c.choices, 0).finish_reason),
+        [null, 'length'],
+      );
     }
     await app.close();
   });
@@ -58,7 +65,10 @@ describe('streamGeneration protocol', () => {
     });
     const res = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: [5, 6], max_tokens: 100, stream: true } });
     const { events } = parseSse(res.body);
-    assert.deepEqual(events.slice(-2), [errorBody('DSV_ERR_DRAINING', 'the server shut down before this request finished (drain timeout); retry on another replica'), '[DONE]']);
+    assert.deepEqual(events.slice(-2), [
+      errorBody('DSV_ERR_DRAINING', 'the server shut down before this request finished (drain timeout); retry on another replica'),
+      '[DONE]',
+    ]);
     assert.equal(at((events.at(-3) as Chunk).choices, 0).finish_reason, 'abort');
     assert.equal(engine.aborted.length, 1);
     const late = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: [5, 6], max_tokens: 100 } });

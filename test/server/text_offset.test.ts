@@ -32,7 +32,11 @@ describe('completions text_offset', () => {
     for (const [i, token] of tokens.entries()) {
       if (i === 0) continue;
       const offset = offsets[i]!; // same length, asserted above
-      assert.equal(choice.text.slice(offset, offset + token.length), token, `token ${i} ${JSON.stringify(token)} at ${offset} in ${JSON.stringify(choice.text)}`);
+      assert.equal(
+        choice.text.slice(offset, offset + token.length),
+        token,
+        `token ${i} ${JSON.stringify(token)} at ${offset} in ${JSON.stringify(choice.text)}`,
+      );
     }
   });
 });

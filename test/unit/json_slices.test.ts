@@ -8,7 +8,19 @@ describe('stringifyInSlices', () => {
     const values: Record<string, unknown>[] = [
       {},
       { a: 1, b: 'x"\\\n\u2028😀', c: null, d: undefined, e: () => 1, f: [], g: [1, undefined, () => 2, { h: [true] }], i: { j: [1, 2] } },
-      { id: 'cmpl-1', object: 'text_completion', choices: [{ index: 0, text: 'héllo', logprobs: { tokens: ['a'], token_logprobs: [null, -1.5e-300], top_logprobs: [null, { a: -0.1 }], text_offset: [0] }, finish_reason: 'length' }], usage: { prompt_tokens: 3 } },
+      {
+        id: 'cmpl-1',
+        object: 'text_completion',
+        choices: [
+          {
+            index: 0,
+            text: 'héllo',
+            logprobs: { tokens: ['a'], token_logprobs: [null, -1.5e-300], top_logprobs: [null, { a: -0.1 }], text_offset: [0] },
+            finish_reason: 'length',
+          },
+        ],
+        usage: { prompt_tokens: 3 },
+      },
     ];
     for (const v of values) assert.equal(await stringifyInSlices(v, 8), JSON.stringify(v));
   });

@@ -43,8 +43,7 @@ export function safetensorsBytes(entries: readonly RawTensor[], metadata: Record
 
 // Real DeepSeek FP8 checkpoints quantise linear weights only; these stay in high precision.
 function staysFullPrecision(name: string, shape: readonly number[]): boolean {
-  return shape.length !== 2 || /norm/.test(name) || name.endsWith('mlp.gate.weight')
-    || name === 'model.embed_tokens.weight' || name === 'lm_head.weight';
+  return shape.length !== 2 || /norm/.test(name) || name.endsWith('mlp.gate.weight') || name === 'model.embed_tokens.weight' || name === 'lm_head.weight';
 }
 
 function encodeTensor(name: string, t: HostTensor, dtype: WriteDType): RawTensor[] {
@@ -93,4 +92,3 @@ export function writeCheckpoint(dir: string, hfConfig: HfConfig, tensors: Readon
   const totalSize = entries.reduce((s, e) => s + e.bytes.length, 0);
   writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2));
 }
-

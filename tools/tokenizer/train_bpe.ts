@@ -87,7 +87,7 @@ class PairHeap {
     if (this.keys.length === 0) return top;
     this.counts[0] = lastCount;
     this.keys[0] = lastKey;
-    for (let i = 0; ; ) {
+    for (let i = 0; ;) {
       let best = i;
       for (const c of [2 * i + 1, 2 * i + 2]) if (c < this.keys.length && this.before(c, best)) best = c;
       if (best === i) return top;
@@ -256,7 +256,18 @@ function buildFiles(strings: readonly string[], merges: readonly string[], model
       special_tokens: { [BOS]: { id: BOS, ids: [0], tokens: [BOS] } },
     },
     decoder: byteLevel,
-    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges },
+    model: {
+      type: 'BPE',
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: null,
+      end_of_word_suffix: null,
+      fuse_unk: false,
+      byte_fallback: false,
+      ignore_merges: false,
+      vocab,
+      merges,
+    },
   };
   const tokenizerConfig = {
     tokenizer_class: 'PreTrainedTokenizerFast',
@@ -302,7 +313,9 @@ function main(): void {
   });
   const seconds = (performance.now() - start) / 1000;
   writeTokenizer(values.out, trained);
-  console.log(`trained ${trained.numMerges} merges (vocab ${trained.vocabSize}) on ${(numBytes / 1e6).toFixed(2)} MB in ${seconds.toFixed(2)} s -> ${values.out}`);
+  console.log(
+    `trained ${trained.numMerges} merges (vocab ${trained.vocabSize}) on ${(numBytes / 1e6).toFixed(2)} MB in ${seconds.toFixed(2)} s -> ${values.out}`,
+  );
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) main();

@@ -23,7 +23,11 @@ if (!tok || tok.bosTokenId === null || tok.eosTokenId === null) throw new Error(
 if (tok.vocabSize > 65536) throw new Error('vocabulary does not fit uint16');
 
 export function chapters(text: string): string[] {
-  return text.split(/\n\s*\n/).map((c) => c.trim()).filter((c) => c.length > 0).map((c) => `${c}\n`);
+  return text
+    .split(/\n\s*\n/)
+    .map((c) => c.trim())
+    .filter((c) => c.length > 0)
+    .map((c) => `${c}\n`);
 }
 
 for (const split of ['train', 'valid']) {

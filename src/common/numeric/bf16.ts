@@ -20,7 +20,7 @@ export function float32ToBf16BitsIeee(x: number): number {
 }
 
 export function bf16BitsToFloat32(bits: number): number {
-  return bitsF32((bits & 0xffff) << 16 >>> 0);
+  return bitsF32(((bits & 0xffff) << 16) >>> 0);
 }
 
 /** Encodes `src` into `dst` element-wise (same length); both are caller-owned views. */
@@ -33,7 +33,7 @@ export function encodeBf16(src: Float32Array, dst: Uint16Array): void {
 /** Decodes `src` into `dst` element-wise (exact: every bf16 value is a float32). */
 export function decodeBf16(src: Uint16Array, dst: Float32Array): void {
   const bits = new Uint32Array(dst.buffer, dst.byteOffset, dst.length);
-  for (let i = 0; i < src.length; i++) bits[i] = src[i]! << 16 >>> 0;
+  for (let i = 0; i < src.length; i++) bits[i] = (src[i]! << 16) >>> 0;
 }
 
 function bf16FromF32Bits(b: number): number {

@@ -80,7 +80,11 @@ export class SparseMlaAttention {
    * Decode with DSA: the indexer picks topk positions per sequence and only those rows are gathered, in one
    * graph run (model/dsa_decode.ts); its time counts as attention.
    */
-  private async attendDecode(group: AttentionGroup, inp: AttentionLayerInputs, ctx: AttendContext): Promise<{ o: Float32Array; lastSelections: Int32Array[] | null }> {
+  private async attendDecode(
+    group: AttentionGroup,
+    inp: AttentionLayerInputs,
+    ctx: AttendContext,
+  ): Promise<{ o: Float32Array; lastSelections: Int32Array[] | null }> {
     const { numSeqs: B, maxContext: T, rowStart: first } = group;
     const { numHeads: H, latentDim: C, indexerHeads: Hi, indexerDim: Di, indexTopk: k } = this.shapes;
     return ctx.profiler.timeAsync('attention', async () => {
@@ -102,7 +106,11 @@ export class SparseMlaAttention {
   }
 
   /** Prefill chunk with DSA: per slice of query rows, the indexer's selection, then masked attention over the context. */
-  private async attendPrefill(group: AttentionGroup, inp: AttentionLayerInputs, ctx: AttendContext): Promise<{ o: Float32Array; lastSelections: Int32Array[] | null }> {
+  private async attendPrefill(
+    group: AttentionGroup,
+    inp: AttentionLayerInputs,
+    ctx: AttendContext,
+  ): Promise<{ o: Float32Array; lastSelections: Int32Array[] | null }> {
     const { queryLen: S } = group;
     const { numHeads: H, kvLoraRank: L } = this.shapes;
     const k = this.shapes.indexTopk;
@@ -156,7 +164,13 @@ export class SparseMlaAttention {
    * The graph materialises scores [B, S * H, K]; a long prefill chunk over a long context would make
    * that gigabytes, so dense runs also go in slices of at most maxScoreElements scores.
    */
-  private async runRows(session: GraphSession, group: AttentionGroup, inp: AttentionLayerInputs, extra: Feed, slice: [number, number] | null): Promise<Float32Array> {
+  private async runRows(
+    session: GraphSession,
+    group: AttentionGroup,
+    inp: AttentionLayerInputs,
+    extra: Feed,
+    slice: [number, number] | null,
+  ): Promise<Float32Array> {
     const { numSeqs: B, queryLen: S, maxContext: T, rowStart } = group;
     const { numHeads: H, latentDim: C, kvLoraRank: L } = this.shapes;
     const idx = extra.idx ?? int32Tensor(group.keySlots, [B, T]);

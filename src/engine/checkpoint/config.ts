@@ -45,7 +45,10 @@ const hfSchema = z.object({
   index_head_dim: posInt.optional(),
   index_topk: posInt.optional(),
   bos_token_id: nonNegInt.nullable().optional(),
-  eos_token_id: z.union([nonNegInt, z.array(nonNegInt)]).nullable().optional(),
+  eos_token_id: z
+    .union([nonNegInt, z.array(nonNegInt)])
+    .nullable()
+    .optional(),
   torch_dtype: z.string().nullable().optional(),
   dtype: z.string().nullable().optional(),
   num_nextn_predict_layers: nonNegInt.nullable().optional(),
@@ -77,15 +80,33 @@ interface TypeDefaults {
 }
 
 const V3_DEFAULTS: TypeDefaults = {
-  maxPositionEmbeddings: 4096, bosTokenId: 0, eosTokenId: 1, nSharedExperts: 1, numExpertsPerTok: 8,
-  nGroup: 8, topkGroup: 4, scoringFunc: 'sigmoid', topkMethod: 'noaux_tc', normTopkProb: true,
-  routedScalingFactor: 2.5, firstKDenseReplace: 3,
+  maxPositionEmbeddings: 4096,
+  bosTokenId: 0,
+  eosTokenId: 1,
+  nSharedExperts: 1,
+  numExpertsPerTok: 8,
+  nGroup: 8,
+  topkGroup: 4,
+  scoringFunc: 'sigmoid',
+  topkMethod: 'noaux_tc',
+  normTopkProb: true,
+  routedScalingFactor: 2.5,
+  firstKDenseReplace: 3,
 };
 
 const V2_DEFAULTS: TypeDefaults = {
-  maxPositionEmbeddings: 2048, bosTokenId: 100000, eosTokenId: 100001, nSharedExperts: 0, numExpertsPerTok: null,
-  nGroup: 1, topkGroup: 1, scoringFunc: 'softmax', topkMethod: 'greedy', normTopkProb: false,
-  routedScalingFactor: 1, firstKDenseReplace: 0,
+  maxPositionEmbeddings: 2048,
+  bosTokenId: 100000,
+  eosTokenId: 100001,
+  nSharedExperts: 0,
+  numExpertsPerTok: null,
+  nGroup: 1,
+  topkGroup: 1,
+  scoringFunc: 'softmax',
+  topkMethod: 'greedy',
+  normTopkProb: false,
+  routedScalingFactor: 1,
+  firstKDenseReplace: 0,
 };
 
 function configError(file: string, message: string): never {
@@ -237,7 +258,10 @@ function checkConsistency(file: string, c: ModelConfig): void {
   check(m.topkGroup <= m.nGroup, `key "topk_group" (${m.topkGroup}) must be <= n_group (${m.nGroup})`);
   if (m.topkMethod !== 'greedy') {
     const selectable = m.topkGroup * (m.nRoutedExperts / m.nGroup);
-    check(m.numExpertsPerTok <= selectable, `key "num_experts_per_tok" (${m.numExpertsPerTok}) must be <= topk_group * n_routed_experts / n_group (${selectable})`);
+    check(
+      m.numExpertsPerTok <= selectable,
+      `key "num_experts_per_tok" (${m.numExpertsPerTok}) must be <= topk_group * n_routed_experts / n_group (${selectable})`,
+    );
   }
 }
 

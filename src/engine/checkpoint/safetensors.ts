@@ -9,10 +9,21 @@ import { resolveModelFile } from '../../common/model_files.ts';
 export { resolveModelFile };
 
 export const DTYPE_SIZE = {
-  BOOL: 1, U8: 1, I8: 1, F8_E4M3: 1, F8_E5M2: 1,
-  I16: 2, U16: 2, F16: 2, BF16: 2,
-  I32: 4, U32: 4, F32: 4,
-  I64: 8, U64: 8, F64: 8,
+  BOOL: 1,
+  U8: 1,
+  I8: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
+  I16: 2,
+  U16: 2,
+  F16: 2,
+  BF16: 2,
+  I32: 4,
+  U32: 4,
+  F32: 4,
+  I64: 8,
+  U64: 8,
+  F64: 8,
 } as const;
 
 export type DType = keyof typeof DTYPE_SIZE;
@@ -85,10 +96,16 @@ function parseEntry(file: string, name: string, entry: unknown, dataSize: number
   const size = DTYPE_SIZE[dtype as DType];
   const needed = shape.reduce((a: number, b: number) => a * b, 1) * size;
   if (end - begin !== needed) {
-    fail(file, `${t} data_offsets [${begin}, ${end}] span ${end - begin} bytes, but shape [${shape.join(', ')}] of ${dtype} (${size} bytes each) needs ${needed}`);
+    fail(
+      file,
+      `${t} data_offsets [${begin}, ${end}] span ${end - begin} bytes, but shape [${shape.join(', ')}] of ${dtype} (${size} bytes each) needs ${needed}`,
+    );
   }
   if (end > dataSize) {
-    fail(file, `${t} data_offsets [${begin}, ${end}] point past the end of the data section (${dataSize} bytes): the file is truncated or the header is corrupt`);
+    fail(
+      file,
+      `${t} data_offsets [${begin}, ${end}] point past the end of the data section (${dataSize} bytes): the file is truncated or the header is corrupt`,
+    );
   }
   return { name, file, dtype: dtype as DType, shape: Object.freeze([...shape]), dataOffsets: [begin, end] };
 }

@@ -7,8 +7,19 @@ import { readModelConfig } from './config.ts';
 import { decodeToFloat32, dequantizeFp8Blocks, fp8ScaleShape, type FloatDType } from './dtype.ts';
 import { Checkpoint, type DType, type TensorInfo } from './safetensors.ts';
 import type {
-  AttentionWeights, IndexerWeights, LayerWeights, LinearWeight, LoadedModel, ModelConfig, ModelWeights, MoeConfig, MoeWeights, MtpWeights, QueryProjection,
-  SwiGluWeights, Tensor,
+  AttentionWeights,
+  IndexerWeights,
+  LayerWeights,
+  LinearWeight,
+  LoadedModel,
+  ModelConfig,
+  ModelWeights,
+  MoeConfig,
+  MoeWeights,
+  MtpWeights,
+  QueryProjection,
+  SwiGluWeights,
+  Tensor,
 } from './types.ts';
 
 const MATRIX_DTYPES: readonly DType[] = ['F32', 'BF16', 'F16', 'F8_E4M3'];
@@ -79,7 +90,12 @@ class TensorLoader implements TensorSource<Tensor> {
       fail(info.file, `tensor "${info.name}" is F8_E4M3 with shape ${fmtShape(info.shape)}; block-scaled FP8 needs a matrix`);
     }
     const scaleName = `${info.name}_scale_inv`;
-    const scaleInfo = this.info(scaleName, fp8ScaleShape(rows, cols), `ceil(${rows} / 128), ceil(${cols} / 128): block scales of F8_E4M3 "${info.name}"`, SCALE_DTYPES);
+    const scaleInfo = this.info(
+      scaleName,
+      fp8ScaleShape(rows, cols),
+      `ceil(${rows} / 128), ceil(${cols} / 128): block scales of F8_E4M3 "${info.name}"`,
+      SCALE_DTYPES,
+    );
     const scaleInv = decodeToFloat32(this.ckpt.read(scaleName), scaleInfo.dtype as FloatDType);
     return dequantizeFp8Blocks(this.ckpt.read(info.name), rows, cols, scaleInv);
   }
@@ -127,9 +143,17 @@ function attentionWeights<W extends LinearWeight>(t: TensorSource<W>, c: ModelCo
         };
   return {
     query,
-    kvAProjWithMqa: t.matrix(`${prefix}kv_a_proj_with_mqa.weight`, [c.kvLoraRank + c.qkRopeHeadDim, c.hiddenSize], 'kv_lora_rank + qk_rope_head_dim, hidden_size'),
+    kvAProjWithMqa: t.matrix(
+      `${prefix}kv_a_proj_with_mqa.weight`,
+      [c.kvLoraRank + c.qkRopeHeadDim, c.hiddenSize],
+      'kv_lora_rank + qk_rope_head_dim, hidden_size',
+    ),
     kvALayernorm: t.vector(`${prefix}kv_a_layernorm.weight`, c.kvLoraRank, 'kv_lora_rank'),
-    kvBProj: t.f32Matrix(`${prefix}kv_b_proj.weight`, [heads * (c.qkNopeHeadDim + c.vHeadDim), c.kvLoraRank], 'heads * (qk_nope_head_dim + v_head_dim), kv_lora_rank'),
+    kvBProj: t.f32Matrix(
+      `${prefix}kv_b_proj.weight`,
+      [heads * (c.qkNopeHeadDim + c.vHeadDim), c.kvLoraRank],
+      'heads * (qk_nope_head_dim + v_head_dim), kv_lora_rank',
+    ),
     oProj: t.matrix(`${prefix}o_proj.weight`, [c.hiddenSize, heads * c.vHeadDim], 'hidden_size, heads * v_head_dim'),
     indexer: indexerWeights(t, c, `${prefix}indexer.`),
   };
@@ -145,8 +169,10 @@ function moeWeights<W extends LinearWeight>(t: TensorSource<W>, h: number, m: Mo
     // Only noaux_tc routing reads the correction bias; V2-style gates have none.
     eScoreCorrectionBias: m.topkMethod === 'noaux_tc' ? t.vector(`${prefix}gate.e_score_correction_bias`, m.nRoutedExperts, 'n_routed_experts') : null,
     experts,
-    sharedExperts: m.nSharedExperts === 0 ? null
-      : swiGlu(t, `${prefix}shared_experts.`, h, m.moeIntermediateSize * m.nSharedExperts, 'moe_intermediate_size * n_shared_experts'),
+    sharedExperts:
+      m.nSharedExperts === 0
+        ? null
+        : swiGlu(t, `${prefix}shared_experts.`, h, m.moeIntermediateSize * m.nSharedExperts, 'moe_intermediate_size * n_shared_experts'),
   };
 }
 

@@ -31,7 +31,11 @@ export function absorbedQuery(g: GraphBuilder, config: ModelConfig, qNope: strin
   const { numAttentionHeads: H, qkNopeHeadDim: dn, kvLoraRank: L } = config;
   if (bits === null) {
     // W_UK * scale: kv_b_proj rows [h, 0:dn] as [H, dn, L].
-    const w = selectRows(kvBProj, Array.from({ length: H }, (_, h) => headRows(config, h, 0, dn)), scale) as Tensor;
+    const w = selectRows(
+      kvBProj,
+      Array.from({ length: H }, (_, h) => headRows(config, h, 0, dn)),
+      scale,
+    ) as Tensor;
     const qNopeH = g.node('Transpose', [reshape(g, qNope, [0, H, dn])], { perm: [1, 0, 2] }); // [H, N, dn]
     return g.node('Transpose', [g.node('MatMul', [qNopeH, g.initializer(w.data, [H, dn, L])])], { perm: [1, 0, 2] }); // [N, H, L]
   }

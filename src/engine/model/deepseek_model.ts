@@ -144,7 +144,11 @@ export class DeepseekModel {
     const sparseMla = new SparseMlaAttention(shapes, sessions);
     const shared = Object.values(sessions).filter((x): x is GraphSession => x !== null);
     const head = await source.head();
-    const lmHead = await GraphSession.create('lm_head', build(() => buildLmHeadGraph(config, head)), options);
+    const lmHead = await GraphSession.create(
+      'lm_head',
+      build(() => buildLmHeadGraph(config, head)),
+      options,
+    );
     return new DeepseekModel(config, embedTable, storage, layers, sparseMla, shared, lmHead, indexer);
   }
 
@@ -177,7 +181,9 @@ export class DeepseekModel {
     const N = plan.numTokens;
     const D = this.config.hiddenSize;
     const feed = { h: floatTensor(h, [N, D]), ...ropeFeed };
-    const pre = await profiler.timeAsync<PreAttentionOutputs>('dense', () => (this.indexer ? layer.pre.run(feed, ['q', 'kv', 'iq', 'ik', 'iw']) : layer.pre.run(feed, ['q', 'kv'])));
+    const pre = await profiler.timeAsync<PreAttentionOutputs>('dense', () =>
+      this.indexer ? layer.pre.run(feed, ['q', 'kv', 'iq', 'ik', 'iw']) : layer.pre.run(feed, ['q', 'kv']),
+    );
     const [q, kv, iq = null, ik = null, iw = null] = pre;
     hooks.onLayer?.(l, { q, kv, iq, ik, iw, positions: plan.positions });
     profiler.time('other', () => {
@@ -331,4 +337,3 @@ function buildLmHeadGraph(config: ModelConfig, head: { readonly norm: Tensor; re
   g.markOutput(logits, 'logits', DataType.FLOAT, ['R', config.vocabSize]);
   return g.build();
 }
-

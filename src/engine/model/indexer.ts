@@ -54,7 +54,13 @@ export interface IndexerSelectValues {
 }
 
 /** IDX 5-6 as nodes of g (see buildIndexerSelectGraph); returns sel [B, S, topk] int64 positions. */
-export function indexerSelectNodes(g: GraphBuilder, indexer: IndexerConfig, decodeForm: boolean, gatherKeys: (idx: string) => IndexerKeyGather, v: IndexerSelectValues): string {
+export function indexerSelectNodes(
+  g: GraphBuilder,
+  indexer: IndexerConfig,
+  decodeForm: boolean,
+  gatherKeys: (idx: string) => IndexerKeyGather,
+  v: IndexerSelectValues,
+): string {
   const { nHeads: Hi, headDim: Di, topk } = indexer;
   const { iq, iw, idx, qpos } = v;
   const { keys, scale } = gatherKeys(idx); // [B, T, Di], fp8: [B, T]

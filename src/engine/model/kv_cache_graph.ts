@@ -63,7 +63,13 @@ export function latentPoolInput(g: GraphBuilder, dtype: KVCacheDtype, split: Lat
   const scale = g.input('cache_scale', DataType.FLOAT, ['P', G]);
   const rope = g.input('cache_rope', DataType.UINT16, ['P', dr]);
   // Per-column group of each latent value, for a ragged last group (L not a multiple of 128).
-  const columnGroup = L % FP8_LATENT_GROUP === 0 ? null : g.initializer(Int32Array.from({ length: L }, (_, j) => Math.floor(j / FP8_LATENT_GROUP)), [L]);
+  const columnGroup =
+    L % FP8_LATENT_GROUP === 0
+      ? null
+      : g.initializer(
+          Int32Array.from({ length: L }, (_, j) => Math.floor(j / FP8_LATENT_GROUP)),
+          [L],
+        );
   return (idx) => {
     const values = gatherE4m3(g, nope, idx); // [..., L]
     const scales = g.node('Gather', [scale, idx], { axis: 0 }); // [..., G]

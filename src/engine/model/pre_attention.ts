@@ -34,8 +34,15 @@ function splitQRows(config: ModelConfig, w: LinearWeight, ropeScale: number): { 
   const { numAttentionHeads: H, qkNopeHeadDim: dn, qkRopeHeadDim: dr } = config;
   const heads = Array.from({ length: H }, (_, h) => h * (dn + dr));
   return {
-    nope: selectRows(w, heads.map((r) => [r, r + dn] as const)),
-    rope: selectRows(w, heads.map((r) => [r + dn, r + dn + dr] as const), ropeScale),
+    nope: selectRows(
+      w,
+      heads.map((r) => [r, r + dn] as const),
+    ),
+    rope: selectRows(
+      w,
+      heads.map((r) => [r + dn, r + dn + dr] as const),
+      ropeScale,
+    ),
   };
 }
 
@@ -99,7 +106,9 @@ export function buildPreAttentionGraph(
 
   // MLA 4: the cached latent row.
   const latentParts = g.nodeN('Split', [reshape(g, part(xParts, kvAIndex), [0, 1, L + dr]), g.int64s([L, dr])], 2, { axis: 2 });
-  const kv = g.node('Concat', [rmsNorm(g, part(latentParts, 0), attn.kvALayernorm, eps), ropeRotate(g, part(latentParts, 1), cos, sin, rotation)], { axis: -1 });
+  const kv = g.node('Concat', [rmsNorm(g, part(latentParts, 0), attn.kvALayernorm, eps), ropeRotate(g, part(latentParts, 1), cos, sin, rotation)], {
+    axis: -1,
+  });
   g.markOutput(kv, 'kv', DataType.FLOAT, ['N', 1, L + dr]);
 
   // IDX 2-4: indexer query and key with RoPE, head weights.

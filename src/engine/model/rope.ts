@@ -12,8 +12,7 @@ export function ropeInvFreq(config: ModelConfig): Float64Array {
   for (let i = 0; i < half; i++) invFreq[i] = Math.pow(base, (-2 * i) / d);
   const yarn = config.ropeScaling;
   if (!yarn) return invFreq;
-  const correctionDim = (rotations: number) =>
-    (d * Math.log(yarn.originalMaxPositionEmbeddings / (rotations * 2 * Math.PI))) / (2 * Math.log(base));
+  const correctionDim = (rotations: number) => (d * Math.log(yarn.originalMaxPositionEmbeddings / (rotations * 2 * Math.PI))) / (2 * Math.log(base));
   const low = Math.max(Math.floor(correctionDim(yarn.betaFast)), 0);
   let high = Math.min(Math.ceil(correctionDim(yarn.betaSlow)), d - 1);
   if (low === high) high += 0.001;

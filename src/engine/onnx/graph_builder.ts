@@ -48,9 +48,14 @@ export class GraphBuilder {
 
   /** A constant tensor stored in the model (prepacked by ORT when it feeds a MatMul/Gemm). */
   initializer(data: Initializer, dims: readonly number[], name = this.fresh('w')): string {
-    const elemType = data instanceof Float32Array ? DataType.FLOAT
-      : data instanceof BigInt64Array ? DataType.INT64
-      : data instanceof Int32Array ? DataType.INT32 : DataType.UINT8;
+    const elemType =
+      data instanceof Float32Array
+        ? DataType.FLOAT
+        : data instanceof BigInt64Array
+          ? DataType.INT64
+          : data instanceof Int32Array
+            ? DataType.INT32
+            : DataType.UINT8;
     const raw = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     this.initializers.push(new ProtoWriter().ints(1, dims).int(2, elemType).string(8, name).bytes(9, raw));
     return name;
@@ -103,7 +108,10 @@ export class GraphBuilder {
     model.message(8, new ProtoWriter().string(1, '').int(2, this.opset));
     model.message(8, new ProtoWriter().string(1, 'com.microsoft').int(2, 1));
     if (model.length > MAX_MODEL_BYTES) {
-      throw new EngineError('DSV_ERR_INTERNAL', `graph ${this.name} is ${(model.length / 2 ** 30).toFixed(2)} GiB, over the 2 GiB limit of an ONNX (protobuf) model; split it`);
+      throw new EngineError(
+        'DSV_ERR_INTERNAL',
+        `graph ${this.name} is ${(model.length / 2 ** 30).toFixed(2)} GiB, over the 2 GiB limit of an ONNX (protobuf) model; split it`,
+      );
     }
     return model.finish();
   }

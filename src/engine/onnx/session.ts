@@ -51,7 +51,10 @@ export type OutputsOf<O extends readonly string[], T> = { -readonly [K in keyof 
 
 /** A compiled graph with named float32 outputs. */
 export class GraphSession {
-  private constructor(private readonly session: ort.InferenceSession, readonly name: string) {}
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly name: string,
+  ) {}
 
   static async create(name: string, model: Uint8Array, options: SessionOptions = {}): Promise<GraphSession> {
     const session = await ort.InferenceSession.create(model, {
@@ -78,7 +81,12 @@ export class GraphSession {
     return this.expect(await this.runTyped(feed, outputs), outputs, Int32Array, 'int32') as OutputsOf<O, Int32Array>;
   }
 
-  private expect<T extends ArrayBufferView>(views: readonly ArrayBufferView[], outputs: readonly string[], type: abstract new (...args: never[]) => T, what: string): T[] {
+  private expect<T extends ArrayBufferView>(
+    views: readonly ArrayBufferView[],
+    outputs: readonly string[],
+    type: abstract new (...args: never[]) => T,
+    what: string,
+  ): T[] {
     return views.map((v, i) => {
       if (!(v instanceof type)) throw new Error(`graph ${this.name}: output ${outputs[i]} is not ${what}`);
       return v;

@@ -47,7 +47,6 @@ export class GroupSource implements TensorSource<LinearWeight> {
   }
 }
 
-
 export function embeddingOf(group: ReadonlyMap<string, LoadedTensor>): EmbeddingTable {
   const t = group.get('model.embed_tokens.weight');
   if (t === undefined || isQuantized(t)) throw new Error('internal: no float embedding in the group');

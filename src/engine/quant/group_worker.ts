@@ -20,7 +20,11 @@ export type FromGroupWorker =
 const port = parentPort!;
 const data = workerData as GroupWorkerData;
 const warnings: string[] = [];
-const stream = WeightStream.open(data.dir, { quantization: data.quantization, cacheDir: data.cacheDir, log: { info: () => {}, warn: (m) => void warnings.push(m) } });
+const stream = WeightStream.open(data.dir, {
+  quantization: data.quantization,
+  cacheDir: data.cacheDir,
+  log: { info: () => {}, warn: (m) => void warnings.push(m) },
+});
 
 /** Every distinct ArrayBuffer behind the group's typed arrays (a cached group shares one). */
 function buffersOf(tensors: ReadonlyMap<string, LoadedTensor>): ArrayBuffer[] {

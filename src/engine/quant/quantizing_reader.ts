@@ -27,7 +27,13 @@ function chunkRows(info: TensorInfo, cols: number, chunkValues: number): number 
  * `scaleInv` is its decoded `_scale_inv` grid [ceil(rows / 128), ceil(cols / 128)].
  * @throws Error naming the tensor on a non-finite value.
  */
-export function readQuantized(ckpt: Checkpoint, info: TensorInfo, bits: QuantBits, scaleInv: Float32Array | null = null, chunkValues = CHUNK_VALUES): QuantizedMatrix {
+export function readQuantized(
+  ckpt: Checkpoint,
+  info: TensorInfo,
+  bits: QuantBits,
+  scaleInv: Float32Array | null = null,
+  chunkValues = CHUNK_VALUES,
+): QuantizedMatrix {
   const [rows, cols] = info.shape as [number, number];
   const m = allocateQuantized(rows, cols, bits);
   forEachChunk(ckpt, info, scaleInv, chunkValues, (r0, values) => {
@@ -49,7 +55,13 @@ export function readHalf(ckpt: Checkpoint, info: TensorInfo, scaleInv: Float32Ar
 }
 
 /** Calls fn(firstRow, float32 values [n, cols]) for consecutive row chunks; `values` is reused between calls. */
-function forEachChunk(ckpt: Checkpoint, info: TensorInfo, scaleInv: Float32Array | null, chunkValues: number, fn: (r0: number, values: Float32Array) => void): void {
+function forEachChunk(
+  ckpt: Checkpoint,
+  info: TensorInfo,
+  scaleInv: Float32Array | null,
+  chunkValues: number,
+  fn: (r0: number, values: Float32Array) => void,
+): void {
   const [rows, cols] = info.shape as [number, number];
   const step = chunkRows(info, cols, chunkValues);
   const width = info.dtype === 'F32' ? 4 : info.dtype === 'F8_E4M3' ? 1 : 2;

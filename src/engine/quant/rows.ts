@@ -46,7 +46,10 @@ export function selectRows(w: LinearWeight, ranges: readonly (readonly [number, 
 export function stackRows(ws: readonly LinearWeight[]): LinearWeight {
   assert(ws.length > 0, 'stackRows: nothing to stack');
   const cols = colsOf(ws[0]!);
-  assert(ws.every((w) => colsOf(w) === cols && isQuantized(w) === isQuantized(ws[0]!)), 'stackRows: mixed widths or kinds');
+  assert(
+    ws.every((w) => colsOf(w) === cols && isQuantized(w) === isQuantized(ws[0]!)),
+    'stackRows: mixed widths or kinds',
+  );
   const rows = ws.reduce((n, w) => n + rowsOf(w), 0);
   if (!isQuantized(ws[0]!)) {
     const data = new Float32Array(rows * cols);
@@ -59,7 +62,10 @@ export function stackRows(ws: readonly LinearWeight[]): LinearWeight {
   }
   const qs = ws as readonly QuantizedMatrix[];
   const bits = qs[0]!.bits;
-  assert(qs.every((q) => q.bits === bits), 'stackRows: mixed bits');
+  assert(
+    qs.every((q) => q.bits === bits),
+    'stackRows: mixed bits',
+  );
   const packed = new Uint8Array(qs.reduce((n, q) => n + q.packed.length, 0));
   const scales = new Float32Array(qs.reduce((n, q) => n + q.scales.length, 0));
   let p = 0;

@@ -194,7 +194,8 @@ function checkSpec(ckpt: Checkpoint, spec: WeightSpec): void {
   const s = ckpt.get(name);
   if (s === undefined) fail(ckpt.fileOf(name), `tensor "${name}" is missing (block scales of F8_E4M3 "${spec.name}", expected shape ${fmt(want)})`);
   if (!SCALE_DTYPES.includes(s.dtype)) fail(s.file, `tensor "${name}" has dtype ${s.dtype}, expected one of ${SCALE_DTYPES.join(', ')}`);
-  if (s.shape.length !== 2 || s.shape[0] !== want[0] || s.shape[1] !== want[1]) fail(s.file, `tensor "${name}" has shape ${fmt(s.shape)}, expected ${fmt(want)}`);
+  if (s.shape.length !== 2 || s.shape[0] !== want[0] || s.shape[1] !== want[1])
+    fail(s.file, `tensor "${name}" has shape ${fmt(s.shape)}, expected ${fmt(want)}`);
 }
 
 function sameNames(cached: ReadonlyMap<string, CachedTensor>, specs: readonly WeightSpec[]): boolean {

@@ -46,7 +46,9 @@ function headerBytes(file: string): Buffer {
 export function checkpointKey(modelDir: string, mode: QuantizationMode): string {
   const hash = createHash('sha256').update(`${CACHE_FORMAT}\n${QUANTIZER_VERSION}\n${mode}\n`);
   hash.update(readFileSync(path.join(modelDir, 'config.json')));
-  const files = readdirSync(modelDir).filter((f) => f.endsWith('.safetensors') || f === 'model.safetensors.index.json').sort();
+  const files = readdirSync(modelDir)
+    .filter((f) => f.endsWith('.safetensors') || f === 'model.safetensors.index.json')
+    .sort();
   for (const f of files) {
     const p = path.join(modelDir, f);
     const st = statSync(p);
@@ -158,7 +160,9 @@ export class QuantizedWeightsCache {
       const fs = statfsSync(this.dir);
       const free = Number(fs.bavail) * Number(fs.bsize);
       if (free - need < MIN_FREE_BYTES) {
-        this.disable(`${this.dir} has ${(free / 1e9).toFixed(1)} GB free, a write of ${(need / 1e9).toFixed(2)} GB would leave less than ${MIN_FREE_BYTES / 2 ** 30} GiB`);
+        this.disable(
+          `${this.dir} has ${(free / 1e9).toFixed(1)} GB free, a write of ${(need / 1e9).toFixed(2)} GB would leave less than ${MIN_FREE_BYTES / 2 ** 30} GiB`,
+        );
         return;
       }
       writeCacheFile(this.file(group), this.key, tensors);

@@ -27,7 +27,10 @@ export function scorePromptRows(
 ): PromptTokenLogprobs[] {
   assert(vocabSize > 0 && logits.length % vocabSize === 0, `prompt logits length ${logits.length} is not a multiple of vocab ${vocabSize}`);
   const numRows = logits.length / vocabSize;
-  assert(firstRow >= 0 && firstRow + numRows < promptTokenIds.length, `prompt rows ${firstRow}..${firstRow + numRows - 1} must predict tokens inside the ${promptTokenIds.length}-token prompt`);
+  assert(
+    firstRow >= 0 && firstRow + numRows < promptTokenIds.length,
+    `prompt rows ${firstRow}..${firstRow + numRows - 1} must predict tokens inside the ${promptTokenIds.length}-token prompt`,
+  );
   const out: PromptTokenLogprobs[] = [];
   for (let r = 0; r < numRows; r++) {
     const row = logits.subarray(r * vocabSize, (r + 1) * vocabSize);
@@ -52,7 +55,10 @@ export function computePromptLogprobs(
 ): (PromptTokenLogprobs | null)[] {
   const numScored = Math.max(0, promptTokenIds.length - 1);
   const numRows = logits.length / vocabSize;
-  assert(numRows === numScored || numRows === numScored + 1, `prompt logits must hold ${numScored} or ${numScored + 1} rows of ${vocabSize}, got ${logits.length} values`);
+  assert(
+    numRows === numScored || numRows === numScored + 1,
+    `prompt logits must hold ${numScored} or ${numScored + 1} rows of ${vocabSize}, got ${logits.length} values`,
+  );
   if (promptTokenIds.length === 0) return [];
   const rows = logits.subarray(0, numScored * vocabSize);
   return [null, ...scorePromptRows(rows, vocabSize, promptTokenIds, numTopLogprobs)];

@@ -19,7 +19,10 @@ export class Rng {
 
   private constructor(state: RngState) {
     assert(state.length === 4 && state.every((w) => Number.isInteger(w) && w >= 0 && w < TWO_POW_32), 'RngState must be four uint32');
-    assert(state.some((w) => w !== 0), 'xoshiro128** state must not be all zero');
+    assert(
+      state.some((w) => w !== 0),
+      'xoshiro128** state must not be all zero',
+    );
     [this.s0, this.s1, this.s2, this.s3] = state;
   }
 

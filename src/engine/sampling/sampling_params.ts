@@ -109,7 +109,11 @@ export function assertSamplingParams(p: SamplingParams, limits: SamplingLimits =
   const isTokenId = (id: unknown) => isInt(id, 0) && (id as number) < vocabSize;
   field('stopTokenIds', Array.isArray(p.stopTokenIds) && p.stopTokenIds.every(isTokenId), `holds token ids below ${vocabSize}`);
   const bias = p.logitBias;
-  field('logitBias', bias === null || (bias instanceof Map && bias.size > 0 && [...bias].every(([id, b]) => isTokenId(id) && isFinite(b))), 'is null or a non-empty map from token id to a finite bias');
+  field(
+    'logitBias',
+    bias === null || (bias instanceof Map && bias.size > 0 && [...bias].every(([id, b]) => isTokenId(id) && isFinite(b))),
+    'is null or a non-empty map from token id to a finite bias',
+  );
 }
 
 /**

@@ -29,7 +29,10 @@ export class GrammarChecker {
       parsed = await parseGrammar(xg, grammar);
       // XGrammar warns, then ignores, schema keywords it does not support: refuse instead.
       const ignored = xg.takeMessages().find((m) => /\[WARNING\].*(not supported|ignor)/i.test(m));
-      if (ignored) throw new EngineError('DSV_ERR_INVALID_REQUEST', `${param}: XGrammar would ignore part of this ${kindName(grammar)}: ${stripLocation(ignored)}`, { param });
+      if (ignored)
+        throw new EngineError('DSV_ERR_INVALID_REQUEST', `${param}: XGrammar would ignore part of this ${kindName(grammar)}: ${stripLocation(ignored)}`, {
+          param,
+        });
     } catch (err) {
       if (err instanceof EngineError) throw err;
       const fatal = fatalMessage(xg.takeMessages());

@@ -31,7 +31,14 @@ export async function withBoundedJson(api: XGrammarApi, format: StructuralTagFor
   const map = (f: StructuralTagFormat) => withBoundedJson(api, f);
   switch (format.type) {
     case 'json_schema': {
-      const grammar = await api.Testings._jsonSchemaToEBNF(JSON.stringify(format.json_schema), o.anyWhitespace, o.indent, o.separators, o.strictMode, o.maxWhitespaceCount);
+      const grammar = await api.Testings._jsonSchemaToEBNF(
+        JSON.stringify(format.json_schema),
+        o.anyWhitespace,
+        o.indent,
+        o.separators,
+        o.strictMode,
+        o.maxWhitespaceCount,
+      );
       return { type: 'grammar', grammar };
     }
     case 'sequence':

@@ -60,7 +60,11 @@ export class StructuredOutputs {
     if (this.compiler) return this.compiler;
     const path = join(this.modelDir, 'tokenizer.json');
     if (!existsSync(path)) {
-      return Promise.reject(new EngineError('DSV_ERR_INVALID_REQUEST', `${param}: structured outputs need the model's tokenizer.json, which ${this.modelDir} does not have`, { param }));
+      return Promise.reject(
+        new EngineError('DSV_ERR_INVALID_REQUEST', `${param}: structured outputs need the model's tokenizer.json, which ${this.modelDir} does not have`, {
+          param,
+        }),
+      );
     }
     this.compiler = StructuredOutputCompiler.create(readEncodedVocab(path, this.vocabSize), this.eosTokenIds);
     this.compiler.catch(() => (this.compiler = null)); // a failed load is retried by the next request

@@ -86,7 +86,9 @@ function detectPrependSpace(json: Json): boolean {
     const children = [n.pretokenizers, n.normalizers].flatMap((c) => (Array.isArray(c) ? c.flatMap(parts) : []));
     return [n, ...children];
   };
-  const metaspace = parts(json.pre_tokenizer).some((p) => p.type === 'Metaspace' && (p.prepend_scheme === 'always' || p.prepend_scheme === 'first' || p.add_prefix_space === true));
+  const metaspace = parts(json.pre_tokenizer).some(
+    (p) => p.type === 'Metaspace' && (p.prepend_scheme === 'always' || p.prepend_scheme === 'first' || p.add_prefix_space === true),
+  );
   const prepend = parts(json.normalizer).some((p) => p.type === 'Prepend' && p.prepend === '▁');
   return metaspace || prepend;
 }

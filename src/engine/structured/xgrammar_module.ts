@@ -44,9 +44,7 @@ export function loadXGrammar(): LoadedXGrammar {
   const moduleConsole = { ...console, log: capture, info: capture, warn: capture, error: capture, debug: capture };
   const commonJsModule: { exports: Record<string, unknown> } = { exports: {} };
   // The CommonJS wrapper, plus `console` so the bundle's printing goes to `messages`.
-  const evaluate = new Function('exports', 'module', 'require', '__filename', '__dirname', 'console', source) as (
-    ...args: unknown[]
-  ) => void;
+  const evaluate = new Function('exports', 'module', 'require', '__filename', '__dirname', 'console', source) as (...args: unknown[]) => void;
   evaluate(commonJsModule.exports, commonJsModule, createRequire(path), path, path.slice(0, path.lastIndexOf('/')), moduleConsole);
   const api = commonJsModule.exports as unknown as XGrammarApi;
   if (typeof api.GrammarCompiler?.createGrammarCompiler !== 'function') {

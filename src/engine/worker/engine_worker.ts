@@ -62,7 +62,10 @@ async function safeStep(core: EngineCore): Promise<void> {
     if (data.checkIntegrity) core.checkIntegrity();
     post({ type: 'outputs', outputs, stats });
   } catch (err) {
-    const ids = core.scheduler.allRequests().filter((r) => r.status === RequestStatus.RUNNING).map((r) => r.requestId);
+    const ids = core.scheduler
+      .allRequests()
+      .filter((r) => r.status === RequestStatus.RUNNING)
+      .map((r) => r.requestId);
     const outputs = core.finishRequests(ids, RequestStatus.FINISHED_ERROR, serialize(err).message);
     post({ type: 'outputs', outputs, stats: null });
   }

@@ -113,12 +113,21 @@ export class ResponseBuilder {
       const outputIndex = this.output.length - 1;
       events.push(this.event('response.output_item.added', { output_index: outputIndex, item: structuredClone(this.openMessage) }));
       this.openMessage.content.push({ type: 'output_text', text: '', annotations: [], logprobs: [] });
-      events.push(this.event('response.content_part.added', { item_id: this.openMessage.id, output_index: outputIndex, content_index: 0, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } }));
+      events.push(
+        this.event('response.content_part.added', {
+          item_id: this.openMessage.id,
+          output_index: outputIndex,
+          content_index: 0,
+          part: { type: 'output_text', text: '', annotations: [], logprobs: [] },
+        }),
+      );
     }
     const part = this.openMessage.content[0]!; // pushed when the message was opened, above
     part.text += text;
     const outputIndex = this.output.indexOf(this.openMessage);
-    events.push(this.event('response.output_text.delta', { item_id: this.openMessage.id, output_index: outputIndex, content_index: 0, delta: text, logprobs: [] }));
+    events.push(
+      this.event('response.output_text.delta', { item_id: this.openMessage.id, output_index: outputIndex, content_index: 0, delta: text, logprobs: [] }),
+    );
     return events;
   }
 

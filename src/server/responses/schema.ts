@@ -8,9 +8,16 @@ const text = z.string();
 
 /** Fields this server cannot honour: only absent, null (or the value meaning "off") passes. */
 const refused = (why: string, allowed: readonly unknown[] = []) =>
-  z.unknown().refine((v) => v === undefined || v === null || allowed.some((a) => JSON.stringify(a) === JSON.stringify(v)), { message: `not supported: ${why}` });
+  z
+    .unknown()
+    .refine((v) => v === undefined || v === null || allowed.some((a) => JSON.stringify(a) === JSON.stringify(v)), { message: `not supported: ${why}` });
 
-const inputText = z.strictObject({ type: z.enum(['input_text', 'output_text']), text, annotations: z.array(z.unknown()).optional(), logprobs: z.array(z.unknown()).optional() });
+const inputText = z.strictObject({
+  type: z.enum(['input_text', 'output_text']),
+  text,
+  annotations: z.array(z.unknown()).optional(),
+  logprobs: z.array(z.unknown()).optional(),
+});
 
 const messageItem = z.strictObject({
   type: z.literal('message').optional(),
@@ -67,9 +74,7 @@ export const responsesRequestSchema = z.strictObject({
   temperature: z.number().min(0).max(2).nullish(),
   top_p: z.number().gt(0).max(1).nullish(),
   tools: z.array(functionToolSchema).max(128).optional(),
-  tool_choice: z
-    .union([z.enum(['none', 'auto', 'required']), z.strictObject({ type: z.literal('function'), name: z.string() })])
-    .optional(),
+  tool_choice: z.union([z.enum(['none', 'auto', 'required']), z.strictObject({ type: z.literal('function'), name: z.string() })]).optional(),
   parallel_tool_calls: z.boolean().nullish(),
   text: z.strictObject({ format: textFormat.optional(), verbosity: refused('verbosity', ['medium']).optional() }).optional(),
   stream: z.boolean().nullish(),

@@ -64,7 +64,9 @@ function addItem(messages: TemplateMessage[], item: ResponsesInputItem, index: n
     const wrong = item.content.findIndex((p) => (p.type === 'output_text') !== (role === 'assistant'));
     if (wrong >= 0) {
       const param = `input[${index}].content[${wrong}].type`;
-      throw new EngineError('DSV_ERR_INVALID_REQUEST', `${param}: ${role} messages take ${role === 'assistant' ? 'output_text' : 'input_text'} parts`, { param });
+      throw new EngineError('DSV_ERR_INVALID_REQUEST', `${param}: ${role} messages take ${role === 'assistant' ? 'output_text' : 'input_text'} parts`, {
+        param,
+      });
     }
   }
   messages.push({ role, content: itemText(item.content) });

@@ -58,14 +58,24 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     const id = `chatcmpl-${generation.id}`;
     const created = Math.floor(Date.now() / 1000);
     const asIds = body.return_tokens_as_token_ids ?? false;
-    const formatLogprobs = (entries: Parameters<typeof chatLogprobs>[2] | null) => (logprobs === null ? null : { content: chatLogprobs(ctx.tokenizer, asIds, entries ?? []) });
+    const formatLogprobs = (entries: Parameters<typeof chatLogprobs>[2] | null) =>
+      logprobs === null ? null : { content: chatLogprobs(ctx.tokenizer, asIds, entries ?? []) };
     // Per choice: the text, through the tool-call parser when tools were offered.
     const outputs = Array.from({ length: generation.numChoices }, () => new ChatChoiceOutput(prepared.parseToolCalls));
 
     if (body.stream) {
       return streamGeneration(ctx, request, reply, generation, {
-        id, object: 'chat.completion.chunk', created, model, usage: streamUsage(body.stream_options),
-        leadingChoices: Array.from({ length: generation.numChoices }, (_, index) => ({ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null })),
+        id,
+        object: 'chat.completion.chunk',
+        created,
+        model,
+        usage: streamUsage(body.stream_options),
+        leadingChoices: Array.from({ length: generation.numChoices }, (_, index) => ({
+          index,
+          delta: { role: 'assistant', content: '' },
+          logprobs: null,
+          finish_reason: null,
+        })),
         piece: (e) => {
           const out = outputs[e.index]!;
           const delta = out.push(e.text, e.finishReason !== null); // tool-call markup becomes delta.tool_calls
@@ -80,7 +90,11 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
       });
     }
 
-    const states = Array.from({ length: generation.numChoices }, () => ({ logprobs: [] as ChatTokenLogprob[], finishReason: null as string | null, stopReason: null as number | string | null }));
+    const states = Array.from({ length: generation.numChoices }, () => ({
+      logprobs: [] as ChatTokenLogprob[],
+      finishReason: null as string | null,
+      stopReason: null as number | string | null,
+    }));
     for await (const e of generation.events()) {
       const s = states[e.index]!; // one state per choice, as for outputs
       outputs[e.index]!.push(e.text, e.finishReason !== null);
@@ -89,7 +103,10 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     }
     if (generation.failure) throw generation.failure;
     return {
-      id, object: 'chat.completion', created, model,
+      id,
+      object: 'chat.completion',
+      created,
+      model,
       choices: states.map((s, index) => ({
         index,
         message: outputs[index]!.message(),

@@ -49,8 +49,18 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     const prompts = await preparePrompts(ctx, body);
     const stop = stopList(body.stop);
     if (stop.length > 0) requireTokenizer(ctx.tokenizer, 'stop strings');
-    checkAdmissible(ctx.limits, prompts.map((p) => p.ids), body.n ?? 1);
-    const maxTokens = body.max_tokens ?? defaultMaxTokens(ctx.limits, prompts.map((p) => p.ids), { cap: DEFAULT_MAX_TOKENS });
+    checkAdmissible(
+      ctx.limits,
+      prompts.map((p) => p.ids),
+      body.n ?? 1,
+    );
+    const maxTokens =
+      body.max_tokens ??
+      defaultMaxTokens(
+        ctx.limits,
+        prompts.map((p) => p.ids),
+        { cap: DEFAULT_MAX_TOKENS },
+      );
     const params = withMaxTokens(sampling, maxTokens);
     const logprobs = params.logprobs;
     const generation = await Generation.start(
@@ -71,7 +81,11 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     const created = Math.floor(Date.now() / 1000);
     const asIds = body.return_tokens_as_token_ids ?? false;
     const states: ChoiceState[] = Array.from({ length: generation.numChoices }, () => ({
-      text: '', logprobs: null, finishReason: null, stopReason: null, started: false,
+      text: '',
+      logprobs: null,
+      finishReason: null,
+      stopReason: null,
+      started: false,
       builder: logprobs !== null ? new CompletionLogprobsBuilder(ctx.tokenizer, asIds, 0, body.skip_special_tokens ?? true) : null,
     }));
     // The text and logprobs one event adds to its choice (echo puts the prompt first). The generation
@@ -93,7 +107,12 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
 
     if (body.stream) {
       return streamGeneration(ctx, request, reply, generation, {
-        id, object: 'text_completion', created, model, usage: streamUsage(body.stream_options), leadingChoices: [],
+        id,
+        object: 'text_completion',
+        created,
+        model,
+        usage: streamUsage(body.stream_options),
+        leadingChoices: [],
         piece: (e) => {
           const { text, logprobs: lp } = piece(e);
           return { text, numLogprobs: lp?.tokens.length ?? 0, fields: { text, logprobs: lp } };
@@ -110,7 +129,10 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     }
     if (generation.failure) throw generation.failure;
     return {
-      id, object: 'text_completion', created, model,
+      id,
+      object: 'text_completion',
+      created,
+      model,
       choices: states.map((s, index) => ({ index, text: s.text, logprobs: s.logprobs, finish_reason: s.finishReason, stop_reason: s.stopReason })),
       usage: usageBody(generation),
     };

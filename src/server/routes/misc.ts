@@ -19,7 +19,13 @@ export function registerMiscRoutes(app: FastifyInstance, ctx: ServerContext): vo
   app.get('/v1/models', async () => ({
     object: 'list',
     data: ctx.servedModelNames.map((id) => ({
-      id, object: 'model', created, owned_by: 'dsv32-server', root: ctx.engine.info.modelDir, parent: null, max_model_len: ctx.maxModelLen,
+      id,
+      object: 'model',
+      created,
+      owned_by: 'dsv32-server',
+      root: ctx.engine.info.modelDir,
+      parent: null,
+      max_model_len: ctx.maxModelLen,
     })),
   }));
 
@@ -31,9 +37,10 @@ export function registerMiscRoutes(app: FastifyInstance, ctx: ServerContext): vo
   app.post('/tokenize', async (request) => {
     const body = tokenizeRequestSchema.parse(request.body);
     checkModelName(ctx, body.model);
-    const tokens = 'prompt' in body
-      ? await requireTokenizer(ctx.tokenizer, 'tokenize').encodeAsync(body.prompt, { addSpecialTokens: body.add_special_tokens ?? true })
-      : (await renderChatPrompt(ctx, body)).prompt;
+    const tokens =
+      'prompt' in body
+        ? await requireTokenizer(ctx.tokenizer, 'tokenize').encodeAsync(body.prompt, { addSpecialTokens: body.add_special_tokens ?? true })
+        : (await renderChatPrompt(ctx, body)).prompt;
     return { count: tokens.length, max_model_len: ctx.maxModelLen, tokens };
   });
 
@@ -41,7 +48,10 @@ export function registerMiscRoutes(app: FastifyInstance, ctx: ServerContext): vo
     const body = detokenizeRequestSchema.parse(request.body);
     checkModelName(ctx, body.model);
     const bad = body.tokens.find((t) => t >= ctx.engine.info.vocabSize);
-    if (bad !== undefined) throw new EngineError('DSV_ERR_INVALID_REQUEST', `tokens: token id ${bad} is outside the vocabulary [0, ${ctx.engine.info.vocabSize})`, { param: 'tokens' });
+    if (bad !== undefined)
+      throw new EngineError('DSV_ERR_INVALID_REQUEST', `tokens: token id ${bad} is outside the vocabulary [0, ${ctx.engine.info.vocabSize})`, {
+        param: 'tokens',
+      });
     return { prompt: requireTokenizer(ctx.tokenizer, 'detokenize').decode(body.tokens, { skipSpecialTokens: false }) };
   });
 }

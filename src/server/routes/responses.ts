@@ -42,9 +42,18 @@ export function registerResponses(app: FastifyInstance, ctx: ServerContext): voi
     const body = responsesRequestSchema.parse(request.body);
     const model = checkModelName(ctx, body.model);
     const chat = responsesToChat(body);
-    const prepared = await prepareChat(ctx, { messages: chat.messages, tools: chat.tools, format: chat.format, addGenerationPrompt: true, templateKwargs: null });
+    const prepared = await prepareChat(ctx, {
+      messages: chat.messages,
+      tools: chat.tools,
+      format: chat.format,
+      addGenerationPrompt: true,
+      templateKwargs: null,
+    });
     const maxTokens = chat.maxTokens ?? Math.max(1, ctx.maxModelLen - prepared.prompt.length);
-    const draft = toSamplingParamsDraft({ temperature: chat.temperature ?? undefined, top_p: chat.topP ?? undefined }, { logprobs: null, promptLogprobs: null });
+    const draft = toSamplingParamsDraft(
+      { temperature: chat.temperature ?? undefined, top_p: chat.topP ?? undefined },
+      { logprobs: null, promptLogprobs: null },
+    );
     const params = withMaxTokens(draft, maxTokens);
     const generation = await Generation.start(
       ctx.engine,
@@ -55,11 +64,19 @@ export function registerResponses(app: FastifyInstance, ctx: ServerContext): voi
     const builder = new ResponseBuilder(echoOf(body, model));
     const parser = outputParser(prepared.parseToolCalls);
     let truncated = false;
-    const usage = () => ({ inputTokens: generation.usage.promptTokens, cachedTokens: generation.usage.cachedTokens, outputTokens: generation.usage.completionTokens });
+    const usage = () => ({
+      inputTokens: generation.usage.promptTokens,
+      cachedTokens: generation.usage.cachedTokens,
+      outputTokens: generation.usage.completionTokens,
+    });
 
     if (body.stream) {
       // Same backpressure and disconnect rules as the other streams (stream_generation.ts).
-      const sse = SseStream.open(request, reply, { writeTimeoutMs: ctx.streamWriteTimeoutMs, clientSignal: clientSignal(request), onClose: () => generation.abort() });
+      const sse = SseStream.open(request, reply, {
+        writeTimeoutMs: ctx.streamWriteTimeoutMs,
+        clientSignal: clientSignal(request),
+        onClose: () => generation.abort(),
+      });
       const sendAll = async (events: Iterable<unknown>): Promise<void> => {
         for (const event of events) await sse.send(event);
       };

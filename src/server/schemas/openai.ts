@@ -17,7 +17,10 @@ const common = {
   // vLLM's continuous_usage_stats only takes effect with include_usage; alone it would be ignored, so it is refused.
   stream_options: z
     .strictObject({ include_usage: z.boolean().optional(), continuous_usage_stats: z.boolean().optional() })
-    .refine((o) => !o.continuous_usage_stats || o.include_usage === true, { message: 'continuous_usage_stats needs include_usage: true', path: ['continuous_usage_stats'] })
+    .refine((o) => !o.continuous_usage_stats || o.include_usage === true, {
+      message: 'continuous_usage_stats needs include_usage: true',
+      path: ['continuous_usage_stats'],
+    })
     .nullish(),
   return_tokens_as_token_ids: z.boolean().optional(),
   skip_special_tokens: z.boolean().optional(),
@@ -79,7 +82,13 @@ export function chatCompletionRequestSchema(limits: RequestLimits) {
 
 export const tokenizeRequestSchema = z.union([
   z.strictObject({ model: z.string().optional(), prompt: z.string(), add_special_tokens: z.boolean().optional() }),
-  z.strictObject({ model: z.string().optional(), messages, ...chatToolFields, add_generation_prompt: z.boolean().optional(), chat_template_kwargs: z.record(z.string(), z.unknown()).nullish() }),
+  z.strictObject({
+    model: z.string().optional(),
+    messages,
+    ...chatToolFields,
+    add_generation_prompt: z.boolean().optional(),
+    chat_template_kwargs: z.record(z.string(), z.unknown()).nullish(),
+  }),
 ]);
 
 export const detokenizeRequestSchema = z.strictObject({ model: z.string().optional(), tokens: z.array(tokenId) });

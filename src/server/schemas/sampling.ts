@@ -26,7 +26,9 @@ export function logprobsCount(limits: RequestLimits) {
     .number()
     .int()
     .min(0)
-    .max(limits.maxLogprobs, { error: (iss) => `at most ${limits.maxLogprobs} logprobs may be requested (the server's --max-logprobs), got ${String(iss.input)}` });
+    .max(limits.maxLogprobs, {
+      error: (iss) => `at most ${limits.maxLogprobs} logprobs may be requested (the server's --max-logprobs), got ${String(iss.input)}`,
+    });
 }
 
 /** Sampling fields whose limits depend only on the API (shared by both routes). */

@@ -23,8 +23,7 @@ const SYSTEM_PROMPT =
   "{%- set ns = namespace(sep='') -%}" +
   "{%- for m in messages -%}{%- if m['role'] == 'system' -%}{{ ns.sep }}{{ m['content'] }}{%- set ns.sep = '\\n\\n' -%}{%- endif -%}{%- endfor -%}";
 
-const UNSUPPORTED_ROLE =
-  "{%- elif m['role'] != 'system' -%}{{ raise_exception('this chat template does not support the role ' ~ m['role']) }}";
+const UNSUPPORTED_ROLE = "{%- elif m['role'] != 'system' -%}{{ raise_exception('this chat template does not support the role ' ~ m['role']) }}";
 
 /** The tools section of the system prompt: the functions as JSON, and the call markup to use. */
 const TOOLS_PROMPT =

@@ -32,7 +32,11 @@ function run(job: TextJob): number[] {
   const text = tokenizer.applyChatTemplate(job.messages, job.options);
   port.postMessage({ id: job.id, type: 'rendered' } satisfies TextJobReply);
   if (text.length > data.maxChars) {
-    throw new EngineError('DSV_ERR_CONTEXT_LENGTH', `the rendered chat prompt has ${text.length} characters, more than the ${data.maxChars} that can fit in max-model-len tokens`, { param: 'messages' });
+    throw new EngineError(
+      'DSV_ERR_CONTEXT_LENGTH',
+      `the rendered chat prompt has ${text.length} characters, more than the ${data.maxChars} that can fit in max-model-len tokens`,
+      { param: 'messages' },
+    );
   }
   // The template already holds BOS and the turn markers.
   return tokenizer.encode(text, { addSpecialTokens: false });

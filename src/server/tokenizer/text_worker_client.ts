@@ -24,7 +24,9 @@ function spawn(data: TextWorkerData): Worker {
   return new Worker(bootstrap, { ...options, eval: true });
 }
 
-type JobInit = { readonly type: 'encode'; readonly text: string; readonly addSpecialTokens: boolean } | { readonly type: 'chat'; readonly messages: readonly ChatMessage[]; readonly options: ChatTemplateOptions };
+type JobInit =
+  | { readonly type: 'encode'; readonly text: string; readonly addSpecialTokens: boolean }
+  | { readonly type: 'chat'; readonly messages: readonly ChatMessage[]; readonly options: ChatTemplateOptions };
 
 interface PendingJob {
   readonly job: TextJob;
@@ -82,7 +84,8 @@ export class TextWorkerClient {
     void this.start().then(
       (worker) => {
         if (this.current?.job !== job) return;
-        if (job.type === 'chat') this.deadline = setTimeout(() => this.overrun(`the chat template did not render within ${this.renderTimeoutMs / 1000} s`), this.renderTimeoutMs);
+        if (job.type === 'chat')
+          this.deadline = setTimeout(() => this.overrun(`the chat template did not render within ${this.renderTimeoutMs / 1000} s`), this.renderTimeoutMs);
         worker.postMessage(job);
       },
       (err: Error) => this.finish(job.id, err),

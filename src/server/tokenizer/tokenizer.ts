@@ -129,7 +129,10 @@ class HfTextTokenizer implements TextTokenizer {
     const specials = templateSpecialTokens(config);
     this.chatTemplate = template
       ? new ChatTemplate(template, specials)
-      : new ChatTemplate(builtinChatTemplate((t) => vocab.has(t)), { ...specials, bos_token: tokenText(this.bosTokenId), eos_token: tokenText(this.eosTokenId) });
+      : new ChatTemplate(
+          builtinChatTemplate((t) => vocab.has(t)),
+          { ...specials, bos_token: tokenText(this.bosTokenId), eos_token: tokenText(this.eosTokenId) },
+        );
     this.toolCallFormat = templateToolCallFormat(this.chatTemplate.source);
   }
 

@@ -46,7 +46,9 @@ const chatToolSchema = z.strictObject({
 /** Spread into the chat request schema. */
 export const chatToolFields = {
   tools: z.array(chatToolSchema).max(128).nullish(),
-  tool_choice: z.union([z.enum(['none', 'auto', 'required']), z.strictObject({ type: z.literal('function'), function: z.strictObject({ name: z.string() }) })]).nullish(),
+  tool_choice: z
+    .union([z.enum(['none', 'auto', 'required']), z.strictObject({ type: z.literal('function'), function: z.strictObject({ name: z.string() }) })])
+    .nullish(),
   parallel_tool_calls: z.boolean().nullish(),
 };
 export type ChatToolFields = { [K in keyof typeof chatToolFields]?: z.infer<(typeof chatToolFields)[K]> };
@@ -101,7 +103,9 @@ export interface ToolPlan {
 export function planTools(request: ToolRequest, format: ToolCallFormat | null): ToolPlan {
   if (request.tools.length === 0 || request.choice === 'none') return { templateTools: null, grammar: null, parseCalls: false };
   if (format === null) {
-    throw new EngineError('DSV_ERR_INVALID_REQUEST', "tools: this model's chat template does not render tool calls (no DeepSeek tool-call markup in it)", { param: 'tools' });
+    throw new EngineError('DSV_ERR_INVALID_REQUEST', "tools: this model's chat template does not render tool calls (no DeepSeek tool-call markup in it)", {
+      param: 'tools',
+    });
   }
   const choice = request.choice;
   const forced = choice === 'required' ? request.tools : typeof choice === 'object' ? request.tools.filter((t) => t.name === choice.name) : null;

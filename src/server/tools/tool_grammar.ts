@@ -16,7 +16,12 @@ type Tag = Extract<StructuralTagFormat, { type: 'tag' }>;
 const NO_PARAMETERS = { type: 'object', properties: {}, additionalProperties: false } as const;
 
 function callTag(format: ToolCallFormat, tool: FunctionTool): Tag {
-  return { type: 'tag', begin: callPrefix(format, tool.name), content: { type: 'json_schema', json_schema: tool.parameters ?? NO_PARAMETERS }, end: callSuffix(format) };
+  return {
+    type: 'tag',
+    begin: callPrefix(format, tool.name),
+    content: { type: 'json_schema', json_schema: tool.parameters ?? NO_PARAMETERS },
+    end: callSuffix(format),
+  };
 }
 
 function oneOf(tags: readonly Tag[]): StructuralTagFormat {

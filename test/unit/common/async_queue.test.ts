@@ -68,7 +68,10 @@ describe('AsyncQueue', () => {
   it('pushing after end() is an invariant violation', () => {
     const q = new AsyncQueue<number>();
     q.end();
-    assert.throws(() => q.push(1), (err: unknown) => err instanceof EngineError && err.code === 'DSV_ERR_INTERNAL');
+    assert.throws(
+      () => q.push(1),
+      (err: unknown) => err instanceof EngineError && err.code === 'DSV_ERR_INTERNAL',
+    );
   });
 
   it('a consumer that stops early drops the buffer, and later pushes are dropped', async () => {

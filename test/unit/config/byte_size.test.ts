@@ -6,9 +6,24 @@ import { writeConfigFile } from './helpers.ts';
 describe('parseByteSize', () => {
   it('reads plain integers and binary and decimal suffixes', () => {
     const cases: [string, number][] = [
-      ['4096', 4096], ['4096B', 4096], ['1k', 1000], ['1K', 1000], ['1KB', 1000], ['1KiB', 1024], ['1ki', 1024],
-      ['100M', 100e6], ['512MiB', 512 * 2 ** 20], ['512 MiB', 512 * 2 ** 20], ['1G', 1e9], ['2GiB', 2 ** 31], ['1gb', 1e9],
-      ['1.5GiB', 1.5 * 2 ** 30], ['0.5K', 500], ['1T', 1e12], ['1TiB', 2 ** 40], [' 64Mi ', 64 * 2 ** 20],
+      ['4096', 4096],
+      ['4096B', 4096],
+      ['1k', 1000],
+      ['1K', 1000],
+      ['1KB', 1000],
+      ['1KiB', 1024],
+      ['1ki', 1024],
+      ['100M', 100e6],
+      ['512MiB', 512 * 2 ** 20],
+      ['512 MiB', 512 * 2 ** 20],
+      ['1G', 1e9],
+      ['2GiB', 2 ** 31],
+      ['1gb', 1e9],
+      ['1.5GiB', 1.5 * 2 ** 30],
+      ['0.5K', 500],
+      ['1T', 1e12],
+      ['1TiB', 2 ** 40],
+      [' 64Mi ', 64 * 2 ** 20],
     ];
     for (const [text, bytes] of cases) assert.equal(parseByteSize(text), bytes, text);
   });

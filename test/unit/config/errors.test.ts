@@ -71,7 +71,10 @@ describe('unknown flags and keys', () => {
   it('suggests the nearest flag', () => {
     assert.equal(configErrorMessage(['--max-num-seq', '3']), 'unknown flag --max-num-seq (did you mean --max-num-seqs?); see --help');
     assert.equal(configErrorMessage(['--max_num_seqs=3']), 'unknown flag --max_num_seqs (did you mean --max-num-seqs?); see --help');
-    assert.equal(configErrorMessage(['--no-enable-prefix-cache']), 'unknown flag --no-enable-prefix-cache (did you mean --no-enable-prefix-caching?); see --help');
+    assert.equal(
+      configErrorMessage(['--no-enable-prefix-cache']),
+      'unknown flag --no-enable-prefix-cache (did you mean --no-enable-prefix-caching?); see --help',
+    );
     assert.equal(configErrorMessage(['-port', '1']), 'unknown flag -port (did you mean --port?); see --help');
     assert.equal(configErrorMessage(['--frobnicate']), 'unknown flag --frobnicate; see --help');
   });
@@ -167,7 +170,10 @@ describe('API keys never show in errors', () => {
 describe('--help', () => {
   it('throws HelpRequested with the usage text, ahead of other errors', () => {
     for (const argv of [['--help'], ['-h'], ['--bogus', '--help']]) {
-      assert.throws(() => loadConfig(argv, { DSV_PORT: 'x' }), (err) => err instanceof HelpRequested && err.usage.startsWith('Usage:'));
+      assert.throws(
+        () => loadConfig(argv, { DSV_PORT: 'x' }),
+        (err) => err instanceof HelpRequested && err.usage.startsWith('Usage:'),
+      );
     }
     assert.throws(() => loadConfig(['--', '--help'], {}), /unexpected argument/);
     assert.equal(helpRequested(['--port', '1', '-h']), true);

@@ -10,10 +10,21 @@ const DEFAULT_YAML = resolve(import.meta.dirname, '../../../config/default.yaml'
 
 describe('config files', () => {
   it('reads YAML with camelCase and kebab-case keys', () => {
-    const file = writeConfigFile('mixed.yml', [
-      'maxNumSeqs: 12', 'max-num-batched-tokens: 4096', 'kvCacheMemory: 2GiB', 'served-model-name: [alpha, beta]',
-      'enablePrefixCaching: false', 'drain-timeout: 1.5', 'logLevel: ERROR', 'apiKey: "k1,k2"', 'port: 0', '',
-    ].join('\n'));
+    const file = writeConfigFile(
+      'mixed.yml',
+      [
+        'maxNumSeqs: 12',
+        'max-num-batched-tokens: 4096',
+        'kvCacheMemory: 2GiB',
+        'served-model-name: [alpha, beta]',
+        'enablePrefixCaching: false',
+        'drain-timeout: 1.5',
+        'logLevel: ERROR',
+        'apiKey: "k1,k2"',
+        'port: 0',
+        '',
+      ].join('\n'),
+    );
     const config = loadConfig(['--config', file], {});
     assert.equal(config.maxNumSeqs, 12);
     assert.equal(config.maxNumBatchedTokens, 4096);
@@ -27,7 +38,10 @@ describe('config files', () => {
   });
 
   it('reads JSON, numbers given as strings included', () => {
-    const file = writeConfigFile('prod.json', JSON.stringify({ 'max-num-seqs': '16', blockSize: 32, denseAttention: true, maxModelLen: 'auto', model: 'rel/dir' }));
+    const file = writeConfigFile(
+      'prod.json',
+      JSON.stringify({ 'max-num-seqs': '16', blockSize: 32, denseAttention: true, maxModelLen: 'auto', model: 'rel/dir' }),
+    );
     const config = loadConfig(['--config', file], {});
     assert.equal(config.maxNumSeqs, 16);
     assert.equal(config.blockSize, 32);
@@ -39,7 +53,12 @@ describe('config files', () => {
   it('config/default.yaml loads to exactly the defaults and sets every file key', () => {
     assert.deepEqual(loadConfig(['--config', DEFAULT_YAML], {}), { ...loadConfig([], {}), configFile: DEFAULT_YAML });
     const keys = Object.keys(parse(readFileSync(DEFAULT_YAML, 'utf8')) as object);
-    assert.deepEqual([...keys].sort(), OPTIONS.filter((s) => s.inFile).map((s) => s.key).sort());
+    assert.deepEqual(
+      [...keys].sort(),
+      OPTIONS.filter((s) => s.inFile)
+        .map((s) => s.key)
+        .sort(),
+    );
     assert.equal(loadConfig(['--config', DEFAULT_YAML], {}).model, DEFAULT_MODEL_DIR);
   });
 });

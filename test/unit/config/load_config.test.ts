@@ -61,32 +61,117 @@ describe('loadConfig sources', () => {
   it('reads every option from flags', () => {
     const config = loadConfig(
       [
-        '--model', '/m/x', '--host', '0.0.0.0', '--port', '0', '--served-model-name', 'a,b', '--served-model-name', 'c',
-        '--max-model-len', '4096', '--max-num-seqs', '8', '--max-num-batched-tokens', '512', '--long-prefill-token-threshold=128',
-        '--block-size', '16', '--kv-cache-memory', '512MiB', '--num-kv-blocks', '100', '--no-enable-prefix-caching',
-        '--kv-cache-dtype', 'FP8', '--api-key', 'k1,k2', '--max-queued-requests', '3', '--max-queued-tokens', '9000', '--dense-attention',
-        '--threads', '4', '--log-level', 'debug', '--max-request-body', '1M', '--drain-timeout', '2.5', '--stream-write-timeout', '0.5', '--max-logprobs', '0',
-        '--request-timeout', '5', '--max-connections', '100', '--quantization', 'INT4', '--quantized-weights-dir', '/cache/q',
-        '--speculative-config', '{"method": "mtp", "num_speculative_tokens": 2}',
+        '--model',
+        '/m/x',
+        '--host',
+        '0.0.0.0',
+        '--port',
+        '0',
+        '--served-model-name',
+        'a,b',
+        '--served-model-name',
+        'c',
+        '--max-model-len',
+        '4096',
+        '--max-num-seqs',
+        '8',
+        '--max-num-batched-tokens',
+        '512',
+        '--long-prefill-token-threshold=128',
+        '--block-size',
+        '16',
+        '--kv-cache-memory',
+        '512MiB',
+        '--num-kv-blocks',
+        '100',
+        '--no-enable-prefix-caching',
+        '--kv-cache-dtype',
+        'FP8',
+        '--api-key',
+        'k1,k2',
+        '--max-queued-requests',
+        '3',
+        '--max-queued-tokens',
+        '9000',
+        '--dense-attention',
+        '--threads',
+        '4',
+        '--log-level',
+        'debug',
+        '--max-request-body',
+        '1M',
+        '--drain-timeout',
+        '2.5',
+        '--stream-write-timeout',
+        '0.5',
+        '--max-logprobs',
+        '0',
+        '--request-timeout',
+        '5',
+        '--max-connections',
+        '100',
+        '--quantization',
+        'INT4',
+        '--quantized-weights-dir',
+        '/cache/q',
+        '--speculative-config',
+        '{"method": "mtp", "num_speculative_tokens": 2}',
       ],
       {},
     );
-    assert.deepEqual({ ...config }, {
-      model: '/m/x', host: '0.0.0.0', port: 0, servedModelName: ['a', 'b', 'c'], maxModelLen: 4096, maxNumSeqs: 8,
-      maxNumBatchedTokens: 512, longPrefillTokenThreshold: 128, blockSize: 16, kvCacheMemory: 512 * 2 ** 20, numKvBlocks: 100,
-      enablePrefixCaching: false, kvCacheDtype: 'fp8', apiKey: ['k1', 'k2'], maxQueuedRequests: 3, maxQueuedTokens: 9000, denseAttention: true,
-      quantization: 'int4', quantizedWeightsDir: '/cache/q', speculativeConfig: { method: 'mtp', numSpeculativeTokens: 2, disableByBatchSize: DEFAULT_DISABLE_BY_BATCH_SIZE },
-      threads: 4, logLevel: 'debug', maxRequestBody: 1_000_000, requestTimeout: 5, maxConnections: 100, drainTimeout: 2.5, streamWriteTimeout: 0.5,
-      maxLogprobs: 0, configFile: null,
-    });
+    assert.deepEqual(
+      { ...config },
+      {
+        model: '/m/x',
+        host: '0.0.0.0',
+        port: 0,
+        servedModelName: ['a', 'b', 'c'],
+        maxModelLen: 4096,
+        maxNumSeqs: 8,
+        maxNumBatchedTokens: 512,
+        longPrefillTokenThreshold: 128,
+        blockSize: 16,
+        kvCacheMemory: 512 * 2 ** 20,
+        numKvBlocks: 100,
+        enablePrefixCaching: false,
+        kvCacheDtype: 'fp8',
+        apiKey: ['k1', 'k2'],
+        maxQueuedRequests: 3,
+        maxQueuedTokens: 9000,
+        denseAttention: true,
+        quantization: 'int4',
+        quantizedWeightsDir: '/cache/q',
+        speculativeConfig: { method: 'mtp', numSpeculativeTokens: 2, disableByBatchSize: DEFAULT_DISABLE_BY_BATCH_SIZE },
+        threads: 4,
+        logLevel: 'debug',
+        maxRequestBody: 1_000_000,
+        requestTimeout: 5,
+        maxConnections: 100,
+        drainTimeout: 2.5,
+        streamWriteTimeout: 0.5,
+        maxLogprobs: 0,
+        configFile: null,
+      },
+    );
   });
 
   it('reads every option from env', () => {
     const env = Object.fromEntries(OPTIONS.filter((s) => s.key !== 'configFile').map((s) => [s.env[0], '']));
     Object.assign(env, {
-      DSV_MODEL: '/m/y', DSV_PORT: '9001', DSV_SERVED_MODEL_NAME: 'n1, n2', DSV_MAX_NUM_SEQS: '7', DSV_KV_CACHE_MEMORY: '2G',
-      DSV_ENABLE_PREFIX_CACHING: 'FALSE', DSV_DENSE_ATTENTION: '1', DSV_API_KEY: 'secret', DSV_LOG_LEVEL: 'warn',
-      DSV_MAX_MODEL_LEN: 'auto', DSV_DRAIN_TIMEOUT: '0', DSV_KV_CACHE_DTYPE: 'bfloat16', DSV_QUANTIZATION: 'int8', DSV_QUANTIZED_WEIGHTS_DIR: '/q',
+      DSV_MODEL: '/m/y',
+      DSV_PORT: '9001',
+      DSV_SERVED_MODEL_NAME: 'n1, n2',
+      DSV_MAX_NUM_SEQS: '7',
+      DSV_KV_CACHE_MEMORY: '2G',
+      DSV_ENABLE_PREFIX_CACHING: 'FALSE',
+      DSV_DENSE_ATTENTION: '1',
+      DSV_API_KEY: 'secret',
+      DSV_LOG_LEVEL: 'warn',
+      DSV_MAX_MODEL_LEN: 'auto',
+      DSV_DRAIN_TIMEOUT: '0',
+      DSV_KV_CACHE_DTYPE: 'bfloat16',
+      DSV_QUANTIZATION: 'int8',
+      DSV_QUANTIZED_WEIGHTS_DIR: '/q',
     });
     const config = loadConfig([], env);
     assert.equal(config.kvCacheDtype, 'bfloat16');
@@ -165,7 +250,10 @@ describe('cross-field checks', () => {
 
   it('names --speculative-config and the reason: unknown method, k out of 1-4, bad JSON, unknown keys', () => {
     const bad = (json: string): string => configErrorMessage(['--speculative-config', json]);
-    assert.match(bad('{"method": "eagle", "num_speculative_tokens": 1}'), /^--speculative-config: expected a JSON object .*\(unknown method: the only method is "mtp"/);
+    assert.match(
+      bad('{"method": "eagle", "num_speculative_tokens": 1}'),
+      /^--speculative-config: expected a JSON object .*\(unknown method: the only method is "mtp"/,
+    );
     assert.match(bad('{"method": "mtp", "num_speculative_tokens": 0}'), /^--speculative-config: .*\(num_speculative_tokens must be at least 1\)$/);
     assert.match(bad('{"method": "mtp", "num_speculative_tokens": 5}'), /^--speculative-config: .*\(num_speculative_tokens must be at most 4\)$/);
     assert.match(bad('{"method": "mtp"}'), /^--speculative-config: .*num_speculative_tokens/);
@@ -179,17 +267,30 @@ describe('cross-field checks', () => {
 
 describe('toEngineWorkerData', () => {
   it('maps the config onto the runner, scheduler and cache options', () => {
-    const config = loadConfig(['--model', '/m/z', '--num-kv-blocks', '12', '--threads', '3', '--dense-attention', '--quantization', 'int8', '--quantized-weights-dir', 'q'], {});
+    const config = loadConfig(
+      ['--model', '/m/z', '--num-kv-blocks', '12', '--threads', '3', '--dense-attention', '--quantization', 'int8', '--quantized-weights-dir', 'q'],
+      {},
+    );
     assert.deepEqual(toEngineWorkerData(config, 8192), {
       modelDir: '/m/z',
       engine: {
         runner: {
-          blockSize: 64, kvCacheMemory: 2 ** 30, numKvBlocks: 12, denseAttention: true, kvCacheDtype: 'float32', numThreads: 3,
-          quantization: 'int8', quantizedWeightsDir: resolve('q'),
+          blockSize: 64,
+          kvCacheMemory: 2 ** 30,
+          numKvBlocks: 12,
+          denseAttention: true,
+          kvCacheDtype: 'float32',
+          numThreads: 3,
+          quantization: 'int8',
+          quantizedWeightsDir: resolve('q'),
         },
         scheduler: {
-          maxNumSeqs: 64, maxNumBatchedTokens: 2048, longPrefillTokenThreshold: 0, maxModelLen: 8192,
-          maxQueuedRequests: 256, maxQueuedTokens: 1048576,
+          maxNumSeqs: 64,
+          maxNumBatchedTokens: 2048,
+          longPrefillTokenThreshold: 0,
+          maxModelLen: 8192,
+          maxQueuedRequests: 256,
+          maxQueuedTokens: 1048576,
         },
         enablePrefixCaching: true,
         speculative: null,

@@ -19,9 +19,16 @@ describe('machineMemory', () => {
   });
 
   it("takes the tightest cgroup limit, the process's own cgroup included", () => {
-    const v2 = files({ '/proc/self/cgroup': '0::/kubepods/pod1/c1\n', '/sys/fs/cgroup/kubepods/pod1/c1/memory.max': `${2 * GiB}\n`, '/sys/fs/cgroup/memory.max': 'max' });
+    const v2 = files({
+      '/proc/self/cgroup': '0::/kubepods/pod1/c1\n',
+      '/sys/fs/cgroup/kubepods/pod1/c1/memory.max': `${2 * GiB}\n`,
+      '/sys/fs/cgroup/memory.max': 'max',
+    });
     assert.deepEqual(machineMemory(v2, 24 * GiB), { bytes: 2 * GiB, source: '/sys/fs/cgroup/kubepods/pod1/c1/memory.max' });
-    const v1 = files({ '/proc/self/cgroup': '4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n', '/sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes': `${GiB}` });
+    const v1 = files({
+      '/proc/self/cgroup': '4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n',
+      '/sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes': `${GiB}`,
+    });
     assert.equal(machineMemory(v1, 24 * GiB).bytes, GiB);
     assert.equal(machineMemory(files({ '/sys/fs/cgroup/memory.max': `${64 * GiB}` }), 24 * GiB).bytes, 24 * GiB, 'a limit above RAM changes nothing');
   });
@@ -58,12 +65,18 @@ describe('checkStartupSizes', () => {
 
   it('refuses --num-kv-blocks whose cache exceeds the memory, with the bytes per block', () => {
     const perBlock = kvBytesPerBlock(model, 64, false);
-    assert.throws(check(['--num-kv-blocks', '100000000']), refused(new RegExp(`^--num-kv-blocks 100000000: needs .* GiB of KV cache \\(${perBlock} bytes per block of 64 tokens\\), more than .*4\\.0 GiB`)));
+    assert.throws(
+      check(['--num-kv-blocks', '100000000']),
+      refused(new RegExp(`^--num-kv-blocks 100000000: needs .* GiB of KV cache \\(${perBlock} bytes per block of 64 tokens\\), more than .*4\\.0 GiB`)),
+    );
   });
 
   it('refuses more KV tokens than one engine addresses even with the memory for them', () => {
     const huge: Machine = { memory: { bytes: 2 ** 52, source: 'test' }, cpus: 2 };
-    assert.throws(() => checkStartupSizes(loadConfig(['--model', FIXTURE_DIR, '--num-kv-blocks', '100000000'], {}), model, huge), refused(/^--num-kv-blocks 100000000: 6400000000 KV tokens exceed/));
+    assert.throws(
+      () => checkStartupSizes(loadConfig(['--model', FIXTURE_DIR, '--num-kv-blocks', '100000000'], {}), model, huge),
+      refused(/^--num-kv-blocks 100000000: 6400000000 KV tokens exceed/),
+    );
   });
 
   it('refuses --kv-cache-memory that holds no block', () => {

@@ -5,8 +5,7 @@ import { KVCacheManager } from '../../../src/kvcache/kv_cache_manager.ts';
 import { assertInvariantError, range } from './helpers.ts';
 
 const BS = 4;
-const manager = (numBlocks: number, enablePrefixCaching = true) =>
-  new KVCacheManager({ numBlocks, blockSize: BS, enablePrefixCaching });
+const manager = (numBlocks: number, enablePrefixCaching = true) => new KVCacheManager({ numBlocks, blockSize: BS, enablePrefixCaching });
 
 /** Admits a request the way the scheduler does: lookup, allocate, "compute" the prompt, cache. */
 function runPrompt(m: KVCacheManager, id: string, prompt: number[], salt?: string): number {

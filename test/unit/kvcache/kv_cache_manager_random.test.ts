@@ -31,7 +31,10 @@ class Sim {
   counts = { admitted: 0, preempted: 0, finished: 0, hitTokens: 0 };
   private nextId = 0;
 
-  constructor(readonly rand: () => number, enablePrefixCaching: boolean) {
+  constructor(
+    readonly rand: () => number,
+    enablePrefixCaching: boolean,
+  ) {
     this.m = new KVCacheManager({ numBlocks: NUM_BLOCKS, blockSize: BS, enablePrefixCaching });
     this.pool = (this.m as unknown as { pool: BlockPool }).pool;
   }

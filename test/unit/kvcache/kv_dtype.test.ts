@@ -80,7 +80,10 @@ describe('quantised latent rows', () => {
     const pool = s.latentPool(0);
     assert.equal(pool.dtype, 'fp8');
     if (pool.dtype !== 'fp8') return;
-    for (const [g, start, end] of [[0, 0, 128], [1, 128, 200]] as const) {
+    for (const [g, start, end] of [
+      [0, 0, 128],
+      [1, 128, 200],
+    ] as const) {
       const amax = groupAmax(rows, 0, start, end);
       assert.equal(pool.nopeScales[5 * 2 + g], Math.fround(amax / 448));
       const codes = pool.nope.subarray(5 * 200 + start, 5 * 200 + end);

@@ -40,8 +40,7 @@ describe('slotMapping', () => {
 
 describe('PagedKVStorage writes', () => {
   const options = { numLayers: 2, numBlocks: 4, blockSize: 4, latentDim: 3, indexerDim: 2 };
-  const rowsOf = (count: number, dim: number, base: number) =>
-    Float32Array.from({ length: count * dim }, (_, i) => base + i);
+  const rowsOf = (count: number, dim: number, base: number) => Float32Array.from({ length: count * dim }, (_, i) => base + i);
 
   it('allocates per-layer arrays of [numSlots, dim]', () => {
     const s = new PagedKVStorage(options);
@@ -62,8 +61,14 @@ describe('PagedKVStorage writes', () => {
     slots.forEach((slot, i) => assert.deepEqual([...latent.subarray(slot * 3, slot * 3 + 3)], [...rows.subarray(i * 3, i * 3 + 3)]));
     const written = latent.reduce((n, v) => n + (v !== 0 ? 1 : 0), 0);
     assert.equal(written, 12, 'nothing else changed');
-    assert.ok(s.latent(0).every((v) => v === 0), 'other layers untouched');
-    assert.ok(s.indexerKey(1).every((v) => v === 0), 'indexer cache untouched');
+    assert.ok(
+      s.latent(0).every((v) => v === 0),
+      'other layers untouched',
+    );
+    assert.ok(
+      s.indexerKey(1).every((v) => v === 0),
+      'indexer cache untouched',
+    );
   });
 
   it('writes indexer keys with the same slots and handles unordered slots', () => {

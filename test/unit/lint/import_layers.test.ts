@@ -29,11 +29,17 @@ tester.run('layers/imports', importLayers, {
     ok('src/engine/model/mla.ts', "import { buildGraph } from '../onnx/graph_builder.ts'; import { PagedKVStorage } from '../../kvcache/paged_kv_storage.ts';"),
     ok('src/engine/model/deepseek_model.ts', "import type { StepProfiler } from '../step_profiler.ts'; import { gatherRows } from '../quant/rows.ts';"),
     ok('src/server/metrics.ts', "import { Registry } from 'prom-client'; import type { FastifyInstance } from 'fastify';"),
-    ok('src/server/context.ts', "import { resolveSamplingParams } from '../engine/sampling/sampling_params.ts'; import { EngineClient } from '../engine/engine_client.ts';"),
+    ok(
+      'src/server/context.ts',
+      "import { resolveSamplingParams } from '../engine/sampling/sampling_params.ts'; import { EngineClient } from '../engine/engine_client.ts';",
+    ),
     ok('src/server/generation.ts', "import type { RequestOutputDelta } from '../engine/request.ts';"),
     ok('src/server/routes/shared.ts', "import { type ModelInfo } from '../../engine/worker/messages.ts';"),
     ok('src/server/serve.ts', "import { ConfigError } from '../config.ts';"),
-    ok('src/cli/check.ts', "import { createModelExecutor } from '../engine/model_executor.ts'; import { loadTokenizer } from '../server/tokenizer/tokenizer.ts';"),
+    ok(
+      'src/cli/check.ts',
+      "import { createModelExecutor } from '../engine/model_executor.ts'; import { loadTokenizer } from '../server/tokenizer/tokenizer.ts';",
+    ),
     ok('test/engine/engine_core.test.ts', "import * as ort from 'onnxruntime-node'; import { golden } from '../helpers/golden.ts';"),
   ],
   invalid: [

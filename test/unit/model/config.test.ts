@@ -14,14 +14,17 @@ function withKeys(base: Record<string, unknown>, patch: Record<string, unknown>,
 }
 
 function expectConfigError(raw: unknown, exact: string | null, ...parts: string[]): void {
-  assert.throws(() => parseModelConfig(raw), (e: unknown) => {
-    assert.ok(e instanceof CheckpointError, `expected CheckpointError, got ${String(e)}`);
-    assert.equal(e.code, 'DSV_ERR_CONFIG');
-    assert.ok(e.message.startsWith('config.json: '), e.message);
-    if (exact !== null) assert.equal(e.message, exact);
-    for (const p of parts) assert.ok(e.message.includes(p), `"${e.message}" lacks "${p}"`);
-    return true;
-  });
+  assert.throws(
+    () => parseModelConfig(raw),
+    (e: unknown) => {
+      assert.ok(e instanceof CheckpointError, `expected CheckpointError, got ${String(e)}`);
+      assert.equal(e.code, 'DSV_ERR_CONFIG');
+      assert.ok(e.message.startsWith('config.json: '), e.message);
+      if (exact !== null) assert.equal(e.message, exact);
+      for (const p of parts) assert.ok(e.message.includes(p), `"${e.message}" lacks "${p}"`);
+      return true;
+    },
+  );
 }
 
 describe('parseModelConfig', () => {
@@ -38,8 +41,16 @@ describe('parseModelConfig', () => {
 
   it('applies V2 defaults (softmax, greedy, no normalisation, one group, scale 1)', () => {
     const raw = withKeys(tinyHfConfig({ modelType: 'deepseek_v2' }), {}, [
-      'scoring_func', 'topk_method', 'norm_topk_prob', 'n_group', 'topk_group', 'routed_scaling_factor',
-      'moe_layer_freq', 'first_k_dense_replace', 'rope_scaling', 'n_shared_experts',
+      'scoring_func',
+      'topk_method',
+      'norm_topk_prob',
+      'n_group',
+      'topk_group',
+      'routed_scaling_factor',
+      'moe_layer_freq',
+      'first_k_dense_replace',
+      'rope_scaling',
+      'n_shared_experts',
     ]);
     const c = parseModelConfig(raw);
     assert.equal(c.qLoraRank, null);
@@ -48,17 +59,31 @@ describe('parseModelConfig', () => {
     assert.deepEqual(
       { ...c.moe },
       {
-        nRoutedExperts: 4, nSharedExperts: 0, numExpertsPerTok: 2, moeIntermediateSize: 72, nGroup: 1, topkGroup: 1,
-        scoringFunc: 'softmax', topkMethod: 'greedy', normTopkProb: false, routedScalingFactor: 1, firstKDenseReplace: 0, moeLayerFreq: 1,
+        nRoutedExperts: 4,
+        nSharedExperts: 0,
+        numExpertsPerTok: 2,
+        moeIntermediateSize: 72,
+        nGroup: 1,
+        topkGroup: 1,
+        scoringFunc: 'softmax',
+        topkMethod: 'greedy',
+        normTopkProb: false,
+        routedScalingFactor: 1,
+        firstKDenseReplace: 0,
+        moeLayerFreq: 1,
       },
     );
   });
 
   it('applies V3 defaults and YaRN defaults (beta 32/1, mscale 1, mscale_all_dim 0)', () => {
-    const raw = withKeys(tinyHfConfig({ modelType: 'deepseek_v3' }), {
-      n_routed_experts: 16,
-      rope_scaling: { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 64 },
-    }, ['scoring_func', 'topk_method', 'norm_topk_prob', 'n_group', 'topk_group', 'routed_scaling_factor', 'first_k_dense_replace', 'eos_token_id']);
+    const raw = withKeys(
+      tinyHfConfig({ modelType: 'deepseek_v3' }),
+      {
+        n_routed_experts: 16,
+        rope_scaling: { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 64 },
+      },
+      ['scoring_func', 'topk_method', 'norm_topk_prob', 'n_group', 'topk_group', 'routed_scaling_factor', 'first_k_dense_replace', 'eos_token_id'],
+    );
     const c = parseModelConfig(raw);
     assert.equal(c.moe!.scoringFunc, 'sigmoid');
     assert.equal(c.moe!.topkMethod, 'noaux_tc');
@@ -77,8 +102,10 @@ describe('parseModelConfig', () => {
   });
 
   it('rejects an unknown model_type naming the allowed values', () => {
-    expectConfigError(withKeys(fixture, { model_type: 'llama' }),
-      'config.json: key "model_type" ("llama") must be one of "deepseek_v32", "deepseek_v3", "deepseek_v2"');
+    expectConfigError(
+      withKeys(fixture, { model_type: 'llama' }),
+      'config.json: key "model_type" ("llama") must be one of "deepseek_v32", "deepseek_v3", "deepseek_v2"',
+    );
   });
 
   it('names missing and mistyped keys', () => {
@@ -104,7 +131,11 @@ describe('parseModelConfig', () => {
     const yarn = fixture.rope_scaling as Record<string, unknown>;
     expectConfigError(withKeys(fixture, { rope_scaling: { type: 'linear', factor: 2 } }), null, 'key "rope_scaling.type" ("linear")', 'yarn');
     expectConfigError(withKeys(fixture, { rope_scaling: withKeys(yarn, {}, ['factor']) }), 'config.json: required key "rope_scaling.factor" is missing');
-    expectConfigError(withKeys(fixture, { rope_scaling: withKeys(yarn, {}, ['original_max_position_embeddings']) }), null, 'rope_scaling.original_max_position_embeddings');
+    expectConfigError(
+      withKeys(fixture, { rope_scaling: withKeys(yarn, {}, ['original_max_position_embeddings']) }),
+      null,
+      'rope_scaling.original_max_position_embeddings',
+    );
     expectConfigError(withKeys(fixture, { rope_scaling: withKeys(yarn, { beta_fast: 1, beta_slow: 2 }) }), null, 'rope_scaling.beta_fast');
     assert.equal(parseModelConfig(withKeys(fixture, { rope_scaling: null })).ropeScaling, null);
   });

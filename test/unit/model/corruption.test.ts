@@ -27,14 +27,17 @@ function makeDir(opts: WriteOptions = { dtype: 'F32' }, edit?: (cfg: Record<stri
 }
 
 function expectError(dir: string, code: 'DSV_ERR_CONFIG' | 'DSV_ERR_CHECKPOINT', file: string, ...parts: string[]): void {
-  assert.throws(() => loadModel(dir), (e: unknown) => {
-    assert.ok(e instanceof CheckpointError, `expected CheckpointError, got ${String(e)}`);
-    assert.equal(e.code, code);
-    assert.equal(e.file, file);
-    assert.ok(e.message.startsWith(`${file}: `), e.message);
-    for (const p of parts) assert.ok(e.message.includes(p), `"${e.message}" lacks "${p}"`);
-    return true;
-  });
+  assert.throws(
+    () => loadModel(dir),
+    (e: unknown) => {
+      assert.ok(e instanceof CheckpointError, `expected CheckpointError, got ${String(e)}`);
+      assert.equal(e.code, code);
+      assert.equal(e.file, file);
+      assert.ok(e.message.startsWith(`${file}: `), e.message);
+      for (const p of parts) assert.ok(e.message.includes(p), `"${e.message}" lacks "${p}"`);
+      return true;
+    },
+  );
 }
 
 describe('corrupt safetensors files', () => {
@@ -93,8 +96,12 @@ describe('corrupt safetensors files', () => {
     rewriteHeader(path.join(dir, shard), (h) => {
       h[KV_B].shape = [32, 96];
     });
-    expectError(dir, 'DSV_ERR_CHECKPOINT', shard,
-      `tensor "${KV_B}" has shape [32, 96], expected [64, 48] (heads * (qk_nope_head_dim + v_head_dim), kv_lora_rank)`);
+    expectError(
+      dir,
+      'DSV_ERR_CHECKPOINT',
+      shard,
+      `tensor "${KV_B}" has shape [32, 96], expected [64, 48] (heads * (qk_nope_head_dim + v_head_dim), kv_lora_rank)`,
+    );
   });
 
   it('wrong dtype', () => {

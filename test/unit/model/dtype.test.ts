@@ -3,7 +3,14 @@ import { describe, it } from 'node:test';
 import { bf16BitsToFloat32, float32ToBf16BitsIeee } from '../../../src/common/numeric/bf16.ts';
 import { e4m3ToFloat32, float32ToE4m3 } from '../../../src/common/numeric/fp8_e4m3.ts';
 import {
-  decodeToFloat32, dequantizeFp8Blocks, encodeFromFloat32, f16ToFloat32, f16ToFloat32Into, float32ToF16, float32ToF16Into, quantizeFp8Blocks,
+  decodeToFloat32,
+  dequantizeFp8Blocks,
+  encodeFromFloat32,
+  f16ToFloat32,
+  f16ToFloat32Into,
+  float32ToF16,
+  float32ToF16Into,
+  quantizeFp8Blocks,
 } from '../../../src/engine/checkpoint/dtype.ts';
 import { seededRandom } from '../../helpers/checkpoint_writer.ts';
 import { at } from '../../helpers/at.ts';
@@ -13,8 +20,19 @@ const sameBits = (a: number, b: number): boolean => Object.is(a, b) || (Number.i
 describe('F8_E4M3 (e4m3fn)', () => {
   it('decodes known bit patterns, including subnormals, max and NaN', () => {
     const cases: [number, number][] = [
-      [0x00, 0], [0x80, -0], [0x01, 2 ** -9], [0x07, 7 * 2 ** -9], [0x08, 2 ** -6], [0x38, 1], [0x3f, 1.875],
-      [0x40, 2], [0x7e, 448], [0xfe, -448], [0xb8, -1], [0x77, 240], [0x78, 256],
+      [0x00, 0],
+      [0x80, -0],
+      [0x01, 2 ** -9],
+      [0x07, 7 * 2 ** -9],
+      [0x08, 2 ** -6],
+      [0x38, 1],
+      [0x3f, 1.875],
+      [0x40, 2],
+      [0x7e, 448],
+      [0xfe, -448],
+      [0xb8, -1],
+      [0x77, 240],
+      [0x78, 256],
     ];
     for (const [code, value] of cases) assert.ok(Object.is(e4m3ToFloat32(code), value), `0x${code.toString(16)}`);
     assert.ok(Number.isNaN(e4m3ToFloat32(0x7f)));
@@ -108,7 +126,23 @@ describe('BF16 and F16', () => {
       s ^= s << 5;
       bits[i] = s >>> 0; // every exponent: subnormal, normal, overflow, inf and NaN patterns
     }
-    const edges = [0, -0, 65504, 65519, 65520, -65536, 2 ** -24, 2 ** -25, 2 ** -25 * 1.0001, 3 * 2 ** -25, 2 ** -14, 2 ** -14 * 0.99, 1 / 3, Infinity, -Infinity];
+    const edges = [
+      0,
+      -0,
+      65504,
+      65519,
+      65520,
+      -65536,
+      2 ** -24,
+      2 ** -25,
+      2 ** -25 * 1.0001,
+      3 * 2 ** -25,
+      2 ** -14,
+      2 ** -14 * 0.99,
+      1 / 3,
+      Infinity,
+      -Infinity,
+    ];
     edges.forEach((e, i) => (v[i] = e));
     const out = new Uint16Array(n);
     float32ToF16Into(v, out);

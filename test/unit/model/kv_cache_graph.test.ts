@@ -33,7 +33,15 @@ function randoms(n: number, seed: number, scale = 1): Float32Array {
 }
 
 function filledStorage(dtype: KVCacheDtype, L: number, dr: number): PagedKVStorage {
-  const s = new PagedKVStorage({ numLayers: 1, numBlocks: P / 8, blockSize: 8, latentDim: L + dr, ropeDim: dr, indexerDim: Di, dtype } as PagedKVStorageOptions);
+  const s = new PagedKVStorage({
+    numLayers: 1,
+    numBlocks: P / 8,
+    blockSize: 8,
+    latentDim: L + dr,
+    ropeDim: dr,
+    indexerDim: Di,
+    dtype,
+  } as PagedKVStorageOptions);
   const slots = Int32Array.from({ length: P }, (_, i) => i);
   s.writeLatent(0, slots, randoms(P * (L + dr), 1, 3));
   s.writeIndexerKey(0, slots, randoms(P * Di, 2));
@@ -70,7 +78,10 @@ function maxRelDiff(a: Float32Array, b: Float32Array): number {
 const idx = Int32Array.from({ length: B * K }, (_, i) => (i * 11) % P);
 const qpos = (S: number): Int32Array => Int32Array.from({ length: B * S }, (_, i) => K - S + (i % S)); // last S positions
 
-for (const [L, dr] of [[256, 16], [200, 8]] as const) {
+for (const [L, dr] of [
+  [256, 16],
+  [200, 8],
+] as const) {
   describe(`latent pool L = ${L}, dr = ${dr}`, () => {
     for (const dtype of ['bfloat16', 'fp8'] as const) {
       it(`${dtype}: sparse MLA over the typed pool equals float32 attention over the decoded rows`, async () => {
@@ -81,7 +92,11 @@ for (const [L, dr] of [[256, 16], [200, 8]] as const) {
           idx: int32Tensor(idx, [B, K]),
           qpos: int32Tensor(qpos(1), [B, 1]),
         };
-        const quantised = await runOnce(buildAttentionGraph(config(L, dr), 'dense', dtype), { ...common, ...latentPoolFeed(s.latentPool(0), config(L, dr)) }, 'o');
+        const quantised = await runOnce(
+          buildAttentionGraph(config(L, dr), 'dense', dtype),
+          { ...common, ...latentPoolFeed(s.latentPool(0), config(L, dr)) },
+          'o',
+        );
         const ref = dequantisedCopy(s);
         const f32 = await runOnce(buildAttentionGraph(config(L, dr), 'dense'), { ...common, cache: floatTensor(ref.latent, [P, C]) }, 'o');
         assert.equal(quantised.length, B * H * L);
@@ -125,14 +140,18 @@ describe('e4m3 decoding inside the graph', () => {
     const codes = Uint8Array.from({ length: 256 }, (_, c) => c).filter((c) => (c & 0x7f) !== 0x7f);
     const scales = Float32Array.of(0.5, 3);
     const rope = Uint16Array.of(0x3f80, 0xc040); // 1, -3
-    const o = await runOnce(buildAttentionGraph({ ...config(L, dr), numAttentionHeads: 1 } as ModelConfig, 'dense', 'fp8'), {
-      q: floatTensor(new Float32Array(L + dr), [1, 1, 1, L + dr]),
-      idx: int32Tensor(Int32Array.of(0), [1, 1]),
-      qpos: int32Tensor(Int32Array.of(0), [1, 1]),
-      cache: uint8Tensor(codes, [1, L]),
-      cache_scale: floatTensor(scales, [1, 2]),
-      cache_rope: uint16Tensor(rope, [1, dr]),
-    }, 'o');
+    const o = await runOnce(
+      buildAttentionGraph({ ...config(L, dr), numAttentionHeads: 1 } as ModelConfig, 'dense', 'fp8'),
+      {
+        q: floatTensor(new Float32Array(L + dr), [1, 1, 1, L + dr]),
+        idx: int32Tensor(Int32Array.of(0), [1, 1]),
+        qpos: int32Tensor(Int32Array.of(0), [1, 1]),
+        cache: uint8Tensor(codes, [1, L]),
+        cache_scale: floatTensor(scales, [1, 2]),
+        cache_rope: uint16Tensor(rope, [1, dr]),
+      },
+      'o',
+    );
     codes.forEach((c, j) => assert.ok(o[j] === E4M3_VALUES[c]! * scales[j < 128 ? 0 : 1]!, `code 0x${c.toString(16)}: ${o[j]}`));
     assert.equal(bf16BitsToFloat32(rope[1]!), -3);
   });

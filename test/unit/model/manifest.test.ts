@@ -20,7 +20,10 @@ function checkDir(dir: string): void {
   const manifest = weightManifest(model.config);
   assert.deepEqual(new Map(manifest.map((s) => [s.name, [...s.shape]])), loaded);
   assert.equal(manifest.length, loaded.size, 'no duplicate names');
-  assert.equal(manifest.reduce((n, s) => n + numel(s), 0), model.numParameters);
+  assert.equal(
+    manifest.reduce((n, s) => n + numel(s), 0),
+    model.numParameters,
+  );
   const roles = new Map(manifest.map((s) => [s.name, s.role]));
   assert.equal(roles.get('model.embed_tokens.weight'), 'embedding');
   assert.equal(roles.get('lm_head.weight'), 'linear');

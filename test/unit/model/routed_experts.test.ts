@@ -14,7 +14,10 @@ const E = 8;
 const K = 2;
 const N = 400;
 const rng = seededRandom(3);
-const tensor = (shape: [number, number]): Tensor => ({ data: Float32Array.from({ length: shape[0] * shape[1] }, () => rng.normal() / Math.sqrt(shape[1])), shape });
+const tensor = (shape: [number, number]): Tensor => ({
+  data: Float32Array.from({ length: shape[0] * shape[1] }, () => rng.normal() / Math.sqrt(shape[1])),
+  shape,
+});
 
 test('routed experts equal a float64 reference, run after run', async () => {
   const moe = { moeIntermediateSize: I, numExpertsPerTok: K } as MoeConfig;
@@ -49,8 +52,12 @@ test('routed experts equal a float64 reference, run after run', async () => {
   }
   const M = d.rows.length;
   const feed = {
-    x: floatTensor(x, [N, D]), h: floatTensor(h, [N, D]), rows: int32Tensor(d.rows, [M]), sizes: int64Tensor(d.sizes, [E]),
-    w: floatTensor(d.weights, [M, 1]), inverse: int32Tensor(d.inverse, [M]),
+    x: floatTensor(x, [N, D]),
+    h: floatTensor(h, [N, D]),
+    rows: int32Tensor(d.rows, [M]),
+    sizes: int64Tensor(d.sizes, [E]),
+    w: floatTensor(d.weights, [M, 1]),
+    inverse: int32Tensor(d.inverse, [M]),
   };
   let first: Float32Array | null = null;
   for (let run = 0; run < 8; run++) {
@@ -65,22 +72,35 @@ test('routed experts equal a float64 reference, run after run', async () => {
   await session.release();
 });
 
-test('a layer split into expert ranges (protobuf 2 GiB limit) gives the single graph\'s output', async () => {
+test("a layer split into expert ranges (protobuf 2 GiB limit) gives the single graph's output", async () => {
   const moe = { moeIntermediateSize: I, numExpertsPerTok: K } as MoeConfig;
   const experts = Array.from({ length: E }, () => ({ gateProj: tensor([I, D]), upProj: tensor([I, D]), downProj: tensor([D, I]) }));
   const weights = { gate: tensor([E, D]), eScoreCorrectionBias: null, experts, sharedExperts: null } as MoeWeights;
   const perExpert = 3 * I * D * 4;
   const ranges = expertGroups(weights, 3 * perExpert); // 8 experts, 3 per graph
-  assert.deepEqual(ranges, [[0, 3], [3, 6], [6, 8]]);
+  assert.deepEqual(ranges, [
+    [0, 3],
+    [3, 6],
+    [6, 8],
+  ]);
   assert.deepEqual(expertGroups(weights), [[0, E]]);
   const n = 50;
   const x = Float32Array.from({ length: n * D }, () => rng.normal());
   const h = Float32Array.from({ length: n * D }, () => rng.normal());
   const chosen = Int32Array.from({ length: n * K }, (_, i) => ((i >> 1) * 3 + (i & 1) * 5) % E);
-  const d = dispatch(chosen, Float32Array.from({ length: n * K }, () => rng.uniform()), E, K);
+  const d = dispatch(
+    chosen,
+    Float32Array.from({ length: n * K }, () => rng.uniform()),
+    E,
+    K,
+  );
   const feed = (part: ExpertDispatch, hIn: Float32Array) => ({
-    x: floatTensor(x, [n, D]), h: floatTensor(hIn, [n, D]), rows: int32Tensor(part.rows, [part.rows.length]),
-    sizes: int64Tensor(part.sizes, [part.sizes.length]), w: floatTensor(part.weights, [part.rows.length, 1]), inverse: int32Tensor(part.inverse, [part.inverse.length]),
+    x: floatTensor(x, [n, D]),
+    h: floatTensor(hIn, [n, D]),
+    rows: int32Tensor(part.rows, [part.rows.length]),
+    sizes: int64Tensor(part.sizes, [part.sizes.length]),
+    w: floatTensor(part.weights, [part.rows.length, 1]),
+    inverse: int32Tensor(part.inverse, [part.inverse.length]),
   });
   const whole = await GraphSession.create('whole', buildRoutedExpertsGraph(D, moe, 0, weights));
   const [want] = await whole.run(feed(d, h), ['h_out']);

@@ -32,13 +32,16 @@ function headerFile(header: unknown, dataBytes: number): string {
 }
 
 function expectError(file: string, ...parts: string[]): void {
-  assert.throws(() => SafetensorsFile.open(file).close(), (e: unknown) => {
-    assert.ok(e instanceof CheckpointError, `expected CheckpointError, got ${String(e)}`);
-    assert.equal(e.code, 'DSV_ERR_CHECKPOINT');
-    assert.ok(e.message.startsWith(`${path.basename(file)}: `), e.message);
-    for (const p of parts) assert.ok(e.message.includes(p), `"${e.message}" lacks "${p}"`);
-    return true;
-  });
+  assert.throws(
+    () => SafetensorsFile.open(file).close(),
+    (e: unknown) => {
+      assert.ok(e instanceof CheckpointError, `expected CheckpointError, got ${String(e)}`);
+      assert.equal(e.code, 'DSV_ERR_CHECKPOINT');
+      assert.ok(e.message.startsWith(`${path.basename(file)}: `), e.message);
+      for (const p of parts) assert.ok(e.message.includes(p), `"${e.message}" lacks "${p}"`);
+      return true;
+    },
+  );
 }
 
 describe('SafetensorsFile', () => {

@@ -25,7 +25,9 @@ describe('loadModel on the shared tiny-dsv32 fixture', () => {
   it('matches golden.json checkpoint_sha256', () => {
     const golden = JSON.parse(readFileSync(path.join(fixtureDir, 'golden.json'), 'utf8'));
     for (const file of ['config.json', 'model.safetensors']) {
-      const digest = createHash('sha256').update(readFileSync(path.join(fixtureDir, file))).digest('hex');
+      const digest = createHash('sha256')
+        .update(readFileSync(path.join(fixtureDir, file)))
+        .digest('hex');
       assert.equal(digest, golden.checkpoint_sha256[file], file);
     }
   });
@@ -46,7 +48,10 @@ describe('loadModel on the shared tiny-dsv32 fixture', () => {
     );
     assert.deepEqual([m.scoringFunc, m.topkMethod, m.normTopkProb, m.routedScalingFactor], ['sigmoid', 'noaux_tc', true, 2.5]);
     assert.equal(c.ropeScaling!.factor, 8);
-    assert.deepEqual(model.weights.layers.map((l) => l.mlp.kind), ['dense', 'moe', 'moe']);
+    assert.deepEqual(
+      model.weights.layers.map((l) => l.mlp.kind),
+      ['dense', 'moe', 'moe'],
+    );
 
     const { header, data } = readRawSafetensors(path.join(fixtureDir, 'model.safetensors'));
     const names = Object.keys(header).filter((k) => k !== '__metadata__');
@@ -54,7 +59,10 @@ describe('loadModel on the shared tiny-dsv32 fixture', () => {
     assert.deepEqual([...loaded.keys()].sort(), names.sort());
     let total = 0;
     for (const name of names) {
-      const { shape, data_offsets: [b, e] } = header[name];
+      const {
+        shape,
+        data_offsets: [b, e],
+      } = header[name];
       const stored = new Float32Array(data.buffer.slice(data.byteOffset + b, data.byteOffset + e));
       assert.deepEqual(loaded.get(name)!.shape, shape, name);
       assert.deepEqual(loaded.get(name)!.data, stored, name);
@@ -97,7 +105,10 @@ describe('F32 / BF16 / F16 / FP8 / sharded versions of one random checkpoint', (
     const loaded = namedTensors(f32);
     assert.deepEqual([...loaded.keys()].sort(), [...tensors.keys()].sort());
     for (const [name, t] of tensors) assert.deepEqual(loaded.get(name)!.data, t.data, name);
-    assert.equal(f32.numParameters, [...tensors.values()].reduce((s, t) => s + t.data.length, 0));
+    assert.equal(
+      f32.numParameters,
+      [...tensors.values()].reduce((s, t) => s + t.data.length, 0),
+    );
   });
 
   it('sharded F32 (3 shards, with index) equals the single file', () => {

@@ -2,7 +2,14 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { f16ToFloat32, float32ToF16 } from '../../../src/engine/checkpoint/dtype.ts';
 import {
-  dequantizeMatrix, kBlocks, quantizedBytes, quantizeMatrix, quantizeRowsInto, allocateQuantized, snapScale, type QuantBits,
+  dequantizeMatrix,
+  kBlocks,
+  quantizedBytes,
+  quantizeMatrix,
+  quantizeRowsInto,
+  allocateQuantized,
+  snapScale,
+  type QuantBits,
 } from '../../../src/engine/quant/block_quant.ts';
 import { seededRandom } from '../../../tools/checkpoint/random_weights.ts';
 
@@ -84,7 +91,13 @@ function checkBitExact(data: Float32Array, rows: number, cols: number, bits: Qua
 describe('block quantisation (MatMulNBits layout)', () => {
   for (const bits of [8, 4] as const) {
     it(`int${bits}: bit-exact against the reference, K a multiple of 32 and ragged`, () => {
-      for (const [rows, cols] of [[3, 64], [2, 37], [4, 5], [1, 100], [5, 32]] as const) {
+      for (const [rows, cols] of [
+        [3, 64],
+        [2, 37],
+        [4, 5],
+        [1, 100],
+        [5, 32],
+      ] as const) {
         checkBitExact(randomMatrix(rows, cols, rows * 100 + cols), rows, cols, bits);
       }
     });

@@ -54,7 +54,10 @@ function relativeError(got: Float32Array, want: Float32Array): number {
 
 describe('MatMulNBits vs Gemm on the dequantised weights', () => {
   // D and I not multiples of 32: every row ends in a padded block.
-  for (const [D, I] of [[96, 160], [100, 75]] as const) {
+  for (const [D, I] of [
+    [96, 160],
+    [100, 75],
+  ] as const) {
     for (const bits of [8, 4] as const satisfies readonly QuantBits[]) {
       const f32 = { gate: matrix(I, D), up: matrix(I, D), down: matrix(D, I) };
       const q = {
@@ -90,8 +93,18 @@ describe('linear() on a quantised weight', () => {
       return g.build();
     };
     const x = Float32Array.from({ length: 3 * D }, () => rng.normal());
-    const viaLinear = await run(build((g, xi) => linear(g, xi, w)), x, 3, D);
-    const direct = await run(build((g, xi) => quantizedLinear(g, xi, w, QUANT_ACCURACY_LEVEL)), x, 3, D);
+    const viaLinear = await run(
+      build((g, xi) => linear(g, xi, w)),
+      x,
+      3,
+      D,
+    );
+    const direct = await run(
+      build((g, xi) => quantizedLinear(g, xi, w, QUANT_ACCURACY_LEVEL)),
+      x,
+      3,
+      D,
+    );
     assert.equal(viaLinear.length, 3 * I);
     assert.deepEqual(viaLinear, direct);
   });

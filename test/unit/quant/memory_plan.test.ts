@@ -9,14 +9,24 @@ import { parseModelConfig } from '../../../src/engine/checkpoint/config.ts';
 import { numKvBlocksFor } from '../../../src/engine/model_runner.ts';
 import { PagedKVStorage } from '../../../src/kvcache/paged_kv_storage.ts';
 import {
-  checkMemoryPlan, HEADROOM_FRACTION, machineMemoryBytes, planMemory, weightBytes, type MachineMemory, type MemoryPlanInput,
+  checkMemoryPlan,
+  HEADROOM_FRACTION,
+  machineMemoryBytes,
+  planMemory,
+  weightBytes,
+  type MachineMemory,
+  type MemoryPlanInput,
 } from '../../../src/engine/memory_plan.ts';
 
 const GiB = 2 ** 30;
 const lite = parseModelConfig(benchLite);
 const machine24: MachineMemory = { bytes: 24 * GiB, source: 'total memory' };
 const input = (quantization: MemoryPlanInput['quantization'], kvCacheBytes = GiB): MemoryPlanInput => ({
-  config: lite, quantization, kvCacheBytes, maxNumBatchedTokens: 2048, maxAttentionScoreElements: 1 << 25,
+  config: lite,
+  quantization,
+  kvCacheBytes,
+  maxNumBatchedTokens: 2048,
+  maxAttentionScoreElements: 1 << 25,
 });
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'dsv-memplan-'));
@@ -42,28 +52,34 @@ describe('memory plan', () => {
   });
 
   it('refuses float32 V2-Lite on 24 GiB with the numbers and the settings that fit', () => {
-    assert.throws(() => checkMemoryPlan(input('none'), machine24), (e: unknown) => {
-      assert.ok(e instanceof EngineError && e.code === 'DSV_ERR_CONFIG');
-      assert.match(e.message, /^the model does not fit in memory: weights 58\.5 GiB \(float32\) \+ KV cache 1\.0 GiB/);
-      assert.match(e.message, /of 22\.1 GiB usable \(24\.0 GiB total memory\)/);
-      // ORT holds int8 V2-Lite in 18.3 GiB: with 1 GiB of KV it misses 22.1 GiB, with less it fits.
-      assert.match(e.message, /would fit: --quantization int8 with --kv-cache-memory \d+MiB or less, or --quantization int4 \(14\.2 GiB\)$/);
-      return true;
-    });
+    assert.throws(
+      () => checkMemoryPlan(input('none'), machine24),
+      (e: unknown) => {
+        assert.ok(e instanceof EngineError && e.code === 'DSV_ERR_CONFIG');
+        assert.match(e.message, /^the model does not fit in memory: weights 58\.5 GiB \(float32\) \+ KV cache 1\.0 GiB/);
+        assert.match(e.message, /of 22\.1 GiB usable \(24\.0 GiB total memory\)/);
+        // ORT holds int8 V2-Lite in 18.3 GiB: with 1 GiB of KV it misses 22.1 GiB, with less it fits.
+        assert.match(e.message, /would fit: --quantization int8 with --kv-cache-memory \d+MiB or less, or --quantization int4 \(14\.2 GiB\)$/);
+        return true;
+      },
+    );
   });
 
   it('suggests a smaller KV cache when that is what fits', () => {
     // int8 does not fit 24 GiB with 6 GiB of KV; int4 does, and int8 would with less KV.
     const plan = planMemory(input('int8', 6 * GiB), machine24);
     assert.equal(plan.fits, false);
-    assert.throws(() => checkMemoryPlan(input('int8', 6 * GiB), machine24), (e: unknown) => {
-      const m = (e as Error).message;
-      const room = Math.floor((plan.usable - (plan.total - plan.kvCache)) / 2 ** 20);
-      assert.ok(m.includes(`--quantization int8 with --kv-cache-memory ${room}MiB or less`), m);
-      assert.ok(m.includes('--quantization int4 ('), m);
-      assert.ok(!m.includes('--quantization none'), m);
-      return true;
-    });
+    assert.throws(
+      () => checkMemoryPlan(input('int8', 6 * GiB), machine24),
+      (e: unknown) => {
+        const m = (e as Error).message;
+        const room = Math.floor((plan.usable - (plan.total - plan.kvCache)) / 2 ** 20);
+        assert.ok(m.includes(`--quantization int8 with --kv-cache-memory ${room}MiB or less`), m);
+        assert.ok(m.includes('--quantization int4 ('), m);
+        assert.ok(!m.includes('--quantization none'), m);
+        return true;
+      },
+    );
   });
 
   it('says so when nothing fits', () => {

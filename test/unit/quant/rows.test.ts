@@ -25,7 +25,11 @@ const asF = (w: LinearWeight): Float32Array => {
 
 describe('row operations on linear weights', () => {
   const w = f32(10, 70); // a ragged last block per row
-  const ranges = [[6, 9], [0, 2], [9, 10]] as const;
+  const ranges = [
+    [6, 9],
+    [0, 2],
+    [9, 10],
+  ] as const;
   const picked = { data: Float32Array.from([6, 7, 8, 0, 1, 9].flatMap((r) => [...w.data.subarray(r * 70, (r + 1) * 70)])), shape: [6, 70] };
 
   it('selectRows: float32 rows in range order; quantised rows equal the quantised selection', () => {
@@ -40,7 +44,10 @@ describe('row operations on linear weights', () => {
   });
 
   it('selectRows with a scale: float32 values and quantised block scales are multiplied', () => {
-    assert.deepEqual(asF(selectRows(w, ranges, 0.5)), picked.data.map((v) => v * 0.5));
+    assert.deepEqual(
+      asF(selectRows(w, ranges, 0.5)),
+      picked.data.map((v) => v * 0.5),
+    );
     const got = asQ(selectRows(q(w, 4), ranges, 0.37));
     const want = dequantizeMatrix(q(picked, 4)).map((v) => v * 0.37);
     const deq = dequantizeMatrix(got);
@@ -71,6 +78,11 @@ describe('row operations on linear weights', () => {
     const half = new Uint16Array(w.data.length);
     float32ToF16Into(w.data, half);
     const widened = gatherRows({ half, shape: [10, 70] }, [7, 1]);
-    [7, 1].forEach((r, t) => assert.deepEqual(widened.subarray(t * 70, (t + 1) * 70), w.data.subarray(r * 70, (r + 1) * 70).map((v) => f16ToFloat32(float32ToF16(v)))));
+    [7, 1].forEach((r, t) =>
+      assert.deepEqual(
+        widened.subarray(t * 70, (t + 1) * 70),
+        w.data.subarray(r * 70, (r + 1) * 70).map((v) => f16ToFloat32(float32ToF16(v))),
+      ),
+    );
   });
 });

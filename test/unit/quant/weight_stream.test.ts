@@ -34,7 +34,10 @@ function allGroups(stream: WeightStream): Map<string, LoadedTensor> {
 }
 
 describe('WeightStream', () => {
-  for (const [dtype, shards] of [['BF16', 3], ['F8_E4M3', 1]] as const) {
+  for (const [dtype, shards] of [
+    ['BF16', 3],
+    ['F8_E4M3', 1],
+  ] as const) {
     it(`${dtype}: without quantisation, every tensor equals loadModel's`, () => {
       const dir = checkpoint(dtype, shards);
       const want = namedTensors(loadModel(dir));
@@ -101,30 +104,44 @@ describe('WeightStream', () => {
 
   it('checks every tensor from the headers before reading any, naming file and tensor', () => {
     const cases: [string, (h: Record<string, any>) => void, RegExp][] = [
-      ['missing', (h) => delete h['model.layers.1.mlp.experts.2.up_proj.weight'], /tensor "model\.layers\.1\.mlp\.experts\.2\.up_proj\.weight" is missing \(expected shape \[72, 160\]\)/],
+      [
+        'missing',
+        (h) => delete h['model.layers.1.mlp.experts.2.up_proj.weight'],
+        /tensor "model\.layers\.1\.mlp\.experts\.2\.up_proj\.weight" is missing \(expected shape \[72, 160\]\)/,
+      ],
       ['shape', (h) => (h['lm_head.weight'].shape = [160, 300]), /tensor "lm_head\.weight" has shape \[160, 300\], expected \[300, 160\]/],
       ['dtype', (h) => (h['model.norm.weight'].dtype = 'I32'), /tensor "model\.norm\.weight" has dtype I32, expected one of F32, BF16, F16/],
     ];
     for (const [what, mutate, message] of cases) {
       const dir = checkpoint('F32');
       rewriteHeader(path.join(dir, 'model.safetensors'), mutate);
-      assert.throws(() => WeightStream.open(dir, { quantization: 'int4' }), (e: unknown) => {
-        assert.ok(e instanceof CheckpointError && e.code === 'DSV_ERR_CHECKPOINT', what);
-        assert.match(e.message, /^model\.safetensors: /);
-        assert.match(e.message, message);
-        return true;
-      });
+      assert.throws(
+        () => WeightStream.open(dir, { quantization: 'int4' }),
+        (e: unknown) => {
+          assert.ok(e instanceof CheckpointError && e.code === 'DSV_ERR_CHECKPOINT', what);
+          assert.match(e.message, /^model\.safetensors: /);
+          assert.match(e.message, message);
+          return true;
+        },
+      );
     }
     const fp8 = checkpoint('F8_E4M3');
     rewriteHeader(path.join(fp8, 'model.safetensors'), (h) => delete h['model.layers.0.self_attn.o_proj.weight_scale_inv']);
-    assert.throws(() => WeightStream.open(fp8, { quantization: 'int8' }), /"model\.layers\.0\.self_attn\.o_proj\.weight_scale_inv" is missing \(block scales of F8_E4M3/);
+    assert.throws(
+      () => WeightStream.open(fp8, { quantization: 'int8' }),
+      /"model\.layers\.0\.self_attn\.o_proj\.weight_scale_inv" is missing \(block scales of F8_E4M3/,
+    );
   });
 
   it('MTP module: checked at open, loaded only on request (all dtypes, quantised like the layers), not counted in the main parameters', async () => {
     const plain = WeightStream.open(checkpoint('BF16'), { quantization: 'none' });
     const mainParams = plain.numParameters;
     plain.close();
-    for (const [dtype, mode] of [['BF16', 'none'], ['F8_E4M3', 'int8'], ['F32', 'int4']] as const) {
+    for (const [dtype, mode] of [
+      ['BF16', 'none'],
+      ['F8_E4M3', 'int8'],
+      ['F32', 'int4'],
+    ] as const) {
       const dir = checkpoint(dtype, 1, { mtp: true });
       const stream = WeightStream.open(dir, { quantization: mode });
       try {
@@ -157,7 +174,10 @@ describe('WeightStream', () => {
     // Some MTP tensors but not all: refused like any other missing tensor.
     const partial = checkpoint('BF16', 1, { mtp: true });
     rewriteHeader(path.join(partial, 'model.safetensors'), (h) => delete h['model.layers.3.shared_head.head.weight']);
-    assert.throws(() => WeightStream.open(partial, { quantization: 'none' }), /tensor "model\.layers\.3\.shared_head\.head\.weight" is missing \(expected shape \[300, 160\]\)/);
+    assert.throws(
+      () => WeightStream.open(partial, { quantization: 'none' }),
+      /tensor "model\.layers\.3\.shared_head\.head\.weight" is missing \(expected shape \[300, 160\]\)/,
+    );
   });
 
   it('a non-finite weight is refused, naming the tensor', () => {

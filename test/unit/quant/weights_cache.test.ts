@@ -93,7 +93,7 @@ describe('quantized weights cache', () => {
     assert.notEqual(checkpointKey(c, 'int4'), base);
   });
 
-  it('a changed checkpoint misses, and the old version\'s cache is removed', () => {
+  it("a changed checkpoint misses, and the old version's cache is removed", () => {
     const model = modelCopy('stale');
     const root = path.join(tmp, 'cache-stale');
     const log = new Log();
@@ -107,13 +107,31 @@ describe('quantized weights cache', () => {
     assert.equal(fresh.read('layer.0'), null);
     assert.ok(!existsSync(old.dir));
     assert.ok(existsSync(other.dir));
-    assert.ok(log.lines.some((l) => l.startsWith(`info: quantized weights cache: removed ${old.dir}`)), log.lines.join('\n'));
+    assert.ok(
+      log.lines.some((l) => l.startsWith(`info: quantized weights cache: removed ${old.dir}`)),
+      log.lines.join('\n'),
+    );
   });
 
   for (const [what, corrupt, reason] of [
-    ['a flipped data byte', (f: string) => { const b = readFileSync(f); b[b.length - 3]! ^= 1; writeFileSync(f, b); }, /checksum mismatch/],
+    [
+      'a flipped data byte',
+      (f: string) => {
+        const b = readFileSync(f);
+        b[b.length - 3]! ^= 1;
+        writeFileSync(f, b);
+      },
+      /checksum mismatch/,
+    ],
     ['a truncated file', (f: string) => writeFileSync(f, readFileSync(f).subarray(0, 200)), /truncat|past the end/],
-    ['a file of another key', (f: string) => { const b = readFileSync(f); writeFileSync(f, b.toString('latin1').replace(/"key":"[0-9a-f]{8}/, '"key":"00000000'), 'latin1'); }, /another checkpoint or mode/],
+    [
+      'a file of another key',
+      (f: string) => {
+        const b = readFileSync(f);
+        writeFileSync(f, b.toString('latin1').replace(/"key":"[0-9a-f]{8}/, '"key":"00000000'), 'latin1');
+      },
+      /another checkpoint or mode/,
+    ],
   ] as const) {
     it(`${what} is detected, reported, deleted and rebuilt, never used`, () => {
       const model = modelCopy(`corrupt-${what.replace(/\W+/g, '-')}`);
@@ -133,20 +151,24 @@ describe('quantized weights cache', () => {
     });
   }
 
-  it('an unwritable folder disables the cache with one warning; serving code sees only misses', { skip: process.getuid?.() === 0 ? 'root ignores permissions' : false }, () => {
-    const model = modelCopy('ro');
-    const root = path.join(tmp, 'cache-ro');
-    mkdirSync(root);
-    chmodSync(root, 0o500);
-    const log = new Log();
-    const cache = QuantizedWeightsCache.open(root, model, 'int4', log);
-    assert.equal(cache.enabled, false);
-    cache.write('layer.0', group(5));
-    assert.equal(cache.read('layer.0'), null);
-    assert.equal(log.lines.length, 1);
-    assert.match(at(log.lines, 0, 'log line'), /^warn: quantized weights cache disabled: cannot use .* \(EACCES/);
-    chmodSync(root, 0o700);
-  });
+  it(
+    'an unwritable folder disables the cache with one warning; serving code sees only misses',
+    { skip: process.getuid?.() === 0 ? 'root ignores permissions' : false },
+    () => {
+      const model = modelCopy('ro');
+      const root = path.join(tmp, 'cache-ro');
+      mkdirSync(root);
+      chmodSync(root, 0o500);
+      const log = new Log();
+      const cache = QuantizedWeightsCache.open(root, model, 'int4', log);
+      assert.equal(cache.enabled, false);
+      cache.write('layer.0', group(5));
+      assert.equal(cache.read('layer.0'), null);
+      assert.equal(log.lines.length, 1);
+      assert.match(at(log.lines, 0, 'log line'), /^warn: quantized weights cache disabled: cannot use .* \(EACCES/);
+      chmodSync(root, 0o700);
+    },
+  );
 
   it('a root that is a file (cannot be created) disables the cache, even as root', () => {
     const model = modelCopy('file-root');
@@ -172,6 +194,9 @@ describe('quantized weights cache', () => {
     cache.write('big', huge);
     assert.equal(cache.enabled, false);
     assert.match(at(log.lines, 0, 'log line'), /disabled: .* GB free, a write of .* GB would leave less than 1 GiB; serving continues without it$/);
-    assert.deepEqual(readdirSync(cache.dir).filter((f) => f !== 'source.json'), []);
+    assert.deepEqual(
+      readdirSync(cache.dir).filter((f) => f !== 'source.json'),
+      [],
+    );
   });
 });

@@ -12,8 +12,17 @@ import type { ToolParseEvent } from '../../../src/server/tools/tool_call_parser.
 import { at } from '../../helpers/at.ts';
 
 const ECHO = {
-  model: 'default', instructions: null, maxOutputTokens: 64, temperature: null, topP: null, tools: [], toolChoice: 'auto',
-  parallelToolCalls: true, text: { format: { type: 'text' } }, metadata: null, user: null,
+  model: 'default',
+  instructions: null,
+  maxOutputTokens: 64,
+  temperature: null,
+  topP: null,
+  tools: [],
+  toolChoice: 'auto',
+  parallelToolCalls: true,
+  text: { format: { type: 'text' } },
+  metadata: null,
+  user: null,
 };
 const USAGE = { inputTokens: 10, cachedTokens: 4, outputTokens: 7 };
 
@@ -26,17 +35,39 @@ function run(parsed: ToolParseEvent[], truncated = false) {
 }
 
 test('a text answer: the event sequence the SDK accumulates into the final response', () => {
-  const { events, snapshot, final } = run([{ type: 'content', text: 'In the ' }, { type: 'content', text: 'beginning' }]);
-  assert.deepEqual(events.map((e) => e.type), [
-    'response.created', 'response.in_progress', 'response.output_item.added', 'response.content_part.added',
-    'response.output_text.delta', 'response.output_text.delta', 'response.output_text.done', 'response.content_part.done',
-    'response.output_item.done', 'response.completed',
+  const { events, snapshot, final } = run([
+    { type: 'content', text: 'In the ' },
+    { type: 'content', text: 'beginning' },
   ]);
-  assert.deepEqual(events.map((e) => e.sequence_number), events.map((_, i) => i));
+  assert.deepEqual(
+    events.map((e) => e.type),
+    [
+      'response.created',
+      'response.in_progress',
+      'response.output_item.added',
+      'response.content_part.added',
+      'response.output_text.delta',
+      'response.output_text.delta',
+      'response.output_text.done',
+      'response.content_part.done',
+      'response.output_item.done',
+      'response.completed',
+    ],
+  );
+  assert.deepEqual(
+    events.map((e) => e.sequence_number),
+    events.map((_, i) => i),
+  );
   assert.equal(snapshot.output_text, 'In the beginning');
   assert.deepEqual(snapshot.output, final.output);
   assert.equal(snapshot.status, 'completed');
-  assert.deepEqual(snapshot.usage, { input_tokens: 10, input_tokens_details: { cached_tokens: 4 }, output_tokens: 7, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 17 });
+  assert.deepEqual(snapshot.usage, {
+    input_tokens: 10,
+    input_tokens_details: { cached_tokens: 4 },
+    output_tokens: 7,
+    output_tokens_details: { reasoning_tokens: 0 },
+    total_tokens: 17,
+  });
   assert.equal(final.store, false);
 });
 
@@ -49,9 +80,18 @@ test('text then two function calls; a cut-off answer is incomplete', () => {
     { type: 'call_start', index: 1, id: 'call_b', name: 'now' },
     { type: 'call_arguments', index: 1, text: '{}' },
   ]);
-  assert.deepEqual(snapshot.output.map((o) => o.type), ['message', 'function_call', 'function_call']);
+  assert.deepEqual(
+    snapshot.output.map((o) => o.type),
+    ['message', 'function_call', 'function_call'],
+  );
   const calls = snapshot.output.filter((o) => o.type === 'function_call');
-  assert.deepEqual(calls.map((c) => [c.call_id, c.name, c.arguments, c.status]), [['call_a', 'lookup_verse', '{"book": "John"}', 'completed'], ['call_b', 'now', '{}', 'completed']]);
+  assert.deepEqual(
+    calls.map((c) => [c.call_id, c.name, c.arguments, c.status]),
+    [
+      ['call_a', 'lookup_verse', '{"book": "John"}', 'completed'],
+      ['call_b', 'now', '{}', 'completed'],
+    ],
+  );
   // The message closes before the first call starts.
   const types = events.map((e) => e.type);
   assert.ok(types.indexOf('response.output_item.done') < types.indexOf('response.function_call_arguments.delta'));
@@ -89,7 +129,10 @@ test('input items become chat messages: instructions, developer = system, calls 
       { type: 'function_call_output', call_id: 'c1', output: 'And God said' },
       { type: 'function_call_output', call_id: 'c2', output: 'noon' },
     ],
-    tools: [{ type: 'function', name: 'lookup_verse', parameters: { type: 'object' } }, { type: 'function', name: 'now' }],
+    tools: [
+      { type: 'function', name: 'lookup_verse', parameters: { type: 'object' } },
+      { type: 'function', name: 'now' },
+    ],
     tool_choice: { type: 'function', name: 'now' },
     parallel_tool_calls: false,
     max_output_tokens: 20,
@@ -99,7 +142,14 @@ test('input items become chat messages: instructions, developer = system, calls 
     { role: 'system', content: 'Be brief.' },
     { role: 'system', content: 'Use tools.' },
     { role: 'user', content: 'Genesis 1:3?' },
-    { role: 'assistant', content: '', tool_calls: [{ id: 'c1', type: 'function', function: { name: 'lookup_verse', arguments: '{"chapter":1}' } }, { id: 'c2', type: 'function', function: { name: 'now', arguments: '{}' } }] },
+    {
+      role: 'assistant',
+      content: '',
+      tool_calls: [
+        { id: 'c1', type: 'function', function: { name: 'lookup_verse', arguments: '{"chapter":1}' } },
+        { id: 'c2', type: 'function', function: { name: 'now', arguments: '{}' } },
+      ],
+    },
     { role: 'tool', content: 'And God said', tool_call_id: 'c1' },
     { role: 'tool', content: 'noon', tool_call_id: 'c2' },
   ]);
@@ -112,9 +162,21 @@ test('input items become chat messages: instructions, developer = system, calls 
 
 test('conversation errors name the field', () => {
   const fails = (body: object, param: string) =>
-    assert.throws(() => responsesToChat(responsesRequestSchema.parse(body)), (e: unknown) => e instanceof EngineError && e.param === param && e.code === 'DSV_ERR_INVALID_REQUEST');
+    assert.throws(
+      () => responsesToChat(responsesRequestSchema.parse(body)),
+      (e: unknown) => e instanceof EngineError && e.param === param && e.code === 'DSV_ERR_INVALID_REQUEST',
+    );
   fails({ input: [{ type: 'function_call_output', call_id: 'zz', output: 'x' }] }, 'input[0].tool_call_id');
-  fails({ input: 'x', tools: [{ type: 'function', name: 'a' }, { type: 'function', name: 'a' }] }, 'tools[1]');
+  fails(
+    {
+      input: 'x',
+      tools: [
+        { type: 'function', name: 'a' },
+        { type: 'function', name: 'a' },
+      ],
+    },
+    'tools[1]',
+  );
   fails({ input: 'x', tools: [{ type: 'function', name: 'a' }], tool_choice: { type: 'function', name: 'b' } }, 'tool_choice');
   fails({ input: 'x', tool_choice: 'required' }, 'tool_choice');
   fails({ input: [{ role: 'user', content: [{ type: 'output_text', text: 'x' }] }] }, 'input[0].content[0].type');

@@ -25,7 +25,11 @@ function runTopP(row: Float32Array, topP: number): number[] {
   const ids = Int32Array.from(row, (_, i) => i);
   const probs = Float64Array.from(row, (x) => Math.exp(x - lmax));
   const kept = keepTopP(row, lmax, ids, ids.length, probs, topP);
-  assert.deepEqual(sorted(ids, ids.length), Array.from(row, (_, i) => i), 'ids must stay a permutation');
+  assert.deepEqual(
+    sorted(ids, ids.length),
+    Array.from(row, (_, i) => i),
+    'ids must stay a permutation',
+  );
   return sorted(ids, kept);
 }
 
@@ -56,13 +60,26 @@ describe('keepTopK', () => {
     }
     const candidates = Int32Array.from({ length: 5000 }, (_, j) => j * 3);
     const n = keepTopK(row, candidates, candidates.length, 77);
-    assert.deepEqual(sorted(candidates, n), ascending(rankIds(row).filter((id) => id % 3 === 0 && id < 15_000).slice(0, 77)));
+    assert.deepEqual(
+      sorted(candidates, n),
+      ascending(
+        rankIds(row)
+          .filter((id) => id % 3 === 0 && id < 15_000)
+          .slice(0, 77),
+      ),
+    );
   });
 });
 
 describe('keepTopP', () => {
   it('keeps exactly the reference nucleus', () => {
-    for (const [vocab, scale] of [[50, 1], [3000, 0.5], [3000, 3], [40_000, 1.5], [129_280, 2]] as const) {
+    for (const [vocab, scale] of [
+      [50, 1],
+      [3000, 0.5],
+      [3000, 3],
+      [40_000, 1.5],
+      [129_280, 2],
+    ] as const) {
       const row = randomRow(vocab, vocab * 7 + Math.round(scale * 10), scale);
       for (const topP of [1e-6, 0.1, 0.5, 0.9, 0.99]) {
         assert.deepEqual(runTopP(row, topP), ascending(referenceNucleus(row, topP)), `vocab ${vocab} scale ${scale} topP ${topP}`);

@@ -3,9 +3,12 @@ import { resolveSamplingParams, type SamplingParams, type SamplingParamsInit } f
 import { SamplingState } from '../../../src/engine/sampling/sampling_state.ts';
 
 /** Engine sampling params for tests; logitBias may also be given OpenAI-style, as a record. */
-export function params(init: Omit<SamplingParamsInit, 'logitBias'> & { logitBias?: SamplingParams['logitBias'] | Readonly<Record<string, number>> } = {}): SamplingParams {
+export function params(
+  init: Omit<SamplingParamsInit, 'logitBias'> & { logitBias?: SamplingParams['logitBias'] | Readonly<Record<string, number>> } = {},
+): SamplingParams {
   const { logitBias, ...rest } = init;
-  const bias = logitBias === undefined || logitBias === null || logitBias instanceof Map ? logitBias : new Map(Object.entries(logitBias).map(([k, v]) => [Number(k), v]));
+  const bias =
+    logitBias === undefined || logitBias === null || logitBias instanceof Map ? logitBias : new Map(Object.entries(logitBias).map(([k, v]) => [Number(k), v]));
   return resolveSamplingParams({ ...rest, logitBias: (bias as SamplingParams['logitBias'] | undefined) ?? null });
 }
 

@@ -140,7 +140,10 @@ describe('temperature', () => {
   it('divides every logit, and is skipped for greedy requests', () => {
     const logits = row();
     applyTemperature(logits, 0.5);
-    assert.deepEqual(logits, Float32Array.from(row(), (x) => x / 0.5));
+    assert.deepEqual(
+      logits,
+      Float32Array.from(row(), (x) => x / 0.5),
+    );
     const greedy = params({ temperature: 0 });
     const unchanged = row();
     applyLogitsProcessors(unchanged, greedy, makeState(greedy));

@@ -26,7 +26,10 @@ describe('computePromptLogprobs', () => {
       const entry = out[pos]!;
       assert.equal(entry.tokenId, PROMPT[pos]);
       assert.ok(Math.abs(entry.logprob - reference[PROMPT[pos]!]!) < 1e-9);
-      assert.deepEqual(entry.topLogprobs.map((t) => t.tokenId), rankIds(row).slice(0, 3));
+      assert.deepEqual(
+        entry.topLogprobs.map((t) => t.tokenId),
+        rankIds(row).slice(0, 3),
+      );
       entry.topLogprobs.forEach((t) => assert.ok(Math.abs(t.logprob - reference[t.tokenId]!) < 1e-9));
     }
   });

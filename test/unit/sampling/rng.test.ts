@@ -11,7 +11,10 @@ describe('Rng', () => {
   it('matches the xoshiro128** reference stream', () => {
     // First outputs of the reference C implementation from state {1, 2, 3, 4}.
     const rng = Rng.fromState([1, 2, 3, 4]);
-    assert.deepEqual(Array.from({ length: 6 }, () => rng.nextUint32()), [11520, 0, 5927040, 70819200, 2031721883, 1637235492]);
+    assert.deepEqual(
+      Array.from({ length: 6 }, () => rng.nextUint32()),
+      [11520, 0, 5927040, 70819200, 2031721883, 1637235492],
+    );
   });
 
   it('gives the same stream for the same seed and different streams for different seeds', () => {
@@ -32,7 +35,10 @@ describe('Rng', () => {
   });
 
   it('derives distinct child seeds for parallel samples, inside the safe-integer range', () => {
-    assert.deepEqual([0, 1, 2].map((i) => childSeed(40, i)), [40, 41, 42]);
+    assert.deepEqual(
+      [0, 1, 2].map((i) => childSeed(40, i)),
+      [40, 41, 42],
+    );
     const top = Number.MAX_SAFE_INTEGER;
     const children = [0, 1, 2].map((i) => childSeed(top, i));
     assert.equal(new Set(children).size, 3);
@@ -64,8 +70,14 @@ describe('SamplingState', () => {
     assert.equal(state.outputCounts.numDistinct, 2);
     assert.equal(state.outputCounts.count(3), 3);
     assert.equal(state.outputCounts.count(1), 0);
-    assert.deepEqual([...state.repetitionTokenIds!].sort((a, b) => a - b), [1, 2, 3]);
-    assert.deepEqual([...state.minTokensMaskIds].sort((a, b) => a - b), [0, 9]);
+    assert.deepEqual(
+      [...state.repetitionTokenIds!].sort((a, b) => a - b),
+      [1, 2, 3],
+    );
+    assert.deepEqual(
+      [...state.minTokensMaskIds].sort((a, b) => a - b),
+      [0, 9],
+    );
     assert.equal(SamplingState.create(params(), [1], [0]).repetitionTokenIds, null);
     assert.deepEqual(SamplingState.create(params({ ignoreEos: true }), [], [0]).minTokensMaskIds, []);
   });

@@ -125,7 +125,10 @@ describe('seeded sampling', () => {
     const moved = SamplingState.fromData(structuredClone(state.toData()));
     const rest = Array.from({ length: 10 }, () => run(rowA, pA, moved));
     const whole = makeState(pA);
-    assert.deepEqual(Array.from({ length: 20 }, () => run(rowA, pA, whole)), [...first, ...rest]);
+    assert.deepEqual(
+      Array.from({ length: 20 }, () => run(rowA, pA, whole)),
+      [...first, ...rest],
+    );
   });
 });
 
@@ -196,7 +199,11 @@ describe('filters', () => {
   });
 
   it('top-p draws only from the reference nucleus, endpoints included (u swept over [0, 1))', () => {
-    for (const [vocab, scale, topP, temperature] of [[5000, 3, 0.5, 0.8], [50_000, 6, 0.9, 1.3], [800, 2, 0.7, 1]] as const) {
+    for (const [vocab, scale, topP, temperature] of [
+      [5000, 3, 0.5, 0.8],
+      [50_000, 6, 0.9, 1.3],
+      [800, 2, 0.7, 1],
+    ] as const) {
       const row = randomRow(vocab, vocab + scale, scale);
       const kept = new Set(nucleus(softmax(Float32Array.from(row, (x) => x / temperature)), topP));
       const p = params({ topP, temperature });
@@ -227,7 +234,10 @@ describe('logprobs', () => {
       const out = sampleToken(row, p, state);
       state.appendToken(out.tokenId);
       assert.ok(Math.abs(out.logprob! - reference[out.tokenId]!) < 1e-9);
-      assert.deepEqual(out.topLogprobs!.map((t) => t.tokenId), ranked.slice(0, 5));
+      assert.deepEqual(
+        out.topLogprobs!.map((t) => t.tokenId),
+        ranked.slice(0, 5),
+      );
     }
   });
 

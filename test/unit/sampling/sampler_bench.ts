@@ -54,11 +54,18 @@ const CASES: [string, SamplingParamsInit, boolean?][] = [
   ['top-p 0.9', { temperature: 0.8, topP: 0.9 }],
   ['top-p 0.95 + top-k 50', { temperature: 0.8, topP: 0.95, topK: 50 }],
   ['min-p 0.05', { temperature: 0.8, minP: 0.05 }],
-  ['top-p 0.9 + penalties (4000 prompt, 1000 output)', { temperature: 0.8, topP: 0.9, repetitionPenalty: 1.1, frequencyPenalty: 0.5, presencePenalty: 0.5 }, true],
+  [
+    'top-p 0.9 + penalties (4000 prompt, 1000 output)',
+    { temperature: 0.8, topP: 0.9, repetitionPenalty: 1.1, frequencyPenalty: 0.5, presencePenalty: 0.5 },
+    true,
+  ],
 ];
 
 for (const vocab of [32000, 129280]) {
-  for (const [label, rows] of [['peaked', peakedRows(vocab)], ['flat N(0,1)', flatRows(vocab)]] as const) {
+  for (const [label, rows] of [
+    ['peaked', peakedRows(vocab)],
+    ['flat N(0,1)', flatRows(vocab)],
+  ] as const) {
     console.log(`\nvocab ${vocab}, ${label} logits: microseconds per row`);
     for (const [name, init, history] of CASES) console.log(`  ${name.padEnd(52)} ${timePerRow(rows, init, history).toFixed(0).padStart(6)}`);
     console.log(`  ${'(reference: full comparator sort of the vocab)'.padEnd(52)} ${fullSortPerRow(rows).toFixed(0).padStart(6)}`);

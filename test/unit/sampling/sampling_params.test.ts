@@ -3,7 +3,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { EngineError } from '../../../src/common/errors.ts';
-import { defaultSamplingParams, isGreedy, resolveSamplingParams, type SamplingLimits, type SamplingParamsInit } from '../../../src/engine/sampling/sampling_params.ts';
+import {
+  defaultSamplingParams,
+  isGreedy,
+  resolveSamplingParams,
+  type SamplingLimits,
+  type SamplingParamsInit,
+} from '../../../src/engine/sampling/sampling_params.ts';
 
 function assertViolation(init: SamplingParamsInit, field: string, limits: SamplingLimits = {}): void {
   assert.throws(
@@ -27,8 +33,24 @@ describe('resolveSamplingParams', () => {
   it('accepts the boundaries of every invariant', () => {
     const p = resolveSamplingParams(
       {
-        temperature: 1e-5, topP: 1, topK: 0, minP: 1, seed: -(2 ** 53 - 1), presencePenalty: -2, frequencyPenalty: 2, repetitionPenalty: 0.5,
-        logitBias: new Map([[0, -100], [511, 100]]), maxTokens: 1, minTokens: 1, stopTokenIds: [511], n: 3, logprobs: 0, promptLogprobs: 20,
+        temperature: 1e-5,
+        topP: 1,
+        topK: 0,
+        minP: 1,
+        seed: -(2 ** 53 - 1),
+        presencePenalty: -2,
+        frequencyPenalty: 2,
+        repetitionPenalty: 0.5,
+        logitBias: new Map([
+          [0, -100],
+          [511, 100],
+        ]),
+        maxTokens: 1,
+        minTokens: 1,
+        stopTokenIds: [511],
+        n: 3,
+        logprobs: 0,
+        promptLogprobs: 20,
       },
       { vocabSize: 512, maxLogprobs: 20 },
     );

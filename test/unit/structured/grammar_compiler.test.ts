@@ -97,7 +97,7 @@ test('a vocabulary padded beyond the tokenizer never allows the padding ids', as
   compiler.dispose();
 });
 
-test('bad specs are 400s naming the field and XGrammar\'s reason; the compiler keeps working', async () => {
+test("bad specs are 400s naming the field and XGrammar's reason; the compiler keeps working", async () => {
   const compiler = await defaultCompiler();
   const cases: [GrammarSpec, RegExp][] = [
     [{ kind: 'json_schema', schema: '{"type": "nope"}' }, /Unsupported type "nope"/],
@@ -138,7 +138,10 @@ test('compiled grammars are cached by spec; eviction does not break live matcher
 test('JSON inside a structural tag (tool-call arguments) allows at most 16 whitespace characters in a row, like a top-level schema', async () => {
   const compiler = await defaultCompiler();
   const args = { type: 'object', properties: { book: { enum: ['Genesis', 'John'] } }, required: ['book'], additionalProperties: false };
-  const grammar: GrammarSpec = { kind: 'structural_tag', format: { type: 'tag', begin: '<call>', content: { type: 'json_schema', json_schema: args }, end: '</call>' } };
+  const grammar: GrammarSpec = {
+    kind: 'structural_tag',
+    format: { type: 'tag', begin: '<call>', content: { type: 'json_schema', json_schema: args }, end: '</call>' },
+  };
   const accepts = async (text: string): Promise<boolean> => {
     const matcher = await compiler.createMatcher(spec(grammar, 'tools'));
     try {

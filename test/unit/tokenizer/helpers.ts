@@ -68,7 +68,7 @@ export function randomInt(rand: () => number, n: number): number {
 /** Splits `items` into consecutive pieces of random sizes in [0, maxPiece]. */
 export function randomPieces<T>(rand: () => number, items: readonly T[], maxPiece: number): T[][] {
   const pieces: T[][] = [];
-  for (let i = 0; i < items.length; ) {
+  for (let i = 0; i < items.length;) {
     const n = randomInt(rand, maxPiece + 1);
     pieces.push(items.slice(i, i + n));
     i += n;

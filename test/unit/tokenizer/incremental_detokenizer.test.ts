@@ -65,16 +65,35 @@ describe('IncrementalDetokenizer', () => {
 
   it('skips special tokens when asked', () => {
     const ids = tokenizer.encode('<｜User｜>hi<｜Assistant｜>there<｜end▁of▁sentence｜>', { addSpecialTokens: true });
-    assert.equal(run(tokenizer.createDetokenizer([], true), ids.map((id) => [id])).join(''), 'hithere');
+    assert.equal(
+      run(
+        tokenizer.createDetokenizer([], true),
+        ids.map((id) => [id]),
+      ).join(''),
+      'hithere',
+    );
     assert.equal(run(tokenizer.createDetokenizer([], false), [ids]).join(''), tokenizer.decode(ids));
   });
 
   it('keeps leading spaces that depend on the previous token (SentencePiece-style decoders)', () => {
     // "▁" marks a word start; like Metaspace, a decode drops the space of its first token.
     const pieces = ['▁Hello', '▁world', ',', '▁how', '▁are', '▁you'];
-    const metaspace: IdDecoder = { decode: (ids) => ids.map((i) => pieces[i]).join('').replaceAll('▁', ' ').replace(/^ /, '') };
+    const metaspace: IdDecoder = {
+      decode: (ids) =>
+        ids
+          .map((i) => pieces[i])
+          .join('')
+          .replaceAll('▁', ' ')
+          .replace(/^ /, ''),
+    };
     const ids = [0, 1, 2, 3, 4, 5];
-    assert.equal(run(new IncrementalDetokenizer(metaspace), ids.map((i) => [i])).join(''), 'Hello world, how are you');
+    assert.equal(
+      run(
+        new IncrementalDetokenizer(metaspace),
+        ids.map((i) => [i]),
+      ).join(''),
+      'Hello world, how are you',
+    );
     const afterPrompt = run(new IncrementalDetokenizer(metaspace, { contextIds: [0, 1, 2] }), [[3], [4, 5]]);
     assert.deepEqual(afterPrompt, [' how', ' are you', '']);
   });
@@ -92,7 +111,13 @@ describe('IncrementalDetokenizer', () => {
     const text = MULTILINGUAL.repeat(30);
     const ids = tokenizer.encode(text, { addSpecialTokens: false });
     const detok = new IncrementalDetokenizer(spy, { contextIds: tokenizer.encode(text) });
-    assert.equal(run(detok, ids.map((id) => [id])).join(''), text);
+    assert.equal(
+      run(
+        detok,
+        ids.map((id) => [id]),
+      ).join(''),
+      text,
+    );
     assert.ok(maxWindow <= 12, `window ${maxWindow}`);
     assert.ok(numDecoded < 20 * ids.length, `decoded ${numDecoded} ids for ${ids.length} tokens`);
   });

@@ -23,7 +23,10 @@ describe('TextWorkerClient', () => {
   });
 
   it('renders and encodes chat prompts as the inline path does', async () => {
-    const messages = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: MULTILINGUAL }];
+    const messages = [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: MULTILINGUAL },
+    ];
     const options = { addGenerationPrompt: true };
     assert.deepEqual(await bounded.encodeChat(messages, options), inner.encode(inner.applyChatTemplate(messages, options), { addSpecialTokens: false }));
   });

@@ -20,7 +20,10 @@ function load(dir = trainedTokenizerDir()): TextTokenizer {
 function variant(edit: { config?: (c: Record<string, any>) => void; tokenizer?: (t: Record<string, any>) => void }): string {
   const dir = makeTempDir('bpe-variant-');
   cpSync(trainedTokenizerDir(), dir, { recursive: true });
-  for (const [file, fn] of [['tokenizer_config.json', edit.config], ['tokenizer.json', edit.tokenizer]] as const) {
+  for (const [file, fn] of [
+    ['tokenizer_config.json', edit.config],
+    ['tokenizer.json', edit.tokenizer],
+  ] as const) {
     if (!fn) continue;
     const json = JSON.parse(readFileSync(join(dir, file), 'utf8'));
     fn(json);
@@ -44,10 +47,16 @@ describe('loadTokenizer', () => {
   it('names the file when tokenizer.json is corrupt or unusable', () => {
     const dir = makeTempDir('bad-tok-');
     writeFileSync(join(dir, 'tokenizer.json'), '{"model": {');
-    assert.throws(() => loadTokenizer(dir), (e: Error) => e instanceof EngineError && e.message.includes(join(dir, 'tokenizer.json')) && /not valid JSON/.test(e.message));
+    assert.throws(
+      () => loadTokenizer(dir),
+      (e: Error) => e instanceof EngineError && e.message.includes(join(dir, 'tokenizer.json')) && /not valid JSON/.test(e.message),
+    );
     writeFileSync(join(dir, 'tokenizer.json'), '[1, 2]');
     assert.throws(() => loadTokenizer(dir), /tokenizer\.json: expected a JSON object/);
-    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({ model: { type: 'NoSuchModel' }, decoder: null, normalizer: null, pre_tokenizer: null, post_processor: null }));
+    writeFileSync(
+      join(dir, 'tokenizer.json'),
+      JSON.stringify({ model: { type: 'NoSuchModel' }, decoder: null, normalizer: null, pre_tokenizer: null, post_processor: null }),
+    );
     assert.throws(() => loadTokenizer(dir), /tokenizer\.json: not a usable tokenizer: .*NoSuchModel/);
   });
 
@@ -94,12 +103,24 @@ describe('loadTokenizer: the same file checks as config.json and the weights', (
     it(`refuses ${file} as a symlink to a file outside the model directory, without reading it`, () => {
       const outside = join(makeTempDir('tok-outside-'), 'secret.txt');
       writeFileSync(outside, 'SECRET-CONTENT: root:x:0:0');
-      expectRefused(withReplaced(file, (p) => symlinkSync(outside, p)), file, /outside the model directory/);
+      expectRefused(
+        withReplaced(file, (p) => symlinkSync(outside, p)),
+        file,
+        /outside the model directory/,
+      );
     });
 
     it(`refuses ${file} as a FIFO or a directory instead of hanging`, () => {
-      expectRefused(withReplaced(file, (p) => execFileSync('mkfifo', [p])), file, /not a regular file/);
-      expectRefused(withReplaced(file, (p) => mkdirSync(p)), file, /not a regular file/);
+      expectRefused(
+        withReplaced(file, (p) => execFileSync('mkfifo', [p])),
+        file,
+        /not a regular file/,
+      );
+      expectRefused(
+        withReplaced(file, (p) => mkdirSync(p)),
+        file,
+        /not a regular file/,
+      );
     });
   }
 
@@ -113,7 +134,10 @@ describe('loadTokenizer: the same file checks as config.json and the weights', (
 describe('TextTokenizer', () => {
   it('knows the most characters one token covers: its longest vocabulary entry', () => {
     const t = load();
-    const vocab = JSON.parse(readFileSync(join(trainedTokenizerDir(), 'tokenizer.json'), 'utf8')) as { model: { vocab: Record<string, number> }; added_tokens: { content: string }[] };
+    const vocab = JSON.parse(readFileSync(join(trainedTokenizerDir(), 'tokenizer.json'), 'utf8')) as {
+      model: { vocab: Record<string, number> };
+      added_tokens: { content: string }[];
+    };
     const longest = Math.max(...Object.keys(vocab.model.vocab).map((k) => k.length), ...vocab.added_tokens.map((a) => a.content.length));
     assert.equal(t.maxTokenChars, longest);
     const text = 'the quick brown fox jumps over the lazy dog '.repeat(20);
@@ -148,7 +172,10 @@ describe('TextTokenizer', () => {
     const names = ['<｜User｜>', '<｜Assistant｜>', '<｜pad｜>'];
     const tail = names.map((n) => t.encode(n, { addSpecialTokens: false }));
     assert.deepEqual(tail, [[658], [659], [660]]);
-    assert.deepEqual([...t.specialTokenIds].sort((a, b) => a - b), [0, 1, 658, 659, 660]);
+    assert.deepEqual(
+      [...t.specialTokenIds].sort((a, b) => a - b),
+      [0, 1, 658, 659, 660],
+    );
     assert.equal(t.tokenText(659), '<｜Assistant｜>');
   });
 
@@ -171,7 +198,10 @@ describe('TextTokenizer', () => {
     const t = load();
     const bytes = [...new TextEncoder().encode('🙂')].map((b) => 2 + b); // byte b has id 2 + b
     assert.equal(t.decode(bytes), '🙂');
-    assert.deepEqual(bytes.map((id) => t.tokenText(id)), ['\uFFFD', '\uFFFD', '\uFFFD', '\uFFFD']);
+    assert.deepEqual(
+      bytes.map((id) => t.tokenText(id)),
+      ['\uFFFD', '\uFFFD', '\uFFFD', '\uFFFD'],
+    );
     const corrected = bytes.map((id, i) => t.tokenText(id, bytes.slice(0, i)));
     assert.deepEqual(corrected, ['', '', '', '🙂']);
     const hi = t.encode('hi', { addSpecialTokens: false });
@@ -192,13 +222,18 @@ describe('applyChatTemplate', () => {
   });
 
   it('passes template kwargs and bos/eos tokens like transformers', () => {
-    const dir = variant({ config: (c) => (c.chat_template = '{{ bos_token }}|{{ eos_token }}|{{ greeting }}|{{ add_generation_prompt }}|{{ messages | length }}') });
+    const dir = variant({
+      config: (c) => (c.chat_template = '{{ bos_token }}|{{ eos_token }}|{{ greeting }}|{{ add_generation_prompt }}|{{ messages | length }}'),
+    });
     const t = load(dir);
     assert.equal(t.applyChatTemplate(chat, { addGenerationPrompt: true, templateKwargs: { greeting: 'hey' } }), `${BOS}|${EOS}|hey|true|4`);
   });
 
   it('picks the "default" entry of a template list, and prefers chat_template.jinja', () => {
-    const list = [{ name: 'tool_use', template: 'TOOLS' }, { name: 'default', template: 'DEFAULT {{ messages[0].content }}' }];
+    const list = [
+      { name: 'tool_use', template: 'TOOLS' },
+      { name: 'default', template: 'DEFAULT {{ messages[0].content }}' },
+    ];
     const dir = variant({ config: (c) => (c.chat_template = list) });
     assert.equal(load(dir).applyChatTemplate(chat, { addGenerationPrompt: false }), 'DEFAULT Be brief.');
     writeFileSync(join(dir, 'chat_template.jinja'), 'FROM FILE');
@@ -210,7 +245,11 @@ describe('applyChatTemplate', () => {
     assert.equal(t.hasChatTemplate, false);
     const expected = `${BOS}Be brief.<｜User｜>Hi<｜Assistant｜>Hello!${EOS}<｜User｜>2+2?<｜Assistant｜>`;
     assert.equal(t.applyChatTemplate(chat, { addGenerationPrompt: true }), expected);
-    const twoSystems = [{ role: 'system', content: 'A' }, { role: 'system', content: 'B' }, { role: 'user', content: 'q' }];
+    const twoSystems = [
+      { role: 'system', content: 'A' },
+      { role: 'system', content: 'B' },
+      { role: 'user', content: 'q' },
+    ];
     assert.equal(t.applyChatTemplate(twoSystems, { addGenerationPrompt: true }), `${BOS}A\n\nB<｜User｜>q<｜Assistant｜>`);
     const thinking = t.applyChatTemplate(chat, { addGenerationPrompt: true, templateKwargs: { thinking: true } });
     assert.ok(thinking.endsWith(`<｜Assistant｜></think>Hello!${EOS}<｜User｜>2+2?<｜Assistant｜><think>`), thinking);
@@ -237,7 +276,9 @@ describe('applyChatTemplate', () => {
     assert.equal(text, expected);
     // The answer after the results continues the assistant turn; a later user turn closes the results.
     const answered = [...conversation, { role: 'assistant', content: 'Let there be light.' }, { role: 'user', content: 'Thanks' }];
-    assert.ok(t.applyChatTemplate(answered, { addGenerationPrompt: true }).endsWith(`<｜tool▁outputs▁end｜>Let there be light.${EOS}<｜User｜>Thanks<｜Assistant｜>`));
+    assert.ok(
+      t.applyChatTemplate(answered, { addGenerationPrompt: true }).endsWith(`<｜tool▁outputs▁end｜>Let there be light.${EOS}<｜User｜>Thanks<｜Assistant｜>`),
+    );
   });
 
   it('falls back to a plain User/Assistant format without DeepSeek role tokens', () => {
@@ -252,7 +293,10 @@ describe('applyChatTemplate', () => {
   it('reports template errors as 400-class EngineErrors', () => {
     const isBadRequest = (pattern: RegExp) => (e: unknown) => e instanceof EngineError && e.code === 'DSV_ERR_INVALID_REQUEST' && pattern.test(e.message);
     const t = load();
-    assert.throws(() => t.applyChatTemplate([{ role: 'function', content: 'x' }], { addGenerationPrompt: true }), isBadRequest(/does not support the role function/));
+    assert.throws(
+      () => t.applyChatTemplate([{ role: 'function', content: 'x' }], { addGenerationPrompt: true }),
+      isBadRequest(/does not support the role function/),
+    );
     const broken = load(variant({ config: (c) => (c.chat_template = '{% if %}') }));
     assert.throws(() => broken.applyChatTemplate(chat, { addGenerationPrompt: true }), isBadRequest(/chat template failed/));
     const raising = load(variant({ config: (c) => (c.chat_template = "{{ raise_exception('no system prompts') }}") }));

@@ -22,7 +22,8 @@ function naiveMerges(texts: string[], numMerges: number, minFrequency = 2): stri
   const merges: string[] = [];
   while (merges.length < numMerges) {
     const pairs = new Map<string, number>();
-    for (const { symbols, n } of words) for (let i = 0; i + 1 < symbols.length; i++) pairs.set(`${symbols[i]} ${symbols[i + 1]}`, (pairs.get(`${symbols[i]} ${symbols[i + 1]}`) ?? 0) + n);
+    for (const { symbols, n } of words)
+      for (let i = 0; i + 1 < symbols.length; i++) pairs.set(`${symbols[i]} ${symbols[i + 1]}`, (pairs.get(`${symbols[i]} ${symbols[i + 1]}`) ?? 0) + n);
     let best: [string, number] | null = null;
     const rank = (pair: string): [number, number] => pair.split(' ').map((s) => idOf.get(s)!) as [number, number];
     for (const [pair, n] of pairs) {
@@ -35,7 +36,7 @@ function naiveMerges(texts: string[], numMerges: number, minFrequency = 2): stri
     words = words.map(({ symbols, n }) => {
       const out: string[] = [];
       for (let i = 0; i < symbols.length; i++) {
-        if (symbols[i] === a && symbols[i + 1] === b) out.push(a + b), i++;
+        if (symbols[i] === a && symbols[i + 1] === b) (out.push(a + b), i++);
         else out.push(symbols[i]!);
       }
       return { symbols: out, n };
@@ -66,7 +67,16 @@ describe('train_bpe', () => {
     assert.equal(model.vocab['<｜end▁of▁sentence｜>'], 1);
     assert.equal(model.vocab['Ġ'], 2 + 32, 'byte b has id 2 + b');
     const added = trained.tokenizerJson.added_tokens as { id: number; content: string }[];
-    assert.deepEqual(added.map((a) => [a.id, a.content]), [[0, '<｜begin▁of▁sentence｜>'], [1, '<｜end▁of▁sentence｜>'], [397, '<｜User｜>'], [398, '<｜Assistant｜>'], [399, '<｜pad｜>']]);
+    assert.deepEqual(
+      added.map((a) => [a.id, a.content]),
+      [
+        [0, '<｜begin▁of▁sentence｜>'],
+        [1, '<｜end▁of▁sentence｜>'],
+        [397, '<｜User｜>'],
+        [398, '<｜Assistant｜>'],
+        [399, '<｜pad｜>'],
+      ],
+    );
     assert.throws(() => trainBpe(['x'], { vocabSize: 100 }), /vocab-size/);
   });
 
@@ -82,7 +92,9 @@ describe('train_bpe', () => {
     writeFileSync(input, corpus().join('\n'));
     const out = join(dir, 'tok');
     const script = new URL('../../../tools/tokenizer/train_bpe.ts', import.meta.url).pathname;
-    const log = execFileSync(process.execPath, ['--import', 'tsx', script, '--input', input, '--input', input, '--vocab-size', '1000', '--out', out], { encoding: 'utf8' });
+    const log = execFileSync(process.execPath, ['--import', 'tsx', script, '--input', input, '--input', input, '--vocab-size', '1000', '--out', out], {
+      encoding: 'utf8',
+    });
     assert.match(log, /trained 739 merges \(vocab 1000\)/);
     const config = JSON.parse(readFileSync(join(out, 'tokenizer_config.json'), 'utf8'));
     assert.equal(config.add_bos_token, true);

@@ -11,7 +11,8 @@ const ids = () => {
 const V3 =
   'Let me look. <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>lookup_verse\n```json\n{"book": "Genesis", "chapter": 1, "verse": 3}\n```<｜tool▁call▁end｜>\n' +
   '<｜tool▁call▁begin｜>function<｜tool▁sep｜>get_time\n```json\n{}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>';
-const V31 = '<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>lookup_verse<｜tool▁sep｜>{"book": "Exodus"}<｜tool▁call▁end｜><｜tool▁call▁begin｜>x<｜tool▁sep｜>{"a":"```"}<｜tool▁call▁end｜><｜tool▁calls▁end｜>';
+const V31 =
+  '<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>lookup_verse<｜tool▁sep｜>{"book": "Exodus"}<｜tool▁call▁end｜><｜tool▁call▁begin｜>x<｜tool▁sep｜>{"a":"```"}<｜tool▁call▁end｜><｜tool▁calls▁end｜>';
 
 test('V3 markup: content before the calls, each call with its name and exact arguments', () => {
   assert.deepEqual(parseToolCalls(V3, ids()), {
@@ -66,7 +67,10 @@ test('streaming at every split point (and char by char) gives the whole-text par
   for (const text of [V3, V31]) {
     const whole = parseToolCalls(text, ids());
     for (let cut = 0; cut <= text.length; cut++) assert.deepEqual(collect(streamed(text, [cut])), whole, `cut at ${cut}`);
-    const charByChar = streamed(text, [...text].map((_, i) => i));
+    const charByChar = streamed(
+      text,
+      [...text].map((_, i) => i),
+    );
     assert.deepEqual(collect(charByChar), whole);
     for (const e of charByChar) if (e.type !== 'call_start') assert.ok(!/[｜]/.test(e.text), `markup leaked: ${JSON.stringify(e)}`);
     // The name arrives before any of its arguments.

@@ -56,10 +56,16 @@ test('required with parallel calls: one or more valid calls', async () => {
     toolCalls.forEach(assertValidCall);
     seen.add(toolCalls.length);
   }
-  assert.ok([...seen].some((n) => n > 1), 'these seeds produce several calls in one message');
+  assert.ok(
+    [...seen].some((n) => n > 1),
+    'these seeds produce several calls in one message',
+  );
 });
 
 test('a named function: that function only', async () => {
   const { toolCalls } = await forcedCalls('v3', [NOW], false, 6);
-  assert.deepEqual(toolCalls.map((c) => [c.name, c.arguments]), [['now', '{}']]);
+  assert.deepEqual(
+    toolCalls.map((c) => [c.name, c.arguments]),
+    [['now', '{}']],
+  );
 });
