@@ -147,7 +147,7 @@ async function main(): Promise<void> {
       cases: { type: 'string', default: 'refusal,cold,warm,peer' },
     },
   });
-  const monitor = new LoadMonitor();
+  const monitor = await LoadMonitor.afterIdleCheck(); // others' CPU use just before the start, not the lagging load average
   // Every figure is printed as soon as it exists, so a failure later in the run loses none of them.
   const emit = (...ls: string[]): void => void process.stdout.write(`${ls.join('\n')}\n`);
   emit(`# bench-lite (${new Date().toISOString()})`, '', `CPU: ${cpuSummary()}.`, '');

@@ -82,7 +82,7 @@ async function main(): Promise<void> {
   const gguf = ggufPaths(dir, values.model, bin !== null);
   const engines = new Map<QuantizationMode, OfflineEngine>();
   for (const mode of MODES) engines.set(mode, await openBenchEngine(dir, { quantization: mode, kvCacheMemory: 256 * 2 ** 20, numThreads: 2 }));
-  const monitor = new LoadMonitor();
+  const monitor = await LoadMonitor.afterIdleCheck(); // others' CPU use just before the start, not the lagging load average
   let results: Map<Participant, number[]>;
   try {
     results = await runInterleaved(interleavedSchedule(participants(bin !== null), rounds), (slot) => measure(slot.participant, engines, gguf, bin, steps));
