@@ -3,9 +3,8 @@
 // S slots with continuous batching; each slot's context holds one request (prompt + output, rounded up);
 // --cache-ram caps the RAM of its idle-slot prompt cache (default 8 GiB), which the bench's distinct prompts
 // never hit, only to keep the process's memory bounded. Ready = the first 200 from GET /health.
-import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { freePort } from '../our_server.ts';
+import { freePort, spawnUntilHealthy } from '../server_process.ts';
 import type { PeerConfig } from './llama_bench.ts';
 
 export interface RunningServer {
@@ -49,56 +48,6 @@ export function llamaServerArgs(spec: LlamaServerSpec, port: number): string[] {
     '256',
     ...spec.config.serverArgs,
   ];
-}
-
-/** Spawns a server process and waits for /health; `tail` keeps its last log lines for error messages. */
-export async function spawnUntilHealthy(
-  id: string,
-  command: string,
-  args: readonly string[],
-  url: string,
-  timeoutMs: number,
-  env?: NodeJS.ProcessEnv,
-): Promise<{ proc: ChildProcess; startupMs: number; stop(): Promise<void> }> {
-  const t0 = performance.now();
-  const proc = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
-  const tail: string[] = [];
-  const keep = (b: Buffer): void => {
-    tail.push(...b.toString('utf8').split('\n').filter(Boolean));
-    if (tail.length > 40) tail.splice(0, tail.length - 40);
-  };
-  proc.stdout?.on('data', keep);
-  proc.stderr?.on('data', keep);
-  let exited: number | null = null;
-  const exit = new Promise<void>((resolve) =>
-    proc.once('exit', (code) => {
-      exited = code ?? -1;
-      resolve();
-    }),
-  );
-  for (;;) {
-    if (exited !== null) throw new Error(`${id} exited (${exited}) before it was ready:\n${tail.join('\n')}`);
-    if (performance.now() - t0 > timeoutMs) {
-      proc.kill('SIGKILL');
-      throw new Error(`${id} was not ready within ${timeoutMs / 1000} s:\n${tail.join('\n')}`);
-    }
-    try {
-      if ((await fetch(`${url}/health`)).status === 200) break;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  const stop = async (): Promise<void> => {
-    if (exited !== null) return;
-    proc.kill('SIGTERM');
-    const timer = setTimeout(() => {
-      if (exited === null) proc.kill('SIGKILL');
-    }, 15_000);
-    await exit;
-    clearTimeout(timer);
-  };
-  return { proc, startupMs: performance.now() - t0, stop };
 }
 
 export async function startLlamaServer(spec: LlamaServerSpec, timeoutMs = 120_000): Promise<RunningServer> {
