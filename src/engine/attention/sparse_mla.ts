@@ -139,24 +139,23 @@ export class SparseMlaAttention {
     return { o, lastSelections };
   }
 
-  /** IDX 5-6 for query rows i0 .. i0 + n - 1 of every sequence: [B, n, topk] selected positions. */
+  /** IDX 5-6 for query rows i0 .. i0 + n - 1 of a prefill chunk: [1, n, topk] selected positions. */
   private async select(session: GraphSession, group: AttentionGroup, inp: AttentionLayerInputs, i0: number, n: number): Promise<Int32Array> {
-    const { numSeqs: B, queryLen: S, maxContext: T } = group;
+    // Prefill chunks are single-sequence groups (step_plan.ts); decode selects inside dsa_decode.ts.
+    const { maxContext: T } = group;
     const { indexerHeads: Hi, indexerDim: Di } = this.shapes;
     const first = group.rowStart + i0;
-    const rows = B === 1 ? n : B; // decode groups: B sequences of one row each
     const [sel] = await session.runInt32(
       {
-        iq: floatTensor(inp.iq!.subarray(first * Hi * Di, (first + rows) * Hi * Di), [B, n, Hi, Di]),
+        iq: floatTensor(inp.iq!.subarray(first * Hi * Di, (first + n) * Hi * Di), [1, n, Hi, Di]),
         ...inp.indexerCache!,
-        idx: int32Tensor(group.keySlots, [B, T]),
-        iw: floatTensor(inp.iw!.subarray(first * Hi, (first + rows) * Hi), [B, n, Hi]),
-        qpos: int32Tensor(queryPositions(group, i0, n), [B, n]),
+        idx: int32Tensor(group.keySlots, [1, T]),
+        iw: floatTensor(inp.iw!.subarray(first * Hi, (first + n) * Hi), [1, n, Hi]),
+        qpos: int32Tensor(queryPositions(group, i0, n), [1, n]),
       },
       ['sel'],
     );
-    if (S !== n && B !== 1) throw new Error('row slices are for single-sequence groups');
-    return sel!;
+    return sel;
   }
 
   /**
