@@ -44,7 +44,7 @@ function machineLines(r: ComparisonReport): string[] {
     `| FMA units x fp32 lanes per core | ${peak ? `${peak.unitsPerCore} x ${peak.lanesPerUnit}` : '-'} | ${peak?.sources.shape ?? '-'}${c.cpuProbe ? `; FMA loop measured ${sp(c.cpuProbe.fmaFlopsPerCycle, 1)} FLOP/cycle/core` : ''} |`,
     `| cores | ${peak?.cores ?? '-'} | ${peak?.sources.cores ?? '-'} |`,
     `| **FMA peak** | **${f(peak?.gflops, 0)} GFLOP/s** | cores x units x lanes x 2 x clock |`,
-    `| read bandwidth | ${sp(c.readBandwidthGBs, 1)} GB/s | ONNX Runtime ReduceSum over 512 MiB, ${c.threads} thread(s); median (min-max, n) of probes |`,
+    `| read bandwidth | ${sp(c.readBandwidthGBs, 1)} GB/s | ONNX Runtime batch-1 MatMul over a 512 MiB weight, ${c.threads} thread(s); median (min-max, n) of probes |`,
     `| GEMM | ${sp(c.gemmGflops, 0)} GFLOP/s | ONNX Runtime MatMul 512x2048x2048; ${c.gemmCheck ? (c.gemmCheck.ok ? `${f(c.gemmCheck.fractionOfPeak * 100, 0)}% of the FMA peak: passes` : `REJECTED: ${c.gemmCheck.reason}`) : 'unchecked (no peak)'} |`,
     `| **compute ceiling** | **${f(c.computeCeilingGflops, 0)} GFLOP/s** | ${c.computeCeilingSource} |`,
   ];

@@ -1,5 +1,6 @@
 // The machine's attainable limits through the same ONNX Runtime the engine uses: read bandwidth (a
-// ReduceSum streaming a 512 MiB tensor, far larger than any last-level cache, so it measures DRAM) and fp32
+// batch-1 MatMul streaming a 512 MiB weight, far larger than any last-level cache, so it measures DRAM the
+// way decode reads weights) and fp32
 // GEMM throughput (MatMul [512, 2048] x [2048, 2048]). Each returns one figure per probe: one timed run after
 // one untimed warm-up; the caller takes the median (ceilings.ts).
 import { DataType, GraphBuilder } from '../../src/engine/onnx/graph_builder.ts';
@@ -16,19 +17,23 @@ async function timedRuns(probes: number, fn: () => Promise<void>): Promise<numbe
   return seconds;
 }
 
-/** GB/s (1e9 bytes) per probe. */
+/**
+ * GB/s (1e9 bytes) per probe: x [1, K] @ W [K, N] with W a 512 MiB initializer, i.e. decode's own access
+ * pattern (every weight byte read once per run, ORT's prepacked layout). A ReduceSum over a 512 MiB input,
+ * the previous probe, reads slower than this kernel does (quiet, 2 threads: 36-37 vs 45-49 GB/s; 1 thread
+ * ~21 vs ~20), so it understated the decode floor.
+ */
 export async function probeReadBandwidth(numThreads: number, probes: number): Promise<number[]> {
-  const rows = 1 << 17;
-  const cols = 1024; // 128 Mi floats = 512 MiB
+  const K = 8192;
+  const N = 16384; // 128 Mi floats = 512 MiB
   const g = new GraphBuilder('bandwidth');
-  const x = g.input('x', DataType.FLOAT, [rows, cols]);
-  g.markOutput(g.node('ReduceSum', [x, g.int64s([1])], { keepdims: 0 }), 'y', DataType.FLOAT, [rows]);
+  const x = g.input('x', DataType.FLOAT, [1, K]);
+  g.markOutput(g.node('MatMul', [x, g.initializer(new Float32Array(K * N).fill(0.5), [K, N])]), 'y', DataType.FLOAT, [1, N]);
   const session = await GraphSession.create('bandwidth', g.build(), { numThreads });
   try {
-    const data = new Float32Array(rows * cols).fill(1);
-    const feed = { x: floatTensor(data, [rows, cols]) };
+    const feed = { x: floatTensor(new Float32Array(K).fill(1), [1, K]) };
     const seconds = await timedRuns(probes, async () => void (await session.run(feed, ['y'])));
-    return seconds.map((s) => data.byteLength / s / 1e9);
+    return seconds.map((s) => (K * N * 4) / s / 1e9);
   } finally {
     await session.release();
   }
