@@ -7,6 +7,7 @@ import type { MachineMemory } from './memory_plan.ts';
 import type { LayerCapture } from './model/deepseek_model.ts';
 import { loadModelRunner } from './model_loader.ts';
 import type { ModelRunner, ModelRunnerOptions, RunnerOutput } from './model_runner.ts';
+import { graphRunCount } from './onnx/session.ts';
 import { Request, RequestStatus, type RequestInit, type RequestOutputDelta, type SampledLogprobs } from './request.ts';
 import { scorePromptRows } from './sampling/prompt_logprobs.ts';
 import { sampleToken, SamplerWorkspace } from './sampling/sampler.ts';
@@ -157,6 +158,7 @@ export class EngineCore {
 
   async step(): Promise<{ outputs: RequestOutputDelta[]; stats: StepStats }> {
     const t0 = performance.now();
+    const runs0 = graphRunCount(); // the forward pass and, with speculation, the MTP drafts
     const profiler = new StepProfiler();
     const scheduled = profiler.time('schedule', () => this.scheduler.schedule());
     const run = await this.runner.execute(scheduled, profiler);
@@ -167,7 +169,10 @@ export class EngineCore {
     if (this.drafting) await proposeDrafts(this.drafting, scheduled, scheduled.speculative === true, profiler);
     this.structuredOutputs.release(outputs.filter((o) => o.finishReason !== null).map((o) => o.requestId));
     const generated = outputs.reduce((n, o) => n + o.newTokenIds.length, 0);
-    const stats = { ...this.stats(scheduled, performance.now() - t0, profiler, run, generated), ...(this.drafting && { specDecode: spec }) };
+    const stats = {
+      ...this.stats(scheduled, performance.now() - t0, profiler, run, generated, graphRunCount() - runs0),
+      ...(this.drafting && { specDecode: spec }),
+    };
     return { outputs, stats };
   }
 
@@ -234,13 +239,7 @@ export class EngineCore {
 
   /** Stats between steps (after aborts): gauges only, no step work. */
   idleStats(): StepStats {
-    return this.stats(
-      { scheduled: [], numScheduledTokens: 0, preempted: [] },
-      0,
-      new StepProfiler(),
-      { logits: [], selections: null, forwardMs: 0, numGraphRuns: 0 },
-      0,
-    );
+    return this.stats({ scheduled: [], numScheduledTokens: 0, preempted: [] }, 0, new StepProfiler(), { logits: [], selections: null, forwardMs: 0 }, 0, 0);
   }
 
   /** Scheduler and block-manager invariants (tests run it after every step). */
@@ -253,7 +252,7 @@ export class EngineCore {
     await this.runner.dispose();
   }
 
-  private stats(out: SchedulerOutput, stepMs: number, profiler: StepProfiler, run: RunnerOutput, numGeneratedTokens: number): StepStats {
+  private stats(out: SchedulerOutput, stepMs: number, profiler: StepProfiler, run: RunnerOutput, numGeneratedTokens: number, numGraphRuns: number): StepStats {
     const kv = this.scheduler.kvCache;
     const blocksInUse = kv.numBlocks - kv.numFreeBlocks;
     const perBlock = this.runner.storage.bytesPerBlockByCache;
@@ -277,7 +276,7 @@ export class EngineCore {
       prefixCacheQueryTokens: prefix.numQueryTokens,
       prefixCacheHitTokens: prefix.numHitTokens,
       stepMs,
-      numGraphRuns: run.numGraphRuns,
+      numGraphRuns,
       timings: profiler.timings(run.forwardMs),
       sparsity: profiler.sparsity,
     };

@@ -12,7 +12,6 @@ import type { QuantizationMode } from './quant/quant_mode.ts';
 import { planStep, type StepSequence } from './model/step_plan.ts';
 import { MtpModule } from './model/mtp.ts';
 import { MtpProposer, type DraftChooser, type DraftSequence, type LastStep } from './speculative/mtp_proposer.ts';
-import { graphRunCount } from './onnx/session.ts';
 import type { SchedulerOutput, ScheduledRequest } from './scheduler.ts';
 import type { StepProfiler } from './step_profiler.ts';
 
@@ -68,8 +67,6 @@ export interface RunnerOutput {
   readonly selections: readonly (readonly Int32Array[])[] | null;
   /** Wall time of the forward pass(es). */
   readonly forwardMs: number;
-  /** ONNX Runtime graph runs of the forward pass(es). */
-  readonly numGraphRuns: number;
 }
 
 /** Cache layers numHiddenLayers + i belong to MTP module i (only module 0 runs: one extra layer with speculation). */
@@ -163,12 +160,11 @@ export class ModelRunner {
   async execute(output: SchedulerOutput, profiler: StepProfiler): Promise<RunnerOutput> {
     const t0 = performance.now();
     this.lastStep = null;
-    const runs0 = graphRunCount();
     const seqs = output.scheduled.map(toSequence);
-    if (seqs.length === 0) return { logits: [], selections: null, forwardMs: 0, numGraphRuns: 0 };
+    if (seqs.length === 0) return { logits: [], selections: null, forwardMs: 0 };
     try {
       const out = await this.forward(seqs, profiler, this.mtp !== null);
-      return { ...out, forwardMs: performance.now() - t0, numGraphRuns: graphRunCount() - runs0 };
+      return { ...out, forwardMs: performance.now() - t0 };
     } catch {
       const logits: (Float32Array | Error)[] = [];
       const selections: (readonly Int32Array[])[] = [];
@@ -182,7 +178,7 @@ export class ModelRunner {
           selections.push([]);
         }
       }
-      return { logits, selections: this.hooks.recordSelections ? selections : null, forwardMs: performance.now() - t0, numGraphRuns: graphRunCount() - runs0 };
+      return { logits, selections: this.hooks.recordSelections ? selections : null, forwardMs: performance.now() - t0 };
     }
   }
 
@@ -190,7 +186,7 @@ export class ModelRunner {
     seqs: readonly StepSequence[],
     profiler: StepProfiler,
     keepHidden = false,
-  ): Promise<Omit<RunnerOutput, 'forwardMs' | 'numGraphRuns'> & { logits: Float32Array[] }> {
+  ): Promise<Omit<RunnerOutput, 'forwardMs'> & { logits: Float32Array[] }> {
     const vocab = this.config.vocabSize;
     const plan = profiler.time('other', () => planStep(seqs, this.storage.blockSize, this.config.maxPositionEmbeddings));
     const out = await this.model.forward(plan, profiler, this.hooks);

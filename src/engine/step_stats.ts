@@ -15,7 +15,7 @@ export interface StepStats {
   readonly prefixCacheQueryTokens: number; // cumulative
   readonly prefixCacheHitTokens: number; // cumulative
   readonly stepMs: number;
-  /** ONNX Runtime graph runs of the step's forward pass (per-run overhead dominates small decode steps). */
+  /** ONNX Runtime graph runs of the whole step: the forward pass and, with speculation, the MTP drafts (per-run overhead dominates small decode steps). */
   readonly numGraphRuns: number;
   /** Milliseconds per part of the step. */
   readonly timings: StepTimings;

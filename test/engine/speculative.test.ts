@@ -246,6 +246,19 @@ describe('speculative decoding (MTP)', () => {
     assert.ok(unseeded.outs.every((o) => o.tokenIds.length === 24));
   });
 
+  test('graph runs per step include the MTP draft passes', async () => {
+    // One request, so every decode step has the same forward pass with and without drafts (random weights
+    // accept almost nothing; verification rows stay one attention group); the draft pass adds at least the
+    // module's pre-attention, post-attention and head graphs.
+    const perStep = (r: Run): number => {
+      const decode = r.stats.filter((s) => s.numPrefillTokens === 0 && s.numGeneratedTokens > 0);
+      return decode.reduce((n, s) => n + s.numGraphRuns, 0) / decode.length;
+    };
+    const plain = perStep(await run(dsa, [PROMPT], greedyParams));
+    const drafted = perStep(await run(dsa, [PROMPT], greedyParams, { speculative: spec(1) }));
+    assert.ok(drafted >= plain + 3, `graph runs per decode step: ${drafted} with drafts vs ${plain} without`);
+  });
+
   test('disable_by_batch_size: no drafts while more requests run than the limit', async () => {
     const r = await run(dsa, PROMPTS, greedyParams, { speculative: spec(2, 2) });
     for (const s of r.stats) if (s.numRunning + s.numWaiting > 2) assert.equal(s.specDecode?.numDrafts ?? 0, 0);
