@@ -1,18 +1,20 @@
 // The memory plan: what a model will hold resident at a quantisation mode, computed from config.json
 // (the weight manifest) before any tensor is read, against the machine's memory. A plan that does not
 // fit is refused at start-up with one message giving the numbers and the settings that would fit,
-// instead of an OOM kill half-way through loading.
+// instead of an OOM kill half-way through loading. It is an upper bound built from measured parts:
 //
-//   total = runtime base + weights (at the mode) + KV cache + max(load peak, activations)
-// where the load peak is the transient of building and compiling the largest single graph (see
-// LOAD_PEAK_FACTOR) and the activations are those of one step at the token budget; the two never
-// coexist (loading ends before the first step). Float32 is the unquantised resident format.
+//   total = runtime + weights (as ORT holds them at the mode) + malloc slack + KV cache
+//           + max(load transient, activations)
+// where the load transient is what loading holds on top of the sessions' weights (groups of weights in
+// JS, the ModelProto of the graph being compiled, the quantising threads' malloc arenas) and the
+// activations are those of one step at the token budget; the two never coexist (loading ends before
+// the first step). Float32 is the unquantised resident format. Each part is named in the log line.
 import { existsSync, readFileSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { EngineError } from '../common/errors.ts';
 import { mtpManifest, numel, weightManifest, type WeightSpec } from './checkpoint/manifest.ts';
 import type { ModelConfig } from './checkpoint/types.ts';
-import { kBlocks } from './quant/block_quant.ts';
+import { kBlocks, quantizedBytes } from './quant/block_quant.ts';
 import { QUANTIZATION_MODES, quantBits, type QuantizationMode } from './quant/quant_mode.ts';
 
 /**
@@ -21,14 +23,29 @@ import { QUANTIZATION_MODES, quantBits, type QuantizationMode } from './quant/qu
  * ORT keeps (its PrePack reports scales as not packed). The raw codes initializer is released.
  * Measured with bench/ort_memory.ts ([8192, 8192] and [16384, 8192] weights): resident 1.2x the
  * 20-byte int4 blocks and 1.11x the 36-byte int8 blocks; float32 weights 1.0x (no raw + prepacked duplicate).
+ * Confirmed on a 4-layer cut of bench-lite with malloc slack removed (bench/lite_memory.ts, see
+ * MALLOC_SLACK_FRACTION): 1557 MiB held once ready for 1464 MiB counted here plus the runtime.
  */
 export const ORT_BYTES_PER_BLOCK = { 4: 24, 8: 40 } as const;
 /**
- * Peak resident bytes while one graph is compiled, per byte of its weights: the ModelProto buffer, ORT's
- * parsed copy, its initializer and the prepacked copy. Measured with bench/ort_memory.ts: 3.1x (f32),
- * 3.6x (int8), 4.1x (int4) of the weights at the peak of session creation.
+ * glibc malloc's slack on top of what ORT holds, as a fraction of it. Session creation allocates ORT's
+ * parse of the ModelProto, the raw initializers and their prepacked copies from the main arena,
+ * interleaved; the raw copies are freed, but their holes are smaller than the next graph's packed
+ * buffers, so the heap grows faster than what is live (glibc's dynamic mmap threshold has risen to
+ * 32 MiB by then, so these 1-2 MB buffers never get their own mappings). Measured with
+ * bench/lite_memory.ts on bench-lite int4 from the cache: the main arena ([heap] in /proc/self/smaps)
+ * held 14079 MiB once ready for 11095 MiB of ORT-held weights: 0.27, rounded up. A fixed threshold
+ * (GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576) removes it (4-layer cut: 2257 vs 2863 MiB ready)
+ * at a cost in system time not yet measured on a quiet machine, so the plan assumes default malloc.
  */
-export const LOAD_PEAK_FACTOR = 4.2;
+export const MALLOC_SLACK_FRACTION = 0.3;
+/**
+ * Per loader thread that quantises (quant/group_pool.ts): its own glibc arena keeps the row-chunk
+ * buffers it freed. Measured with bench/lite_memory.ts (4-layer bench-lite cut, int4 from BF16, 2
+ * threads): thread arenas peaked at 986 MiB, 404 MiB still held once ready. Counted whenever a pool
+ * loads quantised weights, since the plan is made before the cache is known to be current.
+ */
+export const QUANTISER_ARENA_BYTES = 512 * 2 ** 20;
 /** Node.js, V8 heap, ORT's libraries and thread pools, tokenizer: measured ~150 MiB idle; rounded up. */
 export const RUNTIME_BASE_BYTES = 256 * 2 ** 20;
 /** A fraction of the machine kept free for the OS, page cache and other processes. */
@@ -71,10 +88,25 @@ export function residentBytes(spec: WeightSpec, mode: QuantizationMode): number 
   return numel(spec) * 4;
 }
 
+/** Bytes of one tensor as the loader hands it over in JS (and as a ModelProto carries it): codes + float32 scales. */
+export function rawBytes(spec: WeightSpec, mode: QuantizationMode): number {
+  const bits = quantBits(mode);
+  if (bits === null || spec.shape.length !== 2) return numel(spec) * 4;
+  const [rows, cols] = spec.shape;
+  if (spec.role === 'linear') return quantizedBytes(rows, cols, bits);
+  if (spec.role === 'embedding') return rows * cols * 2;
+  return numel(spec) * 4;
+}
+
 export interface WeightBytes {
+  /** As ORT holds them (plus the JS-side embedding table). */
   readonly total: number;
-  /** Weights of the largest single graph (a layer's routed experts, a layer's dense part, or lm_head). */
-  readonly largestGraph: number;
+  /** Of total, what ORT sessions hold (every graph initializer): what malloc slack applies to. */
+  readonly inSessions: number;
+  /** Raw bytes of the largest single graph (a layer's routed experts, a layer's dense part, or lm_head): its ModelProto. */
+  readonly largestGraphRaw: number;
+  /** Raw bytes of the largest load group (a whole layer, the embedding, or norm + lm_head), as JS holds it. */
+  readonly largestGroupRaw: number;
   readonly numParameters: number;
 }
 
@@ -85,23 +117,39 @@ function graphOf(name: string): string {
   return name.includes('.mlp.experts.') ? `experts ${layer[1]}` : `layer ${layer[1]}`;
 }
 
+/** Which load group (quant/weight_stream.ts) a tensor arrives in: its layer, the embedding, or the head. */
+function groupOf(name: string): string {
+  const layer = /^model\.layers\.(\d+)\./.exec(name);
+  return layer === null ? (name === 'model.embed_tokens.weight' ? 'embed' : 'head') : `layer ${layer[1]}`;
+}
+
 /** The main model's tensors, plus MTP modules 0 .. numMtpModules - 1 (loaded only with speculative decoding). */
 function loadedManifest(config: ModelConfig, numMtpModules: number): WeightSpec[] {
   return [...weightManifest(config), ...Array.from({ length: numMtpModules }, (_, i) => mtpManifest(config, i)).flat()];
 }
 
+function add(m: Map<string, number>, key: string, bytes: number): void {
+  m.set(key, (m.get(key) ?? 0) + bytes);
+}
+
 export function weightBytes(config: ModelConfig, mode: QuantizationMode, numMtpModules = 0): WeightBytes {
   const byGraph = new Map<string, number>();
+  const byGroup = new Map<string, number>();
   let total = 0;
+  let inSessions = 0;
   let numParameters = 0;
   for (const spec of loadedManifest(config, numMtpModules)) {
     const bytes = residentBytes(spec, mode);
     total += bytes;
     numParameters += numel(spec);
+    add(byGroup, groupOf(spec.name), rawBytes(spec, mode));
     // The embedding is a JS-side table, never a graph initializer.
-    if (spec.role !== 'embedding') byGraph.set(graphOf(spec.name), (byGraph.get(graphOf(spec.name)) ?? 0) + bytes);
+    if (spec.role === 'embedding') continue;
+    inSessions += bytes;
+    add(byGraph, graphOf(spec.name), rawBytes(spec, mode));
   }
-  return { total, largestGraph: Math.max(0, ...byGraph.values()), numParameters };
+  const max = (m: Map<string, number>): number => Math.max(0, ...m.values());
+  return { total, inSessions, largestGraphRaw: max(byGraph), largestGroupRaw: max(byGroup), numParameters };
 }
 
 /** Weight bytes one decode token reads at `mode`: everything but the embedding table (one row) and the experts not picked. */
@@ -127,16 +175,32 @@ export interface MemoryPlanInput {
   readonly maxAttentionScoreElements: number;
   /** MTP modules loaded (1 with --speculative-config, else 0; the KV cache bytes include their cache layer). */
   readonly numMtpModules?: number;
+  /** Worker threads a quantised load reads ahead with (model_loader.ts; 0 = in this thread). Unquantised loads use none. */
+  readonly loaderThreads?: number;
+}
+
+/** What loading holds on top of the sessions' weights, at its worst moment. */
+export interface LoadTransient {
+  /** Groups held in JS: one read ahead per loader thread, the one being compiled, the previous one until V8 collects it. */
+  readonly groups: number;
+  readonly groupBytes: number;
+  /** The ModelProto of the largest graph, while ORT parses it. */
+  readonly modelProto: number;
+  /** malloc arenas of the quantising threads (QUANTISER_ARENA_BYTES each). */
+  readonly quantiserArenas: number;
+  readonly total: number;
 }
 
 export interface MemoryPlan {
   readonly quantization: QuantizationMode;
   readonly weights: number;
+  /** glibc's slack on the memory the sessions hold (MALLOC_SLACK_FRACTION). */
+  readonly mallocSlack: number;
   readonly kvCache: number;
   /** Node, V8, ORT libraries and thread pools. */
   readonly runtimeBase: number;
   readonly activations: number;
-  readonly loadPeak: number;
+  readonly load: LoadTransient;
   readonly total: number;
   readonly machine: MachineMemory;
   /** total may use at most this much: the machine minus HEADROOM_FRACTION. */
@@ -158,19 +222,28 @@ export function activationBytes(c: ModelConfig, maxNumBatchedTokens: number, max
   return 4 * (maxNumBatchedTokens * perToken + 3 * maxAttentionScoreElements);
 }
 
+export function loadTransient(w: WeightBytes, loaderThreads: number): LoadTransient {
+  const groups = loaderThreads + 2;
+  const groupBytes = w.largestGroupRaw;
+  const quantiserArenas = loaderThreads * QUANTISER_ARENA_BYTES;
+  return { groups, groupBytes, modelProto: w.largestGraphRaw, quantiserArenas, total: groups * groupBytes + w.largestGraphRaw + quantiserArenas };
+}
+
 export function planMemory(input: MemoryPlanInput, machine: MachineMemory = machineMemoryBytes()): MemoryPlan {
   const w = weightBytes(input.config, input.quantization, input.numMtpModules ?? 0);
   const activations = activationBytes(input.config, input.maxNumBatchedTokens, input.maxAttentionScoreElements);
-  const loadPeak = w.largestGraph * LOAD_PEAK_FACTOR;
-  const total = RUNTIME_BASE_BYTES + w.total + input.kvCacheBytes + Math.max(loadPeak, activations);
+  const load = loadTransient(w, input.quantization === 'none' ? 0 : (input.loaderThreads ?? 0));
+  const mallocSlack = Math.ceil(w.inSessions * MALLOC_SLACK_FRACTION);
+  const total = RUNTIME_BASE_BYTES + w.total + mallocSlack + input.kvCacheBytes + Math.max(load.total, activations);
   const usable = Math.floor(machine.bytes * (1 - HEADROOM_FRACTION));
   return {
     quantization: input.quantization,
     weights: w.total,
+    mallocSlack,
     kvCache: input.kvCacheBytes,
     runtimeBase: RUNTIME_BASE_BYTES,
     activations,
-    loadPeak,
+    load,
     total,
     machine,
     usable,
@@ -183,11 +256,17 @@ export function gib(bytes: number): string {
   return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : `${Math.ceil(bytes / 2 ** 20)} MiB`;
 }
 
+function describeLoad(l: LoadTransient): string {
+  const arenas = l.quantiserArenas > 0 ? ` + quantiser arenas ${gib(l.quantiserArenas)}` : '';
+  return `${l.groups} x ${gib(l.groupBytes)} weight groups + ModelProto ${gib(l.modelProto)}${arenas}`;
+}
+
 /** One line for the start-up log. */
 export function describePlan(p: MemoryPlan): string {
   return (
-    `weights ${gib(p.weights)} (${p.quantization === 'none' ? 'float32' : p.quantization}) + KV cache ${gib(p.kvCache)}` +
-    ` + runtime ${gib(p.runtimeBase)} + max(load peak ${gib(p.loadPeak)}, activations ${gib(p.activations)})` +
+    `weights ${gib(p.weights)} (${p.quantization === 'none' ? 'float32' : p.quantization}) + malloc slack ${gib(p.mallocSlack)}` +
+    ` + KV cache ${gib(p.kvCache)} + runtime ${gib(p.runtimeBase)} + max(load ${gib(p.load.total)} (${describeLoad(p.load)}),` +
+    ` activations ${gib(p.activations)})` +
     ` = ${gib(p.total)} of ${gib(p.usable)} usable (${gib(p.machine.bytes)} ${p.machine.source})`
   );
 }

@@ -19,8 +19,8 @@ import { WeightStream } from './quant/weight_stream.ts';
 /** Below this many weights, quantising in this thread is faster than starting worker threads. */
 const POOL_MIN_PARAMETERS = 1e8;
 
-function loadThreads(options: EngineCoreOptions, numParameters: number): number {
-  if ((options.runner.quantization ?? 'none') === 'none') return 0;
+/** Worker threads of a quantised load (an unquantised one loads in this thread); the memory plan counts them at every mode. */
+function quantLoaderThreads(options: EngineCoreOptions, numParameters: number): number {
   // At most 4: each thread holds one group read ahead.
   return options.runner.loadThreads ?? (numParameters >= POOL_MIN_PARAMETERS ? Math.min(4, availableParallelism()) : 0);
 }
@@ -43,6 +43,7 @@ export async function loadModelRunner(modelDir: string, options: EngineCoreOptio
     if (speculative) checkMtpModule(stream);
     const runnerOptions = { ...options.runner, speculative };
     const { shape, numBlocks } = numKvBlocksFor(config, runnerOptions);
+    const loaderThreads = quantLoaderThreads(options, stream.numParameters);
     const memoryPlan = checkMemoryPlan(
       {
         config,
@@ -51,11 +52,12 @@ export async function loadModelRunner(modelDir: string, options: EngineCoreOptio
         maxNumBatchedTokens: options.scheduler.maxNumBatchedTokens,
         maxAttentionScoreElements: options.runner.maxAttentionScoreElements ?? DEFAULT_MAX_SCORE_ELEMENTS,
         numMtpModules: speculative ? 1 : 0,
+        loaderThreads,
       },
       options.machineMemory,
     );
     const loaded = { dir: stream.dir, config, numParameters: stream.numParameters, quantization, memoryPlan, loadWarnings };
-    const threads = loadThreads(options, stream.numParameters);
+    const threads = quantization === 'none' ? 0 : loaderThreads;
     if (threads === 0) {
       stream.close();
       const inThread = WeightStream.open(modelDir, { quantization, cacheDir, log });
