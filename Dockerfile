@@ -26,8 +26,10 @@ RUN npm run build
 # ---- runtime: production dependencies, compiled JS, embedded model ----------------------------
 FROM node:20-bookworm-slim AS runtime
 WORKDIR /app
+# GLIBC_TUNABLES: 2 MiB pages for malloc'd memory under THP "madvise" (src/common/huge_pages.ts).
 ENV NODE_ENV=production \
     ORT_DISABLE_TELEMETRY=1 \
+    GLIBC_TUNABLES=glibc.malloc.hugetlb=1 \
     DSV_HOST=0.0.0.0 \
     DSV_PORT=8000
 COPY package.json package-lock.json .npmrc ./

@@ -87,6 +87,11 @@ export function engineWorkerEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.Pr
   return { ...env, ORT_DISABLE_TELEMETRY: env.ORT_DISABLE_TELEMETRY ?? '1' };
 }
 
+/** glibc's tunables this process started with (read once by glibc; see common/huge_pages.ts). */
+export function glibcTunables(env: NodeJS.ProcessEnv = process.env): string {
+  return env.GLIBC_TUNABLES ?? '';
+}
+
 /** A copy safe to log: API keys replaced. */
 export function redactConfig(config: ServerConfig): ServerConfig {
   return { ...config, apiKey: config.apiKey && config.apiKey.map(() => '<redacted>') };

@@ -13,7 +13,7 @@ export interface MachineMemory {
 /** Reads a file's text, or null when it does not exist or cannot be read (injected by tests). */
 export type ReadText = (file: string) => string | null;
 
-const readTextOrNull: ReadText = (file) => {
+export const readTextOrNull: ReadText = (file) => {
   try {
     return readFileSync(file, 'utf8');
   } catch {

@@ -2,8 +2,9 @@
 // Used by src/main.ts and by the tests that need a real socket.
 import pino from 'pino';
 import type { FastifyInstance } from 'fastify';
-import { ConfigError, engineWorkerEnv, toEngineWorkerData, type ServerConfig } from '../config.ts';
+import { ConfigError, engineWorkerEnv, glibcTunables, toEngineWorkerData, type ServerConfig } from '../config.ts';
 import { EngineClient, readModelConfig } from '../engine/engine_client.ts';
+import { hugePageWarning } from '../common/huge_pages.ts';
 import { buildApp } from './app.ts';
 import type { ServerContext } from './context.ts';
 import { autoMaxConnections } from './connections.ts';
@@ -27,6 +28,8 @@ export interface RunningServer {
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
   const t0 = performance.now();
   const logger = pino({ level: config.logLevel });
+  const hugePages = hugePageWarning(glibcTunables());
+  if (hugePages !== null) logger.warn(hugePages);
   const modelConfig = readModelConfig(config.model); // fails fast, naming config.json and the key
   const maxModelLen = config.maxModelLen ?? modelConfig.maxPositionEmbeddings;
   if (maxModelLen > modelConfig.maxPositionEmbeddings) {
