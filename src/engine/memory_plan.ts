@@ -34,11 +34,14 @@ export const ORT_BYTES_PER_BLOCK = { 4: 24, 8: 40 } as const;
  * buffers, so the heap grows faster than what is live (glibc's dynamic mmap threshold has risen to
  * 32 MiB by then, so these 1-2 MB buffers never get their own mappings). Measured with
  * bench/lite_memory.ts on bench-lite int4 from the cache: the main arena ([heap] in /proc/self/smaps)
- * held 14079 MiB once ready for 11095 MiB of ORT-held weights: 0.27, rounded up. A fixed threshold
- * (GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576) removes it (4-layer cut: 2257 vs 2863 MiB ready)
- * at a cost in system time not yet measured on a quiet machine, so the plan assumes default malloc.
+ * held 14079 MiB once ready for 11095 MiB of ORT-held weights: 0.27. With 2 MiB pages
+ * (GLIBC_TUNABLES=glibc.malloc.hugetlb=1, which npm start and the Docker image set: common/huge_pages.ts)
+ * those holes are resident too: the same load peaked at 18.60 GiB instead of 15.22 (bench/quant_load.ts,
+ * both loaded runs), 3.97 GiB above every other part of the plan: 0.36 of the sessions' weights, rounded
+ * up to 0.45, which covers both page sizes. A fixed threshold (glibc.malloc.mmap_threshold=1048576)
+ * removes the slack (4-layer cut: 2257 vs 2863 MiB ready) but cost a third of prefill speed: not used.
  */
-export const MALLOC_SLACK_FRACTION = 0.3;
+export const MALLOC_SLACK_FRACTION = 0.45;
 /**
  * Per loader thread that quantises (quant/group_pool.ts): its own glibc arena keeps the row-chunk
  * buffers it freed. Measured with bench/lite_memory.ts (4-layer bench-lite cut, int4 from BF16, 2

@@ -66,19 +66,19 @@ describe('memory plan', () => {
       () => checkMemoryPlan(input('none'), machine24),
       (e: unknown) => {
         assert.ok(e instanceof EngineError && e.code === 'DSV_ERR_CONFIG');
-        assert.match(e.message, /^the model does not fit in memory: weights 58\.5 GiB \(float32\) \+ malloc slack 17\.3 GiB \+ KV cache 1\.0 GiB/);
+        assert.match(e.message, /^the model does not fit in memory: weights 58\.5 GiB \(float32\) \+ malloc slack 26\.0 GiB \+ KV cache 1\.0 GiB/);
         // Float32 loads in this thread: no read-ahead, no quantiser arenas.
         assert.match(e.message, /max\(load \d+\.\d GiB \(2 x \d+\.\d GiB weight groups \+ ModelProto \d+\.\d GiB\), activations/);
         assert.match(e.message, /of 22\.1 GiB usable \(24\.0 GiB total memory\)/);
-        // ORT holds int8 V2-Lite in 18.4 GiB, plus 30% malloc slack: no KV budget makes it fit 22.1 GiB.
-        assert.match(e.message, /would fit: --quantization int4 \(18\.6 GiB\)$/);
+        // ORT holds int8 V2-Lite in 18.4 GiB, plus 45% malloc slack: no KV budget makes it fit 22.1 GiB.
+        assert.match(e.message, /would fit: --quantization int4 \(20\.2 GiB\)$/);
         return true;
       },
     );
   });
 
   it('suggests a smaller KV cache when that is what fits', () => {
-    // int4 does not fit 24 GiB with 6 GiB of KV (17.9 GiB without it), but does with less; nothing else fits.
+    // int4 does not fit 24 GiB with 6 GiB of KV (19.3 GiB without it), but does with less; nothing else fits.
     const plan = planMemory(input('int4', 6 * GiB), machine24);
     assert.equal(plan.fits, false);
     assert.throws(
@@ -86,7 +86,7 @@ describe('memory plan', () => {
       (e: unknown) => {
         const m = (e as Error).message;
         const room = Math.floor((plan.usable - (plan.total - plan.kvCache)) / 2 ** 20);
-        assert.ok(room > 3 * 1024 && room < 5 * 1024, `${room} MiB`);
+        assert.ok(room > 2 * 1024 && room < 4 * 1024, `${room} MiB`);
         assert.ok(m.endsWith(`; would fit: --quantization int4 with --kv-cache-memory ${room}MiB or less`), m);
         return true;
       },
@@ -109,12 +109,13 @@ describe('memory plan', () => {
     assert.ok(p.load.total > p.activations, 'loading, not a step, is the transient that counts for V2-Lite at 2048 tokens');
     assert.equal(
       describePlan(p),
-      'weights 11.2 GiB (int4) + malloc slack 3.3 GiB + KV cache 256 MiB + runtime 256 MiB + max(load 2.9 GiB' +
+      'weights 11.2 GiB (int4) + malloc slack 4.9 GiB + KV cache 256 MiB + runtime 256 MiB + max(load 2.9 GiB' +
         ' (4 x 400 MiB weight groups + ModelProto 330 MiB + quantiser arenas 1.0 GiB), activations 1.7 GiB)' +
-        ' = 17.9 GiB of 22.1 GiB usable (24.0 GiB total memory)',
+        ' = 19.5 GiB of 22.1 GiB usable (24.0 GiB total memory)',
     );
-    // Measured peak of this load (bench/lite_memory.ts, from the cache): 15.24 GiB; from BF16 15.83 GiB.
-    assert.ok(p.total / GiB > 15.83);
+    // Measured peaks of this load: from the cache 15.22-15.24 GiB, from BF16 15.83 GiB; from the cache with
+    // 2 MiB pages (GLIBC_TUNABLES=glibc.malloc.hugetlb=1, npm start's default) 18.60 GiB.
+    assert.ok(p.total / GiB > 18.6);
     // Without loader threads (a small model quantised in this thread) there is no read-ahead and no arena.
     const inThread = planMemory({ ...input('int4', GiB / 4), loaderThreads: 0 }, machine24);
     assert.equal(inThread.load.total, 2 * w.largestGroupRaw + w.largestGraphRaw);
