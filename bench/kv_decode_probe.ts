@@ -26,8 +26,8 @@ import { floatTensor, GraphSession, int32Tensor, uint16Tensor, uint8Tensor, type
 const { values } = parseArgs({ options: { reps: { type: 'string', default: '21' }, only: { type: 'string' } } });
 const REPS = Number(values.reps);
 
-type Variant = 'f32' | 'bits' | 'lut32' | 'lut64' | 'ge32' | 'pair' | 'pairge' | 'f8cast' | 'f8value' | 'flt32' | 'flt16' | 'clip32' | 'dq';
-const ALL: readonly Variant[] = ['f32', 'bits', 'lut32', 'lut64', 'ge32', 'pair', 'pairge', 'f8cast', 'f8value', 'flt32', 'flt16', 'clip32', 'dq'];
+type Variant = 'f32' | 'bits' | 'lut32' | 'lut64' | 'ge32' | 'pair' | 'pairge' | 'f8cast' | 'f8value' | 'flt32' | 'flt16' | 'clip32' | 'dq' | 'dq8';
+const ALL: readonly Variant[] = ['f32', 'bits', 'lut32', 'lut64', 'ge32', 'pair', 'pairge', 'f8cast', 'f8value', 'flt32', 'flt16', 'clip32', 'dq', 'dq8'];
 const VARIANTS: readonly Variant[] = values.only ? (values.only.split(',') as Variant[]) : ALL;
 
 /** Float32 values of every code pair, little-endian: index lo | hi << 8 -> [value(lo), value(hi)]. */
@@ -74,11 +74,14 @@ function decodeFloat(g: GraphBuilder, codes: string, variant: 'flt32' | 'flt16' 
  * dq: the flt32 bits from two DequantizeLinear nodes (uint8 -> float in one vectorised pass each):
  * 2^20 c + Clip(K (c - 127), 0, K) with K = 1920 * 2^20, i.e. 2^20 (c + 1920 s) for integer codes c.
  */
-function decodeDq(g: GraphBuilder, codes: string): string {
+function decodeDq(g: GraphBuilder, codes: string, clipCodes = false): string {
   const K = 1920 * 2 ** 20;
   const zero = g.initializer(Uint8Array.of(0), []);
   const high = g.node('DequantizeLinear', [codes, g.scalar(2 ** 20), zero]);
-  const sign = g.node('Clip', [g.node('DequantizeLinear', [codes, g.scalar(K), g.initializer(Uint8Array.of(127), [])]), g.scalar(0), g.scalar(K)]);
+  const u8 = (v: number): string => g.initializer(Uint8Array.of(v), []);
+  const sign = clipCodes
+    ? g.node('DequantizeLinear', [g.node('Clip', [codes, u8(127), u8(128)]), g.scalar(K), u8(127)])
+    : g.node('Clip', [g.node('DequantizeLinear', [codes, g.scalar(K), u8(127)]), g.scalar(0), g.scalar(K)]);
   const bits = g.node('Cast', [g.node('Add', [high, sign])], { to: DataType.UINT32 });
   return g.node('Mul', [g.node('BitCast', [bits], { to: DataType.FLOAT }), g.scalar(2 ** 120)]);
 }
@@ -112,7 +115,7 @@ function buildGraph(variant: Variant, D: number, H: number, output: 'rows' | 'ou
     const plane = g.input('plane', DataType.UINT8, ['P', D]);
     const codes = g.node('Gather', [plane, idx], { axis: 0 });
     if (variant === 'bits') rows = decodeBits(g, codes);
-    else if (variant === 'dq') rows = decodeDq(g, codes);
+    else if (variant === 'dq' || variant === 'dq8') rows = decodeDq(g, codes, variant === 'dq8');
     else if (variant === 'flt32' || variant === 'flt16' || variant === 'clip32') rows = decodeFloat(g, codes, variant);
     else if (variant === 'f8cast') rows = g.node('Cast', [g.node('BitCast', [codes], { to: DataType.FLOAT8E4M3FN })], { to: DataType.FLOAT });
     else {
