@@ -1,16 +1,18 @@
 // Decode speed by --kv-cache-dtype on bench-mini-dsa (the issue's speed targets): batch-1 decode at a
 // 16k-token context, and aggregate decode tokens/s of 16 concurrent sequences, for float32, bfloat16
-// and fp8, through the offline driver (the serving path). Writes a markdown table with the load average
-// before and after to bench/results/latest-kv-dtype.md (and stdout), labelled LOADED when the machine was busy.
+// and fp8, through the offline driver (the serving path). Writes a markdown table to
+// bench/results/latest-kv-dtype.md (and stdout), labelled LOADED when other processes used the CPUs just
+// before or during the run (bench/machine/load.ts: the idle check, not the lagging load average).
 //   node --import tsx bench/kv_dtype_decode.ts [--context 16384] [--steps 32] [--concurrent-prompt 1024]
 import { writeFileSync } from 'node:fs';
-import { cpus, loadavg } from 'node:os';
+import { cpus } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ensureBenchCheckpoint } from './checkpoints.ts';
 import { openBenchEngine, timeDecode } from './engine_runs.ts';
 import { oursKvBytesPerToken, kvShape, tokensPerGiB } from './kv_memory.ts';
+import { LoadMonitor, loadVerdict } from './machine/load.ts';
 import { benchModel } from './models.ts';
 import { randomTokens } from './single_stream.ts';
 import { KV_CACHE_DTYPES, type KVCacheDtype } from '../src/kvcache/kv_dtype.ts';
@@ -28,8 +30,6 @@ const STEPS = Number(values.steps);
 const CONCURRENT_PROMPT = Number(values['concurrent-prompt']);
 const MODEL = 'bench-mini-dsa';
 const RESULT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results', 'latest-kv-dtype.md');
-/** 1-minute load average above which the run is labelled loaded: 0.25 per CPU, the comparison's rule (README, Benchmarks). */
-const BUSY_LOAD = 0.25 * cpus().length;
 
 async function batch1(dir: string, dtype: KVCacheDtype): Promise<number> {
   const engine = await openBenchEngine(dir, { kvCacheDtype: dtype, numThreads: 2, numKvBlocks: Math.ceil((CONTEXT + STEPS + 16) / 64) + 2 });
@@ -70,7 +70,7 @@ async function concurrent16(dir: string, dtype: KVCacheDtype): Promise<number> {
 
 const dir = ensureBenchCheckpoint(MODEL);
 const shape = kvShape(benchModel(MODEL));
-const before = loadavg();
+const monitor = await LoadMonitor.afterIdleCheck();
 const rows: string[] = [];
 for (const dtype of KV_CACHE_DTYPES) {
   const c0 = process.cpuUsage();
@@ -81,18 +81,19 @@ for (const dtype of KV_CACHE_DTYPES) {
   rows.push(`| ${dtype} | ${bytes} | ${tokensPerGiB(bytes)} | ${b1.toFixed(1)} | ${c16.toFixed(1)} | ${((cpu.user + cpu.system) / 1e6).toFixed(0)} |`);
   process.stderr.write(`${rows[rows.length - 1]}\n`);
 }
-const after = loadavg();
-const loaded = (before[0] ?? 0) > BUSY_LOAD;
+const load = monitor.stop();
+const verdict = loadVerdict(load);
 const report = [
   `# KV cache dtype: capacity and decode speed, ${MODEL} (${new Date().toISOString()})`,
   '',
-  `CPU ${cpus()[0]?.model} x ${cpus().length}; load average before ${before.map((v) => v.toFixed(2)).join(' ')}, after ${after.map((v) => v.toFixed(2)).join(' ')}.`,
+  `CPU ${cpus()[0]?.model} x ${cpus().length}; load average ${load.loadAverageBefore.toFixed(2)} before, ${load.loadAverageAfter.toFixed(2)} after; other processes used ${(load.othersShareBefore * 100).toFixed(0)}% of the CPUs just before the start and ${(load.othersShare * 100).toFixed(0)}% during the run (worst ~5 s window ${(load.othersShareMaxWindow * 100).toFixed(0)}%).`,
   `Batch-1 decode at context ${CONTEXT} (${STEPS} timed steps after 4 warm-up); 16 concurrent sequences of ${CONCURRENT_PROMPT}-token prompts, decode-only steps.`,
   '',
   '| --kv-cache-dtype | KV bytes/token (DSA) | tokens per GiB | batch-1 decode tok/s at context | 16-concurrent decode tok/s | process CPU s |',
   '| --- | --- | --- | --- | --- | --- |',
   ...rows,
-  ...(loaded ? ['', `LOADED: 1-minute load average ${(before[0] ?? 0).toFixed(2)} before the run (> 0.25 per CPU); not a measurement of the targets.`] : []),
+  '',
+  verdict.loaded ? `LOADED (${verdict.reasons.join('; ')}): not a measurement of the targets.` : 'Quiet: no other CPU use above 10% before or during the run.',
   '',
 ].join('\n');
 writeFileSync(RESULT, report);

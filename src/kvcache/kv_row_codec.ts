@@ -8,9 +8,8 @@
 // fp8 group reads back as NaN for the whole group (NaN or infinite scale), so it reaches the logits
 // and the sampler's check instead of being saturated away.
 import { decodeBf16, encodeBf16 } from '../common/numeric/bf16.ts';
-import { E4M3_MAX, E4M3_VALUES, e4m3FromF32Bits } from '../common/numeric/fp8_e4m3.ts';
+import { E4M3_ENCODE_TABLE, E4M3_MAX, E4M3_VALUES, e4m3TableIndex } from '../common/numeric/fp8_e4m3.ts';
 import { hadamardRotateRows } from '../common/numeric/hadamard.ts';
-import { f32Bits } from '../common/numeric/float_bits.ts';
 import { assert } from '../common/errors.ts';
 import { FP8_LATENT_GROUP, fp8LatentGroups, type IndexerKeyPool, type LatentPool } from './kv_dtype.ts';
 
@@ -26,9 +25,14 @@ export function fp8Scale(amax: number): number {
   return scale > 0 || Number.isNaN(scale) ? scale : 1;
 }
 
+// Quotients x / scale rounded to float32 by the store, and their bits (grown to the longest group seen).
+let quotients = new Float32Array(128);
+let quotientBits = new Uint32Array(quotients.buffer);
+
 /**
  * Quantises src[srcOffset .. +n) with one scale into e4m3 codes at dst[dstOffset ..]; returns the scale.
  * code = e4m3(fround(x / scale)), so |x / scale| <= 448 up to the rounding of the scale (saturated).
+ * The codes come from E4M3_ENCODE_TABLE (the same function as e4m3FromF32Bits, bit for bit).
  * Callers pass windows inside src and dst (hence the `!` on reads).
  */
 export function quantizeFp8(src: Float32Array, srcOffset: number, n: number, dst: Uint8Array, dstOffset: number): number {
@@ -38,7 +42,12 @@ export function quantizeFp8(src: Float32Array, srcOffset: number, n: number, dst
     if (a > amax || Number.isNaN(a)) amax = a; // a NaN sticks, so a NaN row gets NaN codes
   }
   const scale = fp8Scale(amax);
-  for (let i = 0; i < n; i++) dst[dstOffset + i] = e4m3FromF32Bits(f32Bits(src[srcOffset + i]! / scale));
+  if (quotients.length < n) {
+    quotients = new Float32Array(n);
+    quotientBits = new Uint32Array(quotients.buffer);
+  }
+  for (let i = 0; i < n; i++) quotients[i] = src[srcOffset + i]! / scale;
+  for (let i = 0; i < n; i++) dst[dstOffset + i] = E4M3_ENCODE_TABLE[e4m3TableIndex(quotientBits[i]!)]!;
   return scale;
 }
 

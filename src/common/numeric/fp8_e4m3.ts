@@ -30,6 +30,28 @@ function buildBitsTable(): Uint32Array {
   return table;
 }
 
+/**
+ * e4m3FromF32Bits as a table: the code depends only on the top 16 bits of the float32 and on whether any
+ * of the low 16 are set (the rounding point is at mantissa bit 20 or above, so the low half only ever
+ * acts as a sticky bit, and the NaN test needs it too). Index (b >>> 16) << 1 | sticky; 128 KiB.
+ * Measured (bench/kv_dtype_probe.ts write path): several times faster than e4m3FromF32Bits per value.
+ */
+export const E4M3_ENCODE_TABLE: Uint8Array = buildEncodeTable();
+
+function buildEncodeTable(): Uint8Array {
+  const table = new Uint8Array(1 << 17);
+  for (let hi = 0; hi < 1 << 16; hi++) {
+    table[hi << 1] = e4m3FromF32Bits((hi << 16) >>> 0);
+    table[(hi << 1) | 1] = e4m3FromF32Bits(((hi << 16) | 1) >>> 0);
+  }
+  return table;
+}
+
+/** The E4M3_ENCODE_TABLE index of float32 bits b. */
+export function e4m3TableIndex(b: number): number {
+  return ((b >>> 15) & 0x1fffe) | (((b & 0xffff) + 0xffff) >>> 16);
+}
+
 /** e4m3 code of fround(x). */
 export function float32ToE4m3(x: number): number {
   return e4m3FromF32Bits(f32Bits(x));

@@ -62,8 +62,9 @@ export function indexerSelectNodes(
   v: IndexerSelectValues,
 ): string {
   const { nHeads: Hi, headDim: Di, topk } = indexer;
-  const { iq, iw, idx, qpos } = v;
-  const { keys, scale } = gatherKeys(idx); // [B, T, Di], fp8: [B, T]
+  const { iw, idx, qpos } = v;
+  const { keys, scale, queryFactor } = gatherKeys(idx); // [B, T, Di], fp8: [B, T]
+  const iq = queryFactor === 1 ? v.iq : g.node('Mul', [v.iq, g.scalar(queryFactor)]);
   // An fp8 key's scale multiplies its dot products (one Mul per score, not per key value).
   const scaled = (dots: string, axis: number): string => (scale ? g.node('Mul', [dots, g.node('Unsqueeze', [scale, g.int64s([axis])])]) : dots);
   let scores: string; // [B, S, T]

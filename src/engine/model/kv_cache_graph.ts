@@ -4,11 +4,21 @@
 //
 // onnxruntime-node cannot pass FLOAT8E4M3FN or BFLOAT16 tensors, so the pools go in as UINT8 / UINT16:
 // - bf16: Gather -> BitCast(BFLOAT16) -> Cast(FLOAT)  (BitCast needs opset 26)
-// - e4m3: ORT's CPU provider has no BitCast for float8, so the gathered codes are re-assembled into
-//   float32 bits: sign << 24 | magnitude << 20 reinterpreted is the value * 2^-120 (subnormal codes
-//   land on float32 subnormals exactly), then * 2^120. Measured (bench/kv_dtype_probe.ts) against a
-//   Gather from the 256-entry value table, which costs ~3x more per value on ORT's CPU provider.
-//   Then the scales: one per 128 latent values, one per indexer key.
+// - e4m3: ORT's CPU provider has no BitCast for float8, so the gathered codes c are re-assembled into the
+//   float32 bits s << 31 | (c & 0x7f) << 20, which read as a float32 are the code's value * 2^-120 (the
+//   subnormal codes land on float32 subnormals exactly). The bits are built with float arithmetic, not
+//   bitwise ops: ORT's CPU BitwiseAnd / BitShift run ~0.65 ms per 1M elements, a Cast or Clip ~0.1 ms.
+//   With s = [c >= 128], the bits are 2^20 * (c + 1920 s), exact in float32 (<= 12 significant bits):
+//     DequantizeLinear(c, 2^20, 0) + Clip(DequantizeLinear(c, 1920 * 2^20, 127), 0, 1920 * 2^20)
+//   then Cast(UINT32) and BitCast(FLOAT). Measured by bench/kv_decode_probe.ts (Gather + decode + the
+//   consuming MatMul, median CPU ms, loaded machine, bench-mini-dsa shapes):
+//                                 f32 pool   bit ops (before)   256-entry table Gather   this
+//     indexer 1 x 16384 keys         3.65         6.80                 7.18               4.61
+//     latent K=256 rows, B=16        1.29         5.03                 4.54               2.46
+//   (a Cast from FLOAT8E4M3FN exists but nothing can produce the float8 tensor from the codes; a
+//   [65536, 2] pair table Gather over the UINT16 view was 2.8-4.8 ms.)
+//   The 2^120 and the scales are applied where they are cheapest: one Mul with the group scales for the
+//   latent rows, and on the small query and score tensors for the indexer keys (IndexerKeyGather).
 import { BITCAST_OPSET, DataType, type GraphBuilder } from '../onnx/graph_builder.ts';
 import { floatTensor, uint16Tensor, uint8Tensor, type Feed } from '../onnx/session.ts';
 import { FP8_LATENT_GROUP, fp8LatentGroups, type IndexerKeyPool, type KVCacheDtype, type LatentPool } from '../../kvcache/kv_dtype.ts';
@@ -29,18 +39,25 @@ function gatherBf16(g: GraphBuilder, plane: string, idx: string): string {
   return g.node('Cast', [g.node('BitCast', [bits], { to: DataType.BFLOAT16 })], { to: DataType.FLOAT });
 }
 
+/** The factor between an e4m3 code's value and what gatherE4m3 returns for it. */
+export const E4M3_GATHER_FACTOR = 2 ** 120;
+
 /**
- * Gathers rows of an e4m3 (UINT8) plane as float32 code values (scales not applied). The NaN codes decode
- * to 480 here; the storage writes them only into groups whose scale is NaN or infinite, so the scaled
- * value is NaN all the same.
+ * Gathers rows of an e4m3 (UINT8) plane as float32 code values * 2^-120 (scales not applied; see the file
+ * comment). The NaN codes decode to 480 * 2^-120 here; the storage writes them only into groups whose
+ * scale is NaN or infinite, so the scaled value is NaN all the same.
  */
 function gatherE4m3(g: GraphBuilder, plane: string, idx: string): string {
-  const u32 = (v: number): string => g.node('Cast', [g.initializer(Int32Array.of(v), [])], { to: DataType.UINT32 });
-  const codes = g.node('Cast', [g.node('Gather', [plane, idx], { axis: 0 })], { to: DataType.UINT32 });
-  const sign = g.node('BitShift', [g.node('BitwiseAnd', [codes, u32(0x80)]), u32(24)], { direction: 'LEFT' });
-  const magnitude = g.node('BitShift', [g.node('BitwiseAnd', [codes, u32(0x7f)]), u32(20)], { direction: 'LEFT' });
-  const tiny = g.node('BitCast', [g.node('BitwiseOr', [sign, magnitude])], { to: DataType.FLOAT }); // value * 2^-120
-  return g.node('Mul', [tiny, g.scalar(2 ** 120)]);
+  const codes = g.node('Gather', [plane, idx], { axis: 0 });
+  const signStep = 1920 * 2 ** 20; // s << 31 minus the 2^27 that c = 128 + (c & 0x7f) already carries
+  const magnitude = g.node('DequantizeLinear', [codes, g.scalar(2 ** 20), g.initializer(Uint8Array.of(0), [])]);
+  const sign = g.node('Clip', [
+    g.node('DequantizeLinear', [codes, g.scalar(signStep), g.initializer(Uint8Array.of(127), [])]),
+    g.scalar(0),
+    g.scalar(signStep),
+  ]);
+  const bits = g.node('Cast', [g.node('Add', [magnitude, sign])], { to: DataType.UINT32 });
+  return g.node('BitCast', [bits], { to: DataType.FLOAT });
 }
 
 /**
@@ -71,7 +88,7 @@ export function latentPoolInput(g: GraphBuilder, dtype: KVCacheDtype, split: Lat
           [L],
         );
   return (idx) => {
-    const values = gatherE4m3(g, nope, idx); // [..., L]
+    const values = g.node('Mul', [gatherE4m3(g, nope, idx), g.scalar(E4M3_GATHER_FACTOR)]); // [..., L]
     const scales = g.node('Gather', [scale, idx], { axis: 0 }); // [..., G]
     let scaled: string;
     if (columnGroup === null) {
@@ -85,11 +102,24 @@ export function latentPoolInput(g: GraphBuilder, dtype: KVCacheDtype, split: Lat
   };
 }
 
-/** Gathered indexer keys: `keys` [..., Di] float32 and, for fp8, `scale` [...] to multiply each key's scores by. */
+/**
+ * Gathered indexer keys: `keys` [..., Di] float32; for fp8, `scale` [...] to multiply each key's dot products
+ * by, and `queryFactor` to multiply the query by first (1 otherwise).
+ */
 export interface IndexerKeyGather {
   readonly keys: string;
   readonly scale: string | null;
+  readonly queryFactor: number;
 }
+
+/**
+ * fp8 keys come out of gatherE4m3 as value * 2^-120. The 2^120 is split between the query (2^60) and the
+ * per-key scale (2^60), both small tensors, so the dot products never touch float32 subnormals (a product
+ * of q and value * 2^-120 would, for |q * value| < 2^-6, and lose bits there) and neither factor can
+ * overflow: indexer keys and queries leave a LayerNorm / RoPE, far below 2^68.
+ */
+const FP8_QUERY_FACTOR = 2 ** 60;
+const FP8_SCALE_FACTOR = E4M3_GATHER_FACTOR / FP8_QUERY_FACTOR;
 
 /**
  * Declares one layer's indexer key pool as graph inputs ('index_cache' [P, Di]; fp8 adds 'index_cache_scale'
@@ -100,15 +130,19 @@ export interface IndexerKeyGather {
 export function indexerKeyPoolInput(g: GraphBuilder, dtype: KVCacheDtype, Di: number): (idx: string) => IndexerKeyGather {
   if (dtype === 'float32') {
     const cache = g.input('index_cache', DataType.FLOAT, ['P', Di]);
-    return (idx) => ({ keys: g.node('Gather', [cache, idx], { axis: 0 }), scale: null });
+    return (idx) => ({ keys: g.node('Gather', [cache, idx], { axis: 0 }), scale: null, queryFactor: 1 });
   }
   if (dtype === 'bfloat16') {
     const cache = g.input('index_cache', DataType.UINT16, ['P', Di]);
-    return (idx) => ({ keys: gatherBf16(g, cache, idx), scale: null });
+    return (idx) => ({ keys: gatherBf16(g, cache, idx), scale: null, queryFactor: 1 });
   }
   const cache = g.input('index_cache', DataType.UINT8, ['P', Di]);
   const scale = g.input('index_cache_scale', DataType.FLOAT, ['P']);
-  return (idx) => ({ keys: gatherE4m3(g, cache, idx), scale: g.node('Gather', [scale, idx], { axis: 0 }) });
+  return (idx) => ({
+    keys: gatherE4m3(g, cache, idx),
+    scale: g.node('Mul', [g.node('Gather', [scale, idx], { axis: 0 }), g.scalar(FP8_SCALE_FACTOR)]),
+    queryFactor: FP8_QUERY_FACTOR,
+  });
 }
 
 /** The feed for latentPoolInput's inputs (zero-copy views of the live pool). */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { E4M3_VALUES } from '../../../src/common/numeric/fp8_e4m3.ts';
+import { E4M3_VALUES, e4m3FromF32Bits } from '../../../src/common/numeric/fp8_e4m3.ts';
+import { f32Bits } from '../../../src/common/numeric/float_bits.ts';
 import { hadamardRotateRows } from '../../../src/common/numeric/hadamard.ts';
 import { indexerBytesPerToken, latentBytesPerToken, KV_CACHE_DTYPES, type KVCacheDtype } from '../../../src/kvcache/kv_dtype.ts';
 import { dequantizeFp8, fp8Scale, quantizeFp8 } from '../../../src/kvcache/kv_row_codec.ts';
@@ -137,6 +138,39 @@ describe('quantised latent rows', () => {
       assert.deepEqual(planeBytes(pieces.indexerKeyPool(0)), planeBytes(whole.indexerKeyPool(0)), dtype);
     }
   });
+});
+
+describe('quantizeFp8 (table-driven encoder)', () => {
+  /** The per-value encoder it replaced: code = e4m3FromF32Bits(bits of fround(x / scale)). */
+  function reference(src: Float32Array): { codes: Uint8Array; scale: number } {
+    let amax = 0;
+    for (const x of src) if (Math.abs(x) > amax || Number.isNaN(x)) amax = Math.abs(x);
+    const scale = fp8Scale(amax);
+    return { codes: Uint8Array.from(src, (x) => e4m3FromF32Bits(f32Bits(x / scale))), scale };
+  }
+
+  const groups: [string, number[]][] = [
+    ['gaussian', Array.from(gaussianRows(1, 128, 7))],
+    ['a group max of exactly 448 and its ties', [448, 464 / 448, 1.0625, 1.1875, -1.0625, 3 * 2 ** -10, 2 ** -10, 7.75 * 2 ** -9]],
+    ['subnormal codes next to a large value', [448, 2 ** -9, 7 * 2 ** -9, 2 ** -10, -(2 ** -12), 1.5 * 2 ** -9, 2 ** -20, -(2 ** -9)]],
+    ['zeros and negative zeros (scale 1)', [0, -0, 0, -0]],
+    ['tiny values only', [1e-40, -3e-39, 1.4e-45, 0]],
+    ['huge values', [3.4e38, -1e38, 1, -1]],
+    ['a NaN in the group', [1, NaN, -2]],
+  ];
+  for (const [name, values] of groups) {
+    it(`gives the codes and scale of the per-value encoder: ${name}`, () => {
+      const src = Float32Array.from(values);
+      const codes = new Uint8Array(src.length + 2).fill(0xaa);
+      const scale = quantizeFp8(src, 0, src.length, codes, 1);
+      const want = reference(src);
+      assert.ok(Object.is(scale, want.scale), `scale ${scale} vs ${want.scale}`);
+      assert.deepEqual([...codes.subarray(1, 1 + src.length)], [...want.codes]);
+      assert.equal(codes[0], 0xaa, 'writes only its window');
+      assert.equal(codes[src.length + 1], 0xaa, 'writes only its window');
+      if (!values.some((v) => Number.isNaN(v))) assert.ok(!codes.some((c) => (c & 0x7f) === 0x7f), 'no NaN code from finite input');
+    });
+  }
 });
 
 describe('fp8 indexer keys', () => {

@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { E4M3_MAX, E4M3_NAN, E4M3_VALUES, e4m3ToFloat32, float32ToE4m3 } from '../../../src/common/numeric/fp8_e4m3.ts';
+import {
+  E4M3_ENCODE_TABLE,
+  E4M3_MAX,
+  E4M3_NAN,
+  E4M3_VALUES,
+  e4m3FromF32Bits,
+  e4m3TableIndex,
+  e4m3ToFloat32,
+  float32ToE4m3,
+} from '../../../src/common/numeric/fp8_e4m3.ts';
 import { ortRoundTrip, spreadValues } from './ort_cast.ts';
 
 const isNanCode = (c: number): boolean => (c & 0x7f) === 0x7f;
@@ -65,5 +74,22 @@ describe('float8 e4m3fn codec', () => {
       if (!Object.is(e4m3ToFloat32(float32ToE4m3(v)), ort[i])) mismatches++;
     });
     assert.equal(mismatches, 0);
+  });
+
+  it('encodes by table exactly as e4m3FromF32Bits, for every top half of the float32 bits and any low half', () => {
+    // The table claims the low 16 bits matter only as "any set"; try patterns that sit on and around a
+    // tie (0x8000 is the half-way point only for bit 15, far below every rounding point) and at the ends.
+    const lows = [0, 1, 0x7fff, 0x8000, 0x8001, 0xfffe, 0xffff, 0x1234];
+    let mismatches = 0;
+    for (let hi = 0; hi < 1 << 16; hi++) {
+      for (const lo of lows) {
+        const b = ((hi << 16) | lo) >>> 0;
+        if (E4M3_ENCODE_TABLE[e4m3TableIndex(b)] !== e4m3FromF32Bits(b)) mismatches++;
+      }
+    }
+    assert.equal(mismatches, 0);
+    assert.equal(E4M3_ENCODE_TABLE[e4m3TableIndex(0x7f800000)], 0x7e, '+inf saturates');
+    assert.equal(E4M3_ENCODE_TABLE[e4m3TableIndex(0x7f800001)], E4M3_NAN, 'a NaN whose payload is only in the low half stays NaN');
+    assert.equal(E4M3_ENCODE_TABLE[e4m3TableIndex(0x80000000)], 0x80, '-0 keeps its sign');
   });
 });
