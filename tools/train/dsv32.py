@@ -213,6 +213,22 @@ class Layer(nn.Module):
         self.mlp = MoE(cfg) if self.is_moe else SwiGLU(hidden, cfg['intermediate_size'])
 
 
+class MTPModule(Layer):
+    """DeepSeek's MTP module i (HF layer index num_hidden_layers + i): enorm, hnorm, eh_proj, a full decoder layer
+    (MoE by the usual first_k_dense_replace / moe_layer_freq rule) and shared_head {norm, head}; the embedding is
+    the main model's. state_dict() names are relative to `model.layers.{num_hidden_layers + i}.`."""
+
+    def __init__(self, cfg, i=0):
+        super().__init__(cfg, cfg['num_hidden_layers'] + i)
+        D, eps = cfg['hidden_size'], cfg['rms_norm_eps']
+        self.enorm = RMSNorm(D, eps)
+        self.hnorm = RMSNorm(D, eps)
+        self.eh_proj = nn.Linear(2 * D, D, bias=False)
+        self.shared_head = nn.Module()
+        self.shared_head.norm = RMSNorm(D, eps)
+        self.shared_head.head = nn.Linear(D, cfg['vocab_size'], bias=False)
+
+
 def kl_indexer(attn_logits, allowed, idx_scores):
     """MaxText calculate_indexer_loss (batch averaged): attn_logits [B, H, T, T] (detached), allowed [B or 1, T, T]
     bool, idx_scores [B, T, T]. Target A = L1-normalised sum over heads of softmax(main logits | allowed)."""
@@ -243,7 +259,7 @@ class DeepseekV32(nn.Module):
     def forward(self, ids, mode='dense', return_selection=False, capture=None, doc_mask=None, return_hidden=False):
         """doc_mask [B, T, T] bool (optional): keys each query may see, for several documents packed in a row
         (block-diagonal causal); RoPE scores depend only on relative positions, so a packed document behaves as
-        if it started at position 0."""
+        if it started at position 0. return_hidden: also return h [B, T, D] before the final norm (MTP input)."""
         B, T = ids.shape
         dtype = self.lm_head.weight.dtype
         cos, sin = rope_tables(self.cfg, T, dtype)
@@ -294,6 +310,28 @@ class DeepseekV32(nn.Module):
         o = torch.einsum('bhts,bhsd->bthd', p, v).reshape(B, T, -1)
         h = h + attn.o_proj(o)
         return h + layer.mlp(layer.post_attention_layernorm(h))
+
+    def mtp_forward(self, mtp, ids, h, mode='sparse', doc_mask=None, starts=None, capture=None):
+        """The MTP module over a sequence, as the engine runs it (src/engine/model/mtp.ts, vLLM's deepseek_mtp):
+        row p (position p) = eh_proj([enorm(embed(t_{p+1})); hnorm(h_p)]) with embed zeroed at position 0 (rows
+        where `starts` [B, T] is True, a packed document's first token; default row 0), then decoder layer
+        num_hidden_layers (its own MLA + indexer + MoE) with causal attention over the module's rows, then
+        shared_head. ids [B, T], h [B, T, D] the main model's last hidden states (before the final norm).
+        Returns (logits [B, T-1, V], row p predicting t_{p+2}; the module's indexer KLs; its hidden [B, T-1, D])."""
+        B, T = ids.shape
+        n = T - 1
+        cos, sin = rope_tables(self.cfg, n, h.dtype)
+        causal = torch.ones(n, n, dtype=torch.bool).tril()[None]
+        if doc_mask is not None:
+            causal = causal & doc_mask[:, :n, :n]
+        if starts is None:
+            starts = torch.zeros(B, T, dtype=torch.bool)
+            starts[:, 0] = True
+        e = self.model.embed_tokens(ids[:, 1:]) * (~starts[:, :n])[..., None].to(h.dtype)
+        x = mtp.eh_proj(torch.cat((mtp.enorm(e), mtp.hnorm(h[:, :n])), dim=-1))
+        kls = []
+        y = self.run_layer(mtp, x, cos, sin, causal, mode, kls, None, capture)
+        return mtp.shared_head.head(mtp.shared_head.norm(y)), kls, y
 
     def init_weights(self, seed):
         g = torch.Generator().manual_seed(seed)
