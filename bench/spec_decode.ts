@@ -5,9 +5,12 @@
 // Speculation is forced on at every batch size (disable_by_batch_size off) so the table shows where it
 // stops paying: with random weights the drafts are almost never accepted, so the ratio is the cost side.
 // With --disable-by-batch-size the rule applies instead (the 16-concurrent check of the budget rule).
-//   node --import tsx bench/spec_decode.ts [--model bench-mini] [--k 1] [--batches 1,4,16] [--tokens 32] [--reps 3] [--threads 2]
-//     [--disable-by-batch-size N]
-import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+// --dir runs an existing checkpoint with MTP tensors instead (the default model: --dir models/default), and
+// --prompts-from takes the prompts from a uint16 token stream (BOS-aligned 32-token windows of held-out text,
+// tools/train/data/valid.u16) instead of random ids; the table then also shows the acceptance per draft position.
+//   node --import tsx bench/spec_decode.ts [--model bench-mini | --dir DIR] [--prompts-from FILE.u16] [--k 1]
+//     [--batches 1,4,16] [--tokens 32] [--reps 3] [--threads 2] [--disable-by-batch-size N]
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { OfflineEngine } from '../src/engine/offline.ts';
@@ -20,6 +23,8 @@ import { BENCH_MODELS } from './models.ts';
 const { values: args } = parseArgs({
   options: {
     model: { type: 'string', default: 'bench-mini' },
+    dir: { type: 'string' },
+    'prompts-from': { type: 'string' },
     k: { type: 'string', default: '1' },
     batches: { type: 'string', default: '1,4,16' },
     tokens: { type: 'string', default: '32' },
@@ -45,8 +50,19 @@ function ensureMtpCheckpoint(name: string): string {
   return dir;
 }
 
-function prompts(b: number, len: number, vocab: number, seed: number): number[][] {
+function randomPrompts(b: number, len: number, vocab: number, seed: number): number[][] {
   return Array.from({ length: b }, (_, i) => Array.from({ length: len }, (_, j) => ((j * 7919 + (seed * 31 + i) * 104729) % (vocab - 2)) + 2));
+}
+
+/** b windows of len tokens starting at BOS (id 0) positions of a token stream, chosen by seed. */
+function textPrompts(stream: Uint16Array, b: number, len: number, seed: number): number[][] {
+  const starts: number[] = [];
+  for (let i = 0; i + len <= stream.length; i++) if (stream[i] === 0) starts.push(i);
+  if (starts.length === 0) throw new Error(`--prompts-from: no BOS (id 0) in the stream`);
+  return Array.from({ length: b }, (_, i) => {
+    const s = starts[(seed * 7 + i * 13) % starts.length]!;
+    return Array.from(stream.subarray(s, s + len));
+  });
 }
 
 async function timeRun(engine: OfflineEngine, ps: number[][], maxTokens: number): Promise<{ ms: number; stats: StepStats[] }> {
@@ -61,7 +77,11 @@ async function timeRun(engine: OfflineEngine, ps: number[][], maxTokens: number)
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-const dir = ensureMtpCheckpoint(args.model!);
+const dir = args.dir ?? ensureMtpCheckpoint(args.model!);
+const vocab = (JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8')) as { vocab_size: number }).vocab_size;
+const promptStream = args['prompts-from'] ? new Uint16Array(new Uint8Array(readFileSync(args['prompts-from'])).buffer) : null;
+const prompts = (b: number, len: number, seed: number): number[][] =>
+  promptStream ? textPrompts(promptStream, b, len, seed) : randomPrompts(b, len, vocab, seed);
 const k = Number(args.k);
 const N = Number(args.tokens);
 const reps = Number(args.reps);
@@ -78,16 +98,19 @@ const engines = {
 };
 const load0 = (await import('node:fs')).readFileSync('/proc/loadavg', 'utf8').trim();
 const rule = args['disable-by-batch-size'] === undefined ? 'speculation at every batch size' : `disable_by_batch_size ${args['disable-by-batch-size']}`;
-console.log(`${args.model} + MTP, k ${k}, ${rule}, ${N} tokens, ${reps} reps, threads ${args.threads}; loadavg before: ${load0}`);
-console.log('| batch | plain decode tok/s | spec decode tok/s | spec / plain | accepted / draft tokens |');
-console.log('|---|---|---|---|---|');
+const source = promptStream ? `prompts from ${args['prompts-from']}` : 'random prompts';
+console.log(`${args.dir ?? `${args.model} + MTP`}, k ${k}, ${rule}, ${N} tokens, ${reps} reps, threads ${args.threads}, ${source}; loadavg before: ${load0}`);
+console.log('| batch | plain decode tok/s | spec decode tok/s | spec / plain | accepted / draft tokens | accepted per position / drafts |');
+console.log('|---|---|---|---|---|---|');
 for (const b of batches) {
   const tps: Record<'plain' | 'spec', number[]> = { plain: [], spec: [] };
   let accepted = 0;
   let drafted = 0;
+  let drafts = 0;
+  const perPos: number[] = [];
   for (let r = 0; r <= reps; r++) {
     for (const mode of ['plain', 'spec'] as const) {
-      const ps = prompts(b, 32, 32000, r * 100 + b);
+      const ps = prompts(b, 32, r * 100 + b);
       const one = await timeRun(engines[mode], ps, 1);
       const full = await timeRun(engines[mode], ps, N);
       if (r === 0) continue; // warm-up
@@ -95,13 +118,15 @@ for (const b of batches) {
       for (const s of full.stats) {
         accepted += s.specDecode?.numAcceptedTokens ?? 0;
         drafted += s.specDecode?.numDraftTokens ?? 0;
+        drafts += s.specDecode?.numDrafts ?? 0;
+        s.specDecode?.acceptedPerPos.forEach((n, i) => (perPos[i] = (perPos[i] ?? 0) + n));
       }
     }
   }
   const p = median(tps.plain);
   const s = median(tps.spec);
   console.log(
-    `| ${b} | ${p.toFixed(1)} (${Math.min(...tps.plain).toFixed(1)}-${Math.max(...tps.plain).toFixed(1)}) | ${s.toFixed(1)} (${Math.min(...tps.spec).toFixed(1)}-${Math.max(...tps.spec).toFixed(1)}) | ${(s / p).toFixed(2)} | ${accepted} / ${drafted} |`,
+    `| ${b} | ${p.toFixed(1)} (${Math.min(...tps.plain).toFixed(1)}-${Math.max(...tps.plain).toFixed(1)}) | ${s.toFixed(1)} (${Math.min(...tps.spec).toFixed(1)}-${Math.max(...tps.spec).toFixed(1)}) | ${(s / p).toFixed(2)} | ${accepted} / ${drafted} | ${perPos.map((n) => (n / Math.max(1, drafts)).toFixed(3)).join(', ')} (${drafts}) |`,
   );
 }
 console.log(`loadavg after: ${(await import('node:fs')).readFileSync('/proc/loadavg', 'utf8').trim()}`);

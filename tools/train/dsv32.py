@@ -116,8 +116,8 @@ class Indexer(nn.Module):
         k = self.k_norm(self.wk(x))
         k = torch.cat((rope_half(k[..., :r], cos, sin), k[..., r:]), dim=-1)  # [B, T, Di]
         w = self.weights_proj(x) * (self.n_heads ** -0.5 * self.head_dim ** -0.5)  # [B, T, Hi]
-        logits = F.relu(torch.einsum('bthd,bsd->btsh', q, k))  # [B, T, S, Hi]
-        return torch.einsum('btsh,bth->bts', logits, w)
+        logits = F.relu(torch.einsum('bthd,bsd->bhts', q, k))  # [B, Hi, T, S] (contiguous: no permute copy)
+        return (logits * w.transpose(1, 2)[..., None]).sum(1)
 
 
 class MLA(nn.Module):
@@ -213,6 +213,22 @@ class Layer(nn.Module):
         self.mlp = MoE(cfg) if self.is_moe else SwiGLU(hidden, cfg['intermediate_size'])
 
 
+class MTPModule(Layer):
+    """DeepSeek's MTP module i (HF layer index num_hidden_layers + i): enorm, hnorm, eh_proj, a full decoder layer
+    (MoE by the usual first_k_dense_replace / moe_layer_freq rule) and shared_head {norm, head}; the embedding is
+    the main model's. state_dict() names are relative to `model.layers.{num_hidden_layers + i}.`."""
+
+    def __init__(self, cfg, i=0):
+        super().__init__(cfg, cfg['num_hidden_layers'] + i)
+        D, eps = cfg['hidden_size'], cfg['rms_norm_eps']
+        self.enorm = RMSNorm(D, eps)
+        self.hnorm = RMSNorm(D, eps)
+        self.eh_proj = nn.Linear(2 * D, D, bias=False)
+        self.shared_head = nn.Module()
+        self.shared_head.norm = RMSNorm(D, eps)
+        self.shared_head.head = nn.Linear(D, cfg['vocab_size'], bias=False)
+
+
 def kl_indexer(attn_logits, allowed, idx_scores):
     """MaxText calculate_indexer_loss (batch averaged): attn_logits [B, H, T, T] (detached), allowed [B or 1, T, T]
     bool, idx_scores [B, T, T]. Target A = L1-normalised sum over heads of softmax(main logits | allowed)."""
@@ -227,7 +243,7 @@ def kl_indexer(attn_logits, allowed, idx_scores):
 class DeepseekV32(nn.Module):
     """mode: 'dense' (dense attention, no indexer), 'warmup' (dense attention; returns per-layer indexer KL with
     the main model's outputs detached), 'sparse' (attention over the indexer's top-k; indexer KL on the
-    selected set)."""
+    selected set), 'sparse_nokl' (the same attention; the indexer only selects: no KL, no indexer gradient)."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -240,42 +256,82 @@ class DeepseekV32(nn.Module):
         self.topk = cfg['index_topk']
         self.stable_topk = False  # True: deterministic tie-breaking (reference forwards); topk is faster
 
-    def forward(self, ids, mode='dense', return_selection=False, capture=None):
+    def forward(self, ids, mode='dense', return_selection=False, capture=None, doc_mask=None, return_hidden=False):
+        """doc_mask [B, T, T] bool (optional): keys each query may see, for several documents packed in a row
+        (block-diagonal causal); RoPE scores depend only on relative positions, so a packed document behaves as
+        if it started at position 0. return_hidden: also return h [B, T, D] before the final norm (MTP input)."""
         B, T = ids.shape
         dtype = self.lm_head.weight.dtype
         cos, sin = rope_tables(self.cfg, T, dtype)
         causal = torch.ones(T, T, dtype=torch.bool).tril()[None]
-        neg = torch.finfo(dtype).min
+        if doc_mask is not None:
+            causal = causal & doc_mask
         h = self.model.embed_tokens(ids)
         kls, selections = [], []
         for layer in self.model.layers:
-            attn = layer.self_attn
-            x = layer.input_layernorm(h)
-            logits, v, qr = attn.logits(x, cos, sin)
-            allowed = causal
-            if mode in ('warmup', 'sparse'):
-                scores = attn.indexer(x.detach(), qr.detach(), cos, sin)
-                if mode == 'sparse':
-                    k = min(self.topk, T)
-                    masked = scores.detach().masked_fill(~causal, float('-inf'))
-                    if self.stable_topk:  # the engine's tie rule: equal scores -> lower position first
-                        top = masked.sort(dim=-1, descending=True, stable=True).indices[..., :k]
-                    else:
-                        top = masked.topk(k, dim=-1).indices
-                    allowed = torch.zeros(B, T, T, dtype=torch.bool).scatter_(2, top, True) & causal
-                    if return_selection:
-                        selections.append((scores.detach(), allowed))
-                kls.append(kl_indexer(logits.detach(), allowed.expand(B, T, T), scores))
-                if capture is not None:
-                    capture.append({'logits': logits.detach(), 'scores': scores.detach(), 'allowed': allowed.expand(B, T, T)})
-            p = torch.softmax(logits.masked_fill(~allowed[:, None], neg), dim=-1)
-            o = torch.einsum('bhts,bhsd->bthd', p, v).reshape(B, T, -1)
-            h = h + attn.o_proj(o)
-            h = h + layer.mlp(layer.post_attention_layernorm(h))
+            h = self.run_layer(layer, h, cos, sin, causal, mode, kls, selections if return_selection else None, capture)
         out = self.lm_head(self.model.norm(h))
         if return_selection:
             return out, kls, selections
+        if return_hidden:
+            return out, kls, h
         return out, kls
+
+    def run_layer(self, layer, h, cos, sin, causal, mode, kls, selections=None, capture=None):
+        """One decoder layer (pre-norm MLA with DSA per `mode`, then the MLP/MoE) on the residual stream h [B, T, D];
+        appends the layer's indexer KL to kls (modes warmup / sparse)."""
+        B, T, _ = h.shape
+        neg = torch.finfo(h.dtype).min
+        attn = layer.self_attn
+        x = layer.input_layernorm(h)
+        logits, v, qr = attn.logits(x, cos, sin)
+        allowed = causal
+        if mode in ('warmup', 'sparse', 'sparse_nokl'):
+            if mode == 'sparse_nokl':  # DSA selection only: no indexer KL, no indexer gradient
+                with torch.no_grad():
+                    scores = attn.indexer(x.detach(), qr.detach(), cos, sin)
+            else:
+                scores = attn.indexer(x.detach(), qr.detach(), cos, sin)
+            if mode != 'warmup':
+                k = min(self.topk, T)
+                masked = scores.detach().masked_fill(~causal, float('-inf'))
+                if self.stable_topk:  # the engine's tie rule: equal scores -> lower position first
+                    top = masked.sort(dim=-1, descending=True, stable=True).indices[..., :k]
+                else:
+                    top = masked.topk(k, dim=-1).indices
+                allowed = torch.zeros(B, T, T, dtype=torch.bool).scatter_(2, top, True) & causal
+                if selections is not None:
+                    selections.append((scores.detach(), allowed))
+            if mode != 'sparse_nokl':
+                kls.append(kl_indexer(logits.detach(), allowed.expand(B, T, T), scores))
+            if capture is not None:
+                capture.append({'logits': logits.detach(), 'scores': scores.detach(), 'allowed': allowed.expand(B, T, T)})
+        p = torch.softmax(logits.masked_fill(~allowed[:, None], neg), dim=-1)
+        o = torch.einsum('bhts,bhsd->bthd', p, v).reshape(B, T, -1)
+        h = h + attn.o_proj(o)
+        return h + layer.mlp(layer.post_attention_layernorm(h))
+
+    def mtp_forward(self, mtp, ids, h, mode='sparse', doc_mask=None, starts=None, capture=None):
+        """The MTP module over a sequence, as the engine runs it (src/engine/model/mtp.ts, vLLM's deepseek_mtp):
+        row p (position p) = eh_proj([enorm(embed(t_{p+1})); hnorm(h_p)]) with embed zeroed at position 0 (rows
+        where `starts` [B, T] is True, a packed document's first token; default row 0), then decoder layer
+        num_hidden_layers (its own MLA + indexer + MoE) with causal attention over the module's rows, then
+        shared_head. ids [B, T], h [B, T, D] the main model's last hidden states (before the final norm).
+        Returns (logits [B, T-1, V], row p predicting t_{p+2}; the module's indexer KLs; its hidden [B, T-1, D])."""
+        B, T = ids.shape
+        n = T - 1
+        cos, sin = rope_tables(self.cfg, n, h.dtype)
+        causal = torch.ones(n, n, dtype=torch.bool).tril()[None]
+        if doc_mask is not None:
+            causal = causal & doc_mask[:, :n, :n]
+        if starts is None:
+            starts = torch.zeros(B, T, dtype=torch.bool)
+            starts[:, 0] = True
+        e = self.model.embed_tokens(ids[:, 1:]) * (~starts[:, :n])[..., None].to(h.dtype)
+        x = mtp.eh_proj(torch.cat((mtp.enorm(e), mtp.hnorm(h[:, :n])), dim=-1))
+        kls = []
+        y = self.run_layer(mtp, x, cos, sin, causal, mode, kls, None, capture)
+        return mtp.shared_head.head(mtp.shared_head.norm(y)), kls, y
 
     def init_weights(self, seed):
         g = torch.Generator().manual_seed(seed)

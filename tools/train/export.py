@@ -7,12 +7,14 @@ engine parity file.
 
 - OUT/config.json: tools/train/config_default.json (model_type deepseek_v32).
 - OUT/model.safetensors: HF tensor names (as in test/fixtures/tiny-dsv32/model.safetensors), BF16, except
-  the MoE gates' e_score_correction_bias which stays F32 (as in DeepSeek's own checkpoints).
+  the MoE gates' e_score_correction_bias which stays F32 (as in DeepSeek's own checkpoints). A checkpoint of
+  train_mtp.py adds the MTP module as layer num_hidden_layers (config num_nextn_predict_layers 1).
   The tokenizer files already in OUT (tools/tokenizer/train_bpe.ts) are left as they are.
 - PARITY: held-out token ids (validation split) and the logits of this tool's PyTorch forward (float64,
   from the exported BF16 weights, sparse attention with index_topk) for the engine parity test:
   ids.s0 [48], logits.s0 [48, V] (every row); ids.s1 [L1 > index_topk], logits.s1 [16, V] = its last 16 rows
-  (rows past index_topk, where the DSA selection drops keys). Sequences are taken from fixed offsets of the
+  (rows past index_topk, where the DSA selection drops keys); with an MTP module also mtp_logits.s0 [47, V], the
+  module's logits over s0 (row p predicts t_{p+2}). Sequences are taken from fixed offsets of the
   validation stream, skipping candidates whose top-k or routing decisions have a near-tie (metadata records
   the smallest margins).
 """
@@ -26,17 +28,23 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import safetensors_io  # noqa: E402
-from dsv32 import DeepseekV32  # noqa: E402
+from dsv32 import DeepseekV32, MTPModule  # noqa: E402
 
 F32_TENSORS = ('e_score_correction_bias',)
 
 
-def export_weights(model, out_dir, cfg):
+def mtp_prefix(cfg):
+    return f'model.layers.{cfg["num_hidden_layers"]}.'
+
+
+def export_weights(model, out_dir, cfg, mtp=None):
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, 'config.json'), 'w') as f:
         json.dump(cfg, f, indent=2)
         f.write('\n')
-    sd = model.state_dict()
+    sd = dict(model.state_dict())
+    if mtp is not None:  # HF layout: MTP module 0 is layer num_hidden_layers
+        sd.update({f'{mtp_prefix(cfg)}{k}': v for k, v in mtp.state_dict().items()})
     dtypes = {k: ('F32' if k.endswith(F32_TENSORS) else 'BF16') for k in sd}
     safetensors_io.write(os.path.join(out_dir, 'model.safetensors'), sd, dtypes)
     return sum(v.numel() for v in sd.values())
@@ -101,15 +109,26 @@ def main():
     model = DeepseekV32(cfg)
     ck = torch.load(args.ckpt)
     model.load_state_dict(ck['model'])
-    n = export_weights(model, args.out, cfg)
+    mtp = None
+    if 'mtp' in ck:  # train_mtp.py's checkpoint: the model gains its MTP module
+        cfg = {**cfg, 'num_nextn_predict_layers': 1}
+        mtp = MTPModule(cfg)
+        mtp.load_state_dict(ck['mtp'])
+    n = export_weights(model, args.out, cfg, mtp)
     size = os.path.getsize(os.path.join(args.out, 'model.safetensors'))
     print(f'wrote {args.out}/model.safetensors: {n} parameters, {size} bytes (stages {ck.get("stages")})')
 
     # Reload what was written (BF16-rounded) into a float64 model: the parity reference.
     ref = DeepseekV32(cfg).double()
-    ref.load_state_dict(safetensors_io.read(os.path.join(args.out, 'model.safetensors')))
+    written = safetensors_io.read(os.path.join(args.out, 'model.safetensors'))
+    prefix = mtp_prefix(cfg)
+    ref.load_state_dict({k: v for k, v in written.items() if not k.startswith(prefix)})
     ref.eval()
     ref.stable_topk = True
+    ref_mtp = None
+    if mtp is not None:
+        ref_mtp = MTPModule(cfg).double()
+        ref_mtp.load_state_dict({k[len(prefix):]: v for k, v in written.items() if k.startswith(prefix)})
     valid = torch.from_numpy(np.fromfile(args.valid, dtype='<u2').astype(np.int64))
     bos = (valid == cfg['bos_token_id']).nonzero().flatten().tolist()
     tensors, meta = {}, {}
@@ -134,6 +153,13 @@ def main():
         rows = logits if keep_last is None else logits[-keep_last:]
         tensors[f'logits.{name}'] = rows.float()
         meta[name] = {'offset_in_valid': start, 'length': length, 'logit_rows': f'last {len(rows)}', **m}
+        if ref_mtp is not None and keep_last is None:
+            # The MTP module's logits over the same sequence (row p predicts t_{p+2}; sparse, float64).
+            with torch.no_grad():
+                _, _, h = ref(ids, mode='sparse', return_hidden=True)
+                mtp_logits, _, _ = ref.mtp_forward(ref_mtp, ids, h, mode='sparse')
+            tensors[f'mtp_logits.{name}'] = mtp_logits[0].float()
+            meta[name]['mtp_rows'] = mtp_logits.shape[1]
     os.makedirs(os.path.dirname(args.parity), exist_ok=True)
     safetensors_io.write(args.parity, tensors, metadata={'format': 'pt', 'info': json.dumps(meta)})
     print(f'wrote {args.parity} ({os.path.getsize(args.parity)} bytes): {json.dumps(meta)}')

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole default-model pipeline, from the repo root: data -> tokenizer -> training -> export -> evaluation.
-#   tools/train/run.sh            (about an hour on 2 cores; the training stages have wall-time budgets)
+# The whole default-model pipeline, from the repo root: data -> tokenizer -> base training (stages a-c) ->
+# chat fine-tune (d) and MTP module (e) -> export -> evaluation (the last part is tools/train/run_chat.sh).
+#   tools/train/run.sh            (about two hours on 2 cores; the training stages have wall-time budgets)
 # Intermediate files go to tools/train/data and tools/train/runs (git-ignored); the results are
 # models/default/* and test/model_default/parity.safetensors.
 set -euo pipefail
@@ -14,7 +15,6 @@ node --import tsx tools/train/tokenize.ts --data tools/train/data --tokenizer mo
 mkdir -p "$RUN"
 /usr/bin/python3 tools/train/train.py --out "$RUN" --batch 6 --minutes-a 36 --minutes-b 5 --minutes-c 13 \
   --lr 2.5e-3 --warmup 40 --eval-every 200 | tee "$RUN/stdout.txt"
-/usr/bin/python3 tools/train/export.py --ckpt "$RUN/final.pt" --out models/default --parity test/model_default/parity.safetensors
-node --import tsx src/cli/perplexity.ts --model models/default --tokens tools/train/data/valid.u16 --context 512 | tee "$RUN/perplexity.json"
-node --import tsx src/cli/indexer_quality.ts --model models/default --file tools/train/data/kjv_valid.txt --max-tokens 512 | tee "$RUN/indexer_quality.json"
-node --import tsx --test test/model_default/*.test.ts
+# The base model (stages a-c) is exported BF16 under the run; the chat fine-tune and the MTP module start from it.
+/usr/bin/python3 tools/train/export.py --ckpt "$RUN/final.pt" --out "$RUN/base" --parity "$RUN/base/parity.safetensors"
+tools/train/run_chat.sh "$RUN/base/model.safetensors"
