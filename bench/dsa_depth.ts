@@ -7,9 +7,13 @@
 // the ratios are taken within a round, so a slow phase of the machine hits every depth alike. The idle
 // check runs after the prefills, just before the timed rounds (a long prefill on a shared machine is
 // allowed; the timed part must be quiet to mark anything met).
-// Positions past bench-mini-dsa's max_position_embeddings (32768) only matter to the server's
-// --max-model-len check; the engine's RoPE has no limit and the random weights have no trained length.
-//   node --import tsx bench/dsa_depth.ts [--depths 512,16384,65536] [--rounds 5] [--steps 24] [--kv-cache-dtype float32]
+// bench-mini-dsa declares max_position_embeddings 32768, so the 64k point needs a copy of it whose
+// config.json raises that key (the random weights have no trained length; RoPE has no limit):
+//   mkdir /tmp/dsa-long && ln bench/models/bench-mini-dsa/model.safetensors /tmp/dsa-long/ && \
+//   sed 's/"max_position_embeddings": 32768/"max_position_embeddings": 131072/' \
+//     bench/models/bench-mini-dsa/config.json > /tmp/dsa-long/config.json
+//   node --import tsx bench/dsa_depth.ts [--depths 512,16384] [--model-dir /tmp/dsa-long --depths 512,16384,65536]
+//     [--rounds 5] [--steps 24] [--kv-cache-dtype float32]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,7 +35,8 @@ const RESULT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results'
 
 const { values } = parseArgs({
   options: {
-    depths: { type: 'string', default: '512,16384,65536' },
+    depths: { type: 'string', default: '512,16384' },
+    'model-dir': { type: 'string' },
     rounds: { type: 'string', default: '5' },
     steps: { type: 'string', default: '24' },
     'kv-cache-dtype': { type: 'string', default: 'float32' },
@@ -53,13 +58,20 @@ async function timedDecode(engine: OfflineEngine, prompt: readonly number[]): Pr
   return (ends[ends.length - 1]! - ends[WARMUP_STEPS - 1]!) / (ends.length - WARMUP_STEPS);
 }
 
-const dir = ensureBenchCheckpoint(MODEL, { log: (s) => console.error(s) });
+const dir = values['model-dir'] ?? ensureBenchCheckpoint(MODEL, { log: (s) => console.error(s) });
 const engine = await OfflineEngine.create(dir, {
   runner: { numThreads: 2, kvCacheMemory, kvCacheDtype },
   scheduler: { maxNumSeqs: 1, maxNumBatchedTokens: 2048 },
   enablePrefixCaching: true,
 });
-const vocab = engine.core.config.vocabSize;
+const { vocabSize: vocab, maxPositionEmbeddings } = engine.core.config;
+const longest = Math.max(...depths) + rounds * (WARMUP_STEPS + steps + 1);
+if (longest > maxPositionEmbeddings) {
+  await engine.dispose();
+  throw new Error(
+    `depth ${Math.max(...depths)} needs ${longest} positions; ${dir} allows ${maxPositionEmbeddings}: pass --model-dir with a raised max_position_embeddings (see the header)`,
+  );
+}
 const prompts = depths.map((d, i) => randomTokens(d, vocab, 11 + i));
 const prefillSeconds: number[] = [];
 for (const p of prompts) {
