@@ -7,7 +7,8 @@
 //   node --expose-gc --import tsx bench/lite_memory.ts --model DIR --quantization int4 [--cache DIR]
 //     [--load-threads N] [--kv 256MiB] [--events FILE]
 // Environment matters and is recorded: MALLOC_ARENA_MAX, GLIBC_TUNABLES.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { processMemory, resetPeakRss } from './machine/process_memory.ts';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parseByteSize } from '../src/config.ts';
@@ -17,17 +18,6 @@ import type { QuantizationMode } from '../src/engine/quant/quant_mode.ts';
 import { openBenchEngine } from './engine_runs.ts';
 
 const MiB = 2 ** 20;
-
-function status(): { rss: number; hwm: number } {
-  const s = readFileSync('/proc/self/status', 'utf8');
-  const kb = (k: string): number => Number(new RegExp(`${k}:\\s*(\\d+) kB`).exec(s)?.[1] ?? NaN) * 1024;
-  return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
-}
-
-/** Resets VmHWM to the current RSS (Linux >= 4.0), so the next read is the peak of the phase in between. */
-function resetPeak(): void {
-  writeFileSync('/proc/self/clear_refs', '5');
-}
 
 /** Resident bytes of the process's anonymous mappings by kind (see the file comment). */
 export function smapsSummary(): Record<string, number> {
@@ -74,7 +64,7 @@ const events: Event[] = [];
 let t0 = performance.now();
 
 function mark(what: string, extra?: Record<string, number | string>): void {
-  const { rss, hwm } = status();
+  const [rss, hwm] = [processMemory('VmRSS'), processMemory('VmHWM')];
   const m = process.memoryUsage();
   const e: Event = {
     t: (performance.now() - t0) / 1000,
@@ -87,7 +77,7 @@ function mark(what: string, extra?: Record<string, number | string>): void {
   };
   events.push(e);
   process.stdout.write(`${JSON.stringify(e)}\n`);
-  resetPeak();
+  resetPeakRss();
 }
 
 function instrument(): void {

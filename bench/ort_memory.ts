@@ -5,7 +5,6 @@
 // session creation add at their peak.
 //   node --import tsx bench/ort_memory.ts [--n 16384] [--k 8192]
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DataType, GraphBuilder } from '../src/engine/onnx/graph_builder.ts';
@@ -14,18 +13,9 @@ import { GraphSession } from '../src/engine/onnx/session.ts';
 import { quantizeMatrix, quantizedBytes, type QuantBits } from '../src/engine/quant/block_quant.ts';
 import { cpuSummary } from './cpu.ts';
 import { loadAverage1 } from './machine/load.ts';
+import { processMemory, resetPeakRss } from './machine/process_memory.ts';
 
 const SCRIPT = fileURLToPath(import.meta.url);
-
-function status(key: 'VmRSS' | 'VmHWM'): number {
-  const m = new RegExp(`${key}:\\s*(\\d+) kB`).exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? Number(m[1]) * 1024 : NaN;
-}
-
-/** Resets VmHWM to the current RSS (Linux >= 4.0). */
-function resetPeak(): void {
-  writeFileSync('/proc/self/clear_refs', '5');
-}
 
 /** Full GC, then a pause: V8 frees ArrayBuffer backing stores on a background sweeper. */
 async function settle(): Promise<void> {
@@ -53,20 +43,20 @@ function buildModel(kind: Kind, n: number, k: number): { model: Uint8Array; weig
 
 async function measure(kind: Kind, n: number, k: number, prepack: boolean, arena: boolean): Promise<string> {
   await settle();
-  const rss0 = status('VmRSS');
+  const rss0 = processMemory('VmRSS');
   let built: { model: Uint8Array; weightBytes: number } | null = buildModel(kind, n, k);
   const { weightBytes } = built;
   await settle();
-  const withModel = status('VmRSS') - rss0;
-  resetPeak();
+  const withModel = processMemory('VmRSS') - rss0;
+  resetPeakRss();
   const session = await GraphSession.create('mem', built.model, { numThreads: 1, disablePrepacking: !prepack, cpuMemArena: arena });
-  const createPeak = status('VmHWM') - rss0;
+  const createPeak = processMemory('VmHWM') - rss0;
   built = null;
   await settle();
-  const after = status('VmRSS') - rss0;
+  const after = processMemory('VmRSS') - rss0;
   await session.release();
   await settle();
-  const released = status('VmRSS') - rss0;
+  const released = processMemory('VmRSS') - rss0;
   const x = (b: number): string => `${(b / weightBytes).toFixed(2)}x`;
   return `| ${kind} | ${prepack ? 'on' : 'off'} | ${arena ? 'on' : 'off'} | ${(weightBytes / 2 ** 20).toFixed(0)} | ${x(withModel)} | ${x(createPeak)} | ${x(after)} | ${x(released)} |`;
 }

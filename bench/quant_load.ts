@@ -3,17 +3,12 @@
 // plan, streaming + quantising or reading the cache, compiling every graph), peak RSS (VmHWM), RSS once
 // ready, then batch-1 decode. Prints one JSON line. bench/lite_run.ts drives it for bench-lite.
 //   node --import tsx bench/quant_load.ts --model DIR --quantization int4 [--cache DIR] [--kv 256MiB] [--decode 32]
-import { readFileSync } from 'node:fs';
+import { processMemory } from './machine/process_memory.ts';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parseByteSize } from '../src/config.ts';
 import type { QuantizationMode } from '../src/engine/quant/quant_mode.ts';
 import { openBenchEngine, timeDecode } from './engine_runs.ts';
-
-function status(key: 'VmRSS' | 'VmHWM'): number {
-  const m = new RegExp(`${key}:\\s*(\\d+) kB`).exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? Number(m[1]) * 1024 : NaN;
-}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -36,8 +31,8 @@ async function main(): Promise<void> {
     numThreads: Number(values.threads),
   });
   const readySeconds = (performance.now() - t0) / 1000;
-  const peakRssLoad = status('VmHWM');
-  const rssReady = status('VmRSS');
+  const peakRssLoad = processMemory('VmHWM');
+  const rssReady = processMemory('VmRSS');
   const info = engine.core.runner.loaded;
   let decodeTokS: number | null = null;
   const steps = Number(values.decode);
@@ -54,7 +49,7 @@ async function main(): Promise<void> {
     readySeconds,
     peakRssLoadGiB: peakRssLoad / 2 ** 30,
     rssReadyGiB: rssReady / 2 ** 30,
-    peakRssGiB: status('VmHWM') / 2 ** 30,
+    peakRssGiB: processMemory('VmHWM') / 2 ** 30,
     planTotalGiB: info.memoryPlan.total / 2 ** 30,
     planWeightsGiB: info.memoryPlan.weights / 2 ** 30,
     decodeTokS,
