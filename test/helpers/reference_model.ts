@@ -428,19 +428,18 @@ export function referenceMtp(
     cat.set(rmsNorm(h, mtp.hnorm, c.rmsNormEps), D);
     return linear(mtp.ehProj, cat);
   });
-  const margins: ReferenceMargins = {
-    indexerAbsGap: Infinity,
-    indexerRelGap: Infinity,
-    indexerRowGap: Infinity,
-    routingExpertGap: Infinity,
-    routingGroupGap: Infinity,
-  };
+  const margins = noMarginsYet();
   const useIndexer = c.indexer !== null && !opts.skipIndexer;
   const y = decoderLayer(c, mtp.layer, c.numHiddenLayers, xs, referenceRopeFrequencies(c), useIndexer, margins).h;
   const V = c.vocabSize;
   const logits = new Float64Array(y.length * V);
   y.forEach((v, p) => logits.set(linear(mtp.sharedHead, rmsNorm(v, mtp.sharedHeadNorm, c.rmsNormEps)), p * V));
   return logits;
+}
+
+/** Margins before any decision is seen: every gap infinite, lowered as the forward pass decides. */
+function noMarginsYet(): ReferenceMargins {
+  return { indexerAbsGap: Infinity, indexerRelGap: Infinity, indexerRowGap: Infinity, routingExpertGap: Infinity, routingGroupGap: Infinity };
 }
 
 /** Full causal prefill of `tokens` from position 0, in float64. */
@@ -450,13 +449,7 @@ export function referenceForward(model: Pick<LoadedModel, 'config' | 'weights'>,
   const D = c.hiddenSize;
   const th = referenceRopeFrequencies(c);
   const useIndexer = c.indexer !== null && !opts.skipIndexer;
-  const margins: ReferenceMargins = {
-    indexerAbsGap: Infinity,
-    indexerRelGap: Infinity,
-    indexerRowGap: Infinity,
-    routingExpertGap: Infinity,
-    routingGroupGap: Infinity,
-  };
+  const margins = noMarginsYet();
 
   let h: Vec[] = tokens.map((id) => {
     if (!(id >= 0 && id < c.vocabSize)) throw new Error(`token ${id} out of range`);
