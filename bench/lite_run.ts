@@ -23,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { checkpointKey } from '../src/engine/quant/weights_cache.ts';
 import { cpuSummary } from './cpu.ts';
+import { peerEnv } from './server_process.ts';
 import { convertDeepseekToGguf } from './gguf/convert_deepseek.ts';
 import { readGguf } from './gguf/gguf_reader.ts';
 import { GgmlType, ggmlBlockSize, ggmlTypeSize } from './gguf/gguf_writer.ts';
@@ -83,6 +84,7 @@ function peerTg(bin: string, gguf: string): { t1: number; t2: number } | string 
         encoding: 'utf8',
         maxBuffer: 1 << 24,
         stdio: ['ignore', 'pipe', 'pipe'],
+        env: peerEnv(),
       }),
     ) as { avg_ts: number }[];
     return rows[0]!.avg_ts;

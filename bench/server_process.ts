@@ -16,6 +16,16 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * The environment llama.cpp's processes run in: ours minus GLIBC_TUNABLES, which `npm run bench:peer` sets
+ * for our engine as `npm start` does (src/common/huge_pages.ts) and llama.cpp's users do not.
+ */
+export function peerEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.GLIBC_TUNABLES;
+  return env;
+}
+
 /** Spawns a server process and waits for /health; `tail` keeps its last log lines for error messages. */
 export async function spawnUntilHealthy(
   id: string,

@@ -1,6 +1,7 @@
 // llama.cpp's own llama-bench as the single-stream peer: one invocation per round and configuration,
 // `-r` repetitions inside it, results read from its JSON output (validated with zod at this edge).
 import { spawn } from 'node:child_process';
+import { peerEnv } from '../server_process.ts';
 import { z } from 'zod';
 import type { BenchTest, TestSamples } from './bench_test.ts';
 
@@ -88,7 +89,7 @@ export function llamaBenchArgs(
 /** Runs llama-bench (asynchronously, so the load monitor keeps sampling) and returns each test's samples. */
 export function runLlamaBench(binary: string, args: readonly string[]): Promise<TestSamples[]> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], env: peerEnv() });
     let out = '';
     let err = '';
     proc.stdout.on('data', (b: Buffer) => void (out += b.toString('utf8')));

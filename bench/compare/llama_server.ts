@@ -4,7 +4,7 @@
 // --cache-ram caps the RAM of its idle-slot prompt cache (default 8 GiB), which the bench's distinct prompts
 // never hit, only to keep the process's memory bounded. Ready = the first 200 from GET /health.
 import path from 'node:path';
-import { freePort, spawnUntilHealthy } from '../server_process.ts';
+import { freePort, peerEnv, spawnUntilHealthy } from '../server_process.ts';
 import type { PeerConfig } from './llama_bench.ts';
 
 export interface RunningServer {
@@ -54,7 +54,7 @@ export async function startLlamaServer(spec: LlamaServerSpec, timeoutMs = 120_00
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const args = llamaServerArgs(spec, port);
-  const s = await spawnUntilHealthy(`llama-server (${spec.config.id})`, spec.binary, args, url, timeoutMs);
+  const s = await spawnUntilHealthy(`llama-server (${spec.config.id})`, spec.binary, args, url, timeoutMs, peerEnv());
   return {
     id: `llama-server-${spec.config.id}`,
     label: `llama-server: ${spec.config.label}`,
