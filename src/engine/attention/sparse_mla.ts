@@ -24,12 +24,22 @@ export const DEFAULT_MAX_SCORE_ELEMENTS = 1 << 25; // 128 MiB of float32 scores 
  */
 export const GATHERED_PREFILL_MIN_CONTEXT = 3;
 
+/**
+ * Batch-1 DSA decode scores the indexer keys in place over the span of slots holding them (no gather) while
+ * the span is at most this many times the context. Break-even measured on bench-mini-dsa's decode graph
+ * (kv_cache_graph.ts indexerKeySpanInput): gathering T keys costs as much as scoring 1.3 T in place at 16k,
+ * 1.9 T at 64k.
+ */
+export const KEY_SPAN_MAX_FACTOR = 1.25;
+
 export interface AttentionLayerInputs {
   readonly q: Float32Array; // [N, H, C] all rows of the step
   readonly iq: Float32Array | null; // [N, Hi, Di]
   readonly iw: Float32Array | null; // [N, Hi]
   readonly latentCache: Feed; // the layer's latent pool [P, C] in its stored dtype (model/kv_cache_graph.ts)
   readonly indexerCache: Feed | null; // the layer's indexer key pool [P, Di]
+  /** The indexer keys of slots first .. first + count - 1 as a zero-copy view (model/kv_cache_graph.ts indexerKeySpanFeed). */
+  readonly indexerKeySpan: ((first: number, count: number) => Feed) | null;
 }
 
 export interface AttentionShapes {
@@ -47,6 +57,7 @@ export interface AttentionSessions {
   readonly prefillSelected: GraphSession | null; // DSA prefill: causal AND selected, masked over the whole context
   readonly prefillGathered: GraphSession | null; // DSA prefill: each row gathers only its selected keys
   readonly dsaDecode: GraphSession | null; // DSA decode: IDX 5-6 + MLA 5 over only the selected rows, one run
+  readonly dsaDecodeKeySpan: GraphSession | null; // the same for one sequence, its keys scored in place over a span of slots
   readonly indexer: GraphSession | null; // IDX 5-6, prefill form
 }
 
@@ -87,14 +98,16 @@ export class SparseMlaAttention {
   ): Promise<{ o: Float32Array; lastSelections: Int32Array[] | null }> {
     const { numSeqs: B, maxContext: T, rowStart: first } = group;
     const { numHeads: H, latentDim: C, indexerHeads: Hi, indexerDim: Di, indexTopk: k } = this.shapes;
+    const span = group.keySlotSpan;
+    const inPlace = span !== null && span.count <= KEY_SPAN_MAX_FACTOR * T && inp.indexerKeySpan !== null;
     return ctx.profiler.timeAsync('attention', async () => {
-      const [o, sel] = await this.sessions.dsaDecode!.runTyped(
+      const [o, sel] = await (inPlace ? this.sessions.dsaDecodeKeySpan! : this.sessions.dsaDecode!).runTyped(
         {
           q: floatTensor(inp.q.subarray(first * H * C, (first + B) * H * C), [B, 1, H, C]),
           iq: floatTensor(inp.iq!.subarray(first * Hi * Di, (first + B) * Hi * Di), [B, 1, Hi, Di]),
           iw: floatTensor(inp.iw!.subarray(first * Hi, (first + B) * Hi), [B, 1, Hi]),
           ...inp.latentCache,
-          ...inp.indexerCache!,
+          ...(inPlace ? inp.indexerKeySpan!(span.first, span.count) : inp.indexerCache!),
           idx: int32Tensor(group.keySlots, [B, T]),
           qpos: int32Tensor(queryPositions(group, 0, 1), [B, 1]),
         },

@@ -17,7 +17,7 @@ import { buildIndexerSelectGraph } from './indexer.ts';
 import { buildDsaDecodeGraph } from './dsa_decode.ts';
 import { buildAttentionGraph, buildGatheredPrefillAttentionGraph, buildPostAttentionGraph } from './mla.ts';
 import { buildPreAttentionGraph } from './pre_attention.ts';
-import { indexerKeyPoolFeed, latentPoolFeed } from './kv_cache_graph.ts';
+import { indexerKeyPoolFeed, indexerKeySpanFeed, latentPoolFeed } from './kv_cache_graph.ts';
 import { buildRoutedExpertsGraph, denseFfn, dispatch, dispatchGroup, expertGroups, moePreludeFfn } from './moe.ts';
 import { routeTokens } from './moe_router.ts';
 import { ropeInvFreq, ropeTables } from './rope.ts';
@@ -130,6 +130,7 @@ export class DeepseekModel {
       prefillSelected: indexer ? await session('sparse_mla_prefill_selected', () => buildAttentionGraph(config, 'prefill-selected', dtype)) : null,
       prefillGathered: indexer ? await session('sparse_mla_prefill_gathered', () => buildGatheredPrefillAttentionGraph(config, dtype)) : null,
       dsaDecode: indexer ? await session('dsa_decode', () => buildDsaDecodeGraph(config, indexer, dtype)) : null,
+      dsaDecodeKeySpan: indexer ? await session('dsa_decode_key_span', () => buildDsaDecodeGraph(config, indexer, dtype, true)) : null,
       indexer: indexer ? await session('indexer_select', () => buildIndexerSelectGraph(indexer, false, dtype)) : null,
     };
     const shapes: AttentionShapes = {
@@ -224,10 +225,13 @@ export class DeepseekModel {
   ): Promise<Float32Array> {
     const { numAttentionHeads: H, kvLoraRank: L } = this.config;
     const o = new Float32Array(plan.numTokens * H * L);
+    const indexer = this.indexer;
+    const keyPool = indexer ? this.storage.indexerKeyPool(l) : null;
     const inputs = {
       ...proj,
       latentCache: latentPoolFeed(this.storage.latentPool(l), this.config),
-      indexerCache: this.indexer ? indexerKeyPoolFeed(this.storage.indexerKeyPool(l), this.indexer.headDim) : null,
+      indexerCache: indexer ? indexerKeyPoolFeed(keyPool!, indexer.headDim) : null,
+      indexerKeySpan: indexer ? (first: number, count: number) => indexerKeySpanFeed(keyPool!, indexer.headDim, first, count) : null,
     };
     const ctx = { profiler, recordSelections: selections !== null };
     for (const group of plan.groups) {

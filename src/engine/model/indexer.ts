@@ -14,6 +14,7 @@
 // float32 and bfloat16; with an fp8 cache the keys are stored rotated (kvcache/kv_row_codec.ts) and iq is
 // rotated to match at the end of IDX 3 (pre_attention.ts), as the reference quantises them.
 // Ref: DeepSeek-V3.2-Exp inference/model.py (with the Nov-2025 indexer RoPE fix).
+import { assert } from '../../common/errors.ts';
 import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
 import { reshape, reshapeLike } from '../onnx/ops.ts';
 import type { IndexerConfig } from '../checkpoint/types.ts';
@@ -51,6 +52,16 @@ export interface IndexerSelectValues {
   readonly iw: string;
   readonly idx: string;
   readonly qpos: string;
+  /** One sequence's decode row at position T - 1: every key is visible, so no causal mask. */
+  readonly allVisible?: boolean;
+}
+
+/** Scores [B, S, T] with key position t hidden (-inf) from a row at position p unless t <= p. */
+function causallyMasked(g: GraphBuilder, scores: string, idx: string, qpos: string): string {
+  const T = g.node('Gather', [g.node('Shape', [idx]), g.int64Scalar(1)]);
+  const kpos = g.node('Unsqueeze', [g.node('Range', [g.int64Scalar(0), T, g.int64Scalar(1)]), g.int64s([0, 1])]); // [1, 1, T]
+  const visible = g.node('LessOrEqual', [kpos, g.node('Unsqueeze', [qpos, g.int64s([2])])]); // [B, S, T]
+  return g.node('Where', [visible, scores, g.scalar(-Infinity)]);
 }
 
 /** IDX 5-6 as nodes of g (see buildIndexerSelectGraph); returns sel [B, S, topk] int64 positions. */
@@ -63,26 +74,24 @@ export function indexerSelectNodes(
 ): string {
   const { nHeads: Hi, headDim: Di, topk } = indexer;
   const { iw, idx, qpos } = v;
-  const { keys, scale, queryFactor } = gatherKeys(idx); // [B, T, Di], fp8: [B, T]
+  const { keys, scale, queryFactor, keyRow } = gatherKeys(idx); // [B, T, Di], fp8: [B, T]; a span: [1, R, Di], [1, R]
   const iq = queryFactor === 1 ? v.iq : g.node('Mul', [v.iq, g.scalar(queryFactor)]);
   // An fp8 key's scale multiplies its dot products (one Mul per score, not per key value).
   const scaled = (dots: string, axis: number): string => (scale ? g.node('Mul', [dots, g.node('Unsqueeze', [scale, g.int64s([axis])])]) : dots);
   let scores: string; // [B, S, T]
   if (decodeForm) {
     const qT = g.node('Transpose', [reshape(g, iq, [0, Hi, Di])], { perm: [0, 2, 1] }); // [B, Di, Hi]
-    const logits = g.node('Relu', [scaled(g.node('MatMul', [keys, qT]), 2)]); // [B, T, Hi]
-    scores = reshapeLike(g, g.node('MatMul', [logits, reshape(g, iw, [0, Hi, 1])]), [[idx, 0, 1], 1, [idx, 1, 2]]);
+    const logits = g.node('Relu', [scaled(g.node('MatMul', [keys, qT]), 2)]); // [B, T or R, Hi]
+    const rowScores = reshape(g, g.node('MatMul', [logits, reshape(g, iw, [0, Hi, 1])]), [0, 1, -1]); // [B, 1, T or R]
+    scores = keyRow === undefined ? rowScores : g.node('GatherElements', [rowScores, g.node('Unsqueeze', [keyRow, g.int64s([1])])], { axis: 2 });
   } else {
+    assert(keyRow === undefined, 'indexer prefill form: keys are gathered per position');
     const keysT = g.node('Transpose', [keys], { perm: [0, 2, 1] }); // [B, Di, T]
     const logits = g.node('Relu', [scaled(g.node('MatMul', [reshape(g, iq, [0, -1, Di]), keysT]), 1)]); // [B, S * Hi, T]
     const logits4 = reshapeLike(g, logits, [[iw, 0, 2], Hi, [idx, 1, 2]]); // [B, S, Hi, T]
     scores = g.node('ReduceSum', [g.node('Mul', [logits4, g.node('Unsqueeze', [iw, g.int64s([3])])]), g.int64s([2])], { keepdims: 0 });
   }
-  // Causal: key position t (column t) is visible to a row at position p iff t <= p.
-  const T = g.node('Gather', [g.node('Shape', [idx]), g.int64Scalar(1)]);
-  const kpos = g.node('Unsqueeze', [g.node('Range', [g.int64Scalar(0), T, g.int64Scalar(1)]), g.int64s([0, 1])]); // [1, 1, T]
-  const visible = g.node('LessOrEqual', [kpos, g.node('Unsqueeze', [qpos, g.int64s([2])])]); // [B, S, T]
-  const masked = g.node('Where', [visible, scores, g.scalar(-Infinity)]);
+  const masked = v.allVisible ? scores : causallyMasked(g, scores, idx, qpos);
   const [, sel] = g.nodeN('TopK', [masked, g.int64s([topk])], 2, { axis: -1, largest: 1, sorted: 0 });
   return sel!;
 }

@@ -20,7 +20,7 @@
 //   The 2^120 and the scales are applied where they are cheapest: one Mul with the group scales for the
 //   latent rows, and on the small query and score tensors for the indexer keys (IndexerKeyGather).
 import { BITCAST_OPSET, DataType, type GraphBuilder } from '../onnx/graph_builder.ts';
-import { floatTensor, uint16Tensor, uint8Tensor, type Feed } from '../onnx/session.ts';
+import { floatTensor, int32Tensor, uint16Tensor, uint8Tensor, type Feed } from '../onnx/session.ts';
 import { FP8_LATENT_GROUP, fp8LatentGroups, type IndexerKeyPool, type KVCacheDtype, type LatentPool } from '../../kvcache/kv_dtype.ts';
 
 /** Opset of a graph that reads caches of this dtype (bf16 planes need BitCast). */
@@ -35,7 +35,11 @@ export interface LatentSplit {
 
 /** Gathers rows of a bf16 (UINT16) plane as float32. */
 function gatherBf16(g: GraphBuilder, plane: string, idx: string): string {
-  const bits = g.node('Gather', [plane, idx], { axis: 0 });
+  return widenBf16(g, g.node('Gather', [plane, idx], { axis: 0 }));
+}
+
+/** bf16 bits (UINT16) as float32. */
+function widenBf16(g: GraphBuilder, bits: string): string {
   return g.node('Cast', [g.node('BitCast', [bits], { to: DataType.BFLOAT16 })], { to: DataType.FLOAT });
 }
 
@@ -48,7 +52,11 @@ export const E4M3_GATHER_FACTOR = 2 ** 120;
  * scale is NaN or infinite, so the scaled value is NaN all the same.
  */
 function gatherE4m3(g: GraphBuilder, plane: string, idx: string): string {
-  const codes = g.node('Gather', [plane, idx], { axis: 0 });
+  return widenE4m3(g, g.node('Gather', [plane, idx], { axis: 0 }));
+}
+
+/** e4m3 codes (UINT8) as float32 code values * 2^-120 (see gatherE4m3). */
+function widenE4m3(g: GraphBuilder, codes: string): string {
   const signStep = 1920 * 2 ** 20; // s << 31 minus the 2^27 that c = 128 + (c & 0x7f) already carries
   const magnitude = g.node('DequantizeLinear', [codes, g.scalar(2 ** 20), g.initializer(Uint8Array.of(0), [])]);
   const sign = g.node('Clip', [
@@ -104,12 +112,14 @@ export function latentPoolInput(g: GraphBuilder, dtype: KVCacheDtype, split: Lat
 
 /**
  * Gathered indexer keys: `keys` [..., Di] float32; for fp8, `scale` [...] to multiply each key's dot products
- * by, and `queryFactor` to multiply the query by first (1 otherwise).
+ * by, and `queryFactor` to multiply the query by first (1 otherwise). `keyRow` [B, T] (span input only): the
+ * row of `keys` holding position t; absent, row t holds position t.
  */
 export interface IndexerKeyGather {
   readonly keys: string;
   readonly scale: string | null;
   readonly queryFactor: number;
+  readonly keyRow?: string;
 }
 
 /**
@@ -143,6 +153,41 @@ export function indexerKeyPoolInput(g: GraphBuilder, dtype: KVCacheDtype, Di: nu
     scale: g.node('Mul', [g.node('Gather', [scale, idx], { axis: 0 }), g.scalar(FP8_SCALE_FACTOR)]),
     queryFactor: FP8_QUERY_FACTOR,
   });
+}
+
+/**
+ * Batch-1 decode: one sequence's indexer keys scored in place over the span of pool slots that holds them
+ * (first .. first + R - 1, fed as a zero-copy view: 'index_keys' [1, R, Di], fp8 adds 'index_keys_scale'
+ * [1, R]) instead of gathered into a new [T, Di] tensor; `keyRow` [1, T] maps position t to its row of the
+ * span (slot - first) for picking the T scores. At long context the Gather of all T keys is a large share of
+ * the decode graph's cost (bench-mini-dsa, one layer's dsa_decode run, float32, quiet, interleaved medians of
+ * 7: 522 -> 394 us at 16k keys, 1952 -> 1021 us at 64k; 204 -> 193 at 512), so this pays while the span is
+ * not much longer than T (a long prompt's blocks are mostly consecutive; sparse_mla.ts decides).
+ */
+export function indexerKeySpanInput(g: GraphBuilder, dtype: KVCacheDtype, Di: number, idx: string): IndexerKeyGather {
+  const keyRow = g.node('Sub', [idx, g.input('index_keys_first', DataType.INT32, [1])]);
+  if (dtype === 'float32') return { keys: g.input('index_keys', DataType.FLOAT, [1, 'R', Di]), scale: null, queryFactor: 1, keyRow };
+  if (dtype === 'bfloat16') return { keys: widenBf16(g, g.input('index_keys', DataType.UINT16, [1, 'R', Di])), scale: null, queryFactor: 1, keyRow };
+  const scale = g.input('index_keys_scale', DataType.FLOAT, [1, 'R']);
+  return {
+    keys: widenE4m3(g, g.input('index_keys', DataType.UINT8, [1, 'R', Di])),
+    scale: g.node('Mul', [scale, g.scalar(FP8_SCALE_FACTOR)]),
+    queryFactor: FP8_QUERY_FACTOR,
+    keyRow,
+  };
+}
+
+/** The feed for indexerKeySpanInput's inputs: slots first .. first + count - 1 of the pool. */
+export function indexerKeySpanFeed(pool: IndexerKeyPool, Di: number, first: number, count: number): Feed {
+  const span = { index_keys_first: int32Tensor(Int32Array.of(first), [1]) };
+  const [a, b] = [first * Di, (first + count) * Di];
+  if (pool.dtype === 'float32') return { ...span, index_keys: floatTensor(pool.keys.subarray(a, b), [1, count, Di]) };
+  if (pool.dtype === 'bfloat16') return { ...span, index_keys: uint16Tensor(pool.keys.subarray(a, b), [1, count, Di]) };
+  return {
+    ...span,
+    index_keys: uint8Tensor(pool.keys.subarray(a, b), [1, count, Di]),
+    index_keys_scale: floatTensor(pool.scales.subarray(first, first + count), [1, count]),
+  };
 }
 
 /** The feed for latentPoolInput's inputs (zero-copy views of the live pool). */

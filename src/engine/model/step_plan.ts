@@ -26,6 +26,8 @@ export interface AttentionGroup {
   readonly startPos: Int32Array; // [B] position of each sequence's first query row
   readonly maxContext: number; // T = max over b of startPos + S
   readonly keySlots: Int32Array; // [B, T] cache slot of positions 0 .. ctx_b - 1, padded with position 0's slot
+  /** B = 1: the smallest range of slots holding positions 0 .. T - 1 (whole blocks); null for B > 1. */
+  readonly keySlotSpan: { readonly first: number; readonly count: number } | null;
 }
 
 export interface StepPlan {
@@ -89,7 +91,15 @@ function makeGroup(members: readonly (readonly [number, StepSequence])[], rowSta
     row.set(slotMapping(s.blockTable, blockSize, 0, ctx));
     row.fill(row[0]!, ctx); // ctx >= 1: position 0's slot exists
   });
-  return { rowStart, numSeqs: members.length, queryLen: S, seqIndex: Int32Array.from(members, ([i]) => i), startPos, maxContext: T, keySlots };
+  const keySlotSpan = members.length === 1 ? blockSpan(members[0]![1].blockTable, Math.ceil(T / blockSize), blockSize) : null;
+  return { rowStart, numSeqs: members.length, queryLen: S, seqIndex: Int32Array.from(members, ([i]) => i), startPos, maxContext: T, keySlots, keySlotSpan };
+}
+
+/** The slots from the lowest to the highest of the first n blocks of a table. */
+function blockSpan(blockTable: readonly number[], n: number, blockSize: number): { first: number; count: number } {
+  let [lo, hi] = [blockTable[0]!, blockTable[0]!];
+  for (let i = 1; i < n; i++) [lo, hi] = [Math.min(lo, blockTable[i]!), Math.max(hi, blockTable[i]!)];
+  return { first: lo * blockSize, count: (hi - lo + 1) * blockSize };
 }
 
 /** The first execution row of each of the plan's numSeqs sequences (its rows are contiguous). */

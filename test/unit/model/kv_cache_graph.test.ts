@@ -6,7 +6,8 @@ import { describe, it } from 'node:test';
 import { E4M3_VALUES } from '../../../src/common/numeric/fp8_e4m3.ts';
 import { bf16BitsToFloat32 } from '../../../src/common/numeric/bf16.ts';
 import { buildIndexerSelectGraph } from '../../../src/engine/model/indexer.ts';
-import { indexerKeyPoolFeed, latentPoolFeed } from '../../../src/engine/model/kv_cache_graph.ts';
+import { indexerKeyPoolFeed, indexerKeySpanFeed, latentPoolFeed } from '../../../src/engine/model/kv_cache_graph.ts';
+import { buildDsaDecodeGraph } from '../../../src/engine/model/dsa_decode.ts';
 import { buildAttentionGraph } from '../../../src/engine/model/mla.ts';
 import { floatTensor, GraphSession, int32Tensor, uint16Tensor, uint8Tensor, type Feed } from '../../../src/engine/onnx/session.ts';
 import type { ModelConfig } from '../../../src/engine/checkpoint/types.ts';
@@ -128,6 +129,43 @@ describe('indexer key pool', () => {
         assert.deepEqual(sorted(quantised), sorted(f32));
       });
     }
+  }
+});
+
+describe('DSA decode of one sequence scoring its keys in place over a span of slots', () => {
+  for (const dtype of ['float32', 'bfloat16', 'fp8'] as const) {
+    it(`${dtype}: the graph fed a view of the key pool span equals the one gathering the keys`, async () => {
+      const [L, dr] = [32, 8];
+      const s = filledStorage(dtype, L, dr);
+      const T = 24; // > TOPK: the indexer selects
+      // Positions in scattered slots between 3 and 38 (not in order, not all of the span).
+      const slots = Int32Array.from({ length: T }, (_, i) => 3 + ((i * 11) % 35));
+      const cfg = config(L, dr);
+      const common = {
+        q: floatTensor(randoms(H * (L + dr), 6, 0.1), [1, 1, H, L + dr]),
+        iq: floatTensor(randoms(Hi * Di, 7), [1, 1, Hi, Di]),
+        iw: floatTensor(randoms(Hi, 8), [1, 1, Hi]),
+        idx: int32Tensor(slots, [1, T]),
+        qpos: int32Tensor(Int32Array.of(T - 1), [1, 1]),
+        ...latentPoolFeed(s.latentPool(0), cfg),
+      };
+      const run = async (inPlace: boolean): Promise<[Float32Array, Int32Array]> => {
+        const session = await GraphSession.create('t', buildDsaDecodeGraph(cfg, cfg.indexer!, dtype, inPlace), { numThreads: 1 });
+        try {
+          const keys = inPlace ? indexerKeySpanFeed(s.indexerKeyPool(0), Di, 3, 35) : indexerKeyPoolFeed(s.indexerKeyPool(0), Di);
+          const [o, sel] = await session.runTyped({ ...common, ...keys }, ['o', 'sel']);
+          return [o as Float32Array, sel as Int32Array];
+        } finally {
+          await session.release();
+        }
+      };
+      const [span, gathered] = [await run(true), await run(false)];
+      assert.deepEqual(
+        Array.from(span[1]).sort((a, b) => a - b),
+        Array.from(gathered[1]).sort((a, b) => a - b),
+      );
+      assert.deepEqual(span[0], gathered[0]);
+    });
   }
 });
 
