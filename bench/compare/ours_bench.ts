@@ -2,6 +2,7 @@
 // separate process like llama-bench, so both sides start cold, hold only their own memory and are timed the
 // same way:
 //   node --import tsx bench/compare/ours_bench.ts --model DIR -p 512 -n 128 -d 0,4096 -r 5 -t 2 [--dense-attention]
+//     [--kv-cache-dtype float32|bfloat16|fp8]
 // prints { "samples": [{ "test": {...}, "samplesTs": [...], "graphRunsPerToken"?: n }, ...], "weightBytesPerDecodeToken": n }
 // on stdout (graphRunsPerToken: ONNX Runtime graph runs per decode token, tg tests only).
 //
@@ -17,6 +18,7 @@ import { seededRandom } from '../../tools/checkpoint/random_weights.ts';
 import { weightBytesPerDecodeToken } from '../engine_core.ts';
 import { PREFILL_CHUNK, timeDecode, timePrefill } from '../engine_runs.ts';
 import { benchTests, type BenchTest, type TestSamples } from './bench_test.ts';
+import { KV_CACHE_DTYPES, type KVCacheDtype } from '../../src/kvcache/kv_dtype.ts';
 
 const BLOCK_SIZE = 64;
 
@@ -24,6 +26,7 @@ export interface OursBenchOptions {
   readonly threads: number;
   readonly reps: number;
   readonly denseAttention?: boolean;
+  readonly kvCacheDtype?: KVCacheDtype;
 }
 
 async function runTest(engine: OfflineEngine, test: BenchTest, reps: number, seed: number): Promise<TestSamples> {
@@ -62,6 +65,7 @@ export async function measureOurs(modelDir: string, tests: readonly BenchTest[],
     runner: {
       numThreads: opts.threads,
       denseAttention: opts.denseAttention ?? false,
+      ...(opts.kvCacheDtype && { kvCacheDtype: opts.kvCacheDtype }),
       blockSize: BLOCK_SIZE,
       numKvBlocks: 2 * Math.ceil(maxLen / BLOCK_SIZE) + 2,
     },
@@ -100,8 +104,11 @@ async function main(): Promise<void> {
       r: { type: 'string', default: '5' },
       t: { type: 'string', default: '2' },
       'dense-attention': { type: 'boolean', default: false },
+      'kv-cache-dtype': { type: 'string' },
     },
   });
+  const kvCacheDtype = values['kv-cache-dtype'] as KVCacheDtype | undefined;
+  if (kvCacheDtype !== undefined && !KV_CACHE_DTYPES.includes(kvCacheDtype)) throw new Error(`--kv-cache-dtype: one of ${KV_CACHE_DTYPES.join(', ')}`);
   if (!values.model) throw new Error('--model <checkpoint dir> is required');
   const prompt = positiveInt(values.p, '-p', true);
   const gen = positiveInt(values.n, '-n', true);
@@ -109,7 +116,7 @@ async function main(): Promise<void> {
   const threads = positiveInt(values.t, '-t', false);
   const tests = benchTests(prompt, gen, positiveInts(values.d, '-d', true));
   if (tests.length === 0) throw new Error('nothing to measure: -p and -n are both 0');
-  const result = await measureOurs(values.model, tests, { threads, reps, denseAttention: values['dense-attention'] });
+  const result = await measureOurs(values.model, tests, { threads, reps, denseAttention: values['dense-attention'], ...(kvCacheDtype && { kvCacheDtype }) });
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 

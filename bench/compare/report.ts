@@ -64,7 +64,7 @@ function singleStreamLines(r: ComparisonReport): string[] {
   if (!ss) return [];
   const keys = Object.keys(ss.participants[0]?.tests ?? {});
   const out = [
-    `**Single stream** (${r.model}, F32 weights; ${ss.plan.rounds} interleaved rounds, ${ss.plan.reps} repetitions per round; tok/s as median of round medians (min-max, n rounds); ours ${ss.plan.oursThreads} thread${ss.plan.oursThreads > 1 ? 's' : ''})`,
+    `**Single stream** (${r.model}, F32 weights; ${ss.plan.rounds} interleaved rounds, ${ss.plan.reps} repetitions per round; tok/s as median of round medians (min-max, n rounds); ours ${ss.plan.oursThreads} thread${ss.plan.oursThreads > 1 ? 's' : ''}${ss.plan.oursKvCacheDtype ? `, --kv-cache-dtype ${ss.plan.oursKvCacheDtype}` : ''})`,
     '',
     `| participant | ${keys.join(' | ')} |`,
     `|---|${keys.map(() => '---').join('|')}|`,

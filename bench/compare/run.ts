@@ -7,6 +7,7 @@
 //   --pp N --tg N --depth D[,D]                           --peer-threads 1,2   --threads T (ours and the probes)
 //   --concurrency 1,16 --prompt-tokens N --output-tokens N --min-requests N (>= 100)
 //   --peer-configs default,f32   which llama.cpp configurations run (PEER_CONFIGS ids; default: all)
+//   --kv-cache-dtype DTYPE  ours only (engine and server): float32, bfloat16 or fp8; default: ours's default
 //   --skip-single-stream --skip-serving
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -27,6 +28,7 @@ import { comparisonMarkdown, type ComparisonReport } from './report.ts';
 import { MIN_ROUNDS } from './schedule.ts';
 import { compareServing, nonUtf8ByteTokenIds, type ServingPlan } from './serving.ts';
 import { compareSingleStream, type SingleStreamComparison, type SingleStreamPlan } from './single_stream.ts';
+import { KV_CACHE_DTYPES, type KVCacheDtype } from '../../src/kvcache/kv_dtype.ts';
 
 const RESULTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'results');
 const MIN_REQUESTS = 100;
@@ -48,6 +50,8 @@ function plans(argv: string[]): {
   mode: ComparisonReport['mode'];
   threads: number;
   configs: readonly PeerConfig[];
+  /** Flags our server gets beyond the fixed ones (--kv-cache-dtype). */
+  oursFlags: readonly string[];
   single: SingleStreamPlan | null;
   serving: ServingPlan | null;
 } {
@@ -70,8 +74,11 @@ function plans(argv: string[]): {
       'skip-single-stream': { type: 'boolean', default: false },
       'skip-serving': { type: 'boolean', default: false },
       'peer-configs': { type: 'string' },
+      'kv-cache-dtype': { type: 'string' },
     },
   });
+  const kvCacheDtype = v['kv-cache-dtype'] as KVCacheDtype | undefined;
+  if (kvCacheDtype !== undefined && !KV_CACHE_DTYPES.includes(kvCacheDtype)) throw new Error(`--kv-cache-dtype: one of ${KV_CACHE_DTYPES.join(', ')}`);
   if (!BENCH_MODELS[v.model]) throw new Error(`--model: unknown bench model "${v.model}" (have: ${Object.keys(BENCH_MODELS).join(', ')})`);
   const model = benchModel(v.model);
   const q = v.quick;
@@ -95,6 +102,7 @@ function plans(argv: string[]): {
     reps,
     rounds,
     oursThreads: threads,
+    ...(kvCacheDtype && { oursKvCacheDtype: kvCacheDtype }),
     peerThreads: ints(v['peer-threads'], '--peer-threads', 1),
     configs,
   };
@@ -111,6 +119,7 @@ function plans(argv: string[]): {
     mode: custom ? 'custom' : q ? 'quick' : 'full',
     threads,
     configs,
+    oursFlags: kvCacheDtype ? ['--kv-cache-dtype', kvCacheDtype] : [],
     single: v['skip-single-stream'] ? null : single,
     serving: v['skip-serving'] ? null : serving,
   };
@@ -122,6 +131,7 @@ async function runServing(
   llamaServer: string,
   threads: number,
   configs: readonly PeerConfig[],
+  oursFlags: readonly string[],
   plan: ServingPlan,
   vocab: number,
   log: (s: string) => void,
@@ -140,6 +150,7 @@ async function runServing(
       'warn',
       '--kv-cache-memory',
       '1GiB',
+      ...oursFlags,
     ]);
     started.push({
       id: 'ours',
@@ -195,7 +206,7 @@ async function main(): Promise<void> {
     const plan = p.serving;
     log('serving: ours vs llama-server');
     serving = await attempt('serving', () =>
-      runServing(dir, gguf, build.tools['llama-server'], p.threads, p.configs, plan, benchModel(p.model).vocab_size as number, log),
+      runServing(dir, gguf, build.tools['llama-server'], p.threads, p.configs, p.oursFlags, plan, benchModel(p.model).vocab_size as number, log),
     );
   }
   const loadRecord = monitor.stop();

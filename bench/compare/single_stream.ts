@@ -12,6 +12,7 @@ import { median, roundRatios, spread, type Spread } from '../stats.ts';
 import { testKey, type BenchTest, type TestSamples } from './bench_test.ts';
 import { llamaBenchArgs, runLlamaBench, type PeerConfig } from './llama_bench.ts';
 import { interleavedSchedule, runInterleaved } from './schedule.ts';
+import type { KVCacheDtype } from '../../src/kvcache/kv_dtype.ts';
 
 const OURS_BENCH = path.join(path.dirname(fileURLToPath(import.meta.url)), 'ours_bench.ts');
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -23,6 +24,8 @@ export interface SingleStreamPlan {
   readonly reps: number;
   readonly rounds: number;
   readonly oursThreads: number;
+  /** Our --kv-cache-dtype (absent: our default). */
+  readonly oursKvCacheDtype?: KVCacheDtype;
   readonly peerThreads: readonly number[];
   readonly configs: readonly PeerConfig[];
 }
@@ -80,6 +83,7 @@ function runOursBench(modelDir: string, plan: SingleStreamPlan): Promise<OursOut
     String(plan.reps),
     '-t',
     String(plan.oursThreads),
+    ...(plan.oursKvCacheDtype ? ['--kv-cache-dtype', plan.oursKvCacheDtype] : []),
   ];
   return new Promise((resolve, reject) => {
     const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
