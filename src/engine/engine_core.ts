@@ -3,7 +3,7 @@
 // Runs inside the engine worker (and in-process for the offline driver); talks in plain data.
 import { EngineError } from '../common/errors.ts';
 import type { ModelConfig } from './checkpoint/types.ts';
-import type { MachineMemory } from './memory_plan.ts';
+import type { MachineMemory } from '../common/machine_memory.ts';
 import type { LayerCapture } from './model/deepseek_model.ts';
 import { loadModelRunner } from './model_loader.ts';
 import type { ModelRunner, ModelRunnerOptions, RunnerOutput } from './model_runner.ts';

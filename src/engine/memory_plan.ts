@@ -9,9 +9,8 @@
 // JS, the ModelProto of the graph being compiled, the quantising threads' malloc arenas) and the
 // activations are those of one step at the token budget; the two never coexist (loading ends before
 // the first step). Float32 is the unquantised resident format. Each part is named in the log line.
-import { existsSync, readFileSync } from 'node:fs';
-import { totalmem } from 'node:os';
 import { EngineError } from '../common/errors.ts';
+import { machineMemory, type MachineMemory } from '../common/machine_memory.ts';
 import { mtpManifest, numel, weightManifest, type WeightSpec } from './checkpoint/manifest.ts';
 import type { ModelConfig } from './checkpoint/types.ts';
 import { kBlocks, quantizedBytes } from './quant/block_quant.ts';
@@ -53,30 +52,6 @@ export const QUANTISER_ARENA_BYTES = 512 * 2 ** 20;
 export const RUNTIME_BASE_BYTES = 256 * 2 ** 20;
 /** A fraction of the machine kept free for the OS, page cache and other processes. */
 export const HEADROOM_FRACTION = 0.08;
-
-export interface MachineMemory {
-  readonly bytes: number;
-  /** Where the limit comes from, for messages. */
-  readonly source: string;
-}
-
-function readLimit(file: string): number | null {
-  if (!existsSync(file)) return null;
-  const text = readFileSync(file, 'utf8').trim();
-  const bytes = Number(text);
-  // cgroup v2 writes "max" for no limit; v1 writes a huge page-rounded number.
-  return text === 'max' || !Number.isSafeInteger(bytes) || bytes <= 0 ? null : bytes;
-}
-
-/** The memory this process may use: the cgroup limit if there is one (v2, then v1), else total memory. */
-export function machineMemoryBytes(root = '/sys/fs/cgroup'): MachineMemory {
-  const total = totalmem();
-  for (const file of [`${root}/memory.max`, `${root}/memory/memory.limit_in_bytes`]) {
-    const limit = readLimit(file);
-    if (limit !== null && limit < total) return { bytes: limit, source: `cgroup limit ${file}` };
-  }
-  return { bytes: total, source: 'total memory' };
-}
 
 /**
  * Resident bytes of one tensor at `mode`: linear weights as ORT holds them quantised, the embedding as
@@ -232,7 +207,7 @@ export function loadTransient(w: WeightBytes, loaderThreads: number): LoadTransi
   return { groups, groupBytes, modelProto: w.largestGraphRaw, quantiserArenas, total: groups * groupBytes + w.largestGraphRaw + quantiserArenas };
 }
 
-export function planMemory(input: MemoryPlanInput, machine: MachineMemory = machineMemoryBytes()): MemoryPlan {
+export function planMemory(input: MemoryPlanInput, machine: MachineMemory = machineMemory()): MemoryPlan {
   const w = weightBytes(input.config, input.quantization, input.numMtpModules ?? 0);
   const activations = activationBytes(input.config, input.maxNumBatchedTokens, input.maxAttentionScoreElements);
   const load = loadTransient(w, input.quantization === 'none' ? 0 : (input.loaderThreads ?? 0));
@@ -270,7 +245,7 @@ export function describePlan(p: MemoryPlan): string {
     `weights ${gib(p.weights)} (${p.quantization === 'none' ? 'float32' : p.quantization}) + malloc slack ${gib(p.mallocSlack)}` +
     ` + KV cache ${gib(p.kvCache)} + runtime ${gib(p.runtimeBase)} + max(load ${gib(p.load.total)} (${describeLoad(p.load)}),` +
     ` activations ${gib(p.activations)})` +
-    ` = ${gib(p.total)} of ${gib(p.usable)} usable (${gib(p.machine.bytes)} ${p.machine.source})`
+    ` = ${gib(p.total)} of ${gib(p.usable)} usable (${gib(p.machine.bytes)} from ${p.machine.source})`
   );
 }
 
@@ -292,7 +267,7 @@ export function refusalMessage(input: MemoryPlanInput, plan: MemoryPlan): string
 }
 
 /** Plans and refuses (DSV_ERR_CONFIG) when the plan does not fit; returns the plan to log otherwise. */
-export function checkMemoryPlan(input: MemoryPlanInput, machine: MachineMemory = machineMemoryBytes()): MemoryPlan {
+export function checkMemoryPlan(input: MemoryPlanInput, machine: MachineMemory = machineMemory()): MemoryPlan {
   const plan = planMemory(input, machine);
   if (!plan.fits) throw new EngineError('DSV_ERR_CONFIG', refusalMessage(input, plan));
   return plan;

@@ -53,15 +53,12 @@ describe('quantised engine', () => {
       runner: { numKvBlocks: 8, blockSize: 16, quantization: 'none' },
       scheduler: { maxNumSeqs: 4, maxNumBatchedTokens: 64, longPrefillTokenThreshold: 0, maxQueuedRequests: 8, maxQueuedTokens: 1000 },
       enablePrefixCaching: true,
-      machineMemory: { bytes: 200 * 2 ** 20, source: 'cgroup limit /test/memory.max' },
+      machineMemory: { bytes: 200 * 2 ** 20, source: '/test/memory.max' },
     };
     await assert.rejects(EngineCore.create(dir, options), (e: unknown) => {
       assert.ok(e instanceof EngineError && e.code === 'DSV_ERR_CONFIG', String(e));
       assert.match(e.message, /^the model does not fit in memory: weights \d+ MiB \(float32\) \+ malloc slack \d+ MiB \+ KV cache \d+ MiB \+ runtime 256 MiB/);
-      assert.match(
-        e.message,
-        /of 184 MiB usable \(200 MiB cgroup limit \/test\/memory\.max\); no --quantization or --kv-cache-memory setting fits this machine$/,
-      );
+      assert.match(e.message, /of 184 MiB usable \(200 MiB from \/test\/memory\.max\); no --quantization or --kv-cache-memory setting fits this machine$/);
       return true;
     });
   });
