@@ -58,6 +58,25 @@ export function machineMemoryBytes(): number {
   return machineMemory().bytes;
 }
 
+/**
+ * Memory the kernel can still give without swapping: /proc/meminfo's MemAvailable (free memory plus
+ * reclaimable page cache), or less when this process's cgroup v2 limit is closer (memory.max minus
+ * memory.current). null where neither can be read (not Linux). Unlike machineMemory(), this moves as
+ * other processes grow and shrink.
+ */
+export function availableMemory(readText: ReadText = readTextOrNull): MachineMemory | null {
+  const kib = /^MemAvailable:\s+(\d+) kB$/m.exec(readText('/proc/meminfo') ?? '')?.[1];
+  let best: MachineMemory | null = kib === undefined ? null : { bytes: Number(kib) * 1024, source: '/proc/meminfo MemAvailable' };
+  for (const max of cgroupCandidates(readText).filter((f) => f.endsWith('/memory.max'))) {
+    const limit = readText(max)?.trim();
+    const current = readText(max.replace(/memory\.max$/, 'memory.current'))?.trim();
+    if (limit === undefined || current === undefined || !/^\d+$/.test(limit) || !/^\d+$/.test(current)) continue;
+    const room = Math.max(0, Number(limit) - Number(current));
+    if (best === null || room < best.bytes) best = { bytes: room, source: `${max} minus memory.current` };
+  }
+  return best;
+}
+
 /** 25769803776 -> "24.0 GiB": sizes in messages. */
 export function formatGiB(bytes: number): string {
   return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : `${(bytes / 2 ** 20).toFixed(1)} MiB`;

@@ -28,6 +28,8 @@ export interface EngineCoreOptions {
   readonly enablePrefixCaching: boolean;
   /** The memory the plan is checked against (tests); default: the cgroup limit or total memory. */
   readonly machineMemory?: MachineMemory;
+  /** What the kernel can still give, read before the load and each layer (tests); default: common/machine_memory.ts availableMemory. */
+  readonly availableMemory?: () => MachineMemory | null;
   /** Speculative decoding with the checkpoint's MTP module (--speculative-config); null or absent: off. */
   readonly speculative?: SpeculativeConfig | null;
 }

@@ -4,12 +4,15 @@
 //      with the numbers and the settings that would fit before anything large is allocated;
 //   3. allocate the KV cache and compile the graphs, reading (and quantising, or taking from the
 //      quantised-weights cache) one layer at a time: in this thread, or for a quantised model of 1e8+
-//      weights in worker threads that read ahead (quant/group_pool.ts; starting a worker costs ~1 s).
+//      weights in worker threads that read ahead (quant/group_pool.ts; starting a worker costs ~1 s);
+//      before the load and before each layer, the rest of the plan is checked against the memory still
+//      available (load_memory_guard.ts), so growth of other processes stops the load with the numbers.
 import { availableParallelism } from 'node:os';
 import { EngineError } from '../common/errors.ts';
 import { PagedKVStorage } from '../kvcache/paged_kv_storage.ts';
 import { DEFAULT_MAX_SCORE_ELEMENTS } from './attention/sparse_mla.ts';
 import type { EngineCoreOptions } from './engine_core.ts';
+import { LoadMemoryGuard } from './load_memory_guard.ts';
 import { checkMemoryPlan } from './memory_plan.ts';
 import type { ForwardHooks } from './model/deepseek_model.ts';
 import { ModelRunner, numKvBlocksFor } from './model_runner.ts';
@@ -56,13 +59,15 @@ export async function loadModelRunner(modelDir: string, options: EngineCoreOptio
       },
       options.machineMemory,
     );
+    const guard = new LoadMemoryGuard(memoryPlan, options.availableMemory);
+    guard.check('to load this model');
     const loaded = { dir: stream.dir, config, numParameters: stream.numParameters, quantization, memoryPlan, loadWarnings };
     const threads = quantization === 'none' ? 0 : loaderThreads;
     if (threads === 0) {
       stream.close();
       const inThread = WeightStream.open(modelDir, { quantization, cacheDir, log });
       try {
-        return await ModelRunner.create(inThread, loaded, runnerOptions, hooks);
+        return await ModelRunner.create(guard.guard(inThread), loaded, runnerOptions, hooks);
       } finally {
         inThread.close();
       }
@@ -70,7 +75,7 @@ export async function loadModelRunner(modelDir: string, options: EngineCoreOptio
     // MTP modules are read only when speculation will run them.
     const groups = stream.groupNames.filter((g) => speculative || !g.startsWith('mtp.'));
     pool = new GroupPool(config, quantization, groups, { dir: stream.dir, quantization, cacheDir }, threads);
-    const runner = await ModelRunner.create(pool, loaded, runnerOptions, hooks);
+    const runner = await ModelRunner.create(guard.guard(pool), loaded, runnerOptions, hooks);
     loadWarnings.push(...pool.warnings);
     return runner;
   } finally {

@@ -63,6 +63,37 @@ describe('quantised engine', () => {
     });
   });
 
+  it('stops with the numbers when other processes hold the memory, at start or between layers', async () => {
+    const dir = fixtureCopy('free');
+    let calls = 0;
+    const options = (free: () => number): EngineCoreOptions => ({
+      runner: { numKvBlocks: 8, blockSize: 16, quantization: 'none' },
+      scheduler: { maxNumSeqs: 4, maxNumBatchedTokens: 64, longPrefillTokenThreshold: 0, maxQueuedRequests: 8, maxQueuedTokens: 1000 },
+      enablePrefixCaching: true,
+      availableMemory: () => ({ bytes: free(), source: 'test' }),
+    });
+    const refused = (stage: RegExp) => (e: unknown) => {
+      assert.ok(e instanceof EngineError && e.code === 'DSV_ERR_CONFIG', String(e));
+      assert.match(e.message, stage);
+      return true;
+    };
+    await assert.rejects(
+      EngineCore.create(
+        dir,
+        options(() => 2 ** 20),
+      ),
+      refused(/^not enough free memory to load this model: the memory plan/),
+    );
+    // Plenty at start, then another process takes it all.
+    await assert.rejects(
+      EngineCore.create(
+        dir,
+        options(() => (calls++ === 0 ? 2 ** 40 : 0)),
+      ),
+      refused(/^not enough free memory while loading layer 0:/),
+    );
+  });
+
   it("a second start serves bit-identical logits from the cache, without the checkpoint's data", async () => {
     const dir = fixtureCopy('cache');
     const cacheDir = path.join(tmp, 'qcache');
