@@ -15,6 +15,7 @@ import { DEFAULT_MAX_SCORE_ELEMENTS, SparseMlaAttention, type AttentionShapes } 
 import type { StepProfiler } from '../step_profiler.ts';
 import { buildIndexerSelectGraph } from './indexer.ts';
 import { buildDsaDecodeGraph } from './dsa_decode.ts';
+import { buildDsaRowsGraph } from './dsa_rows.ts';
 import { buildAttentionGraph, buildGatheredPrefillAttentionGraph, buildPostAttentionGraph } from './mla.ts';
 import { buildPreAttentionGraph } from './pre_attention.ts';
 import { indexerKeyPoolFeed, latentPoolFeed } from './kv_cache_graph.ts';
@@ -130,6 +131,7 @@ export class DeepseekModel {
       prefillSelected: indexer ? await session('sparse_mla_prefill_selected', () => buildAttentionGraph(config, 'prefill-selected', dtype)) : null,
       prefillGathered: indexer ? await session('sparse_mla_prefill_gathered', () => buildGatheredPrefillAttentionGraph(config, dtype)) : null,
       dsaDecode: indexer ? await session('dsa_decode', () => buildDsaDecodeGraph(config, indexer, dtype)) : null,
+      dsaRows: indexer ? await session('dsa_rows', () => buildDsaRowsGraph(config, indexer, dtype)) : null,
       indexer: indexer ? await session('indexer_select', () => buildIndexerSelectGraph(indexer, false, dtype)) : null,
     };
     const shapes: AttentionShapes = {
