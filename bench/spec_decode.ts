@@ -9,11 +9,16 @@
 // --prompts-from takes the prompts from a uint16 token stream (BOS-aligned 32-token windows of held-out text,
 // tools/train/data/valid.u16) instead of random ids; the table then also shows the acceptance per draft position.
 //   node --import tsx bench/spec_decode.ts [--model bench-mini | --dir DIR] [--prompts-from FILE.u16] [--k 1]
-//     [--batches 1,4,16] [--tokens 32] [--reps 3] [--threads 2] [--disable-by-batch-size N]
+//     [--batches 1,4,16] [--tokens 32] [--reps 3] [--threads 2] [--disable-by-batch-size N] [--kv-cache-dtype float32]
+// Below the table: per engine and batch, the mean decode step (steps that scheduled no prefill token) split
+// by part (StepTimings), its graph runs, the time inside them and the rest (JS), and its generated tokens,
+// so a step's cost can be traced to its parts.
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { KV_CACHE_DTYPES, type KVCacheDtype } from '../src/kvcache/kv_dtype.ts';
 import { OfflineEngine } from '../src/engine/offline.ts';
+import { emptyTimings, type StepTimings } from '../src/engine/step_profiler.ts';
 import type { StepStats } from '../src/engine/step_stats.ts';
 import { randomCheckpoint } from '../tools/checkpoint/random_weights.ts';
 import { writeCheckpoint } from '../tools/checkpoint/safetensors_writer.ts';
@@ -32,6 +37,8 @@ const { values: args } = parseArgs({
     threads: { type: 'string', default: '2' },
     // Speculation's budget rule; default: off (speculation at every batch size).
     'disable-by-batch-size': { type: 'string' },
+    // Explicit, so the figures do not move when the default KV dtype of a checkpoint changes.
+    'kv-cache-dtype': { type: 'string', default: 'float32' },
   },
 });
 
@@ -86,7 +93,9 @@ const k = Number(args.k);
 const N = Number(args.tokens);
 const reps = Number(args.reps);
 const batches = args.batches!.split(',').map(Number);
-const runner = { numThreads: Number(args.threads), kvCacheMemory: 2 ** 28 };
+const kvCacheDtype = args['kv-cache-dtype'] as KVCacheDtype;
+if (!KV_CACHE_DTYPES.includes(kvCacheDtype)) throw new Error(`--kv-cache-dtype: one of ${KV_CACHE_DTYPES.join(', ')}`);
+const runner = { numThreads: Number(args.threads), kvCacheMemory: 2 ** 28, kvCacheDtype };
 const scheduler = { maxNumSeqs: 64 };
 const engines = {
   plain: await OfflineEngine.create(dir, { runner, scheduler }),
@@ -99,10 +108,26 @@ const engines = {
 const load0 = (await import('node:fs')).readFileSync('/proc/loadavg', 'utf8').trim();
 const rule = args['disable-by-batch-size'] === undefined ? 'speculation at every batch size' : `disable_by_batch_size ${args['disable-by-batch-size']}`;
 const source = promptStream ? `prompts from ${args['prompts-from']}` : 'random prompts';
-console.log(`${args.dir ?? `${args.model} + MTP`}, k ${k}, ${rule}, ${N} tokens, ${reps} reps, threads ${args.threads}, ${source}; loadavg before: ${load0}`);
+console.log(
+  `${args.dir ?? `${args.model} + MTP`}, k ${k}, ${rule}, ${N} tokens, ${reps} reps, threads ${args.threads}, --kv-cache-dtype ${kvCacheDtype}, ${source}; loadavg before: ${load0}`,
+);
 console.log('| batch | plain decode tok/s | spec decode tok/s | spec / plain | accepted / draft tokens | accepted per position / drafts |');
 console.log('|---|---|---|---|---|---|');
+/** Sums of the decode steps (no prefill token) of one engine at one batch size. */
+interface DecodeSteps {
+  steps: number;
+  ms: number;
+  graphRuns: number;
+  graphRunMs: number;
+  tokens: number;
+  readonly split: Record<keyof StepTimings, number>;
+}
+const profiles: { b: number; mode: string; d: DecodeSteps }[] = [];
 for (const b of batches) {
+  const decode: Record<'plain' | 'spec', DecodeSteps> = {
+    plain: { steps: 0, ms: 0, graphRuns: 0, graphRunMs: 0, tokens: 0, split: { ...emptyTimings() } },
+    spec: { steps: 0, ms: 0, graphRuns: 0, graphRunMs: 0, tokens: 0, split: { ...emptyTimings() } },
+  };
   const tps: Record<'plain' | 'spec', number[]> = { plain: [], spec: [] };
   let accepted = 0;
   let drafted = 0;
@@ -115,6 +140,16 @@ for (const b of batches) {
       const full = await timeRun(engines[mode], ps, N);
       if (r === 0) continue; // warm-up
       tps[mode].push((b * (N - 1)) / ((full.ms - one.ms) / 1000));
+      for (const st of full.stats) {
+        if (st.numPrefillTokens > 0 || st.numScheduledTokens === 0) continue;
+        const d = decode[mode];
+        d.steps++;
+        d.ms += st.stepMs;
+        d.graphRuns += st.numGraphRuns;
+        d.graphRunMs += st.graphRunMs;
+        d.tokens += st.numGeneratedTokens;
+        for (const part of Object.keys(d.split) as (keyof StepTimings)[]) d.split[part] += st.timings[part];
+      }
       for (const s of full.stats) {
         accepted += s.specDecode?.numAcceptedTokens ?? 0;
         drafted += s.specDecode?.numDraftTokens ?? 0;
@@ -123,11 +158,25 @@ for (const b of batches) {
       }
     }
   }
+  profiles.push({ b, mode: 'plain', d: decode.plain }, { b, mode: 'spec', d: decode.spec });
   const p = median(tps.plain);
   const s = median(tps.spec);
   console.log(
     `| ${b} | ${p.toFixed(1)} (${Math.min(...tps.plain).toFixed(1)}-${Math.max(...tps.plain).toFixed(1)}) | ${s.toFixed(1)} (${Math.min(...tps.spec).toFixed(1)}-${Math.max(...tps.spec).toFixed(1)}) | ${(s / p).toFixed(2)} | ${accepted} / ${drafted} | ${perPos.map((n) => (n / Math.max(1, drafts)).toFixed(3)).join(', ')} (${drafts}) |`,
   );
+}
+console.log('\nMean decode step (steps without prefill tokens; ms per step):');
+console.log(`| batch | engine | steps | step ms | graph runs | in graph runs ms | JS ms | tokens / step | ${Object.keys(emptyTimings()).join(' | ')} |`);
+console.log(
+  `|---|---|---|---|---|---|---|---|${Object.keys(emptyTimings())
+    .map(() => '---|')
+    .join('')}`,
+);
+for (const { b, mode, d } of profiles) {
+  const per = (x: number): string => (x / Math.max(1, d.steps)).toFixed(2);
+  const parts = (Object.keys(d.split) as (keyof StepTimings)[]).map((p) => per(d.split[p])).join(' | ');
+  const js = per(d.ms - d.graphRunMs);
+  console.log(`| ${b} | ${mode} | ${d.steps} | ${per(d.ms)} | ${per(d.graphRuns)} | ${per(d.graphRunMs)} | ${js} | ${per(d.tokens)} | ${parts} |`);
 }
 console.log(`loadavg after: ${(await import('node:fs')).readFileSync('/proc/loadavg', 'utf8').trim()}`);
 await engines.plain.dispose();

@@ -7,7 +7,7 @@ import type { MachineMemory } from '../common/machine_memory.ts';
 import type { LayerCapture } from './model/deepseek_model.ts';
 import { loadModelRunner } from './model_loader.ts';
 import type { ModelRunner, ModelRunnerOptions, RunnerOutput } from './model_runner.ts';
-import { graphRunCount } from './onnx/session.ts';
+import { graphRunCount, graphRunTime } from './onnx/session.ts';
 import { Request, RequestStatus, type RequestInit, type RequestOutputDelta, type SampledLogprobs } from './request.ts';
 import { scorePromptRows } from './sampling/prompt_logprobs.ts';
 import { sampleToken, SamplerWorkspace } from './sampling/sampler.ts';
@@ -161,6 +161,7 @@ export class EngineCore {
   async step(): Promise<{ outputs: RequestOutputDelta[]; stats: StepStats }> {
     const t0 = performance.now();
     const runs0 = graphRunCount(); // the forward pass and, with speculation, the MTP drafts
+    const runMs0 = graphRunTime();
     const profiler = new StepProfiler();
     const scheduled = profiler.time('schedule', () => this.scheduler.schedule());
     const run = await this.runner.execute(scheduled, profiler);
@@ -168,11 +169,15 @@ export class EngineCore {
     const spec = emptySpecDecodeCounts(this.scheduler.config.numSpeculativeTokens ?? 0);
     const results = profiler.time('sampling', () => this.sample(scheduled, run, masks, spec));
     const outputs = profiler.time('schedule', () => this.scheduler.updateFromOutput(scheduled, results));
-    if (this.drafting) await proposeDrafts(this.drafting, scheduled, scheduled.speculative === true, profiler);
+    if (this.drafting) {
+      // Its own profiler: the MTP pass runs after the forward, so its parts must not eat into the forward's `other`.
+      const drafting = this.drafting;
+      await profiler.timeAsync('draft', () => proposeDrafts(drafting, scheduled, scheduled.speculative === true, new StepProfiler(profiler.sparsity)));
+    }
     this.structuredOutputs.release(outputs.filter((o) => o.finishReason !== null).map((o) => o.requestId));
     const generated = outputs.reduce((n, o) => n + o.newTokenIds.length, 0);
     const stats = {
-      ...this.stats(scheduled, performance.now() - t0, profiler, run, generated, graphRunCount() - runs0),
+      ...this.stats(scheduled, performance.now() - t0, profiler, run, generated, { count: graphRunCount() - runs0, ms: graphRunTime() - runMs0 }),
       ...(this.drafting && { specDecode: spec }),
     };
     return { outputs, stats };
@@ -241,7 +246,8 @@ export class EngineCore {
 
   /** Stats between steps (after aborts): gauges only, no step work. */
   idleStats(): StepStats {
-    return this.stats({ scheduled: [], numScheduledTokens: 0, preempted: [] }, 0, new StepProfiler(), { logits: [], selections: null, forwardMs: 0 }, 0, 0);
+    const none = { count: 0, ms: 0 };
+    return this.stats({ scheduled: [], numScheduledTokens: 0, preempted: [] }, 0, new StepProfiler(), { logits: [], selections: null, forwardMs: 0 }, 0, none);
   }
 
   /** Scheduler and block-manager invariants (tests run it after every step). */
@@ -254,7 +260,14 @@ export class EngineCore {
     await this.runner.dispose();
   }
 
-  private stats(out: SchedulerOutput, stepMs: number, profiler: StepProfiler, run: RunnerOutput, numGeneratedTokens: number, numGraphRuns: number): StepStats {
+  private stats(
+    out: SchedulerOutput,
+    stepMs: number,
+    profiler: StepProfiler,
+    run: RunnerOutput,
+    numGeneratedTokens: number,
+    graphRuns: { readonly count: number; readonly ms: number },
+  ): StepStats {
     const kv = this.scheduler.kvCache;
     const blocksInUse = kv.numBlocks - kv.numFreeBlocks;
     const perBlock = this.runner.storage.bytesPerBlockByCache;
@@ -278,7 +291,8 @@ export class EngineCore {
       prefixCacheQueryTokens: prefix.numQueryTokens,
       prefixCacheHitTokens: prefix.numHitTokens,
       stepMs,
-      numGraphRuns,
+      numGraphRuns: graphRuns.count,
+      graphRunMs: graphRuns.ms,
       timings: profiler.timings(run.forwardMs),
       sparsity: profiler.sparsity,
     };

@@ -10,6 +10,7 @@ export interface StepTimings {
   readonly experts: number; // routing + routed expert graph
   readonly grammar: number; // structured outputs: next-token bitmasks (XGrammar)
   readonly sampling: number; // sampler (bitmask application included), prompt logprobs
+  readonly draft: number; // speculative decoding: the MTP module's pass after sampling (graphs and JS)
   readonly other: number; // step inputs, embedding, cache writes
 }
 
@@ -27,13 +28,15 @@ export function emptySparsity(): SparsityCounters {
 }
 
 export function emptyTimings(): StepTimings {
-  return { schedule: 0, dense: 0, indexer: 0, attention: 0, experts: 0, grammar: 0, sampling: 0, other: 0 };
+  return { schedule: 0, dense: 0, indexer: 0, attention: 0, experts: 0, grammar: 0, sampling: 0, draft: 0, other: 0 };
 }
 
 /** Accumulates wall time per part over one step. */
 export class StepProfiler {
   private readonly ms: Record<StepPart, number> = { ...emptyTimings() };
-  readonly sparsity: SparsityCounters = emptySparsity();
+
+  /** `sparsity` may be another profiler's: the MTP pass times its parts apart from the forward's but counts DSA rows with them. */
+  constructor(readonly sparsity: SparsityCounters = emptySparsity()) {}
 
   time<T>(part: StepPart, fn: () => T): T {
     const t0 = performance.now();

@@ -17,6 +17,8 @@ export interface StepStats {
   readonly stepMs: number;
   /** ONNX Runtime graph runs of the whole step: the forward pass and, with speculation, the MTP drafts (per-run overhead dominates small decode steps). */
   readonly numGraphRuns: number;
+  /** Wall milliseconds inside those graph runs; stepMs minus this is the step's JS time. */
+  readonly graphRunMs: number;
   /** Milliseconds per part of the step. */
   readonly timings: StepTimings;
   readonly sparsity: SparsityCounters;

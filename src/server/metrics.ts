@@ -9,7 +9,7 @@ const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5
 const ITL_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80];
 const REQUEST_BUCKETS = [0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680];
 const ITERATION_BUCKETS = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384];
-const STEP_PARTS = ['schedule', 'dense', 'indexer', 'attention', 'experts', 'grammar', 'sampling', 'other'] as const;
+const STEP_PARTS = ['schedule', 'dense', 'indexer', 'attention', 'experts', 'grammar', 'sampling', 'draft', 'other'] as const;
 
 export class ServerMetrics {
   readonly registry = new Registry();

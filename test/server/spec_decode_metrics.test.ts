@@ -15,6 +15,7 @@ function stats(specDecode: StepStats['specDecode']): StepStats {
     numDecodeTokens: 0,
     numGeneratedTokens: 2,
     numGraphRuns: 0,
+    graphRunMs: 0,
     numPreemptionsTotal: 0,
     kvCacheUsage: 0.1,
     kvCacheBytesInUse: { latent: 0, indexer: 0 },

@@ -5,13 +5,14 @@
 // With an indexer and more than index_topk visible keys, only the index_topk best-scored keys are
 // attended; otherwise all visible keys are (README "Lightning indexer"). Scores, top-k and masks are
 // computed inside the graphs; this file only slices runs and gathers the selected slots.
-// Decode groups (S = 1) gather only the selected rows (cost ~ topk, flat in context length);
+// Decode groups (S = 1) gather only the selected rows (cost ~ topk, flat in context length), and so do
+// groups of short chunks (verification chunks, S <= MAX_GROUPED_QUERY_LEN, one run per slice of sequences);
 // prefill chunks over a context longer than GATHERED_PREFILL_MIN_CONTEXT x topk gather each row's
 // selected rows too (cost ~ S * topk); over shorter contexts they score the whole context once and mask
 // per row (cost ~ S * T), which is cheaper there.
 import { floatTensor, int32Tensor, type Feed, type GraphSession } from '../onnx/session.ts';
 import type { StepProfiler } from '../step_profiler.ts';
-import type { AttentionGroup } from '../model/step_plan.ts';
+import { MAX_GROUPED_QUERY_LEN, type AttentionGroup } from '../model/step_plan.ts';
 
 export const DEFAULT_MAX_SCORE_ELEMENTS = 1 << 25; // 128 MiB of float32 scores per attention run
 
@@ -58,6 +59,7 @@ export interface AttentionSessions {
   readonly prefillGathered: GraphSession | null; // DSA prefill: each row gathers only its selected keys
   readonly dsaDecode: GraphSession | null; // DSA decode: IDX 5-6 + MLA 5 over only the selected rows, one run
   readonly dsaDecodeKeySpan: GraphSession | null; // the same for one sequence, its keys scored in place over a span of slots
+  readonly dsaRows: GraphSession | null; // as dsaDecode for groups of short chunks (S > 1 rows per sequence)
   readonly indexer: GraphSession | null; // IDX 5-6, prefill form
 }
 
@@ -81,10 +83,67 @@ export class SparseMlaAttention {
     const sparse = indexTopk > 0 && inp.iq !== null && Math.max(...startPos) + S > indexTopk;
     countSparsity(group, sparse ? indexTopk : Infinity, ctx.profiler);
     if (!sparse) {
-      const o = await ctx.profiler.timeAsync('attention', () => this.runRows(this.sessions.dense, group, inp, {}, null));
+      const o = await ctx.profiler.timeAsync('attention', () => this.runDense(group, inp));
       return { o, lastSelections: ctx.recordSelections ? allVisible(group) : null };
     }
-    return S === 1 ? this.attendDecode(group, inp, ctx) : this.attendPrefill(group, inp, ctx);
+    if (S === 1) return this.attendDecode(group, inp, ctx);
+    return S <= MAX_GROUPED_QUERY_LEN ? this.attendRows(group, inp, ctx) : this.attendPrefill(group, inp, ctx);
+  }
+
+  /**
+   * A group of short chunks with DSA (model/dsa_rows.ts): selection and attention of every row in one run
+   * per slice of sequences, each slice's gathered rows [b, S * topk, C] kept under maxScoreElements.
+   */
+  private async attendRows(
+    group: AttentionGroup,
+    inp: AttentionLayerInputs,
+    ctx: AttendContext,
+  ): Promise<{ o: Float32Array; lastSelections: Int32Array[] | null }> {
+    const { numSeqs: B, queryLen: S } = group;
+    const { numHeads: H, latentDim: C, kvLoraRank: L, indexerHeads: Hi, indexerDim: Di, indexTopk: k } = this.shapes;
+    const seqsPerRun = Math.max(1, Math.floor(this.shapes.maxScoreElements / (S * k * Math.max(H, C))));
+    const o = new Float32Array(B * S * H * L);
+    const lastSelections: Int32Array[] | null = ctx.recordSelections ? [] : null;
+    await ctx.profiler.timeAsync('attention', async () => {
+      for (let b0 = 0; b0 < B; b0 += seqsPerRun) {
+        const part = sequenceSlice(group, b0, Math.min(B, b0 + seqsPerRun));
+        const { numSeqs: n, maxContext: T, rowStart: first } = part;
+        const rows = n * S;
+        const [po, sel] = await this.sessions.dsaRows!.runTyped(
+          {
+            q: floatTensor(inp.q.subarray(first * H * C, (first + rows) * H * C), [n, S, H, C]),
+            iq: floatTensor(inp.iq!.subarray(first * Hi * Di, (first + rows) * Hi * Di), [n, S, Hi, Di]),
+            iw: floatTensor(inp.iw!.subarray(first * Hi, (first + rows) * Hi), [n, S, Hi]),
+            ...inp.latentCache,
+            ...inp.indexerCache!,
+            idx: int32Tensor(part.keySlots, [n, T]),
+            qpos: int32Tensor(queryPositions(part, 0, S), [n, S]),
+          },
+          ['o', 'sel'],
+        );
+        if (!(po instanceof Float32Array) || !(sel instanceof Int32Array)) throw new Error('graph dsa_rows: unexpected output types');
+        o.set(po, b0 * S * H * L);
+        for (let b = 0; b < n; b++) {
+          const last = sel.subarray((b * S + S - 1) * k, (b * S + S) * k);
+          lastSelections?.push(visibleSorted(last, part.startPos[b]! + S - 1));
+        }
+      }
+    });
+    return { o, lastSelections };
+  }
+
+  /** Every visible key; a group of short chunks runs in slices of sequences whose scores [b, S * H, T] fit maxScoreElements. */
+  private async runDense(group: AttentionGroup, inp: AttentionLayerInputs): Promise<Float32Array> {
+    const { numSeqs: B, queryLen: S, maxContext: T } = group;
+    const { numHeads: H, kvLoraRank: L } = this.shapes;
+    const seqsPerRun = Math.max(1, Math.floor(this.shapes.maxScoreElements / (S * H * T)));
+    if (S === 1 || seqsPerRun >= B) return this.runRows(this.sessions.dense, group, inp, {}, null);
+    const o = new Float32Array(B * S * H * L);
+    for (let b0 = 0; b0 < B; b0 += seqsPerRun) {
+      const part = sequenceSlice(group, b0, Math.min(B, b0 + seqsPerRun));
+      o.set(await this.runRows(this.sessions.dense, part, inp, {}, null), b0 * S * H * L);
+    }
+    return o;
   }
 
   /**
@@ -212,6 +271,22 @@ export class SparseMlaAttention {
     const heads = Math.max(this.shapes.numHeads, this.shapes.indexerHeads);
     return Math.max(1, Math.min(S, Math.floor(this.shapes.maxScoreElements / (heads * T))));
   }
+}
+
+/** Sequences b0 .. b1 - 1 of a group as a group of their own (their rows are contiguous). */
+function sequenceSlice(group: AttentionGroup, b0: number, b1: number): AttentionGroup {
+  if (b0 === 0 && b1 === group.numSeqs) return group;
+  const { queryLen: S, maxContext: T } = group;
+  return {
+    rowStart: group.rowStart + b0 * S,
+    numSeqs: b1 - b0,
+    queryLen: S,
+    seqIndex: group.seqIndex.subarray(b0, b1),
+    startPos: group.startPos.subarray(b0, b1),
+    maxContext: T,
+    keySlots: group.keySlots.subarray(b0 * T, b1 * T),
+    keySlotSpan: null, // the in-place key span is a batch-1 decode shortcut; slices gather
+  };
 }
 
 /** Positions of query rows i0 .. i0 + n - 1 of every sequence: [B, n]. */

@@ -15,8 +15,9 @@ import { DEFAULT_MAX_SCORE_ELEMENTS, SparseMlaAttention, type AttentionShapes } 
 import type { StepProfiler } from '../step_profiler.ts';
 import { buildIndexerSelectGraph } from './indexer.ts';
 import { buildDsaDecodeGraph } from './dsa_decode.ts';
+import { buildDsaRowsGraph } from './dsa_rows.ts';
 import { buildAttentionGraph, buildGatheredPrefillAttentionGraph, buildPostAttentionGraph } from './mla.ts';
-import { buildPreAttentionGraph } from './pre_attention.ts';
+import { buildPreAttentionGraph, type LayerPrelude } from './pre_attention.ts';
 import { indexerKeyPoolFeed, indexerKeySpanFeed, latentPoolFeed } from './kv_cache_graph.ts';
 import { buildRoutedExpertsGraph, denseFfn, dispatch, dispatchGroup, expertGroups, moePreludeFfn } from './moe.ts';
 import { routeTokens } from './moe_router.ts';
@@ -131,6 +132,7 @@ export class DeepseekModel {
       prefillGathered: indexer ? await session('sparse_mla_prefill_gathered', () => buildGatheredPrefillAttentionGraph(config, dtype)) : null,
       dsaDecode: indexer ? await session('dsa_decode', () => buildDsaDecodeGraph(config, indexer, dtype)) : null,
       dsaDecodeKeySpan: indexer ? await session('dsa_decode_key_span', () => buildDsaDecodeGraph(config, indexer, dtype, true)) : null,
+      dsaRows: indexer ? await session('dsa_rows', () => buildDsaRowsGraph(config, indexer, dtype)) : null,
       indexer: indexer ? await session('indexer_select', () => buildIndexerSelectGraph(indexer, false, dtype)) : null,
     };
     const shapes: AttentionShapes = {
@@ -167,12 +169,12 @@ export class DeepseekModel {
   /**
    * One decoder layer over the step's rows: h [N, D] -> h [N, D]. `l` picks the cache layer the rows'
    * latent (and indexer key) rows go to; the MTP module runs its own layer through here at index
-   * numHiddenLayers + i.
+   * numHiddenLayers + i. A Feed instead of h feeds a layer built with a prelude (its pre graph computes h).
    */
   async runLayer(
     l: number,
     layer: LayerSessions,
-    h: Float32Array,
+    input: Float32Array | Feed,
     plan: StepPlan,
     ropeFeed: Feed,
     profiler: StepProfiler,
@@ -181,11 +183,12 @@ export class DeepseekModel {
   ): Promise<Float32Array> {
     const N = plan.numTokens;
     const D = this.config.hiddenSize;
-    const feed = { h: floatTensor(h, [N, D]), ...ropeFeed };
-    const pre = await profiler.timeAsync<PreAttentionOutputs>('dense', () =>
-      this.indexer ? layer.pre.run(feed, ['q', 'kv', 'iq', 'ik', 'iw']) : layer.pre.run(feed, ['q', 'kv']),
-    );
-    const [q, kv, iq = null, ik = null, iw = null] = pre;
+    const fed = !(input instanceof Float32Array);
+    const feed = { ...(fed ? input : { h: floatTensor(input, [N, D]) }), ...ropeFeed };
+    const names = [...(this.indexer ? ['q', 'kv', 'iq', 'ik', 'iw'] : ['q', 'kv']), ...(fed ? ['h'] : [])];
+    const outs = await profiler.timeAsync('dense', () => layer.pre.run(feed, names));
+    const h = fed ? outs.pop()! : input;
+    const [q, kv, iq = null, ik = null, iw = null] = outs as unknown as PreAttentionOutputs;
     hooks.onLayer?.(l, { q, kv, iq, ik, iw, positions: plan.positions });
     profiler.time('other', () => {
       this.storage.writeLatent(l, plan.slots, kv);
@@ -295,12 +298,13 @@ export async function createLayerSessions(
   storage: PagedKVStorage,
   bits: QuantBits | null,
   options: ModelOptions,
+  prelude: LayerPrelude | null = null,
 ): Promise<LayerSessions> {
   const indexer = options.denseAttention ? null : config.indexer;
   const build = <T>(fn: () => T): T => withAccuracyLevel(options.quantAccuracyLevel ?? QUANT_ACCURACY_LEVEL, fn);
   const moe = moeConfigOfLayer(config, l);
   const ffn = w.mlp.kind === 'dense' ? denseFfn(w.mlp.weights) : moePreludeFfn(w.mlp.weights);
-  const pre = build(() => buildPreAttentionGraph(config, l, w.attn, w.inputLayernorm, indexer, storage.indexerKeysRotated, bits));
+  const pre = build(() => buildPreAttentionGraph(config, l, w.attn, w.inputLayernorm, indexer, storage.indexerKeysRotated, bits, prelude));
   const post = build(() => buildPostAttentionGraph(config, l, w.attn, w.postAttentionLayernorm, ffn, bits));
   return {
     pre: await GraphSession.create(`pre_attention_${l}`, pre, options),

@@ -4,7 +4,8 @@
 //   x = eh_proj([enorm(embed(t_{p+1})); hnorm(h_p)])     embedding first; embed is zeroed at position 0
 //   y = decoder layer numHiddenLayers + i (MLA over its own cache layer, + indexer, + MoE or dense FFN)
 //   logits = shared_head.head(shared_head.norm(y))        predicts t_{p+2}
-// The decoder layer is the main model's layer graph (createLayerSessions / DeepseekModel.runLayer), and
+// The decoder layer is the main model's layer graph (createLayerSessions / DeepseekModel.runLayer) with
+// x = eh_proj(...) as the prelude of its pre-attention graph (one graph run per pass instead of two), and
 // its latent (and indexer key) rows live in the paged storage's extra layer, at the same slots as the
 // main model's rows of the same positions. Chained drafts feed y back as the next row's h.
 import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
@@ -29,7 +30,6 @@ export class MtpModule {
     private readonly config: ModelConfig,
     /** HF layer index of this module; also its cache layer in the paged storage. */
     readonly layerIndex: number,
-    private readonly input: GraphSession,
     private readonly layer: LayerSessions,
     private readonly head: GraphSession,
   ) {}
@@ -45,18 +45,13 @@ export class MtpModule {
   ): Promise<MtpModule> {
     const l = config.numHiddenLayers + i;
     const build = <T>(fn: () => T): T => withAccuracyLevel(options.quantAccuracyLevel ?? QUANT_ACCURACY_LEVEL, fn);
-    const input = await GraphSession.create(
-      `mtp_input_${l}`,
-      build(() => buildInputGraph(config, w)),
-      options,
-    );
-    const layer = await createLayerSessions(config, l, w.layer, storage, bits, options);
+    const layer = await createLayerSessions(config, l, w.layer, storage, bits, options, (g) => inputNodes(g, config, w));
     const head = await GraphSession.create(
       `mtp_head_${l}`,
       build(() => buildHeadGraph(config, w)),
       options,
     );
-    return new MtpModule(config, l, input, layer, head);
+    return new MtpModule(config, l, layer, head);
   }
 
   /**
@@ -74,8 +69,8 @@ export class MtpModule {
       return rows;
     });
     const ropeFeed = profiler.time('other', () => model.ropeFeed(plan.positions));
-    const [x] = await profiler.timeAsync('dense', () => this.input.run({ e: floatTensor(e, [N, D]), h: floatTensor(prevHidden, [N, D]) }, ['x']));
-    const hidden = await model.runLayer(this.layerIndex, this.layer, x!, plan, ropeFeed, profiler);
+    const input = { e: floatTensor(e, [N, D]), h_prev: floatTensor(prevHidden, [N, D]) };
+    const hidden = await model.runLayer(this.layerIndex, this.layer, input, plan, ropeFeed, profiler);
     const R = plan.logitRows.length;
     if (R === 0) return { hidden, logits: new Float32Array(0) };
     const rows = new Float32Array(R * D);
@@ -85,21 +80,18 @@ export class MtpModule {
   }
 
   async dispose(): Promise<void> {
-    await this.input.release();
     await releaseLayerSessions(this.layer);
     await this.head.release();
   }
 }
 
-/** e [N, D], h [N, D] -> x = eh_proj(concat(enorm(e), hnorm(h))) [N, D]. */
-function buildInputGraph(config: ModelConfig, w: MtpWeights<LinearWeight>): Uint8Array {
+/** Inputs e [N, D], h_prev [N, D] -> x = eh_proj(concat(enorm(e), hnorm(h_prev))) [N, D], the decoder layer's h. */
+function inputNodes(g: GraphBuilder, config: ModelConfig, w: MtpWeights<LinearWeight>): string {
   const D = config.hiddenSize;
-  const g = new GraphBuilder('mtp_input');
   const e = g.input('e', DataType.FLOAT, ['N', D]);
-  const h = g.input('h', DataType.FLOAT, ['N', D]);
+  const h = g.input('h_prev', DataType.FLOAT, ['N', D]);
   const eh = g.node('Concat', [rmsNorm(g, e, w.enorm, config.rmsNormEps), rmsNorm(g, h, w.hnorm, config.rmsNormEps)], { axis: 1 }); // [N, 2D]
-  g.markOutput(linear(g, eh, w.ehProj), 'x', DataType.FLOAT, ['N', D]);
-  return g.build();
+  return linear(g, eh, w.ehProj);
 }
 
 /** h [R, D] -> logits [R, vocab] = shared_head.head(shared_head.norm(h)). */

@@ -20,6 +20,9 @@ import { hadamardMatrix } from '../../common/numeric/hadamard.ts';
 import { assert } from '../../common/errors.ts';
 import type { AttentionWeights, IndexerConfig, LinearWeight, ModelConfig, Tensor } from '../checkpoint/types.ts';
 
+/** Nodes that compute a layer's input h [N, D] from graph inputs of their own (buildPreAttentionGraph). */
+export type LayerPrelude = (g: GraphBuilder) => string;
+
 const INDEXER_LAYERNORM_EPS = 1e-6; // fixed by the reference implementation, not from config
 
 /** Output i of a Split node (nodeN returns exactly as many names as it was asked for). */
@@ -51,6 +54,8 @@ function splitQRows(config: ModelConfig, w: LinearWeight, ropeScale: number): { 
  * (half-split layout). Outputs q [N, H, C], kv [N, 1, C]; with the indexer iq [N, Hi, Di], ik [N, 1, Di], iw [N, Hi].
  * rotateIndexerQuery: iq in the Hadamard basis of an fp8 indexer key cache (PagedKVStorage.indexerKeysRotated).
  * quant: MatMulNBits bits/accuracy level of the quantised linear weights (null: float32 weights).
+ * prelude: computes h from inputs of its own instead of the input h, and h becomes output 'h' (the layer's
+ * residual): the MTP module's input projection (mtp.ts) runs in this graph, one run less per pass.
  */
 export function buildPreAttentionGraph(
   config: ModelConfig,
@@ -60,13 +65,15 @@ export function buildPreAttentionGraph(
   indexerConfig: IndexerConfig | null,
   rotateIndexerQuery = false,
   quant: QuantBits | null = null,
+  prelude: LayerPrelude | null = null,
 ): Uint8Array {
   const { hiddenSize: D, numAttentionHeads: H, qkRopeHeadDim: dr, kvLoraRank: L, rmsNormEps: eps } = config;
   const scale = mlaSoftmaxScale(config);
   const indexer = indexerConfig ? attn.indexer : null;
   const idx = indexerConfig;
   const g = new GraphBuilder(`pre_attention_${layer}`);
-  const h = g.input('h', DataType.FLOAT, ['N', D]);
+  const h = prelude ? prelude(g) : g.input('h', DataType.FLOAT, ['N', D]);
+  if (prelude) g.markOutput(h, 'h', DataType.FLOAT, ['N', D]);
   const cos = g.input('cos', DataType.FLOAT, ['N', 1, dr]);
   const sin = g.input('sin', DataType.FLOAT, ['N', 1, dr]);
   const rotation = g.initializer(ropeRotation('interleaved', dr, dr), [dr, dr]);

@@ -1,13 +1,22 @@
 // The model's step inputs: one batched step (sequences with their new tokens and block tables) as
-// flat, execution-ordered arrays. Sequences with one new token (decodes) run first as one attention
-// group; each multi-token chunk (prefill) is its own group, so no group pads queries.
+// flat, execution-ordered arrays. Short sequences (at most MAX_GROUPED_QUERY_LEN new tokens: decodes,
+// speculative verification chunks of the last token + k drafts, the MTP module's rows) run first, one
+// attention group per query length; each longer chunk (prefill) is its own group, so no group pads queries.
 // Built by the ModelRunner from the scheduler's output; token ids were validated when the request
 // entered the engine, so only invariants are asserted here.
 import { assert } from '../../common/errors.ts';
 import { slotMapping } from '../../kvcache/paged_kv_storage.ts';
 
+/**
+ * Longest chunk that shares an attention group with other sequences of its length: 1 + the most drafts
+ * a verification chunk carries (speculative_config.ts MAX_SPECULATIVE_TOKENS). A verification chunk in
+ * a group of its own cost one attention run per request and layer: at 16 requests with k 1 a
+ * speculative step made 83 graph runs instead of 16 (bench/spec_decode.ts, models/default).
+ */
+export const MAX_GROUPED_QUERY_LEN = 5;
+
 export interface StepSequence {
-  /** The new tokens of this step: a prefill chunk of any length or one decode token. */
+  /** The new tokens of this step: a prefill chunk of any length, one decode token, or a verification chunk. */
   readonly tokenIds: ArrayLike<number>;
   /** Tokens already in the cache; the first new token sits at this position. */
   readonly numComputedTokens: number;
@@ -43,8 +52,9 @@ export interface StepPlan {
 }
 
 export function planStep(seqs: readonly StepSequence[], blockSize: number, maxPositions: number): StepPlan {
-  // Execution order: decodes (one new token) first, then each prefill chunk; stable within each kind.
-  const ordered = [...seqs.entries()].sort(([, a], [, b]) => Number(a.tokenIds.length > 1) - Number(b.tokenIds.length > 1));
+  // Execution order: short sequences by length (decodes first), then each longer chunk; stable within each.
+  const rank = (s: StepSequence): number => (s.tokenIds.length <= MAX_GROUPED_QUERY_LEN ? s.tokenIds.length : MAX_GROUPED_QUERY_LEN + 1);
+  const ordered = [...seqs.entries()].sort(([, a], [, b]) => rank(a) - rank(b));
   const numTokens = seqs.reduce((n, s) => n + s.tokenIds.length, 0);
   const tokenIds = new Int32Array(numTokens);
   const positions = new Int32Array(numTokens);
@@ -62,9 +72,11 @@ export function planStep(seqs: readonly StepSequence[], blockSize: number, maxPo
     row += n;
   }
   const groups: AttentionGroup[] = [];
-  const decodes = ordered.filter(([, s]) => s.tokenIds.length === 1);
-  if (decodes.length > 0) groups.push(makeGroup(decodes, 0, blockSize));
-  for (const member of ordered) if (member[1].tokenIds.length > 1) groups.push(makeGroup([member], rowStartOf[member[0]]!, blockSize));
+  for (let S = 1; S <= MAX_GROUPED_QUERY_LEN; S++) {
+    const members = ordered.filter(([, s]) => s.tokenIds.length === S);
+    if (members.length > 0) groups.push(makeGroup(members, rowStartOf[members[0]![0]]!, blockSize));
+  }
+  for (const member of ordered) if (member[1].tokenIds.length > MAX_GROUPED_QUERY_LEN) groups.push(makeGroup([member], rowStartOf[member[0]]!, blockSize));
 
   const logitOffsets = new Int32Array(seqs.length + 1);
   const rows: number[] = [];

@@ -36,6 +36,7 @@ export function int64Tensor(data: BigInt64Array, dims: readonly number[]): ort.T
 }
 
 let graphRuns = 0;
+let graphRunMs = 0;
 
 /**
  * Graph runs since this thread started (every GraphSession counts). Decode at batch 1 is bound by the
@@ -44,6 +45,11 @@ let graphRuns = 0;
  */
 export function graphRunCount(): number {
   return graphRuns;
+}
+
+/** Wall milliseconds spent inside graph runs since this thread started: a step minus this is its JS time. */
+export function graphRunTime(): number {
+  return graphRunMs;
 }
 
 /** One array per requested output name, in order: a literal list of names gives a tuple of that length. */
@@ -96,6 +102,7 @@ export class GraphSession {
   /** Runs the graph; returns the requested outputs as typed arrays of whatever element type they have. */
   async runTyped(feed: Feed, outputs: readonly string[]): Promise<ArrayBufferView[]> {
     graphRuns++;
+    const t0 = performance.now();
     try {
       const result = await this.session.run(feed, outputs as string[]);
       return outputs.map((o) => {
@@ -105,6 +112,8 @@ export class GraphSession {
       });
     } catch (err) {
       throw new Error(`graph ${this.name}: ${(err as Error).message}`, { cause: err });
+    } finally {
+      graphRunMs += performance.now() - t0;
     }
   }
 
