@@ -12,6 +12,7 @@ import { DEFAULT_MAX_SCORE_ELEMENTS } from './attention/sparse_mla.ts';
 import type { EngineCoreOptions } from './engine_core.ts';
 import { checkMemoryPlan } from './memory_plan.ts';
 import type { ForwardHooks } from './model/deepseek_model.ts';
+import { resolveKvCacheDtype } from './kv_cache_dtype_auto.ts';
 import { ModelRunner, numKvBlocksFor } from './model_runner.ts';
 import { GroupPool } from './quant/group_pool.ts';
 import { WeightStream } from './quant/weight_stream.ts';
@@ -41,7 +42,11 @@ export async function loadModelRunner(modelDir: string, options: EngineCoreOptio
     }
     const speculative = options.speculative != null;
     if (speculative) checkMtpModule(stream);
-    const runnerOptions = { ...options.runner, speculative };
+    const kvCacheDtype = resolveKvCacheDtype(options.runner.kvCacheDtype ?? 'auto', {
+      torchDtype: config.torchDtype,
+      parametersByDtype: stream.parametersByDtype,
+    });
+    const runnerOptions = { ...options.runner, speculative, kvCacheDtype: kvCacheDtype.dtype };
     const { shape, numBlocks } = numKvBlocksFor(config, runnerOptions);
     const loaderThreads = quantLoaderThreads(options, stream.numParameters);
     const memoryPlan = checkMemoryPlan(
@@ -56,7 +61,7 @@ export async function loadModelRunner(modelDir: string, options: EngineCoreOptio
       },
       options.machineMemory,
     );
-    const loaded = { dir: stream.dir, config, numParameters: stream.numParameters, quantization, memoryPlan, loadWarnings };
+    const loaded = { dir: stream.dir, config, numParameters: stream.numParameters, quantization, memoryPlan, kvCacheDtype, loadWarnings };
     const threads = quantization === 'none' ? 0 : loaderThreads;
     if (threads === 0) {
       stream.close();
