@@ -4,6 +4,9 @@
 // bench/results/latest-kv-dtype.md (and stdout), labelled LOADED when other processes used the CPUs just
 // before or during the run (bench/machine/load.ts: the idle check, not the lagging load average).
 //   node --import tsx bench/kv_dtype_decode.ts [--context 16384] [--steps 32] [--concurrent-prompt 1024]
+//        [--dtypes float32,bfloat16,fp8] [--rounds 1] [--no-batch1]
+// --rounds N repeats the dtypes in turn N times (A/B on a shared machine: compare within one run);
+// --no-batch1 measures the 16-sequence decode only.
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import path from 'node:path';
@@ -23,8 +26,16 @@ const { values } = parseArgs({
     context: { type: 'string', default: '16384' },
     steps: { type: 'string', default: '32' },
     'concurrent-prompt': { type: 'string', default: '1024' },
+    dtypes: { type: 'string', default: KV_CACHE_DTYPES.join(',') },
+    rounds: { type: 'string', default: '1' },
+    'no-batch1': { type: 'boolean', default: false },
   },
 });
+const DTYPES = values.dtypes.split(',').map((d) => {
+  if (!(KV_CACHE_DTYPES as readonly string[]).includes(d)) throw new Error(`--dtypes: unknown dtype "${d}" (have ${KV_CACHE_DTYPES.join(', ')})`);
+  return d as KVCacheDtype;
+});
+const ROUNDS = Number(values.rounds);
 const CONTEXT = Number(values.context);
 const STEPS = Number(values.steps);
 const CONCURRENT_PROMPT = Number(values['concurrent-prompt']);
@@ -72,15 +83,16 @@ const dir = ensureBenchCheckpoint(MODEL);
 const shape = kvShape(benchModel(MODEL));
 const monitor = await LoadMonitor.afterIdleCheck();
 const rows: string[] = [];
-for (const dtype of KV_CACHE_DTYPES) {
-  const c0 = process.cpuUsage();
-  const b1 = await batch1(dir, dtype);
-  const c16 = await concurrent16(dir, dtype);
-  const cpu = process.cpuUsage(c0);
-  const bytes = oursKvBytesPerToken(shape, true, dtype);
-  rows.push(`| ${dtype} | ${bytes} | ${tokensPerGiB(bytes)} | ${b1.toFixed(1)} | ${c16.toFixed(1)} | ${((cpu.user + cpu.system) / 1e6).toFixed(0)} |`);
-  process.stderr.write(`${rows[rows.length - 1]}\n`);
-}
+for (let round = 0; round < ROUNDS; round++)
+  for (const dtype of DTYPES) {
+    const c0 = process.cpuUsage();
+    const b1 = values['no-batch1'] ? NaN : await batch1(dir, dtype);
+    const c16 = await concurrent16(dir, dtype);
+    const cpu = process.cpuUsage(c0);
+    const bytes = oursKvBytesPerToken(shape, true, dtype);
+    rows.push(`| ${dtype} | ${bytes} | ${tokensPerGiB(bytes)} | ${b1.toFixed(1)} | ${c16.toFixed(1)} | ${((cpu.user + cpu.system) / 1e6).toFixed(0)} |`);
+    process.stderr.write(`${rows[rows.length - 1]}\n`);
+  }
 const load = monitor.stop();
 const verdict = loadVerdict(load);
 const report = [

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { basename, extname, resolve } from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
-import { AUTO_KV_CACHE_DTYPE, type AnyOptionSpec, type ConfigKey, type ConfigValues, type NonEmptyList, OPTIONS } from './config_schema.ts';
+import { type AnyOptionSpec, type ConfigKey, type ConfigValues, type NonEmptyList, OPTIONS } from './config_schema.ts';
 import { EngineError } from './common/errors.ts';
 import type { EngineWorkerData } from './engine/worker/messages.ts';
 
@@ -110,7 +110,7 @@ export function toEngineWorkerData(config: ServerConfig, maxModelLen: number): E
         kvCacheMemory: config.kvCacheMemory,
         ...(config.numKvBlocks !== null && { numKvBlocks: config.numKvBlocks }),
         denseAttention: config.denseAttention,
-        kvCacheDtype: config.kvCacheDtype === 'auto' ? AUTO_KV_CACHE_DTYPE : config.kvCacheDtype,
+        kvCacheDtype: config.kvCacheDtype,
         numThreads: config.threads,
         quantization: config.quantization,
         quantizedWeightsDir: config.quantizedWeightsDir === null ? null : resolve(config.quantizedWeightsDir),

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { QUANTIZATION_MODES, type QuantizationMode } from './engine/quant/quant_mode.ts';
-import { KV_CACHE_DTYPES, type KVCacheDtype } from './kvcache/kv_dtype.ts';
+import { KV_CACHE_DTYPE_CHOICES, type KVCacheDtypeChoice } from './kvcache/kv_dtype.ts';
 import {
   DEFAULT_DISABLE_BY_BATCH_SIZE,
   MAX_SPECULATIVE_TOKENS,
@@ -16,17 +16,6 @@ import {
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
-
-/** --kv-cache-dtype values (vLLM's flag name); 'auto' resolves to AUTO_KV_CACHE_DTYPE. */
-export const KV_CACHE_DTYPE_CHOICES = ['auto', ...KV_CACHE_DTYPES] as const;
-export type KVCacheDtypeChoice = (typeof KV_CACHE_DTYPE_CHOICES)[number];
-/**
- * What 'auto' means. float32: on ONNX Runtime's CPU provider, reading fp8 rows inside the attention and
- * indexer graphs costs ~2-4x the float32 gather per value (there is no float8 BitCast; the codes are
- * re-assembled into float32 bits), while bfloat16 reads cost about the same as float32
- * (bench/kv_dtype_probe.ts). Choose bfloat16 or fp8 for capacity.
- */
-export const AUTO_KV_CACHE_DTYPE: KVCacheDtype = 'float32';
 
 /** The package root: the nearest directory holding package.json (src/ from sources, dist/src/ when built). */
 function packageRoot(): string {
@@ -364,8 +353,7 @@ const TABLE: { readonly [K in ConfigKey]: OptionSpec<K> } = {
     valueName: 'DTYPE',
     codec: kvCacheDtype,
     default: 'auto',
-    defaultText: 'auto (float32)',
-    help: 'Element type of the latent and indexer caches: float32, bfloat16 (2 bytes per value) or fp8 (DeepSeek-V3.2 layout: e4m3 latent with one float32 scale per 128 values and bf16 RoPE dims; Hadamard-rotated e4m3 indexer keys with one scale per token). auto = float32.',
+    help: "Element type of the latent and indexer caches: float32, bfloat16 (2 bytes per value) or fp8 (DeepSeek-V3.2 layout: e4m3 latent with one float32 scale per 128 values and bf16 RoPE dims; Hadamard-rotated e4m3 indexer keys with one scale per token). auto = the checkpoint's dtype: bfloat16 for a bfloat16, float16 or FP8 checkpoint, float32 for a float32 one.",
   }),
   apiKey: row('apiKey', {
     valueName: 'KEY[,KEY...]',

@@ -15,6 +15,7 @@ import type { EngineCoreOptions } from './engine_core.ts';
 import { LoadMemoryGuard } from './load_memory_guard.ts';
 import { checkMemoryPlan } from './memory_plan.ts';
 import type { ForwardHooks } from './model/deepseek_model.ts';
+import { resolveKvCacheDtype } from './kv_cache_dtype_auto.ts';
 import { ModelRunner, numKvBlocksFor } from './model_runner.ts';
 import { GroupPool } from './quant/group_pool.ts';
 import { WeightStream } from './quant/weight_stream.ts';
@@ -44,7 +45,11 @@ export async function loadModelRunner(modelDir: string, options: EngineCoreOptio
     }
     const speculative = options.speculative != null;
     if (speculative) checkMtpModule(stream);
-    const runnerOptions = { ...options.runner, speculative };
+    const kvCacheDtype = resolveKvCacheDtype(options.runner.kvCacheDtype ?? 'auto', {
+      torchDtype: config.torchDtype,
+      parametersByDtype: stream.parametersByDtype,
+    });
+    const runnerOptions = { ...options.runner, speculative, kvCacheDtype: kvCacheDtype.dtype };
     const { shape, numBlocks } = numKvBlocksFor(config, runnerOptions);
     const loaderThreads = quantLoaderThreads(options, stream.numParameters);
     const memoryPlan = checkMemoryPlan(
@@ -61,7 +66,7 @@ export async function loadModelRunner(modelDir: string, options: EngineCoreOptio
     );
     const guard = new LoadMemoryGuard(memoryPlan, options.availableMemory);
     guard.check('to load this model');
-    const loaded = { dir: stream.dir, config, numParameters: stream.numParameters, quantization, memoryPlan, loadWarnings };
+    const loaded = { dir: stream.dir, config, numParameters: stream.numParameters, quantization, memoryPlan, kvCacheDtype, loadWarnings };
     const threads = quantization === 'none' ? 0 : loaderThreads;
     if (threads === 0) {
       stream.close();

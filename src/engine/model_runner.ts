@@ -4,7 +4,8 @@
 import { EngineError } from '../common/errors.ts';
 import { PagedKVStorage } from '../kvcache/paged_kv_storage.ts';
 import type { StorageShape } from '../kvcache/types.ts';
-import type { KVCacheDtype } from '../kvcache/kv_dtype.ts';
+import type { KVCacheDtype, KVCacheDtypeChoice } from '../kvcache/kv_dtype.ts';
+import type { KVCacheDtypeResolution } from './kv_cache_dtype_auto.ts';
 import type { LinearWeight, ModelConfig, MtpWeights } from './checkpoint/types.ts';
 import type { MemoryPlan } from './memory_plan.ts';
 import { DeepseekModel, type ForwardHooks, type ModelOptions, type ModelWeightSource } from './model/deepseek_model.ts';
@@ -24,8 +25,8 @@ export interface ModelRunnerOptions extends ModelOptions {
   readonly numKvBlocks?: number;
   /** KV cache budget in bytes (latent + indexer caches of all layers). */
   readonly kvCacheMemory?: number;
-  /** Element type of both caches (default float32); see kvcache/kv_dtype.ts. */
-  readonly kvCacheDtype?: KVCacheDtype;
+  /** Element type of both caches (kvcache/kv_dtype.ts); absent = 'auto', resolved against the checkpoint at load (kv_cache_dtype_auto.ts). */
+  readonly kvCacheDtype?: KVCacheDtypeChoice;
   /** fp8 only: Hadamard-rotate the indexer keys (and queries), as DeepSeek-V3.2 does (default). false is for A/B measurements. */
   readonly fp8IndexerRotation?: boolean;
   /** Weight quantisation at load time (--quantization; default none). */
@@ -37,6 +38,9 @@ export interface ModelRunnerOptions extends ModelOptions {
   /** Worker threads that read and quantise weights ahead of graph compilation (0: this thread); default by model size. */
   readonly loadThreads?: number;
 }
+
+/** The options once --kv-cache-dtype is resolved (model_loader.ts): what the storage is built with. */
+export type ResolvedRunnerOptions = Omit<ModelRunnerOptions, 'kvCacheDtype'> & { readonly kvCacheDtype: KVCacheDtype };
 
 /** The weights, plus the MTP modules the checkpoint carries (quant/weight_stream.ts). */
 export interface RunnerWeightSource extends ModelWeightSource {
@@ -52,6 +56,8 @@ export interface LoadedModelInfo {
   readonly numParameters: number;
   readonly quantization: QuantizationMode;
   readonly memoryPlan: MemoryPlan;
+  /** The caches' element type and why (auto resolved against the checkpoint). */
+  readonly kvCacheDtype: KVCacheDtypeResolution;
   /** Warnings while loading (the quantised-weights cache), for the start-up log. */
   readonly loadWarnings: readonly string[];
 }
@@ -89,7 +95,7 @@ export function storageShape(
 }
 
 /** KV blocks the options ask for: numKvBlocks, or as many as fit in kvCacheMemory. */
-export function numKvBlocksFor(config: ModelConfig, options: ModelRunnerOptions): { shape: StorageShape; numBlocks: number } {
+export function numKvBlocksFor(config: ModelConfig, options: ResolvedRunnerOptions): { shape: StorageShape; numBlocks: number } {
   const shape = storageShape(
     config,
     options.blockSize ?? DEFAULT_BLOCK_SIZE,
@@ -121,7 +127,7 @@ export class ModelRunner {
    * Sizes the paged storage from a block count or a memory budget, then compiles the graphs from the
    * weights, one layer at a time (the caller has checked the memory plan in `loaded`).
    */
-  static async create(source: RunnerWeightSource, loaded: LoadedModelInfo, options: ModelRunnerOptions = {}, hooks: ForwardHooks = {}): Promise<ModelRunner> {
+  static async create(source: RunnerWeightSource, loaded: LoadedModelInfo, options: ResolvedRunnerOptions, hooks: ForwardHooks = {}): Promise<ModelRunner> {
     const { shape, numBlocks } = numKvBlocksFor(loaded.config, options);
     const storage = new PagedKVStorage({ ...shape, numBlocks });
     const model = await DeepseekModel.create(source, storage, options);

@@ -13,6 +13,9 @@
 
 export const KV_CACHE_DTYPES = ['float32', 'bfloat16', 'fp8'] as const;
 export type KVCacheDtype = (typeof KV_CACHE_DTYPES)[number];
+/** --kv-cache-dtype values (vLLM's flag name); 'auto' is resolved against the checkpoint at load (engine/kv_cache_dtype_auto.ts). */
+export const KV_CACHE_DTYPE_CHOICES = ['auto', ...KV_CACHE_DTYPES] as const;
+export type KVCacheDtypeChoice = (typeof KV_CACHE_DTYPE_CHOICES)[number];
 
 /** Latent values sharing one float32 scale in the fp8 layout (DeepSeek-V3.2: 4 scales for 512 values). */
 export const FP8_LATENT_GROUP = 128;

@@ -173,6 +173,20 @@ export class ServerMetrics {
     }
   }
 
+  /**
+   * vLLM's vllm:cache_config_info: a constant 1 whose labels carry the KV cache configuration, so a
+   * dashboard shows the dtype --kv-cache-dtype auto resolved to.
+   */
+  setCacheConfig(cache: { readonly cacheDtype: string; readonly blockSize: number; readonly numBlocks: number }): void {
+    const info = new Gauge({
+      name: 'vllm:cache_config_info',
+      help: 'Information of the KV cache configuration (the resolved cache_dtype, block_size, num_gpu_blocks = KV blocks).',
+      labelNames: ['model_name', 'cache_dtype', 'block_size', 'num_gpu_blocks'],
+      registers: [this.registry],
+    });
+    info.set({ ...this.labels, cache_dtype: cache.cacheDtype, block_size: String(cache.blockSize), num_gpu_blocks: String(cache.numBlocks) }, 1);
+  }
+
   /** vLLM's speculative decoding counters (acceptance rate = accepted / draft tokens; mean length = 1 + accepted / drafts). */
   private specDecodeCounters(k: number): NonNullable<ServerMetrics['specDecode']> {
     const r = [this.registry];

@@ -50,6 +50,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   await textWorker?.warmUp();
   const kvWarning = kvCapacityWarning(maxModelLen, limits.kvCapacityTokens);
   if (kvWarning !== null) logger.warn({ max_model_len: maxModelLen, kv_tokens: limits.kvCapacityTokens }, kvWarning);
+  const metrics = new ServerMetrics(config.servedModelName[0], config.speculativeConfig?.numSpeculativeTokens ?? 0);
+  metrics.setCacheConfig({ cacheDtype: engine.info.kvCacheDtype, blockSize: engine.info.blockSize, numBlocks: engine.info.numKvBlocks });
   const ctx: ServerContext = {
     engine,
     tokenizer: tokenizer && new BoundedTokenizer(tokenizer, servableModelLen(limits), textWorker),
@@ -58,7 +60,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     maxLogprobs: config.maxLogprobs,
     streamWriteTimeoutMs: config.streamWriteTimeout * 1000,
     limits,
-    metrics: new ServerMetrics(config.servedModelName[0], config.speculativeConfig?.numSpeculativeTokens ?? 0),
+    metrics,
     state: { draining: false },
     drainExpired: drainExpired.signal,
   };
@@ -81,6 +83,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   }
   const info = engine.info;
   for (const warning of info.loadWarnings) logger.warn(warning);
+  logger.info({ kv_cache_dtype: info.kvCacheDtype, requested: config.kvCacheDtype }, `kv_cache_dtype ${info.kvCacheDtypeSource}`);
   logger.info(
     {
       model: config.model,

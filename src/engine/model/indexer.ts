@@ -76,20 +76,22 @@ export function indexerSelectNodes(
   const { iw, idx, qpos } = v;
   const { keys, scale, queryFactor, keyRow } = gatherKeys(idx); // [B, T, Di], fp8: [B, T]; a span: [1, R, Di], [1, R]
   const iq = queryFactor === 1 ? v.iq : g.node('Mul', [v.iq, g.scalar(queryFactor)]);
-  // An fp8 key's scale multiplies its dot products (one Mul per score, not per key value).
-  const scaled = (dots: string, axis: number): string => (scale ? g.node('Mul', [dots, g.node('Unsqueeze', [scale, g.int64s([axis])])]) : dots);
+  // An fp8 key's scale s >= 0 multiplies its head-weighted score: sum_h w_h relu(s q_h . k) =
+  // s sum_h w_h relu(q_h . k), one Mul per key instead of one per key and head (or per key value).
+  const scaled = (perKey: string, axis: number): string => (scale ? g.node('Mul', [perKey, g.node('Unsqueeze', [scale, g.int64s([axis])])]) : perKey);
   let scores: string; // [B, S, T]
   if (decodeForm) {
     const qT = g.node('Transpose', [reshape(g, iq, [0, Hi, Di])], { perm: [0, 2, 1] }); // [B, Di, Hi]
-    const logits = g.node('Relu', [scaled(g.node('MatMul', [keys, qT]), 2)]); // [B, T or R, Hi]
-    const rowScores = reshape(g, g.node('MatMul', [logits, reshape(g, iw, [0, Hi, 1])]), [0, 1, -1]); // [B, 1, T or R]
+    const logits = g.node('Relu', [g.node('MatMul', [keys, qT])]); // [B, T or R, Hi]
+    const weighted = scaled(g.node('MatMul', [logits, reshape(g, iw, [0, Hi, 1])]), 2); // [B, T or R, 1]
+    const rowScores = reshape(g, weighted, [0, 1, -1]); // [B, 1, T or R]
     scores = keyRow === undefined ? rowScores : g.node('GatherElements', [rowScores, g.node('Unsqueeze', [keyRow, g.int64s([1])])], { axis: 2 });
   } else {
     assert(keyRow === undefined, 'indexer prefill form: keys are gathered per position');
     const keysT = g.node('Transpose', [keys], { perm: [0, 2, 1] }); // [B, Di, T]
-    const logits = g.node('Relu', [scaled(g.node('MatMul', [reshape(g, iq, [0, -1, Di]), keysT]), 1)]); // [B, S * Hi, T]
+    const logits = g.node('Relu', [g.node('MatMul', [reshape(g, iq, [0, -1, Di]), keysT])]); // [B, S * Hi, T]
     const logits4 = reshapeLike(g, logits, [[iw, 0, 2], Hi, [idx, 1, 2]]); // [B, S, Hi, T]
-    scores = g.node('ReduceSum', [g.node('Mul', [logits4, g.node('Unsqueeze', [iw, g.int64s([3])])]), g.int64s([2])], { keepdims: 0 });
+    scores = scaled(g.node('ReduceSum', [g.node('Mul', [logits4, g.node('Unsqueeze', [iw, g.int64s([3])])]), g.int64s([2])], { keepdims: 0 }), 1);
   }
   const masked = v.allVisible ? scores : causallyMasked(g, scores, idx, qpos);
   const [, sel] = g.nodeN('TopK', [masked, g.int64s([topk])], 2, { axis: -1, largest: 1, sorted: 0 });

@@ -17,8 +17,10 @@
 //     latent K=256 rows, B=16        1.29         5.03                 4.54               2.46
 //   (a Cast from FLOAT8E4M3FN exists but nothing can produce the float8 tensor from the codes; a
 //   [65536, 2] pair table Gather over the UINT16 view was 2.8-4.8 ms.)
-//   The 2^120 and the scales are applied where they are cheapest: one Mul with the group scales for the
-//   latent rows, and on the small query and score tensors for the indexer keys (IndexerKeyGather).
+//   The 2^120 and the scales are applied where they are cheapest: for latent rows, one Mul by 2^120 and one
+//   by the group scales (the DSA decode graph instead folds the 2^120 into the gathered scales and takes
+//   the rows in two parts without a Concat, fp8LatentPartsInput); for indexer keys, on the small query
+//   and per-key score tensors (IndexerKeyGather).
 import { BITCAST_OPSET, DataType, type GraphBuilder } from '../onnx/graph_builder.ts';
 import { floatTensor, int32Tensor, uint16Tensor, uint8Tensor, type Feed } from '../onnx/session.ts';
 import { FP8_LATENT_GROUP, fp8LatentGroups, type IndexerKeyPool, type KVCacheDtype, type LatentPool } from '../../kvcache/kv_dtype.ts';
@@ -83,6 +85,17 @@ export function latentPoolInput(g: GraphBuilder, dtype: KVCacheDtype, split: Lat
     const cache = g.input('cache', DataType.UINT16, ['P', C]);
     return (idx) => gatherBf16(g, cache, idx);
   }
+  const planes = fp8LatentPlanes(g, split);
+  return (idx) => {
+    const values = g.node('Mul', [gatherE4m3(g, planes.nope, idx), g.scalar(E4M3_GATHER_FACTOR)]); // [..., L]
+    const scaled = planes.scaleGroups(values, g.node('Gather', [planes.scale, idx], { axis: 0 }));
+    return g.node('Concat', [scaled, gatherBf16(g, planes.rope, idx)], { axis: -1 });
+  };
+}
+
+/** One layer's fp8 latent pool inputs, and the Mul of gathered values [B, K, L] by their group scales [B, K, G]. */
+function fp8LatentPlanes(g: GraphBuilder, split: LatentSplit) {
+  const { kvLoraRank: L, qkRopeHeadDim: dr } = split;
   const G = fp8LatentGroups(L);
   const nope = g.input('cache', DataType.UINT8, ['P', L]);
   const scale = g.input('cache_scale', DataType.FLOAT, ['P', G]);
@@ -95,25 +108,46 @@ export function latentPoolInput(g: GraphBuilder, dtype: KVCacheDtype, split: Lat
           Int32Array.from({ length: L }, (_, j) => Math.floor(j / FP8_LATENT_GROUP)),
           [L],
         );
+  const scaleGroups = (values: string, scales: string): string => {
+    if (columnGroup !== null) return g.node('Mul', [values, g.node('Gather', [scales, columnGroup], { axis: -1 })]);
+    const grouped = g.node('Reshape', [values, g.int64s([0, 0, G, FP8_LATENT_GROUP])]); // [B, K, G, 128]
+    const product = g.node('Mul', [grouped, g.node('Unsqueeze', [scales, g.int64s([-1])])]);
+    return g.node('Reshape', [product, g.int64s([0, 0, L])]);
+  };
+  return { nope, scale, rope, scaleGroups };
+}
+
+/** Gathered fp8 latent rows as two float32 parts: nope [B, K, L] (times a power of two) and rope [B, K, dr]. */
+export interface LatentParts {
+  readonly nope: string;
+  readonly rope: string;
+}
+
+/**
+ * The nope part of fp8LatentPartsInput's rows is its values times this: the 2^120 of gatherE4m3 is folded
+ * into the gathered scales [B, K, G] (the small operand of the one Mul) only up to 2^60, so scales up to
+ * 2^68 stay finite, and the caller takes the other 2^60 on its small query and output.
+ */
+export const FP8_LATENT_PARTS_FACTOR = 2 ** -60;
+
+/**
+ * Declares one layer's fp8 latent pool (the inputs latentPoolInput declares for fp8) and returns a gather
+ * of idx [B, K] into the two parts without concatenating them, a copy of every value that the attention
+ * can do without (fp8_latent_attention.ts); one Mul per value (the group scales) instead of two.
+ */
+export function fp8LatentPartsInput(g: GraphBuilder, split: LatentSplit): (idx: string) => LatentParts {
+  const planes = fp8LatentPlanes(g, split);
+  const factor = g.scalar(FP8_LATENT_PARTS_FACTOR * E4M3_GATHER_FACTOR);
   return (idx) => {
-    const values = g.node('Mul', [gatherE4m3(g, nope, idx), g.scalar(E4M3_GATHER_FACTOR)]); // [..., L]
-    const scales = g.node('Gather', [scale, idx], { axis: 0 }); // [..., G]
-    let scaled: string;
-    if (columnGroup === null) {
-      const grouped = g.node('Reshape', [values, g.int64s([0, 0, G, FP8_LATENT_GROUP])]); // [B, K, G, 128]
-      const product = g.node('Mul', [grouped, g.node('Unsqueeze', [scales, g.int64s([-1])])]);
-      scaled = g.node('Reshape', [product, g.int64s([0, 0, L])]);
-    } else {
-      scaled = g.node('Mul', [values, g.node('Gather', [scales, columnGroup], { axis: -1 })]);
-    }
-    return g.node('Concat', [scaled, gatherBf16(g, rope, idx)], { axis: -1 });
+    const scales = g.node('Mul', [g.node('Gather', [planes.scale, idx], { axis: 0 }), factor]); // [B, K, G]
+    return { nope: planes.scaleGroups(gatherE4m3(g, planes.nope, idx), scales), rope: gatherBf16(g, planes.rope, idx) };
   };
 }
 
 /**
- * Gathered indexer keys: `keys` [..., Di] float32; for fp8, `scale` [...] to multiply each key's dot products
- * by, and `queryFactor` to multiply the query by first (1 otherwise). `keyRow` [B, T] (span input only): the
- * row of `keys` holding position t; absent, row t holds position t.
+ * Gathered indexer keys: `keys` [..., Di] float32; for fp8, `scale` [...] (>= 0) to multiply each key's
+ * head-weighted score by, and `queryFactor` to multiply the query by first (1 otherwise). `keyRow` [B, T]
+ * (span input only): the row of `keys` holding position t; absent, row t holds position t.
  */
 export interface IndexerKeyGather {
   readonly keys: string;
@@ -134,8 +168,8 @@ const FP8_SCALE_FACTOR = E4M3_GATHER_FACTOR / FP8_QUERY_FACTOR;
 /**
  * Declares one layer's indexer key pool as graph inputs ('index_cache' [P, Di]; fp8 adds 'index_cache_scale'
  * [P]: names apart from the latent pool's, so one graph can read both) and returns a gather. An fp8 key's
- * scale is left to the caller: it multiplies whole dot products, which is cheaper than scaling every key
- * value (and exact up to float32 rounding).
+ * scale is left to the caller: it multiplies the key's score (relu commutes with a factor >= 0), which is
+ * cheaper than scaling every key value or every head's dot product (and exact up to float32 rounding).
  */
 export function indexerKeyPoolInput(g: GraphBuilder, dtype: KVCacheDtype, Di: number): (idx: string) => IndexerKeyGather {
   if (dtype === 'float32') {

@@ -19,7 +19,8 @@ import type { QuantBits } from '../../common/quantized.ts';
 import { valueUp } from './absorbed.ts';
 import type { AttentionWeights, LinearWeight, ModelConfig, Tensor } from '../checkpoint/types.ts';
 import type { KVCacheDtype } from '../../kvcache/kv_dtype.ts';
-import { cacheGraphOpset, latentPoolInput } from './kv_cache_graph.ts';
+import { attendGatheredPartsNodes } from './fp8_latent_attention.ts';
+import { cacheGraphOpset, fp8LatentPartsInput, latentPoolInput } from './kv_cache_graph.ts';
 
 /** Finite, so a fully masked (padding) row can never turn into NaN. */
 export const MASKED = -1e30;
@@ -80,7 +81,9 @@ export function buildAttentionGraph(config: ModelConfig, keys: AttentionKeys, dt
   const C = L + dr;
   const g = new GraphBuilder(`sparse_mla_${keys}`, cacheGraphOpset(dtype));
   const q = g.input('q', DataType.FLOAT, ['B', 'S', H, C]);
-  const gatherLatent = latentPoolInput(g, dtype, config);
+  // fp8 rows stay in their nope and rope parts (fp8_latent_attention.ts: no Concat copy).
+  const gatherParts = dtype === 'fp8' ? fp8LatentPartsInput(g, config) : null;
+  const gatherLatent = gatherParts === null ? latentPoolInput(g, dtype, config) : null;
   const idx = g.input('idx', DataType.INT32, ['B', 'K']);
   const qpos = g.node('Unsqueeze', [g.node('Cast', [g.input('qpos', DataType.INT32, ['B', 'S'])], { to: DataType.INT64 }), g.int64s([2])]); // [B, S, 1]
   const K = g.node('Gather', [g.node('Shape', [idx]), g.int64Scalar(1)]);
@@ -92,7 +95,9 @@ export function buildAttentionGraph(config: ModelConfig, keys: AttentionKeys, dt
     const zeros = g.node('ConstantOfShape', [g.node('Shape', [sel])]); // float 0
     mask = g.node('Add', [mask, g.node('ScatterElements', [none, sel, zeros], { axis: 2 })]);
   }
-  const o = attendGatheredNodes(g, config, q, gatherLatent(idx), idx, mask);
+  const o = gatherParts
+    ? attendGatheredPartsNodes(g, config, q, gatherParts(idx), idx, mask)
+    : attendGatheredNodes(g, config, q, gatherLatent!(idx), idx, mask);
   g.markOutput(o, 'o', DataType.FLOAT, ['B', 'S', H, L]);
   return g.build();
 }

@@ -4,6 +4,7 @@
 import { setImmediate as nextTick } from 'node:timers/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { AsyncQueue } from '../../common/async_queue.ts';
+import { describeKvCacheDtype } from '../kv_cache_dtype_auto.ts';
 import { describePlan } from '../memory_plan.ts';
 import { EngineError } from '../../common/errors.ts';
 import { EngineCore } from '../engine_core.ts';
@@ -93,6 +94,7 @@ async function main(): Promise<void> {
         numKvBlocks: storage.numBlocks,
         kvCacheBytesPerToken: storage.bytesPerToken,
         kvCacheDtype: storage.dtype,
+        kvCacheDtypeSource: describeKvCacheDtype(loaded.kvCacheDtype),
         usesIndexer: core.runner.model.indexer !== null,
         loadSeconds: (performance.now() - t0) / 1000,
         quantization: loaded.quantization,

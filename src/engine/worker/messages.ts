@@ -28,6 +28,8 @@ export interface ModelInfo {
   readonly numKvBlocks: number;
   readonly kvCacheBytesPerToken: number;
   readonly kvCacheDtype: KVCacheDtype;
+  /** How kvCacheDtype was chosen, for the start-up log: "auto -> bfloat16 (checkpoint dtype bfloat16)". */
+  readonly kvCacheDtypeSource: string;
   readonly usesIndexer: boolean;
   readonly loadSeconds: number;
   /** --quantization of the weights. */

@@ -279,7 +279,7 @@ describe('toEngineWorkerData', () => {
           kvCacheMemory: 2 ** 30,
           numKvBlocks: 12,
           denseAttention: true,
-          kvCacheDtype: 'float32',
+          kvCacheDtype: 'auto',
           numThreads: 3,
           quantization: 'int8',
           quantizedWeightsDir: resolve('q'),
@@ -301,7 +301,7 @@ describe('toEngineWorkerData', () => {
   it('leaves numKvBlocks out when the budget decides, and checks maxModelLen', () => {
     const data = toEngineWorkerData(loadConfig([], {}), 100);
     assert.ok(!('numKvBlocks' in data.engine.runner));
-    assert.equal(data.engine.runner.kvCacheDtype, 'float32', 'auto = float32');
+    assert.equal(data.engine.runner.kvCacheDtype, 'auto', 'auto is resolved against the checkpoint by the engine (kv_cache_dtype_auto.ts)');
     assert.equal(toEngineWorkerData(loadConfig(['--kv-cache-dtype', 'fp8'], {}), 100).engine.runner.kvCacheDtype, 'fp8');
     assert.throws(() => toEngineWorkerData(loadConfig([], {}), 0), /max-model-len: expected a positive integer, got 0/);
   });

@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { E4M3_VALUES } from '../../../src/common/numeric/fp8_e4m3.ts';
 import { bf16BitsToFloat32 } from '../../../src/common/numeric/bf16.ts';
+import { buildDsaDecodeGraph } from '../../../src/engine/model/dsa_decode.ts';
 import { buildIndexerSelectGraph } from '../../../src/engine/model/indexer.ts';
 import { indexerKeyPoolFeed, indexerKeySpanFeed, latentPoolFeed } from '../../../src/engine/model/kv_cache_graph.ts';
-import { buildDsaDecodeGraph } from '../../../src/engine/model/dsa_decode.ts';
 import { buildAttentionGraph } from '../../../src/engine/model/mla.ts';
 import { floatTensor, GraphSession, int32Tensor, uint16Tensor, uint8Tensor, type Feed } from '../../../src/engine/onnx/session.ts';
 import type { ModelConfig } from '../../../src/engine/checkpoint/types.ts';
@@ -105,6 +105,35 @@ for (const [L, dr] of [
         assert.ok(d < 1e-6, `${d}`);
       });
     }
+
+    it('fp8: the DSA decode graph (latent rows read in two parts, scales folded) equals float32 over the decoded rows', async () => {
+      const s = filledStorage('fp8', L, dr);
+      const C = L + dr;
+      const cfg = config(L, dr);
+      const common = {
+        q: floatTensor(randoms(B * H * C, 3, 0.1), [B, 1, H, C]),
+        iq: floatTensor(randoms(B * Hi * Di, 4), [B, 1, Hi, Di]),
+        iw: floatTensor(randoms(B * Hi, 5), [B, 1, Hi]),
+        idx: int32Tensor(idx, [B, K]),
+        qpos: int32Tensor(qpos(1), [B, 1]),
+      };
+      const feed = { ...common, ...latentPoolFeed(s.latentPool(0), cfg), ...indexerKeyPoolFeed(s.indexerKeyPool(0), Di) };
+      const ref = dequantisedCopy(s);
+      const refFeed = { ...common, cache: floatTensor(ref.latent, [P, C]), index_cache: floatTensor(ref.keys, [P, Di]) };
+      const [fp8Sel, f32Sel] = [
+        await runOnce(buildDsaDecodeGraph(cfg, cfg.indexer!, 'fp8'), feed, 'sel'),
+        await runOnce(buildDsaDecodeGraph(cfg, cfg.indexer!), refFeed, 'sel'),
+      ];
+      assert.deepEqual(
+        [...fp8Sel].sort((a, b) => a - b),
+        [...f32Sel].sort((a, b) => a - b),
+      );
+      const quantised = await runOnce(buildDsaDecodeGraph(cfg, cfg.indexer!, 'fp8'), feed, 'o');
+      const f32 = await runOnce(buildDsaDecodeGraph(cfg, cfg.indexer!), refFeed, 'o');
+      assert.equal(quantised.length, B * H * L);
+      const d = maxRelDiff(quantised as Float32Array, f32 as Float32Array);
+      assert.ok(d < 1e-6, `${d}`);
+    });
   });
 }
 

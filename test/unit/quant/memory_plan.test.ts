@@ -157,8 +157,8 @@ describe('speculative decoding in the plan', () => {
       assert.ok(spec.total - plain.total > layer, `${mode}: module ${spec.total - plain.total} bytes vs a layer ${layer}`);
       assert.ok(planMemory({ ...input(mode), config: v3, numMtpModules: 1 }, machine24).weights === spec.total);
     }
-    const plain = numKvBlocksFor(v3, { kvCacheMemory: GiB });
-    const spec = numKvBlocksFor(v3, { kvCacheMemory: GiB, speculative: true });
+    const plain = numKvBlocksFor(v3, { kvCacheMemory: GiB, kvCacheDtype: 'float32' });
+    const spec = numKvBlocksFor(v3, { kvCacheMemory: GiB, kvCacheDtype: 'float32', speculative: true });
     assert.equal(spec.shape.numLayers, plain.shape.numLayers + 1);
     assert.equal(PagedKVStorage.bytesPerBlock(spec.shape) * plain.shape.numLayers, PagedKVStorage.bytesPerBlock(plain.shape) * spec.shape.numLayers);
     assert.ok(spec.numBlocks < plain.numBlocks, 'the same budget holds fewer blocks');
