@@ -1,9 +1,12 @@
 // Start-up of one model at one --quantization, measured in this process (run it once per case, in a
 // fresh process, so the peak RSS is the load's own): seconds to ready (checkpoint headers, memory
 // plan, streaming + quantising or reading the cache, compiling every graph), peak RSS (VmHWM), RSS once
-// ready, then batch-1 decode. Prints one JSON line. bench/lite_run.ts drives it for bench-lite.
+// ready, the main thread's and the whole process's CPU seconds to ready (on a shared machine the main
+// thread's is the steadier figure: bench/machine/thread_cpu.ts), then batch-1 decode. Prints one JSON
+// line. bench/lite_run.ts drives it for bench-lite.
 //   node --import tsx bench/quant_load.ts --model DIR --quantization int4 [--cache DIR] [--kv 256MiB] [--decode 32]
 import { processMemory } from './machine/process_memory.ts';
+import { mainThreadCpu } from './machine/thread_cpu.ts';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parseByteSize } from '../src/config.ts';
@@ -31,6 +34,8 @@ async function main(): Promise<void> {
     numThreads: Number(values.threads),
   });
   const readySeconds = (performance.now() - t0) / 1000;
+  const mainCpu = mainThreadCpu();
+  const processCpu = process.cpuUsage();
   const peakRssLoad = processMemory('VmHWM');
   const rssReady = processMemory('VmRSS');
   const info = engine.core.runner.loaded;
@@ -47,6 +52,8 @@ async function main(): Promise<void> {
     cache: values.cache ?? null,
     parameters: info.numParameters,
     readySeconds,
+    mainThreadCpuSeconds: { user: mainCpu.user, sys: mainCpu.sys },
+    processCpuSeconds: { user: processCpu.user / 1e6, sys: processCpu.system / 1e6 },
     peakRssLoadGiB: peakRssLoad / 2 ** 30,
     rssReadyGiB: rssReady / 2 ** 30,
     peakRssGiB: processMemory('VmHWM') / 2 ** 30,

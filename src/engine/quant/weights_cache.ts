@@ -7,7 +7,7 @@
 // 31 GB of tensor data would cost as much as quantising it; the header pins every tensor's name, dtype,
 // shape and offsets, and a rewritten file (a new download, a re-export) gets a new size or mtime. What
 // it does not catch is tensor bytes edited in place with size and mtime restored: an accepted risk.
-// The cache files themselves carry a sha256 of their data, so a corrupt file is rebuilt, never used.
+// The cache files themselves carry a CRC-32 of their data (cache_file.ts), so a corrupt file is rebuilt, never used.
 //
 // Failures never stop serving: an unwritable or full folder disables the cache with one warning.
 import { createHash } from 'node:crypto';

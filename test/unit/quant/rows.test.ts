@@ -66,6 +66,41 @@ describe('row operations on linear weights', () => {
     assert.throws(() => stackRows([q(a, 8), q(b, 4)]), /mixed bits/);
   });
 
+  it('stackRows of weights adjacent in one buffer is a view of it; anything else is a copy', () => {
+    const a = q(f32(3, 70), 4);
+    const b = q(f32(2, 70), 4);
+    const packed = new Uint8Array(a.packed.length + b.packed.length + 8);
+    const scales = new Float32Array(a.scales.length + b.scales.length + 2);
+    packed.set([...a.packed, ...b.packed], 8);
+    scales.set([...a.scales, ...b.scales], 2);
+    const inBuffer = (m: QuantizedMatrix, p: number, s: number): QuantizedMatrix => ({
+      ...m,
+      packed: packed.subarray(p, p + m.packed.length),
+      scales: scales.subarray(s, s + m.scales.length),
+    });
+    const [va, vb] = [inBuffer(a, 8, 2), inBuffer(b, 8 + a.packed.length, 2 + a.scales.length)];
+    const copied = asQ(stackRows([a, b]));
+    const viewed = asQ(stackRows([va, vb]));
+    assert.deepEqual([viewed.rows, viewed.cols, viewed.bits], [5, 70, 4]);
+    assert.deepEqual(viewed.packed, copied.packed);
+    assert.deepEqual(viewed.scales, copied.scales);
+    assert.equal(viewed.packed.buffer, packed.buffer);
+    assert.equal(viewed.scales.buffer, scales.buffer);
+    // Out of order (b before a) or with a gap: copied, and still the rows in argument order.
+    const swapped = asQ(stackRows([vb, va]));
+    assert.notEqual(swapped.packed.buffer, packed.buffer);
+    assert.deepEqual(swapped.packed, asQ(stackRows([b, a])).packed);
+    const gap = asQ(stackRows([inBuffer(a, 0, 0), vb]));
+    assert.notEqual(gap.packed.buffer, packed.buffer);
+    const f = f32(5, 70);
+    const fv = stackRows([
+      { data: f.data.subarray(0, 210), shape: [3, 70] },
+      { data: f.data.subarray(210), shape: [2, 70] },
+    ]);
+    assert.equal(asF(fv).buffer, f.data.buffer);
+    assert.deepEqual(asF(fv), f.data);
+  });
+
   it('gatherRows dequantises exactly the rows MatMulNBits would see', () => {
     for (const bits of [8, 4] as const) {
       const table = q(w, bits);
