@@ -5,7 +5,8 @@
 // before or during the run (bench/machine/load.ts: the idle check, not the lagging load average).
 //   node --import tsx bench/kv_dtype_decode.ts [--context 16384] [--steps 32] [--concurrent-prompt 1024]
 //        [--dtypes float32,bfloat16,fp8] [--rounds 1] [--no-batch1]
-// --rounds N repeats the dtypes in turn N times (A/B on a shared machine: compare within one run);
+// --rounds N repeats the dtypes in turn N times, rotating which goes first (A/B on a shared machine:
+// compare within one run; the report gives medians and per-round ratios to the first dtype listed);
 // --no-batch1 measures the 16-sequence decode only.
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -17,6 +18,7 @@ import { openBenchEngine, timeDecode } from './engine_runs.ts';
 import { oursKvBytesPerToken, kvShape, tokensPerGiB } from './kv_memory.ts';
 import { LoadMonitor, loadVerdict } from './machine/load.ts';
 import { benchModel } from './models.ts';
+import { formatSpread, roundRatios, spread } from './stats.ts';
 import { randomTokens } from './single_stream.ts';
 import { KV_CACHE_DTYPES, type KVCacheDtype } from '../src/kvcache/kv_dtype.ts';
 import type { StepStats } from '../src/engine/step_stats.ts';
@@ -83,16 +85,31 @@ const dir = ensureBenchCheckpoint(MODEL);
 const shape = kvShape(benchModel(MODEL));
 const monitor = await LoadMonitor.afterIdleCheck();
 const rows: string[] = [];
+// Per dtype, one figure per round; each round starts from a different dtype (rotated order) so that the
+// first run of a process (cold page cache, fresh heap) does not always fall on the same dtype.
+const batch1Tps = new Map<KVCacheDtype, number[]>(DTYPES.map((d) => [d, []]));
+const concurrentTps = new Map<KVCacheDtype, number[]>(DTYPES.map((d) => [d, []]));
 for (let round = 0; round < ROUNDS; round++)
-  for (const dtype of DTYPES) {
+  for (let i = 0; i < DTYPES.length; i++) {
+    const dtype = DTYPES[(round + i) % DTYPES.length]!;
     const c0 = process.cpuUsage();
     const b1 = values['no-batch1'] ? NaN : await batch1(dir, dtype);
     const c16 = await concurrent16(dir, dtype);
     const cpu = process.cpuUsage(c0);
+    batch1Tps.get(dtype)!.push(b1);
+    concurrentTps.get(dtype)!.push(c16);
     const bytes = oursKvBytesPerToken(shape, true, dtype);
-    rows.push(`| ${dtype} | ${bytes} | ${tokensPerGiB(bytes)} | ${b1.toFixed(1)} | ${c16.toFixed(1)} | ${((cpu.user + cpu.system) / 1e6).toFixed(0)} |`);
+    rows.push(`| ${round + 1} | ${dtype} | ${bytes} | ${tokensPerGiB(bytes)} | ${b1.toFixed(1)} | ${c16.toFixed(1)} | ${((cpu.user + cpu.system) / 1e6).toFixed(0)} |`);
     process.stderr.write(`${rows[rows.length - 1]}\n`);
   }
+/** "median (min-max, n)" of a series, and of its per-round ratios to the first dtype's. */
+const summary = (series: ReadonlyMap<KVCacheDtype, number[]>, dtype: KVCacheDtype): string => {
+  const v = series.get(dtype)!;
+  if (v.some((x) => Number.isNaN(x))) return '- | -';
+  const base = series.get(DTYPES[0]!)!;
+  return `${formatSpread(spread(v))} | ${dtype === DTYPES[0] ? '1' : formatSpread(spread(roundRatios(v, base)), 3)}`;
+};
+const summaryRows = DTYPES.map((d) => `| ${d} | ${summary(batch1Tps, d)} | ${summary(concurrentTps, d)} |`);
 const load = monitor.stop();
 const verdict = loadVerdict(load);
 const report = [
@@ -101,8 +118,16 @@ const report = [
   `CPU ${cpus()[0]?.model} x ${cpus().length}; load average ${load.loadAverageBefore.toFixed(2)} before, ${load.loadAverageAfter.toFixed(2)} after; other processes used ${(load.othersShareBefore * 100).toFixed(0)}% of the CPUs just before the start and ${(load.othersShare * 100).toFixed(0)}% during the run (worst ~5 s window ${(load.othersShareMaxWindow * 100).toFixed(0)}%).`,
   `Batch-1 decode at context ${CONTEXT} (${STEPS} timed steps after 4 warm-up); 16 concurrent sequences of ${CONCURRENT_PROMPT}-token prompts, decode-only steps.`,
   '',
-  '| --kv-cache-dtype | KV bytes/token (DSA) | tokens per GiB | batch-1 decode tok/s at context | 16-concurrent decode tok/s | process CPU s |',
-  '| --- | --- | --- | --- | --- | --- |',
+  `Medians over ${ROUNDS} round(s) (min-max, n); ratios to ${DTYPES[0]} taken within each round:`,
+  '',
+  `| --kv-cache-dtype | batch-1 decode tok/s | / ${DTYPES[0]} | 16-concurrent decode tok/s | / ${DTYPES[0]} |`,
+  '| --- | --- | --- | --- | --- |',
+  ...summaryRows,
+  '',
+  'Every run, in order:',
+  '',
+  '| round | --kv-cache-dtype | KV bytes/token (DSA) | tokens per GiB | batch-1 decode tok/s at context | 16-concurrent decode tok/s | process CPU s |',
+  '| --- | --- | --- | --- | --- | --- | --- |',
   ...rows,
   '',
   verdict.loaded ? `LOADED (${verdict.reasons.join('; ')}): not a measurement of the targets.` : 'Quiet: no other CPU use above 10% before or during the run.',
