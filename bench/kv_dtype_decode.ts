@@ -99,7 +99,9 @@ for (let round = 0; round < ROUNDS; round++)
     batch1Tps.get(dtype)!.push(b1);
     concurrentTps.get(dtype)!.push(c16);
     const bytes = oursKvBytesPerToken(shape, true, dtype);
-    rows.push(`| ${round + 1} | ${dtype} | ${bytes} | ${tokensPerGiB(bytes)} | ${b1.toFixed(1)} | ${c16.toFixed(1)} | ${((cpu.user + cpu.system) / 1e6).toFixed(0)} |`);
+    rows.push(
+      `| ${round + 1} | ${dtype} | ${bytes} | ${tokensPerGiB(bytes)} | ${b1.toFixed(1)} | ${c16.toFixed(1)} | ${((cpu.user + cpu.system) / 1e6).toFixed(0)} |`,
+    );
     process.stderr.write(`${rows[rows.length - 1]}\n`);
   }
 /** "median (min-max, n)" of a series, and of its per-round ratios to the first dtype's. */

@@ -353,7 +353,7 @@ const TABLE: { readonly [K in ConfigKey]: OptionSpec<K> } = {
     valueName: 'DTYPE',
     codec: kvCacheDtype,
     default: 'auto',
-    help: "Element type of the latent and indexer caches: float32, bfloat16 (2 bytes per value) or fp8 (DeepSeek-V3.2 layout: e4m3 latent with one float32 scale per 128 values and bf16 RoPE dims; Hadamard-rotated e4m3 indexer keys with one scale per token). auto = the checkpoint's dtype: bfloat16 for a bfloat16, float16 or FP8 checkpoint, float32 for a float32 one.",
+    help: "Element type of the latent and indexer caches: float32, bfloat16 (2 bytes per value) or fp8 (DeepSeek-V3.2 layout: e4m3 latent with one float32 scale per 128 values and bf16 RoPE dims; Hadamard-rotated e4m3 indexer keys with one scale per token). auto = float32, the fastest on ONNX Runtime's CPU provider; bfloat16 and fp8 hold 2x and 3.56x the tokens for a slower decode.",
   }),
   apiKey: row('apiKey', {
     valueName: 'KEY[,KEY...]',

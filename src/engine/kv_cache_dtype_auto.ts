@@ -1,50 +1,28 @@
-// What --kv-cache-dtype auto means, decided once at load from the checkpoint: vLLM's rule, the cache
-// in the model's own dtype. A bfloat16, float16 or FP8-block checkpoint gets bfloat16 caches (on the
-// quiet bench-mini-dsa run 1.4-1.5x the float32 decode rate, perplexity +0.012%: bench/results/
-// latest-kv-dtype.md); a float32 checkpoint keeps float32 caches, so it computes exactly what its
-// float32 reference does. float16 and FP8 map to bfloat16 because the cache has no float16 form and
-// fp8 is a capacity choice the operator makes explicitly.
-import type { DType } from './checkpoint/safetensors.ts';
+// What --kv-cache-dtype auto means on this server: float32, for every checkpoint. vLLM's auto is the
+// model's dtype because a GPU reads bf16 as fast as it reads anything; ONNX Runtime's CPU provider has no
+// bf16 or float8 arithmetic, so every 16- or 8-bit row a step reads is first widened to float32 inside the
+// graph (kv_cache_graph.ts: two to six extra passes over the rows), and that costs more than the bytes it
+// saves. Quiet bench-mini-dsa run, rotated order, 3 rounds (bench/results/latest-kv-dtype.md): batch-1
+// decode at 16k context bfloat16 0.82x and fp8 0.62x of float32; 16 concurrent sequences 0.87x and 0.75x.
+// bfloat16 (2x the tokens, perplexity +0.01%) and fp8 (3.56x) are capacity choices the operator makes.
 import type { KVCacheDtype, KVCacheDtypeChoice } from '../kvcache/kv_dtype.ts';
 
 /** What the cache dtype was resolved from: the flag as given, the result, and why (for the start-up log). */
 export interface KVCacheDtypeResolution {
   readonly requested: KVCacheDtypeChoice;
   readonly dtype: KVCacheDtype;
-  /** e.g. "checkpoint dtype bfloat16", "--kv-cache-dtype fp8". */
+  /** e.g. "the fastest on the CPU", "--kv-cache-dtype fp8". */
   readonly reason: string;
 }
 
-/** The checkpoint facts the rule reads (config.json's torch_dtype and the weight headers). */
-export interface CheckpointDtypes {
-  /** config.json's torch_dtype (or dtype); 'unknown' when absent. */
-  readonly torchDtype: string;
-  /** Parameters of the model's weight tensors by stored dtype. */
-  readonly parametersByDtype: ReadonlyMap<DType, number>;
-}
+export const AUTO_KV_CACHE_DTYPE: KVCacheDtype = 'float32';
 
-const HALF_TORCH_DTYPES = new Set(['bfloat16', 'bf16', 'float16', 'fp16', 'half', 'float8_e4m3fn', 'float8_e4m3', 'fp8']);
-const FLOAT32_TORCH_DTYPES = new Set(['float32', 'fp32', 'float']);
-const HALF_TENSOR_DTYPES: ReadonlySet<DType> = new Set<DType>(['BF16', 'F16', 'F8_E4M3']);
-
-export function resolveKvCacheDtype(requested: KVCacheDtypeChoice, checkpoint: CheckpointDtypes): KVCacheDtypeResolution {
+export function resolveKvCacheDtype(requested: KVCacheDtypeChoice): KVCacheDtypeResolution {
   if (requested !== 'auto') return { requested, dtype: requested, reason: `--kv-cache-dtype ${requested}` };
-  const torch = checkpoint.torchDtype.replace(/^torch\./, '').toLowerCase();
-  if (HALF_TORCH_DTYPES.has(torch)) return { requested, dtype: 'bfloat16', reason: `checkpoint dtype ${torch}` };
-  if (FLOAT32_TORCH_DTYPES.has(torch)) return { requested, dtype: 'float32', reason: `checkpoint dtype ${torch}` };
-  const stored = dominantDtype(checkpoint.parametersByDtype);
-  const why = `checkpoint weights mostly ${stored ?? 'absent'}; config.json torch_dtype ${checkpoint.torchDtype}`;
-  return { requested, dtype: stored !== null && HALF_TENSOR_DTYPES.has(stored) ? 'bfloat16' : 'float32', reason: why };
+  return { requested, dtype: AUTO_KV_CACHE_DTYPE, reason: 'the fastest on the CPU' };
 }
 
-/** One line for logs: "auto -> bfloat16 (checkpoint dtype bfloat16)" or "fp8 (--kv-cache-dtype fp8)". */
+/** One line for logs: "auto -> float32 (the fastest on the CPU)" or "fp8 (--kv-cache-dtype fp8)". */
 export function describeKvCacheDtype(r: KVCacheDtypeResolution): string {
   return r.requested === 'auto' ? `auto -> ${r.dtype} (${r.reason})` : `${r.dtype} (${r.reason})`;
-}
-
-/** The stored dtype holding the most parameters; null for no tensors. */
-function dominantDtype(byDtype: ReadonlyMap<DType, number>): DType | null {
-  let best: DType | null = null;
-  for (const [dtype, n] of byDtype) if (best === null || n > byDtype.get(best)!) best = dtype;
-  return best;
 }

@@ -45,10 +45,7 @@ export async function loadModelRunner(modelDir: string, options: EngineCoreOptio
     }
     const speculative = options.speculative != null;
     if (speculative) checkMtpModule(stream);
-    const kvCacheDtype = resolveKvCacheDtype(options.runner.kvCacheDtype ?? 'auto', {
-      torchDtype: config.torchDtype,
-      parametersByDtype: stream.parametersByDtype,
-    });
+    const kvCacheDtype = resolveKvCacheDtype(options.runner.kvCacheDtype ?? 'auto');
     const runnerOptions = { ...options.runner, speculative, kvCacheDtype: kvCacheDtype.dtype };
     const { shape, numBlocks } = numKvBlocksFor(config, runnerOptions);
     const loaderThreads = quantLoaderThreads(options, stream.numParameters);

@@ -47,10 +47,7 @@ interface Run {
 }
 
 async function run(dir: string, prompts: readonly (readonly number[])[], params: SamplingParamsInit, options: OfflineOptions = {}, repeat = 1): Promise<Run> {
-  // float32 caches unless asked: the test configs say torch_dtype bfloat16 (auto would pick bfloat16 caches)
-  // and the module's logits are compared with a float64 reference at TOL.
-  const runner = { blockSize: 16, numKvBlocks: 64, kvCacheDtype: 'float32' as const };
-  const engine: OfflineEngine = await openEngine(dir, { runner, chunkSize: CHUNK, ...options });
+  const engine: OfflineEngine = await openEngine(dir, { runner: { blockSize: 16, numKvBlocks: 64 }, chunkSize: CHUNK, ...options });
   try {
     const stats: StepStats[] = [];
     let outs: OfflineOutput[] = [];
@@ -181,7 +178,7 @@ describe('speculative decoding (MTP)', () => {
 
   test('preemption (a cache too small for all three) and prefix-cache hits keep greedy output unchanged', async () => {
     const many = [...PROMPTS, PROMPT.slice(3, 36), PROMPT.slice(1, 30)];
-    const tight = { runner: { blockSize: 16, numKvBlocks: 9, kvCacheDtype: 'float32' as const } };
+    const tight = { runner: { blockSize: 16, numKvBlocks: 9 } };
     const plain = await run(v3, many, greedyParams, tight);
     for (const onDraft of [undefined, oracle(many, plain.outs, (p) => p % 4 === 1)]) {
       const r = await run(v3, many, greedyParams, { ...tight, speculative: spec(2), ...(onDraft && { onDraft }) });

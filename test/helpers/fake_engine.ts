@@ -28,7 +28,7 @@ export class FakeEngine extends EventEmitter<EngineClientEvents> {
     blockSize: 16,
     numKvBlocks: 64,
     kvCacheDtype: 'float32',
-    kvCacheDtypeSource: 'auto -> float32 (checkpoint dtype float32)',
+    kvCacheDtypeSource: 'auto -> float32 (the fastest on the CPU)',
     kvCacheBytesPerToken: 1,
     usesIndexer: true,
     loadSeconds: 0,

@@ -148,10 +148,7 @@ export async function runEngine(
   options: ModelRunnerOptions = {},
   recordSelections = false,
 ): Promise<OfflineOutput> {
-  // float32 caches unless asked: the variants' configs say torch_dtype bfloat16, so auto would pick
-  // bfloat16 caches, and these runs are compared with the float64 reference at TOL.
-  const runner = { blockSize: 16, numKvBlocks: 64, kvCacheDtype: 'float32' as const, ...options };
-  const engine = await openEngine(dir, { runner, chunkSize: CHUNK, recordSelections });
+  const engine = await openEngine(dir, { runner: { blockSize: 16, numKvBlocks: 64, ...options }, chunkSize: CHUNK, recordSelections });
   try {
     const [r] = await greedy(engine, [prompt], { maxTokens, promptLogits: true });
     return r!;

@@ -46,11 +46,7 @@ describe('default model parity with the PyTorch training forward', () => {
     for (const chunkSize of [undefined, 13]) {
       engines.set(
         chunkSize,
-        await openEngine(MODEL_DIR, {
-          runner: { blockSize: 16, numKvBlocks: 64, kvCacheDtype: 'float32' },
-          enablePrefixCaching: false,
-          ...(chunkSize && { chunkSize }),
-        }),
+        await openEngine(MODEL_DIR, { runner: { blockSize: 16, numKvBlocks: 64 }, enablePrefixCaching: false, ...(chunkSize && { chunkSize }) }),
       );
     }
   });

@@ -46,7 +46,7 @@ async function mtpWeights(): Promise<MtpWeights> {
 }
 
 async function run(prompts: readonly (readonly number[])[], options: OfflineOptions): Promise<{ outs: OfflineOutput[]; stats: StepStats[] }> {
-  const engine = await openEngine(MODEL_DIR, { runner: { blockSize: 16, numKvBlocks: 64, kvCacheDtype: 'float32' }, ...options });
+  const engine = await openEngine(MODEL_DIR, { runner: { blockSize: 16, numKvBlocks: 64 }, ...options });
   try {
     const stats: StepStats[] = [];
     const outs = await engine.generate(

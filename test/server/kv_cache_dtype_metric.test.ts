@@ -24,17 +24,17 @@ async function cacheConfigInfo(model: string, flags: string[] = []): Promise<Rec
 }
 
 describe('vllm:cache_config_info', () => {
-  test('auto resolves to the checkpoint dtype; an explicit flag wins', async () => {
+  test('auto resolves to float32 whatever the checkpoint stores; an explicit flag is what is allocated', async () => {
     const config = tinyHfConfig(); // torch_dtype bfloat16
     const bf16 = path.join(root, 'bf16');
     writeCheckpoint(bf16, config, randomCheckpoint(config, { seed: 3 }), { dtype: 'BF16' });
     const [info] = await cacheConfigInfo(bf16);
-    assert.equal(info?.cache_dtype, 'bfloat16');
+    assert.equal(info?.cache_dtype, 'float32');
     assert.equal(info?.block_size, '16');
     assert.equal(info?.num_gpu_blocks, '128');
     assert.deepEqual(
-      (await cacheConfigInfo(FIXTURE_DIR)).map((l) => l.cache_dtype),
-      ['float32'],
+      (await cacheConfigInfo(FIXTURE_DIR, ['--kv-cache-dtype', 'bfloat16'])).map((l) => l.cache_dtype),
+      ['bfloat16'],
     );
     assert.deepEqual(
       (await cacheConfigInfo(bf16, ['--kv-cache-dtype', 'fp8'])).map((l) => l.cache_dtype),

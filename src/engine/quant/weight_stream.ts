@@ -100,19 +100,6 @@ export class WeightStream {
     return n;
   }
 
-  /** Parameters of the main model's tensors by stored dtype (as numParameters counts them). */
-  get parametersByDtype(): ReadonlyMap<DType, number> {
-    const n = new Map<DType, number>();
-    for (const [name, specs] of this.groups) {
-      if (name.startsWith('mtp.')) continue;
-      for (const s of specs) {
-        const dtype = this.ckpt.get(s.name)!.dtype; // open() checked every spec's tensor
-        n.set(dtype, (n.get(dtype) ?? 0) + numel(s));
-      }
-    }
-    return n;
-  }
-
   /** MTP modules the checkpoint carries (their headers were checked at open()): 0 when it has none. */
   get numMtpModules(): number {
     return this.groups.has('mtp.0') ? this.config.numNextnPredictLayers : 0;

@@ -28,7 +28,7 @@ export interface ModelInfo {
   readonly numKvBlocks: number;
   readonly kvCacheBytesPerToken: number;
   readonly kvCacheDtype: KVCacheDtype;
-  /** How kvCacheDtype was chosen, for the start-up log: "auto -> bfloat16 (checkpoint dtype bfloat16)". */
+  /** How kvCacheDtype was chosen, for the start-up log: "auto -> float32 (the fastest on the CPU)". */
   readonly kvCacheDtypeSource: string;
   readonly usesIndexer: boolean;
   readonly loadSeconds: number;
