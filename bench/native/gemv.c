@@ -1,0 +1,198 @@
+// Probe kernels (bench only, not used by the server): batch-1 GEMV y = W x over an int4 weight in the
+// engine's layout (block_quant.ts: MatMulNBits' codes, element 2i in the low nibble of byte i, code - 8,
+// one float32 scale per 32 weights) and over a float32 weight, AVX-512, rows split over a persistent
+// pool of threads. Question it answers: how close to the machine's read bandwidth can one call get
+// without ONNX Runtime's per-node costs and its 24-byte int4 blocks (bench/native_gemv.ts).
+// Built on first use by bench/native_gemv.ts (gcc -O3 -march=native, node's headers) into the bench cache.
+#include <immintrin.h>
+#include <node_api.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+enum { MAX_THREADS = 8, BLOCK = 32, BLOB = 16 };
+
+typedef struct {
+  int kind;  // 0: int4, 1: float32
+  const uint8_t* packed;
+  const float* scales;
+  const float* w;
+  const float* x;  // int4: x de-interleaved per block ([even 16][odd 16]); float32: x as given
+  float* y;
+  int rows, cols, kb;
+} Job;
+
+// Dot products of rows [r0, r1) with x.
+static void run_rows(const Job* j, int r0, int r1) {
+  if (j->kind == 0) {
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    const __m512i eight = _mm512_set1_epi32(8);
+    for (int r = r0; r < r1; r++) {
+      const uint8_t* p = j->packed + (size_t)r * j->kb * BLOB;
+      const float* s = j->scales + (size_t)r * j->kb;
+      __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+      int b = 0;
+      for (; b + 1 < j->kb; b += 2) {
+        __m128i q0 = _mm_loadu_si128((const __m128i*)(p + b * BLOB));
+        __m128i q1 = _mm_loadu_si128((const __m128i*)(p + (b + 1) * BLOB));
+        __m512 lo0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(q0, mask)), eight));
+        __m512 hi0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(q0, 4), mask)), eight));
+        __m512 lo1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(q1, mask)), eight));
+        __m512 hi1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(q1, 4), mask)), eight));
+        const float* x0 = j->x + (size_t)b * BLOCK;
+        __m512 t0 = _mm512_fmadd_ps(hi0, _mm512_loadu_ps(x0 + 16), _mm512_mul_ps(lo0, _mm512_loadu_ps(x0)));
+        __m512 t1 = _mm512_fmadd_ps(hi1, _mm512_loadu_ps(x0 + 48), _mm512_mul_ps(lo1, _mm512_loadu_ps(x0 + 32)));
+        acc0 = _mm512_fmadd_ps(t0, _mm512_set1_ps(s[b]), acc0);
+        acc1 = _mm512_fmadd_ps(t1, _mm512_set1_ps(s[b + 1]), acc1);
+      }
+      for (; b < j->kb; b++) {
+        __m128i q0 = _mm_loadu_si128((const __m128i*)(p + b * BLOB));
+        __m512 lo0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(q0, mask)), eight));
+        __m512 hi0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(q0, 4), mask)), eight));
+        const float* x0 = j->x + (size_t)b * BLOCK;
+        __m512 t0 = _mm512_fmadd_ps(hi0, _mm512_loadu_ps(x0 + 16), _mm512_mul_ps(lo0, _mm512_loadu_ps(x0)));
+        acc0 = _mm512_fmadd_ps(t0, _mm512_set1_ps(s[b]), acc0);
+      }
+      j->y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    }
+  } else {
+    for (int r = r0; r < r1; r++) {
+      const float* w = j->w + (size_t)r * j->cols;
+      __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+      int c = 0;
+      for (; c + 64 <= j->cols; c += 64) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c), _mm512_loadu_ps(j->x + c), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c + 16), _mm512_loadu_ps(j->x + c + 16), a1);
+        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c + 32), _mm512_loadu_ps(j->x + c + 32), a2);
+        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c + 48), _mm512_loadu_ps(j->x + c + 48), a3);
+      }
+      float tail = 0;
+      for (; c < j->cols; c++) tail += w[c] * j->x[c];
+      j->y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3))) + tail;
+    }
+  }
+}
+
+// A persistent pool: worker i > 0 waits for a new generation, runs its share of rows, counts down.
+// Workers spin briefly, then sleep on a condition variable (so an idle pool costs no CPU).
+static struct {
+  pthread_t threads[MAX_THREADS];
+  int started;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  atomic_int generation;
+  atomic_int pending;
+  int nthreads;
+  const Job* job;
+} pool = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+static void share(const Job* j, int i, int n, int* r0, int* r1) {
+  *r0 = (int)((int64_t)j->rows * i / n);
+  *r1 = (int)((int64_t)j->rows * (i + 1) / n);
+}
+
+static void* worker(void* arg) {
+  int i = (int)(intptr_t)arg;
+  int seen = 0;
+  for (;;) {
+    int spins = 0;
+    while (atomic_load_explicit(&pool.generation, memory_order_acquire) == seen) {
+      if (++spins < 20000) {
+        _mm_pause();
+        continue;
+      }
+      pthread_mutex_lock(&pool.mu);
+      while (atomic_load(&pool.generation) == seen) pthread_cond_wait(&pool.cv, &pool.mu);
+      pthread_mutex_unlock(&pool.mu);
+    }
+    seen = atomic_load(&pool.generation);
+    if (i < pool.nthreads) {
+      int r0, r1;
+      share(pool.job, i, pool.nthreads, &r0, &r1);
+      run_rows(pool.job, r0, r1);
+      atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_release);
+    }
+  }
+  return NULL;
+}
+
+static void run_job(const Job* j, int nthreads) {
+  if (nthreads > MAX_THREADS) nthreads = MAX_THREADS;
+  if (nthreads <= 1) {
+    run_rows(j, 0, j->rows);
+    return;
+  }
+  while (pool.started < nthreads - 1) {
+    pthread_create(&pool.threads[pool.started], NULL, worker, (void*)(intptr_t)(pool.started + 1));
+    pool.started++;
+  }
+  pool.job = j;
+  pool.nthreads = nthreads;
+  atomic_store(&pool.pending, nthreads - 1);
+  pthread_mutex_lock(&pool.mu);
+  atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
+  pthread_cond_broadcast(&pool.cv);
+  pthread_mutex_unlock(&pool.mu);
+  int r0, r1;
+  share(j, 0, nthreads, &r0, &r1);
+  run_rows(j, r0, r1);
+  while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0) _mm_pause();
+}
+
+static void* typed(napi_env env, napi_value v, size_t* bytes) {
+  napi_typedarray_type t;
+  size_t len, off;
+  void* data;
+  napi_value ab;
+  napi_get_typedarray_info(env, v, &t, &len, &data, &ab, &off);
+  if (bytes) *bytes = len;
+  return data;
+}
+
+static int32_t int_arg(napi_env env, napi_value v) {
+  int32_t n = 0;
+  napi_get_value_int32(env, v, &n);
+  return n;
+}
+
+// gemvQ4(packed: Uint8Array, scales: Float32Array, xDeinterleaved: Float32Array, y: Float32Array, rows, cols, threads)
+static napi_value gemv_q4(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value a[7];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  Job j = { .kind = 0 };
+  j.packed = typed(env, a[0], NULL);
+  j.scales = typed(env, a[1], NULL);
+  j.x = typed(env, a[2], NULL);
+  j.y = typed(env, a[3], NULL);
+  j.rows = int_arg(env, a[4]);
+  j.cols = int_arg(env, a[5]);
+  j.kb = (j.cols + BLOCK - 1) / BLOCK;
+  run_job(&j, int_arg(env, a[6]));
+  return NULL;
+}
+
+// gemvF32(w: Float32Array, x: Float32Array, y: Float32Array, rows, cols, threads)
+static napi_value gemv_f32(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value a[6];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  Job j = { .kind = 1 };
+  j.w = typed(env, a[0], NULL);
+  j.x = typed(env, a[1], NULL);
+  j.y = typed(env, a[2], NULL);
+  j.rows = int_arg(env, a[3]);
+  j.cols = int_arg(env, a[4]);
+  run_job(&j, int_arg(env, a[5]));
+  return NULL;
+}
+
+NAPI_MODULE_INIT() {
+  napi_value f;
+  napi_create_function(env, "gemvQ4", NAPI_AUTO_LENGTH, gemv_q4, NULL, &f);
+  napi_set_named_property(env, exports, "gemvQ4", f);
+  napi_create_function(env, "gemvF32", NAPI_AUTO_LENGTH, gemv_f32, NULL, &f);
+  napi_set_named_property(env, exports, "gemvF32", f);
+  return exports;
+}
