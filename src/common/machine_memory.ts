@@ -77,7 +77,7 @@ export function availableMemory(readText: ReadText = readTextOrNull): MachineMem
   return best;
 }
 
-/** 25769803776 -> "24.0 GiB": sizes in messages. */
+/** Sizes in messages: GiB with one decimal (25769803776 -> "24.0 GiB"); below 1 GiB, whole MiB rounded up. */
 export function formatGiB(bytes: number): string {
-  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : `${Math.ceil(bytes / 2 ** 20)} MiB`;
 }

@@ -5,9 +5,9 @@
 // process to allocate (plan total minus its resident size now) with the kernel's available memory and
 // stops with the numbers instead. (A helper's bench-lite load was OOM-killed at 13.8 GiB when other
 // processes had grown to 7.7 GiB; the plan had fitted at start.)
-import { availableMemory, type MachineMemory } from '../common/machine_memory.ts';
+import { availableMemory, formatGiB, type MachineMemory } from '../common/machine_memory.ts';
 import { EngineError } from '../common/errors.ts';
-import { gib, type MemoryPlan } from './memory_plan.ts';
+import type { MemoryPlan } from './memory_plan.ts';
 import type { RunnerWeightSource } from './model_runner.ts';
 
 export class LoadMemoryGuard {
@@ -26,9 +26,9 @@ export class LoadMemoryGuard {
     if (need <= avail.bytes) return;
     throw new EngineError(
       'DSV_ERR_CONFIG',
-      `not enough free memory ${stage}: the memory plan (${gib(this.plan.total)}) needs ${gib(need)} more than this process holds` +
-        ` (${gib(resident)}), but only ${gib(avail.bytes)} is available (${avail.source}); other processes hold the rest of the` +
-        ` ${gib(this.plan.machine.bytes)}. Stop them, or choose a smaller --quantization or --kv-cache-memory (plan: ${gib(this.plan.weights)} of weights, ${gib(this.plan.kvCache)} of KV cache)`,
+      `not enough free memory ${stage}: the memory plan (${formatGiB(this.plan.total)}) needs ${formatGiB(need)} more than this process holds` +
+        ` (${formatGiB(resident)}), but only ${formatGiB(avail.bytes)} is available (${avail.source}); other processes hold the rest of the` +
+        ` ${formatGiB(this.plan.machine.bytes)}. Stop them, or choose a smaller --quantization or --kv-cache-memory (plan: ${formatGiB(this.plan.weights)} of weights, ${formatGiB(this.plan.kvCache)} of KV cache)`,
     );
   }
 

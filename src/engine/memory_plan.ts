@@ -10,7 +10,7 @@
 // activations are those of one step at the token budget; the two never coexist (loading ends before
 // the first step). Float32 is the unquantised resident format. Each part is named in the log line.
 import { EngineError } from '../common/errors.ts';
-import { machineMemory, type MachineMemory } from '../common/machine_memory.ts';
+import { formatGiB, machineMemory, type MachineMemory } from '../common/machine_memory.ts';
 import { mtpManifest, numel, weightManifest, type WeightSpec } from './checkpoint/manifest.ts';
 import type { ModelConfig } from './checkpoint/types.ts';
 import { kBlocks, quantizedBytes } from './quant/block_quant.ts';
@@ -229,23 +229,18 @@ export function planMemory(input: MemoryPlanInput, machine: MachineMemory = mach
   };
 }
 
-/** GiB with one decimal; below 1 GiB, whole MiB. */
-export function gib(bytes: number): string {
-  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : `${Math.ceil(bytes / 2 ** 20)} MiB`;
-}
-
 function describeLoad(l: LoadTransient): string {
-  const arenas = l.quantiserArenas > 0 ? ` + quantiser arenas ${gib(l.quantiserArenas)}` : '';
-  return `${l.groups} x ${gib(l.groupBytes)} weight groups + ModelProto ${gib(l.modelProto)}${arenas}`;
+  const arenas = l.quantiserArenas > 0 ? ` + quantiser arenas ${formatGiB(l.quantiserArenas)}` : '';
+  return `${l.groups} x ${formatGiB(l.groupBytes)} weight groups + ModelProto ${formatGiB(l.modelProto)}${arenas}`;
 }
 
 /** One line for the start-up log. */
 export function describePlan(p: MemoryPlan): string {
   return (
-    `weights ${gib(p.weights)} (${p.quantization === 'none' ? 'float32' : p.quantization}) + malloc slack ${gib(p.mallocSlack)}` +
-    ` + KV cache ${gib(p.kvCache)} + runtime ${gib(p.runtimeBase)} + max(load ${gib(p.load.total)} (${describeLoad(p.load)}),` +
-    ` activations ${gib(p.activations)})` +
-    ` = ${gib(p.total)} of ${gib(p.usable)} usable (${gib(p.machine.bytes)} from ${p.machine.source})`
+    `weights ${formatGiB(p.weights)} (${p.quantization === 'none' ? 'float32' : p.quantization}) + malloc slack ${formatGiB(p.mallocSlack)}` +
+    ` + KV cache ${formatGiB(p.kvCache)} + runtime ${formatGiB(p.runtimeBase)} + max(load ${formatGiB(p.load.total)} (${describeLoad(p.load)}),` +
+    ` activations ${formatGiB(p.activations)})` +
+    ` = ${formatGiB(p.total)} of ${formatGiB(p.usable)} usable (${formatGiB(p.machine.bytes)} from ${p.machine.source})`
   );
 }
 
@@ -255,7 +250,7 @@ export function refusalMessage(input: MemoryPlanInput, plan: MemoryPlan): string
   for (const mode of QUANTIZATION_MODES) {
     const p = mode === input.quantization ? plan : planMemory({ ...input, quantization: mode }, plan.machine);
     if (p.fits) {
-      if (mode !== input.quantization) options.push(`--quantization ${mode} (${gib(p.total)})`);
+      if (mode !== input.quantization) options.push(`--quantization ${mode} (${formatGiB(p.total)})`);
       continue;
     }
     // The largest KV cache this mode leaves room for, if any (a whole MiB below the limit).
