@@ -16,6 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { benchCacheRoot } from './cache_dir.ts';
+import { LoadMonitor, loadVerdict } from './machine/load.ts';
 import { formatSpread, spread } from './stats.ts';
 import { blobBytes, kBlocks, type QuantizedMatrix } from '../src/common/quantized.ts';
 import { DataType, GraphBuilder } from '../src/engine/onnx/graph_builder.ts';
@@ -29,6 +30,7 @@ const RESULT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results'
 
 interface NativeGemv {
   gemvQ4(packed: Uint8Array, scales: Float32Array, x: Float32Array, y: Float32Array, rows: number, cols: number, threads: number): void;
+  gemvQ4Vnni(packed: Uint8Array, scales: Float32Array, x: Float32Array, y: Float32Array, rows: number, cols: number, threads: number): void;
   gemvF32(w: Float32Array, x: Float32Array, y: Float32Array, rows: number, cols: number, threads: number): void;
 }
 
@@ -94,6 +96,8 @@ interface Case {
   readonly bytesNative: number;
   readonly ort: () => Promise<Float32Array>;
   readonly native: () => Float32Array;
+  /** int4 only: the kernel with int8 activations and VNNI dot products. */
+  readonly nativeVnni: (() => Float32Array) | null;
   readonly check: (y: Float32Array) => number;
 }
 
@@ -119,6 +123,7 @@ async function int4Case(name: string, rows: number, cols: number, native: Native
     bytesNative: w.packed.length + w.scales.length * 4,
     ort: async () => (await session.run(feed, ['y']))[0],
     native: () => (native.gemvQ4(w.packed, w.scales, xd, y, rows, cols, threads), y),
+    nativeVnni: () => (native.gemvQ4Vnni(w.packed, w.scales, x, y, rows, cols, threads), y),
     check: (out) => Math.max(...probeRows.map((r) => Math.abs(out[r]! - referenceRow(w, x, r)) / (Math.abs(referenceRow(w, x, r)) + 1e-3))),
   };
 }
@@ -139,6 +144,7 @@ async function f32Case(name: string, rows: number, cols: number, native: NativeG
     bytesNative: rows * cols * 4,
     ort: async () => (await session.run(feed, ['y']))[0],
     native: () => (native.gemvF32(data, x, y, rows, cols, threads), y),
+    nativeVnni: null,
     check: (out) => Math.max(...[0, rows - 1].map((r) => Math.abs(out[r]! - ref(r)) / (Math.abs(ref(r)) + 1e-3))),
   };
 }
@@ -157,8 +163,17 @@ for (const t of THREAD_COUNTS)
   );
 
 const load0 = loadavg()[0]!;
-const times = new Map<string, { ort: number[]; native: number[]; errOrt: number; errNative: number }>();
-for (const c of cases) times.set(c.name, { ort: [], native: [], errOrt: c.check(await c.ort()), errNative: c.check(c.native()) });
+const monitor = await LoadMonitor.afterIdleCheck();
+const times = new Map<string, { ort: number[]; native: number[]; vnni: number[]; errOrt: number; errNative: number; errVnni: number }>();
+for (const c of cases)
+  times.set(c.name, {
+    ort: [],
+    native: [],
+    vnni: [],
+    errOrt: c.check(await c.ort()),
+    errNative: c.check(c.native()),
+    errVnni: c.nativeVnni ? c.check(c.nativeVnni()) : NaN,
+  });
 const REPS = 20;
 for (let r = 0; r < ROUNDS; r++)
   for (const c of cases) {
@@ -169,22 +184,41 @@ for (let r = 0; r < ROUNDS; r++)
     t0 = performance.now();
     for (let i = 0; i < REPS; i++) c.native();
     t.native.push(((performance.now() - t0) / REPS) * 1000);
+    if (c.nativeVnni) {
+      t0 = performance.now();
+      for (let i = 0; i < REPS; i++) c.nativeVnni();
+      t.vnni.push(((performance.now() - t0) / REPS) * 1000);
+    }
   }
 
+function vnniColumns(c: Case, us: readonly number[], ortMedian: number): string {
+  if (us.length === 0) return '- | - | -';
+  const v = spread(us);
+  return `${formatSpread(v, 0)} | ${(c.bytesNative / v.median / 1e3).toFixed(1)} | ${(ortMedian / v.median).toFixed(2)}`;
+}
+
+const load = monitor.stop();
+const verdict = loadVerdict(load);
 const lines = [
   `# Batch-1 GEMV: ONNX Runtime as the engine runs it vs a native AVX-512 kernel (${new Date().toISOString()})`,
   '',
   `CPU ${cpus()[0]?.model} x ${cpus().length}, ${THREAD_COUNTS.join(' and ')} thread(s) (the same count for ORT's pool and the native one; the native workers spin ~20k pauses before sleeping, ORT's do not spin: the engine's setting); load average ${load0.toFixed(2)} before, ${loadavg()[0]!.toFixed(2)} after. ${ROUNDS} interleaved rounds of ${REPS} calls each; µs per call, median (min-max, n). int4: MatMulNBits accuracy level ${QUANT_ACCURACY_LEVEL}; GB/s over the bytes each must read (MatMulNBits 24 B per 32 weights, the native kernel 20).`,
   '',
-  '| weight | ORT µs | ORT GB/s | native µs | native GB/s | ORT / native | max rel. error ORT, native |',
-  '| --- | --- | --- | --- | --- | --- | --- |',
+  verdict.loaded
+    ? `LOADED (${verdict.reasons.join('; ')}): ratios only, taken within rounds.`
+    : `Quiet: other processes used ${(load.othersShare * 100).toFixed(0)}% of the CPUs during the run (worst ~5 s window ${(load.othersShareMaxWindow * 100).toFixed(0)}%).`,
+  '',
+  '"native" converts the int4 codes to float32 and multiplies by float32 activations (exact); "native int8" quantises the activations to int8 per block of 32 and uses VNNI dot products, as MatMulNBits level 4 and llama.cpp\'s Q4_0 x Q8_0 do.',
+  '',
+  '| weight | ORT µs | ORT GB/s | native µs | native GB/s | ORT / native | native int8 µs | native int8 GB/s | ORT / native int8 | max rel. error ORT, native, native int8 |',
+  '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
 ];
 for (const c of cases) {
   const t = times.get(c.name)!;
   const o = spread(t.ort);
   const n = spread(t.native);
   lines.push(
-    `| ${c.name} | ${formatSpread(o, 0)} | ${(c.bytesOrt / o.median / 1e3).toFixed(1)} | ${formatSpread(n, 0)} | ${(c.bytesNative / n.median / 1e3).toFixed(1)} | ${(o.median / n.median).toFixed(2)} | ${t.errOrt.toExponential(1)}, ${t.errNative.toExponential(1)} |`,
+    `| ${c.name} | ${formatSpread(o, 0)} | ${(c.bytesOrt / o.median / 1e3).toFixed(1)} | ${formatSpread(n, 0)} | ${(c.bytesNative / n.median / 1e3).toFixed(1)} | ${(o.median / n.median).toFixed(2)} | ${vnniColumns(c, t.vnni, o.median)} | ${t.errOrt.toExponential(1)}, ${t.errNative.toExponential(1)}, ${Number.isNaN(t.errVnni) ? '-' : t.errVnni.toExponential(1)} |`,
   );
 }
 writeFileSync(RESULT, `${lines.join('\n')}\n`);
