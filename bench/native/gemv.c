@@ -188,37 +188,40 @@ static int32_t int_arg(napi_env env, napi_value v) {
   return n;
 }
 
-// gemvQ4(packed: Uint8Array, scales: Float32Array, xDeinterleaved: Float32Array, y: Float32Array, rows, cols, threads)
-static napi_value gemv_q4(napi_env env, napi_callback_info info) {
+// The int4 entry points' arguments: (packed: Uint8Array, scales: Float32Array, x: Float32Array,
+// y: Float32Array, rows, cols, threads); x is left to the caller (each kernel wants its own layout).
+static Job int4_job(napi_env env, napi_callback_info info, int kind, const float** x, int* threads) {
   size_t argc = 7;
   napi_value a[7];
   napi_get_cb_info(env, info, &argc, a, NULL, NULL);
-  Job j = { .kind = 0 };
+  Job j = { .kind = kind };
   j.packed = typed(env, a[0], NULL);
   j.scales = typed(env, a[1], NULL);
-  j.x = typed(env, a[2], NULL);
+  *x = typed(env, a[2], NULL);
   j.y = typed(env, a[3], NULL);
   j.rows = int_arg(env, a[4]);
   j.cols = int_arg(env, a[5]);
   j.kb = (j.cols + BLOCK - 1) / BLOCK;
-  run_job(&j, int_arg(env, a[6]));
+  *threads = int_arg(env, a[6]);
+  return j;
+}
+
+// gemvQ4(packed, scales, xDeinterleaved: x per block of 32 as [even 16, odd 16], y, rows, cols, threads)
+static napi_value gemv_q4(napi_env env, napi_callback_info info) {
+  const float* x;
+  int threads;
+  Job j = int4_job(env, info, 0, &x, &threads);
+  j.x = x;
+  run_job(&j, threads);
   return NULL;
 }
 
 // gemvQ4Vnni(packed, scales, x: Float32Array (in order), y, rows, cols, threads): int8 activations per
 // block of 32, as MatMulNBits' accuracy level 4 and llama.cpp's Q4_0 x Q8_0 do. cols: a multiple of 64.
 static napi_value gemv_q4_vnni(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
-  napi_value a[7];
-  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
-  Job j = { .kind = 2 };
-  j.packed = typed(env, a[0], NULL);
-  j.scales = typed(env, a[1], NULL);
-  const float* x = typed(env, a[2], NULL);
-  j.y = typed(env, a[3], NULL);
-  j.rows = int_arg(env, a[4]);
-  j.cols = int_arg(env, a[5]);
-  j.kb = j.cols / BLOCK;
+  const float* x;
+  int threads;
+  Job j = int4_job(env, info, 2, &x, &threads);
   if (j.cols % 64 != 0) {
     napi_throw_error(env, NULL, "gemvQ4Vnni: cols must be a multiple of 64");
     return NULL;
@@ -251,7 +254,7 @@ static napi_value gemv_q4_vnni(napi_env env, napi_callback_info info) {
     corr[b] = 8 * d * (float)sum;
   }
   j.xq = xq, j.dx = dx, j.corr = corr;
-  run_job(&j, int_arg(env, a[6]));
+  run_job(&j, threads);
   return NULL;
 }
 
