@@ -7,9 +7,8 @@ import { reshape } from '../onnx/ops.ts';
 import type { IndexerConfig, ModelConfig } from '../checkpoint/types.ts';
 import type { KVCacheDtype } from '../../kvcache/kv_dtype.ts';
 import { indexerSelectNodes } from './indexer.ts';
-import { attendGatheredPartsNodes } from './fp8_latent_attention.ts';
-import { cacheGraphOpset, fp8LatentPartsInput, indexerKeyPoolInput, indexerKeySpanInput, latentPoolInput } from './kv_cache_graph.ts';
-import { attendGatheredNodes, causalMask } from './mla.ts';
+import { cacheGraphOpset, indexerKeyPoolInput, indexerKeySpanInput } from './kv_cache_graph.ts';
+import { causalMask, gatheredAttentionInput } from './mla.ts';
 
 /**
  * Inputs (B decode rows, one per sequence): q [B, 1, H, C], iq [B, 1, Hi, Di], iw [B, 1, Hi], the layer's
@@ -29,9 +28,7 @@ export function buildDsaDecodeGraph(config: ModelConfig, indexer: IndexerConfig,
   const q = g.input('q', DataType.FLOAT, ['B', 1, H, L + dr]);
   const iq = g.input('iq', DataType.FLOAT, ['B', 1, Hi, Di]);
   const iw = g.input('iw', DataType.FLOAT, ['B', 1, Hi]);
-  // fp8 rows stay in their nope and rope parts (fp8_latent_attention.ts: no Concat copy).
-  const gatherParts = dtype === 'fp8' ? fp8LatentPartsInput(g, config) : null;
-  const gatherLatent = gatherParts === null ? latentPoolInput(g, dtype, config) : null;
+  const attend = gatheredAttentionInput(g, config, dtype);
   const idx = g.input('idx', DataType.INT32, ['B', 'T']);
   const gatherKeys = keySpan ? (i: string) => indexerKeySpanInput(g, dtype, Di, i) : indexerKeyPoolInput(g, dtype, Di);
   const qpos = g.node('Cast', [g.input('qpos', DataType.INT32, ['B', 1])], { to: DataType.INT64 }); // [B, 1]
@@ -39,10 +36,7 @@ export function buildDsaDecodeGraph(config: ModelConfig, indexer: IndexerConfig,
   const selected = reshape(g, sel, [0, -1]); // [B, k]
   const slots = g.node('GatherElements', [idx, selected], { axis: 1 }); // [B, k] int32
   const mask = causalMask(g, g.node('Unsqueeze', [qpos, g.int64s([2])]), g.node('Unsqueeze', [selected, g.int64s([1])])); // [B, 1, k]
-  const o = gatherParts
-    ? attendGatheredPartsNodes(g, config, q, gatherParts(slots), slots, mask)
-    : attendGatheredNodes(g, config, q, gatherLatent!(slots), slots, mask);
-  g.markOutput(o, 'o', DataType.FLOAT, ['B', 1, H, L]);
+  g.markOutput(attend(q, slots, mask), 'o', DataType.FLOAT, ['B', 1, H, L]);
   g.markOutput(g.node('Cast', [sel], { to: DataType.INT32 }), 'sel', DataType.INT32, ['B', 1, topk]);
   return g.build();
 }

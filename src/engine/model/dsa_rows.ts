@@ -9,8 +9,8 @@ import { reshape, reshapeLike } from '../onnx/ops.ts';
 import type { IndexerConfig, ModelConfig } from '../checkpoint/types.ts';
 import type { KVCacheDtype } from '../../kvcache/kv_dtype.ts';
 import { indexerSelectNodes } from './indexer.ts';
-import { cacheGraphOpset, indexerKeyPoolInput, latentPoolInput } from './kv_cache_graph.ts';
-import { attendGatheredNodes, causalMask } from './mla.ts';
+import { cacheGraphOpset, indexerKeyPoolInput } from './kv_cache_graph.ts';
+import { causalMask, gatheredAttentionInput } from './mla.ts';
 
 /**
  * Inputs: q [B, S, H, C], iq [B, S, Hi, Di], iw [B, S, Hi], the layer's latent and indexer key pools in their
@@ -19,7 +19,7 @@ import { attendGatheredNodes, causalMask } from './mla.ts';
  * and sel [B, S, topk] int32, the positions each row attended (rows with fewer than topk visible keys also get
  * invisible ones, masked). Used when T > topk.
  *   sel = TopK(indexer scores) [B, S, k] -> slots = idx[b, sel] -> per row: softmax(q . rows + causal mask) @ rows
- * Each row attends exactly as a decode row of dsa_decode.ts does (the same attendGatheredNodes on [B * S, 1, ...]);
+ * Each row attends exactly as a decode row of dsa_decode.ts does (the same gatheredAttentionInput on [B * S, 1, ...]);
  * the scores are the prefill form of IDX 5 (indexer.ts), as the prefill path computes them for these rows.
  */
 export function buildDsaRowsGraph(config: ModelConfig, indexer: IndexerConfig, dtype: KVCacheDtype = 'float32'): Uint8Array {
@@ -30,7 +30,7 @@ export function buildDsaRowsGraph(config: ModelConfig, indexer: IndexerConfig, d
   const q = g.input('q', DataType.FLOAT, ['B', 'S', H, C]);
   const iq = g.input('iq', DataType.FLOAT, ['B', 'S', Hi, Di]);
   const iw = g.input('iw', DataType.FLOAT, ['B', 'S', Hi]);
-  const gatherLatent = latentPoolInput(g, dtype, config);
+  const attend = gatheredAttentionInput(g, config, dtype);
   const gatherKeys = indexerKeyPoolInput(g, dtype, Di);
   const idx = g.input('idx', DataType.INT32, ['B', 'T']);
   const qpos = g.node('Cast', [g.input('qpos', DataType.INT32, ['B', 'S'])], { to: DataType.INT64 }); // [B, S]
@@ -42,7 +42,7 @@ export function buildDsaRowsGraph(config: ModelConfig, indexer: IndexerConfig, d
   const rowPos = reshape(g, qpos, [-1, 1, 1]); // [B * S, 1, 1]
   const mask = causalMask(g, rowPos, rowSel); // [B * S, 1, k]
   const rowQ = reshape(g, q, [-1, 1, H, C]); // [B * S, 1, H, C]
-  const o = attendGatheredNodes(g, config, rowQ, gatherLatent(rowSlots), rowSlots, mask); // [B * S, 1, H, L]
+  const o = attend(rowQ, rowSlots, mask); // [B * S, 1, H, L]
   g.markOutput(reshapeLike(g, o, [[q, 0, 2], H, L]), 'o', DataType.FLOAT, ['B', 'S', H, L]);
   g.markOutput(g.node('Cast', [sel], { to: DataType.INT32 }), 'sel', DataType.INT32, ['B', 'S', topk]);
   return g.build();

@@ -81,9 +81,7 @@ export function buildAttentionGraph(config: ModelConfig, keys: AttentionKeys, dt
   const C = L + dr;
   const g = new GraphBuilder(`sparse_mla_${keys}`, cacheGraphOpset(dtype));
   const q = g.input('q', DataType.FLOAT, ['B', 'S', H, C]);
-  // fp8 rows stay in their nope and rope parts (fp8_latent_attention.ts: no Concat copy).
-  const gatherParts = dtype === 'fp8' ? fp8LatentPartsInput(g, config) : null;
-  const gatherLatent = gatherParts === null ? latentPoolInput(g, dtype, config) : null;
+  const attend = gatheredAttentionInput(g, config, dtype);
   const idx = g.input('idx', DataType.INT32, ['B', 'K']);
   const qpos = g.node('Unsqueeze', [g.node('Cast', [g.input('qpos', DataType.INT32, ['B', 'S'])], { to: DataType.INT64 }), g.int64s([2])]); // [B, S, 1]
   const K = g.node('Gather', [g.node('Shape', [idx]), g.int64Scalar(1)]);
@@ -95,11 +93,22 @@ export function buildAttentionGraph(config: ModelConfig, keys: AttentionKeys, dt
     const zeros = g.node('ConstantOfShape', [g.node('Shape', [sel])]); // float 0
     mask = g.node('Add', [mask, g.node('ScatterElements', [none, sel, zeros], { axis: 2 })]);
   }
-  const o = gatherParts
-    ? attendGatheredPartsNodes(g, config, q, gatherParts(idx), idx, mask)
-    : attendGatheredNodes(g, config, q, gatherLatent!(idx), idx, mask);
-  g.markOutput(o, 'o', DataType.FLOAT, ['B', 'S', H, L]);
+  g.markOutput(attend(q, idx, mask), 'o', DataType.FLOAT, ['B', 'S', H, L]);
   return g.build();
+}
+
+/**
+ * Declares the layer's latent pool inputs (kv_cache_graph.ts) and returns MLA 5 over the rows gathered at
+ * idx [B, K]: attend(q [B, S, H, C], idx, mask [B, S, K]) -> o [B, S, H, L]. fp8 rows stay in their nope and
+ * rope parts (fp8_latent_attention.ts: no Concat copy); other dtypes are gathered as whole rows.
+ */
+export function gatheredAttentionInput(g: GraphBuilder, config: ModelConfig, dtype: KVCacheDtype): (q: string, idx: string, mask: string) => string {
+  if (dtype === 'fp8') {
+    const gatherParts = fp8LatentPartsInput(g, config);
+    return (q, idx, mask) => attendGatheredPartsNodes(g, config, q, gatherParts(idx), idx, mask);
+  }
+  const gatherLatent = latentPoolInput(g, dtype, config);
+  return (q, idx, mask) => attendGatheredNodes(g, config, q, gatherLatent(idx), idx, mask);
 }
 
 /**
