@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import { E4M3_VALUES } from '../../../src/common/numeric/fp8_e4m3.ts';
 import { bf16BitsToFloat32 } from '../../../src/common/numeric/bf16.ts';
 import { buildDsaDecodeGraph } from '../../../src/engine/model/dsa_decode.ts';
+import { buildDsaRowsGraph } from '../../../src/engine/model/dsa_rows.ts';
 import { buildIndexerSelectGraph } from '../../../src/engine/model/indexer.ts';
 import { indexerKeyPoolFeed, indexerKeySpanFeed, latentPoolFeed } from '../../../src/engine/model/kv_cache_graph.ts';
 import { buildAttentionGraph } from '../../../src/engine/model/mla.ts';
@@ -131,6 +132,36 @@ for (const [L, dr] of [
       const quantised = await runOnce(buildDsaDecodeGraph(cfg, cfg.indexer!, 'fp8'), feed, 'o');
       const f32 = await runOnce(buildDsaDecodeGraph(cfg, cfg.indexer!), refFeed, 'o');
       assert.equal(quantised.length, B * H * L);
+      const d = maxRelDiff(quantised as Float32Array, f32 as Float32Array);
+      assert.ok(d < 1e-6, `${d}`);
+    });
+
+    it('fp8: the short-chunk DSA graph (dsa_rows, S = 2) equals float32 over the decoded rows', async () => {
+      const S = 2;
+      const s = filledStorage('fp8', L, dr);
+      const C = L + dr;
+      const cfg = config(L, dr);
+      const common = {
+        q: floatTensor(randoms(B * S * H * C, 6, 0.1), [B, S, H, C]),
+        iq: floatTensor(randoms(B * S * Hi * Di, 7), [B, S, Hi, Di]),
+        iw: floatTensor(randoms(B * S * Hi, 8), [B, S, Hi]),
+        idx: int32Tensor(idx, [B, K]),
+        qpos: int32Tensor(qpos(S), [B, S]),
+      };
+      const feed = { ...common, ...latentPoolFeed(s.latentPool(0), cfg), ...indexerKeyPoolFeed(s.indexerKeyPool(0), Di) };
+      const ref = dequantisedCopy(s);
+      const refFeed = { ...common, cache: floatTensor(ref.latent, [P, C]), index_cache: floatTensor(ref.keys, [P, Di]) };
+      const [fp8Sel, f32Sel] = [
+        await runOnce(buildDsaRowsGraph(cfg, cfg.indexer!, 'fp8'), feed, 'sel'),
+        await runOnce(buildDsaRowsGraph(cfg, cfg.indexer!), refFeed, 'sel'),
+      ];
+      assert.deepEqual(
+        [...fp8Sel].sort((a, b) => a - b),
+        [...f32Sel].sort((a, b) => a - b),
+      );
+      const quantised = await runOnce(buildDsaRowsGraph(cfg, cfg.indexer!, 'fp8'), feed, 'o');
+      const f32 = await runOnce(buildDsaRowsGraph(cfg, cfg.indexer!), refFeed, 'o');
+      assert.equal(quantised.length, B * S * H * L);
       const d = maxRelDiff(quantised as Float32Array, f32 as Float32Array);
       assert.ok(d < 1e-6, `${d}`);
     });
