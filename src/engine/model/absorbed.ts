@@ -26,18 +26,35 @@ export function keyUpTransposed(config: ModelConfig, kvBProj: Tensor, h: number)
   return out;
 }
 
+/** W_UK * scale as [H, dn, L] (kv_b_proj rows [h, 0:dn]): the float32 form of MLA 2's weight. */
+export function keyUpScaled(config: ModelConfig, kvBProj: Tensor, scale: number): Float32Array {
+  const { numAttentionHeads: H, qkNopeHeadDim: dn } = config;
+  return (
+    selectRows(
+      kvBProj,
+      Array.from({ length: H }, (_, h) => headRows(config, h, 0, dn)),
+      scale,
+    ) as Tensor
+  ).data;
+}
+
+/** W_UV as [H, dv, L] (kv_b_proj rows [h, dn:dn + dv]): the float32 form of MLA 6's head products. */
+export function valueUpRows(config: ModelConfig, kvBProj: Tensor): Float32Array {
+  const { numAttentionHeads: H, qkNopeHeadDim: dn, vHeadDim: dv } = config;
+  return (
+    selectRows(
+      kvBProj,
+      Array.from({ length: H }, (_, h) => headRows(config, h, dn, dv)),
+    ) as Tensor
+  ).data;
+}
+
 /** MLA 2 (+ the softmax scale): qNope [N, H * dn] -> q_lat [N, H, L]. */
 export function absorbedQuery(g: GraphBuilder, config: ModelConfig, qNope: string, kvBProj: Tensor, scale: number, bits: QuantBits | null): string {
   const { numAttentionHeads: H, qkNopeHeadDim: dn, kvLoraRank: L } = config;
   if (bits === null) {
-    // W_UK * scale: kv_b_proj rows [h, 0:dn] as [H, dn, L].
-    const w = selectRows(
-      kvBProj,
-      Array.from({ length: H }, (_, h) => headRows(config, h, 0, dn)),
-      scale,
-    ) as Tensor;
     const qNopeH = g.node('Transpose', [reshape(g, qNope, [0, H, dn])], { perm: [1, 0, 2] }); // [H, N, dn]
-    return g.node('Transpose', [g.node('MatMul', [qNopeH, g.initializer(w.data, [H, dn, L])])], { perm: [1, 0, 2] }); // [N, H, L]
+    return g.node('Transpose', [g.node('MatMul', [qNopeH, g.initializer(keyUpScaled(config, kvBProj, scale), [H, dn, L])])], { perm: [1, 0, 2] }); // [N, H, L]
   }
   const heads = H === 1 ? [qNope] : g.nodeN('Split', [qNope, g.int64s(Array<number>(H).fill(dn))], H, { axis: 1 }); // H x [N, dn]
   const lat = heads.map((qh, h) => {
@@ -53,8 +70,7 @@ export function valueUp(g: GraphBuilder, config: ModelConfig, o: string, kvBProj
   const { numAttentionHeads: H, qkNopeHeadDim: dn, vHeadDim: dv, kvLoraRank: L } = config;
   const ranges = Array.from({ length: H }, (_, h) => headRows(config, h, dn, dv));
   if (bits === null) {
-    const wUVt = (selectRows(kvBProj, ranges) as Tensor).data; // [H, dv, L]
-    const wUV = g.node('Transpose', [g.initializer(wUVt, [H, dv, L])], { perm: [0, 2, 1] }); // [H, L, dv], folded at load
+    const wUV = g.node('Transpose', [g.initializer(valueUpRows(config, kvBProj), [H, dv, L])], { perm: [0, 2, 1] }); // [H, L, dv], folded at load
     const ov = g.node('MatMul', [g.node('Transpose', [o], { perm: [1, 0, 2] }), wUV]); // [H, N, dv]
     return reshape(g, g.node('Transpose', [ov], { perm: [1, 0, 2] }), [0, H * dv]); // [N, H * dv]
   }

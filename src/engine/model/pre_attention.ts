@@ -23,7 +23,7 @@ import type { AttentionWeights, IndexerConfig, LinearWeight, ModelConfig, Tensor
 /** Nodes that compute a layer's input h [N, D] from graph inputs of their own (buildPreAttentionGraph). */
 export type LayerPrelude = (g: GraphBuilder) => string;
 
-const INDEXER_LAYERNORM_EPS = 1e-6; // fixed by the reference implementation, not from config
+export const INDEXER_LAYERNORM_EPS = 1e-6; // fixed by the reference implementation, not from config
 
 /** Output i of a Split node (nodeN returns exactly as many names as it was asked for). */
 function part(parts: readonly string[], i: number): string {
@@ -47,6 +47,36 @@ function splitQRows(config: ModelConfig, w: LinearWeight, ropeScale: number): { 
       ropeScale,
     ),
   };
+}
+
+/**
+ * The layer's projections stacked by input (the header's grouping): x = [q_a | kv_a | wk | weights_proj * Hi^-.5 Di^-.5]
+ * (direct q_proj: [q nope rows | q rope rows * scale | kv_a]) and, with q-LoRA, qr = [q_b nope rows | q_b rope
+ * rows * scale | wq_b]; sizes are each block's rows. Shared by this graph and the native decode layer.
+ */
+export interface PreAttentionStacks {
+  readonly x: LinearWeight;
+  readonly xSizes: readonly number[];
+  readonly qr: LinearWeight | null;
+  readonly qrSizes: readonly number[];
+}
+
+export function preAttentionStacks(config: ModelConfig, attn: AttentionWeights<LinearWeight>, indexerConfig: IndexerConfig | null): PreAttentionStacks {
+  const scale = mlaSoftmaxScale(config);
+  const indexer = indexerConfig ? attn.indexer : null;
+  const query = attn.query;
+  const qFromX = query.kind === 'direct' ? splitQRows(config, query.qProj, scale) : null;
+  const xBlocks: LinearWeight[] = qFromX ? [qFromX.nope, qFromX.rope] : query.kind === 'lora' ? [query.qAProj] : [];
+  xBlocks.push(attn.kvAProjWithMqa);
+  if (indexer && indexerConfig) {
+    const w = indexer.weightsProj;
+    xBlocks.push(indexer.wk, selectRows(w, [[0, rowsOf(w)]], Math.pow(indexerConfig.nHeads, -0.5) * Math.pow(indexerConfig.headDim, -0.5)));
+  }
+  if (query.kind !== 'lora') return { x: stackRows(xBlocks), xSizes: xBlocks.map(rowsOf), qr: null, qrSizes: [] };
+  const { nope, rope } = splitQRows(config, query.qBProj, scale);
+  const qrBlocks = [nope, rope];
+  if (indexer) qrBlocks.push(indexer.wqB);
+  return { x: stackRows(xBlocks), xSizes: xBlocks.map(rowsOf), qr: stackRows(qrBlocks), qrSizes: qrBlocks.map(rowsOf) };
 }
 
 /**
@@ -81,30 +111,19 @@ export function buildPreAttentionGraph(
 
   // MLA 1 / IDX 1, 2, 4: one GEMM over x; the q path continues from qr (q_lora) or directly (q_proj).
   const query = attn.query;
-  const qFromX = query.kind === 'direct' ? splitQRows(config, query.qProj, scale) : null;
-  const xBlocks: LinearWeight[] = qFromX ? [qFromX.nope, qFromX.rope] : query.kind === 'lora' ? [query.qAProj] : [];
-  xBlocks.push(attn.kvAProjWithMqa);
-  if (indexer && idx) {
-    const w = indexer.weightsProj;
-    xBlocks.push(indexer.wk, selectRows(w, [[0, rowsOf(w)]], Math.pow(idx.nHeads, -0.5) * Math.pow(idx.headDim, -0.5)));
-  }
-  const xSizes = xBlocks.map(rowsOf);
-  const xParts = g.nodeN('Split', [linear(g, x, stackRows(xBlocks)), g.int64s(xSizes)], xSizes.length, { axis: 1 });
+  const stacks = preAttentionStacks(config, attn, indexerConfig);
+  const xParts = g.nodeN('Split', [linear(g, x, stacks.x), g.int64s(stacks.xSizes)], stacks.xSizes.length, { axis: 1 });
   let qNope: string;
   let qPe: string;
   let iq: string | null = null;
-  if (query.kind === 'direct') {
+  if (query.kind === 'direct' || stacks.qr === null) {
     [qNope, qPe] = [part(xParts, 0), part(xParts, 1)];
   } else {
     const qr = rmsNorm(g, part(xParts, 0), query.qALayernorm, eps);
-    const { nope, rope } = splitQRows(config, query.qBProj, scale);
-    const qrBlocks = [nope, rope];
-    if (indexer) qrBlocks.push(indexer.wqB);
-    const qrSizes = qrBlocks.map(rowsOf);
-    const qrParts = g.nodeN('Split', [linear(g, qr, stackRows(qrBlocks)), g.int64s(qrSizes)], qrSizes.length, { axis: 1 });
+    const qrParts = g.nodeN('Split', [linear(g, qr, stacks.qr), g.int64s(stacks.qrSizes)], stacks.qrSizes.length, { axis: 1 });
     [qNope, qPe, iq] = [part(qrParts, 0), part(qrParts, 1), qrParts[2] ?? null];
   }
-  const kvAIndex = qFromX ? 2 : 1;
+  const kvAIndex = query.kind === 'direct' ? 2 : 1;
 
   // MLA 2-3: absorbed query.
   const qLat = absorbedQuery(g, config, qNope, attn.kvBProj, scale, quant); // [N, H, L]
