@@ -40,7 +40,14 @@ RUN npm ci --omit=dev --no-audit --no-fund \
  && ort=node_modules/onnxruntime-node/bin \
  && find "$ort" -mindepth 2 -maxdepth 2 ! -name linux -exec rm -rf {} + \
  && find "$ort" -mindepth 3 -maxdepth 3 ! -name "$(node -p process.arch)" -exec rm -rf {} +
+# gcc (+ libc headers) builds the native decode kernels on the first start, for the CPU the container runs
+# on (src/engine/native/native_kernels.ts; -march=native, so they cannot be built with the image); node's
+# headers ship in this image. Without them the server runs every step through ONNX Runtime.
+RUN apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 COPY --from=build /app/dist ./dist
+COPY src/native ./src/native
 COPY models ./models
 COPY config ./config
 # Checkpoints are mounted here (read-only is enough): --model /models/<dir> or DSV_MODEL.

@@ -112,6 +112,7 @@ export function toEngineWorkerData(config: ServerConfig, maxModelLen: number): E
         denseAttention: config.denseAttention,
         kvCacheDtype: config.kvCacheDtype,
         numThreads: config.threads,
+        nativeKernels: config.nativeKernels,
         quantization: config.quantization,
         quantizedWeightsDir: config.quantizedWeightsDir === null ? null : resolve(config.quantizedWeightsDir),
       },

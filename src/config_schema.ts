@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { QUANTIZATION_MODES, type QuantizationMode } from './engine/quant/quant_mode.ts';
+import { NATIVE_KERNELS_MODES, type NativeKernelsMode } from './engine/native/native_kernels.ts';
 import { KV_CACHE_DTYPE_CHOICES, type KVCacheDtypeChoice } from './kvcache/kv_dtype.ts';
 import {
   DEFAULT_DISABLE_BY_BATCH_SIZE,
@@ -58,6 +59,7 @@ export interface ConfigValues {
   readonly quantizedWeightsDir: string | null;
   /** null = no speculative decoding. */
   readonly speculativeConfig: SpeculativeConfig | null;
+  readonly nativeKernels: NativeKernelsMode;
   readonly threads: number;
   readonly logLevel: LogLevel;
   /** Bytes. */
@@ -244,6 +246,13 @@ const quantization: Codec<QuantizationMode> = {
   schema: z.enum(QUANTIZATION_MODES),
 };
 
+const nativeKernels: Codec<NativeKernelsMode> = {
+  type: 'enum',
+  expected: `one of ${NATIVE_KERNELS_MODES.join(', ')}`,
+  fromText: (text) => text.trim().toLowerCase(),
+  schema: z.enum(NATIVE_KERNELS_MODES),
+};
+
 const speculativeConfig: Codec<SpeculativeConfig | null> = {
   type: 'json',
   expected: `a JSON object {"method": "mtp", "num_speculative_tokens": 1-${MAX_SPECULATIVE_TOKENS}} (optional "disable_by_batch_size")`,
@@ -406,7 +415,20 @@ const TABLE: { readonly [K in ConfigKey]: OptionSpec<K> } = {
       `greedy output is unchanged and sampling keeps the model's distribution (rejection sampling). "disable_by_batch_size" (default ${DEFAULT_DISABLE_BY_BATCH_SIZE}): ` +
       'no drafts in steps with more running requests. Requests with a grammar (structured outputs, forced tool calls) do not speculate.',
   }),
-  threads: row('threads', { valueName: 'N', codec: positiveInt, default: 2, help: 'Intra-op threads of each ONNX Runtime session.' }),
+  nativeKernels: row('nativeKernels', {
+    valueName: 'MODE',
+    codec: nativeKernels,
+    default: 'auto',
+    help:
+      'Batch-1 decode of float32 layers through C kernels (src/native, compiled with gcc on first start into ~/.cache/dsv32-server): ' +
+      'auto uses them when they build and says why not otherwise, on refuses to start without them, off runs every step through ONNX Runtime.',
+  }),
+  threads: row('threads', {
+    valueName: 'N',
+    codec: positiveInt,
+    default: 2,
+    help: "Intra-op threads of each ONNX Runtime session, and of the native kernels' pool.",
+  }),
   logLevel: row('logLevel', { valueName: 'LEVEL', codec: logLevel, default: 'info', help: `Log level: ${LOG_LEVELS.join(', ')}.` }),
   maxRequestBody: row('maxRequestBody', {
     valueName: 'BYTES',

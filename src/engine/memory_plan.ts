@@ -155,6 +155,8 @@ export interface MemoryPlanInput {
   readonly numMtpModules?: number;
   /** Worker threads a quantised load reads ahead with (model_loader.ts; 0 = in this thread). Unquantised loads use none. */
   readonly loaderThreads?: number;
+  /** --native-kernels is not off: float32 decoder layers keep a JS-side copy of their weights for the C kernels. */
+  readonly nativeKernels?: boolean;
 }
 
 /** What loading holds on top of the sessions' weights, at its worst moment. */
@@ -172,6 +174,8 @@ export interface LoadTransient {
 export interface MemoryPlan {
   readonly quantization: QuantizationMode;
   readonly weights: number;
+  /** The native decode layers' float32 copies of the decoder layers' weights (0 when quantised or off). */
+  readonly nativeWeights: number;
   /** glibc's slack on the memory the sessions hold (MALLOC_SLACK_FRACTION). */
   readonly mallocSlack: number;
   readonly kvCache: number;
@@ -212,11 +216,13 @@ export function planMemory(input: MemoryPlanInput, machine: MachineMemory = mach
   const activations = activationBytes(input.config, input.maxNumBatchedTokens, input.maxAttentionScoreElements);
   const load = loadTransient(w, input.quantization === 'none' ? 0 : (input.loaderThreads ?? 0));
   const mallocSlack = Math.ceil(w.inSessions * MALLOC_SLACK_FRACTION);
-  const total = RUNTIME_BASE_BYTES + w.total + mallocSlack + input.kvCacheBytes + Math.max(load.total, activations);
+  const nativeWeights = input.nativeKernels && input.quantization === 'none' ? nativeLayerBytes(input.config) : 0;
+  const total = RUNTIME_BASE_BYTES + w.total + nativeWeights + mallocSlack + input.kvCacheBytes + Math.max(load.total, activations);
   const usable = Math.floor(machine.bytes * (1 - HEADROOM_FRACTION));
   return {
     quantization: input.quantization,
     weights: w.total,
+    nativeWeights,
     mallocSlack,
     kvCache: input.kvCacheBytes,
     runtimeBase: RUNTIME_BASE_BYTES,
@@ -229,6 +235,13 @@ export function planMemory(input: MemoryPlanInput, machine: MachineMemory = mach
   };
 }
 
+/** Float32 bytes of the main model's decoder layers (native_decode_layer.ts holds a copy of each). */
+function nativeLayerBytes(config: ModelConfig): number {
+  return weightManifest(config)
+    .filter((spec) => spec.name.startsWith('model.layers.'))
+    .reduce((n, spec) => n + 4 * numel(spec), 0);
+}
+
 function describeLoad(l: LoadTransient): string {
   const arenas = l.quantiserArenas > 0 ? ` + quantiser arenas ${formatGiB(l.quantiserArenas)}` : '';
   return `${l.groups} x ${formatGiB(l.groupBytes)} weight groups + ModelProto ${formatGiB(l.modelProto)}${arenas}`;
@@ -237,7 +250,9 @@ function describeLoad(l: LoadTransient): string {
 /** One line for the start-up log. */
 export function describePlan(p: MemoryPlan): string {
   return (
-    `weights ${formatGiB(p.weights)} (${p.quantization === 'none' ? 'float32' : p.quantization}) + malloc slack ${formatGiB(p.mallocSlack)}` +
+    `weights ${formatGiB(p.weights)} (${p.quantization === 'none' ? 'float32' : p.quantization})` +
+    (p.nativeWeights > 0 ? ` + native decode copies ${formatGiB(p.nativeWeights)}` : '') +
+    ` + malloc slack ${formatGiB(p.mallocSlack)}` +
     ` + KV cache ${formatGiB(p.kvCache)} + runtime ${formatGiB(p.runtimeBase)} + max(load ${formatGiB(p.load.total)} (${describeLoad(p.load)}),` +
     ` activations ${formatGiB(p.activations)})` +
     ` = ${formatGiB(p.total)} of ${formatGiB(p.usable)} usable (${formatGiB(p.machine.bytes)} from ${p.machine.source})`

@@ -58,6 +58,7 @@ export async function loadModelRunner(modelDir: string, options: EngineCoreOptio
         maxAttentionScoreElements: options.runner.maxAttentionScoreElements ?? DEFAULT_MAX_SCORE_ELEMENTS,
         numMtpModules: speculative ? 1 : 0,
         loaderThreads,
+        nativeKernels: (options.runner.nativeKernels ?? 'auto') !== 'off',
       },
       options.machineMemory,
     );

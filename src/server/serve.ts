@@ -84,6 +84,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const info = engine.info;
   for (const warning of info.loadWarnings) logger.warn(warning);
   logger.info({ kv_cache_dtype: info.kvCacheDtype, requested: config.kvCacheDtype }, `kv_cache_dtype ${info.kvCacheDtypeSource}`);
+  logger.info({ native_kernels: config.nativeKernels }, `native kernels: ${info.nativeKernels}`);
   logger.info(
     {
       model: config.model,

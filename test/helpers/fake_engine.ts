@@ -35,6 +35,7 @@ export class FakeEngine extends EventEmitter<EngineClientEvents> {
     quantization: 'none',
     memoryPlan: 'fake',
     loadWarnings: [],
+    nativeKernels: 'off (fake engine)',
   };
   readonly isAlive = true;
   readonly aborted: string[] = [];

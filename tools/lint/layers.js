@@ -6,8 +6,9 @@
 //   src/kvcache                block ids and paged storage            -> common
 //   src/engine/checkpoint      checkpoint reading and validation      -> common
 //   src/engine/onnx            graph building, the ORT session        -> common
+//   src/engine/native          the C kernels' build and binding       -> common
 //   src/engine/model, attention the forward pass (graphs + how they run) -> common, kvcache, checkpoint,
-//                                                                        onnx, quant, step_profiler.ts
+//                                                                        onnx, native, quant, step_profiler.ts
 //   src/engine/**              model, attention, sampling, scheduler, core, worker, client
 //                                                                     -> common, kvcache, engine
 //   src/server                 HTTP                                   -> common, config, the engine's
@@ -43,12 +44,18 @@ export const LAYERS = {
       why: 'src/engine/onnx builds and runs graphs; it imports only src/common.',
     },
     {
+      files: ['src/engine/native/'],
+      mayImport: ['src/common/', 'src/engine/native/'],
+      why: 'src/engine/native builds and loads the C kernels; it imports only src/common.',
+    },
+    {
       files: ['src/engine/model/', 'src/engine/attention/'],
       mayImport: [
         'src/common/',
         'src/kvcache/',
         'src/engine/checkpoint/',
         'src/engine/onnx/',
+        'src/engine/native/',
         'src/engine/quant/',
         'src/engine/model/',
         'src/engine/attention/',

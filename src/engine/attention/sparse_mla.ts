@@ -41,7 +41,12 @@ export interface AttentionLayerInputs {
   readonly indexerCache: Feed | null; // the layer's indexer key pool [P, Di]
   /** The indexer keys of slots first .. first + count - 1 as a zero-copy view (model/kv_cache_graph.ts indexerKeySpanFeed). */
   readonly indexerKeySpan: ((first: number, count: number) => Feed) | null;
+  /** The latent pool's rows [P, C] when the cache is float32 (the native kernel reads them in place), else null. */
+  readonly latentRows: Float32Array | null;
 }
+
+/** MLA 5 of one query row over every visible key, in C (native_kernels.ts attend). */
+export type NativeAttend = (q: Float32Array, pool: Float32Array, slots: Int32Array, o: Float32Array, kvLoraRank: number) => void;
 
 export interface AttentionShapes {
   readonly numHeads: number; // H
@@ -74,6 +79,8 @@ export class SparseMlaAttention {
   constructor(
     private readonly shapes: AttentionShapes,
     private readonly sessions: AttentionSessions,
+    /** Batch-1 decode over every visible key without a graph run (null: always ONNX Runtime). */
+    private readonly nativeAttend: NativeAttend | null = null,
   ) {}
 
   /** Attends one group; returns o [B * S, H, L] and, if recorded, the selected positions of each sequence's last row. */
@@ -82,6 +89,14 @@ export class SparseMlaAttention {
     const { queryLen: S, startPos } = group;
     const sparse = indexTopk > 0 && inp.iq !== null && Math.max(...startPos) + S > indexTopk;
     countSparsity(group, sparse ? indexTopk : Infinity, ctx.profiler);
+    if (!sparse && S === 1 && group.numSeqs === 1 && this.nativeAttend && inp.latentRows) {
+      const { numHeads: H, latentDim: C, kvLoraRank: L } = this.shapes;
+      const o = new Float32Array(H * L);
+      const q = inp.q.subarray(group.rowStart * H * C, (group.rowStart + 1) * H * C); // the group's row of the step's q
+      const slots = group.keySlots.subarray(0, group.startPos[0]! + 1); // positions 0 .. p
+      ctx.profiler.time('attention', () => this.nativeAttend!(q, inp.latentRows!, slots, o, L));
+      return { o, lastSelections: ctx.recordSelections ? allVisible(group) : null };
+    }
     if (!sparse) {
       const o = await ctx.profiler.timeAsync('attention', () => this.runDense(group, inp));
       return { o, lastSelections: ctx.recordSelections ? allVisible(group) : null };

@@ -11,6 +11,7 @@ import { DataType, GraphBuilder } from '../onnx/graph_builder.ts';
 import { linear, QUANT_ACCURACY_LEVEL, rmsNorm, withAccuracyLevel, type AccuracyLevel } from '../onnx/ops.ts';
 import { floatTensor, GraphSession, int32Tensor, int64Tensor, type Feed, type SessionOptions } from '../onnx/session.ts';
 import type { PagedKVStorage } from '../../kvcache/paged_kv_storage.ts';
+import type { LatentPool } from '../../kvcache/kv_dtype.ts';
 import { DEFAULT_MAX_SCORE_ELEMENTS, SparseMlaAttention, type AttentionShapes } from '../attention/sparse_mla.ts';
 import type { StepProfiler } from '../step_profiler.ts';
 import { buildIndexerSelectGraph } from './indexer.ts';
@@ -27,6 +28,9 @@ import type { IndexerConfig, LayerWeights, LinearWeight, ModelConfig, MoeConfig,
 import { moeConfigOfLayer } from '../checkpoint/weights.ts';
 import type { EmbeddingTable, QuantBits } from '../../common/quantized.ts';
 import { gatherRows } from '../quant/rows.ts';
+import { EngineError } from '../../common/errors.ts';
+import { NativeDecodeLayer, type RopeRow } from './native_decode_layer.ts';
+import { loadNativeKernels, type NativeDecodeKernels, type NativeKernelsMode } from '../native/native_kernels.ts';
 
 /**
  * Where the weights come from, one group at a time (quant/weight_stream.ts in this thread, or
@@ -49,6 +53,8 @@ export interface ModelOptions extends SessionOptions {
   readonly denseAttention?: boolean;
   /** MatMulNBits accuracy level of quantised weights (default QUANT_ACCURACY_LEVEL; tests use 0: exact). */
   readonly quantAccuracyLevel?: AccuracyLevel;
+  /** Batch-1 decode of float32 layers in C (native/native_decode_layer.ts); default auto. */
+  readonly nativeKernels?: NativeKernelsMode;
 }
 
 /** Pre-attention outputs of one layer for the N rows of a step (shapes as in pre_attention.ts). */
@@ -94,12 +100,16 @@ export interface LayerSessions {
   readonly pre: GraphSession;
   readonly post: GraphSession;
   readonly experts: RoutedExperts | null; // MoE layers only
+  /** The same layer in C for steps of one row (null: --native-kernels off, unavailable, or not covered). */
+  readonly native: NativeDecodeLayer | null;
 }
 
 export class DeepseekModel {
   private readonly invFreq: Float64Array;
   /** The indexer config when DSA runs (null: no indexer, or --dense-attention). */
   readonly indexer: IndexerConfig | null;
+  /** For the start-up log: which layers decode one row in C, or why none do. */
+  readonly nativeStatus: string;
 
   private constructor(
     readonly config: ModelConfig,
@@ -111,9 +121,11 @@ export class DeepseekModel {
     private readonly sessions: readonly GraphSession[],
     private readonly lmHead: GraphSession,
     indexer: IndexerConfig | null,
+    nativeStatus: string,
   ) {
     this.invFreq = ropeInvFreq(config);
     this.indexer = indexer;
+    this.nativeStatus = nativeStatus;
   }
 
   static async create(source: ModelWeightSource, storage: PagedKVStorage, options: ModelOptions = {}): Promise<DeepseekModel> {
@@ -121,9 +133,15 @@ export class DeepseekModel {
     const indexer = options.denseAttention ? null : config.indexer;
     const build = <T>(fn: () => T): T => withAccuracyLevel(options.quantAccuracyLevel ?? QUANT_ACCURACY_LEVEL, fn);
     const embedTable = await source.embedding();
+    const native = nativeKernelsFor(options, options.numThreads ?? 2);
     const layers: LayerSessions[] = [];
-    // The layer's weights live only until its sessions hold them (ORT copies initializers).
-    for (let l = 0; l < config.numHiddenLayers; l++) layers.push(await createLayerSessions(config, l, await source.layer(l), storage, bits, options));
+    // The layer's weights live only until its sessions hold them (ORT copies initializers), unless the
+    // native decode layer keeps them.
+    for (let l = 0; l < config.numHiddenLayers; l++) {
+      layers.push(await createLayerSessions(config, l, await source.layer(l), storage, bits, options, null, native.kernels));
+    }
+    const nativeLayers = layers.filter((l) => l.native !== null).length;
+    const nativeStatus = native.kernels === null ? `off (${native.reason})` : `${nativeLayers} of ${layers.length} layers decode one row in C (${native.path})`;
     const session = (name: string, graph: () => Uint8Array): Promise<GraphSession> => GraphSession.create(name, graph(), options);
     const dtype = storage.dtype;
     const sessions = {
@@ -144,7 +162,8 @@ export class DeepseekModel {
       indexTopk: indexer?.topk ?? 0,
       maxScoreElements: options.maxAttentionScoreElements ?? DEFAULT_MAX_SCORE_ELEMENTS,
     };
-    const sparseMla = new SparseMlaAttention(shapes, sessions);
+    const nativeAttend = native.kernels && storage.dtype === 'float32' ? native.kernels.attend.bind(native.kernels) : null;
+    const sparseMla = new SparseMlaAttention(shapes, sessions, nativeAttend);
     const shared = Object.values(sessions).filter((x): x is GraphSession => x !== null);
     const head = await source.head();
     const lmHead = await GraphSession.create(
@@ -152,7 +171,7 @@ export class DeepseekModel {
       build(() => buildLmHeadGraph(config, head)),
       options,
     );
-    return new DeepseekModel(config, embedTable, storage, layers, sparseMla, shared, lmHead, indexer);
+    return new DeepseekModel(config, embedTable, storage, layers, sparseMla, shared, lmHead, indexer, nativeStatus);
   }
 
   /** One batched forward over the planned rows: writes their latent (and indexer key) rows into the caches. */
@@ -184,11 +203,18 @@ export class DeepseekModel {
     const N = plan.numTokens;
     const D = this.config.hiddenSize;
     const fed = !(input instanceof Float32Array);
-    const feed = { ...(fed ? input : { h: floatTensor(input, [N, D]) }), ...ropeFeed };
-    const names = [...(this.indexer ? ['q', 'kv', 'iq', 'ik', 'iw'] : ['q', 'kv']), ...(fed ? ['h'] : [])];
-    const outs = await profiler.timeAsync('dense', () => layer.pre.run(feed, names));
-    const h = fed ? outs.pop()! : input;
-    const [q, kv, iq = null, ik = null, iw = null] = outs as unknown as PreAttentionOutputs;
+    let h: Float32Array;
+    let q: Float32Array, kv: Float32Array, iq: Float32Array | null, ik: Float32Array | null, iw: Float32Array | null;
+    if (!fed && N === 1 && layer.native) {
+      h = input;
+      ({ q, kv, iq, ik, iw } = profiler.time('dense', () => layer.native!.pre(input, ropeRow(ropeFeed))));
+    } else {
+      const feed = { ...(fed ? input : { h: floatTensor(input, [N, D]) }), ...ropeFeed };
+      const names = [...(this.indexer ? ['q', 'kv', 'iq', 'ik', 'iw'] : ['q', 'kv']), ...(fed ? ['h'] : [])];
+      const outs = await profiler.timeAsync('dense', () => layer.pre.run(feed, names));
+      h = fed ? outs.pop()! : input;
+      [q, kv, iq = null, ik = null, iw = null] = outs as unknown as PreAttentionOutputs;
+    }
     hooks.onLayer?.(l, { q, kv, iq, ik, iw, positions: plan.positions });
     profiler.time('other', () => {
       this.storage.writeLatent(l, plan.slots, kv);
@@ -233,6 +259,7 @@ export class DeepseekModel {
     const inputs = {
       ...proj,
       latentCache: latentPoolFeed(this.storage.latentPool(l), this.config),
+      latentRows: latentRowsOf(this.storage.latentPool(l)),
       indexerCache: indexer ? indexerKeyPoolFeed(keyPool!, indexer.headDim) : null,
       indexerKeySpan: indexer ? (first: number, count: number) => indexerKeySpanFeed(keyPool!, indexer.headDim, first, count) : null,
     };
@@ -248,6 +275,7 @@ export class DeepseekModel {
   /** MLA 6 + FFN; for MoE layers also routing (TypeScript) and the routed experts graph. */
   private async postAttention(layer: LayerSessions, h: Float32Array, o: Float32Array, N: number, profiler: StepProfiler): Promise<Float32Array> {
     const { hiddenSize: D, numAttentionHeads: H, kvLoraRank: L } = this.config;
+    if (N === 1 && layer.native) return this.postAttentionNative(layer.native, layer.experts, h, o, profiler);
     const feed = { h: floatTensor(h, [N, D]), o: floatTensor(o, [N, H, L]) };
     const experts = layer.experts;
     if (!experts) return (await profiler.timeAsync('dense', () => layer.post.run(feed, ['h_out'])))[0];
@@ -271,6 +299,23 @@ export class DeepseekModel {
         out = (await session.run(feeds, ['h_out']))[0];
       }
       return out;
+    });
+  }
+
+  /** postAttention for one row in C: the same graph, routing (TypeScript) and routed experts. */
+  private postAttentionNative(
+    native: NativeDecodeLayer,
+    experts: RoutedExperts | null,
+    h: Float32Array,
+    o: Float32Array,
+    profiler: StepProfiler,
+  ): Float32Array {
+    const { hOut, x2, router } = profiler.time('dense', () => native.post(h, o));
+    if (!experts || !x2 || !router) return hOut;
+    return profiler.time('experts', () => {
+      const routing = routeTokens(this.config, experts.config, router, experts.eScoreCorrectionBias, 1);
+      native.experts(x2, hOut, routing.experts, routing.weights);
+      return hOut;
     });
   }
 
@@ -299,6 +344,7 @@ export async function createLayerSessions(
   bits: QuantBits | null,
   options: ModelOptions,
   prelude: LayerPrelude | null = null,
+  nativeKernels: NativeDecodeKernels | null = null,
 ): Promise<LayerSessions> {
   const indexer = options.denseAttention ? null : config.indexer;
   const build = <T>(fn: () => T): T => withAccuracyLevel(options.quantAccuracyLevel ?? QUANT_ACCURACY_LEVEL, fn);
@@ -310,7 +356,32 @@ export async function createLayerSessions(
     pre: await GraphSession.create(`pre_attention_${l}`, pre, options),
     post: await GraphSession.create(`post_attention_${l}`, post, options),
     experts: moe && w.mlp.kind === 'moe' ? await routedExperts(config, moe, l, w.mlp.weights, options, build) : null,
+    native: nativeKernels && prelude === null ? NativeDecodeLayer.create(nativeKernels, config, w, indexer, moe, storage.indexerKeysRotated) : null,
   };
+}
+
+/** The native kernels per --native-kernels (on: refuse to start without them), with their pool sized to numThreads. */
+function nativeKernelsFor(options: ModelOptions, numThreads: number): { kernels: NativeDecodeKernels; path: string } | { kernels: null; reason: string } {
+  const mode = options.nativeKernels ?? 'auto';
+  if (mode === 'off') return { kernels: null, reason: '--native-kernels off' };
+  const load = loadNativeKernels();
+  if (load.kernels === null) {
+    if (mode === 'on') throw new EngineError('DSV_ERR_CONFIG', `--native-kernels on: the native kernels are not available: ${load.reason}`);
+    return load;
+  }
+  load.kernels.setThreads(numThreads);
+  return load;
+}
+
+/** The float32 pool's rows (read in place by the native attention), else null. */
+function latentRowsOf(pool: LatentPool): Float32Array | null {
+  return pool.dtype === 'float32' ? pool.rows : null;
+}
+
+/** One position's cos/sin rows from the pre-attention feed (N = 1). */
+function ropeRow(feed: Feed): RopeRow {
+  const data = (name: string): Float32Array | null => (feed[name]?.data as Float32Array | undefined) ?? null;
+  return { cos: data('cos')!, sin: data('sin')!, icos: data('icos'), isin: data('isin') };
 }
 
 /** Releases a layer's graphs. */

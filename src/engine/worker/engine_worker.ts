@@ -100,6 +100,7 @@ async function main(): Promise<void> {
         quantization: loaded.quantization,
         memoryPlan: describePlan(loaded.memoryPlan),
         loadWarnings: loaded.loadWarnings,
+        nativeKernels: core.runner.model.nativeStatus,
       },
     });
   } catch (err) {

@@ -1,0 +1,156 @@
+// One decoder layer's dense parts at batch 1 in C (src/native/decode_layer.c): the pre-attention graph,
+// the post-attention graph and the routed experts, each one native call instead of one ONNX Runtime run
+// of tens of nodes. The weights are the graphs' own stacked float32 layouts (pre_attention.ts
+// preAttentionStacks, absorbed.ts keyUpScaled / valueUpRows, moe.ts), held here in JS memory; ONNX
+// Runtime keeps its copies for batches of more than one row and for prefill.
+//
+// Covered: float32 weights (no --quantization), q-LoRA or direct q_proj, the indexer (float32 key cache:
+// an fp8 cache wants the Hadamard-rotated query), dense or MoE FFN. Anything else returns null from
+// create() and the layer runs through ONNX Runtime.
+import { isQuantized, type LinearWeight } from '../../common/quantized.ts';
+import type { IndexerConfig, LayerWeights, ModelConfig, MoeConfig, Tensor } from '../checkpoint/types.ts';
+import { keyUpScaled, valueUpRows } from './absorbed.ts';
+import { INDEXER_LAYERNORM_EPS, preAttentionStacks } from './pre_attention.ts';
+import { mlaSoftmaxScale } from './rope.ts';
+import { stackRows } from '../quant/rows.ts';
+import type { NativeDecodeKernels } from '../native/native_kernels.ts';
+
+/** q, kv, and with the indexer iq, ik, iw: the pre-attention graph's outputs for one row. */
+export interface NativePreOutputs {
+  readonly q: Float32Array; // [H, L + dr]
+  readonly kv: Float32Array; // [L + dr]
+  readonly iq: Float32Array | null; // [Hi, Di]
+  readonly ik: Float32Array | null; // [Di]
+  readonly iw: Float32Array | null; // [Hi]
+}
+
+/** cos/sin of one position: MLA (interleaved, [dr]) and indexer (half-split, [Di]). */
+export interface RopeRow {
+  readonly cos: Float32Array;
+  readonly sin: Float32Array;
+  readonly icos: Float32Array | null;
+  readonly isin: Float32Array | null;
+}
+
+const FFN_DENSE = 0;
+const FFN_MOE = 1;
+const FFN_MOE_SHARED = 2;
+const MAX_ROPE_WIDTH = 512; // decode_layer.c rope()'s scratch row
+
+function f32(w: LinearWeight | Tensor): Float32Array {
+  if (isQuantized(w)) throw new Error('native decode layer: quantised weight');
+  return w.data;
+}
+
+export class NativeDecodeLayer {
+  private constructor(
+    private readonly kernels: NativeDecodeKernels,
+    private readonly handle: object,
+    /** The arrays the C side points into: held so they live as long as the handle. */
+    readonly weights: readonly Float32Array[],
+    private readonly config: ModelConfig,
+    private readonly indexer: IndexerConfig | null,
+    private readonly moe: MoeConfig | null,
+  ) {}
+
+  /** Bytes of float32 weights this layer holds on top of ONNX Runtime's copies. */
+  get weightBytes(): number {
+    return this.weights.reduce((n, w) => n + w.byteLength, 0);
+  }
+
+  /** The layer, or null when its weights or options are outside what the kernels cover (see the header). */
+  static create(
+    kernels: NativeDecodeKernels,
+    config: ModelConfig,
+    w: LayerWeights<LinearWeight>,
+    indexer: IndexerConfig | null,
+    moe: MoeConfig | null,
+    rotatedIndexerKeys: boolean,
+  ): NativeDecodeLayer | null {
+    const { attn } = w;
+    const linears: LinearWeight[] = [attn.kvAProjWithMqa, attn.oProj];
+    if (attn.query.kind === 'lora') linears.push(attn.query.qAProj, attn.query.qBProj);
+    else linears.push(attn.query.qProj);
+    if (w.mlp.kind === 'dense') linears.push(w.mlp.weights.gateProj);
+    else linears.push(...w.mlp.weights.experts.map((e) => e.gateProj));
+    if (linears.some(isQuantized)) return null;
+    if (indexer && (rotatedIndexerKeys || attn.query.kind !== 'lora' || indexer.headDim > MAX_ROPE_WIDTH)) return null;
+    if (config.qkRopeHeadDim > MAX_ROPE_WIDTH) return null;
+
+    const stacks = preAttentionStacks(config, attn, indexer);
+    const { hiddenSize: D, numAttentionHeads: H, kvLoraRank: L, qkRopeHeadDim: dr, qkNopeHeadDim: dn, vHeadDim: dv } = config;
+    const mlp = w.mlp;
+    const shared = mlp.kind === 'moe' ? mlp.weights.sharedExperts : null;
+    const ffn = mlp.kind === 'dense' ? mlp.weights : shared;
+    const experts = mlp.kind === 'moe' ? mlp.weights.experts : [];
+    const dims = new Int32Array([
+      D,
+      H,
+      L,
+      dr,
+      dn,
+      dv,
+      attn.query.kind === 'lora' ? attn.query.qALayernorm.data.length : 0,
+      indexer?.nHeads ?? 0,
+      indexer?.headDim ?? 0,
+      mlp.kind === 'dense' ? FFN_DENSE : shared ? FFN_MOE_SHARED : FFN_MOE,
+      ffn ? f32(ffn.gateProj).length / D : 0,
+      experts.length,
+      moe?.moeIntermediateSize ?? 0,
+      stacks.xSizes.reduce((a, b) => a + b, 0),
+      stacks.qrSizes.reduce((a, b) => a + b, 0),
+    ]);
+    const tensors: (Float32Array | null)[] = [
+      w.inputLayernorm.data,
+      f32(stacks.x),
+      attn.query.kind === 'lora' ? attn.query.qALayernorm.data : null,
+      stacks.qr ? f32(stacks.qr) : null,
+      keyUpScaled(config, attn.kvBProj, mlaSoftmaxScale(config)) /* the softmax scale folded in, as in the graph */,
+      attn.kvALayernorm.data,
+      indexer && attn.indexer ? attn.indexer.kNormWeight.data : null,
+      indexer && attn.indexer ? attn.indexer.kNormBias.data : null,
+      valueUpRows(config, attn.kvBProj),
+      f32(attn.oProj),
+      w.postAttentionLayernorm.data,
+      ffn ? f32(stackRows([ffn.gateProj, ffn.upProj])) : null,
+      ffn ? f32(ffn.downProj) : null,
+      mlp.kind === 'moe' ? mlp.weights.gate.data : null,
+    ];
+    const gateUp = experts.map((e) => f32(stackRows([e.gateProj, e.upProj])));
+    const down = experts.map((e) => f32(e.downProj));
+    const handle = kernels.createLayer(dims, new Float64Array([config.rmsNormEps, INDEXER_LAYERNORM_EPS]), tensors, gateUp, down);
+    const held = [...tensors.filter((t): t is Float32Array => t !== null), ...gateUp, ...down];
+    return new NativeDecodeLayer(kernels, handle, held, config, indexer, mlp.kind === 'moe' ? moe : null);
+  }
+
+  /** The pre-attention graph for one row h [D] (its outputs are fresh arrays the caller owns). */
+  pre(h: Float32Array, rope: RopeRow): NativePreOutputs {
+    const { numAttentionHeads: H, kvLoraRank: L, qkRopeHeadDim: dr } = this.config;
+    const q = new Float32Array(H * (L + dr));
+    const kv = new Float32Array(L + dr);
+    const idx = this.indexer;
+    const iq = idx ? new Float32Array(idx.nHeads * idx.headDim) : null;
+    const ik = idx ? new Float32Array(idx.headDim) : null;
+    const iw = idx ? new Float32Array(idx.nHeads) : null;
+    this.kernels.pre(this.handle, h, rope.cos, rope.sin, rope.icos, rope.isin, q, kv, iq, ik, iw);
+    return { q, kv, iq, ik, iw };
+  }
+
+  /**
+   * The post-attention graph for one row: h [D], o [H, L] -> h_out [D]; MoE layers also give x2 [D] (the
+   * routed experts' input) and the router logits [E].
+   */
+  post(h: Float32Array, o: Float32Array): { hOut: Float32Array; x2: Float32Array | null; router: Float32Array | null } {
+    const D = this.config.hiddenSize;
+    const hOut = new Float32Array(D);
+    const x2 = this.moe ? new Float32Array(D) : null;
+    const router = this.moe ? new Float32Array(this.moe.nRoutedExperts) : null;
+    this.kernels.post(this.handle, h, o, hOut, x2, router);
+    return { hOut, x2, router };
+  }
+
+  /** h += sum over the row's k routed experts of weight * expert(x2) (in place). */
+  experts(x2: Float32Array, h: Float32Array, ids: Int32Array, weights: Float32Array): void {
+    this.kernels.experts(this.handle, x2, h, ids, weights);
+  }
+}

@@ -1,0 +1,574 @@
+// Batch-1 decode of one decoder layer's dense parts in C (src/engine/native/native_decode_layer.ts):
+// the pre-attention graph (MLA 1-4, IDX 1-4), the post-attention graph (MLA 6 + FFN / shared experts
+// + router logits) and the routed experts, over float32 weights the JS side prepared in the same
+// layouts as the ONNX graphs (pre_attention.ts, mla.ts, moe.ts). Why: at one token per step ONNX
+// Runtime's per-run and per-node costs, not the weight bytes, bound the step (bench/native_gemv.ts:
+// 5.9-8.1x on bench-mini's small GEMVs); three runs of ~40 nodes per layer become three calls.
+//
+// Exactness: every output row is one dot product computed by one thread in a fixed order, so results
+// do not depend on the thread count; they differ from ONNX Runtime's only by float32 summation order.
+// Built on first use (native_kernels.ts: gcc -O3 -march=native against node's headers).
+#include <math.h>
+#include <node_api.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#elif defined(__x86_64__)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+enum { MAX_THREADS = 16 };
+
+// ---------------------------------------------------------------------------------------------------
+// Dot products: y[r] = W[r, :] . x_r for rows [r0, r1), where x_r = x + (r / rows_per_x) * K (one x per
+// group of rows: the per-head W_UV products use it; plain GEMVs pass rows_per_x = R).
+
+typedef struct {
+  const float* w;  // [R, K] row-major
+  const float* x;
+  float* y;        // [R]
+  int K;
+  int rows_per_x;
+} Gemv;
+
+static float dot(const float* w, const float* x, int K) {
+#if defined(__AVX512F__)
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+  int k = 0;
+  for (; k + 32 <= K; k += 32) {
+    a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + k), _mm512_loadu_ps(x + k), a0);
+    a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + k + 16), _mm512_loadu_ps(x + k + 16), a1);
+  }
+  if (k + 16 <= K) {
+    a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + k), _mm512_loadu_ps(x + k), a0);
+    k += 16;
+  }
+  if (k < K) {
+    __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
+    a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, w + k), _mm512_maskz_loadu_ps(m, x + k), a1);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+#else
+  float s[8] = { 0 };
+  int k = 0;
+  for (; k + 8 <= K; k += 8)
+    for (int i = 0; i < 8; i++) s[i] += w[k + i] * x[k + i];
+  for (; k < K; k++) s[0] += w[k] * x[k];
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+#endif
+}
+
+static void gemv_rows(const void* ctx, int r0, int r1) {
+  const Gemv* g = ctx;
+  for (int r = r0; r < r1; r++) g->y[r] = dot(g->w + (size_t)r * g->K, g->x + (size_t)(r / g->rows_per_x) * g->K, g->K);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// A persistent pool: the calling thread takes share 0, workers 1..n-1 the rest. Workers spin for a
+// while after a job (the next GEMV of the same layer follows within microseconds), then sleep on a
+// condition variable so that an idle pool costs no CPU while ONNX Runtime runs the attention graph.
+
+typedef void (*RangeFn)(const void* ctx, int r0, int r1);
+
+static struct {
+  pthread_t threads[MAX_THREADS];
+  int started;
+  int nthreads;
+  int spin;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  pthread_mutex_t busy;  // one dispatcher at a time: engines in two JS threads share this pool
+  atomic_uint generation;
+  atomic_int pending;
+  RangeFn fn;
+  const void* ctx;
+  int n, align;
+} pool = { .nthreads = 1, .spin = 4000, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .busy = PTHREAD_MUTEX_INITIALIZER };
+
+// Share i of n items in units of `align` (threads write disjoint cache lines of y).
+static void share(int n, int align, int i, int parts, int* r0, int* r1) {
+  int units = (n + align - 1) / align;
+  *r0 = (int)((int64_t)units * i / parts) * align;
+  *r1 = (int)((int64_t)units * (i + 1) / parts) * align;
+  if (*r0 > n) *r0 = n;
+  if (*r1 > n) *r1 = n;
+}
+
+static void* worker(void* arg) {
+  int i = (int)(intptr_t)arg;
+  unsigned seen = 0;
+  for (;;) {
+    int spins = 0;
+    while (atomic_load_explicit(&pool.generation, memory_order_acquire) == seen) {
+      if (++spins < pool.spin) {
+        CPU_RELAX();
+        continue;
+      }
+      pthread_mutex_lock(&pool.mu);
+      while (atomic_load(&pool.generation) == seen) pthread_cond_wait(&pool.cv, &pool.mu);
+      pthread_mutex_unlock(&pool.mu);
+    }
+    seen = atomic_load(&pool.generation);
+    if (i < pool.nthreads) {
+      int r0, r1;
+      share(pool.n, pool.align, i, pool.nthreads, &r0, &r1);
+      if (r0 < r1) pool.fn(pool.ctx, r0, r1);
+    }
+    atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_release);
+  }
+  return NULL;
+}
+
+// fn over [0, n) split across the pool; runs inline when n is below `grain` items per thread.
+static void parallel_for(RangeFn fn, const void* ctx, int n, int align, int grain) {
+  int parts = pool.nthreads;
+  if (parts <= 1 || n < grain * parts || pthread_mutex_trylock(&pool.busy) != 0) {
+    fn(ctx, 0, n);
+    return;
+  }
+  pool.fn = fn, pool.ctx = ctx, pool.n = n, pool.align = align;
+  atomic_store(&pool.pending, pool.started);  // every started worker counts down (those past parts idle)
+  pthread_mutex_lock(&pool.mu);
+  atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
+  pthread_cond_broadcast(&pool.cv);
+  pthread_mutex_unlock(&pool.mu);
+  int r0, r1;
+  share(n, align, 0, parts, &r0, &r1);
+  if (r0 < r1) fn(ctx, r0, r1);
+  while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0) CPU_RELAX();
+  pthread_mutex_unlock(&pool.busy);
+}
+
+static void gemv(const float* w, const float* x, float* y, int R, int K, int rows_per_x) {
+  Gemv g = { w, x, y, K, rows_per_x };
+  parallel_for(gemv_rows, &g, R, 16, 64);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Small vector ops (sizes of one row: a few thousand floats at most).
+
+// y = w * x / sqrt(mean(x^2) + eps) (ONNX SimplifiedLayerNormalization).
+static void rms_norm(const float* x, const float* w, float* y, int n, float eps) {
+  double ss = 0;
+  for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+  float inv = (float)(1.0 / sqrt(ss / n + eps));
+  for (int i = 0; i < n; i++) y[i] = x[i] * inv * w[i];
+}
+
+// y = (x - mean) / sqrt(var + eps) * w + b, biased variance (ONNX LayerNormalization).
+static void layer_norm(const float* x, const float* w, const float* b, float* y, int n, float eps) {
+  double mean = 0, var = 0;
+  for (int i = 0; i < n; i++) mean += x[i];
+  mean /= n;
+  for (int i = 0; i < n; i++) var += (x[i] - mean) * (x[i] - mean);
+  float inv = (float)(1.0 / sqrt(var / n + eps));
+  for (int i = 0; i < n; i++) y[i] = (float)(x[i] - mean) * inv * w[i] + b[i];
+}
+
+// RoPE (model/rope.ts): y = x * cos + rot(x) * sin over `width` dims whose first d rotate in pairs
+// (interleaved: (2i, 2i + 1), MLA; half-split: (i, i + d/2), the indexer); dims >= d pass through
+// (their cos is 1, sin 0). In place.
+static void rope(float* x, const float* cos, const float* sin, int d, int width, int interleaved) {
+  float r[512];
+  for (int i = 0; i < width; i++) r[i] = 0;
+  for (int i = 0; i < d / 2; i++) {
+    int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + d / 2;
+    r[a] = -x[b];
+    r[b] = x[a];
+  }
+  for (int i = 0; i < width; i++) x[i] = x[i] * cos[i] + r[i] * sin[i];
+}
+
+static float silu(float v) { return v / (1.0f + expf(-v)); }
+
+// ---------------------------------------------------------------------------------------------------
+// One layer's weights (pointers into JS-owned Float32Arrays the wrapper keeps alive) and scratch.
+
+enum {  // dims[]: the layout of createLayer's first argument
+  D_HIDDEN, D_HEADS, D_KV_LORA, D_ROPE, D_NOPE, D_V, D_Q_LORA, D_IDX_HEADS, D_IDX_DIM, D_FFN_KIND, D_FFN_I, D_EXPERTS,
+  D_EXPERT_I, D_X_ROWS, D_QR_ROWS, D_COUNT
+};
+enum { FFN_DENSE = 0, FFN_MOE = 1, FFN_MOE_SHARED = 2 };
+enum {  // tensors[]: the layout of createLayer's second argument (null where a part does not exist)
+  T_IN_NORM, T_WX, T_QA_NORM, T_WQR, T_WUK, T_KV_NORM, T_IK_NORM_W, T_IK_NORM_B, T_WUV, T_O_PROJ, T_POST_NORM,
+  T_FFN_GATE_UP, T_FFN_DOWN, T_ROUTER, T_COUNT
+};
+
+typedef struct {
+  int dims[D_COUNT];
+  float eps, idx_eps;
+  const float* t[T_COUNT];
+  const float** expert_gate_up;  // [E] -> [2 I, D]
+  const float** expert_down;     // [E] -> [D, I]
+  float* scratch;
+  float *x, *xo, *qr, *qro, *v, *a, *h2, *gu, *act, *y, *acc;
+} Layer;
+
+static int ffn_width(const Layer* L) {
+  int w = L->dims[D_FFN_I];
+  if (L->dims[D_EXPERT_I] > w) w = L->dims[D_EXPERT_I];
+  return w;
+}
+
+static void* typed(napi_env env, napi_value v, size_t* len) {
+  napi_typedarray_type t;
+  size_t n = 0, off;
+  void* data = NULL;
+  napi_value ab;
+  if (napi_get_typedarray_info(env, v, &t, &n, &data, &ab, &off) != napi_ok) return NULL;
+  if (len) *len = n;
+  return data;
+}
+
+static int is_null(napi_env env, napi_value v) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  return t == napi_null || t == napi_undefined;
+}
+
+static void layer_finalize(napi_env env, void* data, void* hint) {
+  (void)env, (void)hint;
+  Layer* L = data;
+  free(L->scratch);
+  free(L->expert_gate_up);
+  free(L->expert_down);
+  free(L);
+}
+
+// createLayer(dims: Int32Array [D_COUNT], eps: Float64Array [rms, indexer LayerNorm], tensors: (Float32Array |
+// null)[T_COUNT], expertGateUp: Float32Array[], expertDown: Float32Array[]) -> external
+static napi_value create_layer(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value a[5];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  Layer* L = calloc(1, sizeof(Layer));
+  size_t n = 0;
+  const int32_t* dims = typed(env, a[0], &n);
+  const double* eps = typed(env, a[1], NULL);
+  if (!dims || n != D_COUNT || !eps) {
+    free(L);
+    napi_throw_error(env, NULL, "createLayer: bad dims or eps");
+    return NULL;
+  }
+  memcpy(L->dims, dims, sizeof(L->dims));
+  L->eps = (float)eps[0], L->idx_eps = (float)eps[1];
+  for (int i = 0; i < T_COUNT; i++) {
+    napi_value v;
+    napi_get_element(env, a[2], i, &v);
+    L->t[i] = is_null(env, v) ? NULL : typed(env, v, NULL);
+  }
+  int E = L->dims[D_EXPERTS];
+  L->expert_gate_up = calloc(E > 0 ? E : 1, sizeof(float*));
+  L->expert_down = calloc(E > 0 ? E : 1, sizeof(float*));
+  for (int e = 0; e < E; e++) {
+    napi_value v;
+    napi_get_element(env, a[3], e, &v);
+    L->expert_gate_up[e] = typed(env, v, NULL);
+    napi_get_element(env, a[4], e, &v);
+    L->expert_down[e] = typed(env, v, NULL);
+  }
+  const int D = L->dims[D_HIDDEN], H = L->dims[D_HEADS], dv = L->dims[D_V], I = ffn_width(L);
+  const int sizes[] = { D, L->dims[D_X_ROWS], L->dims[D_Q_LORA], L->dims[D_QR_ROWS], H * dv, D, D, 2 * I, I, D, D };
+  size_t total = 0;
+  for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) total += ((size_t)sizes[i] + 15) & ~(size_t)15;
+  L->scratch = aligned_alloc(64, total * sizeof(float) + 64);
+  float** slots[] = { &L->x, &L->xo, &L->qr, &L->qro, &L->v, &L->a, &L->h2, &L->gu, &L->act, &L->y, &L->acc };
+  float* p = L->scratch;
+  for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+    *slots[i] = p;
+    p += ((size_t)sizes[i] + 15) & ~(size_t)15;
+  }
+  napi_value ext;
+  napi_create_external(env, L, layer_finalize, NULL, &ext);
+  return ext;
+}
+
+static Layer* layer_arg(napi_env env, napi_value v) {
+  void* p = NULL;
+  napi_get_value_external(env, v, &p);
+  return p;
+}
+
+// W_UK absorption for heads [h0, h1): q_lat[h] = q_nope[h] @ W_UK[h] ([dn] x [dn, L]; scale folded in).
+typedef struct {
+  const Layer* L;
+  const float* q_nope;  // [H, dn]
+  float* q;             // [H, L + dr]
+} Absorb;
+
+static void absorb_heads(const void* ctx, int h0, int h1) {
+  const Absorb* c = ctx;
+  const int L = c->L->dims[D_KV_LORA], dn = c->L->dims[D_NOPE], C = L + c->L->dims[D_ROPE];
+  for (int h = h0; h < h1; h++) {
+    float* out = c->q + (size_t)h * C;
+    const float* w = c->L->t[T_WUK] + (size_t)h * dn * L;
+    const float* qn = c->q_nope + (size_t)h * dn;
+    for (int i = 0; i < L; i++) out[i] = 0;
+    for (int d = 0; d < dn; d++) {
+      const float s = qn[d];
+      const float* row = w + (size_t)d * L;
+      for (int i = 0; i < L; i++) out[i] += s * row[i];
+    }
+  }
+}
+
+// pre(layer, h [D], cos [dr], sin [dr], icos [Di] | null, isin [Di] | null,
+//     q [H, L + dr], kv [L + dr], iq [Hi, Di] | null, ik [Di] | null, iw [Hi] | null)
+static napi_value pre(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value a[11];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  Layer* L = layer_arg(env, a[0]);
+  const float *h = typed(env, a[1], NULL), *cos = typed(env, a[2], NULL), *sin = typed(env, a[3], NULL);
+  const int D = L->dims[D_HIDDEN], H = L->dims[D_HEADS], Lr = L->dims[D_KV_LORA], dr = L->dims[D_ROPE];
+  const int dn = L->dims[D_NOPE], qLora = L->dims[D_Q_LORA], Hi = L->dims[D_IDX_HEADS], Di = L->dims[D_IDX_DIM];
+  const int C = Lr + dr;
+  float *q = typed(env, a[6], NULL), *kv = typed(env, a[7], NULL);
+  rms_norm(h, L->t[T_IN_NORM], L->x, D, L->eps);
+  gemv(L->t[T_WX], L->x, L->xo, L->dims[D_X_ROWS], D, L->dims[D_X_ROWS]);
+  // [q_nope | q_pe] from x (direct q_proj) or from qr = RMSNorm(qa) (q-LoRA, with the indexer query).
+  const float *q_nope, *q_pe, *kv_a;
+  if (qLora > 0) {
+    rms_norm(L->xo, L->t[T_QA_NORM], L->qr, qLora, L->eps);
+    gemv(L->t[T_WQR], L->qr, L->qro, L->dims[D_QR_ROWS], qLora, L->dims[D_QR_ROWS]);
+    q_nope = L->qro, q_pe = L->qro + H * dn, kv_a = L->xo + qLora;
+  } else {
+    q_nope = L->xo, q_pe = L->xo + H * dn, kv_a = L->xo + H * (dn + dr);
+  }
+  Absorb ab = { L, q_nope, q };
+  parallel_for(absorb_heads, &ab, H, 1, 2);
+  for (int hd = 0; hd < H; hd++) {
+    float* qp = q + (size_t)hd * C + Lr;
+    memcpy(qp, q_pe + (size_t)hd * dr, sizeof(float) * dr);
+    rope(qp, cos, sin, dr, dr, 1);
+  }
+  rms_norm(kv_a, L->t[T_KV_NORM], kv, Lr, L->eps);
+  memcpy(kv + Lr, kv_a + Lr, sizeof(float) * dr);
+  rope(kv + Lr, cos, sin, dr, dr, 1);
+  if (Hi > 0 && !is_null(env, a[8])) {
+    const float *icos = typed(env, a[4], NULL), *isin = typed(env, a[5], NULL);
+    float *iq = typed(env, a[8], NULL), *ik = typed(env, a[9], NULL), *iw = typed(env, a[10], NULL);
+    const float* iq_raw = L->qro + H * (dn + dr);
+    for (int hd = 0; hd < Hi; hd++) {
+      memcpy(iq + (size_t)hd * Di, iq_raw + (size_t)hd * Di, sizeof(float) * Di);
+      rope(iq + (size_t)hd * Di, icos, isin, dr, Di, 0);
+    }
+    const float* ik_raw = kv_a + C;
+    layer_norm(ik_raw, L->t[T_IK_NORM_W], L->t[T_IK_NORM_B], ik, Di, L->idx_eps);
+    rope(ik, icos, isin, dr, Di, 0);
+    memcpy(iw, ik_raw + Di, sizeof(float) * Hi);
+  }
+  return NULL;
+}
+
+// SwiGLU over x [D] with stacked [gate; up] [2I, D] and down [D, I]: y [D].
+static void swiglu(Layer* L, const float* gate_up, const float* down, const float* x, float* y, int I) {
+  const int D = L->dims[D_HIDDEN];
+  gemv(gate_up, x, L->gu, 2 * I, D, 2 * I);
+  for (int i = 0; i < I; i++) L->act[i] = silu(L->gu[i]) * L->gu[I + i];
+  gemv(down, L->act, y, D, I, D);
+}
+
+// post(layer, h [D], o [H, L], hOut [D], x2 [D] | null, router [E] | null): MLA 6 (W_UV per head,
+// o_proj, residual), RMSNorm_post, then the dense MLP (hOut = h2 + mlp(x2)) or, for MoE layers, the
+// router logits and hOut = h2 + shared experts(x2).
+static napi_value post(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value a[6];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  Layer* L = layer_arg(env, a[0]);
+  const float *h = typed(env, a[1], NULL), *o = typed(env, a[2], NULL);
+  float* h_out = typed(env, a[3], NULL);
+  const int D = L->dims[D_HIDDEN], H = L->dims[D_HEADS], Lr = L->dims[D_KV_LORA], dv = L->dims[D_V];
+  gemv(L->t[T_WUV], o, L->v, H * dv, Lr, dv);
+  gemv(L->t[T_O_PROJ], L->v, L->a, D, H * dv, D);
+  for (int i = 0; i < D; i++) L->h2[i] = h[i] + L->a[i];
+  float* x2 = is_null(env, a[4]) ? L->x : typed(env, a[4], NULL);
+  rms_norm(L->h2, L->t[T_POST_NORM], x2, D, L->eps);
+  const int kind = L->dims[D_FFN_KIND];
+  if (kind != FFN_DENSE) gemv(L->t[T_ROUTER], x2, typed(env, a[5], NULL), L->dims[D_EXPERTS], D, L->dims[D_EXPERTS]);
+  if (kind == FFN_MOE) {
+    memcpy(h_out, L->h2, sizeof(float) * D);
+    return NULL;
+  }
+  swiglu(L, L->t[T_FFN_GATE_UP], L->t[T_FFN_DOWN], x2, L->y, L->dims[D_FFN_I]);
+  for (int i = 0; i < D; i++) h_out[i] = L->h2[i] + L->y[i];
+  return NULL;
+}
+
+// experts(layer, x2 [D], h [D] (in place: h += sum_j w[j] * expert_{ids[j]}(x2)), ids: Int32Array [k],
+// w: Float32Array [k]). The token's k expert outputs are summed first, then added (moe.ts's order).
+static napi_value experts(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value a[5];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  Layer* L = layer_arg(env, a[0]);
+  const float* x2 = typed(env, a[1], NULL);
+  float* h = typed(env, a[2], NULL);
+  size_t k = 0;
+  const int32_t* ids = typed(env, a[3], &k);
+  const float* w = typed(env, a[4], NULL);
+  const int D = L->dims[D_HIDDEN], E = L->dims[D_EXPERTS], I = L->dims[D_EXPERT_I];
+  for (int i = 0; i < D; i++) L->acc[i] = 0;
+  for (size_t j = 0; j < k; j++) {
+    const int e = ids[j];
+    if (e < 0 || e >= E) {
+      napi_throw_range_error(env, NULL, "experts: expert id out of range");
+      return NULL;
+    }
+    swiglu(L, L->expert_gate_up[e], L->expert_down[e], x2, L->y, I);
+    for (int i = 0; i < D; i++) L->acc[i] += w[j] * L->y[i];
+  }
+  for (int i = 0; i < D; i++) h[i] += L->acc[i];
+  return NULL;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// MLA 5 for one query row over every visible key (mla.ts attendGatheredNodes, S = 1): scores of each head
+// against the cached latent rows (q carries the softmax scale), softmax, o[h] = p . kv[:, :L]. Keys are
+// taken in fixed chunks of ATTEND_CHUNK positions, each with its own running max and sum (flash-decoding),
+// merged in chunk order: the result does not depend on how chunks are spread over threads.
+
+enum { ATTEND_CHUNK = 128 };
+
+typedef struct {
+  const float* q;      // [H, C]
+  const float* pool;   // [P, C]
+  const int32_t* slots;  // [T]
+  int T, H, C, L;
+  float* m;    // [chunks, H] chunk max
+  float* l;    // [chunks, H] chunk sum of exp
+  float* acc;  // [chunks, H, L] chunk sum of exp * rows
+} Attend;
+
+static void attend_chunks(const void* ctx, int c0, int c1) {
+  const Attend* a = ctx;
+  float s[ATTEND_CHUNK];
+  for (int c = c0; c < c1; c++) {
+    const int t0 = c * ATTEND_CHUNK, n = a->T - t0 < ATTEND_CHUNK ? a->T - t0 : ATTEND_CHUNK;
+    for (int h = 0; h < a->H; h++) {
+      const float* qh = a->q + (size_t)h * a->C;
+      float mx = -INFINITY;
+      for (int i = 0; i < n; i++) {
+        s[i] = dot(qh, a->pool + (size_t)a->slots[t0 + i] * a->C, a->C);
+        if (s[i] > mx) mx = s[i];
+      }
+      float sum = 0;
+      float* acc = a->acc + ((size_t)c * a->H + h) * a->L;
+      for (int j = 0; j < a->L; j++) acc[j] = 0;
+      for (int i = 0; i < n; i++) {
+        const float p = expf(s[i] - mx);
+        sum += p;
+        const float* row = a->pool + (size_t)a->slots[t0 + i] * a->C;
+        for (int j = 0; j < a->L; j++) acc[j] += p * row[j];
+      }
+      a->m[c * a->H + h] = mx;
+      a->l[c * a->H + h] = sum;
+    }
+  }
+}
+
+// attend(q: Float32Array [H, C], pool: Float32Array [P, C], slots: Int32Array [T], o: Float32Array [H, L], L)
+static napi_value attend(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value a[5];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  size_t qn = 0, pn = 0, T = 0, on = 0;
+  const float *q = typed(env, a[0], &qn), *pool_rows = typed(env, a[1], &pn);
+  const int32_t* slots = typed(env, a[2], &T);
+  float* o = typed(env, a[3], &on);
+  int32_t L = 0;
+  napi_get_value_int32(env, a[4], &L);
+  if (!q || !pool_rows || !slots || !o || L <= 0 || T == 0 || on % (size_t)L != 0) {
+    napi_throw_range_error(env, NULL, "attend: bad arguments");
+    return NULL;
+  }
+  const int H = (int)(on / (size_t)L), C = (int)(qn / (size_t)H);
+  const size_t P = pn / (size_t)C;
+  for (size_t i = 0; i < T; i++)
+    if (slots[i] < 0 || (size_t)slots[i] >= P) {
+      napi_throw_range_error(env, NULL, "attend: slot out of range");
+      return NULL;
+    }
+  const int chunks = (int)((T + ATTEND_CHUNK - 1) / ATTEND_CHUNK);
+  float* scratch = malloc((size_t)chunks * H * (2 + L) * sizeof(float));  // per call: engines in two threads
+  if (!scratch) {
+    napi_throw_error(env, NULL, "attend: out of memory");
+    return NULL;
+  }
+  Attend at = { q, pool_rows, slots, (int)T, H, C, L, scratch, scratch + (size_t)chunks * H, scratch + (size_t)chunks * H * 2 };
+  parallel_for(attend_chunks, &at, chunks, 1, 1);
+  for (int h = 0; h < H; h++) {
+    float mx = -INFINITY;
+    for (int c = 0; c < chunks; c++) mx = at.m[c * H + h] > mx ? at.m[c * H + h] : mx;
+    float* oh = o + (size_t)h * L;
+    for (int j = 0; j < L; j++) oh[j] = 0;
+    float sum = 0;
+    for (int c = 0; c < chunks; c++) {
+      const float w = expf(at.m[c * H + h] - mx);
+      sum += w * at.l[c * H + h];
+      const float* acc = at.acc + ((size_t)c * H + h) * L;
+      for (int j = 0; j < L; j++) oh[j] += w * acc[j];
+    }
+    const float inv = 1.0f / sum;
+    for (int j = 0; j < L; j++) oh[j] *= inv;
+  }
+  free(scratch);
+  return NULL;
+}
+
+// gemv(w: Float32Array [R, K], x: Float32Array [K], y: Float32Array [R]): y = w x on the pool (tests, probes).
+static napi_value gemv_js(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value a[3];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  size_t wn = 0, xn = 0, yn = 0;
+  const float *w = typed(env, a[0], &wn), *x = typed(env, a[1], &xn);
+  float* y = typed(env, a[2], &yn);
+  if (!w || !x || !y || xn == 0 || yn == 0 || wn != xn * yn) {
+    napi_throw_range_error(env, NULL, "gemv: w must hold y.length x x.length floats");
+    return NULL;
+  }
+  gemv(w, x, y, (int)yn, (int)xn, (int)yn);
+  return NULL;
+}
+
+// setThreads(n, spinIterations): the pool's size (the calling thread included) and how long workers spin.
+static napi_value set_threads(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value a[2];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  int32_t n = 1, spin = 4000;
+  napi_get_value_int32(env, a[0], &n);
+  if (argc > 1) napi_get_value_int32(env, a[1], &spin);
+  if (n < 1) n = 1;
+  if (n > MAX_THREADS) n = MAX_THREADS;
+  pool.spin = spin;
+  while (pool.started < n - 1) {
+    if (pthread_create(&pool.threads[pool.started], NULL, worker, (void*)(intptr_t)(pool.started + 1)) != 0) break;
+    pool.started++;
+  }
+  pool.nthreads = pool.started + 1 < n ? pool.started + 1 : n;
+  return NULL;
+}
+
+NAPI_MODULE_INIT() {
+  const struct {
+    const char* name;
+    napi_callback fn;
+  } fns[] = { { "createLayer", create_layer }, { "pre", pre }, { "post", post }, { "experts", experts }, { "setThreads", set_threads }, { "gemv", gemv_js }, { "attend", attend } };
+  for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
+    napi_value f;
+    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);
+    napi_set_named_property(env, exports, fns[i].name, f);
+  }
+  return exports;
+}

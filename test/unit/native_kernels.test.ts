@@ -1,0 +1,86 @@
+// The native decode kernels (src/native/decode_layer.c) against float64 references: GEMV over sizes that
+// are not multiples of the vector width, and MLA 5 over contexts inside and across its key chunks. Both
+// must give the same bits at 1 and 2 threads (each output is one thread's fixed-order sum). The layer
+// kernels (pre / post / experts) are checked end to end by the golden parity tests, whose batch-1
+// decode steps run through them (test/parity/tiny_dsv32.test.ts, variants.test.ts).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { loadNativeKernels } from '../../src/engine/native/native_kernels.ts';
+
+const load = loadNativeKernels();
+const skip = load.kernels === null ? `native kernels unavailable: ${load.reason}` : false;
+
+let seed = 99;
+function random(): number {
+  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+  return seed / 2 ** 32 - 0.5;
+}
+const randoms = (n: number): Float32Array => Float32Array.from({ length: n }, random);
+
+function maxRelError(got: Float32Array, want: Float64Array): number {
+  let scale = 0;
+  want.forEach((v) => (scale = Math.max(scale, Math.abs(v))));
+  let err = 0;
+  got.forEach((v, i) => (err = Math.max(err, Math.abs(v - want[i]!))));
+  return err / scale;
+}
+
+test('native gemv: float64 reference, any size, same bits at 1 and 2 threads', { skip }, () => {
+  const k = load.kernels!;
+  for (const [R, K] of [
+    [1, 1],
+    [7, 15],
+    [130, 37],
+    [300, 513],
+    [1024, 256],
+  ] as const) {
+    const w = randoms(R * K);
+    const x = randoms(K);
+    const want = new Float64Array(R);
+    for (let r = 0; r < R; r++) for (let c = 0; c < K; c++) want[r]! += w[r * K + c]! * x[c]!;
+    const ys = [1, 2].map((threads) => {
+      k.setThreads(threads);
+      const y = new Float32Array(R);
+      k.gemv(w, x, y);
+      return y;
+    });
+    assert.ok(maxRelError(ys[0]!, want) < 1e-5, `[${R}, ${K}]`);
+    assert.deepEqual(ys[1], ys[0], `[${R}, ${K}]: 2 threads differ from 1`);
+  }
+  assert.throws(() => k.gemv(new Float32Array(10), new Float32Array(3), new Float32Array(3)), /gemv/);
+});
+
+test('native attend: softmax attention over scattered slots, across key chunks', { skip }, () => {
+  const k = load.kernels!;
+  const [H, L, dr] = [4, 40, 8];
+  const C = L + dr;
+  const P = 700;
+  const pool = randoms(P * C).map((v) => 4 * v); // spread the scores so softmax is not flat
+  for (const T of [1, 5, 128, 129, 300, 640]) {
+    const slots = Int32Array.from({ length: T }, (_, t) => (t * 379 + 11) % P);
+    const q = randoms(H * C);
+    const want = new Float64Array(H * L);
+    for (let h = 0; h < H; h++) {
+      const s = Array.from(slots, (slot) => {
+        let d = 0;
+        for (let c = 0; c < C; c++) d += q[h * C + c]! * pool[slot * C + c]!;
+        return d;
+      });
+      const m = Math.max(...s);
+      const e = s.map((v) => Math.exp(v - m));
+      const z = e.reduce((a, b) => a + b, 0);
+      slots.forEach((slot, t) => {
+        for (let j = 0; j < L; j++) want[h * L + j]! += (e[t]! / z) * pool[slot * C + j]!;
+      });
+    }
+    const os = [1, 2].map((threads) => {
+      k.setThreads(threads);
+      const o = new Float32Array(H * L);
+      k.attend(q, pool, slots, o, L);
+      return o;
+    });
+    assert.ok(maxRelError(os[0]!, want) < 1e-5, `T ${T}: ${maxRelError(os[0]!, want)}`);
+    assert.deepEqual(os[1], os[0], `T ${T}: 2 threads differ from 1`);
+  }
+  assert.throws(() => k.attend(randoms(H * C), pool, Int32Array.of(0, P), new Float32Array(H * L), L), /slot out of range/);
+});
