@@ -8,6 +8,7 @@
 // Exactness: every output row is one dot product computed by one thread in a fixed order, so results
 // do not depend on the thread count; they differ from ONNX Runtime's only by float32 summation order.
 // Built on first use (native_kernels.ts: gcc -O3 -march=native against node's headers).
+#include <dlfcn.h>
 #include <math.h>
 #include <node_api.h>
 #include <pthread.h>
@@ -560,7 +561,15 @@ static napi_value set_threads(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// Node unloads an addon when the worker thread that loaded it exits (the engine runs in one); the pool's
+// threads would then run unmapped code. A second, never-closed handle with RTLD_NODELETE keeps it mapped.
+static void pin_library(void) {
+  Dl_info info;
+  if (dladdr((void*)pin_library, &info) && info.dli_fname) dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);
+}
+
 NAPI_MODULE_INIT() {
+  pin_library();
   const struct {
     const char* name;
     napi_callback fn;

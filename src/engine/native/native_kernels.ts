@@ -50,6 +50,7 @@ export interface NativeDecodeKernels {
 const RUNNING_TS = import.meta.url.endsWith('.ts');
 const SOURCE = fileURLToPath(new URL(`${RUNNING_TS ? '../..' : '../../../../src'}/native/decode_layer.c`, import.meta.url));
 const FLAGS = ['-O3', '-march=native', '-shared', '-fPIC', '-pthread', '-std=c11', '-D_GNU_SOURCE'];
+const LIBS = ['-lm', '-ldl'];
 
 /** Where compiled kernels are kept: ~/.cache/dsv32-server/native, or under the temp dir without a writable home. */
 export function nativeBuildDirs(): string[] {
@@ -81,7 +82,7 @@ function build(): NativeLoad {
   if (version.status !== 0) return { kernels: null, reason: `no C compiler (${cc} --version failed: ${version.error?.message ?? version.stderr.trim()})` };
   const key = createHash('sha256')
     .update(readFileSync(SOURCE))
-    .update(FLAGS.join(' '))
+    .update([...FLAGS, ...LIBS].join(' '))
     .update(version.stdout)
     .update(`${process.versions.modules} ${process.arch} ${os.cpus()[0]?.model ?? ''}`)
     .digest('hex')
@@ -93,7 +94,7 @@ function build(): NativeLoad {
       if (!existsSync(lib)) {
         mkdirSync(dir, { recursive: true });
         const tmp = `${lib}.${process.pid}.tmp`;
-        const res = spawnSync(cc, [...FLAGS, `-I${include}`, SOURCE, '-o', tmp, '-lm'], { encoding: 'utf8' });
+        const res = spawnSync(cc, [...FLAGS, `-I${include}`, SOURCE, '-o', tmp, ...LIBS], { encoding: 'utf8' });
         if (res.status !== 0) {
           rmSync(tmp, { force: true });
           return { kernels: null, reason: `${cc} failed on ${SOURCE}: ${(res.stderr || res.error?.message || '').trim().slice(0, 500)}` };
