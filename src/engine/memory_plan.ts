@@ -235,10 +235,10 @@ export function planMemory(input: MemoryPlanInput, machine: MachineMemory = mach
   };
 }
 
-/** Float32 bytes of the main model's decoder layers (native_decode_layer.ts holds a copy of each). */
+/** Float32 bytes of the main model's decoder layers and head (native_decode_layer.ts and the native lm_head hold copies). */
 function nativeLayerBytes(config: ModelConfig): number {
   return weightManifest(config)
-    .filter((spec) => spec.name.startsWith('model.layers.'))
+    .filter((spec) => spec.name.startsWith('model.layers.') || spec.name === 'lm_head.weight' || spec.name === 'model.norm.weight')
     .reduce((n, spec) => n + 4 * numel(spec), 0);
 }
 

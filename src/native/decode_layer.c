@@ -40,11 +40,18 @@ typedef struct {
   int rows_per_x;
 } Gemv;
 
-static float dot(const float* w, const float* x, int K) {
+// pf: where the same walk reads PREFETCH_BYTES later, asked for ahead of the hardware prefetcher; NULL for
+// none. Measured on this EPYC streaming 276 MiB of 0.5-4 MiB matrices at 2 threads, 7 interleaved rounds:
+// none 38.5 GB/s (36.6-39.7), 4 KiB 42.8 (41.5-44.1), 8 KiB 42.1, 16 KiB 41.5.
+static float dot_pf(const float* w, const float* x, int K, const char* pf) {
 #if defined(__AVX512F__)
   __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
   int k = 0;
   for (; k + 32 <= K; k += 32) {
+    if (pf) {
+      __builtin_prefetch(pf + 4 * k, 0, 0);
+      __builtin_prefetch(pf + 4 * k + 64, 0, 0);
+    }
     a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + k), _mm512_loadu_ps(x + k), a0);
     a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + k + 16), _mm512_loadu_ps(x + k + 16), a1);
   }
@@ -63,13 +70,25 @@ static float dot(const float* w, const float* x, int K) {
   for (; k + 8 <= K; k += 8)
     for (int i = 0; i < 8; i++) s[i] += w[k + i] * x[k + i];
   for (; k < K; k++) s[0] += w[k] * x[k];
+  (void)pf;
   return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 #endif
 }
 
+static float dot(const float* w, const float* x, int K) { return dot_pf(w, x, K, NULL); }
+
+#ifndef PREFETCH_BYTES
+#define PREFETCH_BYTES 4096
+#endif
+
 static void gemv_rows(const void* ctx, int r0, int r1) {
   const Gemv* g = ctx;
-  for (int r = r0; r < r1; r++) g->y[r] = dot(g->w + (size_t)r * g->K, g->x + (size_t)(r / g->rows_per_x) * g->K, g->K);
+  const char* end = (const char*)(g->w + (size_t)r1 * g->K);
+  for (int r = r0; r < r1; r++) {
+    const float* w = g->w + (size_t)r * g->K;
+    const char* pf = (const char*)w + PREFETCH_BYTES;
+    g->y[r] = dot_pf(w, g->x + (size_t)(r / g->rows_per_x) * g->K, g->K, pf < end ? pf : NULL);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -459,6 +478,10 @@ static void attend_chunks(const void* ctx, int c0, int c1) {
       const float* qh = a->q + (size_t)h * a->C;
       float mx = -INFINITY;
       for (int i = 0; i < n; i++) {
+        if (h == 0 && i + 4 < n) {  // first pass over the chunk's rows: fetch ahead (see score_keys)
+          const char* ahead = (const char*)(a->pool + (size_t)a->slots[t0 + i + 4] * a->C);
+          for (size_t b = 0; b < (size_t)a->C * sizeof(float); b += 64) __builtin_prefetch(ahead + b, 0, 0);
+        }
         s[i] = dot(qh, a->pool + (size_t)a->slots[t0 + i] * a->C, a->C);
         if (s[i] > mx) mx = s[i];
       }
@@ -477,35 +500,18 @@ static void attend_chunks(const void* ctx, int c0, int c1) {
   }
 }
 
-// attend(q: Float32Array [H, C], pool: Float32Array [P, C], slots: Int32Array [T], o: Float32Array [H, L], L)
-static napi_value attend(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value a[5];
-  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
-  size_t qn = 0, pn = 0, T = 0, on = 0;
-  const float *q = typed(env, a[0], &qn), *pool_rows = typed(env, a[1], &pn);
-  const int32_t* slots = typed(env, a[2], &T);
-  float* o = typed(env, a[3], &on);
-  int32_t L = 0;
-  napi_get_value_int32(env, a[4], &L);
-  if (!q || !pool_rows || !slots || !o || L <= 0 || T == 0 || on % (size_t)L != 0) {
-    napi_throw_range_error(env, NULL, "attend: bad arguments");
-    return NULL;
-  }
-  const int H = (int)(on / (size_t)L), C = (int)(qn / (size_t)H);
-  const size_t P = pn / (size_t)C;
+static int valid_slots(const int32_t* slots, size_t T, size_t P) {
   for (size_t i = 0; i < T; i++)
-    if (slots[i] < 0 || (size_t)slots[i] >= P) {
-      napi_throw_range_error(env, NULL, "attend: slot out of range");
-      return NULL;
-    }
-  const int chunks = (int)((T + ATTEND_CHUNK - 1) / ATTEND_CHUNK);
+    if (slots[i] < 0 || (size_t)slots[i] >= P) return 0;
+  return 1;
+}
+
+// MLA 5 over the rows at slots[0 .. T) of pool [P, C] for q [H, C]: o [H, L]. NULL, or what went wrong.
+static const char* attend_rows(const float* q, const float* pool_rows, const int32_t* slots, int T, int H, int C, int L, float* o) {
+  const int chunks = (T + ATTEND_CHUNK - 1) / ATTEND_CHUNK;
   float* scratch = malloc((size_t)chunks * H * (2 + L) * sizeof(float));  // per call: engines in two threads
-  if (!scratch) {
-    napi_throw_error(env, NULL, "attend: out of memory");
-    return NULL;
-  }
-  Attend at = { q, pool_rows, slots, (int)T, H, C, L, scratch, scratch + (size_t)chunks * H, scratch + (size_t)chunks * H * 2 };
+  if (!scratch) return "attend: out of memory";
+  Attend at = { q, pool_rows, slots, T, H, C, L, scratch, scratch + (size_t)chunks * H, scratch + (size_t)chunks * H * 2 };
   parallel_for(attend_chunks, &at, chunks, 1, 1);
   for (int h = 0; h < H; h++) {
     float mx = -INFINITY;
@@ -523,6 +529,185 @@ static napi_value attend(napi_env env, napi_callback_info info) {
     for (int j = 0; j < L; j++) oh[j] *= inv;
   }
   free(scratch);
+  return NULL;
+}
+
+// attend(q: Float32Array [H, C], pool: Float32Array [P, C], slots: Int32Array [T], o: Float32Array [H, L], L)
+static napi_value attend(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value a[5];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  size_t qn = 0, pn = 0, T = 0, on = 0;
+  const float *q = typed(env, a[0], &qn), *pool_rows = typed(env, a[1], &pn);
+  const int32_t* slots = typed(env, a[2], &T);
+  float* o = typed(env, a[3], &on);
+  int32_t L = 0;
+  napi_get_value_int32(env, a[4], &L);
+  if (!q || !pool_rows || !slots || !o || L <= 0 || T == 0 || on % (size_t)L != 0) {
+    napi_throw_range_error(env, NULL, "attend: bad arguments");
+    return NULL;
+  }
+  const int H = (int)(on / (size_t)L), C = (int)(qn / (size_t)H);
+  if (!valid_slots(slots, T, pn / (size_t)C)) {
+    napi_throw_range_error(env, NULL, "attend: slot out of range");
+    return NULL;
+  }
+  const char* err = attend_rows(q, pool_rows, slots, (int)T, H, C, L, o);
+  if (err) napi_throw_error(env, NULL, err);
+  return NULL;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// DSA decode for one query row (dsa_decode.ts's graph, B = 1): IDX 5 scores every visible key, IDX 6 keeps
+// the topk best (ties to the lower position, as ONNX TopK and the reference), MLA 5 attends the kept rows.
+// The row sits at position T - 1, so every key is visible. Scores are one thread's fixed-order sums per key.
+
+typedef struct {
+  const float* iq;       // [Hi, Di]
+  const float* iw;       // [Hi]
+  const float* keys;     // [P, Di]
+  const int32_t* slots;  // [T]
+  int Hi, Di;
+  float* scores;  // [T]
+} IndexerScores;
+
+enum { KEY_PREFETCH = 16 };
+
+static void score_keys(const void* ctx, int t0, int t1) {
+  const IndexerScores* c = ctx;
+  const size_t row_bytes = (size_t)c->Di * sizeof(float);
+  for (int t = t0; t < t1; t++) {
+    // The keys come from DRAM in the pool's block order: ask for a row KEY_PREFETCH keys ahead, or each
+    // key's dependent reductions leave the loads waiting one after another.
+    if (t + KEY_PREFETCH < t1) {
+      const char* ahead = (const char*)(c->keys + (size_t)c->slots[t + KEY_PREFETCH] * c->Di);
+      for (size_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(ahead + b, 0, 0);
+    }
+    const float* k = c->keys + (size_t)c->slots[t] * c->Di;
+    float s = 0;
+    for (int h = 0; h < c->Hi; h++) {
+      const float d = dot(c->iq + (size_t)h * c->Di, k, c->Di);
+      s += c->iw[h] * (d > 0 ? d : 0);
+    }
+    c->scores[t] = s;
+  }
+}
+
+// The k-th largest of a[0 .. n) (1 <= k <= n); reorders a. Hoare quickselect with a median-of-three pivot:
+// O(n) on any order of scores (a heap of the best k degrades to n log k when scores rise with position).
+static float kth_largest(float* a, int n, int k) {
+  int lo = 0, hi = n - 1;
+  const int target = k - 1;  // index in descending order
+  while (lo < hi) {
+    float x = a[lo], y = a[(lo + hi) / 2], z = a[hi];
+    float pivot = x > y ? (y > z ? y : (x > z ? z : x)) : (x > z ? x : (y > z ? z : y));
+    int i = lo, j = hi;
+    while (i <= j) {
+      while (a[i] > pivot) i++;
+      while (a[j] < pivot) j--;
+      if (i <= j) {
+        float t = a[i];
+        a[i] = a[j], a[j] = t;
+        i++, j--;
+      }
+    }
+    if (target <= j)
+      hi = j;
+    else if (target >= i)
+      lo = i;
+    else
+      break;  // a[j + 1 .. i - 1] all equal the pivot
+  }
+  return a[target];
+}
+
+// The k best positions of s[0 .. T) into sel, ascending: every score above the k-th best, then the positions
+// whose score equals it, lowest first (ties to the lower position). NaN scores never rank; unfilled
+// entries are -1. scratch: T floats.
+static void top_k(const float* s, int T, int k, int32_t* sel, float* scratch) {
+  int n = 0;
+  for (int t = 0; t < T; t++)
+    if (s[t] == s[t]) scratch[n++] = s[t];
+  if (n == 0) {
+    for (int i = 0; i < k; i++) sel[i] = -1;
+    return;
+  }
+  const float kth = kth_largest(scratch, n, k < n ? k : n);
+  int above = 0;
+  for (int t = 0; t < T; t++) above += s[t] > kth;
+  int ties = (k < n ? k : n) - above, m = 0;
+  for (int t = 0; t < T; t++)
+    if (s[t] > kth || (s[t] == kth && ties-- > 0)) sel[m++] = t;
+  for (int i = m; i < k; i++) sel[i] = -1;
+}
+
+// dsaDecode(q [H, C], iq [Hi, Di], iw [Hi], pool [P, C], keys [P, Di] (float32 pools), slots Int32Array [T]
+// (positions 0 .. T - 1), o [H, L], sel Int32Array [topk] (out: the kept positions, ascending), L)
+static napi_value dsa_decode(napi_env env, napi_callback_info info) {
+  size_t argc = 9;
+  napi_value a[9];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  size_t qn = 0, iqn = 0, Hi = 0, pn = 0, kn = 0, T = 0, on = 0, k = 0;
+  const float *q = typed(env, a[0], &qn), *iq = typed(env, a[1], &iqn), *iw = typed(env, a[2], &Hi);
+  const float *pool_rows = typed(env, a[3], &pn), *keys = typed(env, a[4], &kn);
+  const int32_t* slots = typed(env, a[5], &T);
+  float* o = typed(env, a[6], &on);
+  int32_t* sel = typed(env, a[7], &k);
+  int32_t L = 0;
+  napi_get_value_int32(env, a[8], &L);
+  if (!q || !iq || !iw || !pool_rows || !keys || !slots || !o || !sel || L <= 0 || Hi == 0 || iqn % Hi != 0 || on % (size_t)L != 0 || k == 0 ||
+      k >= T) {
+    napi_throw_range_error(env, NULL, "dsaDecode: bad arguments");
+    return NULL;
+  }
+  const int H = (int)(on / (size_t)L), C = (int)(qn / (size_t)H), Di = (int)(iqn / Hi);
+  const size_t P = pn / (size_t)C;
+  if (kn / (size_t)Di != P || !valid_slots(slots, T, P)) {
+    napi_throw_range_error(env, NULL, "dsaDecode: slot out of range");
+    return NULL;
+  }
+  float* scores = malloc(2 * T * sizeof(float));  // [T] scores, [T] selection scratch
+  int32_t* kept = malloc(k * sizeof(int32_t));
+  if (!scores || !kept) {
+    free(scores), free(kept);
+    napi_throw_error(env, NULL, "dsaDecode: out of memory");
+    return NULL;
+  }
+  IndexerScores sc = { iq, iw, keys, slots, (int)Hi, Di, scores };
+  parallel_for(score_keys, &sc, (int)T, 16, 256);
+  top_k(scores, (int)T, (int)k, sel, scores + T);
+  int n = 0;
+  for (size_t i = 0; i < k; i++)
+    if (sel[i] >= 0) kept[n++] = slots[sel[i]];
+  const char* err = n > 0 ? attend_rows(q, pool_rows, kept, n, H, C, L, o) : "no finite indexer score";
+  free(scores), free(kept);
+  if (err) napi_throw_error(env, NULL, err);
+  return NULL;
+}
+
+// logits(h: Float32Array [D], norm: Float32Array [D], w: Float32Array [V, D], out: Float32Array [V], eps):
+// the final RMSNorm and lm_head for one row (the lm_head graph of deepseek_model.ts).
+static napi_value logits(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value a[5];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  size_t D = 0, nn = 0, wn = 0, V = 0;
+  const float *h = typed(env, a[0], &D), *norm = typed(env, a[1], &nn), *w = typed(env, a[2], &wn);
+  float* out = typed(env, a[3], &V);
+  double eps = 0;
+  napi_get_value_double(env, a[4], &eps);
+  if (!h || !norm || !w || !out || D == 0 || nn != D || wn != D * V) {
+    napi_throw_range_error(env, NULL, "logits: shapes do not match");
+    return NULL;
+  }
+  float* x = malloc(D * sizeof(float));
+  if (!x) {
+    napi_throw_error(env, NULL, "logits: out of memory");
+    return NULL;
+  }
+  rms_norm(h, norm, x, (int)D, (float)eps);
+  gemv(w, x, out, (int)V, (int)D, (int)V);
+  free(x);
   return NULL;
 }
 
@@ -573,7 +758,7 @@ NAPI_MODULE_INIT() {
   const struct {
     const char* name;
     napi_callback fn;
-  } fns[] = { { "createLayer", create_layer }, { "pre", pre }, { "post", post }, { "experts", experts }, { "setThreads", set_threads }, { "gemv", gemv_js }, { "attend", attend } };
+  } fns[] = { { "createLayer", create_layer }, { "pre", pre }, { "post", post }, { "experts", experts }, { "setThreads", set_threads }, { "gemv", gemv_js }, { "attend", attend }, { "logits", logits }, { "dsaDecode", dsa_decode } };
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
     napi_value f;
     napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);

@@ -84,3 +84,46 @@ test('native attend: softmax attention over scattered slots, across key chunks',
   }
   assert.throws(() => k.attend(randoms(H * C), pool, Int32Array.of(0, P), new Float32Array(H * L), L), /slot out of range/);
 });
+
+test('native DSA decode: indexer top-k with ties to the lower position, then attention over the kept rows', { skip }, () => {
+  const k = load.kernels!;
+  const [H, L, dr, Hi, Di, topk, T] = [2, 24, 8, 3, 16, 40, 300];
+  const C = L + dr;
+  const P = 320;
+  const slots = Int32Array.from({ length: T }, (_, t) => (t * 7 + 3) % P);
+  const iq = randoms(Hi * Di).map(Math.abs); // non-negative queries: a key with only negative entries scores exactly 0
+  const iw = Float32Array.of(0.5, 0.25, 1);
+  const keys = new Float32Array(P * Di);
+  const positive = new Set([5, 17, 60, 61, 99, 150, 151, 152, 200, 299, 1, 2, 3, 250, 251, 120, 121, 122, 123, 124]);
+  slots.forEach((slot, t) => {
+    for (let d = 0; d < Di; d++) keys[slot * Di + d] = positive.has(t) ? 0.1 + ((t * 13 + d) % 17) / 10 : -0.5 - (d % 3) / 10;
+  });
+  const pool = randoms(P * C);
+  const q = randoms(H * C);
+  // Expected: the 20 positive-score positions, then the 20 lowest positions of the exact-zero ties.
+  const zeros = Array.from({ length: T }, (_, t) => t).filter((t) => !positive.has(t));
+  const want = [...positive, ...zeros.slice(0, topk - positive.size)].sort((a, b) => a - b);
+  const wantO = new Float64Array(H * L);
+  for (let h = 0; h < H; h++) {
+    const s = want.map((t) => {
+      let d = 0;
+      for (let c = 0; c < C; c++) d += q[h * C + c]! * pool[slots[t]! * C + c]!;
+      return d;
+    });
+    const m = Math.max(...s);
+    const e = s.map((v) => Math.exp(v - m));
+    const z = e.reduce((a, b) => a + b, 0);
+    want.forEach((t, i) => {
+      for (let j = 0; j < L; j++) wantO[h * L + j]! += (e[i]! / z) * pool[slots[t]! * C + j]!;
+    });
+  }
+  for (const threads of [1, 2]) {
+    k.setThreads(threads);
+    const o = new Float32Array(H * L);
+    const sel = new Int32Array(topk);
+    k.dsaDecode(q, iq, iw, pool, keys, slots, o, sel, L);
+    assert.deepEqual(Array.from(sel), want, `threads ${threads}`);
+    assert.ok(maxRelError(o, wantO) < 1e-5, `threads ${threads}: ${maxRelError(o, wantO)}`);
+  }
+  assert.throws(() => k.dsaDecode(q, iq, iw, pool, keys, slots.subarray(0, topk), new Float32Array(H * L), new Int32Array(topk), L), /dsaDecode/);
+});

@@ -12,6 +12,7 @@
 // per row (cost ~ S * T), which is cheaper there.
 import { floatTensor, int32Tensor, type Feed, type GraphSession } from '../onnx/session.ts';
 import type { StepProfiler } from '../step_profiler.ts';
+import type { NativeDecodeKernels } from '../native/native_kernels.ts';
 import { MAX_GROUPED_QUERY_LEN, type AttentionGroup } from '../model/step_plan.ts';
 
 export const DEFAULT_MAX_SCORE_ELEMENTS = 1 << 25; // 128 MiB of float32 scores per attention run
@@ -41,12 +42,26 @@ export interface AttentionLayerInputs {
   readonly indexerCache: Feed | null; // the layer's indexer key pool [P, Di]
   /** The indexer keys of slots first .. first + count - 1 as a zero-copy view (model/kv_cache_graph.ts indexerKeySpanFeed). */
   readonly indexerKeySpan: ((first: number, count: number) => Feed) | null;
-  /** The latent pool's rows [P, C] when the cache is float32 (the native kernel reads them in place), else null. */
+  /** The latent pool's rows [P, C] when the cache is float32 (the native kernels read them in place), else null. */
   readonly latentRows: Float32Array | null;
+  /** The indexer key pool's rows [P, Di] when it is float32, else null. */
+  readonly indexerKeyRows: Float32Array | null;
 }
 
-/** MLA 5 of one query row over every visible key, in C (native_kernels.ts attend). */
-export type NativeAttend = (q: Float32Array, pool: Float32Array, slots: Int32Array, o: Float32Array, kvLoraRank: number) => void;
+/**
+ * Native DSA decode scores keys with one dot product per indexer head (decode_layer.c score_keys): right for
+ * narrow indexers (bench-mini-dsa's 4 heads, the fixture's 4); a 64-head indexer (DeepSeek-V3.2) wants the
+ * head-vectorised form, so wider ones keep ONNX Runtime's MatMul.
+ */
+export const NATIVE_DSA_MAX_INDEXER_HEADS = 16;
+
+/**
+ * ... and for contexts up to this many keys. Per layer of bench-mini-dsa in the engine (decode step parts,
+ * quiet, the two interleaved): at 512 keys native 90-180 us vs ONNX Runtime's dsa_decode graph ~250-320 us;
+ * at 16k native 520-720 us (scoring 270-360, top-k 120-150, attention 100-200) vs ~650-700 us for the graph,
+ * whose key MatMul reads the keys in place over a span (keySlotSpan). Crossover near 10k keys.
+ */
+export const NATIVE_DSA_MAX_CONTEXT = 8192;
 
 export interface AttentionShapes {
   readonly numHeads: number; // H
@@ -79,8 +94,8 @@ export class SparseMlaAttention {
   constructor(
     private readonly shapes: AttentionShapes,
     private readonly sessions: AttentionSessions,
-    /** Batch-1 decode over every visible key without a graph run (null: always ONNX Runtime). */
-    private readonly nativeAttend: NativeAttend | null = null,
+    /** Batch-1 decode attention (and DSA selection) without a graph run, over float32 pools (null: always ONNX Runtime). */
+    private readonly native: NativeDecodeKernels | null = null,
   ) {}
 
   /** Attends one group; returns o [B * S, H, L] and, if recorded, the selected positions of each sequence's last row. */
@@ -89,12 +104,12 @@ export class SparseMlaAttention {
     const { queryLen: S, startPos } = group;
     const sparse = indexTopk > 0 && inp.iq !== null && Math.max(...startPos) + S > indexTopk;
     countSparsity(group, sparse ? indexTopk : Infinity, ctx.profiler);
-    if (!sparse && S === 1 && group.numSeqs === 1 && this.nativeAttend && inp.latentRows) {
+    if (!sparse && S === 1 && group.numSeqs === 1 && this.native && inp.latentRows) {
       const { numHeads: H, latentDim: C, kvLoraRank: L } = this.shapes;
       const o = new Float32Array(H * L);
       const q = inp.q.subarray(group.rowStart * H * C, (group.rowStart + 1) * H * C); // the group's row of the step's q
       const slots = group.keySlots.subarray(0, group.startPos[0]! + 1); // positions 0 .. p
-      ctx.profiler.time('attention', () => this.nativeAttend!(q, inp.latentRows!, slots, o, L));
+      ctx.profiler.time('attention', () => this.native!.attend(q, inp.latentRows!, slots, o, L));
       return { o, lastSelections: ctx.recordSelections ? allVisible(group) : null };
     }
     if (!sparse) {
@@ -171,7 +186,25 @@ export class SparseMlaAttention {
     ctx: AttendContext,
   ): Promise<{ o: Float32Array; lastSelections: Int32Array[] | null }> {
     const { numSeqs: B, maxContext: T, rowStart: first } = group;
-    const { numHeads: H, latentDim: C, indexerHeads: Hi, indexerDim: Di, indexTopk: k } = this.shapes;
+    const { numHeads: H, latentDim: C, kvLoraRank: L, indexerHeads: Hi, indexerDim: Di, indexTopk: k } = this.shapes;
+    if (B === 1 && T <= NATIVE_DSA_MAX_CONTEXT && this.native && inp.latentRows && inp.indexerKeyRows && Hi <= NATIVE_DSA_MAX_INDEXER_HEADS) {
+      const o = new Float32Array(H * L);
+      const sel = new Int32Array(k);
+      ctx.profiler.time('attention', () =>
+        this.native!.dsaDecode(
+          inp.q.subarray(first * H * C, (first + 1) * H * C),
+          inp.iq!.subarray(first * Hi * Di, (first + 1) * Hi * Di),
+          inp.iw!.subarray(first * Hi, (first + 1) * Hi),
+          inp.latentRows!,
+          inp.indexerKeyRows!,
+          group.keySlots.subarray(0, T),
+          o,
+          sel,
+          L,
+        ),
+      );
+      return { o, lastSelections: ctx.recordSelections ? [sel.filter((s) => s >= 0)] : null };
+    }
     const span = group.keySlotSpan;
     const inPlace = span !== null && span.count <= KEY_SPAN_MAX_FACTOR * T && inp.indexerKeySpan !== null;
     return ctx.profiler.timeAsync('attention', async () => {

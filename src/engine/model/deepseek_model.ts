@@ -26,7 +26,7 @@ import { ropeInvFreq, ropeTables } from './rope.ts';
 import type { StepPlan } from './step_plan.ts';
 import type { IndexerConfig, LayerWeights, LinearWeight, ModelConfig, MoeConfig, MoeWeights, Tensor } from '../checkpoint/types.ts';
 import { moeConfigOfLayer } from '../checkpoint/weights.ts';
-import type { EmbeddingTable, QuantBits } from '../../common/quantized.ts';
+import { isQuantized, type EmbeddingTable, type QuantBits } from '../../common/quantized.ts';
 import { gatherRows } from '../quant/rows.ts';
 import { EngineError } from '../../common/errors.ts';
 import { NativeDecodeLayer, type RopeRow } from './native_decode_layer.ts';
@@ -95,6 +95,13 @@ interface RoutedExperts {
   readonly groups: readonly { readonly range: readonly [number, number]; readonly session: GraphSession }[];
 }
 
+/** The final norm and lm_head weights the native kernels read (float32, held in JS). */
+interface NativeHead {
+  readonly kernels: NativeDecodeKernels;
+  readonly norm: Float32Array; // [D]
+  readonly weight: Float32Array; // [vocab, D]
+}
+
 /** One decoder layer's compiled graphs (the MTP module builds its own with createLayerSessions). */
 export interface LayerSessions {
   readonly pre: GraphSession;
@@ -120,6 +127,8 @@ export class DeepseekModel {
     private readonly attention: SparseMlaAttention,
     private readonly sessions: readonly GraphSession[],
     private readonly lmHead: GraphSession,
+    /** Final norm + lm_head for one row in C (float32 weights with the native kernels), else null. */
+    private readonly nativeHead: NativeHead | null,
     indexer: IndexerConfig | null,
     nativeStatus: string,
   ) {
@@ -162,16 +171,16 @@ export class DeepseekModel {
       indexTopk: indexer?.topk ?? 0,
       maxScoreElements: options.maxAttentionScoreElements ?? DEFAULT_MAX_SCORE_ELEMENTS,
     };
-    const nativeAttend = native.kernels && storage.dtype === 'float32' ? native.kernels.attend.bind(native.kernels) : null;
-    const sparseMla = new SparseMlaAttention(shapes, sessions, nativeAttend);
+    const sparseMla = new SparseMlaAttention(shapes, sessions, native.kernels);
     const shared = Object.values(sessions).filter((x): x is GraphSession => x !== null);
     const head = await source.head();
+    const nativeHead = native.kernels && !isQuantized(head.lmHead) ? { kernels: native.kernels, norm: head.norm.data, weight: head.lmHead.data } : null;
     const lmHead = await GraphSession.create(
       'lm_head',
       build(() => buildLmHeadGraph(config, head)),
       options,
     );
-    return new DeepseekModel(config, embedTable, storage, layers, sparseMla, shared, lmHead, indexer, nativeStatus);
+    return new DeepseekModel(config, embedTable, storage, layers, sparseMla, shared, lmHead, nativeHead, indexer, nativeStatus);
   }
 
   /** One batched forward over the planned rows: writes their latent (and indexer key) rows into the caches. */
@@ -260,6 +269,7 @@ export class DeepseekModel {
       ...proj,
       latentCache: latentPoolFeed(this.storage.latentPool(l), this.config),
       latentRows: latentRowsOf(this.storage.latentPool(l)),
+      indexerKeyRows: keyPool?.dtype === 'float32' ? keyPool.keys : null,
       indexerCache: indexer ? indexerKeyPoolFeed(keyPool!, indexer.headDim) : null,
       indexerKeySpan: indexer ? (first: number, count: number) => indexerKeySpanFeed(keyPool!, indexer.headDim, first, count) : null,
     };
@@ -323,6 +333,13 @@ export class DeepseekModel {
     const { hiddenSize: D } = this.config;
     const R = plan.logitRows.length;
     if (R === 0) return new Float32Array(0);
+    if (R === 1 && this.nativeHead) {
+      const { kernels, norm, weight } = this.nativeHead;
+      const r = plan.logitRows[0]!;
+      const out = new Float32Array(this.config.vocabSize);
+      kernels.logits(h.subarray(r * D, (r + 1) * D), norm, weight, out, this.config.rmsNormEps);
+      return out;
+    }
     const rows = new Float32Array(R * D);
     plan.logitRows.forEach((r, i) => rows.set(h.subarray(r * D, (r + 1) * D), i * D));
     return (await this.lmHead.run({ h: floatTensor(rows, [R, D]) }, ['logits']))[0];

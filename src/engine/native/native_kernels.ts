@@ -42,6 +42,24 @@ export interface NativeDecodeKernels {
   setThreads(threads: number, spinIterations?: number): void;
   /** MLA 5 for one query row q [H, C] over the float32 latent rows at `slots` of pool [P, C]: o [H, L]. */
   attend(q: Float32Array, pool: Float32Array, slots: Int32Array, o: Float32Array, kvLoraRank: number): void;
+  /**
+   * DSA decode of one query row at position T - 1 over float32 pools: indexer scores of the keys at slots [T]
+   * (positions 0 .. T - 1), the sel.length best kept (ties to the lower position; sel gets them ascending),
+   * MLA 5 over their latent rows into o [H, L].
+   */
+  dsaDecode(
+    q: Float32Array,
+    iq: Float32Array,
+    iw: Float32Array,
+    pool: Float32Array,
+    keys: Float32Array,
+    slots: Int32Array,
+    o: Float32Array,
+    sel: Int32Array,
+    kvLoraRank: number,
+  ): void;
+  /** The final RMSNorm and lm_head of one row: h [D], norm [D], w [V, D] -> out [V]. */
+  logits(h: Float32Array, norm: Float32Array, w: Float32Array, out: Float32Array, eps: number): void;
   /** y = w x, w [y.length, x.length] row-major, on the kernels' pool (tests and probes). */
   gemv(w: Float32Array, x: Float32Array, y: Float32Array): void;
 }
