@@ -172,6 +172,21 @@ static void gemv(const float* w, const float* x, float* y, int R, int K, int row
   parallel_for(gemv_rows, &g, R, 16, 64);
 }
 
+// Per-thread scratch that grows and is kept: a fresh malloc of a few hundred KiB per call is an mmap and its
+// page faults every time (measured ~100 us per DSA decode call at 16k keys). Thread-local, so engines in two
+// JS threads never share it. NULL when out of memory.
+static void* thread_scratch(size_t bytes) {
+  static __thread void* buf;
+  static __thread size_t cap;
+  if (bytes > cap) {  // grow by half again: a decode's context, and so its size, grows by one each step
+    free(buf);
+    const size_t grown = bytes + bytes / 2;
+    buf = malloc(grown);
+    cap = buf ? grown : 0;
+  }
+  return buf;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Small vector ops (sizes of one row: a few thousand floats at most).
 
@@ -509,7 +524,14 @@ static int valid_slots(const int32_t* slots, size_t T, size_t P) {
 // MLA 5 over the rows at slots[0 .. T) of pool [P, C] for q [H, C]: o [H, L]. NULL, or what went wrong.
 static const char* attend_rows(const float* q, const float* pool_rows, const int32_t* slots, int T, int H, int C, int L, float* o) {
   const int chunks = (T + ATTEND_CHUNK - 1) / ATTEND_CHUNK;
-  float* scratch = malloc((size_t)chunks * H * (2 + L) * sizeof(float));  // per call: engines in two threads
+  static __thread float* scratch;  // kept between calls (see thread_scratch); thread-local for engines in two threads
+  static __thread size_t cap;
+  const size_t need = (size_t)chunks * H * (2 + L);
+  if (need > cap) {
+    free(scratch);
+    scratch = malloc(need * sizeof(float));
+    cap = scratch ? need : 0;
+  }
   if (!scratch) return "attend: out of memory";
   Attend at = { q, pool_rows, slots, T, H, C, L, scratch, scratch + (size_t)chunks * H, scratch + (size_t)chunks * H * 2 };
   parallel_for(attend_chunks, &at, chunks, 1, 1);
@@ -528,7 +550,6 @@ static const char* attend_rows(const float* q, const float* pool_rows, const int
     const float inv = 1.0f / sum;
     for (int j = 0; j < L; j++) oh[j] *= inv;
   }
-  free(scratch);
   return NULL;
 }
 
@@ -593,20 +614,27 @@ static void score_keys(const void* ctx, int t0, int t1) {
   }
 }
 
-// The k-th largest of a[0 .. n) (1 <= k <= n); reorders a. Hoare quickselect with a median-of-three pivot:
-// O(n) on any order of scores (a heap of the best k degrades to n log k when scores rise with position).
-static float kth_largest(float* a, int n, int k) {
+// Scores as unsigned keys in the same order (-0 first made +0: the two tie, as float comparison says).
+static uint32_t order_key(float f) {
+  if (f == 0) f = 0;
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+// The k-th largest of a[0 .. n) (1 <= k <= n); reorders a. Hoare quickselect, median-of-three pivot.
+static uint32_t kth_largest(uint32_t* a, int n, int k) {
   int lo = 0, hi = n - 1;
   const int target = k - 1;  // index in descending order
   while (lo < hi) {
-    float x = a[lo], y = a[(lo + hi) / 2], z = a[hi];
-    float pivot = x > y ? (y > z ? y : (x > z ? z : x)) : (x > z ? x : (y > z ? z : y));
+    uint32_t x = a[lo], y = a[(lo + hi) / 2], z = a[hi];
+    uint32_t pivot = x > y ? (y > z ? y : (x > z ? z : x)) : (x > z ? x : (y > z ? z : y));
     int i = lo, j = hi;
     while (i <= j) {
       while (a[i] > pivot) i++;
       while (a[j] < pivot) j--;
       if (i <= j) {
-        float t = a[i];
+        uint32_t t = a[i];
         a[i] = a[j], a[j] = t;
         i++, j--;
       }
@@ -621,23 +649,36 @@ static float kth_largest(float* a, int n, int k) {
   return a[target];
 }
 
+enum { RADIX_BITS = 12 };
+
 // The k best positions of s[0 .. T) into sel, ascending: every score above the k-th best, then the positions
-// whose score equals it, lowest first (ties to the lower position). NaN scores never rank; unfilled
-// entries are -1. scratch: T floats.
-static void top_k(const float* s, int T, int k, int32_t* sel, float* scratch) {
+// whose score equals it, lowest first (ties to the lower position). NaN scores never rank; unfilled entries
+// are -1. The k-th best: a histogram of the keys' top RADIX_BITS bits finds its bucket, a quickselect over
+// that bucket's few keys finds it (O(T) whatever the order of the scores). keys, candidates: T each.
+static void top_k(const float* s, int T, int k, int32_t* sel, uint32_t* keys, uint32_t* candidates) {
+  static __thread uint32_t hist[1 << RADIX_BITS];
+  memset(hist, 0, sizeof hist);
   int n = 0;
-  for (int t = 0; t < T; t++)
-    if (s[t] == s[t]) scratch[n++] = s[t];
-  if (n == 0) {
-    for (int i = 0; i < k; i++) sel[i] = -1;
-    return;
+  for (int t = 0; t < T; t++) {
+    const uint32_t key = s[t] == s[t] ? order_key(s[t]) : 0;  // 0: NaN (no number maps to 0)
+    keys[t] = key;
+    n += key != 0;
+    hist[key >> (32 - RADIX_BITS)] += key != 0;
   }
-  const float kth = kth_largest(scratch, n, k < n ? k : n);
-  int above = 0;
-  for (int t = 0; t < T; t++) above += s[t] > kth;
-  int ties = (k < n ? k : n) - above, m = 0;
-  for (int t = 0; t < T; t++)
-    if (s[t] > kth || (s[t] == kth && ties-- > 0)) sel[m++] = t;
+  const int want = k < n ? k : n;
+  int m = 0;
+  if (want > 0) {
+    int b = (1 << RADIX_BITS) - 1, above = 0;
+    while (above + (int)hist[b] < want) above += hist[b--];
+    int c = 0;
+    for (int t = 0; t < T; t++)
+      if (keys[t] != 0 && (int)(keys[t] >> (32 - RADIX_BITS)) == b) candidates[c++] = keys[t];
+    const uint32_t kth = kth_largest(candidates, c, want - above);
+    int ties = want;
+    for (int t = 0; t < T; t++) ties -= keys[t] > kth;
+    for (int t = 0; t < T; t++)
+      if (keys[t] > kth || (keys[t] == kth && ties-- > 0)) sel[m++] = t;
+  }
   for (int i = m; i < k; i++) sel[i] = -1;
 }
 
@@ -666,21 +707,20 @@ static napi_value dsa_decode(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "dsaDecode: slot out of range");
     return NULL;
   }
-  float* scores = malloc(2 * T * sizeof(float));  // [T] scores, [T] selection scratch
-  int32_t* kept = malloc(k * sizeof(int32_t));
-  if (!scores || !kept) {
-    free(scores), free(kept);
+  float* scores = thread_scratch(T * (sizeof(float) + 2 * sizeof(uint32_t)) + k * sizeof(int32_t));  // scores, keys, candidates, kept
+  if (!scores) {
     napi_throw_error(env, NULL, "dsaDecode: out of memory");
     return NULL;
   }
+  uint32_t* order = (uint32_t*)(scores + T);
+  int32_t* kept = (int32_t*)(order + 2 * T);
   IndexerScores sc = { iq, iw, keys, slots, (int)Hi, Di, scores };
   parallel_for(score_keys, &sc, (int)T, 16, 256);
-  top_k(scores, (int)T, (int)k, sel, scores + T);
+  top_k(scores, (int)T, (int)k, sel, order, order + T);
   int n = 0;
   for (size_t i = 0; i < k; i++)
     if (sel[i] >= 0) kept[n++] = slots[sel[i]];
   const char* err = n > 0 ? attend_rows(q, pool_rows, kept, n, H, C, L, o) : "no finite indexer score";
-  free(scores), free(kept);
   if (err) napi_throw_error(env, NULL, err);
   return NULL;
 }

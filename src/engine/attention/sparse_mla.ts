@@ -57,9 +57,10 @@ export const NATIVE_DSA_MAX_INDEXER_HEADS = 16;
 
 /**
  * ... and for contexts up to this many keys. Per layer of bench-mini-dsa in the engine (decode step parts,
- * quiet, the two interleaved): at 512 keys native 90-180 us vs ONNX Runtime's dsa_decode graph ~250-320 us;
- * at 16k native 520-720 us (scoring 270-360, top-k 120-150, attention 100-200) vs ~650-700 us for the graph,
- * whose key MatMul reads the keys in place over a span (keySlotSpan). Crossover near 10k keys.
+ * quiet): at 512 keys native 90-180 us vs ONNX Runtime's dsa_decode graph ~250-320 us; at 16k native
+ * 540-850 us (scoring 330-540: the keys come from DRAM by slot; top-k 100-120; attention 120-200) vs
+ * ~650-800 us for the graph, whose key MatMul reads the keys in place over a span (keySlotSpan). Crossover
+ * near 10k keys; single runs on this VM swing +-30%, so the limit stays below it.
  */
 export const NATIVE_DSA_MAX_CONTEXT = 8192;
 
