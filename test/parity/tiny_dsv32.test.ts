@@ -42,6 +42,17 @@ describe('tiny-dsv32 golden parity', () => {
     checkAgainstGolden(results, 'alone', true);
   });
 
+  test('(a, b) with --native-kernels off: the ONNX Runtime graphs decode one row to the same golden', async () => {
+    const graphs = await openEngine(FIXTURE_DIR, { runner: { ...runner, nativeKernels: 'off' }, enablePrefixCaching: false });
+    try {
+      const results: OfflineOutput[] = [];
+      for (const prompt of prompts) results.push(...(await greedy(graphs, [prompt], { maxTokens: STEPS, promptLogits: true })));
+      checkAgainstGolden(results, 'alone, onnx', true);
+    } finally {
+      await graphs.dispose();
+    }
+  });
+
   for (const chunkSize of [13, 1]) {
     test(`(c) chunked prefill, chunk ${chunkSize}`, async () => {
       const chunked = await openEngine(FIXTURE_DIR, { runner, enablePrefixCaching: false, chunkSize });
