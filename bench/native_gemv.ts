@@ -36,7 +36,9 @@ interface NativeGemv {
 
 function loadNative(): NativeGemv {
   const source = path.join(path.dirname(fileURLToPath(import.meta.url)), 'native', 'gemv.c');
-  const hash = createHash('sha256').update(readFileSync(source)).digest('hex').slice(0, 12);
+  // gemv.c includes the server's src/native/thread_pool.h: both are part of the key.
+  const pool = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'native', 'thread_pool.h');
+  const hash = createHash('sha256').update(readFileSync(source)).update(readFileSync(pool)).digest('hex').slice(0, 12);
   const dir = path.join(benchCacheRoot(), 'probes');
   const lib = path.join(dir, `gemv-${hash}.node`);
   if (!existsSync(lib)) {

@@ -13,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { MAX_THREADS = 8, BLOCK = 32, BLOB = 16 };
+#include "../../src/native/thread_pool.h"
+
+enum { BLOCK = 32, BLOB = 16 };
 
 typedef struct {
   int kind;  // 0: int4 (float dots), 1: float32, 2: int4 with int8 activations (VNNI)
@@ -106,70 +108,12 @@ static void run_rows(const Job* j, int r0, int r1) {
   }
 }
 
-// A persistent pool: worker i > 0 waits for a new generation, runs its share of rows, counts down.
-// Workers spin briefly, then sleep on a condition variable (so an idle pool costs no CPU).
-static struct {
-  pthread_t threads[MAX_THREADS];
-  int started;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  atomic_int generation;
-  atomic_int pending;
-  int nthreads;
-  const Job* job;
-} pool = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
-
-static void share(const Job* j, int i, int n, int* r0, int* r1) {
-  *r0 = (int)((int64_t)j->rows * i / n);
-  *r1 = (int)((int64_t)j->rows * (i + 1) / n);
-}
-
-static void* worker(void* arg) {
-  int i = (int)(intptr_t)arg;
-  int seen = 0;
-  for (;;) {
-    int spins = 0;
-    while (atomic_load_explicit(&pool.generation, memory_order_acquire) == seen) {
-      if (++spins < 20000) {
-        _mm_pause();
-        continue;
-      }
-      pthread_mutex_lock(&pool.mu);
-      while (atomic_load(&pool.generation) == seen) pthread_cond_wait(&pool.cv, &pool.mu);
-      pthread_mutex_unlock(&pool.mu);
-    }
-    seen = atomic_load(&pool.generation);
-    if (i < pool.nthreads) {
-      int r0, r1;
-      share(pool.job, i, pool.nthreads, &r0, &r1);
-      run_rows(pool.job, r0, r1);
-      atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_release);
-    }
-  }
-  return NULL;
-}
+// Rows on the server's pool (src/native/thread_pool.h); this probe keeps its longer spin.
+static void rows_fn(const void* ctx, int r0, int r1) { run_rows(ctx, r0, r1); }
 
 static void run_job(const Job* j, int nthreads) {
-  if (nthreads > MAX_THREADS) nthreads = MAX_THREADS;
-  if (nthreads <= 1) {
-    run_rows(j, 0, j->rows);
-    return;
-  }
-  while (pool.started < nthreads - 1) {
-    pthread_create(&pool.threads[pool.started], NULL, worker, (void*)(intptr_t)(pool.started + 1));
-    pool.started++;
-  }
-  pool.job = j;
-  pool.nthreads = nthreads;
-  atomic_store(&pool.pending, nthreads - 1);
-  pthread_mutex_lock(&pool.mu);
-  atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
-  pthread_cond_broadcast(&pool.cv);
-  pthread_mutex_unlock(&pool.mu);
-  int r0, r1;
-  share(j, 0, nthreads, &r0, &r1);
-  run_rows(j, r0, r1);
-  while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0) _mm_pause();
+  pool_set_threads(nthreads, 20000);
+  parallel_for(rows_fn, j, j->rows, 1, 1);
 }
 
 static void* typed(napi_env env, napi_value v, size_t* bytes) {

@@ -11,22 +11,11 @@
 #include <dlfcn.h>
 #include <math.h>
 #include <node_api.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#define CPU_RELAX() _mm_pause()
-#elif defined(__x86_64__)
-#include <immintrin.h>
-#define CPU_RELAX() _mm_pause()
-#else
-#define CPU_RELAX() ((void)0)
-#endif
 
-enum { MAX_THREADS = 16 };
+#include "thread_pool.h"
 
 // ---------------------------------------------------------------------------------------------------
 // Dot products: y[r] = W[r, :] . x_r for rows [r0, r1), where x_r = x + (r / rows_per_x) * K (one x per
@@ -92,80 +81,7 @@ static void gemv_rows(const void* ctx, int r0, int r1) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// A persistent pool: the calling thread takes share 0, workers 1..n-1 the rest. Workers spin for a
-// while after a job (the next GEMV of the same layer follows within microseconds), then sleep on a
-// condition variable so that an idle pool costs no CPU while ONNX Runtime runs the attention graph.
-
-typedef void (*RangeFn)(const void* ctx, int r0, int r1);
-
-static struct {
-  pthread_t threads[MAX_THREADS];
-  int started;
-  int nthreads;
-  int spin;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  pthread_mutex_t busy;  // one dispatcher at a time: engines in two JS threads share this pool
-  atomic_uint generation;
-  atomic_int pending;
-  RangeFn fn;
-  const void* ctx;
-  int n, align;
-} pool = { .nthreads = 1, .spin = 4000, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .busy = PTHREAD_MUTEX_INITIALIZER };
-
-// Share i of n items in units of `align` (threads write disjoint cache lines of y).
-static void share(int n, int align, int i, int parts, int* r0, int* r1) {
-  int units = (n + align - 1) / align;
-  *r0 = (int)((int64_t)units * i / parts) * align;
-  *r1 = (int)((int64_t)units * (i + 1) / parts) * align;
-  if (*r0 > n) *r0 = n;
-  if (*r1 > n) *r1 = n;
-}
-
-static void* worker(void* arg) {
-  int i = (int)(intptr_t)arg;
-  unsigned seen = 0;
-  for (;;) {
-    int spins = 0;
-    while (atomic_load_explicit(&pool.generation, memory_order_acquire) == seen) {
-      if (++spins < pool.spin) {
-        CPU_RELAX();
-        continue;
-      }
-      pthread_mutex_lock(&pool.mu);
-      while (atomic_load(&pool.generation) == seen) pthread_cond_wait(&pool.cv, &pool.mu);
-      pthread_mutex_unlock(&pool.mu);
-    }
-    seen = atomic_load(&pool.generation);
-    if (i < pool.nthreads) {
-      int r0, r1;
-      share(pool.n, pool.align, i, pool.nthreads, &r0, &r1);
-      if (r0 < r1) pool.fn(pool.ctx, r0, r1);
-    }
-    atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_release);
-  }
-  return NULL;
-}
-
-// fn over [0, n) split across the pool; runs inline when n is below `grain` items per thread.
-static void parallel_for(RangeFn fn, const void* ctx, int n, int align, int grain) {
-  int parts = pool.nthreads;
-  if (parts <= 1 || n < grain * parts || pthread_mutex_trylock(&pool.busy) != 0) {
-    fn(ctx, 0, n);
-    return;
-  }
-  pool.fn = fn, pool.ctx = ctx, pool.n = n, pool.align = align;
-  atomic_store(&pool.pending, pool.started);  // every started worker counts down (those past parts idle)
-  pthread_mutex_lock(&pool.mu);
-  atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
-  pthread_cond_broadcast(&pool.cv);
-  pthread_mutex_unlock(&pool.mu);
-  int r0, r1;
-  share(n, align, 0, parts, &r0, &r1);
-  if (r0 < r1) fn(ctx, r0, r1);
-  while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0) CPU_RELAX();
-  pthread_mutex_unlock(&pool.busy);
-}
+// GEMV on the pool (thread_pool.h).
 
 static void gemv(const float* w, const float* x, float* y, int R, int K, int rows_per_x) {
   Gemv g = { w, x, y, K, rows_per_x };
@@ -174,17 +90,20 @@ static void gemv(const float* w, const float* x, float* y, int R, int K, int row
 
 // Per-thread scratch that grows and is kept: a fresh malloc of a few hundred KiB per call is an mmap and its
 // page faults every time (measured ~100 us per DSA decode call at 16k keys). Thread-local, so engines in two
-// JS threads never share it. NULL when out of memory.
-static void* thread_scratch(size_t bytes) {
-  static __thread void* buf;
-  static __thread size_t cap;
-  if (bytes > cap) {  // grow by half again: a decode's context, and so its size, grows by one each step
-    free(buf);
+// JS threads never share it; one buffer per slot, so a kernel and one it calls hold theirs at once. NULL
+// when out of memory.
+enum { SCRATCH_DSA, SCRATCH_ATTEND, SCRATCH_SLOTS };
+
+static void* thread_scratch(int slot, size_t bytes) {
+  static __thread void* buf[SCRATCH_SLOTS];
+  static __thread size_t cap[SCRATCH_SLOTS];
+  if (bytes > cap[slot]) {  // grow by half again: a decode's context, and so its size, grows by one each step
+    free(buf[slot]);
     const size_t grown = bytes + bytes / 2;
-    buf = malloc(grown);
-    cap = buf ? grown : 0;
+    buf[slot] = malloc(grown);
+    cap[slot] = buf[slot] ? grown : 0;
   }
-  return buf;
+  return buf[slot];
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -263,6 +182,13 @@ static void* typed(napi_env env, napi_value v, size_t* len) {
   return data;
 }
 
+// The call's first n arguments into a (missing ones undefined); returns how many were passed.
+static size_t args(napi_env env, napi_callback_info info, napi_value* a, size_t n) {
+  size_t argc = n;
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  return argc;
+}
+
 static int is_null(napi_env env, napi_value v) {
   napi_valuetype t;
   napi_typeof(env, v, &t);
@@ -281,9 +207,8 @@ static void layer_finalize(napi_env env, void* data, void* hint) {
 // createLayer(dims: Int32Array [D_COUNT], eps: Float64Array [rms, indexer LayerNorm], tensors: (Float32Array |
 // null)[T_COUNT], expertGateUp: Float32Array[], expertDown: Float32Array[]) -> external
 static napi_value create_layer(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
   napi_value a[5];
-  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  args(env, info, a, 5);
   Layer* L = calloc(1, sizeof(Layer));
   size_t n = 0;
   const int32_t* dims = typed(env, a[0], &n);
@@ -358,9 +283,8 @@ static void absorb_heads(const void* ctx, int h0, int h1) {
 // pre(layer, h [D], cos [dr], sin [dr], icos [Di] | null, isin [Di] | null,
 //     q [H, L + dr], kv [L + dr], iq [Hi, Di] | null, ik [Di] | null, iw [Hi] | null)
 static napi_value pre(napi_env env, napi_callback_info info) {
-  size_t argc = 11;
   napi_value a[11];
-  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  args(env, info, a, 11);
   Layer* L = layer_arg(env, a[0]);
   const float *h = typed(env, a[1], NULL), *cos = typed(env, a[2], NULL), *sin = typed(env, a[3], NULL);
   const int D = L->dims[D_HIDDEN], H = L->dims[D_HEADS], Lr = L->dims[D_KV_LORA], dr = L->dims[D_ROPE];
@@ -416,9 +340,8 @@ static void swiglu(Layer* L, const float* gate_up, const float* down, const floa
 // o_proj, residual), RMSNorm_post, then the dense MLP (hOut = h2 + mlp(x2)) or, for MoE layers, the
 // router logits and hOut = h2 + shared experts(x2).
 static napi_value post(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
   napi_value a[6];
-  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  args(env, info, a, 6);
   Layer* L = layer_arg(env, a[0]);
   const float *h = typed(env, a[1], NULL), *o = typed(env, a[2], NULL);
   float* h_out = typed(env, a[3], NULL);
@@ -442,9 +365,8 @@ static napi_value post(napi_env env, napi_callback_info info) {
 // experts(layer, x2 [D], h [D] (in place: h += sum_j w[j] * expert_{ids[j]}(x2)), ids: Int32Array [k],
 // w: Float32Array [k]). The token's k expert outputs are summed first, then added (moe.ts's order).
 static napi_value experts(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
   napi_value a[5];
-  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  args(env, info, a, 5);
   Layer* L = layer_arg(env, a[0]);
   const float* x2 = typed(env, a[1], NULL);
   float* h = typed(env, a[2], NULL);
@@ -524,14 +446,7 @@ static int valid_slots(const int32_t* slots, size_t T, size_t P) {
 // MLA 5 over the rows at slots[0 .. T) of pool [P, C] for q [H, C]: o [H, L]. NULL, or what went wrong.
 static const char* attend_rows(const float* q, const float* pool_rows, const int32_t* slots, int T, int H, int C, int L, float* o) {
   const int chunks = (T + ATTEND_CHUNK - 1) / ATTEND_CHUNK;
-  static __thread float* scratch;  // kept between calls (see thread_scratch); thread-local for engines in two threads
-  static __thread size_t cap;
-  const size_t need = (size_t)chunks * H * (2 + L);
-  if (need > cap) {
-    free(scratch);
-    scratch = malloc(need * sizeof(float));
-    cap = scratch ? need : 0;
-  }
+  float* scratch = thread_scratch(SCRATCH_ATTEND, (size_t)chunks * H * (2 + L) * sizeof(float));
   if (!scratch) return "attend: out of memory";
   Attend at = { q, pool_rows, slots, T, H, C, L, scratch, scratch + (size_t)chunks * H, scratch + (size_t)chunks * H * 2 };
   parallel_for(attend_chunks, &at, chunks, 1, 1);
@@ -555,9 +470,8 @@ static const char* attend_rows(const float* q, const float* pool_rows, const int
 
 // attend(q: Float32Array [H, C], pool: Float32Array [P, C], slots: Int32Array [T], o: Float32Array [H, L], L)
 static napi_value attend(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
   napi_value a[5];
-  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  args(env, info, a, 5);
   size_t qn = 0, pn = 0, T = 0, on = 0;
   const float *q = typed(env, a[0], &qn), *pool_rows = typed(env, a[1], &pn);
   const int32_t* slots = typed(env, a[2], &T);
@@ -685,9 +599,8 @@ static void top_k(const float* s, int T, int k, int32_t* sel, uint32_t* keys, ui
 // dsaDecode(q [H, C], iq [Hi, Di], iw [Hi], pool [P, C], keys [P, Di] (float32 pools), slots Int32Array [T]
 // (positions 0 .. T - 1), o [H, L], sel Int32Array [topk] (out: the kept positions, ascending), L)
 static napi_value dsa_decode(napi_env env, napi_callback_info info) {
-  size_t argc = 9;
   napi_value a[9];
-  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  args(env, info, a, 9);
   size_t qn = 0, iqn = 0, Hi = 0, pn = 0, kn = 0, T = 0, on = 0, k = 0;
   const float *q = typed(env, a[0], &qn), *iq = typed(env, a[1], &iqn), *iw = typed(env, a[2], &Hi);
   const float *pool_rows = typed(env, a[3], &pn), *keys = typed(env, a[4], &kn);
@@ -707,7 +620,7 @@ static napi_value dsa_decode(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "dsaDecode: slot out of range");
     return NULL;
   }
-  float* scores = thread_scratch(T * (sizeof(float) + 2 * sizeof(uint32_t)) + k * sizeof(int32_t));  // scores, keys, candidates, kept
+  float* scores = thread_scratch(SCRATCH_DSA, T * (sizeof(float) + 2 * sizeof(uint32_t)) + k * sizeof(int32_t));  // scores, keys, candidates, kept
   if (!scores) {
     napi_throw_error(env, NULL, "dsaDecode: out of memory");
     return NULL;
@@ -728,9 +641,8 @@ static napi_value dsa_decode(napi_env env, napi_callback_info info) {
 // logits(h: Float32Array [D], norm: Float32Array [D], w: Float32Array [V, D], out: Float32Array [V], eps):
 // the final RMSNorm and lm_head for one row (the lm_head graph of deepseek_model.ts).
 static napi_value logits(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
   napi_value a[5];
-  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  args(env, info, a, 5);
   size_t D = 0, nn = 0, wn = 0, V = 0;
   const float *h = typed(env, a[0], &D), *norm = typed(env, a[1], &nn), *w = typed(env, a[2], &wn);
   float* out = typed(env, a[3], &V);
@@ -753,9 +665,8 @@ static napi_value logits(napi_env env, napi_callback_info info) {
 
 // gemv(w: Float32Array [R, K], x: Float32Array [K], y: Float32Array [R]): y = w x on the pool (tests, probes).
 static napi_value gemv_js(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value a[3];
-  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  args(env, info, a, 3);
   size_t wn = 0, xn = 0, yn = 0;
   const float *w = typed(env, a[0], &wn), *x = typed(env, a[1], &xn);
   float* y = typed(env, a[2], &yn);
@@ -769,20 +680,12 @@ static napi_value gemv_js(napi_env env, napi_callback_info info) {
 
 // setThreads(n, spinIterations): the pool's size (the calling thread included) and how long workers spin.
 static napi_value set_threads(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value a[2];
-  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
-  int32_t n = 1, spin = 4000;
+  size_t argc = args(env, info, a, 2);
+  int32_t n = 1, spin = POOL_DEFAULT_SPIN;
   napi_get_value_int32(env, a[0], &n);
   if (argc > 1) napi_get_value_int32(env, a[1], &spin);
-  if (n < 1) n = 1;
-  if (n > MAX_THREADS) n = MAX_THREADS;
-  pool.spin = spin;
-  while (pool.started < n - 1) {
-    if (pthread_create(&pool.threads[pool.started], NULL, worker, (void*)(intptr_t)(pool.started + 1)) != 0) break;
-    pool.started++;
-  }
-  pool.nthreads = pool.started + 1 < n ? pool.started + 1 : n;
+  pool_set_threads(n, spin);
   return NULL;
 }
 

@@ -66,7 +66,10 @@ export interface NativeDecodeKernels {
 
 // From src/engine/native/ under tsx, from dist/src/engine/native/ when built (tsc does not copy .c files).
 const RUNNING_TS = import.meta.url.endsWith('.ts');
-const SOURCE = fileURLToPath(new URL(`${RUNNING_TS ? '../..' : '../../../../src'}/native/decode_layer.c`, import.meta.url));
+const NATIVE_DIR = fileURLToPath(new URL(`${RUNNING_TS ? '../..' : '../../../../src'}/native/`, import.meta.url));
+const SOURCE = path.join(NATIVE_DIR, 'decode_layer.c');
+/** Every file the build reads (the key of a compiled library covers them all). */
+const INPUTS = [SOURCE, path.join(NATIVE_DIR, 'thread_pool.h')];
 const FLAGS = ['-O3', '-march=native', '-shared', '-fPIC', '-pthread', '-std=c11', '-D_GNU_SOURCE'];
 const LIBS = ['-lm', '-ldl'];
 
@@ -99,7 +102,7 @@ function build(): NativeLoad {
   const version = spawnSync(cc, ['--version'], { encoding: 'utf8' });
   if (version.status !== 0) return { kernels: null, reason: `no C compiler (${cc} --version failed: ${version.error?.message ?? version.stderr.trim()})` };
   const key = createHash('sha256')
-    .update(readFileSync(SOURCE))
+    .update(Buffer.concat(INPUTS.map((f) => readFileSync(f))))
     .update([...FLAGS, ...LIBS].join(' '))
     .update(version.stdout)
     .update(`${process.versions.modules} ${process.arch} ${os.cpus()[0]?.model ?? ''}`)
