@@ -127,3 +127,101 @@ test('native DSA decode: indexer top-k with ties to the lower position, then att
   }
   assert.throws(() => k.dsaDecode(q, iq, iw, pool, keys, slots.subarray(0, topk), new Float32Array(H * L), new Int32Array(topk), L), /dsaDecode/);
 });
+
+/** bf16 bits of each value (rounded to nearest even) and the float32 values they stand for. */
+function toBf16(x: Float32Array): { bits: Uint16Array; widened: Float32Array } {
+  const u = new Uint32Array(x.buffer.slice(x.byteOffset, x.byteOffset + x.byteLength));
+  const bits = Uint16Array.from(u, (v) => (v + 0x7fff + ((v >>> 16) & 1)) >>> 16);
+  const widened = new Float32Array(new Uint32Array(Array.from(bits, (b) => b << 16)).buffer);
+  return { bits, widened };
+}
+
+test('native DSA decode: every lane layout of the indexer heads (1 to 128, and the scalar path beyond) keeps the float64 top-k', { skip }, () => {
+  const k = load.kernels!;
+  const [H, L, dr, topk, T] = [2, 16, 8, 32, 203]; // T not a multiple of the 8-key tile
+  const C = L + dr;
+  const P = 256;
+  const slots = Int32Array.from({ length: T }, (_, t) => (t * 5 + 1) % P);
+  for (const [Hi, Di] of [
+    [1, 16],
+    [2, 32],
+    [4, 16],
+    [8, 64],
+    [16, 32],
+    [24, 16],
+    [40, 16],
+    [64, 32],
+    [100, 16],
+    [130, 16],
+    [8, 24], // dims not a whole vector: the scalar path
+  ] as const) {
+    const iq = randoms(Hi * Di);
+    const iw = randoms(Hi).map((v) => v + 0.6); // mostly positive head weights, one may be negative
+    const keys = randoms(P * Di);
+    const pool = randoms(P * C);
+    const q = randoms(H * C);
+    const score = Array.from(slots, (slot) => {
+      let s = 0;
+      for (let h = 0; h < Hi; h++) {
+        let d = 0;
+        for (let i = 0; i < Di; i++) d += iq[h * Di + i]! * keys[slot * Di + i]!;
+        s += iw[h]! * Math.max(d, 0);
+      }
+      return s;
+    });
+    const runs = [1, 2].map((threads) => {
+      k.setThreads(threads);
+      const o = new Float32Array(H * L);
+      const sel = new Int32Array(topk);
+      k.dsaDecode(q, iq, iw, pool, keys, slots, o, sel, L);
+      return { o, sel };
+    });
+    const sel = Array.from(runs[0]!.sel);
+    assert.deepEqual(
+      sel,
+      [...sel].sort((a, b) => a - b),
+      `Hi ${Hi} Di ${Di}: ascending`,
+    );
+    assert.equal(new Set(sel).size, topk, `Hi ${Hi} Di ${Di}: distinct positions`);
+    // every kept key scores at least as high (float64) as every dropped one, up to float32 rounding
+    const kept = new Set(sel);
+    const minKept = Math.min(...sel.map((t) => score[t]!));
+    const maxDropped = Math.max(...score.filter((_, t) => !kept.has(t)));
+    const scale = Math.max(...score.map(Math.abs));
+    assert.ok(minKept >= maxDropped - 1e-5 * scale, `Hi ${Hi} Di ${Di}: kept ${minKept} < dropped ${maxDropped}`);
+    assert.deepEqual(runs[1], runs[0], `Hi ${Hi} Di ${Di}: 2 threads differ from 1`);
+  }
+});
+
+test('native attention and DSA decode over a bfloat16 cache: the same bits as over its values widened to float32', { skip }, () => {
+  const k = load.kernels!;
+  const [H, L, dr, Hi, Di, topk, T] = [4, 32, 16, 8, 64, 48, 300];
+  const C = L + dr;
+  const P = 320;
+  const slots = Int32Array.from({ length: T }, (_, t) => (t * 7 + 3) % P);
+  const latent = toBf16(randoms(P * C).map((v) => 3 * v));
+  const keys = toBf16(randoms(P * Di));
+  const q = randoms(H * C);
+  const iq = randoms(Hi * Di);
+  const iw = randoms(Hi).map((v) => v + 0.6);
+  for (const threads of [1, 2]) {
+    k.setThreads(threads);
+    const [a, b] = [latent.bits, latent.widened].map((pool) => {
+      const o = new Float32Array(H * L);
+      k.attend(q, pool, slots, o, L);
+      return o;
+    });
+    assert.deepEqual(a, b, `attend, threads ${threads}`);
+    const [c, d] = [
+      [latent.bits, keys.bits],
+      [latent.widened, keys.widened],
+    ].map(([pool, ks]) => {
+      const o = new Float32Array(H * L);
+      const sel = new Int32Array(topk);
+      k.dsaDecode(q, iq, iw, pool!, ks!, slots, o, sel, L);
+      return { o, sel };
+    });
+    assert.deepEqual(c, d, `dsaDecode, threads ${threads}`);
+  }
+  assert.throws(() => k.attend(q, new Int32Array(P * C) as unknown as Float32Array, slots, new Float32Array(H * L), L), /bad pool/);
+});

@@ -42,27 +42,22 @@ export interface AttentionLayerInputs {
   readonly indexerCache: Feed | null; // the layer's indexer key pool [P, Di]
   /** The indexer keys of slots first .. first + count - 1 as a zero-copy view (model/kv_cache_graph.ts indexerKeySpanFeed). */
   readonly indexerKeySpan: ((first: number, count: number) => Feed) | null;
-  /** The latent pool's rows [P, C] when the cache is float32 (the native kernels read them in place), else null. */
-  readonly latentRows: Float32Array | null;
-  /** The indexer key pool's rows [P, Di] when it is float32, else null. */
-  readonly indexerKeyRows: Float32Array | null;
+  /** The latent pool's rows [P, C] when the cache is float32 or bfloat16 (bits; the native kernels read them in place), else null. */
+  readonly latentRows: Float32Array | Uint16Array | null;
+  /** The indexer key pool's rows [P, Di] when float32 or bfloat16, else null. */
+  readonly indexerKeyRows: Float32Array | Uint16Array | null;
 }
 
 /**
- * Native DSA decode scores keys with one dot product per indexer head (decode_layer.c score_keys): right for
- * narrow indexers (bench-mini-dsa's 4 heads, the fixture's 4); a 64-head indexer (DeepSeek-V3.2) wants the
- * head-vectorised form, so wider ones keep ONNX Runtime's MatMul.
+ * Native DSA decode (decode_layer.c dsa_decode) takes batch-1 decode at every context length, over float32
+ * or bfloat16 pools, for indexers of up to this many heads. Its scoring puts the heads on vector lanes (up
+ * to 128; measured 4.5x its per-head dot form at 64 heads x 128 dims), but beyond 16 heads it has not been
+ * measured against ONNX Runtime's key MatMul, which is efficient at that width (N = 64), so wider indexers
+ * keep the graph. Per decode step of bench-mini-dsa-128k (8 layers, 8 indexer heads x 64 dims, topk 256),
+ * quiet, attention part native vs graph: 512 keys 0.80 vs 2.45-2.70 ms, 16k 2.65-3.00 vs 6.40-6.58 ms, 64k
+ * 7.91-8.76 vs 10.81-11.69 ms.
  */
 export const NATIVE_DSA_MAX_INDEXER_HEADS = 16;
-
-/**
- * ... and for contexts up to this many keys. Per layer of bench-mini-dsa in the engine (decode step parts,
- * quiet): at 512 keys native 90-180 us vs ONNX Runtime's dsa_decode graph ~250-320 us; at 16k native
- * 540-850 us (scoring 330-540: the keys come from DRAM by slot; top-k 100-120; attention 120-200) vs
- * ~650-800 us for the graph, whose key MatMul reads the keys in place over a span (keySlotSpan). Crossover
- * near 10k keys; single runs on this VM swing +-30%, so the limit stays below it.
- */
-export const NATIVE_DSA_MAX_CONTEXT = 8192;
 
 export interface AttentionShapes {
   readonly numHeads: number; // H
@@ -95,7 +90,7 @@ export class SparseMlaAttention {
   constructor(
     private readonly shapes: AttentionShapes,
     private readonly sessions: AttentionSessions,
-    /** Batch-1 decode attention (and DSA selection) without a graph run, over float32 pools (null: always ONNX Runtime). */
+    /** Batch-1 decode attention (and DSA selection) without a graph run, over float32 or bfloat16 pools (null: always ONNX Runtime). */
     private readonly native: NativeDecodeKernels | null = null,
   ) {}
 
@@ -188,7 +183,7 @@ export class SparseMlaAttention {
   ): Promise<{ o: Float32Array; lastSelections: Int32Array[] | null }> {
     const { numSeqs: B, maxContext: T, rowStart: first } = group;
     const { numHeads: H, latentDim: C, kvLoraRank: L, indexerHeads: Hi, indexerDim: Di, indexTopk: k } = this.shapes;
-    if (B === 1 && T <= NATIVE_DSA_MAX_CONTEXT && this.native && inp.latentRows && inp.indexerKeyRows && Hi <= NATIVE_DSA_MAX_INDEXER_HEADS) {
+    if (B === 1 && this.native && inp.latentRows && inp.indexerKeyRows && Hi <= NATIVE_DSA_MAX_INDEXER_HEADS) {
       const o = new Float32Array(H * L);
       const sel = new Int32Array(k);
       ctx.profiler.time('attention', () =>

@@ -269,7 +269,7 @@ export class DeepseekModel {
       ...proj,
       latentCache: latentPoolFeed(this.storage.latentPool(l), this.config),
       latentRows: latentRowsOf(this.storage.latentPool(l)),
-      indexerKeyRows: keyPool?.dtype === 'float32' ? keyPool.keys : null,
+      indexerKeyRows: keyPool && keyPool.dtype !== 'fp8' ? keyPool.keys : null,
       indexerCache: indexer ? indexerKeyPoolFeed(keyPool!, indexer.headDim) : null,
       indexerKeySpan: indexer ? (first: number, count: number) => indexerKeySpanFeed(keyPool!, indexer.headDim, first, count) : null,
     };
@@ -390,9 +390,9 @@ function nativeKernelsFor(options: ModelOptions, numThreads: number): { kernels:
   return load;
 }
 
-/** The float32 pool's rows (read in place by the native attention), else null. */
-function latentRowsOf(pool: LatentPool): Float32Array | null {
-  return pool.dtype === 'float32' ? pool.rows : null;
+/** The pool's rows when float32 or bfloat16 (read in place by the native attention), else null (fp8). */
+function latentRowsOf(pool: LatentPool): Float32Array | Uint16Array | null {
+  return pool.dtype === 'fp8' ? null : pool.rows;
 }
 
 /** One position's cos/sin rows from the pre-attention feed (N = 1). */

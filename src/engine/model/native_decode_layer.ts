@@ -4,7 +4,7 @@
 // preAttentionStacks, absorbed.ts keyUpScaled / valueUpRows, moe.ts), held here in JS memory; ONNX
 // Runtime keeps its copies for batches of more than one row and for prefill.
 //
-// Covered: float32 weights (no --quantization), q-LoRA or direct q_proj, the indexer (float32 key cache:
+// Covered: float32 weights (no --quantization), q-LoRA or direct q_proj, the indexer (float32 or bfloat16 key cache:
 // an fp8 cache wants the Hadamard-rotated query), dense or MoE FFN. Anything else returns null from
 // create() and the layer runs through ONNX Runtime.
 import { isQuantized, type LinearWeight } from '../../common/quantized.ts';

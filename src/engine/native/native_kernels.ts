@@ -40,10 +40,10 @@ export interface NativeDecodeKernels {
   post(layer: object, h: Float32Array, o: Float32Array, hOut: Float32Array, x2: Float32Array | null, router: Float32Array | null): void;
   experts(layer: object, x2: Float32Array, h: Float32Array, ids: Int32Array, weights: Float32Array): void;
   setThreads(threads: number, spinIterations?: number): void;
-  /** MLA 5 for one query row q [H, C] over the float32 latent rows at `slots` of pool [P, C]: o [H, L]. */
-  attend(q: Float32Array, pool: Float32Array, slots: Int32Array, o: Float32Array, kvLoraRank: number): void;
+  /** MLA 5 for one query row q [H, C] over the latent rows at `slots` of pool [P, C] (float32, or bf16 bits): o [H, L]. */
+  attend(q: Float32Array, pool: Float32Array | Uint16Array, slots: Int32Array, o: Float32Array, kvLoraRank: number): void;
   /**
-   * DSA decode of one query row at position T - 1 over float32 pools: indexer scores of the keys at slots [T]
+   * DSA decode of one query row at position T - 1 over float32 or bfloat16 (Uint16Array of bits) pools: indexer scores of the keys at slots [T]
    * (positions 0 .. T - 1), the sel.length best kept (ties to the lower position; sel gets them ascending),
    * MLA 5 over their latent rows into o [H, L].
    */
@@ -51,8 +51,8 @@ export interface NativeDecodeKernels {
     q: Float32Array,
     iq: Float32Array,
     iw: Float32Array,
-    pool: Float32Array,
-    keys: Float32Array,
+    pool: Float32Array | Uint16Array,
+    keys: Float32Array | Uint16Array,
     slots: Int32Array,
     o: Float32Array,
     sel: Int32Array,
