@@ -452,6 +452,96 @@ typedef struct {
   atomic_int* failed;  // set by a thread without scratch
 } Attend;
 
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+// Lane j = the sum of e[j]'s 16 lanes, by one fixed tree.
+static inline __m256 hsum8(const __m512* e) {
+  __m512 s1[4], s2[2];
+  for (int p = 0; p < 4; p++) s1[p] = _mm512_add_ps(_mm512_unpacklo_ps(e[2 * p], e[2 * p + 1]), _mm512_unpackhi_ps(e[2 * p], e[2 * p + 1]));
+  for (int p = 0; p < 2; p++) {
+    const __m512d a = _mm512_castps_pd(s1[2 * p]), b = _mm512_castps_pd(s1[2 * p + 1]);
+    s2[p] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+  }
+  __m512 s3 = _mm512_add_ps(_mm512_shuffle_f32x4(s2[0], s2[1], _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_f32x4(s2[0], s2[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  s3 = _mm512_add_ps(s3, _mm512_shuffle_f32x4(s3, s3, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm512_castps512_ps256(_mm512_shuffle_f32x4(s3, s3, _MM_SHUFFLE(0, 0, 2, 0)));
+}
+#endif
+
+// out[h * stride] = q[h] . row for h < H (q [H, C]). AVX-512: eight heads at a time share each load of the row,
+// and their eight sums are reduced together (hsum8).
+static void score_row(const float* q, const float* row, int H, int C, float* out, int stride) {
+  int h0 = 0;
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+  for (; h0 + 8 <= H; h0 += 8) {
+    __m512 acc[8];
+    for (int k = 0; k < 8; k++) acc[k] = _mm512_setzero_ps();
+    const float* qh = q + (size_t)h0 * C;
+    for (int c = 0; c < C; c += 16) {
+      const __mmask16 m = C - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (C - c)) - 1);
+      const __m512 r = _mm512_maskz_loadu_ps(m, row + c);
+      for (int k = 0; k < 8; k++) acc[k] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, qh + (size_t)k * C + c), r, acc[k]);
+    }
+    float sums[8];
+    _mm256_storeu_ps(sums, hsum8(acc));
+    for (int k = 0; k < 8; k++) out[(size_t)(h0 + k) * stride] = sums[k];
+  }
+#endif
+  for (int h = h0; h < H; h++) out[(size_t)h * stride] = dot(q + (size_t)h * C, row, C);
+}
+
+// x[i] = exp(x[i] - shift) for i < n. AVX-512: Cody-Waite reduction and Cephes' expf polynomial (within 2
+// ulp of expf), 16 at a time: libm's scalar expf was half of a 128-key chunk's time.
+static void exp_shifted(float* x, int n, float shift) {
+  int i = 0;
+#if defined(__AVX512F__)
+  const __m512 sh = _mm512_set1_ps(shift);
+  for (; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+    // max(lo, v) returns v when v is NaN, so a NaN score still poisons the result as expf's would
+    const __m512 v = _mm512_max_ps(_mm512_set1_ps(-104.0f), _mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), sh));
+    const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(v, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), v);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    _mm512_mask_storeu_ps(x + i, m, _mm512_scalef_ps(p, k));
+  }
+#endif
+  for (; i < n; i++) x[i] = expf(x[i] - shift);
+}
+
+// acc[j] = sum over i < n (in order) of p[i] * rows[i][j], for j < L. AVX-512: 128 columns at a time held in
+// registers across the rows (a row's block comes from L1/L2; acc is written once).
+static void accumulate_rows(const float* p, const float* const* rows, int n, int L, float* acc) {
+  int j = 0;
+#if defined(__AVX512F__)
+  for (; j + 128 <= L; j += 128) {
+    __m512 s[8];
+    for (int k = 0; k < 8; k++) s[k] = _mm512_setzero_ps();
+    for (int i = 0; i < n; i++) {
+      const __m512 pi = _mm512_set1_ps(p[i]);
+      for (int k = 0; k < 8; k++) s[k] = _mm512_fmadd_ps(pi, _mm512_loadu_ps(rows[i] + j + 16 * k), s[k]);
+    }
+    for (int k = 0; k < 8; k++) _mm512_storeu_ps(acc + j + 16 * k, s[k]);
+  }
+  for (; j + 16 <= L; j += 16) {
+    __m512 s = _mm512_setzero_ps();
+    for (int i = 0; i < n; i++) s = _mm512_fmadd_ps(_mm512_set1_ps(p[i]), _mm512_loadu_ps(rows[i] + j), s);
+    _mm512_storeu_ps(acc + j, s);
+  }
+#endif
+  for (; j < L; j++) {
+    float v = 0;
+    for (int i = 0; i < n; i++) v += p[i] * rows[i][j];
+    acc[j] = v;
+  }
+}
+
 static void attend_chunks(const void* ctx, int c0, int c1) {
   const Attend* a = ctx;
   const int H = a->H, C = a->C, L = a->L;
@@ -469,21 +559,16 @@ static void attend_chunks(const void* ctx, int c0, int c1) {
     for (int i = 0; i < n; i++) {
       if (i + ROW_PREFETCH < n) prefetch_row(&a->pool, a->slots[t0 + i + ROW_PREFETCH], C);
       rows[i] = pool_row(&a->pool, a->slots[t0 + i], C, wide + (size_t)i * C);
-      for (int h = 0; h < H; h++) s[(size_t)h * ATTEND_CHUNK + i] = dot(a->q + (size_t)h * C, rows[i], C);
+      score_row(a->q, rows[i], H, C, s + i, ATTEND_CHUNK);
     }
     for (int h = 0; h < H; h++) {
       float* sh = s + (size_t)h * ATTEND_CHUNK;
       float mx = -INFINITY;
       for (int i = 0; i < n; i++) mx = sh[i] > mx ? sh[i] : mx;
+      exp_shifted(sh, n, mx);  // sh[i] = exp(sh[i] - mx)
       float sum = 0;
-      float* acc = a->acc + ((size_t)c * H + h) * L;
-      for (int j = 0; j < L; j++) acc[j] = 0;
-      for (int i = 0; i < n; i++) {
-        const float p = expf(sh[i] - mx);
-        sum += p;
-        const float* row = rows[i];
-        for (int j = 0; j < L; j++) acc[j] += p * row[j];
-      }
+      for (int i = 0; i < n; i++) sum += sh[i];
+      accumulate_rows(sh, rows, n, L, a->acc + ((size_t)c * H + h) * L);
       a->m[c * H + h] = mx;
       a->l[c * H + h] = sum;
     }
@@ -631,19 +716,6 @@ static inline __m512 group_sum(__m512 v, const int R) {
   if (R >= 8) v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
   if (R >= 16) v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
   return v;
-}
-
-// Lane j = the sum of e[j]'s 16 lanes, by one fixed tree.
-static inline __m256 hsum8(const __m512* e) {
-  __m512 s1[4], s2[2];
-  for (int p = 0; p < 4; p++) s1[p] = _mm512_add_ps(_mm512_unpacklo_ps(e[2 * p], e[2 * p + 1]), _mm512_unpackhi_ps(e[2 * p], e[2 * p + 1]));
-  for (int p = 0; p < 2; p++) {
-    const __m512d a = _mm512_castps_pd(s1[2 * p]), b = _mm512_castps_pd(s1[2 * p + 1]);
-    s2[p] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
-  }
-  __m512 s3 = _mm512_add_ps(_mm512_shuffle_f32x4(s2[0], s2[1], _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_f32x4(s2[0], s2[1], _MM_SHUFFLE(3, 1, 3, 1)));
-  s3 = _mm512_add_ps(s3, _mm512_shuffle_f32x4(s3, s3, _MM_SHUFFLE(2, 3, 0, 1)));
-  return _mm512_castps512_ps256(_mm512_shuffle_f32x4(s3, s3, _MM_SHUFFLE(0, 0, 2, 0)));
 }
 
 // order_key() of 8 scores.
