@@ -262,24 +262,33 @@ export class DeepseekModel {
     selections: Int32Array[][] | null,
   ): Promise<Float32Array> {
     const { numAttentionHeads: H, kvLoraRank: L } = this.config;
-    const o = new Float32Array(plan.numTokens * H * L);
     const indexer = this.indexer;
     const keyPool = indexer ? this.storage.indexerKeyPool(l) : null;
+    const latentPool = this.storage.latentPool(l);
+    const config = this.config;
     const inputs = {
       ...proj,
-      latentCache: latentPoolFeed(this.storage.latentPool(l), this.config),
-      latentRows: latentRowsOf(this.storage.latentPool(l)),
+      // The graph feeds are built only if a graph runs: a native batch-1 step reads the rows directly.
+      get latentCache(): Feed {
+        return latentPoolFeed(latentPool, config);
+      },
+      latentRows: latentRowsOf(latentPool),
       indexerKeyRows: keyPool && keyPool.dtype !== 'fp8' ? keyPool.keys : null,
-      indexerCache: indexer ? indexerKeyPoolFeed(keyPool!, indexer.headDim) : null,
+      get indexerCache(): Feed | null {
+        return indexer ? indexerKeyPoolFeed(keyPool!, indexer.headDim) : null;
+      },
       indexerKeySpan: indexer ? (first: number, count: number) => indexerKeySpanFeed(keyPool!, indexer.headDim, first, count) : null,
     };
     const ctx = { profiler, recordSelections: selections !== null };
+    // One group covers every row (a decode step of one sequence): its output is the step's, no copy.
+    const o = plan.groups.length === 1 ? null : new Float32Array(plan.numTokens * H * L);
     for (const group of plan.groups) {
       const res = await this.attention.attend(group, inputs, ctx);
-      o.set(res.o, group.rowStart * H * L);
       res.lastSelections?.forEach((sel, b) => selections?.[group.seqIndex[b]!]?.push(sel));
+      if (o === null) return res.o;
+      o.set(res.o, group.rowStart * H * L);
     }
-    return o;
+    return o ?? new Float32Array(0);
   }
 
   /** MLA 6 + FFN; for MoE layers also routing (TypeScript) and the routed experts graph. */
