@@ -875,6 +875,39 @@ static void top_k(const uint32_t* keys, int T, int k, const uint32_t* hist, int3
   for (int i = m; i < k; i++) sel[i] = -1;
 }
 
+// DSA decode of one query row q [H, C] (iq [Hi, Di], iw [Hi]) over the T keys at slots (positions 0 .. T - 1,
+// k < T): sel [k] gets the kept positions ascending, o [H, L] the attention over their rows. NULL, or what
+// went wrong. Scoring and attention spread over the pool unless it is busy (then this thread does it all).
+static const char* dsa_row(const float* q, const float* iq, const float* iw, int Hi, int Di, const Pool* latent, const Pool* keys, const int32_t* slots,
+                           int T, int k, int H, int C, int L, float* o, int32_t* sel) {
+  const int parts = pool.nthreads, HP = padded_heads(Hi), width = HP < 16 ? 16 : HP;
+  int lanes = 0;  // score_tiles: AVX-512, whole vectors of dims, at most 128 heads
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+  lanes = Di % 16 == 0 && Di <= MAX_SCORE_DI && HP <= 128;
+#endif
+  // order [T], cand [2 T], cpos [T], chosen [k], hist [parts, HIST], qT [Di * width], w [width]
+  const size_t words = 4 * (size_t)T + k + (size_t)parts * HIST + (size_t)Di * width + width;
+  uint32_t* order = thread_scratch(SCRATCH_DSA, words * sizeof(uint32_t));
+  if (!order) return "dsaDecode: out of memory";
+  uint32_t* cand = order + T;
+  int32_t* cpos = (int32_t*)(cand + 2 * (size_t)T);
+  int32_t* chosen = cpos + T;
+  uint32_t* hist = (uint32_t*)(chosen + k);
+  float* qT = (float*)(hist + (size_t)parts * HIST);
+  IndexerScores sc = { iq, iw, lanes ? qT : NULL, qT + (size_t)Di * width, *keys, slots, T, Hi, HP, Di, parts, order, hist };
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+  if (lanes) lay_out_query(&sc, qT, qT + (size_t)Di * width);
+#endif
+  parallel_for(score_parts, &sc, parts, 1, 1);
+  for (int p = 1; p < parts; p++)
+    for (int b = 0; b < HIST; b++) hist[b] += hist[(size_t)p * HIST + b];
+  top_k(order, T, k, hist, sel, cand, cpos, chosen);
+  int n = 0;
+  for (int i = 0; i < k; i++)
+    if (sel[i] >= 0) chosen[n++] = slots[sel[i]];
+  return n > 0 ? attend_rows(q, latent, chosen, n, H, C, L, o) : "no finite indexer score";
+}
+
 // dsaDecode(q [H, C], iq [Hi, Di], iw [Hi], pool [P, C], keys [P, Di] (Float32Array, or Uint16Array of bf16
 // bits), slots Int32Array [T] (positions 0 .. T - 1), o [H, L], sel Int32Array [topk] (out: the kept
 // positions, ascending), L)
@@ -899,36 +932,87 @@ static napi_value dsa_decode(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "dsaDecode: bad pools or slot out of range");
     return NULL;
   }
-  const int parts = pool.nthreads, HP = padded_heads((int)Hi), width = HP < 16 ? 16 : HP;
-  int lanes = 0;  // score_tiles: AVX-512, whole vectors of dims, at most 128 heads
-#if defined(__AVX512F__) && defined(__AVX512VL__)
-  lanes = Di % 16 == 0 && Di <= MAX_SCORE_DI && HP <= 128;
-#endif
-  // order [T], cand [2 T], cpos [T], chosen [k], hist [parts, HIST], qT [Di * width], w [width]
-  const size_t words = 4 * T + k + (size_t)parts * HIST + (size_t)Di * width + width;
-  uint32_t* order = thread_scratch(SCRATCH_DSA, words * sizeof(uint32_t));
-  if (!order) {
-    napi_throw_error(env, NULL, "dsaDecode: out of memory");
+  const char* err = dsa_row(q, iq, iw, (int)Hi, Di, &latent, &keys, slots, (int)T, (int)k, H, C, L, o, sel);
+  if (err) napi_throw_error(env, NULL, err);
+  return NULL;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Decode attention of B sequences with one query row each, the sequences spread over the pool's threads
+// whole (each thread runs its sequences' kernels alone: the pool is busy), instead of one call per
+// sequence that splits every phase of it across the threads.
+
+typedef struct {
+  const float *q, *iq, *iw;  // [B, H, C], [B, Hi, Di] | NULL, [B, Hi] | NULL
+  Pool latent, keys;         // keys.rows NULL: no indexer
+  const int32_t *slots, *visible;  // [B, T], [B]
+  int T, H, C, L, Hi, Di, k;
+  float* o;      // [B, H, L]
+  int32_t* sel;  // [B, k]
+  const char** err;  // [B]
+} DecodeBatch;
+
+static void decode_rows(const void* ctx, int b0, int b1) {
+  const DecodeBatch* d = ctx;
+  const size_t HC = (size_t)d->H * d->C, HL = (size_t)d->H * d->L;
+  for (int b = b0; b < b1; b++) {
+    const int32_t* slots = d->slots + (size_t)b * d->T;
+    const int n = d->visible[b];
+    int32_t* sel = d->sel + (size_t)b * d->k;
+    if (!d->keys.rows || n <= d->k) {  // every visible key (with DSA too: topk covers them all)
+      for (int i = 0; i < d->k; i++) sel[i] = i < n ? i : -1;
+      d->err[b] = attend_rows(d->q + b * HC, &d->latent, slots, n, d->H, d->C, d->L, d->o + b * HL);
+    } else {
+      d->err[b] = dsa_row(d->q + b * HC, d->iq + (size_t)b * d->Hi * d->Di, d->iw + (size_t)b * d->Hi, d->Hi, d->Di, &d->latent, &d->keys, slots, n, d->k,
+                          d->H, d->C, d->L, d->o + b * HL, sel);
+    }
+  }
+}
+
+// decodeAttention(q [B, H, C], iq [B, Hi, Di] | null, iw [B, Hi] | null, pool [P, C], keys [P, Di] | null,
+// slots Int32Array [B, T] (row b: positions 0 .. visible[b] - 1, then padding), visible Int32Array [B],
+// o [B, H, L], sel Int32Array [B, topk] (out: kept positions ascending, -1 after them), L). Pools: Float32Array
+// or Uint16Array of bf16 bits. Without keys (or with visible[b] <= topk) row b attends every visible key.
+static napi_value decode_attention(napi_env env, napi_callback_info info) {
+  napi_value a[10];
+  args(env, info, a, 10);
+  size_t qn = 0, iqn = 0, iwn = 0, BT = 0, B = 0, on = 0, sn = 0;
+  const float* q = typed(env, a[0], &qn);
+  const int dsa = !is_null(env, a[4]);
+  const float *iq = dsa ? typed(env, a[1], &iqn) : NULL, *iw = dsa ? typed(env, a[2], &iwn) : NULL;
+  const int32_t *slots = typed(env, a[5], &BT), *visible = typed(env, a[6], &B);
+  float* o = typed(env, a[7], &on);
+  int32_t* sel = typed(env, a[8], &sn);
+  int32_t L = 0;
+  napi_get_value_int32(env, a[9], &L);
+  if (!q || !slots || !visible || !o || !sel || B == 0 || L <= 0 || BT % B != 0 || sn % B != 0 || sn == 0 || on % (B * (size_t)L) != 0 || on == 0 ||
+      qn % (on / (size_t)L) != 0 || (dsa && (!iq || !iw || iwn % B != 0 || iwn == 0 || iqn % iwn != 0))) {
+    napi_throw_range_error(env, NULL, "decodeAttention: bad arguments");
     return NULL;
   }
-  uint32_t* cand = order + T;
-  int32_t* cpos = (int32_t*)(cand + 2 * T);
-  int32_t* chosen = cpos + T;
-  uint32_t* hist = (uint32_t*)(chosen + k);
-  float* qT = (float*)(hist + (size_t)parts * HIST);
-  IndexerScores sc = { iq, iw, lanes ? qT : NULL, qT + (size_t)Di * width, keys, slots, (int)T, (int)Hi, HP, Di, parts, order, hist };
-#if defined(__AVX512F__) && defined(__AVX512VL__)
-  if (lanes) lay_out_query(&sc, qT, qT + (size_t)Di * width);
-#endif
-  parallel_for(score_parts, &sc, parts, 1, 1);
-  for (int p = 1; p < parts; p++)
-    for (int b = 0; b < HIST; b++) hist[b] += hist[(size_t)p * HIST + b];
-  top_k(order, (int)T, (int)k, hist, sel, cand, cpos, chosen);
-  int n = 0;
-  for (size_t i = 0; i < k; i++)
-    if (sel[i] >= 0) chosen[n++] = slots[sel[i]];
-  const char* err = n > 0 ? attend_rows(q, &latent, chosen, n, H, C, L, o) : "no finite indexer score";
-  if (err) napi_throw_error(env, NULL, err);
+  const size_t T = BT / B, k = sn / B;
+  const int H = (int)(on / (B * (size_t)L)), C = (int)(qn / (B * (size_t)H)), Hi = dsa ? (int)(iwn / B) : 0, Di = dsa ? (int)(iqn / iwn) : 0;
+  const Pool latent = pool_arg(env, a[3], (size_t)C), keys = dsa ? pool_arg(env, a[4], (size_t)Di) : (Pool){ NULL, 0, 0 };
+  int ok = latent.rows && valid_slots(slots, BT, latent.P) && (!dsa || (keys.rows && keys.P == latent.P && !(keys.bf16 && Di > MAX_SCORE_DI)));
+  for (size_t b = 0; ok && b < B; b++) ok = visible[b] >= 1 && (size_t)visible[b] <= T;
+  if (!ok) {
+    napi_throw_range_error(env, NULL, "decodeAttention: bad pools, slots or visible counts");
+    return NULL;
+  }
+  const char** err = calloc(B, sizeof(const char*));
+  if (!err) {
+    napi_throw_error(env, NULL, "decodeAttention: out of memory");
+    return NULL;
+  }
+  DecodeBatch d = { q, iq, iw, latent, keys, slots, visible, (int)T, H, C, L, Hi, Di, (int)k, o, sel, err };
+  if (B == 1)
+    decode_rows(&d, 0, 1);  // one sequence: its kernels use the pool
+  else
+    parallel_for(decode_rows, &d, (int)B, 1, 1);
+  const char* first = NULL;
+  for (size_t b = 0; b < B && !first; b++) first = err[b];
+  free(err);
+  if (first) napi_throw_error(env, NULL, first);
   return NULL;
 }
 
@@ -995,7 +1079,7 @@ NAPI_MODULE_INIT() {
   const struct {
     const char* name;
     napi_callback fn;
-  } fns[] = { { "createLayer", create_layer }, { "pre", pre }, { "post", post }, { "experts", experts }, { "setThreads", set_threads }, { "gemv", gemv_js }, { "attend", attend }, { "logits", logits }, { "dsaDecode", dsa_decode } };
+  } fns[] = { { "createLayer", create_layer }, { "pre", pre }, { "post", post }, { "experts", experts }, { "setThreads", set_threads }, { "gemv", gemv_js }, { "attend", attend }, { "logits", logits }, { "dsaDecode", dsa_decode }, { "decodeAttention", decode_attention } };
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
     napi_value f;
     napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);

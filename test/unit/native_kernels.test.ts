@@ -225,3 +225,49 @@ test('native attention and DSA decode over a bfloat16 cache: the same bits as ov
   }
   assert.throws(() => k.attend(q, new Int32Array(P * C) as unknown as Float32Array, slots, new Float32Array(H * L), L), /bad pool/);
 });
+
+test('native decode attention of a batch: each sequence as its own attend / dsaDecode call gives it, same bits', { skip }, () => {
+  const k = load.kernels!;
+  const [H, L, dr, Hi, Di, topk] = [4, 32, 16, 8, 64, 24];
+  const C = L + dr;
+  const P = 400;
+  const visible = Int32Array.of(1, 24, 25, 90, 7, 200); // around topk: every key, or the indexer's selection
+  const B = visible.length;
+  const T = Math.max(...visible);
+  const slots = new Int32Array(B * T);
+  visible.forEach((n, b) => {
+    for (let t = 0; t < T; t++) slots[b * T + t] = t < n ? (b * 61 + t * 7) % P : (b * 61) % P; // padding: position 0's slot
+  });
+  const pool = randoms(P * C).map((v) => 3 * v);
+  const keys = randoms(P * Di);
+  const q = randoms(B * H * C);
+  const iq = randoms(B * Hi * Di);
+  const iw = randoms(B * Hi).map((v) => v + 0.6);
+  for (const withKeys of [true, false]) {
+    for (const threads of [1, 2]) {
+      k.setThreads(threads);
+      const o = new Float32Array(B * H * L);
+      const sel = new Int32Array(B * topk);
+      k.decodeAttention(q, withKeys ? iq : null, withKeys ? iw : null, pool, withKeys ? keys : null, slots, visible, o, sel, L);
+      visible.forEach((n, b) => {
+        const want = new Float32Array(H * L);
+        const rowSlots = slots.subarray(b * T, b * T + n);
+        const qb = q.subarray(b * H * C, (b + 1) * H * C);
+        let wantSel = Array.from({ length: Math.min(n, topk) }, (_, j) => j);
+        if (withKeys && n > topk) {
+          const s = new Int32Array(topk);
+          k.dsaDecode(qb, iq.subarray(b * Hi * Di, (b + 1) * Hi * Di), iw.subarray(b * Hi, (b + 1) * Hi), pool, keys, rowSlots, want, s, L);
+          wantSel = Array.from(s);
+        } else {
+          k.attend(qb, pool, rowSlots, want, L);
+        }
+        assert.deepEqual(o.subarray(b * H * L, (b + 1) * H * L), want, `sequence ${b} (keys ${withKeys}, threads ${threads})`);
+        assert.deepEqual(Array.from(sel.subarray(b * topk, b * topk + wantSel.length)), wantSel, `sequence ${b} selection`);
+      });
+    }
+  }
+  assert.throws(
+    () => k.decodeAttention(q, null, null, pool, null, slots, Int32Array.of(1, 2, 3, 4, 5, T + 1), new Float32Array(B * H * L), new Int32Array(B * topk), L),
+    /visible/,
+  );
+});

@@ -100,20 +100,49 @@ export class SparseMlaAttention {
     const { queryLen: S, startPos } = group;
     const sparse = indexTopk > 0 && inp.iq !== null && Math.max(...startPos) + S > indexTopk;
     countSparsity(group, sparse ? indexTopk : Infinity, ctx.profiler);
-    if (!sparse && S === 1 && group.numSeqs === 1 && this.native && inp.latentRows) {
-      const { numHeads: H, latentDim: C, kvLoraRank: L } = this.shapes;
-      const o = new Float32Array(H * L);
-      const q = inp.q.subarray(group.rowStart * H * C, (group.rowStart + 1) * H * C); // the group's row of the step's q
-      const slots = group.keySlots.subarray(0, group.startPos[0]! + 1); // positions 0 .. p
-      ctx.profiler.time('attention', () => this.native!.attend(q, inp.latentRows!, slots, o, L));
-      return { o, lastSelections: ctx.recordSelections ? allVisible(group) : null };
-    }
+    const nativeRows = inp.latentRows !== null && (!sparse || (inp.indexerKeyRows !== null && this.shapes.indexerHeads <= NATIVE_DSA_MAX_INDEXER_HEADS));
+    if (S === 1 && this.native && nativeRows) return ctx.profiler.time('attention', () => this.attendNative(group, inp, sparse, ctx.recordSelections));
     if (!sparse) {
       const o = await ctx.profiler.timeAsync('attention', () => this.runDense(group, inp));
       return { o, lastSelections: ctx.recordSelections ? allVisible(group) : null };
     }
     if (S === 1) return this.attendDecode(group, inp, ctx);
     return S <= MAX_GROUPED_QUERY_LEN ? this.attendRows(group, inp, ctx) : this.attendPrefill(group, inp, ctx);
+  }
+
+  /**
+   * Decode rows (S = 1) in C (decode_layer.c decodeAttention), the group's sequences spread over the kernels'
+   * pool: every visible key, or with DSA and more visible keys than topk the indexer's selection.
+   */
+  private attendNative(
+    group: AttentionGroup,
+    inp: AttentionLayerInputs,
+    sparse: boolean,
+    recordSelections: boolean,
+  ): { o: Float32Array; lastSelections: Int32Array[] | null } {
+    const { numSeqs: B, rowStart: first } = group;
+    const { numHeads: H, latentDim: C, kvLoraRank: L, indexerHeads: Hi, indexerDim: Di, indexTopk } = this.shapes;
+    const k = Math.max(1, indexTopk);
+    const o = new Float32Array(B * H * L);
+    const sel = new Int32Array(B * k);
+    const visible = group.startPos.map((p) => p + 1);
+    this.native!.decodeAttention(
+      inp.q.subarray(first * H * C, (first + B) * H * C),
+      sparse ? inp.iq!.subarray(first * Hi * Di, (first + B) * Hi * Di) : null,
+      sparse ? inp.iw!.subarray(first * Hi, (first + B) * Hi) : null,
+      inp.latentRows!,
+      sparse ? inp.indexerKeyRows! : null,
+      group.keySlots,
+      visible,
+      o,
+      sel,
+      L,
+    );
+    if (!recordSelections) return { o, lastSelections: null };
+    const lastSelections = Array.from(visible, (n, b) =>
+      sparse && n > k ? sel.subarray(b * k, (b + 1) * k).filter((s) => s >= 0) : Int32Array.from({ length: n }, (_, j) => j),
+    );
+    return { o, lastSelections };
   }
 
   /**
@@ -182,25 +211,7 @@ export class SparseMlaAttention {
     ctx: AttendContext,
   ): Promise<{ o: Float32Array; lastSelections: Int32Array[] | null }> {
     const { numSeqs: B, maxContext: T, rowStart: first } = group;
-    const { numHeads: H, latentDim: C, kvLoraRank: L, indexerHeads: Hi, indexerDim: Di, indexTopk: k } = this.shapes;
-    if (B === 1 && this.native && inp.latentRows && inp.indexerKeyRows && Hi <= NATIVE_DSA_MAX_INDEXER_HEADS) {
-      const o = new Float32Array(H * L);
-      const sel = new Int32Array(k);
-      ctx.profiler.time('attention', () =>
-        this.native!.dsaDecode(
-          inp.q.subarray(first * H * C, (first + 1) * H * C),
-          inp.iq!.subarray(first * Hi * Di, (first + 1) * Hi * Di),
-          inp.iw!.subarray(first * Hi, (first + 1) * Hi),
-          inp.latentRows!,
-          inp.indexerKeyRows!,
-          group.keySlots.subarray(0, T),
-          o,
-          sel,
-          L,
-        ),
-      );
-      return { o, lastSelections: ctx.recordSelections ? [sel.filter((s) => s >= 0)] : null };
-    }
+    const { numHeads: H, latentDim: C, indexerHeads: Hi, indexerDim: Di, indexTopk: k } = this.shapes;
     const span = group.keySlotSpan;
     const inPlace = span !== null && span.count <= KEY_SPAN_MAX_FACTOR * T && inp.indexerKeySpan !== null;
     return ctx.profiler.timeAsync('attention', async () => {

@@ -58,6 +58,24 @@ export interface NativeDecodeKernels {
     sel: Int32Array,
     kvLoraRank: number,
   ): void;
+  /**
+   * Decode attention of B sequences with one query row each, sequences spread over the pool: row b attends
+   * the keys at slots[b * T .. b * T + visible[b]) (positions 0 .. visible[b] - 1), all of them, or with keys
+   * (DSA) and more than topk = sel.length / B visible, the indexer's topk best (sel row b gets the kept
+   * positions ascending, then -1). q [B, H, C], iq [B, Hi, Di], iw [B, Hi], o [B, H, L].
+   */
+  decodeAttention(
+    q: Float32Array,
+    iq: Float32Array | null,
+    iw: Float32Array | null,
+    pool: Float32Array | Uint16Array,
+    keys: Float32Array | Uint16Array | null,
+    slots: Int32Array,
+    visible: Int32Array,
+    o: Float32Array,
+    sel: Int32Array,
+    kvLoraRank: number,
+  ): void;
   /** The final RMSNorm and lm_head of one row: h [D], norm [D], w [V, D] -> out [V]. */
   logits(h: Float32Array, norm: Float32Array, w: Float32Array, out: Float32Array, eps: number): void;
   /** y = w x, w [y.length, x.length] row-major, on the kernels' pool (tests and probes). */
