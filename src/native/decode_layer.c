@@ -29,6 +29,21 @@ typedef struct {
   int rows_per_x;
 } Gemv;
 
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+// Lane j = the sum of e[j]'s 16 lanes, by one fixed tree.
+static inline __m256 hsum8(const __m512* e) {
+  __m512 s1[4], s2[2];
+  for (int p = 0; p < 4; p++) s1[p] = _mm512_add_ps(_mm512_unpacklo_ps(e[2 * p], e[2 * p + 1]), _mm512_unpackhi_ps(e[2 * p], e[2 * p + 1]));
+  for (int p = 0; p < 2; p++) {
+    const __m512d a = _mm512_castps_pd(s1[2 * p]), b = _mm512_castps_pd(s1[2 * p + 1]);
+    s2[p] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+  }
+  __m512 s3 = _mm512_add_ps(_mm512_shuffle_f32x4(s2[0], s2[1], _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_f32x4(s2[0], s2[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  s3 = _mm512_add_ps(s3, _mm512_shuffle_f32x4(s3, s3, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm512_castps512_ps256(_mm512_shuffle_f32x4(s3, s3, _MM_SHUFFLE(0, 0, 2, 0)));
+}
+#endif
+
 // pf: where the same walk reads PREFETCH_BYTES later, asked for ahead of the hardware prefetcher; NULL for
 // none. Measured on this EPYC streaming 276 MiB of 0.5-4 MiB matrices at 2 threads, 7 interleaved rounds:
 // none 38.5 GB/s (36.6-39.7), 4 KiB 42.8 (41.5-44.1), 8 KiB 42.1, 16 KiB 41.5.
@@ -88,11 +103,102 @@ static void gemv(const float* w, const float* x, float* y, int R, int K, int row
   parallel_for(gemv_rows, &g, R, 16, 64);
 }
 
+// ---------------------------------------------------------------------------------------------------
+// The same for M rows at once (decode batches): y[m * ys + r] = W[r, :] . x_m,r, x_m,r = x + m * xs +
+// (r / rows_per_x) * K, each weight row read once for all M inputs. M = 1 is gemv; above, every output is
+// one accumulator over K in order and one fixed reduction tree, whatever M and the thread count.
+
+enum { MAX_ROWS = 16 };
+
+typedef struct {
+  const float* w;  // [R, K]
+  const float* x;
+  float* y;
+  int K, M, rows_per_x;
+  size_t xs, ys;
+} Gemm;
+
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+// Register tiles of 4 weight rows x 4 input rows: each 16-float step loads 4 + 4 vectors for 16 FMAs, so the
+// inputs (up to 16 rows of K floats, more than L1 holds at K = 512) are read once per 4 weight rows instead of
+// once per row, and the 4 weight rows (8 KiB at K = 512) are re-read from L1 for each group of 4 inputs.
+// MP: M rounded up to 4, 8 or 16 (extra inputs repeat row 0 and are not stored); weight rows past r1 repeat
+// r1 - 1 and are not stored. Measured (bench-mini lm_head, 32000 x 512, M = 16, 2 threads, in the engine):
+// 6.5-6.7 ms with one weight row at a time.
+static inline __attribute__((always_inline)) void gemm_tile(const Gemm* g, int r0, int r1, const int MP) {
+  const int K = g->K;
+  const char* end = (const char*)(g->w + (size_t)r1 * K);
+  for (int r = r0; r < r1; r += 4) {
+    const float* w[4];
+    for (int i = 0; i < 4; i++) w[i] = g->w + (size_t)(r + i < r1 ? r + i : r1 - 1) * K;
+    const char* pf = (const char*)(w[0] + 4 * (size_t)K);  // the next tile's rows, at the same k
+    if (pf >= end) pf = NULL;
+    for (int m0 = 0; m0 < MP; m0 += 4) {
+      const float* x[4];
+      for (int j = 0; j < 4; j++) {
+        const int m = m0 + j < g->M ? m0 + j : 0;
+        x[j] = g->x + (size_t)m * g->xs;
+      }
+      __m512 acc[16];
+      for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();
+      for (int k = 0; k < K; k += 16) {
+        const __mmask16 mk = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
+        if (pf && m0 == 0)
+          for (int i = 0; i < 4; i++) __builtin_prefetch(pf + ((size_t)i * K + k) * sizeof(float), 0, 0);
+        __m512 wv[4], xv[4];
+        for (int i = 0; i < 4; i++) wv[i] = _mm512_maskz_loadu_ps(mk, w[i] + k);
+        for (int j = 0; j < 4; j++) {
+          // rows_per_x: weight rows of one group share an input block (per-head W_UV); a tile never spans
+          // two groups when rows_per_x is a multiple of 4, which gemm() checks
+          xv[j] = _mm512_maskz_loadu_ps(mk, x[j] + (size_t)(r / g->rows_per_x) * K + k);
+        }
+        for (int i = 0; i < 4; i++)
+          for (int j = 0; j < 4; j++) acc[i * 4 + j] = _mm512_fmadd_ps(wv[i], xv[j], acc[i * 4 + j]);
+      }
+      float sums[16];
+      _mm256_storeu_ps(sums, hsum8(acc));
+      _mm256_storeu_ps(sums + 8, hsum8(acc + 8));
+      for (int i = 0; i < 4 && r + i < r1; i++)
+        for (int j = 0; j < 4 && m0 + j < g->M; j++) g->y[(size_t)(m0 + j) * g->ys + r + i] = sums[i * 4 + j];
+    }
+  }
+}
+#endif
+
+static void gemm_rows(const void* ctx, int r0, int r1) {
+  const Gemm* g = ctx;
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+  if (g->rows_per_x % 4 == 0) {
+    if (g->M <= 4)
+      gemm_tile(g, r0, r1, 4);
+    else if (g->M <= 8)
+      gemm_tile(g, r0, r1, 8);
+    else
+      gemm_tile(g, r0, r1, 16);
+    return;
+  }
+#endif
+  for (int r = r0; r < r1; r++)
+    for (int m = 0; m < g->M; m++)
+      g->y[(size_t)m * g->ys + r] = dot(g->w + (size_t)r * g->K, g->x + (size_t)m * g->xs + (size_t)(r / g->rows_per_x) * g->K, g->K);
+}
+
+// M <= MAX_ROWS rows.
+static void gemm(const float* w, const float* x, float* y, int R, int K, int M, size_t xs, size_t ys, int rows_per_x) {
+  if (M == 1) {
+    gemv(w, x, y, R, K, rows_per_x);
+    return;
+  }
+  if (rows_per_x >= R) rows_per_x = (R + 3) & ~3;  // one input per row: any multiple of 4 at or above R says so
+  Gemm g = { w, x, y, K, M, rows_per_x, xs, ys };
+  parallel_for(gemm_rows, &g, R, 16, 16);
+}
+
 // Per-thread scratch that grows and is kept: a fresh malloc of a few hundred KiB per call is an mmap and its
 // page faults every time (measured ~100 us per DSA decode call at 16k keys). Thread-local, so engines in two
 // JS threads never share it; one buffer per slot, so a kernel and one it calls hold theirs at once. NULL
 // when out of memory.
-enum { SCRATCH_DSA, SCRATCH_ATTEND, SCRATCH_CHUNK, SCRATCH_SLOTS };
+enum { SCRATCH_DSA, SCRATCH_ATTEND, SCRATCH_CHUNK, SCRATCH_ROWS, SCRATCH_SLOTS };
 
 static void* thread_scratch(int slot, size_t bytes) {
   static __thread void* buf[SCRATCH_SLOTS];
@@ -162,9 +268,12 @@ typedef struct {
   const float* t[T_COUNT];
   const float** expert_gate_up;  // [E] -> [2 I, D]
   const float** expert_down;     // [E] -> [D, I]
-  float* scratch;
-  float *x, *xo, *qr, *qro, *v, *a, *h2, *gu, *act, *y, *acc;
 } Layer;
+
+// Per-row buffers of one call, M rows each (this thread's SCRATCH_ROWS): [M, size] row-major.
+typedef struct {
+  float *x, *xo, *qr, *qro, *v, *a, *h2, *gu, *act, *y, *xe, *yk;
+} Rows;
 
 static int ffn_width(const Layer* L) {
   int w = L->dims[D_FFN_I];
@@ -198,7 +307,6 @@ static int is_null(napi_env env, napi_value v) {
 static void layer_finalize(napi_env env, void* data, void* hint) {
   (void)env, (void)hint;
   Layer* L = data;
-  free(L->scratch);
   free(L->expert_gate_up);
   free(L->expert_down);
   free(L);
@@ -235,17 +343,6 @@ static napi_value create_layer(napi_env env, napi_callback_info info) {
     napi_get_element(env, a[4], e, &v);
     L->expert_down[e] = typed(env, v, NULL);
   }
-  const int D = L->dims[D_HIDDEN], H = L->dims[D_HEADS], dv = L->dims[D_V], I = ffn_width(L);
-  const int sizes[] = { D, L->dims[D_X_ROWS], L->dims[D_Q_LORA], L->dims[D_QR_ROWS], H * dv, D, D, 2 * I, I, D, D };
-  size_t total = 0;
-  for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) total += ((size_t)sizes[i] + 15) & ~(size_t)15;
-  L->scratch = aligned_alloc(64, total * sizeof(float) + 64);
-  float** slots[] = { &L->x, &L->xo, &L->qr, &L->qro, &L->v, &L->a, &L->h2, &L->gu, &L->act, &L->y, &L->acc };
-  float* p = L->scratch;
-  for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-    *slots[i] = p;
-    p += ((size_t)sizes[i] + 15) & ~(size_t)15;
-  }
   napi_value ext;
   napi_create_external(env, L, layer_finalize, NULL, &ext);
   return ext;
@@ -257,134 +354,207 @@ static Layer* layer_arg(napi_env env, napi_value v) {
   return p;
 }
 
-// W_UK absorption for heads [h0, h1): q_lat[h] = q_nope[h] @ W_UK[h] ([dn] x [dn, L]; scale folded in).
+// M rows of every per-row buffer (k: routed experts per row, for yk), NULL when out of memory.
+static int rows_scratch(const Layer* L, int M, int k, Rows* r) {
+  const int D = L->dims[D_HIDDEN], H = L->dims[D_HEADS], dv = L->dims[D_V], I = ffn_width(L);
+  const size_t sizes[] = { D, L->dims[D_X_ROWS], L->dims[D_Q_LORA], L->dims[D_QR_ROWS], (size_t)H * dv, D, D, 2 * (size_t)I, I, D, D, (size_t)k * D };
+  float** slots[] = { &r->x, &r->xo, &r->qr, &r->qro, &r->v, &r->a, &r->h2, &r->gu, &r->act, &r->y, &r->xe, &r->yk };
+  size_t total = 0;
+  for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) total += ((size_t)M * sizes[i] + 15) & ~(size_t)15;
+  float* p = thread_scratch(SCRATCH_ROWS, total * sizeof(float));
+  if (!p) return 0;
+  for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+    *slots[i] = p;
+    p += ((size_t)M * sizes[i] + 15) & ~(size_t)15;
+  }
+  return 1;
+}
+
+// The number of rows M of a call's h [M, D] (0: not a whole number of rows, or more than MAX_ROWS).
+static int row_count(size_t n, int D) { return n == 0 || n % (size_t)D != 0 || n / (size_t)D > MAX_ROWS ? 0 : (int)(n / (size_t)D); }
+
+// W_UK absorption for heads [h0, h1) of M rows: q_lat[m, h] = q_nope[m, h] @ W_UK[h] ([dn] x [dn, L]; scale folded in).
 typedef struct {
   const Layer* L;
-  const float* q_nope;  // [H, dn]
-  float* q;             // [H, L + dr]
+  const float* q_nope;  // row m at q_nope + m * stride: [H, dn]
+  size_t stride;
+  float* q;  // [M, H, L + dr]
+  int M;
 } Absorb;
 
 static void absorb_heads(const void* ctx, int h0, int h1) {
   const Absorb* c = ctx;
-  const int L = c->L->dims[D_KV_LORA], dn = c->L->dims[D_NOPE], C = L + c->L->dims[D_ROPE];
+  const int L = c->L->dims[D_KV_LORA], dn = c->L->dims[D_NOPE], C = L + c->L->dims[D_ROPE], H = c->L->dims[D_HEADS];
   for (int h = h0; h < h1; h++) {
-    float* out = c->q + (size_t)h * C;
     const float* w = c->L->t[T_WUK] + (size_t)h * dn * L;
-    const float* qn = c->q_nope + (size_t)h * dn;
-    for (int i = 0; i < L; i++) out[i] = 0;
-    for (int d = 0; d < dn; d++) {
-      const float s = qn[d];
-      const float* row = w + (size_t)d * L;
-      for (int i = 0; i < L; i++) out[i] += s * row[i];
+    for (int m = 0; m < c->M; m++) {
+      float* out = c->q + ((size_t)m * H + h) * C;
+      const float* qn = c->q_nope + m * c->stride + (size_t)h * dn;
+      for (int i = 0; i < L; i++) out[i] = 0;
+      for (int d = 0; d < dn; d++) {
+        const float s = qn[d];
+        const float* row = w + (size_t)d * L;
+        for (int i = 0; i < L; i++) out[i] += s * row[i];
+      }
     }
   }
 }
 
-// pre(layer, h [D], cos [dr], sin [dr], icos [Di] | null, isin [Di] | null,
-//     q [H, L + dr], kv [L + dr], iq [Hi, Di] | null, ik [Di] | null, iw [Hi] | null)
+// pre(layer, h [M, D], cos [M, dr], sin [M, dr], icos [M, Di] | null, isin [M, Di] | null,
+//     q [M, H, L + dr], kv [M, L + dr], iq [M, Hi, Di] | null, ik [M, Di] | null, iw [M, Hi] | null), M <= MAX_ROWS
 static napi_value pre(napi_env env, napi_callback_info info) {
   napi_value a[11];
   args(env, info, a, 11);
   Layer* L = layer_arg(env, a[0]);
-  const float *h = typed(env, a[1], NULL), *cos = typed(env, a[2], NULL), *sin = typed(env, a[3], NULL);
+  size_t hn = 0;
+  const float *h = typed(env, a[1], &hn), *cos = typed(env, a[2], NULL), *sin = typed(env, a[3], NULL);
   const int D = L->dims[D_HIDDEN], H = L->dims[D_HEADS], Lr = L->dims[D_KV_LORA], dr = L->dims[D_ROPE];
   const int dn = L->dims[D_NOPE], qLora = L->dims[D_Q_LORA], Hi = L->dims[D_IDX_HEADS], Di = L->dims[D_IDX_DIM];
-  const int C = Lr + dr;
+  const int C = Lr + dr, XR = L->dims[D_X_ROWS], QR = L->dims[D_QR_ROWS], M = row_count(hn, D);
   float *q = typed(env, a[6], NULL), *kv = typed(env, a[7], NULL);
-  rms_norm(h, L->t[T_IN_NORM], L->x, D, L->eps);
-  gemv(L->t[T_WX], L->x, L->xo, L->dims[D_X_ROWS], D, L->dims[D_X_ROWS]);
+  Rows r;
+  if (M == 0 || !rows_scratch(L, M, 0, &r)) {
+    napi_throw_range_error(env, NULL, "pre: h must be 1 to 16 rows (or out of memory)");
+    return NULL;
+  }
+  for (int m = 0; m < M; m++) rms_norm(h + (size_t)m * D, L->t[T_IN_NORM], r.x + (size_t)m * D, D, L->eps);
+  gemm(L->t[T_WX], r.x, r.xo, XR, D, M, D, XR, XR);
   // [q_nope | q_pe] from x (direct q_proj) or from qr = RMSNorm(qa) (q-LoRA, with the indexer query).
   const float *q_nope, *q_pe, *kv_a;
+  size_t q_stride;
   if (qLora > 0) {
-    rms_norm(L->xo, L->t[T_QA_NORM], L->qr, qLora, L->eps);
-    gemv(L->t[T_WQR], L->qr, L->qro, L->dims[D_QR_ROWS], qLora, L->dims[D_QR_ROWS]);
-    q_nope = L->qro, q_pe = L->qro + H * dn, kv_a = L->xo + qLora;
+    for (int m = 0; m < M; m++) rms_norm(r.xo + (size_t)m * XR, L->t[T_QA_NORM], r.qr + (size_t)m * qLora, qLora, L->eps);
+    gemm(L->t[T_WQR], r.qr, r.qro, QR, qLora, M, qLora, QR, QR);
+    q_nope = r.qro, q_pe = r.qro + H * dn, kv_a = r.xo + qLora, q_stride = QR;
   } else {
-    q_nope = L->xo, q_pe = L->xo + H * dn, kv_a = L->xo + H * (dn + dr);
+    q_nope = r.xo, q_pe = r.xo + H * dn, kv_a = r.xo + H * (dn + dr), q_stride = XR;
   }
-  Absorb ab = { L, q_nope, q };
+  Absorb ab = { L, q_nope, q_stride, q, M };
   parallel_for(absorb_heads, &ab, H, 1, 2);
-  for (int hd = 0; hd < H; hd++) {
-    float* qp = q + (size_t)hd * C + Lr;
-    memcpy(qp, q_pe + (size_t)hd * dr, sizeof(float) * dr);
-    rope(qp, cos, sin, dr, dr, 1);
-  }
-  rms_norm(kv_a, L->t[T_KV_NORM], kv, Lr, L->eps);
-  memcpy(kv + Lr, kv_a + Lr, sizeof(float) * dr);
-  rope(kv + Lr, cos, sin, dr, dr, 1);
-  if (Hi > 0 && !is_null(env, a[8])) {
-    const float *icos = typed(env, a[4], NULL), *isin = typed(env, a[5], NULL);
-    float *iq = typed(env, a[8], NULL), *ik = typed(env, a[9], NULL), *iw = typed(env, a[10], NULL);
-    const float* iq_raw = L->qro + H * (dn + dr);
-    for (int hd = 0; hd < Hi; hd++) {
-      memcpy(iq + (size_t)hd * Di, iq_raw + (size_t)hd * Di, sizeof(float) * Di);
-      rope(iq + (size_t)hd * Di, icos, isin, dr, Di, 0);
+  const int indexer = Hi > 0 && !is_null(env, a[8]);
+  const float *icos = indexer ? typed(env, a[4], NULL) : NULL, *isin = indexer ? typed(env, a[5], NULL) : NULL;
+  float *iq = indexer ? typed(env, a[8], NULL) : NULL, *ik = indexer ? typed(env, a[9], NULL) : NULL, *iw = indexer ? typed(env, a[10], NULL) : NULL;
+  for (int m = 0; m < M; m++) {
+    const float *cm = cos + (size_t)m * dr, *sm = sin + (size_t)m * dr, *kva = kv_a + (size_t)m * XR;
+    float *qm = q + (size_t)m * H * C, *kvm = kv + (size_t)m * C;
+    for (int hd = 0; hd < H; hd++) {
+      float* qp = qm + (size_t)hd * C + Lr;
+      memcpy(qp, q_pe + m * q_stride + (size_t)hd * dr, sizeof(float) * dr);
+      rope(qp, cm, sm, dr, dr, 1);
     }
-    const float* ik_raw = kv_a + C;
-    layer_norm(ik_raw, L->t[T_IK_NORM_W], L->t[T_IK_NORM_B], ik, Di, L->idx_eps);
-    rope(ik, icos, isin, dr, Di, 0);
-    memcpy(iw, ik_raw + Di, sizeof(float) * Hi);
+    rms_norm(kva, L->t[T_KV_NORM], kvm, Lr, L->eps);
+    memcpy(kvm + Lr, kva + Lr, sizeof(float) * dr);
+    rope(kvm + Lr, cm, sm, dr, dr, 1);
+    if (indexer) {
+      const float *icm = icos + (size_t)m * Di, *ism = isin + (size_t)m * Di;
+      const float* iq_raw = r.qro + (size_t)m * QR + H * (dn + dr);
+      for (int hd = 0; hd < Hi; hd++) {
+        float* dst = iq + ((size_t)m * Hi + hd) * Di;
+        memcpy(dst, iq_raw + (size_t)hd * Di, sizeof(float) * Di);
+        rope(dst, icm, ism, dr, Di, 0);
+      }
+      const float* ik_raw = kva + C;
+      layer_norm(ik_raw, L->t[T_IK_NORM_W], L->t[T_IK_NORM_B], ik + (size_t)m * Di, Di, L->idx_eps);
+      rope(ik + (size_t)m * Di, icm, ism, dr, Di, 0);
+      memcpy(iw + (size_t)m * Hi, ik_raw + Di, sizeof(float) * Hi);
+    }
   }
   return NULL;
 }
 
-// SwiGLU over x [D] with stacked [gate; up] [2I, D] and down [D, I]: y [D].
-static void swiglu(Layer* L, const float* gate_up, const float* down, const float* x, float* y, int I) {
+// SwiGLU over M rows x [M, D] with stacked [gate; up] [2I, D] and down [D, I]: y [M, D] (r.gu, r.act: scratch).
+static void swiglu(const Layer* L, const Rows* r, const float* gate_up, const float* down, const float* x, float* y, int I, int M) {
   const int D = L->dims[D_HIDDEN];
-  gemv(gate_up, x, L->gu, 2 * I, D, 2 * I);
-  for (int i = 0; i < I; i++) L->act[i] = silu(L->gu[i]) * L->gu[I + i];
-  gemv(down, L->act, y, D, I, D);
+  gemm(gate_up, x, r->gu, 2 * I, D, M, D, 2 * (size_t)I, 2 * I);
+  for (int m = 0; m < M; m++) {
+    const float* gu = r->gu + (size_t)m * 2 * I;
+    float* act = r->act + (size_t)m * I;
+    for (int i = 0; i < I; i++) act[i] = silu(gu[i]) * gu[I + i];
+  }
+  gemm(down, r->act, y, D, I, M, I, D, D);
 }
 
-// post(layer, h [D], o [H, L], hOut [D], x2 [D] | null, router [E] | null): MLA 6 (W_UV per head,
-// o_proj, residual), RMSNorm_post, then the dense MLP (hOut = h2 + mlp(x2)) or, for MoE layers, the
+// post(layer, h [M, D], o [M, H, L], hOut [M, D], x2 [M, D] | null, router [M, E] | null): MLA 6 (W_UV per
+// head, o_proj, residual), RMSNorm_post, then the dense MLP (hOut = h2 + mlp(x2)) or, for MoE layers, the
 // router logits and hOut = h2 + shared experts(x2).
 static napi_value post(napi_env env, napi_callback_info info) {
   napi_value a[6];
   args(env, info, a, 6);
   Layer* L = layer_arg(env, a[0]);
-  const float *h = typed(env, a[1], NULL), *o = typed(env, a[2], NULL);
+  size_t hn = 0;
+  const float *h = typed(env, a[1], &hn), *o = typed(env, a[2], NULL);
   float* h_out = typed(env, a[3], NULL);
-  const int D = L->dims[D_HIDDEN], H = L->dims[D_HEADS], Lr = L->dims[D_KV_LORA], dv = L->dims[D_V];
-  gemv(L->t[T_WUV], o, L->v, H * dv, Lr, dv);
-  gemv(L->t[T_O_PROJ], L->v, L->a, D, H * dv, D);
-  for (int i = 0; i < D; i++) L->h2[i] = h[i] + L->a[i];
-  float* x2 = is_null(env, a[4]) ? L->x : typed(env, a[4], NULL);
-  rms_norm(L->h2, L->t[T_POST_NORM], x2, D, L->eps);
-  const int kind = L->dims[D_FFN_KIND];
-  if (kind != FFN_DENSE) gemv(L->t[T_ROUTER], x2, typed(env, a[5], NULL), L->dims[D_EXPERTS], D, L->dims[D_EXPERTS]);
-  if (kind == FFN_MOE) {
-    memcpy(h_out, L->h2, sizeof(float) * D);
+  const int D = L->dims[D_HIDDEN], H = L->dims[D_HEADS], Lr = L->dims[D_KV_LORA], dv = L->dims[D_V], E = L->dims[D_EXPERTS], M = row_count(hn, D);
+  Rows r;
+  if (M == 0 || !rows_scratch(L, M, 0, &r)) {
+    napi_throw_range_error(env, NULL, "post: h must be 1 to 16 rows (or out of memory)");
     return NULL;
   }
-  swiglu(L, L->t[T_FFN_GATE_UP], L->t[T_FFN_DOWN], x2, L->y, L->dims[D_FFN_I]);
-  for (int i = 0; i < D; i++) h_out[i] = L->h2[i] + L->y[i];
+  gemm(L->t[T_WUV], o, r.v, H * dv, Lr, M, (size_t)H * Lr, (size_t)H * dv, dv);
+  gemm(L->t[T_O_PROJ], r.v, r.a, D, H * dv, M, (size_t)H * dv, D, D);
+  for (size_t i = 0; i < (size_t)M * D; i++) r.h2[i] = h[i] + r.a[i];
+  float* x2 = is_null(env, a[4]) ? r.x : typed(env, a[4], NULL);
+  for (int m = 0; m < M; m++) rms_norm(r.h2 + (size_t)m * D, L->t[T_POST_NORM], x2 + (size_t)m * D, D, L->eps);
+  const int kind = L->dims[D_FFN_KIND];
+  if (kind != FFN_DENSE) gemm(L->t[T_ROUTER], x2, typed(env, a[5], NULL), E, D, M, D, E, E);
+  if (kind == FFN_MOE) {
+    memcpy(h_out, r.h2, sizeof(float) * M * D);
+    return NULL;
+  }
+  swiglu(L, &r, L->t[T_FFN_GATE_UP], L->t[T_FFN_DOWN], x2, r.y, L->dims[D_FFN_I], M);
+  for (size_t i = 0; i < (size_t)M * D; i++) h_out[i] = r.h2[i] + r.y[i];
   return NULL;
 }
 
-// experts(layer, x2 [D], h [D] (in place: h += sum_j w[j] * expert_{ids[j]}(x2)), ids: Int32Array [k],
-// w: Float32Array [k]). The token's k expert outputs are summed first, then added (moe.ts's order).
+// experts(layer, x2 [M, D], h [M, D] (in place: h[m] += sum_j w[m, j] * expert_{ids[m, j]}(x2[m])), ids:
+// Int32Array [M, k], w: Float32Array [M, k]). Each expert runs once over the rows that picked it; a row's k
+// outputs are then summed in j order and added (moe.ts's order).
 static napi_value experts(napi_env env, napi_callback_info info) {
   napi_value a[5];
   args(env, info, a, 5);
   Layer* L = layer_arg(env, a[0]);
-  const float* x2 = typed(env, a[1], NULL);
+  size_t xn = 0, n = 0;
+  const float* x2 = typed(env, a[1], &xn);
   float* h = typed(env, a[2], NULL);
-  size_t k = 0;
-  const int32_t* ids = typed(env, a[3], &k);
+  const int32_t* ids = typed(env, a[3], &n);
   const float* w = typed(env, a[4], NULL);
-  const int D = L->dims[D_HIDDEN], E = L->dims[D_EXPERTS], I = L->dims[D_EXPERT_I];
-  for (int i = 0; i < D; i++) L->acc[i] = 0;
-  for (size_t j = 0; j < k; j++) {
-    const int e = ids[j];
-    if (e < 0 || e >= E) {
+  const int D = L->dims[D_HIDDEN], E = L->dims[D_EXPERTS], I = L->dims[D_EXPERT_I], M = row_count(xn, D);
+  const int k = M > 0 ? (int)(n / (size_t)M) : 0;
+  Rows r;
+  if (M == 0 || k == 0 || n % (size_t)M != 0 || !rows_scratch(L, M, k, &r)) {
+    napi_throw_range_error(env, NULL, "experts: x2 must be 1 to 16 rows with k ids each (or out of memory)");
+    return NULL;
+  }
+  for (size_t j = 0; j < n; j++)
+    if (ids[j] < 0 || ids[j] >= E) {
       napi_throw_range_error(env, NULL, "experts: expert id out of range");
       return NULL;
     }
-    swiglu(L, L->expert_gate_up[e], L->expert_down[e], x2, L->y, I);
-    for (int i = 0; i < D; i++) L->acc[i] += w[j] * L->y[i];
+  int pick[MAX_ROWS * 64];  // (row * k + j) of the rows that picked expert e; k <= 64 checked below
+  if (k > 64) {
+    napi_throw_range_error(env, NULL, "experts: more than 64 experts per row");
+    return NULL;
   }
-  for (int i = 0; i < D; i++) h[i] += L->acc[i];
+  for (int e = 0; e < E; e++) {
+    int np = 0;
+    for (int i = 0; i < M * k; i++)
+      if (ids[i] == e) pick[np++] = i;
+    for (int p0 = 0; p0 < np; p0 += M) {  // M at a time (a row lists an expert once, so np <= M)
+      const int cnt = np - p0 < M ? np - p0 : M;
+      for (int p = 0; p < cnt; p++) memcpy(r.xe + (size_t)p * D, x2 + (size_t)(pick[p0 + p] / k) * D, sizeof(float) * D);
+      swiglu(L, &r, L->expert_gate_up[e], L->expert_down[e], r.xe, r.y, I, cnt);
+      for (int p = 0; p < cnt; p++) memcpy(r.yk + (size_t)pick[p0 + p] * D, r.y + (size_t)p * D, sizeof(float) * D);
+    }
+  }
+  for (int m = 0; m < M; m++) {
+    float* acc = r.a;  // [D]
+    for (int i = 0; i < D; i++) acc[i] = 0;
+    for (int j = 0; j < k; j++) {
+      const float wj = w[m * k + j], *y = r.yk + ((size_t)m * k + j) * D;
+      for (int i = 0; i < D; i++) acc[i] += wj * y[i];
+    }
+    for (int i = 0; i < D; i++) h[(size_t)m * D + i] += acc[i];
+  }
   return NULL;
 }
 
@@ -452,20 +622,6 @@ typedef struct {
   atomic_int* failed;  // set by a thread without scratch
 } Attend;
 
-#if defined(__AVX512F__) && defined(__AVX512VL__)
-// Lane j = the sum of e[j]'s 16 lanes, by one fixed tree.
-static inline __m256 hsum8(const __m512* e) {
-  __m512 s1[4], s2[2];
-  for (int p = 0; p < 4; p++) s1[p] = _mm512_add_ps(_mm512_unpacklo_ps(e[2 * p], e[2 * p + 1]), _mm512_unpackhi_ps(e[2 * p], e[2 * p + 1]));
-  for (int p = 0; p < 2; p++) {
-    const __m512d a = _mm512_castps_pd(s1[2 * p]), b = _mm512_castps_pd(s1[2 * p + 1]);
-    s2[p] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
-  }
-  __m512 s3 = _mm512_add_ps(_mm512_shuffle_f32x4(s2[0], s2[1], _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_f32x4(s2[0], s2[1], _MM_SHUFFLE(3, 1, 3, 1)));
-  s3 = _mm512_add_ps(s3, _mm512_shuffle_f32x4(s3, s3, _MM_SHUFFLE(2, 3, 0, 1)));
-  return _mm512_castps512_ps256(_mm512_shuffle_f32x4(s3, s3, _MM_SHUFFLE(0, 0, 2, 0)));
-}
-#endif
 
 // out[h * stride] = q[h] . row for h < H (q [H, C]). AVX-512: eight heads at a time share each load of the row,
 // and their eight sums are reduced together (hsum8).
@@ -1016,27 +1172,29 @@ static napi_value decode_attention(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// logits(h: Float32Array [D], norm: Float32Array [D], w: Float32Array [V, D], out: Float32Array [V], eps):
-// the final RMSNorm and lm_head for one row (the lm_head graph of deepseek_model.ts).
+// logits(h: Float32Array [M, D], norm: Float32Array [D], w: Float32Array [V, D], out: Float32Array [M, V],
+// eps): the final RMSNorm and lm_head of M <= MAX_ROWS rows (the lm_head graph of deepseek_model.ts).
 static napi_value logits(napi_env env, napi_callback_info info) {
   napi_value a[5];
   args(env, info, a, 5);
-  size_t D = 0, nn = 0, wn = 0, V = 0;
-  const float *h = typed(env, a[0], &D), *norm = typed(env, a[1], &nn), *w = typed(env, a[2], &wn);
-  float* out = typed(env, a[3], &V);
+  size_t hn = 0, D = 0, wn = 0, on = 0;
+  const float *h = typed(env, a[0], &hn), *norm = typed(env, a[1], &D), *w = typed(env, a[2], &wn);
+  float* out = typed(env, a[3], &on);
   double eps = 0;
   napi_get_value_double(env, a[4], &eps);
-  if (!h || !norm || !w || !out || D == 0 || nn != D || wn != D * V) {
-    napi_throw_range_error(env, NULL, "logits: shapes do not match");
+  const int M = D > 0 ? row_count(hn, (int)D) : 0;
+  if (!h || !norm || !w || !out || M == 0 || wn % D != 0 || on != (size_t)M * (wn / D)) {
+    napi_throw_range_error(env, NULL, "logits: shapes do not match (or more than 16 rows)");
     return NULL;
   }
-  float* x = malloc(D * sizeof(float));
+  const size_t V = wn / D;
+  float* x = malloc((size_t)M * D * sizeof(float));
   if (!x) {
     napi_throw_error(env, NULL, "logits: out of memory");
     return NULL;
   }
-  rms_norm(h, norm, x, (int)D, (float)eps);
-  gemv(w, x, out, (int)V, (int)D, (int)V);
+  for (int m = 0; m < M; m++) rms_norm(h + (size_t)m * D, norm, x + (size_t)m * D, (int)D, (float)eps);
+  gemm(w, x, out, (int)V, (int)D, M, D, V, (int)V);
   free(x);
   return NULL;
 }

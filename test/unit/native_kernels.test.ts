@@ -1,8 +1,8 @@
 // The native decode kernels (src/native/decode_layer.c) against float64 references: GEMV over sizes that
 // are not multiples of the vector width, and MLA 5 over contexts inside and across its key chunks. Both
 // must give the same bits at 1 and 2 threads (each output is one thread's fixed-order sum). The layer
-// kernels (pre / post / experts) are checked end to end by the golden parity tests, whose batch-1
-// decode steps run through them (test/parity/tiny_dsv32.test.ts, variants.test.ts).
+// kernels (pre / post / experts / lm_head) are checked end to end by the golden parity tests, whose steps of
+// up to 16 rows run through them (test/parity/tiny_dsv32.test.ts, variants.test.ts).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadNativeKernels } from '../../src/engine/native/native_kernels.ts';

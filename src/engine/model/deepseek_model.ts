@@ -29,7 +29,7 @@ import { moeConfigOfLayer } from '../checkpoint/weights.ts';
 import { isQuantized, type EmbeddingTable, type QuantBits } from '../../common/quantized.ts';
 import { gatherRows } from '../quant/rows.ts';
 import { EngineError } from '../../common/errors.ts';
-import { NativeDecodeLayer, type RopeRow } from './native_decode_layer.ts';
+import { NATIVE_MAX_ROWS, NativeDecodeLayer, type RopeRows } from './native_decode_layer.ts';
 import { loadNativeKernels, type NativeDecodeKernels, type NativeKernelsMode } from '../native/native_kernels.ts';
 
 /**
@@ -107,7 +107,7 @@ export interface LayerSessions {
   readonly pre: GraphSession;
   readonly post: GraphSession;
   readonly experts: RoutedExperts | null; // MoE layers only
-  /** The same layer in C for steps of one row (null: --native-kernels off, unavailable, or not covered). */
+  /** The same layer in C for steps of up to NATIVE_MAX_ROWS rows (null: --native-kernels off, unavailable, or not covered). */
   readonly native: NativeDecodeLayer | null;
 }
 
@@ -115,7 +115,7 @@ export class DeepseekModel {
   private readonly invFreq: Float64Array;
   /** The indexer config when DSA runs (null: no indexer, or --dense-attention). */
   readonly indexer: IndexerConfig | null;
-  /** For the start-up log: which layers decode one row in C, or why none do. */
+  /** For the start-up log: which layers decode in C, or why none do. */
   readonly nativeStatus: string;
 
   private constructor(
@@ -150,7 +150,7 @@ export class DeepseekModel {
       layers.push(await createLayerSessions(config, l, await source.layer(l), storage, bits, options, null, native.kernels));
     }
     const nativeLayers = layers.filter((l) => l.native !== null).length;
-    const nativeStatus = native.kernels === null ? `off (${native.reason})` : `${nativeLayers} of ${layers.length} layers decode one row in C (${native.path})`;
+    const nativeStatus = native.kernels === null ? `off (${native.reason})` : `${nativeLayers} of ${layers.length} layers decode in C (${native.path})`;
     const session = (name: string, graph: () => Uint8Array): Promise<GraphSession> => GraphSession.create(name, graph(), options);
     const dtype = storage.dtype;
     const sessions = {
@@ -214,9 +214,9 @@ export class DeepseekModel {
     const fed = !(input instanceof Float32Array);
     let h: Float32Array;
     let q: Float32Array, kv: Float32Array, iq: Float32Array | null, ik: Float32Array | null, iw: Float32Array | null;
-    if (!fed && N === 1 && layer.native) {
+    if (!fed && N <= NATIVE_MAX_ROWS && layer.native) {
       h = input;
-      ({ q, kv, iq, ik, iw } = profiler.time('dense', () => layer.native!.pre(input, ropeRow(ropeFeed))));
+      ({ q, kv, iq, ik, iw } = profiler.time('dense', () => layer.native!.pre(input, ropeRows(ropeFeed))));
     } else {
       const feed = { ...(fed ? input : { h: floatTensor(input, [N, D]) }), ...ropeFeed };
       const names = [...(this.indexer ? ['q', 'kv', 'iq', 'ik', 'iw'] : ['q', 'kv']), ...(fed ? ['h'] : [])];
@@ -294,7 +294,7 @@ export class DeepseekModel {
   /** MLA 6 + FFN; for MoE layers also routing (TypeScript) and the routed experts graph. */
   private async postAttention(layer: LayerSessions, h: Float32Array, o: Float32Array, N: number, profiler: StepProfiler): Promise<Float32Array> {
     const { hiddenSize: D, numAttentionHeads: H, kvLoraRank: L } = this.config;
-    if (N === 1 && layer.native) return this.postAttentionNative(layer.native, layer.experts, h, o, profiler);
+    if (N <= NATIVE_MAX_ROWS && layer.native) return this.postAttentionNative(layer.native, layer.experts, h, o, N, profiler);
     const feed = { h: floatTensor(h, [N, D]), o: floatTensor(o, [N, H, L]) };
     const experts = layer.experts;
     if (!experts) return (await profiler.timeAsync('dense', () => layer.post.run(feed, ['h_out'])))[0];
@@ -321,18 +321,19 @@ export class DeepseekModel {
     });
   }
 
-  /** postAttention for one row in C: the same graph, routing (TypeScript) and routed experts. */
+  /** postAttention for up to NATIVE_MAX_ROWS rows in C: the same graph, routing (TypeScript) and routed experts. */
   private postAttentionNative(
     native: NativeDecodeLayer,
     experts: RoutedExperts | null,
     h: Float32Array,
     o: Float32Array,
+    N: number,
     profiler: StepProfiler,
   ): Float32Array {
     const { hOut, x2, router } = profiler.time('dense', () => native.post(h, o));
     if (!experts || !x2 || !router) return hOut;
     return profiler.time('experts', () => {
-      const routing = routeTokens(this.config, experts.config, router, experts.eScoreCorrectionBias, 1);
+      const routing = routeTokens(this.config, experts.config, router, experts.eScoreCorrectionBias, N);
       native.experts(x2, hOut, routing.experts, routing.weights);
       return hOut;
     });
@@ -351,6 +352,12 @@ export class DeepseekModel {
     }
     const rows = new Float32Array(R * D);
     plan.logitRows.forEach((r, i) => rows.set(h.subarray(r * D, (r + 1) * D), i * D));
+    if (R <= NATIVE_MAX_ROWS && this.nativeHead) {
+      const { kernels, norm, weight } = this.nativeHead;
+      const out = new Float32Array(R * this.config.vocabSize);
+      kernels.logits(rows, norm, weight, out, this.config.rmsNormEps);
+      return out;
+    }
     return (await this.lmHead.run({ h: floatTensor(rows, [R, D]) }, ['logits']))[0];
   }
 
@@ -404,8 +411,8 @@ function latentRowsOf(pool: LatentPool): Float32Array | Uint16Array | null {
   return pool.dtype === 'fp8' ? null : pool.rows;
 }
 
-/** One position's cos/sin rows from the pre-attention feed (N = 1). */
-function ropeRow(feed: Feed): RopeRow {
+/** The step's cos/sin rows from the pre-attention feed. */
+function ropeRows(feed: Feed): RopeRows {
   const data = (name: string): Float32Array | null => (feed[name]?.data as Float32Array | undefined) ?? null;
   return { cos: data('cos')!, sin: data('sin')!, icos: data('icos'), isin: data('isin') };
 }

@@ -1,8 +1,8 @@
-// One decoder layer's dense parts at batch 1 in C (src/native/decode_layer.c): the pre-attention graph,
-// the post-attention graph and the routed experts, each one native call instead of one ONNX Runtime run
-// of tens of nodes. The weights are the graphs' own stacked float32 layouts (pre_attention.ts
-// preAttentionStacks, absorbed.ts keyUpScaled / valueUpRows, moe.ts), held here in JS memory; ONNX
-// Runtime keeps its copies for batches of more than one row and for prefill.
+// One decoder layer's dense parts for steps of up to NATIVE_MAX_ROWS rows (decode batches) in C
+// (src/native/decode_layer.c): the pre-attention graph, the post-attention graph and the routed experts,
+// each one native call instead of one ONNX Runtime run of tens of nodes. The weights are the graphs' own
+// stacked float32 layouts (pre_attention.ts preAttentionStacks, absorbed.ts keyUpScaled / valueUpRows,
+// moe.ts), held here in JS memory; ONNX Runtime keeps its copies for prefill.
 //
 // Covered: float32 weights (no --quantization), q-LoRA or direct q_proj, the indexer (float32 or bfloat16 key cache:
 // an fp8 cache wants the Hadamard-rotated query), dense or MoE FFN. Anything else returns null from
@@ -24,8 +24,8 @@ export interface NativePreOutputs {
   readonly iw: Float32Array | null; // [Hi]
 }
 
-/** cos/sin of one position: MLA (interleaved, [dr]) and indexer (half-split, [Di]). */
-export interface RopeRow {
+/** cos/sin of the step's N positions: MLA (interleaved, [N, dr]) and indexer (half-split, [N, Di]). */
+export interface RopeRows {
   readonly cos: Float32Array;
   readonly sin: Float32Array;
   readonly icos: Float32Array | null;
@@ -41,6 +41,12 @@ function f32(w: LinearWeight | Tensor): Float32Array {
   if (isQuantized(w)) throw new Error('native decode layer: quantised weight');
   return w.data;
 }
+
+/**
+ * Steps of up to this many rows run the layers' dense parts in C (decode_layer.c MAX_ROWS): each weight row
+ * is read once for all of them. Larger steps (prefill chunks) keep ONNX Runtime's GEMMs.
+ */
+export const NATIVE_MAX_ROWS = 16;
 
 export class NativeDecodeLayer {
   private constructor(
@@ -123,33 +129,34 @@ export class NativeDecodeLayer {
     return new NativeDecodeLayer(kernels, handle, held, config, indexer, mlp.kind === 'moe' ? moe : null);
   }
 
-  /** The pre-attention graph for one row h [D] (its outputs are fresh arrays the caller owns). */
-  pre(h: Float32Array, rope: RopeRow): NativePreOutputs {
-    const { numAttentionHeads: H, kvLoraRank: L, qkRopeHeadDim: dr } = this.config;
-    const q = new Float32Array(H * (L + dr));
-    const kv = new Float32Array(L + dr);
+  /** The pre-attention graph for N <= NATIVE_MAX_ROWS rows h [N, D] (its outputs are fresh arrays the caller owns). */
+  pre(h: Float32Array, rope: RopeRows): NativePreOutputs {
+    const { hiddenSize: D, numAttentionHeads: H, kvLoraRank: L, qkRopeHeadDim: dr } = this.config;
+    const N = h.length / D;
+    const q = new Float32Array(N * H * (L + dr));
+    const kv = new Float32Array(N * (L + dr));
     const idx = this.indexer;
-    const iq = idx ? new Float32Array(idx.nHeads * idx.headDim) : null;
-    const ik = idx ? new Float32Array(idx.headDim) : null;
-    const iw = idx ? new Float32Array(idx.nHeads) : null;
+    const iq = idx ? new Float32Array(N * idx.nHeads * idx.headDim) : null;
+    const ik = idx ? new Float32Array(N * idx.headDim) : null;
+    const iw = idx ? new Float32Array(N * idx.nHeads) : null;
     this.kernels.pre(this.handle, h, rope.cos, rope.sin, rope.icos, rope.isin, q, kv, iq, ik, iw);
     return { q, kv, iq, ik, iw };
   }
 
   /**
-   * The post-attention graph for one row: h [D], o [H, L] -> h_out [D]; MoE layers also give x2 [D] (the
-   * routed experts' input) and the router logits [E].
+   * The post-attention graph for N rows: h [N, D], o [N, H, L] -> h_out [N, D]; MoE layers also give x2 [N, D]
+   * (the routed experts' input) and the router logits [N, E].
    */
   post(h: Float32Array, o: Float32Array): { hOut: Float32Array; x2: Float32Array | null; router: Float32Array | null } {
-    const D = this.config.hiddenSize;
-    const hOut = new Float32Array(D);
-    const x2 = this.moe ? new Float32Array(D) : null;
-    const router = this.moe ? new Float32Array(this.moe.nRoutedExperts) : null;
+    const N = h.length / this.config.hiddenSize;
+    const hOut = new Float32Array(h.length);
+    const x2 = this.moe ? new Float32Array(h.length) : null;
+    const router = this.moe ? new Float32Array(N * this.moe.nRoutedExperts) : null;
     this.kernels.post(this.handle, h, o, hOut, x2, router);
     return { hOut, x2, router };
   }
 
-  /** h += sum over the row's k routed experts of weight * expert(x2) (in place). */
+  /** h[n] += sum over row n's k routed experts of weight * expert(x2[n]) (in place); ids, weights [N, k]. */
   experts(x2: Float32Array, h: Float32Array, ids: Int32Array, weights: Float32Array): void {
     this.kernels.experts(this.handle, x2, h, ids, weights);
   }

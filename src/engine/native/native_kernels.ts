@@ -24,6 +24,7 @@ export interface NativeDecodeKernels {
     expertGateUp: readonly Float32Array[],
     expertDown: readonly Float32Array[],
   ): object;
+  /** One layer's pre-attention graph over M <= 16 rows (h [M, D]; every other array M rows of its shape). */
   pre(
     layer: object,
     h: Float32Array,
@@ -37,7 +38,9 @@ export interface NativeDecodeKernels {
     ik: Float32Array | null,
     iw: Float32Array | null,
   ): void;
+  /** The post-attention graph over M <= 16 rows (h [M, D], o [M, H, L]; router [M, E]). */
   post(layer: object, h: Float32Array, o: Float32Array, hOut: Float32Array, x2: Float32Array | null, router: Float32Array | null): void;
+  /** h[m] += the routed experts of row m (ids, weights [M, k]); each expert runs once over the rows that picked it. */
   experts(layer: object, x2: Float32Array, h: Float32Array, ids: Int32Array, weights: Float32Array): void;
   setThreads(threads: number, spinIterations?: number): void;
   /** MLA 5 for one query row q [H, C] over the latent rows at `slots` of pool [P, C] (float32, or bf16 bits): o [H, L]. */
@@ -76,7 +79,7 @@ export interface NativeDecodeKernels {
     sel: Int32Array,
     kvLoraRank: number,
   ): void;
-  /** The final RMSNorm and lm_head of one row: h [D], norm [D], w [V, D] -> out [V]. */
+  /** The final RMSNorm and lm_head of M <= 16 rows: h [M, D], norm [D], w [V, D] -> out [M, V]. */
   logits(h: Float32Array, norm: Float32Array, w: Float32Array, out: Float32Array, eps: number): void;
   /** y = w x, w [y.length, x.length] row-major, on the kernels' pool (tests and probes). */
   gemv(w: Float32Array, x: Float32Array, y: Float32Array): void;

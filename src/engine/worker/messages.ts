@@ -38,7 +38,7 @@ export interface ModelInfo {
   readonly memoryPlan: string;
   /** Warnings while loading (the quantised-weights cache), for the start-up log. */
   readonly loadWarnings: readonly string[];
-  /** --native-kernels: which layers decode one row in C, or why none do (DeepseekModel.nativeStatus). */
+  /** --native-kernels: which layers decode in C, or why none do (DeepseekModel.nativeStatus). */
   readonly nativeKernels: string;
 }
 
