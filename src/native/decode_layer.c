@@ -131,13 +131,16 @@ static inline __attribute__((always_inline)) void gemm_tile(const Gemm* g, int r
   for (int r = r0; r < r1; r += 4) {
     const float* w[4];
     for (int i = 0; i < 4; i++) w[i] = g->w + (size_t)(r + i < r1 ? r + i : r1 - 1) * K;
-    const char* pf = (const char*)(w[0] + 4 * (size_t)K);  // the next tile's rows, at the same k
+    const char* pf = (const char*)(w[0] + 4 * (size_t)K);  // the next tile's rows, at the same k (2 or 4 tiles ahead: no faster)
     if (pf >= end) pf = NULL;
+    // rows_per_x: weight rows of one group share an input block (per-head W_UV); a tile never spans two
+    // groups, as rows_per_x is a multiple of 4 (gemm_rows checks)
+    const size_t group = (size_t)(r / g->rows_per_x) * K;
     for (int m0 = 0; m0 < MP; m0 += 4) {
       const float* x[4];
       for (int j = 0; j < 4; j++) {
         const int m = m0 + j < g->M ? m0 + j : 0;
-        x[j] = g->x + (size_t)m * g->xs;
+        x[j] = g->x + (size_t)m * g->xs + group;
       }
       __m512 acc[16];
       for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();
@@ -147,11 +150,7 @@ static inline __attribute__((always_inline)) void gemm_tile(const Gemm* g, int r
           for (int i = 0; i < 4; i++) __builtin_prefetch(pf + ((size_t)i * K + k) * sizeof(float), 0, 0);
         __m512 wv[4], xv[4];
         for (int i = 0; i < 4; i++) wv[i] = _mm512_maskz_loadu_ps(mk, w[i] + k);
-        for (int j = 0; j < 4; j++) {
-          // rows_per_x: weight rows of one group share an input block (per-head W_UV); a tile never spans
-          // two groups when rows_per_x is a multiple of 4, which gemm() checks
-          xv[j] = _mm512_maskz_loadu_ps(mk, x[j] + (size_t)(r / g->rows_per_x) * K + k);
-        }
+        for (int j = 0; j < 4; j++) xv[j] = _mm512_maskz_loadu_ps(mk, x[j] + k);
         for (int i = 0; i < 4; i++)
           for (int j = 0; j < 4; j++) acc[i * 4 + j] = _mm512_fmadd_ps(wv[i], xv[j], acc[i * 4 + j]);
       }
