@@ -3,8 +3,10 @@
 //
 // Per query row at position p the visible keys are positions 0..p (causal, the row itself included).
 // With an indexer and more than index_topk visible keys, only the index_topk best-scored keys are
-// attended; otherwise all visible keys are (README "Lightning indexer"). Scores, top-k and masks are
-// computed inside the graphs; this file only slices runs and gathers the selected slots.
+// attended; otherwise all visible keys are (README "Lightning indexer"). Decode groups (S = 1) over float32
+// or bfloat16 caches run in C (native/decode_layer.c decodeAttention: scores, top-k and attention, one call
+// per group); everything else runs the graphs, where scores, top-k and masks are computed, and this file
+// only slices runs and gathers the selected slots.
 // Decode groups (S = 1) gather only the selected rows (cost ~ topk, flat in context length), and so do
 // groups of short chunks (verification chunks, S <= MAX_GROUPED_QUERY_LEN, one run per slice of sequences);
 // prefill chunks over a context longer than GATHERED_PREFILL_MIN_CONTEXT x topk gather each row's
