@@ -110,17 +110,28 @@ function add(m: Map<string, number>, key: string, bytes: number): void {
   m.set(key, (m.get(key) ?? 0) + bytes);
 }
 
-export function weightBytes(config: ModelConfig, mode: QuantizationMode, numMtpModules = 0): WeightBytes {
+/** A routed expert's weight in a decoder layer of the main model (the MTP modules' are model.layers.N too, N >= numHiddenLayers). */
+function isMainRoutedExpert(config: ModelConfig, name: string): boolean {
+  const m = /^model\.layers\.(\d+)\.mlp\.experts\./.exec(name);
+  return m !== null && Number(m[1]) < config.numHiddenLayers;
+}
+
+/**
+ * nativeRoutedExperts: the main model's routed experts live only in the native kernels' copies (quantised
+ * with the native kernels: deepseek_model.ts createLayerSessions builds no ONNX Runtime graph for them).
+ */
+export function weightBytes(config: ModelConfig, mode: QuantizationMode, numMtpModules = 0, nativeRoutedExperts = false): WeightBytes {
   const byGraph = new Map<string, number>();
   const byGroup = new Map<string, number>();
   let total = 0;
   let inSessions = 0;
   let numParameters = 0;
   for (const spec of loadedManifest(config, numMtpModules)) {
-    const bytes = residentBytes(spec, mode);
-    total += bytes;
     numParameters += numel(spec);
     add(byGroup, groupOf(spec.name), rawBytes(spec, mode));
+    if (nativeRoutedExperts && isMainRoutedExpert(config, spec.name)) continue;
+    const bytes = residentBytes(spec, mode);
+    total += bytes;
     // The embedding is a JS-side table, never a graph initializer.
     if (spec.role === 'embedding') continue;
     inSessions += bytes;
@@ -155,7 +166,11 @@ export interface MemoryPlanInput {
   readonly numMtpModules?: number;
   /** Worker threads a quantised load reads ahead with (model_loader.ts; 0 = in this thread). Unquantised loads use none. */
   readonly loaderThreads?: number;
-  /** --native-kernels is not off: float32 decoder layers keep a JS-side copy of their weights for the C kernels. */
+  /**
+   * The native kernels will run the decoder layers (--native-kernels not off, the kernels built, and for
+   * quantised weights MatMulNBits' accuracy level 4): the layers keep a copy of their weights for them (JS
+   * float32, or quantised in C), and quantised routed experts live only there.
+   */
   readonly nativeKernels?: boolean;
 }
 
@@ -174,7 +189,7 @@ export interface LoadTransient {
 export interface MemoryPlan {
   readonly quantization: QuantizationMode;
   readonly weights: number;
-  /** The native decode layers' float32 copies of the decoder layers' weights (0 when quantised or off). */
+  /** The native decode layers' copies of the decoder layers' weights and lm_head (0 when off). */
   readonly nativeWeights: number;
   /** glibc's slack on the memory the sessions hold (MALLOC_SLACK_FRACTION). */
   readonly mallocSlack: number;
@@ -212,11 +227,11 @@ export function loadTransient(w: WeightBytes, loaderThreads: number): LoadTransi
 }
 
 export function planMemory(input: MemoryPlanInput, machine: MachineMemory = machineMemory()): MemoryPlan {
-  const w = weightBytes(input.config, input.quantization, input.numMtpModules ?? 0);
+  const w = weightBytes(input.config, input.quantization, input.numMtpModules ?? 0, (input.nativeKernels ?? false) && input.quantization !== 'none');
   const activations = activationBytes(input.config, input.maxNumBatchedTokens, input.maxAttentionScoreElements);
   const load = loadTransient(w, input.quantization === 'none' ? 0 : (input.loaderThreads ?? 0));
   const mallocSlack = Math.ceil(w.inSessions * MALLOC_SLACK_FRACTION);
-  const nativeWeights = input.nativeKernels && input.quantization === 'none' ? nativeLayerBytes(input.config) : 0;
+  const nativeWeights = input.nativeKernels ? nativeLayerBytes(input.config, input.quantization) : 0;
   const total = RUNTIME_BASE_BYTES + w.total + nativeWeights + mallocSlack + input.kvCacheBytes + Math.max(load.total, activations);
   const usable = Math.floor(machine.bytes * (1 - HEADROOM_FRACTION));
   return {
@@ -235,11 +250,16 @@ export function planMemory(input: MemoryPlanInput, machine: MachineMemory = mach
   };
 }
 
-/** Float32 bytes of the main model's decoder layers and head (native_decode_layer.ts and the native lm_head hold copies). */
-function nativeLayerBytes(config: ModelConfig): number {
+/**
+ * Bytes of the copies native_decode_layer.ts and the native lm_head hold of the main model's decoder layers
+ * and head: float32 arrays, or quantised linear weights in the kernels' panels (codes + a float32 scale per
+ * block, as rawBytes counts them, plus padding to panels of 16 rows, under 1% at the shapes we serve; the
+ * norms and router gates stay shared with the graphs' sources).
+ */
+function nativeLayerBytes(config: ModelConfig, mode: QuantizationMode): number {
   return weightManifest(config)
     .filter((spec) => spec.name.startsWith('model.layers.') || spec.name === 'lm_head.weight' || spec.name === 'model.norm.weight')
-    .reduce((n, spec) => n + 4 * numel(spec), 0);
+    .reduce((n, spec) => n + (mode === 'none' ? 4 * numel(spec) : spec.role === 'linear' ? rawBytes(spec, mode) : 0), 0);
 }
 
 function describeLoad(l: LoadTransient): string {
@@ -251,7 +271,7 @@ function describeLoad(l: LoadTransient): string {
 export function describePlan(p: MemoryPlan): string {
   return (
     `weights ${formatGiB(p.weights)} (${p.quantization === 'none' ? 'float32' : p.quantization})` +
-    (p.nativeWeights > 0 ? ` + native decode copies ${formatGiB(p.nativeWeights)}` : '') +
+    (p.nativeWeights > 0 ? ` + native kernels' copies ${formatGiB(p.nativeWeights)}` : '') +
     ` + malloc slack ${formatGiB(p.mallocSlack)}` +
     ` + KV cache ${formatGiB(p.kvCache)} + runtime ${formatGiB(p.runtimeBase)} + max(load ${formatGiB(p.load.total)} (${describeLoad(p.load)}),` +
     ` activations ${formatGiB(p.activations)})` +

@@ -14,7 +14,7 @@ import { DEFAULT_MAX_SCORE_ELEMENTS } from './attention/sparse_mla.ts';
 import type { EngineCoreOptions } from './engine_core.ts';
 import { LoadMemoryGuard } from './load_memory_guard.ts';
 import { checkMemoryPlan } from './memory_plan.ts';
-import type { ForwardHooks } from './model/deepseek_model.ts';
+import { nativeLayersPlanned, type ForwardHooks } from './model/deepseek_model.ts';
 import { resolveKvCacheDtype } from './kv_cache_dtype_auto.ts';
 import { ModelRunner, numKvBlocksFor } from './model_runner.ts';
 import { GroupPool } from './quant/group_pool.ts';
@@ -58,7 +58,7 @@ export async function loadModelRunner(modelDir: string, options: EngineCoreOptio
         maxAttentionScoreElements: options.runner.maxAttentionScoreElements ?? DEFAULT_MAX_SCORE_ELEMENTS,
         numMtpModules: speculative ? 1 : 0,
         loaderThreads,
-        nativeKernels: (options.runner.nativeKernels ?? 'auto') !== 'off',
+        nativeKernels: nativeLayersPlanned(options.runner, quantization),
       },
       options.machineMemory,
     );

@@ -197,7 +197,7 @@ static void gemm(const float* w, const float* x, float* y, int R, int K, int M, 
 // page faults every time (measured ~100 us per DSA decode call at 16k keys). Thread-local, so engines in two
 // JS threads never share it; one buffer per slot, so a kernel and one it calls hold theirs at once. NULL
 // when out of memory.
-enum { SCRATCH_DSA, SCRATCH_ATTEND, SCRATCH_CHUNK, SCRATCH_ROWS, SCRATCH_SLOTS };
+enum { SCRATCH_DSA, SCRATCH_ATTEND, SCRATCH_CHUNK, SCRATCH_ROWS, SCRATCH_QX, SCRATCH_EXPERTS, SCRATCH_SLOTS };
 
 static void* thread_scratch(int slot, size_t bytes) {
   static __thread void* buf[SCRATCH_SLOTS];
@@ -210,6 +210,8 @@ static void* thread_scratch(int slot, size_t bytes) {
   }
   return buf[slot];
 }
+
+#include "quant_gemm.h"
 
 // ---------------------------------------------------------------------------------------------------
 // Small vector ops (sizes of one row: a few thousand floats at most).
@@ -249,7 +251,22 @@ static void rope(float* x, const float* cos, const float* sin, int d, int width,
 static float silu(float v) { return v / (1.0f + expf(-v)); }
 
 // ---------------------------------------------------------------------------------------------------
-// One layer's weights (pointers into JS-owned Float32Arrays the wrapper keeps alive) and scratch.
+// One layer's weights (pointers into JS-owned Float32Arrays, or quantised weights packed by
+// packQuantized, that the wrapper keeps alive) and scratch.
+
+// A linear layer's weight: float32 [R, K] row-major, or quantised (quant_gemm.h).
+typedef struct {
+  const float* f;
+  const QWeight* q;
+} Lin;
+
+// y[m * ys + r] = W[r, :] . x_m,r (x_m,r = x + m * xs + (r / rows_per_x) * K) for M <= MAX_ROWS rows; a
+// quantised weight carries its groups (rows_per_x) itself. 0 when out of memory.
+static int linear(Lin w, const float* x, float* y, int R, int K, int M, size_t xs, size_t ys, int rows_per_x) {
+  if (w.q) return qgemm(w.q, x, y, M, xs, ys, (size_t)w.q->group_rows);
+  gemm(w.f, x, y, R, K, M, xs, ys, rows_per_x);
+  return 1;
+}
 
 enum {  // dims[]: the layout of createLayer's first argument
   D_HIDDEN, D_HEADS, D_KV_LORA, D_ROPE, D_NOPE, D_V, D_Q_LORA, D_IDX_HEADS, D_IDX_DIM, D_FFN_KIND, D_FFN_I, D_EXPERTS,
@@ -264,10 +281,13 @@ enum {  // tensors[]: the layout of createLayer's second argument (null where a 
 typedef struct {
   int dims[D_COUNT];
   float eps, idx_eps;
-  const float* t[T_COUNT];
-  const float** expert_gate_up;  // [E] -> [2 I, D]
-  const float** expert_down;     // [E] -> [D, I]
+  const float* t[T_COUNT];   // float32 tensors (NULL for a quantised or missing one)
+  const QWeight* q[T_COUNT];  // quantised linear weights
+  Lin* expert_gate_up;        // [E] -> [2 I, D]
+  Lin* expert_down;           // [E] -> [D, I]
 } Layer;
+
+static Lin lin(const Layer* L, int i) { return (Lin){ L->t[i], L->q[i] }; }
 
 // Per-row buffers of one call, M rows each (this thread's SCRATCH_ROWS): [M, size] row-major.
 typedef struct {
@@ -303,6 +323,20 @@ static int is_null(napi_env env, napi_value v) {
   return t == napi_null || t == napi_undefined;
 }
 
+// A quantised weight made by packQuantized (NULL for anything else).
+static const QWeight* qweight_arg(napi_env env, napi_value v) {
+  napi_valuetype t;
+  void* p = NULL;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external || napi_get_value_external(env, v, &p) != napi_ok || !p) return NULL;
+  return ((const QWeight*)p)->magic == QWEIGHT_MAGIC ? p : NULL;
+}
+
+// A linear weight argument: Float32Array or a packQuantized external.
+static Lin lin_arg(napi_env env, napi_value v) {
+  const QWeight* q = qweight_arg(env, v);
+  return (Lin){ q ? NULL : typed(env, v, NULL), q };
+}
+
 static void layer_finalize(napi_env env, void* data, void* hint) {
   (void)env, (void)hint;
   Layer* L = data;
@@ -312,7 +346,8 @@ static void layer_finalize(napi_env env, void* data, void* hint) {
 }
 
 // createLayer(dims: Int32Array [D_COUNT], eps: Float64Array [rms, indexer LayerNorm], tensors: (Float32Array |
-// null)[T_COUNT], expertGateUp: Float32Array[], expertDown: Float32Array[]) -> external
+// quantised | null)[T_COUNT], expertGateUp: (Float32Array | quantised)[], expertDown: (...)[]) -> external.
+// Quantised weights (packQuantized) are taken for the linear layers only; the caller keeps them alive.
 static napi_value create_layer(napi_env env, napi_callback_info info) {
   napi_value a[5];
   args(env, info, a, 5);
@@ -330,17 +365,19 @@ static napi_value create_layer(napi_env env, napi_callback_info info) {
   for (int i = 0; i < T_COUNT; i++) {
     napi_value v;
     napi_get_element(env, a[2], i, &v);
-    L->t[i] = is_null(env, v) ? NULL : typed(env, v, NULL);
+    if (is_null(env, v)) continue;
+    const Lin w = lin_arg(env, v);
+    L->t[i] = w.f, L->q[i] = w.q;
   }
   int E = L->dims[D_EXPERTS];
-  L->expert_gate_up = calloc(E > 0 ? E : 1, sizeof(float*));
-  L->expert_down = calloc(E > 0 ? E : 1, sizeof(float*));
+  L->expert_gate_up = calloc(E > 0 ? E : 1, sizeof(Lin));
+  L->expert_down = calloc(E > 0 ? E : 1, sizeof(Lin));
   for (int e = 0; e < E; e++) {
     napi_value v;
     napi_get_element(env, a[3], e, &v);
-    L->expert_gate_up[e] = typed(env, v, NULL);
+    L->expert_gate_up[e] = lin_arg(env, v);
     napi_get_element(env, a[4], e, &v);
-    L->expert_down[e] = typed(env, v, NULL);
+    L->expert_down[e] = lin_arg(env, v);
   }
   napi_value ext;
   napi_create_external(env, L, layer_finalize, NULL, &ext);
@@ -417,19 +454,23 @@ static napi_value pre(napi_env env, napi_callback_info info) {
     return NULL;
   }
   for (int m = 0; m < M; m++) rms_norm(h + (size_t)m * D, L->t[T_IN_NORM], r.x + (size_t)m * D, D, L->eps);
-  gemm(L->t[T_WX], r.x, r.xo, XR, D, M, D, XR, XR);
+  linear(lin(L, T_WX), r.x, r.xo, XR, D, M, D, XR, XR);
   // [q_nope | q_pe] from x (direct q_proj) or from qr = RMSNorm(qa) (q-LoRA, with the indexer query).
   const float *q_nope, *q_pe, *kv_a;
   size_t q_stride;
   if (qLora > 0) {
     for (int m = 0; m < M; m++) rms_norm(r.xo + (size_t)m * XR, L->t[T_QA_NORM], r.qr + (size_t)m * qLora, qLora, L->eps);
-    gemm(L->t[T_WQR], r.qr, r.qro, QR, qLora, M, qLora, QR, QR);
+    linear(lin(L, T_WQR), r.qr, r.qro, QR, qLora, M, qLora, QR, QR);
     q_nope = r.qro, q_pe = r.qro + H * dn, kv_a = r.xo + qLora, q_stride = QR;
   } else {
     q_nope = r.xo, q_pe = r.xo + H * dn, kv_a = r.xo + H * (dn + dr), q_stride = XR;
   }
-  Absorb ab = { L, q_nope, q_stride, q, M };
-  parallel_for(absorb_heads, &ab, H, 1, 2);
+  if (L->q[T_WUK]) {  // per-head [L, dn] blocks along qk_nope, written straight into q's [M, H, C] rows
+    qgemm(L->q[T_WUK], q_nope, q, M, q_stride, (size_t)H * C, C);
+  } else {
+    Absorb ab = { L, q_nope, q_stride, q, M };
+    parallel_for(absorb_heads, &ab, H, 1, 2);
+  }
   const int indexer = Hi > 0 && !is_null(env, a[8]);
   const float *icos = indexer ? typed(env, a[4], NULL) : NULL, *isin = indexer ? typed(env, a[5], NULL) : NULL;
   float *iq = indexer ? typed(env, a[8], NULL) : NULL, *ik = indexer ? typed(env, a[9], NULL) : NULL, *iw = indexer ? typed(env, a[10], NULL) : NULL;
@@ -462,15 +503,15 @@ static napi_value pre(napi_env env, napi_callback_info info) {
 }
 
 // SwiGLU over M rows x [M, D] with stacked [gate; up] [2I, D] and down [D, I]: y [M, D] (r.gu, r.act: scratch).
-static void swiglu(const Layer* L, const Rows* r, const float* gate_up, const float* down, const float* x, float* y, int I, int M) {
+static void swiglu(const Layer* L, const Rows* r, Lin gate_up, Lin down, const float* x, float* y, int I, int M) {
   const int D = L->dims[D_HIDDEN];
-  gemm(gate_up, x, r->gu, 2 * I, D, M, D, 2 * (size_t)I, 2 * I);
+  linear(gate_up, x, r->gu, 2 * I, D, M, D, 2 * (size_t)I, 2 * I);
   for (int m = 0; m < M; m++) {
     const float* gu = r->gu + (size_t)m * 2 * I;
     float* act = r->act + (size_t)m * I;
     for (int i = 0; i < I; i++) act[i] = silu(gu[i]) * gu[I + i];
   }
-  gemm(down, r->act, y, D, I, M, I, D, D);
+  linear(down, r->act, y, D, I, M, I, D, D);
 }
 
 // post(layer, h [M, D], o [M, H, L], hOut [M, D], x2 [M, D] | null, router [M, E] | null): MLA 6 (W_UV per
@@ -489,8 +530,8 @@ static napi_value post(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "post: h must be 1 to 16 rows (or out of memory)");
     return NULL;
   }
-  gemm(L->t[T_WUV], o, r.v, H * dv, Lr, M, (size_t)H * Lr, (size_t)H * dv, dv);
-  gemm(L->t[T_O_PROJ], r.v, r.a, D, H * dv, M, (size_t)H * dv, D, D);
+  linear(lin(L, T_WUV), o, r.v, H * dv, Lr, M, (size_t)H * Lr, (size_t)H * dv, dv);
+  linear(lin(L, T_O_PROJ), r.v, r.a, D, H * dv, M, (size_t)H * dv, D, D);
   for (size_t i = 0; i < (size_t)M * D; i++) r.h2[i] = h[i] + r.a[i];
   float* x2 = is_null(env, a[4]) ? r.x : typed(env, a[4], NULL);
   for (int m = 0; m < M; m++) rms_norm(r.h2 + (size_t)m * D, L->t[T_POST_NORM], x2 + (size_t)m * D, D, L->eps);
@@ -500,14 +541,19 @@ static napi_value post(napi_env env, napi_callback_info info) {
     memcpy(h_out, r.h2, sizeof(float) * M * D);
     return NULL;
   }
-  swiglu(L, &r, L->t[T_FFN_GATE_UP], L->t[T_FFN_DOWN], x2, r.y, L->dims[D_FFN_I], M);
+  swiglu(L, &r, lin(L, T_FFN_GATE_UP), lin(L, T_FFN_DOWN), x2, r.y, L->dims[D_FFN_I], M);
   for (size_t i = 0; i < (size_t)M * D; i++) h_out[i] = r.h2[i] + r.y[i];
   return NULL;
 }
 
 // experts(layer, x2 [M, D], h [M, D] (in place: h[m] += sum_j w[m, j] * expert_{ids[m, j]}(x2[m])), ids:
-// Int32Array [M, k], w: Float32Array [M, k]). Each expert runs once over the rows that picked it; a row's k
-// outputs are then summed in j order and added (moe.ts's order).
+// Int32Array [M, k], w: Float32Array [M, k]), any M: decode steps, and with quantised weights every prefill
+// chunk too (deepseek_model.ts runs no graph for them). Rows go in tiles whose k outputs per row fit
+// EXPERT_TILE_BYTES; within a tile each expert runs once per EXPERT_ROWS of the rows that picked it (16
+// for float32: gemm's register tiles), reading its weights once for them; a row's k outputs are then summed
+// in j order and added (moe.ts's order), so a row's result does not depend on the other rows.
+enum { EXPERT_ROWS_Q = 64, EXPERT_TILE_BYTES = 8 << 20 };
+
 static napi_value experts(napi_env env, napi_callback_info info) {
   napi_value a[5];
   args(env, info, a, 5);
@@ -517,11 +563,12 @@ static napi_value experts(napi_env env, napi_callback_info info) {
   float* h = typed(env, a[2], NULL);
   const int32_t* ids = typed(env, a[3], &n);
   const float* w = typed(env, a[4], NULL);
-  const int D = L->dims[D_HIDDEN], E = L->dims[D_EXPERTS], I = L->dims[D_EXPERT_I], M = row_count(xn, D);
+  const int D = L->dims[D_HIDDEN], E = L->dims[D_EXPERTS], I = L->dims[D_EXPERT_I];
+  const size_t Ms = xn % (size_t)D == 0 ? xn / (size_t)D : 0;
+  const int M = Ms > 0 && Ms <= INT32_MAX / 64 ? (int)Ms : 0;
   const int k = M > 0 ? (int)(n / (size_t)M) : 0;
-  Rows r;
-  if (M == 0 || k == 0 || n % (size_t)M != 0 || !rows_scratch(L, M, k, &r)) {
-    napi_throw_range_error(env, NULL, "experts: x2 must be 1 to 16 rows with k ids each (or out of memory)");
+  if (M == 0 || k == 0 || k > 64 || n % (size_t)M != 0 || E == 0) {
+    napi_throw_range_error(env, NULL, "experts: x2 must be whole rows with 1 to 64 expert ids each");
     return NULL;
   }
   for (size_t j = 0; j < n; j++)
@@ -529,30 +576,46 @@ static napi_value experts(napi_env env, napi_callback_info info) {
       napi_throw_range_error(env, NULL, "experts: expert id out of range");
       return NULL;
     }
-  int pick[MAX_ROWS * 64];  // (row * k + j) of the rows that picked expert e; k <= 64 checked below
-  if (k > 64) {
-    napi_throw_range_error(env, NULL, "experts: more than 64 experts per row");
+  const int rows = L->expert_gate_up[0].q ? EXPERT_ROWS_Q : MAX_ROWS;
+  int tile = (int)(EXPERT_TILE_BYTES / ((size_t)k * D * sizeof(float)));
+  if (tile < rows) tile = rows;
+  if (tile > M) tile = M;
+  // Scratch: per call of an expert, rows x (x, [gate; up], act, y); per tile, the k outputs of each row, the
+  // picks sorted by expert and each expert's start in them.
+  const size_t f_rows = (size_t)rows * (D + 2 * (size_t)I + I + D), f_yk = (size_t)tile * k * D;
+  const size_t bytes = (f_rows + f_yk + D) * sizeof(float) + ((size_t)tile * k + E + 1) * sizeof(int);
+  float* s = thread_scratch(SCRATCH_EXPERTS, bytes);
+  if (!s) {
+    napi_throw_error(env, NULL, "experts: out of memory");
     return NULL;
   }
-  for (int e = 0; e < E; e++) {
-    int np = 0;
-    for (int i = 0; i < M * k; i++)
-      if (ids[i] == e) pick[np++] = i;
-    for (int p0 = 0; p0 < np; p0 += M) {  // M at a time (a row lists an expert once, so np <= M)
-      const int cnt = np - p0 < M ? np - p0 : M;
-      for (int p = 0; p < cnt; p++) memcpy(r.xe + (size_t)p * D, x2 + (size_t)(pick[p0 + p] / k) * D, sizeof(float) * D);
-      swiglu(L, &r, L->expert_gate_up[e], L->expert_down[e], r.xe, r.y, I, cnt);
-      for (int p = 0; p < cnt; p++) memcpy(r.yk + (size_t)pick[p0 + p] * D, r.y + (size_t)p * D, sizeof(float) * D);
+  Rows r = { 0 };
+  r.xe = s, r.gu = r.xe + (size_t)rows * D, r.act = r.gu + (size_t)rows * 2 * I, r.y = r.act + (size_t)rows * I;
+  float *yk = r.y + (size_t)rows * D, *acc = yk + f_yk;
+  int *pick = (int*)(acc + D), *start = pick + (size_t)tile * k;
+  for (int m0 = 0; m0 < M; m0 += tile) {
+    const int mt = M - m0 < tile ? M - m0 : tile;
+    const int32_t* tid = ids + (size_t)m0 * k;
+    for (int e = 0; e <= E; e++) start[e] = 0;
+    for (int i = 0; i < mt * k; i++) start[tid[i] + 1]++;
+    for (int e = 0; e < E; e++) start[e + 1] += start[e];
+    for (int i = 0; i < mt * k; i++) pick[start[tid[i]]++] = i;  // start[e] is now the end of e's picks
+    for (int e = 0, p0 = 0; e < E; p0 = start[e++]) {
+      for (int c0 = p0; c0 < start[e]; c0 += rows) {
+        const int cnt = start[e] - c0 < rows ? start[e] - c0 : rows;
+        for (int p = 0; p < cnt; p++) memcpy(r.xe + (size_t)p * D, x2 + ((size_t)m0 + pick[c0 + p] / k) * D, sizeof(float) * D);
+        swiglu(L, &r, L->expert_gate_up[e], L->expert_down[e], r.xe, r.y, I, cnt);
+        for (int p = 0; p < cnt; p++) memcpy(yk + (size_t)pick[c0 + p] * D, r.y + (size_t)p * D, sizeof(float) * D);
+      }
     }
-  }
-  for (int m = 0; m < M; m++) {
-    float* acc = r.a;  // [D]
-    for (int i = 0; i < D; i++) acc[i] = 0;
-    for (int j = 0; j < k; j++) {
-      const float wj = w[m * k + j], *y = r.yk + ((size_t)m * k + j) * D;
-      for (int i = 0; i < D; i++) acc[i] += wj * y[i];
+    for (int m = 0; m < mt; m++) {
+      for (int i = 0; i < D; i++) acc[i] = 0;
+      for (int j = 0; j < k; j++) {
+        const float wj = w[((size_t)m0 + m) * k + j], *y = yk + ((size_t)m * k + j) * D;
+        for (int i = 0; i < D; i++) acc[i] += wj * y[i];
+      }
+      for (int i = 0; i < D; i++) h[((size_t)m0 + m) * D + i] += acc[i];
     }
-    for (int i = 0; i < D; i++) h[(size_t)m * D + i] += acc[i];
   }
   return NULL;
 }
@@ -1171,18 +1234,23 @@ static napi_value decode_attention(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// logits(h: Float32Array [M, D], norm: Float32Array [D], w: Float32Array [V, D], out: Float32Array [M, V],
-// eps): the final RMSNorm and lm_head of M <= MAX_ROWS rows (the lm_head graph of deepseek_model.ts).
+// logits(h: Float32Array [M, D], norm: Float32Array [D], w: Float32Array [V, D] | quantised, out: Float32Array
+// [M, V], eps): the final RMSNorm and lm_head of M <= MAX_ROWS rows (the lm_head graph of deepseek_model.ts).
 static napi_value logits(napi_env env, napi_callback_info info) {
   napi_value a[5];
   args(env, info, a, 5);
   size_t hn = 0, D = 0, wn = 0, on = 0;
-  const float *h = typed(env, a[0], &hn), *norm = typed(env, a[1], &D), *w = typed(env, a[2], &wn);
+  const float *h = typed(env, a[0], &hn), *norm = typed(env, a[1], &D);
+  const Lin w = lin_arg(env, a[2]);
+  if (w.q)
+    wn = w.q->K == (int)D && w.q->groups == 1 ? (size_t)w.q->group_rows * D : 0;
+  else
+    typed(env, a[2], &wn);
   float* out = typed(env, a[3], &on);
   double eps = 0;
   napi_get_value_double(env, a[4], &eps);
   const int M = D > 0 ? row_count(hn, (int)D) : 0;
-  if (!h || !norm || !w || !out || M == 0 || wn % D != 0 || on != (size_t)M * (wn / D)) {
+  if (!h || !norm || !(w.f || w.q) || !out || M == 0 || wn == 0 || wn % D != 0 || on != (size_t)M * (wn / D)) {
     napi_throw_range_error(env, NULL, "logits: shapes do not match (or more than 16 rows)");
     return NULL;
   }
@@ -1193,8 +1261,64 @@ static napi_value logits(napi_env env, napi_callback_info info) {
     return NULL;
   }
   for (int m = 0; m < M; m++) rms_norm(h + (size_t)m * D, norm, x + (size_t)m * D, (int)D, (float)eps);
-  gemm(w, x, out, (int)V, (int)D, M, D, V, (int)V);
+  const int ok = linear(w, x, out, (int)V, (int)D, M, D, V, (int)V);
   free(x);
+  if (!ok) napi_throw_error(env, NULL, "logits: out of memory");
+  return NULL;
+}
+
+static void qweight_finalize(napi_env env, void* data, void* hint) {
+  (void)env, (void)hint;
+  qweight_free(data);
+}
+
+// packQuantized(bits: 8 | 4, rows, cols, groupRows, packed: Uint8Array [rows, ceil(cols / 32), 32 * bits / 8],
+// scales: Float32Array [rows * ceil(cols / 32)]) -> external: the weight repacked for the kernels (a copy:
+// the arrays may be dropped afterwards). groupRows: rows per group of rows that read their own cols inputs
+// (rows for a plain matrix; see quant_gemm.h).
+static napi_value pack_quantized(napi_env env, napi_callback_info info) {
+  napi_value a[6];
+  args(env, info, a, 6);
+  int32_t bits = 0, rows = 0, cols = 0, group = 0;
+  napi_get_value_int32(env, a[0], &bits);
+  napi_get_value_int32(env, a[1], &rows);
+  napi_get_value_int32(env, a[2], &cols);
+  napi_get_value_int32(env, a[3], &group);
+  size_t pn = 0, sn = 0;
+  const uint8_t* packed = typed(env, a[4], &pn);
+  const float* scales = typed(env, a[5], &sn);
+  const size_t nb = cols > 0 ? ((size_t)cols + QBLOCK - 1) / QBLOCK : 0;
+  if ((bits != 8 && bits != 4) || rows <= 0 || cols <= 0 || group <= 0 || rows % group != 0 || !packed || !scales ||
+      pn != (size_t)rows * nb * QBLOCK * bits / 8 || sn != (size_t)rows * nb) {
+    napi_throw_range_error(env, NULL, "packQuantized: bits must be 8 or 4 and packed/scales must match [rows, cols] in groups of groupRows");
+    return NULL;
+  }
+  QWeight* w = qweight_pack(bits, rows, cols, group, packed, scales);
+  if (!w) {
+    napi_throw_error(env, NULL, "packQuantized: out of memory");
+    return NULL;
+  }
+  napi_value ext;
+  napi_create_external(env, w, qweight_finalize, NULL, &ext);
+  return ext;
+}
+
+// quantizedMatmul(w: quantised, x: Float32Array [M, groups * cols], y: Float32Array [M, rows]): y = W x per
+// group, M <= MAX_ROWS (tests and probes).
+static napi_value quantized_matmul(napi_env env, napi_callback_info info) {
+  napi_value a[3];
+  args(env, info, a, 3);
+  const QWeight* w = qweight_arg(env, a[0]);
+  size_t xn = 0, yn = 0;
+  const float* x = typed(env, a[1], &xn);
+  float* y = typed(env, a[2], &yn);
+  const size_t in = w ? (size_t)w->groups * w->K : 0, R = w ? (size_t)w->groups * w->group_rows : 0;
+  const int M = in > 0 ? row_count(xn, (int)in) : 0;
+  if (!w || !x || !y || M == 0 || yn != (size_t)M * R) {
+    napi_throw_range_error(env, NULL, "quantizedMatmul: x must be 1 to 16 rows of groups * cols and y as many rows of rows");
+    return NULL;
+  }
+  if (!qgemm(w, x, y, M, in, R, (size_t)w->group_rows)) napi_throw_error(env, NULL, "quantizedMatmul: out of memory");
   return NULL;
 }
 
@@ -1236,7 +1360,7 @@ NAPI_MODULE_INIT() {
   const struct {
     const char* name;
     napi_callback fn;
-  } fns[] = { { "createLayer", create_layer }, { "pre", pre }, { "post", post }, { "experts", experts }, { "setThreads", set_threads }, { "gemv", gemv_js }, { "attend", attend }, { "logits", logits }, { "dsaDecode", dsa_decode }, { "decodeAttention", decode_attention } };
+  } fns[] = { { "createLayer", create_layer }, { "pre", pre }, { "post", post }, { "experts", experts }, { "setThreads", set_threads }, { "gemv", gemv_js }, { "attend", attend }, { "logits", logits }, { "dsaDecode", dsa_decode }, { "decodeAttention", decode_attention }, { "packQuantized", pack_quantized }, { "quantizedMatmul", quantized_matmul } };
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
     napi_value f;
     napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);

@@ -59,7 +59,7 @@ describe('quantised engine', () => {
       assert.ok(e instanceof EngineError && e.code === 'DSV_ERR_CONFIG', String(e));
       assert.match(
         e.message,
-        /^the model does not fit in memory: weights \d+ MiB \(float32\) \+ native decode copies \d+ MiB \+ malloc slack \d+ MiB \+ KV cache \d+ MiB \+ runtime 256 MiB/,
+        /^the model does not fit in memory: weights \d+ MiB \(float32\) \+ native kernels. copies \d+ MiB \+ malloc slack \d+ MiB \+ KV cache \d+ MiB \+ runtime 256 MiB/,
       );
       assert.match(e.message, /of 184 MiB usable \(200 MiB from \/test\/memory\.max\); no --quantization or --kv-cache-memory setting fits this machine$/);
       return true;

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadNativeKernels } from '../../src/engine/native/native_kernels.ts';
+import { dequantizeMatrix, quantizeMatrix } from '../../src/engine/quant/block_quant.ts';
 
 const load = loadNativeKernels();
 const skip = load.kernels === null ? `native kernels unavailable: ${load.reason}` : false;
@@ -270,4 +271,63 @@ test('native decode attention of a batch: each sequence as its own attend / dsaD
     () => k.decodeAttention(q, null, null, pool, null, slots, Int32Array.of(1, 2, 3, 4, 5, T + 1), new Float32Array(B * H * L), new Int32Array(B * topk), L),
     /visible/,
   );
+});
+
+/** x quantised per block of 32 as quant_gemm.h does: scale max|x| / 127, codes rounded half to even. */
+function quantizedInputs(x: Float32Array): Float64Array {
+  const out = new Float64Array(x.length);
+  for (let k0 = 0; k0 < x.length; k0 += 32) {
+    const block = x.subarray(k0, k0 + 32);
+    const amax = block.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
+    const d = Math.fround(amax / 127);
+    const inv = amax > 0 ? Math.fround(127 / amax) : 0;
+    block.forEach((v, i) => {
+      const t = Math.fround(v * inv);
+      const r = Math.abs(t % 1) === 0.5 ? 2 * Math.round(t / 2) : Math.round(t);
+      out[k0 + i] = Math.max(-127, Math.min(127, r)) * d;
+    });
+  }
+  return out;
+}
+
+test('native quantised matmul: int8 and int4 panels against the dequantised weights times the int8 inputs, any size and grouping', { skip }, () => {
+  const k = load.kernels!;
+  for (const bits of [8, 4] as const) {
+    for (const [groups, rows, cols, M] of [
+      [1, 1, 32, 1],
+      [1, 17, 40, 3],
+      [1, 300, 256, 16],
+      [4, 5, 16, 2], // per-head groups of 5 rows over 16 inputs each (padded to a block)
+      [3, 64, 100, 9],
+    ] as const) {
+      const R = groups * rows;
+      const q = quantizeMatrix(randoms(R * cols), R, cols, bits);
+      const wd = dequantizeMatrix(q);
+      const handle = k.packQuantized(bits, R, cols, rows, q.packed, q.scales);
+      const x = randoms(M * groups * cols);
+      const want = new Float64Array(M * R);
+      for (let m = 0; m < M; m++)
+        for (let g = 0; g < groups; g++) {
+          const xq = quantizedInputs(x.subarray((m * groups + g) * cols, (m * groups + g + 1) * cols));
+          for (let r = g * rows; r < (g + 1) * rows; r++) for (let c = 0; c < cols; c++) want[m * R + r]! += wd[r * cols + c]! * xq[c]!;
+        }
+      const ys = [1, 2].map((threads) => {
+        k.setThreads(threads);
+        const y = new Float32Array(M * R);
+        k.quantizedMatmul(handle, x, y);
+        return y;
+      });
+      const what = `int${bits} ${groups} x [${rows}, ${cols}], M ${M}`;
+      assert.ok(maxRelError(ys[0]!, want) < 1e-5, `${what}: ${maxRelError(ys[0]!, want)}`);
+      assert.deepEqual(ys[1], ys[0], `${what}: 2 threads differ from 1`);
+      // Each row alone gives the same bits as in the batch (the engine's steps batch any rows together).
+      const y1 = new Float32Array(R);
+      k.quantizedMatmul(handle, x.subarray((M - 1) * groups * cols), y1);
+      assert.deepEqual(y1, ys[0]!.subarray((M - 1) * R), `${what}: the last row alone differs`);
+    }
+  }
+  const q = quantizeMatrix(randoms(64), 2, 32, 8);
+  assert.throws(() => k.packQuantized(8, 2, 32, 2, q.packed.subarray(1), q.scales), /packQuantized/);
+  assert.throws(() => k.packQuantized(8, 2, 32, 3, q.packed, q.scales), /packQuantized/);
+  assert.throws(() => k.quantizedMatmul(k.packQuantized(8, 2, 32, 2, q.packed, q.scales), new Float32Array(31), new Float32Array(2)), /quantizedMatmul/);
 });

@@ -27,10 +27,11 @@ import type { StepPlan } from './step_plan.ts';
 import type { IndexerConfig, LayerWeights, LinearWeight, ModelConfig, MoeConfig, MoeWeights, Tensor } from '../checkpoint/types.ts';
 import { moeConfigOfLayer } from '../checkpoint/weights.ts';
 import { isQuantized, type EmbeddingTable, type QuantBits } from '../../common/quantized.ts';
+import type { QuantizationMode } from '../quant/quant_mode.ts';
 import { gatherRows } from '../quant/rows.ts';
 import { EngineError } from '../../common/errors.ts';
-import { NATIVE_MAX_ROWS, NativeDecodeLayer, type RopeRows } from './native_decode_layer.ts';
-import { loadNativeKernels, type NativeDecodeKernels, type NativeKernelsMode } from '../native/native_kernels.ts';
+import { NATIVE_MAX_ROWS, NativeDecodeLayer, nativeLinearOf, type RopeRows } from './native_decode_layer.ts';
+import { loadNativeKernels, type NativeDecodeKernels, type NativeKernelsMode, type NativeLinear } from '../native/native_kernels.ts';
 
 /**
  * Where the weights come from, one group at a time (quant/weight_stream.ts in this thread, or
@@ -91,15 +92,18 @@ type PreAttentionOutputs = readonly [Float32Array, Float32Array, Float32Array?, 
 interface RoutedExperts {
   readonly config: MoeConfig;
   readonly eScoreCorrectionBias: Float32Array | null;
-  /** One graph per range of experts (several only when one graph would pass protobuf's 2 GiB). */
+  /**
+   * One graph per range of experts (several only when one graph would pass protobuf's 2 GiB); none when the
+   * layer's native copy runs the experts of every step (quantised weights: see createLayerSessions).
+   */
   readonly groups: readonly { readonly range: readonly [number, number]; readonly session: GraphSession }[];
 }
 
-/** The final norm and lm_head weights the native kernels read (float32, held in JS). */
+/** The final norm and lm_head weights the native kernels read (float32 held in JS, or quantised and packed in C). */
 interface NativeHead {
   readonly kernels: NativeDecodeKernels;
   readonly norm: Float32Array; // [D]
-  readonly weight: Float32Array; // [vocab, D]
+  readonly weight: NativeLinear; // [vocab, D]
 }
 
 /** One decoder layer's compiled graphs (the MTP module builds its own with createLayerSessions). */
@@ -174,7 +178,10 @@ export class DeepseekModel {
     const sparseMla = new SparseMlaAttention(shapes, sessions, native.kernels);
     const shared = Object.values(sessions).filter((x): x is GraphSession => x !== null);
     const head = await source.head();
-    const nativeHead = native.kernels && !isQuantized(head.lmHead) ? { kernels: native.kernels, norm: head.norm.data, weight: head.lmHead.data } : null;
+    const nativeHead =
+      native.kernels && (!isQuantized(head.lmHead) || nativeQuantized(options))
+        ? { kernels: native.kernels, norm: head.norm.data, weight: nativeLinearOf(native.kernels, head.lmHead) }
+        : null;
     const lmHead = await GraphSession.create(
       'lm_head',
       build(() => buildLmHeadGraph(config, head)),
@@ -302,6 +309,10 @@ export class DeepseekModel {
     return profiler.timeAsync('experts', async () => {
       const moe = experts.config;
       const routing = routeTokens(this.config, moe, router, experts.eScoreCorrectionBias, N);
+      if (experts.groups.length === 0) {
+        layer.native!.experts(x, hOut, routing.experts, routing.weights); // in place; createLayerSessions: native is set
+        return hOut;
+      }
       const d = dispatch(routing.experts, routing.weights, moe.nRoutedExperts, moe.numExpertsPerTok);
       let out = hOut;
       for (const { range, session } of experts.groups) {
@@ -385,12 +396,39 @@ export async function createLayerSessions(
   const ffn = w.mlp.kind === 'dense' ? denseFfn(w.mlp.weights) : moePreludeFfn(w.mlp.weights);
   const pre = build(() => buildPreAttentionGraph(config, l, w.attn, w.inputLayernorm, indexer, storage.indexerKeysRotated, bits, prelude));
   const post = build(() => buildPostAttentionGraph(config, l, w.attn, w.postAttentionLayernorm, ffn, bits));
+  const native =
+    nativeKernels && prelude === null
+      ? NativeDecodeLayer.create(nativeKernels, config, w, indexer, moe, storage.indexerKeysRotated, nativeQuantized(options))
+      : null;
+  // Quantised routed experts run in C for every step, prefill chunks included, with no ONNX Runtime graph:
+  // a graph would hold them a second time (they are ~90% of a DeepSeek model's weights), and the kernel
+  // reads each expert's weights once per 64 of the rows that picked it (decode_layer.c experts()).
+  const expertsInC = native !== null && bits !== null;
   return {
     pre: await GraphSession.create(`pre_attention_${l}`, pre, options),
     post: await GraphSession.create(`post_attention_${l}`, post, options),
-    experts: moe && w.mlp.kind === 'moe' ? await routedExperts(config, moe, l, w.mlp.weights, options, build) : null,
-    native: nativeKernels && prelude === null ? NativeDecodeLayer.create(nativeKernels, config, w, indexer, moe, storage.indexerKeysRotated) : null,
+    experts: moe && w.mlp.kind === 'moe' ? await routedExperts(config, moe, l, w.mlp.weights, options, build, expertsInC) : null,
+    native,
   };
+}
+
+/**
+ * Whether the decoder layers will run in C, for the memory plan before loading: --native-kernels not off,
+ * the kernels built, and for quantised weights the serving accuracy level (nativeQuantized). Layers the
+ * kernels do not cover (NativeDecodeLayer.create) still fall back; the load guard checks memory per layer.
+ */
+export function nativeLayersPlanned(options: ModelOptions, quantization: QuantizationMode): boolean {
+  if ((options.nativeKernels ?? 'auto') === 'off' || (quantization !== 'none' && !nativeQuantized(options))) return false;
+  return loadNativeKernels().kernels !== null;
+}
+
+/**
+ * Whether quantised layers may decode in C: the kernels quantise their inputs to int8 per block of 32, which is
+ * MatMulNBits' accuracy level 4 (the serving level); at any other level (tests: 0, exact weights) ONNX Runtime
+ * keeps every step so that the model computes what that level says.
+ */
+function nativeQuantized(options: ModelOptions): boolean {
+  return (options.quantAccuracyLevel ?? QUANT_ACCURACY_LEVEL) === 4;
 }
 
 /** The native kernels per --native-kernels (on: refuse to start without them), with their pool sized to numThreads. */
@@ -431,8 +469,9 @@ async function routedExperts(
   w: MoeWeights<LinearWeight>,
   options: ModelOptions,
   build: (fn: () => Uint8Array) => Uint8Array,
+  inC: boolean,
 ): Promise<RoutedExperts> {
-  const ranges = expertGroups(w);
+  const ranges = inC ? [] : expertGroups(w);
   const groups = [];
   for (const range of ranges) {
     const graph = build(() => buildRoutedExpertsGraph(config.hiddenSize, moe, l, w, ranges.length === 1 ? undefined : range));

@@ -1,19 +1,21 @@
 // One decoder layer's dense parts for steps of up to NATIVE_MAX_ROWS rows (decode batches) in C
 // (src/native/decode_layer.c): the pre-attention graph, the post-attention graph and the routed experts,
 // each one native call instead of one ONNX Runtime run of tens of nodes. The weights are the graphs' own
-// stacked float32 layouts (pre_attention.ts preAttentionStacks, absorbed.ts keyUpScaled / valueUpRows,
-// moe.ts), held here in JS memory; ONNX Runtime keeps its copies for prefill.
+// stacked layouts (pre_attention.ts preAttentionStacks, absorbed.ts keyUpScaled / valueUpRows, moe.ts):
+// float32 ones held here in JS memory, quantised ones (--quantization) copied into the kernels' panels
+// (src/native/quant_gemm.h, C memory owned by the handles held here); ONNX Runtime keeps its copies for prefill.
 //
-// Covered: float32 weights (no --quantization), q-LoRA or direct q_proj, the indexer (float32 or bfloat16 key cache:
+// Covered: float32 or int8/int4 weights, q-LoRA or direct q_proj, the indexer (float32 or bfloat16 key cache:
 // an fp8 cache wants the Hadamard-rotated query), dense or MoE FFN. Anything else returns null from
 // create() and the layer runs through ONNX Runtime.
-import { isQuantized, type LinearWeight } from '../../common/quantized.ts';
+import { isQuantized, type LinearWeight, type QuantBits } from '../../common/quantized.ts';
 import type { IndexerConfig, LayerWeights, ModelConfig, MoeConfig, Tensor } from '../checkpoint/types.ts';
-import { keyUpScaled, valueUpRows } from './absorbed.ts';
+import { keyUpScaled, keyUpTransposed, valueUpRows } from './absorbed.ts';
 import { INDEXER_LAYERNORM_EPS, preAttentionStacks } from './pre_attention.ts';
 import { mlaSoftmaxScale } from './rope.ts';
-import { stackRows } from '../quant/rows.ts';
-import type { NativeDecodeKernels } from '../native/native_kernels.ts';
+import { quantizeMatrix } from '../quant/block_quant.ts';
+import { rowsOf, stackRows } from '../quant/rows.ts';
+import type { NativeDecodeKernels, NativeLinear } from '../native/native_kernels.ts';
 
 /** q, kv, and with the indexer iq, ik, iw: the pre-attention graph's outputs for one row. */
 export interface NativePreOutputs {
@@ -37,9 +39,14 @@ const FFN_MOE = 1;
 const FFN_MOE_SHARED = 2;
 const MAX_ROPE_WIDTH = 512; // decode_layer.c rope()'s scratch row
 
-function f32(w: LinearWeight | Tensor): Float32Array {
-  if (isQuantized(w)) throw new Error('native decode layer: quantised weight');
-  return w.data;
+/** A plain linear weight as the kernels take it: float32 as it is, quantised repacked (a copy in C memory). */
+export function nativeLinearOf(kernels: NativeDecodeKernels, w: LinearWeight): NativeLinear {
+  return isQuantized(w) ? kernels.packQuantized(w.bits, w.rows, w.cols, w.rows, w.packed, w.scales) : w.data;
+}
+
+/** Bytes of a packed quantised weight (quant_gemm.h: per group, panels of 16 rows x blocks of 32: codes + 16 float scales). */
+export function packedQuantizedBytes(bits: QuantBits, rows: number, cols: number, groupRows = rows): number {
+  return (rows / groupRows) * Math.ceil(groupRows / 16) * Math.ceil(cols / 32) * (16 * 4 * bits + 64);
 }
 
 /**
@@ -52,17 +59,14 @@ export class NativeDecodeLayer {
   private constructor(
     private readonly kernels: NativeDecodeKernels,
     private readonly handle: object,
-    /** The arrays the C side points into: held so they live as long as the handle. */
-    readonly weights: readonly Float32Array[],
+    /** The arrays and packed weights the C side points into: held so they live as long as the handle. */
+    readonly weights: readonly NativeLinear[],
+    /** Bytes of weights this layer holds on top of ONNX Runtime's copies. */
+    readonly weightBytes: number,
     private readonly config: ModelConfig,
     private readonly indexer: IndexerConfig | null,
     private readonly moe: MoeConfig | null,
   ) {}
-
-  /** Bytes of float32 weights this layer holds on top of ONNX Runtime's copies. */
-  get weightBytes(): number {
-    return this.weights.reduce((n, w) => n + w.byteLength, 0);
-  }
 
   /** The layer, or null when its weights or options are outside what the kernels cover (see the header). */
   static create(
@@ -72,6 +76,8 @@ export class NativeDecodeLayer {
     indexer: IndexerConfig | null,
     moe: MoeConfig | null,
     rotatedIndexerKeys: boolean,
+    /** Quantised weights allowed (the int8 inputs of quant_gemm.h are MatMulNBits' accuracy level 4: the caller's level must be it). */
+    allowQuantized = true,
   ): NativeDecodeLayer | null {
     const { attn } = w;
     const linears: LinearWeight[] = [attn.kvAProjWithMqa, attn.oProj];
@@ -79,7 +85,9 @@ export class NativeDecodeLayer {
     else linears.push(attn.query.qProj);
     if (w.mlp.kind === 'dense') linears.push(w.mlp.weights.gateProj);
     else linears.push(...w.mlp.weights.experts.map((e) => e.gateProj));
-    if (linears.some(isQuantized)) return null;
+    const quantized = linears.filter(isQuantized);
+    if (quantized.length > 0 && (!allowQuantized || quantized.length < linears.length)) return null; // mixed: not a layout --quantization makes
+    const bits = quantized[0]?.bits ?? null;
     if (indexer && (rotatedIndexerKeys || attn.query.kind !== 'lora' || indexer.headDim > MAX_ROPE_WIDTH)) return null;
     if (config.qkRopeHeadDim > MAX_ROPE_WIDTH) return null;
 
@@ -100,33 +108,46 @@ export class NativeDecodeLayer {
       indexer?.nHeads ?? 0,
       indexer?.headDim ?? 0,
       mlp.kind === 'dense' ? FFN_DENSE : shared ? FFN_MOE_SHARED : FFN_MOE,
-      ffn ? f32(ffn.gateProj).length / D : 0,
+      ffn ? rowsOf(ffn.gateProj) : 0,
       experts.length,
       moe?.moeIntermediateSize ?? 0,
       stacks.xSizes.reduce((a, b) => a + b, 0),
       stacks.qrSizes.reduce((a, b) => a + b, 0),
     ]);
-    const tensors: (Float32Array | null)[] = [
+    let packedBytes = 0;
+    // A linear weight as the kernels take it: float32 as it is, quantised repacked (a copy in C memory).
+    const pack = (lw: LinearWeight, groupRows = rowsOf(lw)): NativeLinear => {
+      if (!isQuantized(lw)) return lw.data;
+      packedBytes += packedQuantizedBytes(lw.bits, lw.rows, lw.cols, groupRows);
+      return kernels.packQuantized(lw.bits, lw.rows, lw.cols, groupRows, lw.packed, lw.scales);
+    };
+    const scale = mlaSoftmaxScale(config);
+    const tensors: (NativeLinear | null)[] = [
       w.inputLayernorm.data,
-      f32(stacks.x),
+      pack(stacks.x),
       attn.query.kind === 'lora' ? attn.query.qALayernorm.data : null,
-      stacks.qr ? f32(stacks.qr) : null,
-      keyUpScaled(config, attn.kvBProj, mlaSoftmaxScale(config)) /* the softmax scale folded in, as in the graph */,
+      stacks.qr ? pack(stacks.qr) : null,
+      bits === null
+        ? keyUpScaled(config, attn.kvBProj, scale) /* the softmax scale folded in, as in the graph */
+        : pack(keyUpQuantized(config, attn.kvBProj, scale, bits), L),
       attn.kvALayernorm.data,
       indexer && attn.indexer ? attn.indexer.kNormWeight.data : null,
       indexer && attn.indexer ? attn.indexer.kNormBias.data : null,
-      valueUpRows(config, attn.kvBProj),
-      f32(attn.oProj),
+      bits === null ? valueUpRows(config, attn.kvBProj) : pack(quantizeMatrix(valueUpRows(config, attn.kvBProj), H * dv, L, bits), dv),
+      pack(attn.oProj),
       w.postAttentionLayernorm.data,
-      ffn ? f32(stackRows([ffn.gateProj, ffn.upProj])) : null,
-      ffn ? f32(ffn.downProj) : null,
+      ffn ? pack(stackRows([ffn.gateProj, ffn.upProj])) : null,
+      ffn ? pack(ffn.downProj) : null,
       mlp.kind === 'moe' ? mlp.weights.gate.data : null,
     ];
-    const gateUp = experts.map((e) => f32(stackRows([e.gateProj, e.upProj])));
-    const down = experts.map((e) => f32(e.downProj));
+    const gateUp = experts.map((e) => pack(stackRows([e.gateProj, e.upProj])));
+    const down = experts.map((e) => pack(e.downProj));
     const handle = kernels.createLayer(dims, new Float64Array([config.rmsNormEps, INDEXER_LAYERNORM_EPS]), tensors, gateUp, down);
-    const held = [...tensors.filter((t): t is Float32Array => t !== null), ...gateUp, ...down];
-    return new NativeDecodeLayer(kernels, handle, held, config, indexer, mlp.kind === 'moe' ? moe : null);
+    const held = [...tensors.filter((t): t is NativeLinear => t !== null), ...gateUp, ...down];
+    // float32: the arrays JS holds besides ONNX Runtime's copies; quantised: the packed copies in C memory
+    // (the norms and the router gate are small float32 arrays shared with the graphs' sources).
+    const bytes = bits === null ? held.reduce((n, t) => n + (t as Float32Array).byteLength, 0) : packedBytes;
+    return new NativeDecodeLayer(kernels, handle, held, bytes, config, indexer, mlp.kind === 'moe' ? moe : null);
   }
 
   /** The pre-attention graph for N <= NATIVE_MAX_ROWS rows h [N, D] (its outputs are fresh arrays the caller owns). */
@@ -160,4 +181,16 @@ export class NativeDecodeLayer {
   experts(x2: Float32Array, h: Float32Array, ids: Int32Array, weights: Float32Array): void {
     this.kernels.experts(this.handle, x2, h, ids, weights);
   }
+}
+
+/** W_UK[h]^T [L, dn] per head, quantised along qk_nope with the softmax scale on the block scales, stacked [H * L, dn]: absorbed.ts's graph weights. */
+function keyUpQuantized(config: ModelConfig, kvBProj: Tensor, scale: number, bits: QuantBits): LinearWeight {
+  const { numAttentionHeads: H, kvLoraRank: L, qkNopeHeadDim: dn } = config;
+  return stackRows(
+    Array.from({ length: H }, (_, h) => {
+      const q = quantizeMatrix(keyUpTransposed(config, kvBProj, h), L, dn, bits);
+      q.scales.forEach((s, i) => (q.scales[i] = s * scale));
+      return q;
+    }),
+  );
 }

@@ -15,15 +15,28 @@ import { fileURLToPath } from 'node:url';
 export const NATIVE_KERNELS_MODES = ['auto', 'on', 'off'] as const;
 export type NativeKernelsMode = (typeof NATIVE_KERNELS_MODES)[number];
 
+/** A block-quantised weight repacked for the kernels (packQuantized; src/native/quant_gemm.h): C memory, freed with the handle. */
+export type NativeQuantizedWeight = object & { readonly __nativeQuantizedWeight: never };
+
+/** A linear layer's weight as the kernels take it. */
+export type NativeLinear = Float32Array | NativeQuantizedWeight;
+
 /** The addon's functions (argument layouts in decode_layer.c). */
 export interface NativeDecodeKernels {
   createLayer(
     dims: Int32Array,
     eps: Float64Array,
-    tensors: readonly (Float32Array | null)[],
-    expertGateUp: readonly Float32Array[],
-    expertDown: readonly Float32Array[],
+    tensors: readonly (NativeLinear | null)[],
+    expertGateUp: readonly NativeLinear[],
+    expertDown: readonly NativeLinear[],
   ): object;
+  /**
+   * A copy of a MatMulNBits-layout weight (common/quantized.ts) in the kernels' panels. groupRows: rows per
+   * group that reads its own `cols` inputs (the per-head W_UK / W_UV); `rows` for a plain matrix.
+   */
+  packQuantized(bits: 4 | 8, rows: number, cols: number, groupRows: number, packed: Uint8Array, scales: Float32Array): NativeQuantizedWeight;
+  /** y [M, rows] = W x per group, x [M, groups * cols], M <= 16 (tests and probes). */
+  quantizedMatmul(w: NativeQuantizedWeight, x: Float32Array, y: Float32Array): void;
   /** One layer's pre-attention graph over M <= 16 rows (h [M, D]; every other array M rows of its shape). */
   pre(
     layer: object,
@@ -80,7 +93,7 @@ export interface NativeDecodeKernels {
     kvLoraRank: number,
   ): void;
   /** The final RMSNorm and lm_head of M <= 16 rows: h [M, D], norm [D], w [V, D] -> out [M, V]. */
-  logits(h: Float32Array, norm: Float32Array, w: Float32Array, out: Float32Array, eps: number): void;
+  logits(h: Float32Array, norm: Float32Array, w: NativeLinear, out: Float32Array, eps: number): void;
   /** y = w x, w [y.length, x.length] row-major, on the kernels' pool (tests and probes). */
   gemv(w: Float32Array, x: Float32Array, y: Float32Array): void;
 }
@@ -90,7 +103,7 @@ const RUNNING_TS = import.meta.url.endsWith('.ts');
 const NATIVE_DIR = fileURLToPath(new URL(`${RUNNING_TS ? '../..' : '../../../../src'}/native/`, import.meta.url));
 const SOURCE = path.join(NATIVE_DIR, 'decode_layer.c');
 /** Every file the build reads (the key of a compiled library covers them all). */
-const INPUTS = [SOURCE, path.join(NATIVE_DIR, 'thread_pool.h')];
+const INPUTS = [SOURCE, path.join(NATIVE_DIR, 'thread_pool.h'), path.join(NATIVE_DIR, 'quant_gemm.h')];
 const FLAGS = ['-O3', '-march=native', '-shared', '-fPIC', '-pthread', '-std=c11', '-D_GNU_SOURCE'];
 const LIBS = ['-lm', '-ldl'];
 
