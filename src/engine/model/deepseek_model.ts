@@ -180,7 +180,7 @@ export class DeepseekModel {
     const head = await source.head();
     const nativeHead =
       native.kernels && (!isQuantized(head.lmHead) || nativeQuantized(options))
-        ? { kernels: native.kernels, norm: head.norm.data, weight: nativeLinearOf(native.kernels, head.lmHead) }
+        ? { kernels: native.kernels, norm: head.norm.data.slice(), weight: nativeLinearOf(native.kernels, head.lmHead) }
         : null;
     const lmHead = await GraphSession.create(
       'lm_head',
@@ -477,7 +477,7 @@ async function routedExperts(
     const graph = build(() => buildRoutedExpertsGraph(config.hiddenSize, moe, l, w, ranges.length === 1 ? undefined : range));
     groups.push({ range, session: await GraphSession.create(`routed_experts_${l}_${range[0]}`, graph, options) });
   }
-  return { config: moe, eScoreCorrectionBias: w.eScoreCorrectionBias?.data ?? null, groups };
+  return { config: moe, eScoreCorrectionBias: w.eScoreCorrectionBias?.data.slice() ?? null, groups }; // a copy: not a view pinning the layer's buffer
 }
 
 /** Final RMSNorm + lm_head: h [R, D] -> logits [R, vocab]. */
