@@ -104,10 +104,26 @@ static void quantize_inputs(const QWeight* w, const float* x, int M, size_t xs, 
       const size_t row = (size_t)m * w->groups + g;
       for (int b = 0; b < nb; b++) {
         const int k0 = b * QBLOCK, n = K - k0 < QBLOCK ? K - k0 : QBLOCK;
+        int8_t* q = xq + (row * nb + b) * QBLOCK;
+#if defined(__AVX512F__)
+        {  // the same operations 16 lanes at a time (cvtps rounds to nearest even, as lrintf does)
+          const __mmask16 m0 = n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1), m1 = n >= 32 ? 0xFFFF : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
+          const __m512 x0 = _mm512_maskz_loadu_ps(m0, xr + k0), x1 = _mm512_maskz_loadu_ps(m1, xr + k0 + 16);
+          const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+          const __m512 inv = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+          const __m512i lim = _mm512_set1_epi32(127);
+          const __m512i q0 = _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(x0, inv)), lim), _mm512_sub_epi32(_mm512_setzero_si512(), lim));
+          const __m512i q1 = _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(x1, inv)), lim), _mm512_sub_epi32(_mm512_setzero_si512(), lim));
+          _mm_storeu_si128((__m128i*)q, _mm512_cvtepi32_epi8(q0));
+          _mm_storeu_si128((__m128i*)(q + 16), _mm512_cvtepi32_epi8(q1));
+          dx[row * nb + b] = amax / 127.0f;
+          zs[row * nb + b] = zp * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+          continue;
+        }
+#endif
         float amax = 0;
         for (int i = 0; i < n; i++) amax = fmaxf(amax, fabsf(xr[k0 + i]));
         const float d = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
-        int8_t* q = xq + (row * nb + b) * QBLOCK;
         int32_t sum = 0;
         for (int i = 0; i < QBLOCK; i++) {
           const int v = i < n ? (int)lrintf(xr[k0 + i] * inv) : 0;
