@@ -1322,6 +1322,19 @@ static napi_value pack_quantized(napi_env env, napi_callback_info info) {
   return ext;
 }
 
+// quantizedWeightBytes(w: quantised): the bytes its panels take (float16 or float32 scales: quant_gemm.h).
+static napi_value quantized_weight_bytes(napi_env env, napi_callback_info info) {
+  napi_value a[1], out;
+  args(env, info, a, 1);
+  const QWeight* w = qweight_arg(env, a[0]);
+  if (!w) {
+    napi_throw_type_error(env, NULL, "quantizedWeightBytes: not a packed quantised weight");
+    return NULL;
+  }
+  napi_create_double(env, (double)qweight_bytes(w), &out);
+  return out;
+}
+
 // quantizedMatmul(w: quantised, x: Float32Array [M, groups * cols], y: Float32Array [M, rows]): y = W x per
 // group, M <= MAX_ROWS (tests and probes).
 static napi_value quantized_matmul(napi_env env, napi_callback_info info) {
@@ -1379,7 +1392,7 @@ NAPI_MODULE_INIT() {
   const struct {
     const char* name;
     napi_callback fn;
-  } fns[] = { { "createLayer", create_layer }, { "pre", pre }, { "post", post }, { "experts", experts }, { "setThreads", set_threads }, { "gemv", gemv_js }, { "attend", attend }, { "logits", logits }, { "dsaDecode", dsa_decode }, { "decodeAttention", decode_attention }, { "packQuantized", pack_quantized }, { "quantizedMatmul", quantized_matmul } };
+  } fns[] = { { "createLayer", create_layer }, { "pre", pre }, { "post", post }, { "experts", experts }, { "setThreads", set_threads }, { "gemv", gemv_js }, { "attend", attend }, { "logits", logits }, { "dsaDecode", dsa_decode }, { "decodeAttention", decode_attention }, { "packQuantized", pack_quantized }, { "quantizedMatmul", quantized_matmul }, { "quantizedWeightBytes", quantized_weight_bytes } };
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
     napi_value f;
     napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);

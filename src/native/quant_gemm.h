@@ -9,7 +9,9 @@
 //         at bytes 4j .. 4j + 3 (vpdpbusd's four products per 32-bit lane: lane j = row j)
 //   int4: 4 x 64 bytes: step t holds row j's codes of inputs 32b + 8t + i (low nibble) and
 //         32b + 8t + 4 + i (high nibble) at byte 4j + i
-//   then 16 float32 scales (row j's scale of block b; 0 for padding rows)
+//   then 16 scales (row j's scale of block b; 0 for padding rows): float16 when every scale of the weight is
+//   exactly one (block_quant.ts snaps scales to float16 wherever float16 holds them, so in practice always:
+//   20 -> 18 bytes per 32 int4 weights, Q4_0's size), else float32. Blocks are 32-byte aligned then.
 // So one vector of codes meets one broadcast of 4 activation bytes, the 16 lanes are the panel's 16 rows
 // (no horizontal sums), and one pass over the panel serves every input row. Codes stay unsigned (code =
 // q + zp: vpdpbusd's unsigned operand); sum_i code_i x_i - zp sum_i x_i = sum_i q_i x_i is exact in int32.
@@ -31,13 +33,21 @@ enum { QWEIGHT_MAGIC = 0x51574754 };
 typedef struct {
   uint32_t magic;                        // QWEIGHT_MAGIC: what a JS external must hold to be taken for one
   int bits;                              // 8 or 4
+  int half;                              // scales stored as float16 (exactly: see the layout above)
   int K, nb;                             // inputs per group; blocks of QBLOCK (K zero-padded to nb * QBLOCK)
   int groups, group_rows, group_panels;  // rows = groups * group_rows
   size_t codes_bytes, block_bytes;       // per panel and block: codes, codes + 16 scales
-  uint8_t* data;                         // [groups * group_panels][nb][block_bytes], 64-byte aligned
+  uint8_t* data;                         // [groups * group_panels][nb][block_bytes], 64-byte aligned start
 } QWeight;
 
 static size_t qweight_bytes(const QWeight* w) { return (size_t)w->groups * w->group_panels * w->nb * w->block_bytes; }
+
+// Whether every scale survives a round trip through float16 unchanged.
+static int scales_fit_half(const float* scales, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if ((float)(_Float16)scales[i] != scales[i]) return 0;
+  return 1;
+}
 
 // Repacks a MatMulNBits weight (packed [rows, nb, 32 * bits / 8], scales [rows * nb]) into panels; NULL
 // when out of memory. rows must be a multiple of group_rows.
@@ -46,8 +56,9 @@ static QWeight* qweight_pack(int bits, int rows, int K, int group_rows, const ui
   if (!w) return NULL;
   w->magic = QWEIGHT_MAGIC, w->bits = bits, w->K = K, w->nb = (K + QBLOCK - 1) / QBLOCK;
   w->groups = rows / group_rows, w->group_rows = group_rows, w->group_panels = (group_rows + QPANEL - 1) / QPANEL;
-  w->codes_bytes = (size_t)QPANEL * QBLOCK * bits / 8, w->block_bytes = w->codes_bytes + QPANEL * sizeof(float);
-  w->data = aligned_alloc(64, qweight_bytes(w));
+  w->half = scales_fit_half(scales, (size_t)rows * w->nb);
+  w->codes_bytes = (size_t)QPANEL * QBLOCK * bits / 8, w->block_bytes = w->codes_bytes + QPANEL * (w->half ? 2 : 4);
+  w->data = aligned_alloc(64, (qweight_bytes(w) + 63) & ~(size_t)63);
   if (!w->data) {
     free(w);
     return NULL;
@@ -57,12 +68,17 @@ static QWeight* qweight_pack(int bits, int rows, int K, int group_rows, const ui
     for (int pp = 0; pp < w->group_panels; pp++)
       for (int b = 0; b < nb; b++) {
         uint8_t* blk = w->data + (((size_t)g * w->group_panels + pp) * nb + b) * w->block_bytes;
-        float* sc = (float*)(blk + w->codes_bytes);
         for (int j = 0; j < QPANEL; j++) {
           const int local = pp * QPANEL + j, valid = local < group_rows;
           const size_t r = (size_t)g * group_rows + local;
           const uint8_t* src = valid ? packed + (r * nb + b) * blob : NULL;
-          sc[j] = valid ? scales[r * nb + b] : 0.0f;
+          const float sc = valid ? scales[r * nb + b] : 0.0f;
+          if (w->half) {
+            const _Float16 h = (_Float16)sc;
+            memcpy(blk + w->codes_bytes + 2 * j, &h, 2);
+          } else {
+            memcpy(blk + w->codes_bytes + 4 * j, &sc, 4);
+          }
           if (bits == 8) {
             for (int s = 0; s < 8; s++)
               for (int i = 0; i < 4; i++) blk[(s * QPANEL + j) * 4 + i] = valid ? src[4 * s + i] : (uint8_t)zp;
@@ -144,8 +160,8 @@ static inline int32_t load4(const int8_t* p) {
 
 #if defined(__AVX512F__) && defined(__AVX512VNNI__)
 // Panels [p0, p1) for input rows in register groups of MG (rows past M repeat the group's first and are
-// not stored); BITS 8 or 4.
-static inline __attribute__((always_inline)) void qgemm_tile(const QGemm* c, int p0, int p1, const int MG, const int BITS) {
+// not stored); BITS 8 or 4; HALF: float16 scales.
+static inline __attribute__((always_inline)) void qgemm_tile(const QGemm* c, int p0, int p1, const int MG, const int BITS, const int HALF) {
   const QWeight* w = c->w;
   const int nb = w->nb, G = w->groups;
   const __m512i low4 = _mm512_set1_epi8(0x0F);
@@ -169,12 +185,12 @@ static inline __attribute__((always_inline)) void qgemm_tile(const QGemm* c, int
         for (int j = 0; j < MG; j++) dot[j] = _mm512_setzero_si512();
         if (BITS == 8) {
           for (int s = 0; s < 8; s++) {
-            const __m512i wv = _mm512_load_si512((const void*)(blk + 64 * s));
+            const __m512i wv = _mm512_loadu_si512((const void*)(blk + 64 * s));
             for (int j = 0; j < MG; j++) dot[j] = _mm512_dpbusd_epi32(dot[j], wv, _mm512_set1_epi32(load4(xq[j] + b * QBLOCK + 4 * s)));
           }
         } else {
           for (int t = 0; t < 4; t++) {
-            const __m512i v = _mm512_load_si512((const void*)(blk + 64 * t));
+            const __m512i v = _mm512_loadu_si512((const void*)(blk + 64 * t));
             const __m512i lo = _mm512_and_si512(v, low4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
             for (int j = 0; j < MG; j++) {
               dot[j] = _mm512_dpbusd_epi32(dot[j], lo, _mm512_set1_epi32(load4(xq[j] + b * QBLOCK + 8 * t)));
@@ -182,7 +198,7 @@ static inline __attribute__((always_inline)) void qgemm_tile(const QGemm* c, int
             }
           }
         }
-        const __m512 sc = _mm512_load_ps((const float*)(blk + w->codes_bytes));
+        const __m512 sc = HALF ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(blk + w->codes_bytes))) : _mm512_loadu_ps((const float*)(blk + w->codes_bytes));
         for (int j = 0; j < MG; j++) {
           const __m512 d = _mm512_cvtepi32_ps(_mm512_sub_epi32(dot[j], _mm512_set1_epi32(zs[j][b])));
           acc[j] = _mm512_fmadd_ps(d, _mm512_mul_ps(sc, _mm512_set1_ps(dx[j][b])), acc[j]);
@@ -225,7 +241,14 @@ __attribute__((unused)) static void qgemm_scalar(const QGemm* c, int p0, int p1)
             }
             dot += code * xq[i];
           }
-          const float s = ((const float*)(blk + w->codes_bytes))[j];
+          float s;
+          if (w->half) {
+            _Float16 h;
+            memcpy(&h, blk + w->codes_bytes + 2 * j, 2);
+            s = (float)h;
+          } else {
+            memcpy(&s, blk + w->codes_bytes + 4 * j, 4);
+          }
           acc += (float)(dot - c->zs[row * nb + b]) * (s * c->dx[row * nb + b]);
         }
         c->y[(size_t)m * c->ys + (size_t)g * c->gys + (size_t)pp * QPANEL + j] = acc;
@@ -234,24 +257,24 @@ __attribute__((unused)) static void qgemm_scalar(const QGemm* c, int p0, int p1)
   }
 }
 
+#if defined(__AVX512F__) && defined(__AVX512VNNI__)
+static inline __attribute__((always_inline)) void qgemm_rows(const QGemm* c, int p0, int p1, const int BITS, const int HALF) {
+  if (c->M == 1)
+    qgemm_tile(c, p0, p1, 1, BITS, HALF);
+  else if (c->M <= 4)
+    qgemm_tile(c, p0, p1, 4, BITS, HALF);
+  else
+    qgemm_tile(c, p0, p1, 8, BITS, HALF);
+}
+#endif
+
 static void qgemm_panels(const void* ctx, int p0, int p1) {
   const QGemm* c = ctx;
 #if defined(__AVX512F__) && defined(__AVX512VNNI__)
-  if (c->w->bits == 8) {
-    if (c->M == 1)
-      qgemm_tile(c, p0, p1, 1, 8);
-    else if (c->M <= 4)
-      qgemm_tile(c, p0, p1, 4, 8);
-    else
-      qgemm_tile(c, p0, p1, 8, 8);
-  } else {
-    if (c->M == 1)
-      qgemm_tile(c, p0, p1, 1, 4);
-    else if (c->M <= 4)
-      qgemm_tile(c, p0, p1, 4, 4);
-    else
-      qgemm_tile(c, p0, p1, 8, 4);
-  }
+  if (c->w->bits == 8)
+    c->w->half ? qgemm_rows(c, p0, p1, 8, 1) : qgemm_rows(c, p0, p1, 8, 0);
+  else
+    c->w->half ? qgemm_rows(c, p0, p1, 4, 1) : qgemm_rows(c, p0, p1, 4, 0);
 #else
   qgemm_scalar(c, p0, p1);
 #endif

@@ -293,17 +293,25 @@ function quantizedInputs(x: Float32Array): Float64Array {
 test('native quantised matmul: int8 and int4 panels against the dequantised weights times the int8 inputs, any size and grouping', { skip }, () => {
   const k = load.kernels!;
   for (const bits of [8, 4] as const) {
-    for (const [groups, rows, cols, M] of [
+    for (const [groups, rows, cols, M, tiny] of [
       [1, 1, 32, 1],
       [1, 17, 40, 3],
       [1, 300, 256, 16],
       [4, 5, 16, 2], // per-head groups of 5 rows over 16 inputs each (padded to a block)
       [3, 64, 100, 9],
+      [1, 40, 64, 5, 1e-7], // scales below float16's normal range: kept as float32 (the other cases pack float16 scales)
     ] as const) {
       const R = groups * rows;
-      const q = quantizeMatrix(randoms(R * cols), R, cols, bits);
+      const q = quantizeMatrix(
+        randoms(R * cols).map((v) => v * (tiny ?? 1)),
+        R,
+        cols,
+        bits,
+      );
       const wd = dequantizeMatrix(q);
       const handle = k.packQuantized(bits, R, cols, rows, q.packed, q.scales);
+      const scaleBytes = tiny === undefined ? 2 : 4;
+      assert.equal(k.quantizedWeightBytes(handle), groups * Math.ceil(rows / 16) * Math.ceil(cols / 32) * 16 * (4 * bits + scaleBytes));
       const x = randoms(M * groups * cols);
       const want = new Float64Array(M * R);
       for (let m = 0; m < M; m++)

@@ -44,11 +44,6 @@ export function nativeLinearOf(kernels: NativeDecodeKernels, w: LinearWeight): N
   return isQuantized(w) ? kernels.packQuantized(w.bits, w.rows, w.cols, w.rows, w.packed, w.scales) : w.data;
 }
 
-/** Bytes of a packed quantised weight (quant_gemm.h: per group, panels of 16 rows x blocks of 32: codes + 16 float scales). */
-export function packedQuantizedBytes(bits: QuantBits, rows: number, cols: number, groupRows = rows): number {
-  return (rows / groupRows) * Math.ceil(groupRows / 16) * Math.ceil(cols / 32) * (16 * 4 * bits + 64);
-}
-
 /**
  * Steps of up to this many rows run the layers' dense parts in C (decode_layer.c MAX_ROWS): each weight row
  * is read once for all of them. Larger steps (prefill chunks) keep ONNX Runtime's GEMMs.
@@ -118,8 +113,9 @@ export class NativeDecodeLayer {
     // A linear weight as the kernels take it: float32 as it is, quantised repacked (a copy in C memory).
     const pack = (lw: LinearWeight, groupRows = rowsOf(lw)): NativeLinear => {
       if (!isQuantized(lw)) return lw.data;
-      packedBytes += packedQuantizedBytes(lw.bits, lw.rows, lw.cols, groupRows);
-      return kernels.packQuantized(lw.bits, lw.rows, lw.cols, groupRows, lw.packed, lw.scales);
+      const packed = kernels.packQuantized(lw.bits, lw.rows, lw.cols, groupRows, lw.packed, lw.scales);
+      packedBytes += kernels.quantizedWeightBytes(packed);
+      return packed;
     };
     const scale = mlaSoftmaxScale(config);
     // Copies of the small float32 tensors (norms, router gate): the loader's may be views of a whole layer's

@@ -35,6 +35,8 @@ export interface NativeDecodeKernels {
    * group that reads its own `cols` inputs (the per-head W_UK / W_UV); `rows` for a plain matrix.
    */
   packQuantized(bits: 4 | 8, rows: number, cols: number, groupRows: number, packed: Uint8Array, scales: Float32Array): NativeQuantizedWeight;
+  /** Bytes of the packed copy (float16 scales when every scale is exactly one, else float32). */
+  quantizedWeightBytes(w: NativeQuantizedWeight): number;
   /** y [M, rows] = W x per group, x [M, groups * cols], M <= 16 (tests and probes). */
   quantizedMatmul(w: NativeQuantizedWeight, x: Float32Array, y: Float32Array): void;
   /** One layer's pre-attention graph over M <= 16 rows (h [M, D]; every other array M rows of its shape). */
