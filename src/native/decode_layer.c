@@ -9,6 +9,7 @@
 // do not depend on the thread count; they differ from ONNX Runtime's only by float32 summation order.
 // Built on first use (native_kernels.ts: gcc -O3 -march=native against node's headers).
 #include <dlfcn.h>
+#include <malloc.h>
 #include <math.h>
 #include <node_api.h>
 #include <stdint.h>
@@ -1322,6 +1323,16 @@ static napi_value pack_quantized(napi_env env, napi_callback_info info) {
   return ext;
 }
 
+// trimMemory(): returns the free memory at the top and inside glibc's heaps to the system (malloc_trim). Called
+// after each layer is loaded: with 2 MiB pages (GLIBC_TUNABLES=glibc.malloc.hugetlb=1) the holes a loaded
+// layer's buffers leave stay resident otherwise.
+static napi_value trim_memory(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  napi_get_boolean(env, malloc_trim(0) != 0, &out);
+  return out;
+}
+
 // quantizedWeightBytes(w: quantised): the bytes its panels take (float16 or float32 scales: quant_gemm.h).
 static napi_value quantized_weight_bytes(napi_env env, napi_callback_info info) {
   napi_value a[1], out;
@@ -1392,7 +1403,7 @@ NAPI_MODULE_INIT() {
   const struct {
     const char* name;
     napi_callback fn;
-  } fns[] = { { "createLayer", create_layer }, { "pre", pre }, { "post", post }, { "experts", experts }, { "setThreads", set_threads }, { "gemv", gemv_js }, { "attend", attend }, { "logits", logits }, { "dsaDecode", dsa_decode }, { "decodeAttention", decode_attention }, { "packQuantized", pack_quantized }, { "quantizedMatmul", quantized_matmul }, { "quantizedWeightBytes", quantized_weight_bytes } };
+  } fns[] = { { "createLayer", create_layer }, { "pre", pre }, { "post", post }, { "experts", experts }, { "setThreads", set_threads }, { "gemv", gemv_js }, { "attend", attend }, { "logits", logits }, { "dsaDecode", dsa_decode }, { "decodeAttention", decode_attention }, { "packQuantized", pack_quantized }, { "quantizedMatmul", quantized_matmul }, { "quantizedWeightBytes", quantized_weight_bytes }, { "trimMemory", trim_memory } };
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
     napi_value f;
     napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);

@@ -152,6 +152,7 @@ export class DeepseekModel {
     // native decode layer keeps them.
     for (let l = 0; l < config.numHiddenLayers; l++) {
       layers.push(await createLayerSessions(config, l, await source.layer(l), storage, bits, options, null, native.kernels));
+      native.kernels?.trimMemory();
     }
     const nativeLayers = layers.filter((l) => l.native !== null).length;
     const nativeStatus = native.kernels === null ? `off (${native.reason})` : `${nativeLayers} of ${layers.length} layers decode in C (${native.path})`;
