@@ -13,7 +13,7 @@ import { EngineError } from '../common/errors.ts';
 import { formatGiB, machineMemory, type MachineMemory } from '../common/machine_memory.ts';
 import { mtpManifest, numel, weightManifest, type WeightSpec } from './checkpoint/manifest.ts';
 import type { ModelConfig } from './checkpoint/types.ts';
-import { kBlocks, quantizedBytes } from './quant/block_quant.ts';
+import { kBlocks, QUANT_BLOCK, quantizedBytes } from './quant/block_quant.ts';
 import { QUANTIZATION_MODES, quantBits, type QuantizationMode } from './quant/quant_mode.ts';
 
 /**
@@ -252,14 +252,21 @@ export function planMemory(input: MemoryPlanInput, machine: MachineMemory = mach
 
 /**
  * Bytes of the copies native_decode_layer.ts and the native lm_head hold of the main model's decoder layers
- * and head: float32 arrays, or quantised linear weights in the kernels' panels (codes + a float32 scale per
- * block, as rawBytes counts them, plus padding to panels of 16 rows, under 1% at the shapes we serve; the
- * norms and router gates stay shared with the graphs' sources).
+ * and head: float32 arrays, or quantised linear weights in the kernels' panels (src/native/quant_gemm.h:
+ * codes + a float16 scale per block of 32, as block_quant.ts snaps every scale float16 holds; a weight with
+ * a scale outside float16's range keeps float32 ones, 2 bytes per block more, which the per-layer load
+ * guard covers; panels of 16 rows pad under 1% at the shapes we serve). Norms and router gates are small.
  */
 function nativeLayerBytes(config: ModelConfig, mode: QuantizationMode): number {
+  const bits = quantBits(mode);
   return weightManifest(config)
     .filter((spec) => spec.name.startsWith('model.layers.') || spec.name === 'lm_head.weight' || spec.name === 'model.norm.weight')
-    .reduce((n, spec) => n + (mode === 'none' ? 4 * numel(spec) : spec.role === 'linear' ? rawBytes(spec, mode) : 0), 0);
+    .reduce((n, spec) => {
+      if (bits === null) return n + 4 * numel(spec);
+      if (spec.role !== 'linear' || spec.shape.length !== 2) return n;
+      const [rows, cols] = spec.shape;
+      return n + rows * kBlocks(cols) * ((QUANT_BLOCK * bits) / 8 + 2);
+    }, 0);
 }
 
 function describeLoad(l: LoadTransient): string {
@@ -294,6 +301,16 @@ export function refusalMessage(input: MemoryPlanInput, plan: MemoryPlan): string
   }
   const fix = options.length > 0 ? `; would fit: ${options.join(', or ')}` : '; no --quantization or --kv-cache-memory setting fits this machine';
   return `the model does not fit in memory: ${describePlan(plan)}${fix}`;
+}
+
+/**
+ * The loader threads to use: `max`, or fewer when the plan with `max` does not fit and one with fewer does
+ * (each thread holds a weight group read ahead and a quantising arena: bench-lite int8 fits 24 GiB with
+ * fewer). A slower load instead of a refusal; with none fitting, `max` (the refusal then gives its numbers).
+ */
+export function fittingLoaderThreads(input: MemoryPlanInput, max: number, machine: MachineMemory = machineMemory()): number {
+  for (let t = max; t >= 0; t--) if (planMemory({ ...input, loaderThreads: t }, machine).fits) return t;
+  return max;
 }
 
 /** Plans and refuses (DSV_ERR_CONFIG) when the plan does not fit; returns the plan to log otherwise. */

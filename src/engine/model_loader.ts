@@ -13,7 +13,7 @@ import { PagedKVStorage } from '../kvcache/paged_kv_storage.ts';
 import { DEFAULT_MAX_SCORE_ELEMENTS } from './attention/sparse_mla.ts';
 import type { EngineCoreOptions } from './engine_core.ts';
 import { LoadMemoryGuard } from './load_memory_guard.ts';
-import { checkMemoryPlan } from './memory_plan.ts';
+import { checkMemoryPlan, fittingLoaderThreads } from './memory_plan.ts';
 import { nativeLayersPlanned, type ForwardHooks } from './model/deepseek_model.ts';
 import { resolveKvCacheDtype } from './kv_cache_dtype_auto.ts';
 import { ModelRunner, numKvBlocksFor } from './model_runner.ts';
@@ -48,20 +48,19 @@ export async function loadModelRunner(modelDir: string, options: EngineCoreOptio
     const kvCacheDtype = resolveKvCacheDtype(options.runner.kvCacheDtype ?? 'auto');
     const runnerOptions = { ...options.runner, speculative, kvCacheDtype: kvCacheDtype.dtype };
     const { shape, numBlocks } = numKvBlocksFor(config, runnerOptions);
-    const loaderThreads = quantLoaderThreads(options, stream.numParameters);
-    const memoryPlan = checkMemoryPlan(
-      {
-        config,
-        quantization,
-        kvCacheBytes: numBlocks * PagedKVStorage.bytesPerBlock(shape),
-        maxNumBatchedTokens: options.scheduler.maxNumBatchedTokens,
-        maxAttentionScoreElements: options.runner.maxAttentionScoreElements ?? DEFAULT_MAX_SCORE_ELEMENTS,
-        numMtpModules: speculative ? 1 : 0,
-        loaderThreads,
-        nativeKernels: nativeLayersPlanned(options.runner, quantization),
-      },
-      options.machineMemory,
-    );
+    const planInput = {
+      config,
+      quantization,
+      kvCacheBytes: numBlocks * PagedKVStorage.bytesPerBlock(shape),
+      maxNumBatchedTokens: options.scheduler.maxNumBatchedTokens,
+      maxAttentionScoreElements: options.runner.maxAttentionScoreElements ?? DEFAULT_MAX_SCORE_ELEMENTS,
+      numMtpModules: speculative ? 1 : 0,
+      nativeKernels: nativeLayersPlanned(options.runner, quantization),
+    };
+    const defaultThreads = quantLoaderThreads(options, stream.numParameters);
+    // An explicit loadThreads (runner option) is kept; the default gives way to a plan that fits.
+    const loaderThreads = options.runner.loadThreads !== undefined ? defaultThreads : fittingLoaderThreads(planInput, defaultThreads, options.machineMemory);
+    const memoryPlan = checkMemoryPlan({ ...planInput, loaderThreads }, options.machineMemory);
     const guard = new LoadMemoryGuard(memoryPlan, options.availableMemory);
     guard.check('to load this model');
     const loaded = { dir: stream.dir, config, numParameters: stream.numParameters, quantization, memoryPlan, kvCacheDtype, loadWarnings };

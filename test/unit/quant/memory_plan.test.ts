@@ -9,6 +9,7 @@ import { PagedKVStorage } from '../../../src/kvcache/paged_kv_storage.ts';
 import {
   checkMemoryPlan,
   describePlan,
+  fittingLoaderThreads,
   HEADROOM_FRACTION,
   MALLOC_SLACK_FRACTION,
   QUANTISER_ARENA_BYTES,
@@ -125,6 +126,30 @@ describe('memory plan', () => {
     assert.equal(p.usable, Math.floor(24 * GiB * (1 - HEADROOM_FRACTION)));
     const int8 = planMemory(input('int8', 0), machine24);
     assert.ok(!int8.fits && int8.total - int8.usable > 5 * GiB, `${int8.total / GiB} GiB`);
+  });
+
+  it('with the native kernels, quantised routed experts are counted once (packed in C, no ONNX Runtime copy)', () => {
+    const ort = planMemory(input('int4'), machine24);
+    const native = planMemory({ ...input('int4'), nativeKernels: true }, machine24);
+    const experts = weightBytes(lite, 'int4').total - weightBytes(lite, 'int4', 0, true).total;
+    assert.ok(experts > 9 * GiB, `${experts / GiB} GiB of routed experts as ORT holds them`); // 24 bytes per 32 weights
+    assert.equal(native.weights, ort.weights - experts);
+    // the copies: every linear weight of the layers and lm_head at 16 + 2 bytes per 32 (codes + float16 scale)
+    const linearWeights = 15.7e9 - lite.vocabSize * lite.hiddenSize; // all but the embedding
+    assert.ok(Math.abs(native.nativeWeights - (linearWeights * 18) / 32) < 0.02 * native.nativeWeights, `${native.nativeWeights / GiB} GiB`);
+    assert.ok(native.total < ort.total - 2 * GiB, `${native.total / GiB} vs ${ort.total / GiB} GiB`);
+  });
+
+  it('gives way with fewer loader threads when the default count does not fit, and keeps it when none does', () => {
+    const int8 = { ...input('int8', GiB / 4), nativeKernels: true };
+    const roomFor = (threads: number): MachineMemory => ({
+      bytes: Math.ceil(planMemory({ ...int8, loaderThreads: threads }, machine24).total / (1 - HEADROOM_FRACTION)) + 1,
+      source: 'test',
+    });
+    assert.equal(fittingLoaderThreads(int8, 4, roomFor(4)), 4);
+    assert.equal(fittingLoaderThreads(int8, 4, roomFor(1)), 1);
+    assert.equal(fittingLoaderThreads(int8, 4, roomFor(0)), 0);
+    assert.equal(fittingLoaderThreads(int8, 4, { bytes: 4 * GiB, source: 'test' }), 4);
   });
 });
 
