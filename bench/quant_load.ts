@@ -40,10 +40,13 @@ async function main(): Promise<void> {
   const rssReady = processMemory('VmRSS');
   const info = engine.core.runner.loaded;
   let decodeTokS: number | null = null;
+  let decodeSplitMs: Record<string, number> | null = null;
   const steps = Number(values.decode);
   if (steps > 0) {
     const prompt = Array.from({ length: 16 }, (_, i) => 2 + ((i * 37) % 1000));
-    decodeTokS = 1000 / (await timeDecode(engine, prompt, 4, steps)).msPerToken;
+    const d = await timeDecode(engine, prompt, 4, steps);
+    decodeTokS = 1000 / d.msPerToken;
+    decodeSplitMs = Object.fromEntries(Object.entries(d.split).map(([k, v]) => [k, Math.round(v * 100) / 100]));
   }
   await engine.dispose();
   const out = {
@@ -60,6 +63,7 @@ async function main(): Promise<void> {
     planTotalGiB: info.memoryPlan.total / 2 ** 30,
     planWeightsGiB: info.memoryPlan.weights / 2 ** 30,
     decodeTokS,
+    decodeSplitMs,
     warnings: info.loadWarnings,
     loadAverage: [load0, loadavg()[0]!],
   };
