@@ -420,7 +420,8 @@ const TABLE: { readonly [K in ConfigKey]: OptionSpec<K> } = {
     codec: nativeKernels,
     default: 'auto',
     help:
-      'Batch-1 decode of float32 layers through C kernels (src/native, compiled with gcc on first start into ~/.cache/dsv32-server): ' +
+      'Steps of up to 16 rows (decode batches) of float32, int8 or int4 layers through C kernels, and the routed experts of quantised models in every step ' +
+      '(src/native, compiled with gcc on first start into ~/.cache/dsv32-server): ' +
       'auto uses them when they build and says why not otherwise, on refuses to start without them, off runs every step through ONNX Runtime.',
   }),
   threads: row('threads', {

@@ -54,7 +54,7 @@ export interface ModelOptions extends SessionOptions {
   readonly denseAttention?: boolean;
   /** MatMulNBits accuracy level of quantised weights (default QUANT_ACCURACY_LEVEL; tests use 0: exact). */
   readonly quantAccuracyLevel?: AccuracyLevel;
-  /** Batch-1 decode of float32 layers in C (native/native_decode_layer.ts); default auto. */
+  /** Steps of up to 16 rows (and quantised routed experts in every step) in C (model/native_decode_layer.ts); default auto. */
   readonly nativeKernels?: NativeKernelsMode;
 }
 
