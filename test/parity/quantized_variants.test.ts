@@ -16,6 +16,7 @@ import { dequantizedModel } from '../helpers/dequantized_model.ts';
 import { referenceForward } from '../helpers/reference_model.ts';
 import { compareGreedy, GREEDY_STEPS, PROMPT, runEngine, VARIANTS, writeVariant } from '../helpers/variants.ts';
 import { greedy, openEngine } from '../helpers/offline.ts';
+import { relativeRms } from '../helpers/relative_rms.ts';
 import type { OfflineOutput } from '../../src/engine/offline.ts';
 import { loadNativeKernels } from '../../src/engine/native/native_kernels.ts';
 
@@ -108,13 +109,3 @@ describe('int4 and the serving accuracy level', () => {
     );
   }
 });
-
-function relativeRms(got: Float32Array, want: Float32Array): number {
-  let err = 0;
-  let ref = 0;
-  for (let i = 0; i < want.length; i++) {
-    err += (got[i]! - want[i]!) ** 2;
-    ref += want[i]! ** 2;
-  }
-  return Math.sqrt(err / ref);
-}

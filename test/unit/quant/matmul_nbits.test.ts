@@ -10,6 +10,7 @@ import { dequantizeMatrix, quantizeMatrix, type QuantBits, type QuantizedMatrix 
 import { seededRandom } from '../../../tools/checkpoint/random_weights.ts';
 import type { Tensor } from '../../../src/common/tensor.ts';
 import { at } from '../../helpers/at.ts';
+import { relativeRms } from '../../helpers/relative_rms.ts';
 
 const rng = seededRandom(17);
 const matrix = (rows: number, cols: number): Tensor => ({
@@ -42,16 +43,6 @@ async function run(model: Uint8Array, x: Float32Array, M: number, D: number): Pr
   }
 }
 
-function relativeError(got: Float32Array, want: Float32Array): number {
-  let err = 0;
-  let ref = 0;
-  for (let i = 0; i < want.length; i++) {
-    err += (got[i]! - want[i]!) ** 2;
-    ref += want[i]! ** 2;
-  }
-  return Math.sqrt(err / ref);
-}
-
 describe('MatMulNBits vs Gemm on the dequantised weights', () => {
   // D and I not multiples of 32: every row ends in a padded block.
   for (const [D, I] of [
@@ -74,7 +65,7 @@ describe('MatMulNBits vs Gemm on the dequantised weights', () => {
             const x = Float32Array.from({ length: M * D }, () => rng.normal());
             const want = await run(reference, x, M, D);
             const got = await run(quantized, x, M, D);
-            const rel = relativeError(got, want);
+            const rel = relativeRms(got, want);
             assert.ok(rel < (level === 0 ? 1e-5 : 2e-2), `relative error ${rel}`);
           });
         }
