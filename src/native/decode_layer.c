@@ -490,19 +490,19 @@ static napi_value pre(napi_env env, napi_callback_info info) {
     return NULL;
   }
   for (int m = 0; m < M; m++) rms_norm(h + (size_t)m * D, L->t[T_IN_NORM], r.x + (size_t)m * D, D, L->eps);
-  linear(lin(L, T_WX), r.x, r.xo, XR, D, M, D, XR, XR);
+  int ok = linear(lin(L, T_WX), r.x, r.xo, XR, D, M, D, XR, XR);  // 0: a quantised product's input scratch failed
   // [q_nope | q_pe] from x (direct q_proj) or from qr = RMSNorm(qa) (q-LoRA, with the indexer query).
   const float *q_nope, *q_pe, *kv_a;
   size_t q_stride;
   if (qLora > 0) {
     for (int m = 0; m < M; m++) rms_norm(r.xo + (size_t)m * XR, L->t[T_QA_NORM], r.qr + (size_t)m * qLora, qLora, L->eps);
-    linear(lin(L, T_WQR), r.qr, r.qro, QR, qLora, M, qLora, QR, QR);
+    ok &= linear(lin(L, T_WQR), r.qr, r.qro, QR, qLora, M, qLora, QR, QR);
     q_nope = r.qro, q_pe = r.qro + H * dn, kv_a = r.xo + qLora, q_stride = QR;
   } else {
     q_nope = r.xo, q_pe = r.xo + H * dn, kv_a = r.xo + H * (dn + dr), q_stride = XR;
   }
   if (L->q[T_WUK]) {  // per-head [L, dn] blocks along qk_nope, written straight into q's [M, H, C] rows
-    qgemm(L->q[T_WUK], q_nope, q, M, q_stride, (size_t)H * C, C);
+    ok &= qgemm(L->q[T_WUK], q_nope, q, M, q_stride, (size_t)H * C, C);
   } else {
     Absorb ab = { L, q_nope, q_stride, q, M };
     parallel_for(absorb_heads, &ab, H, 1, 2);
@@ -535,15 +535,16 @@ static napi_value pre(napi_env env, napi_callback_info info) {
       memcpy(iw + (size_t)m * Hi, ik_raw + Di, sizeof(float) * Hi);
     }
   }
+  if (!ok) napi_throw_error(env, NULL, "pre: out of memory");
   return NULL;
 }
 
 // SwiGLU over M rows x [M, D] with stacked [gate; up] [2I, D] and down [D, I]: y [M, D] (r.gu, r.act: scratch).
-static void swiglu(const Layer* L, const Rows* r, Lin gate_up, Lin down, const float* x, float* y, int I, int M) {
+static int swiglu(const Layer* L, const Rows* r, Lin gate_up, Lin down, const float* x, float* y, int I, int M) {
   const int D = L->dims[D_HIDDEN];
-  linear(gate_up, x, r->gu, 2 * I, D, M, D, 2 * (size_t)I, 2 * I);
+  if (!linear(gate_up, x, r->gu, 2 * I, D, M, D, 2 * (size_t)I, 2 * I)) return 0;
   for (int m = 0; m < M; m++) silu_mul(r->gu + (size_t)m * 2 * I, r->gu + (size_t)m * 2 * I + I, r->act + (size_t)m * I, I);
-  linear(down, r->act, y, D, I, M, I, D, D);
+  return linear(down, r->act, y, D, I, M, I, D, D);
 }
 
 // post(layer, h [M, D], o [M, H, L], hOut [M, D], x2 [M, D] | null, router [M, E] | null): MLA 6 (W_UV per
@@ -562,8 +563,11 @@ static napi_value post(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "post: h must be 1 to 16 rows (or out of memory)");
     return NULL;
   }
-  linear(lin(L, T_WUV), o, r.v, H * dv, Lr, M, (size_t)H * Lr, (size_t)H * dv, dv);
-  linear(lin(L, T_O_PROJ), r.v, r.a, D, H * dv, M, (size_t)H * dv, D, D);
+  if (!linear(lin(L, T_WUV), o, r.v, H * dv, Lr, M, (size_t)H * Lr, (size_t)H * dv, dv) ||
+      !linear(lin(L, T_O_PROJ), r.v, r.a, D, H * dv, M, (size_t)H * dv, D, D)) {
+    napi_throw_error(env, NULL, "post: out of memory");
+    return NULL;
+  }
   for (size_t i = 0; i < (size_t)M * D; i++) r.h2[i] = h[i] + r.a[i];
   float* x2 = is_null(env, a[4]) ? r.x : typed(env, a[4], NULL);
   for (int m = 0; m < M; m++) rms_norm(r.h2 + (size_t)m * D, L->t[T_POST_NORM], x2 + (size_t)m * D, D, L->eps);
@@ -573,7 +577,10 @@ static napi_value post(napi_env env, napi_callback_info info) {
     memcpy(h_out, r.h2, sizeof(float) * M * D);
     return NULL;
   }
-  swiglu(L, &r, lin(L, T_FFN_GATE_UP), lin(L, T_FFN_DOWN), x2, r.y, L->dims[D_FFN_I], M);
+  if (!swiglu(L, &r, lin(L, T_FFN_GATE_UP), lin(L, T_FFN_DOWN), x2, r.y, L->dims[D_FFN_I], M)) {
+    napi_throw_error(env, NULL, "post: out of memory");
+    return NULL;
+  }
   for (size_t i = 0; i < (size_t)M * D; i++) h_out[i] = r.h2[i] + r.y[i];
   return NULL;
 }
@@ -636,7 +643,10 @@ static napi_value experts(napi_env env, napi_callback_info info) {
       for (int c0 = p0; c0 < start[e]; c0 += rows) {
         const int cnt = start[e] - c0 < rows ? start[e] - c0 : rows;
         for (int p = 0; p < cnt; p++) memcpy(r.xe + (size_t)p * D, x2 + ((size_t)m0 + pick[c0 + p] / k) * D, sizeof(float) * D);
-        swiglu(L, &r, L->expert_gate_up[e], L->expert_down[e], r.xe, r.y, I, cnt);
+        if (!swiglu(L, &r, L->expert_gate_up[e], L->expert_down[e], r.xe, r.y, I, cnt)) {
+          napi_throw_error(env, NULL, "experts: out of memory");
+          return NULL;
+        }
         for (int p = 0; p < cnt; p++) memcpy(yk + (size_t)pick[c0 + p] * D, r.y + (size_t)p * D, sizeof(float) * D);
       }
     }
