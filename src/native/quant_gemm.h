@@ -34,8 +34,8 @@ enum { QBLOCK = 32, QPANEL = 16 };
 // Where packed weights live: chunks mapped on 2 MiB boundaries and marked MADV_HUGEPAGE before they are
 // written, so the pages are 2 MiB ones from the first fault. From malloc (glibc's heap, grown a little at a
 // time) a bench-lite start from BF16 got 2 MiB pages for only 4.9 of its 10.4 GB in some runs, and its
-// routed experts then decoded 4-8x slower (TLB misses, khugepaged collapsing pages under the reads:
-// 1.5-7 tok/s against 17-23 with 9.3 GB in 2 MiB pages). Weights are handed out from the current chunk in
+// routed experts then decoded 4-8x slower (1.5-7 tok/s against 17-23 with 9.3 GB in 2 MiB pages; TLB
+// misses, and likely khugepaged collapsing pages under the reads: the slow runs got slower over time). Weights are handed out from the current chunk in
 // order; a chunk is unmapped when the last weight in it is freed (engines come and go in one process).
 enum { QARENA_CHUNK = 256 << 20, QARENA_ALIGN = 2 << 20 };
 

@@ -355,15 +355,10 @@ export class DeepseekModel {
     const { hiddenSize: D } = this.config;
     const R = plan.logitRows.length;
     if (R === 0) return new Float32Array(0);
-    if (R === 1 && this.nativeHead) {
-      const { kernels, norm, weight } = this.nativeHead;
-      const r = plan.logitRows[0]!;
-      const out = new Float32Array(this.config.vocabSize);
-      kernels.logits(h.subarray(r * D, (r + 1) * D), norm, weight, out, this.config.rmsNormEps);
-      return out;
-    }
-    const rows = new Float32Array(R * D);
-    plan.logitRows.forEach((r, i) => rows.set(h.subarray(r * D, (r + 1) * D), i * D));
+    const first = plan.logitRows[0]!;
+    // One row is a view of h (no copy); more are gathered.
+    const rows = R === 1 ? h.subarray(first * D, (first + 1) * D) : new Float32Array(R * D);
+    if (R > 1) plan.logitRows.forEach((r, i) => rows.set(h.subarray(r * D, (r + 1) * D), i * D));
     if (R <= NATIVE_MAX_ROWS && this.nativeHead) {
       const { kernels, norm, weight } = this.nativeHead;
       const out = new Float32Array(R * this.config.vocabSize);

@@ -39,9 +39,12 @@ const FFN_MOE = 1;
 const FFN_MOE_SHARED = 2;
 const MAX_ROPE_WIDTH = 512; // decode_layer.c rope()'s scratch row
 
-/** A plain linear weight as the kernels take it: float32 as it is, quantised repacked (a copy in C memory). */
-export function nativeLinearOf(kernels: NativeDecodeKernels, w: LinearWeight): NativeLinear {
-  return isQuantized(w) ? kernels.packQuantized(w.bits, w.rows, w.cols, w.rows, w.packed, w.scales) : w.data;
+/**
+ * A linear weight as the kernels take it: float32 as it is, quantised repacked (a copy in C memory). groupRows:
+ * rows per group that reads its own inputs (per-head W_UK / W_UV); all rows for a plain matrix.
+ */
+export function nativeLinearOf(kernels: NativeDecodeKernels, w: LinearWeight, groupRows = rowsOf(w)): NativeLinear {
+  return isQuantized(w) ? kernels.packQuantized(w.bits, w.rows, w.cols, groupRows, w.packed, w.scales) : w.data;
 }
 
 /**
@@ -56,8 +59,6 @@ export class NativeDecodeLayer {
     private readonly handle: object,
     /** The arrays and packed weights the C side points into: held so they live as long as the handle. */
     readonly weights: readonly NativeLinear[],
-    /** Bytes of weights this layer holds on top of ONNX Runtime's copies. */
-    readonly weightBytes: number,
     private readonly config: ModelConfig,
     private readonly indexer: IndexerConfig | null,
     private readonly moe: MoeConfig | null,
@@ -109,14 +110,7 @@ export class NativeDecodeLayer {
       stacks.xSizes.reduce((a, b) => a + b, 0),
       stacks.qrSizes.reduce((a, b) => a + b, 0),
     ]);
-    let packedBytes = 0;
-    // A linear weight as the kernels take it: float32 as it is, quantised repacked (a copy in C memory).
-    const pack = (lw: LinearWeight, groupRows = rowsOf(lw)): NativeLinear => {
-      if (!isQuantized(lw)) return lw.data;
-      const packed = kernels.packQuantized(lw.bits, lw.rows, lw.cols, groupRows, lw.packed, lw.scales);
-      packedBytes += kernels.quantizedWeightBytes(packed);
-      return packed;
-    };
+    const pack = (lw: LinearWeight, groupRows?: number): NativeLinear => nativeLinearOf(kernels, lw, groupRows);
     const scale = mlaSoftmaxScale(config);
     // Copies of the small float32 tensors (norms, router gate): the loader's may be views of a whole layer's
     // buffer (a quantised-weights cache file), which holding them would keep alive: measured on bench-lite,
@@ -144,10 +138,7 @@ export class NativeDecodeLayer {
     const down = experts.map((e) => pack(e.downProj));
     const handle = kernels.createLayer(dims, new Float64Array([config.rmsNormEps, INDEXER_LAYERNORM_EPS]), tensors, gateUp, down);
     const held = [...tensors.filter((t): t is NativeLinear => t !== null), ...gateUp, ...down];
-    // float32: the arrays JS holds besides ONNX Runtime's copies; quantised: the packed copies in C memory
-    // (the norms and the router gate are small float32 arrays shared with the graphs' sources).
-    const bytes = bits === null ? held.reduce((n, t) => n + (t as Float32Array).byteLength, 0) : packedBytes;
-    return new NativeDecodeLayer(kernels, handle, held, bytes, config, indexer, mlp.kind === 'moe' ? moe : null);
+    return new NativeDecodeLayer(kernels, handle, held, config, indexer, mlp.kind === 'moe' ? moe : null);
   }
 
   /** The pre-attention graph for N <= NATIVE_MAX_ROWS rows h [N, D] (its outputs are fresh arrays the caller owns). */
