@@ -53,7 +53,16 @@ test('native gemv: float64 reference, any size, same bits at 1 and 2 threads', {
 
 test('native attend: softmax attention over scattered slots, across key chunks', { skip }, () => {
   const k = load.kernels!;
-  const [H, L, dr] = [4, 40, 8];
+  // [H, L, dr]: whole blocks of 4 heads and 16 columns; 10 heads (8 + 2 in the scores, 4 + 4 + 2 in the sums) and
+  // 136 columns (2 x 64 + 8)
+  for (const [H, L, dr] of [
+    [4, 40, 8],
+    [10, 136, 8],
+  ] as const)
+    attendCase(k, H, L, dr);
+});
+
+function attendCase(k: NonNullable<typeof load.kernels>, H: number, L: number, dr: number): void {
   const C = L + dr;
   const P = 700;
   const pool = randoms(P * C).map((v) => 4 * v); // spread the scores so softmax is not flat
@@ -84,7 +93,7 @@ test('native attend: softmax attention over scattered slots, across key chunks',
     assert.deepEqual(os[1], os[0], `T ${T}: 2 threads differ from 1`);
   }
   assert.throws(() => k.attend(randoms(H * C), pool, Int32Array.of(0, P), new Float32Array(H * L), L), /slot out of range/);
-});
+}
 
 test('native DSA decode: indexer top-k with ties to the lower position, then attention over the kept rows', { skip }, () => {
   const k = load.kernels!;
