@@ -1325,6 +1325,68 @@ static napi_value decode_attention(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// Chunk attention without key selection: row r = b * S + i of q [B * S, H, C] is sequence b's query at
+// position startPos[b] + i and attends every key up to it, causal, over that sequence's slots. One row per
+// piece of the pool: a row's keys (the same sequence's, read by its neighbours too) stay in L2, and no
+// [S, T] score matrix or mask is ever built.
+typedef struct {
+  const float* q;
+  Pool latent;
+  const int32_t *slots, *start;
+  int T, S, H, C, L;
+  float* o;
+  const char** err;
+} ChunkBatch;
+
+static void chunk_rows(const void* ctx, int r0, int r1) {
+  const ChunkBatch* d = ctx;
+  const size_t HC = (size_t)d->H * d->C, HL = (size_t)d->H * d->L;
+  for (int r = r0; r < r1; r++) {
+    const int b = r / d->S, i = r % d->S;
+    d->err[r] = attend_rows(d->q + r * HC, &d->latent, d->slots + (size_t)b * d->T, d->start[b] + i + 1, d->H, d->C, d->L, d->o + r * HL);
+  }
+}
+
+// chunkAttention(q [B * S, H, C], pool [P, C] (Float32Array, or Uint16Array of bf16 bits), slots Int32Array
+// [B, T] (row b: positions 0 .. startPos[b] + S - 1, then padding), startPos Int32Array [B], S, o [B * S, H, L], L).
+static napi_value chunk_attention(napi_env env, napi_callback_info info) {
+  napi_value a[7];
+  args(env, info, a, 7);
+  size_t qn = 0, BT = 0, B = 0, on = 0;
+  const float* q = typed(env, a[0], &qn);
+  const int32_t *slots = typed(env, a[2], &BT), *start = typed(env, a[3], &B);
+  int32_t S = 0, L = 0;
+  napi_get_value_int32(env, a[4], &S);
+  float* o = typed(env, a[5], &on);
+  napi_get_value_int32(env, a[6], &L);
+  const size_t R = B * (size_t)(S > 0 ? S : 0);
+  if (!q || !slots || !start || !o || R == 0 || R > INT32_MAX || L <= 0 || BT % B != 0 || on == 0 || on % (R * (size_t)L) != 0 || qn % (on / (size_t)L) != 0) {
+    napi_throw_range_error(env, NULL, "chunkAttention: bad arguments");
+    return NULL;
+  }
+  const size_t T = BT / B;
+  const int H = (int)(on / (R * (size_t)L)), C = (int)(qn / (R * (size_t)H));
+  const Pool latent = pool_arg(env, a[1], (size_t)C);
+  int ok = latent.rows && C > L && valid_slots(slots, BT, latent.P);
+  for (size_t b = 0; ok && b < B; b++) ok = start[b] >= 0 && (size_t)start[b] + (size_t)S <= T;
+  if (!ok) {
+    napi_throw_range_error(env, NULL, "chunkAttention: bad pool, slots or start positions");
+    return NULL;
+  }
+  const char** err = calloc(R, sizeof(const char*));
+  if (!err) {
+    napi_throw_error(env, NULL, "chunkAttention: out of memory");
+    return NULL;
+  }
+  ChunkBatch d = { q, latent, slots, start, (int)T, S, H, C, L, o, err };
+  parallel_for(chunk_rows, &d, (int)R, 1, 1);
+  const char* first = NULL;
+  for (size_t r = 0; r < R && !first; r++) first = err[r];
+  free(err);
+  if (first) napi_throw_error(env, NULL, first);
+  return NULL;
+}
+
 // logits(h: Float32Array [M, D], norm: Float32Array [D], w: Float32Array [V, D] | quantised, out: Float32Array
 // [M, V], eps): the final RMSNorm and lm_head of M <= MAX_ROWS rows (the lm_head graph of deepseek_model.ts).
 static napi_value logits(napi_env env, napi_callback_info info) {
@@ -1474,7 +1536,7 @@ NAPI_MODULE_INIT() {
   const struct {
     const char* name;
     napi_callback fn;
-  } fns[] = { { "createLayer", create_layer }, { "pre", pre }, { "post", post }, { "experts", experts }, { "setThreads", set_threads }, { "gemv", gemv_js }, { "attend", attend }, { "logits", logits }, { "dsaDecode", dsa_decode }, { "decodeAttention", decode_attention }, { "packQuantized", pack_quantized }, { "quantizedMatmul", quantized_matmul }, { "quantizedWeightBytes", quantized_weight_bytes }, { "trimMemory", trim_memory } };
+  } fns[] = { { "createLayer", create_layer }, { "pre", pre }, { "post", post }, { "experts", experts }, { "setThreads", set_threads }, { "gemv", gemv_js }, { "attend", attend }, { "logits", logits }, { "dsaDecode", dsa_decode }, { "decodeAttention", decode_attention }, { "chunkAttention", chunk_attention }, { "packQuantized", pack_quantized }, { "quantizedMatmul", quantized_matmul }, { "quantizedWeightBytes", quantized_weight_bytes }, { "trimMemory", trim_memory } };
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
     napi_value f;
     napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);

@@ -282,6 +282,35 @@ test('native decode attention of a batch: each sequence as its own attend / dsaD
   );
 });
 
+test('native chunk attention: row i of sequence b as an attend call over positions 0 .. startPos[b] + i, same bits', { skip }, () => {
+  const k = load.kernels!;
+  const [H, L, dr, S] = [4, 32, 16, 7];
+  const C = L + dr;
+  const P = 500;
+  const startPos = Int32Array.of(0, 3, 130, 250); // chunks from the first position, and across key chunks of 128
+  const B = startPos.length;
+  const T = Math.max(...startPos) + S;
+  const slots = new Int32Array(B * T);
+  startPos.forEach((p0, b) => {
+    for (let t = 0; t < T; t++) slots[b * T + t] = t < p0 + S ? (b * 97 + t * 13) % P : (b * 97) % P; // padding: position 0's slot
+  });
+  const pool = randoms(P * C).map((v) => 3 * v);
+  const q = randoms(B * S * H * C);
+  for (const threads of [1, 2]) {
+    k.setThreads(threads);
+    const o = new Float32Array(B * S * H * L);
+    k.chunkAttention(q, pool, slots, startPos, S, o, L);
+    for (let r = 0; r < B * S; r++) {
+      const [b, i] = [Math.floor(r / S), r % S];
+      const want = new Float32Array(H * L);
+      k.attend(q.subarray(r * H * C, (r + 1) * H * C), pool, slots.subarray(b * T, b * T + startPos[b]! + i + 1), want, L);
+      assert.deepEqual(o.subarray(r * H * L, (r + 1) * H * L), want, `row ${i} of sequence ${b}, threads ${threads}`);
+    }
+  }
+  assert.throws(() => k.chunkAttention(q, pool, slots, Int32Array.of(0, 3, 130, T - S + 1), S, new Float32Array(B * S * H * L), L), /start positions/);
+  assert.throws(() => k.chunkAttention(q, pool, slots, startPos, S, new Float32Array(B * S * H * L + 1), L), /bad arguments/);
+});
+
 /** x quantised per block of 32 as quant_gemm.h does: scale max|x| / 127, codes rounded half to even. */
 function quantizedInputs(x: Float32Array): Float64Array {
   const out = new Float64Array(x.length);

@@ -96,6 +96,19 @@ export interface NativeDecodeKernels {
     sel: Int32Array,
     kvLoraRank: number,
   ): void;
+  /**
+   * Attention of chunks without key selection: row b * S + i of q [B * S, H, C] (sequence b's query at position
+   * startPos[b] + i) over every key up to it, causal, at slots [B, T] of the pool; o [B * S, H, L].
+   */
+  chunkAttention(
+    q: Float32Array,
+    pool: Float32Array | Uint16Array,
+    slots: Int32Array,
+    startPos: Int32Array,
+    queryLen: number,
+    o: Float32Array,
+    kvLoraRank: number,
+  ): void;
   /** The final RMSNorm and lm_head of M <= 16 rows: h [M, D], norm [D], w [V, D] -> out [M, V]. */
   logits(h: Float32Array, norm: Float32Array, w: NativeLinear, out: Float32Array, eps: number): void;
   /** y = w x, w [y.length, x.length] row-major, on the kernels' pool (tests and probes). */
