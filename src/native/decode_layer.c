@@ -198,7 +198,7 @@ static void gemm(const float* w, const float* x, float* y, int R, int K, int M, 
 // page faults every time (measured ~100 us per DSA decode call at 16k keys). Thread-local, so engines in two
 // JS threads never share it; one buffer per slot, so a kernel and one it calls hold theirs at once. NULL
 // when out of memory.
-enum { SCRATCH_DSA, SCRATCH_ATTEND, SCRATCH_CHUNK, SCRATCH_ROWS, SCRATCH_QX, SCRATCH_EXPERTS, SCRATCH_SLOTS };
+enum { SCRATCH_DSA, SCRATCH_ATTEND, SCRATCH_CHUNK, SCRATCH_ROWS, SCRATCH_QX, SCRATCH_EXPERTS, SCRATCH_SEL, SCRATCH_SLOTS };
 
 static void* thread_scratch(int slot, size_t bytes) {
   static __thread void* buf[SCRATCH_SLOTS];
@@ -1325,16 +1325,17 @@ static napi_value decode_attention(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// Chunk attention without key selection: row r = b * S + i of q [B * S, H, C] is sequence b's query at
-// position startPos[b] + i and attends every key up to it, causal, over that sequence's slots. One row per
-// piece of the pool: a row's keys (the same sequence's, read by its neighbours too) stay in L2, and no
-// [S, T] score matrix or mask is ever built.
+// Chunk attention: row r = b * S + i of q [B * S, H, C] is sequence b's query at position startPos[b] + i and
+// attends what a decode row there would (decode_rows): every key up to it, or with DSA and more of them than
+// topk the indexer's selection among them. One row per piece of the pool: a row's keys (its sequence's, read
+// by its neighbours too) stay in L2, and no [S, T] score matrix or mask is ever built.
 typedef struct {
-  const float* q;
-  Pool latent;
+  const float *q, *iq, *iw;
+  Pool latent, keys;
   const int32_t *slots, *start;
-  int T, S, H, C, L;
+  int T, S, H, C, L, Hi, Di, k;
   float* o;
+  int32_t* sel;  // [B, k]: the selection of each sequence's last row
   const char** err;
 } ChunkBatch;
 
@@ -1342,35 +1343,51 @@ static void chunk_rows(const void* ctx, int r0, int r1) {
   const ChunkBatch* d = ctx;
   const size_t HC = (size_t)d->H * d->C, HL = (size_t)d->H * d->L;
   for (int r = r0; r < r1; r++) {
-    const int b = r / d->S, i = r % d->S;
-    d->err[r] = attend_rows(d->q + r * HC, &d->latent, d->slots + (size_t)b * d->T, d->start[b] + i + 1, d->H, d->C, d->L, d->o + r * HL);
+    const int b = r / d->S, i = r % d->S, n = d->start[b] + i + 1;
+    const int32_t* slots = d->slots + (size_t)b * d->T;
+    int32_t* sel = i == d->S - 1 ? d->sel + (size_t)b * d->k : thread_scratch(SCRATCH_SEL, sizeof(int32_t) * (size_t)d->k);
+    if (!sel) {
+      d->err[r] = "chunkAttention: out of memory";
+    } else if (!d->keys.rows || n <= d->k) {
+      for (int j = 0; j < d->k; j++) sel[j] = j < n ? j : -1;
+      d->err[r] = attend_rows(d->q + r * HC, &d->latent, slots, n, d->H, d->C, d->L, d->o + r * HL);
+    } else {
+      d->err[r] = dsa_row(d->q + r * HC, d->iq + (size_t)r * d->Hi * d->Di, d->iw + (size_t)r * d->Hi, d->Hi, d->Di, &d->latent, &d->keys, slots, n, d->k,
+                          d->H, d->C, d->L, d->o + r * HL, sel);
+    }
   }
 }
 
-// chunkAttention(q [B * S, H, C], pool [P, C] (Float32Array, or Uint16Array of bf16 bits), slots Int32Array
-// [B, T] (row b: positions 0 .. startPos[b] + S - 1, then padding), startPos Int32Array [B], S, o [B * S, H, L], L).
+// chunkAttention(q [B * S, H, C], iq [B * S, Hi, Di] | null, iw [B * S, Hi] | null, pool [P, C], keys [P, Di] |
+// null, slots Int32Array [B, T] (row b: positions 0 .. startPos[b] + S - 1, then padding), startPos Int32Array
+// [B], S, o [B * S, H, L], sel Int32Array [B, topk] (out: each sequence's last row's kept positions, ascending,
+// then -1), L). Pools: Float32Array or Uint16Array of bf16 bits. Without keys every row attends all it sees.
 static napi_value chunk_attention(napi_env env, napi_callback_info info) {
-  napi_value a[7];
-  args(env, info, a, 7);
-  size_t qn = 0, BT = 0, B = 0, on = 0;
+  napi_value a[11];
+  args(env, info, a, 11);
+  size_t qn = 0, iqn = 0, iwn = 0, BT = 0, B = 0, on = 0, sn = 0;
   const float* q = typed(env, a[0], &qn);
-  const int32_t *slots = typed(env, a[2], &BT), *start = typed(env, a[3], &B);
+  const int dsa = !is_null(env, a[4]);
+  const float *iq = dsa ? typed(env, a[1], &iqn) : NULL, *iw = dsa ? typed(env, a[2], &iwn) : NULL;
+  const int32_t *slots = typed(env, a[5], &BT), *start = typed(env, a[6], &B);
   int32_t S = 0, L = 0;
-  napi_get_value_int32(env, a[4], &S);
-  float* o = typed(env, a[5], &on);
-  napi_get_value_int32(env, a[6], &L);
+  napi_get_value_int32(env, a[7], &S);
+  float* o = typed(env, a[8], &on);
+  int32_t* sel = typed(env, a[9], &sn);
+  napi_get_value_int32(env, a[10], &L);
   const size_t R = B * (size_t)(S > 0 ? S : 0);
-  if (!q || !slots || !start || !o || R == 0 || R > INT32_MAX || L <= 0 || BT % B != 0 || on == 0 || on % (R * (size_t)L) != 0 || qn % (on / (size_t)L) != 0) {
+  if (!q || !slots || !start || !o || !sel || R == 0 || R > INT32_MAX || L <= 0 || BT % B != 0 || sn == 0 || sn % B != 0 || on == 0 || on % (R * (size_t)L) != 0 ||
+      qn % (on / (size_t)L) != 0 || (dsa && (!iq || !iw || iwn == 0 || iwn % R != 0 || iqn % iwn != 0))) {
     napi_throw_range_error(env, NULL, "chunkAttention: bad arguments");
     return NULL;
   }
-  const size_t T = BT / B;
-  const int H = (int)(on / (R * (size_t)L)), C = (int)(qn / (R * (size_t)H));
-  const Pool latent = pool_arg(env, a[1], (size_t)C);
-  int ok = latent.rows && C > L && valid_slots(slots, BT, latent.P);
+  const size_t T = BT / B, k = sn / B;
+  const int H = (int)(on / (R * (size_t)L)), C = (int)(qn / (R * (size_t)H)), Hi = dsa ? (int)(iwn / R) : 0, Di = dsa ? (int)(iqn / iwn) : 0;
+  const Pool latent = pool_arg(env, a[3], (size_t)C), keys = dsa ? pool_arg(env, a[4], (size_t)Di) : (Pool){ NULL, 0, 0 };
+  int ok = latent.rows && C > L && valid_slots(slots, BT, latent.P) && (!dsa || (keys.rows && keys.P == latent.P && !(keys.bf16 && Di > MAX_SCORE_DI)));
   for (size_t b = 0; ok && b < B; b++) ok = start[b] >= 0 && (size_t)start[b] + (size_t)S <= T;
   if (!ok) {
-    napi_throw_range_error(env, NULL, "chunkAttention: bad pool, slots or start positions");
+    napi_throw_range_error(env, NULL, "chunkAttention: bad pools, slots or start positions");
     return NULL;
   }
   const char** err = calloc(R, sizeof(const char*));
@@ -1378,7 +1395,7 @@ static napi_value chunk_attention(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "chunkAttention: out of memory");
     return NULL;
   }
-  ChunkBatch d = { q, latent, slots, start, (int)T, S, H, C, L, o, err };
+  ChunkBatch d = { q, iq, iw, latent, keys, slots, start, (int)T, S, H, C, L, Hi, Di, (int)k, o, sel, err };
   parallel_for(chunk_rows, &d, (int)R, 1, 1);
   const char* first = NULL;
   for (size_t r = 0; r < R && !first; r++) first = err[r];

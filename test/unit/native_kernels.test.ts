@@ -282,12 +282,12 @@ test('native decode attention of a batch: each sequence as its own attend / dsaD
   );
 });
 
-test('native chunk attention: row i of sequence b as an attend call over positions 0 .. startPos[b] + i, same bits', { skip }, () => {
+test('native chunk attention: each row as the attend / dsaDecode call of a decode row at its position, same bits', { skip }, () => {
   const k = load.kernels!;
-  const [H, L, dr, S] = [4, 32, 16, 7];
+  const [H, L, dr, Hi, Di, topk, S] = [4, 32, 16, 8, 64, 24, 7];
   const C = L + dr;
   const P = 500;
-  const startPos = Int32Array.of(0, 3, 130, 250); // chunks from the first position, and across key chunks of 128
+  const startPos = Int32Array.of(0, 3, 20, 130, 250); // from the first position, across topk, across key chunks of 128
   const B = startPos.length;
   const T = Math.max(...startPos) + S;
   const slots = new Int32Array(B * T);
@@ -295,20 +295,51 @@ test('native chunk attention: row i of sequence b as an attend call over positio
     for (let t = 0; t < T; t++) slots[b * T + t] = t < p0 + S ? (b * 97 + t * 13) % P : (b * 97) % P; // padding: position 0's slot
   });
   const pool = randoms(P * C).map((v) => 3 * v);
+  const keys = randoms(P * Di);
   const q = randoms(B * S * H * C);
-  for (const threads of [1, 2]) {
-    k.setThreads(threads);
-    const o = new Float32Array(B * S * H * L);
-    k.chunkAttention(q, pool, slots, startPos, S, o, L);
-    for (let r = 0; r < B * S; r++) {
-      const [b, i] = [Math.floor(r / S), r % S];
-      const want = new Float32Array(H * L);
-      k.attend(q.subarray(r * H * C, (r + 1) * H * C), pool, slots.subarray(b * T, b * T + startPos[b]! + i + 1), want, L);
-      assert.deepEqual(o.subarray(r * H * L, (r + 1) * H * L), want, `row ${i} of sequence ${b}, threads ${threads}`);
+  const iq = randoms(B * S * Hi * Di);
+  const iw = randoms(B * S * Hi).map((v) => v + 0.6);
+  for (const withKeys of [true, false]) {
+    for (const threads of [1, 2]) {
+      k.setThreads(threads);
+      const o = new Float32Array(B * S * H * L);
+      const sel = new Int32Array(B * topk);
+      k.chunkAttention(q, withKeys ? iq : null, withKeys ? iw : null, pool, withKeys ? keys : null, slots, startPos, S, o, sel, L);
+      for (let r = 0; r < B * S; r++) {
+        const [b, i] = [Math.floor(r / S), r % S];
+        const n = startPos[b]! + i + 1;
+        const rowSlots = slots.subarray(b * T, b * T + n);
+        const qr = q.subarray(r * H * C, (r + 1) * H * C);
+        const want = new Float32Array(H * L);
+        let wantSel = Array.from({ length: Math.min(n, topk) }, (_, j) => j);
+        if (withKeys && n > topk) {
+          const s = new Int32Array(topk);
+          k.dsaDecode(qr, iq.subarray(r * Hi * Di, (r + 1) * Hi * Di), iw.subarray(r * Hi, (r + 1) * Hi), pool, keys, rowSlots, want, s, L);
+          wantSel = Array.from(s);
+        } else {
+          k.attend(qr, pool, rowSlots, want, L);
+        }
+        const what = `row ${i} of sequence ${b} (keys ${withKeys}, threads ${threads})`;
+        assert.deepEqual(o.subarray(r * H * L, (r + 1) * H * L), want, what);
+        if (i === S - 1) assert.deepEqual(Array.from(sel.subarray(b * topk, b * topk + wantSel.length)), wantSel, `${what}: selection`);
+      }
     }
   }
-  assert.throws(() => k.chunkAttention(q, pool, slots, Int32Array.of(0, 3, 130, T - S + 1), S, new Float32Array(B * S * H * L), L), /start positions/);
-  assert.throws(() => k.chunkAttention(q, pool, slots, startPos, S, new Float32Array(B * S * H * L + 1), L), /bad arguments/);
+  const args = (start: Int32Array, out: Float32Array): Parameters<typeof k.chunkAttention> => [
+    q,
+    null,
+    null,
+    pool,
+    null,
+    slots,
+    start,
+    S,
+    out,
+    new Int32Array(B * topk),
+    L,
+  ];
+  assert.throws(() => k.chunkAttention(...args(Int32Array.of(0, 3, 20, 130, T - S + 1), new Float32Array(B * S * H * L))), /start positions/);
+  assert.throws(() => k.chunkAttention(...args(startPos, new Float32Array(B * S * H * L + 1))), /bad arguments/);
 });
 
 /** x quantised per block of 32 as quant_gemm.h does: scale max|x| / 127, codes rounded half to even. */

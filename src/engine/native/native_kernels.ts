@@ -97,16 +97,21 @@ export interface NativeDecodeKernels {
     kvLoraRank: number,
   ): void;
   /**
-   * Attention of chunks without key selection: row b * S + i of q [B * S, H, C] (sequence b's query at position
-   * startPos[b] + i) over every key up to it, causal, at slots [B, T] of the pool; o [B * S, H, L].
+   * Attention of chunks: row b * S + i of q [B * S, H, C] is sequence b's query at position startPos[b] + i and
+   * attends what a decode row there would (decodeAttention): every key up to it, or with keys (DSA) and more of
+   * them than topk its indexer selection. sel [B, topk] gets each sequence's last row's kept positions.
    */
   chunkAttention(
     q: Float32Array,
+    iq: Float32Array | null,
+    iw: Float32Array | null,
     pool: Float32Array | Uint16Array,
+    keys: Float32Array | Uint16Array | null,
     slots: Int32Array,
     startPos: Int32Array,
     queryLen: number,
     o: Float32Array,
+    sel: Int32Array,
     kvLoraRank: number,
   ): void;
   /** The final RMSNorm and lm_head of M <= 16 rows: h [M, D], norm [D], w [V, D] -> out [M, V]. */
