@@ -35,7 +35,7 @@ export interface NativeDecodeKernels {
    * group that reads its own `cols` inputs (the per-head W_UK / W_UV); `rows` for a plain matrix.
    */
   packQuantized(bits: 4 | 8, rows: number, cols: number, groupRows: number, packed: Uint8Array, scales: Float32Array): NativeQuantizedWeight;
-  /** malloc_trim(0): hands glibc's free heap memory back to the system (after each loaded layer). */
+  /** malloc_trim(0): hands glibc's free heap memory back to the system (after each loaded quantised layer). */
   trimMemory(): boolean;
   /** Bytes of the packed copy (float16 scales when every scale is exactly one, else float32). */
   quantizedWeightBytes(w: NativeQuantizedWeight): number;
