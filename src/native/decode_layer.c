@@ -1074,8 +1074,13 @@ static inline __attribute__((always_inline)) void score_tiles(const IndexerScore
       e[j] = _mm512_mul_ps(_mm512_max_ps(group_sum(acc[j][0], R), _mm512_setzero_ps()), _mm512_loadu_ps(c->w));
       for (int v = 1; v < NV; v++) e[j] = _mm512_fmadd_ps(_mm512_max_ps(acc[j][v], _mm512_setzero_ps()), _mm512_loadu_ps(c->w + v * 16), e[j]);
     }
-    _mm256_mask_storeu_epi32(c->order + t, (__mmask8)((1u << nk) - 1), order_keys8(hsum8(e)));
-    for (int j = 0; j < nk; j++) hist[c->order[t + j] >> (32 - RADIX_BITS)] += c->order[t + j] != 0;
+    // The histogram reads the keys from a plain aligned store: read back from the masked store into order,
+    // each load waited for the store (no forwarding from a masked store): 11% of the scoring's samples at 64k.
+    const __m256i keys = order_keys8(hsum8(e));
+    uint32_t kv[8] __attribute__((aligned(32)));
+    _mm256_store_si256((__m256i*)kv, keys);
+    _mm256_mask_storeu_epi32(c->order + t, (__mmask8)((1u << nk) - 1), keys);
+    for (int j = 0; j < nk; j++) hist[kv[j] >> (32 - RADIX_BITS)] += kv[j] != 0;
   }
 }
 
