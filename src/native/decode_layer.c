@@ -1252,88 +1252,14 @@ static napi_value dsa_decode(napi_env env, napi_callback_info info) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Decode attention of B sequences with one query row each, the sequences spread over the pool's threads
-// whole (each thread runs its sequences' kernels alone: the pool is busy), instead of one call per
-// sequence that splits every phase of it across the threads.
+// MLA 5 (with DSA selection) of query rows in batches: B sequences with S rows each (decode: S = 1; prefill
+// chunks: S > 1), the rows spread over the pool's threads whole (each thread runs its rows' kernels alone:
+// the pool is busy), instead of one call per row that splits every phase of it across the threads.
 
-typedef struct {
-  const float *q, *iq, *iw;  // [B, H, C], [B, Hi, Di] | NULL, [B, Hi] | NULL
-  Pool latent, keys;         // keys.rows NULL: no indexer
-  const int32_t *slots, *visible;  // [B, T], [B]
-  int T, H, C, L, Hi, Di, k;
-  float* o;      // [B, H, L]
-  int32_t* sel;  // [B, k]
-  const char** err;  // [B]
-} DecodeBatch;
-
-static void decode_rows(const void* ctx, int b0, int b1) {
-  const DecodeBatch* d = ctx;
-  const size_t HC = (size_t)d->H * d->C, HL = (size_t)d->H * d->L;
-  for (int b = b0; b < b1; b++) {
-    const int32_t* slots = d->slots + (size_t)b * d->T;
-    const int n = d->visible[b];
-    int32_t* sel = d->sel + (size_t)b * d->k;
-    if (!d->keys.rows || n <= d->k) {  // every visible key (with DSA too: topk covers them all)
-      for (int i = 0; i < d->k; i++) sel[i] = i < n ? i : -1;
-      d->err[b] = attend_rows(d->q + b * HC, &d->latent, slots, n, d->H, d->C, d->L, d->o + b * HL);
-    } else {
-      d->err[b] = dsa_row(d->q + b * HC, d->iq + (size_t)b * d->Hi * d->Di, d->iw + (size_t)b * d->Hi, d->Hi, d->Di, &d->latent, &d->keys, slots, n, d->k,
-                          d->H, d->C, d->L, d->o + b * HL, sel);
-    }
-  }
-}
-
-// decodeAttention(q [B, H, C], iq [B, Hi, Di] | null, iw [B, Hi] | null, pool [P, C], keys [P, Di] | null,
-// slots Int32Array [B, T] (row b: positions 0 .. visible[b] - 1, then padding), visible Int32Array [B],
-// o [B, H, L], sel Int32Array [B, topk] (out: kept positions ascending, -1 after them), L). Pools: Float32Array
-// or Uint16Array of bf16 bits. Without keys (or with visible[b] <= topk) row b attends every visible key.
-static napi_value decode_attention(napi_env env, napi_callback_info info) {
-  napi_value a[10];
-  args(env, info, a, 10);
-  size_t qn = 0, iqn = 0, iwn = 0, BT = 0, B = 0, on = 0, sn = 0;
-  const float* q = typed(env, a[0], &qn);
-  const int dsa = !is_null(env, a[4]);
-  const float *iq = dsa ? typed(env, a[1], &iqn) : NULL, *iw = dsa ? typed(env, a[2], &iwn) : NULL;
-  const int32_t *slots = typed(env, a[5], &BT), *visible = typed(env, a[6], &B);
-  float* o = typed(env, a[7], &on);
-  int32_t* sel = typed(env, a[8], &sn);
-  int32_t L = 0;
-  napi_get_value_int32(env, a[9], &L);
-  if (!q || !slots || !visible || !o || !sel || B == 0 || L <= 0 || BT % B != 0 || sn % B != 0 || sn == 0 || on % (B * (size_t)L) != 0 || on == 0 ||
-      qn % (on / (size_t)L) != 0 || (dsa && (!iq || !iw || iwn % B != 0 || iwn == 0 || iqn % iwn != 0))) {
-    napi_throw_range_error(env, NULL, "decodeAttention: bad arguments");
-    return NULL;
-  }
-  const size_t T = BT / B, k = sn / B;
-  const int H = (int)(on / (B * (size_t)L)), C = (int)(qn / (B * (size_t)H)), Hi = dsa ? (int)(iwn / B) : 0, Di = dsa ? (int)(iqn / iwn) : 0;
-  const Pool latent = pool_arg(env, a[3], (size_t)C), keys = dsa ? pool_arg(env, a[4], (size_t)Di) : (Pool){ NULL, 0, 0 };
-  int ok = latent.rows && valid_slots(slots, BT, latent.P) && (!dsa || (keys.rows && keys.P == latent.P && !(keys.bf16 && Di > MAX_SCORE_DI)));
-  for (size_t b = 0; ok && b < B; b++) ok = visible[b] >= 1 && (size_t)visible[b] <= T;
-  if (!ok) {
-    napi_throw_range_error(env, NULL, "decodeAttention: bad pools, slots or visible counts");
-    return NULL;
-  }
-  const char** err = calloc(B, sizeof(const char*));
-  if (!err) {
-    napi_throw_error(env, NULL, "decodeAttention: out of memory");
-    return NULL;
-  }
-  DecodeBatch d = { q, iq, iw, latent, keys, slots, visible, (int)T, H, C, L, Hi, Di, (int)k, o, sel, err };
-  if (B == 1)
-    decode_rows(&d, 0, 1);  // one sequence: its kernels use the pool
-  else
-    parallel_for(decode_rows, &d, (int)B, 1, 1);
-  const char* first = NULL;
-  for (size_t b = 0; b < B && !first; b++) first = err[b];
-  free(err);
-  if (first) napi_throw_error(env, NULL, first);
-  return NULL;
-}
-
-// Chunk attention: row r = b * S + i of q [B * S, H, C] is sequence b's query at position startPos[b] + i and
-// attends what a decode row there would (decode_rows): every key up to it, or with DSA and more of them than
-// topk the indexer's selection among them. One row per piece of the pool: a row's keys (its sequence's, read
-// by its neighbours too) stay in L2, and no [S, T] score matrix or mask is ever built.
+// Row r = b * S + i of q [B * S, H, C] is sequence b's query at position startPos[b] + i: it attends every key
+// up to it, or with DSA and more of them than topk the indexer's selection among them (dsa_row). No [S, T]
+// score matrix or mask is ever built; a chunk's rows read their sequence's keys, which stay in cache between
+// neighbours.
 typedef struct {
   const float *q, *iq, *iw;
   Pool latent, keys;
@@ -1342,17 +1268,17 @@ typedef struct {
   float* o;
   int32_t* sel;  // [B, k]: the selection of each sequence's last row
   const char** err;
-} ChunkBatch;
+} QueryRows;
 
-static void chunk_rows(const void* ctx, int r0, int r1) {
-  const ChunkBatch* d = ctx;
+static void query_rows(const void* ctx, int r0, int r1) {
+  const QueryRows* d = ctx;
   const size_t HC = (size_t)d->H * d->C, HL = (size_t)d->H * d->L;
   for (int r = r0; r < r1; r++) {
     const int b = r / d->S, i = r % d->S, n = d->start[b] + i + 1;
     const int32_t* slots = d->slots + (size_t)b * d->T;
     int32_t* sel = i == d->S - 1 ? d->sel + (size_t)b * d->k : thread_scratch(SCRATCH_SEL, sizeof(int32_t) * (size_t)d->k);
     if (!sel) {
-      d->err[r] = "chunkAttention: out of memory";
+      d->err[r] = "attendRows: out of memory";
     } else if (!d->keys.rows || n <= d->k) {
       for (int j = 0; j < d->k; j++) sel[j] = j < n ? j : -1;
       d->err[r] = attend_rows(d->q + r * HC, &d->latent, slots, n, d->H, d->C, d->L, d->o + r * HL);
@@ -1363,11 +1289,11 @@ static void chunk_rows(const void* ctx, int r0, int r1) {
   }
 }
 
-// chunkAttention(q [B * S, H, C], iq [B * S, Hi, Di] | null, iw [B * S, Hi] | null, pool [P, C], keys [P, Di] |
+// attendRows(q [B * S, H, C], iq [B * S, Hi, Di] | null, iw [B * S, Hi] | null, pool [P, C], keys [P, Di] |
 // null, slots Int32Array [B, T] (row b: positions 0 .. startPos[b] + S - 1, then padding), startPos Int32Array
 // [B], S, o [B * S, H, L], sel Int32Array [B, topk] (out: each sequence's last row's kept positions, ascending,
 // then -1), L). Pools: Float32Array or Uint16Array of bf16 bits. Without keys every row attends all it sees.
-static napi_value chunk_attention(napi_env env, napi_callback_info info) {
+static napi_value attend_query_rows(napi_env env, napi_callback_info info) {
   napi_value a[11];
   args(env, info, a, 11);
   size_t qn = 0, iqn = 0, iwn = 0, BT = 0, B = 0, on = 0, sn = 0;
@@ -1383,7 +1309,7 @@ static napi_value chunk_attention(napi_env env, napi_callback_info info) {
   const size_t R = B * (size_t)(S > 0 ? S : 0);
   if (!q || !slots || !start || !o || !sel || R == 0 || R > INT32_MAX || L <= 0 || BT % B != 0 || sn == 0 || sn % B != 0 || on == 0 || on % (R * (size_t)L) != 0 ||
       qn % (on / (size_t)L) != 0 || (dsa && (!iq || !iw || iwn == 0 || iwn % R != 0 || iqn % iwn != 0))) {
-    napi_throw_range_error(env, NULL, "chunkAttention: bad arguments");
+    napi_throw_range_error(env, NULL, "attendRows: bad arguments");
     return NULL;
   }
   const size_t T = BT / B, k = sn / B;
@@ -1392,16 +1318,16 @@ static napi_value chunk_attention(napi_env env, napi_callback_info info) {
   int ok = latent.rows && C > L && valid_slots(slots, BT, latent.P) && (!dsa || (keys.rows && keys.P == latent.P && !(keys.bf16 && Di > MAX_SCORE_DI)));
   for (size_t b = 0; ok && b < B; b++) ok = start[b] >= 0 && (size_t)start[b] + (size_t)S <= T;
   if (!ok) {
-    napi_throw_range_error(env, NULL, "chunkAttention: bad pools, slots or start positions");
+    napi_throw_range_error(env, NULL, "attendRows: bad pools, slots or start positions");
     return NULL;
   }
   const char** err = calloc(R, sizeof(const char*));
   if (!err) {
-    napi_throw_error(env, NULL, "chunkAttention: out of memory");
+    napi_throw_error(env, NULL, "attendRows: out of memory");
     return NULL;
   }
-  ChunkBatch d = { q, iq, iw, latent, keys, slots, start, (int)T, S, H, C, L, Hi, Di, (int)k, o, sel, err };
-  parallel_for(chunk_rows, &d, (int)R, 1, 1);
+  QueryRows d = { q, iq, iw, latent, keys, slots, start, (int)T, S, H, C, L, Hi, Di, (int)k, o, sel, err };
+  parallel_for(query_rows, &d, (int)R, 1, 1);  // one row runs inline, its kernels on the pool
   const char* first = NULL;
   for (size_t r = 0; r < R && !first; r++) first = err[r];
   free(err);
@@ -1558,7 +1484,7 @@ NAPI_MODULE_INIT() {
   const struct {
     const char* name;
     napi_callback fn;
-  } fns[] = { { "createLayer", create_layer }, { "pre", pre }, { "post", post }, { "experts", experts }, { "setThreads", set_threads }, { "gemv", gemv_js }, { "attend", attend }, { "logits", logits }, { "dsaDecode", dsa_decode }, { "decodeAttention", decode_attention }, { "chunkAttention", chunk_attention }, { "packQuantized", pack_quantized }, { "quantizedMatmul", quantized_matmul }, { "quantizedWeightBytes", quantized_weight_bytes }, { "trimMemory", trim_memory } };
+  } fns[] = { { "createLayer", create_layer }, { "pre", pre }, { "post", post }, { "experts", experts }, { "setThreads", set_threads }, { "gemv", gemv_js }, { "attend", attend }, { "logits", logits }, { "dsaDecode", dsa_decode }, { "attendRows", attend_query_rows }, { "packQuantized", pack_quantized }, { "quantizedMatmul", quantized_matmul }, { "quantizedWeightBytes", quantized_weight_bytes }, { "trimMemory", trim_memory } };
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
     napi_value f;
     napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);

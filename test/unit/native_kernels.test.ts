@@ -236,110 +236,71 @@ test('native attention and DSA decode over a bfloat16 cache: the same bits as ov
   assert.throws(() => k.attend(q, new Int32Array(P * C) as unknown as Float32Array, slots, new Float32Array(H * L), L), /bad pool/);
 });
 
-test('native decode attention of a batch: each sequence as its own attend / dsaDecode call gives it, same bits', { skip }, () => {
+test('native attendRows: each row as the attend / dsaDecode call of one row at its position, same bits', { skip }, () => {
   const k = load.kernels!;
   const [H, L, dr, Hi, Di, topk] = [4, 32, 16, 8, 64, 24];
   const C = L + dr;
-  const P = 400;
-  const visible = Int32Array.of(1, 24, 25, 90, 7, 200); // around topk: every key, or the indexer's selection
-  const B = visible.length;
-  const T = Math.max(...visible);
-  const slots = new Int32Array(B * T);
-  visible.forEach((n, b) => {
-    for (let t = 0; t < T; t++) slots[b * T + t] = t < n ? (b * 61 + t * 7) % P : (b * 61) % P; // padding: position 0's slot
-  });
-  const pool = randoms(P * C).map((v) => 3 * v);
-  const keys = randoms(P * Di);
-  const q = randoms(B * H * C);
-  const iq = randoms(B * Hi * Di);
-  const iw = randoms(B * Hi).map((v) => v + 0.6);
-  for (const withKeys of [true, false]) {
-    for (const threads of [1, 2]) {
-      k.setThreads(threads);
-      const o = new Float32Array(B * H * L);
-      const sel = new Int32Array(B * topk);
-      k.decodeAttention(q, withKeys ? iq : null, withKeys ? iw : null, pool, withKeys ? keys : null, slots, visible, o, sel, L);
-      visible.forEach((n, b) => {
-        const want = new Float32Array(H * L);
-        const rowSlots = slots.subarray(b * T, b * T + n);
-        const qb = q.subarray(b * H * C, (b + 1) * H * C);
-        let wantSel = Array.from({ length: Math.min(n, topk) }, (_, j) => j);
-        if (withKeys && n > topk) {
-          const s = new Int32Array(topk);
-          k.dsaDecode(qb, iq.subarray(b * Hi * Di, (b + 1) * Hi * Di), iw.subarray(b * Hi, (b + 1) * Hi), pool, keys, rowSlots, want, s, L);
-          wantSel = Array.from(s);
-        } else {
-          k.attend(qb, pool, rowSlots, want, L);
-        }
-        assert.deepEqual(o.subarray(b * H * L, (b + 1) * H * L), want, `sequence ${b} (keys ${withKeys}, threads ${threads})`);
-        assert.deepEqual(Array.from(sel.subarray(b * topk, b * topk + wantSel.length)), wantSel, `sequence ${b} selection`);
-      });
-    }
-  }
-  assert.throws(
-    () => k.decodeAttention(q, null, null, pool, null, slots, Int32Array.of(1, 2, 3, 4, 5, T + 1), new Float32Array(B * H * L), new Int32Array(B * topk), L),
-    /visible/,
-  );
-});
-
-test('native chunk attention: each row as the attend / dsaDecode call of a decode row at its position, same bits', { skip }, () => {
-  const k = load.kernels!;
-  const [H, L, dr, Hi, Di, topk, S] = [4, 32, 16, 8, 64, 24, 7];
-  const C = L + dr;
   const P = 500;
-  const startPos = Int32Array.of(0, 3, 20, 130, 250); // from the first position, across topk, across key chunks of 128
-  const B = startPos.length;
-  const T = Math.max(...startPos) + S;
-  const slots = new Int32Array(B * T);
-  startPos.forEach((p0, b) => {
-    for (let t = 0; t < T; t++) slots[b * T + t] = t < p0 + S ? (b * 97 + t * 13) % P : (b * 97) % P; // padding: position 0's slot
-  });
   const pool = randoms(P * C).map((v) => 3 * v);
   const keys = randoms(P * Di);
-  const q = randoms(B * S * H * C);
-  const iq = randoms(B * S * Hi * Di);
-  const iw = randoms(B * S * Hi).map((v) => v + 0.6);
-  for (const withKeys of [true, false]) {
-    for (const threads of [1, 2]) {
-      k.setThreads(threads);
-      const o = new Float32Array(B * S * H * L);
-      const sel = new Int32Array(B * topk);
-      k.chunkAttention(q, withKeys ? iq : null, withKeys ? iw : null, pool, withKeys ? keys : null, slots, startPos, S, o, sel, L);
-      for (let r = 0; r < B * S; r++) {
-        const [b, i] = [Math.floor(r / S), r % S];
-        const n = startPos[b]! + i + 1;
-        const rowSlots = slots.subarray(b * T, b * T + n);
-        const qr = q.subarray(r * H * C, (r + 1) * H * C);
-        const want = new Float32Array(H * L);
-        let wantSel = Array.from({ length: Math.min(n, topk) }, (_, j) => j);
-        if (withKeys && n > topk) {
-          const s = new Int32Array(topk);
-          k.dsaDecode(qr, iq.subarray(r * Hi * Di, (r + 1) * Hi * Di), iw.subarray(r * Hi, (r + 1) * Hi), pool, keys, rowSlots, want, s, L);
-          wantSel = Array.from(s);
-        } else {
-          k.attend(qr, pool, rowSlots, want, L);
+  // decode rows (S 1) around topk (every key, or the indexer's selection); chunks (S 7) from the first position,
+  // across topk and across key chunks of 128
+  for (const [S, startPos] of [
+    [1, Int32Array.of(0, 23, 24, 89, 6, 199)],
+    [7, Int32Array.of(0, 3, 20, 130, 250)],
+  ] as const) {
+    const B = startPos.length;
+    const T = Math.max(...startPos) + S;
+    const slots = new Int32Array(B * T);
+    startPos.forEach((p0, b) => {
+      for (let t = 0; t < T; t++) slots[b * T + t] = t < p0 + S ? (b * 97 + t * 13) % P : (b * 97) % P; // padding: position 0's slot
+    });
+    const q = randoms(B * S * H * C);
+    const iq = randoms(B * S * Hi * Di);
+    const iw = randoms(B * S * Hi).map((v) => v + 0.6);
+    for (const withKeys of [true, false]) {
+      for (const threads of [1, 2]) {
+        k.setThreads(threads);
+        const o = new Float32Array(B * S * H * L);
+        const sel = new Int32Array(B * topk);
+        k.attendRows(q, withKeys ? iq : null, withKeys ? iw : null, pool, withKeys ? keys : null, slots, startPos, S, o, sel, L);
+        for (let r = 0; r < B * S; r++) {
+          const [b, i] = [Math.floor(r / S), r % S];
+          const n = startPos[b]! + i + 1;
+          const rowSlots = slots.subarray(b * T, b * T + n);
+          const qr = q.subarray(r * H * C, (r + 1) * H * C);
+          const want = new Float32Array(H * L);
+          let wantSel = Array.from({ length: Math.min(n, topk) }, (_, j) => j);
+          if (withKeys && n > topk) {
+            const s = new Int32Array(topk);
+            k.dsaDecode(qr, iq.subarray(r * Hi * Di, (r + 1) * Hi * Di), iw.subarray(r * Hi, (r + 1) * Hi), pool, keys, rowSlots, want, s, L);
+            wantSel = Array.from(s);
+          } else {
+            k.attend(qr, pool, rowSlots, want, L);
+          }
+          const what = `S ${S}: row ${i} of sequence ${b} (keys ${withKeys}, threads ${threads})`;
+          assert.deepEqual(o.subarray(r * H * L, (r + 1) * H * L), want, what);
+          if (i === S - 1) assert.deepEqual(Array.from(sel.subarray(b * topk, b * topk + wantSel.length)), wantSel, `${what}: selection`);
         }
-        const what = `row ${i} of sequence ${b} (keys ${withKeys}, threads ${threads})`;
-        assert.deepEqual(o.subarray(r * H * L, (r + 1) * H * L), want, what);
-        if (i === S - 1) assert.deepEqual(Array.from(sel.subarray(b * topk, b * topk + wantSel.length)), wantSel, `${what}: selection`);
       }
     }
+    const args = (start: Int32Array, out: Float32Array): Parameters<typeof k.attendRows> => [
+      q,
+      null,
+      null,
+      pool,
+      null,
+      slots,
+      start,
+      S,
+      out,
+      new Int32Array(B * topk),
+      L,
+    ];
+    const late = Int32Array.from(startPos, (p0, b) => (b === B - 1 ? T - S + 1 : p0)); // its rows past the slots
+    assert.throws(() => k.attendRows(...args(late, new Float32Array(B * S * H * L))), /start positions/);
+    assert.throws(() => k.attendRows(...args(startPos, new Float32Array(B * S * H * L + 1))), /bad arguments/);
   }
-  const args = (start: Int32Array, out: Float32Array): Parameters<typeof k.chunkAttention> => [
-    q,
-    null,
-    null,
-    pool,
-    null,
-    slots,
-    start,
-    S,
-    out,
-    new Int32Array(B * topk),
-    L,
-  ];
-  assert.throws(() => k.chunkAttention(...args(Int32Array.of(0, 3, 20, 130, T - S + 1), new Float32Array(B * S * H * L))), /start positions/);
-  assert.throws(() => k.chunkAttention(...args(startPos, new Float32Array(B * S * H * L + 1))), /bad arguments/);
 });
 
 /** x quantised per block of 32 as quant_gemm.h does: scale max|x| / 127, codes rounded half to even. */

@@ -4,10 +4,10 @@
 // Per query row at position p the visible keys are positions 0..p (causal, the row itself included).
 // With an indexer and more than index_topk visible keys, only the index_topk best-scored keys are
 // attended; otherwise all visible keys are (README "Lightning indexer"). Decode groups (S = 1) over float32
-// or bfloat16 caches run in C (native/decode_layer.c decodeAttention: scores, top-k and attention, one call
-// per group), and so do longer chunks over contexts up to NATIVE_CHUNK_MAX_CONTEXT (chunkAttention); everything
-// else runs the graphs, where scores, top-k and masks are computed, and this file only slices runs and gathers
-// the selected slots.
+// or bfloat16 caches run in C (native/decode_layer.c attendRows: scores, top-k and attention, one call per
+// group), and so do longer chunks over contexts up to NATIVE_CHUNK_MAX_CONTEXT; everything else runs the
+// graphs, where scores, top-k and masks are computed, and this file only slices runs and gathers the
+// selected slots.
 // Decode groups (S = 1) gather only the selected rows (cost ~ topk, flat in context length), and so do
 // groups of short chunks (verification chunks, S <= MAX_GROUPED_QUERY_LEN, one run per slice of sequences);
 // prefill chunks over a context longer than GATHERED_PREFILL_MIN_CONTEXT x topk gather each row's
@@ -63,14 +63,15 @@ export interface AttentionLayerInputs {
 export const NATIVE_DSA_MAX_INDEXER_HEADS = 16;
 
 /**
- * Chunks (S > 1) attend in C (decode_layer.c chunkAttention) while their context is at most this long. Each row
+ * Chunks (S > 1) attend in C (decode_layer.c attendRows) while their context is at most this long. Each row
  * reads its own keys (its whole prefix, or with DSA the indexer keys of its prefix and its topk latent rows), so
  * the key traffic grows as S x T where the graphs' products share each key among the rows of a run. Measured
  * (2 threads, quiet, runs alternated): bench-mini, waves of 16 prompts of 256 tokens (no selection) attention
  * 309-394 ms per wave against 501-582 in the graph; one 512-token prompt (DSA, topk 256) indexer + attention
  * 61-85 ms against 160-215, the prompt 1.25-1.65k tok/s against 0.96-1.15k; bench-mini-dsa, 4096 tokens
- * (bench/dsa_prefill.ts, 3 rounds): DSA indexer + attention 1350 ms against 3115 (time to first token 3152 against
- * 4325 ms), dense attention 3775 against 4412 ms. Longer contexts are not measured and keep the graphs.
+ * (bench/dsa_prefill.ts, 5 rounds, against its previous run): DSA indexer + attention 1101 ms against 3115 (time to
+ * first token 2322 against 4325 ms), dense attention 3316-3775 against 4412 ms. Longer contexts are not measured
+ * and keep the graphs.
  */
 export const NATIVE_CHUNK_MAX_CONTEXT = 4096;
 
@@ -116,9 +117,8 @@ export class SparseMlaAttention {
     const sparse = indexTopk > 0 && inp.iq !== null && Math.max(...startPos) + S > indexTopk;
     countSparsity(group, sparse ? indexTopk : Infinity, ctx.profiler);
     const nativeRows = inp.latentRows !== null && (!sparse || (inp.indexerKeyRows !== null && this.shapes.indexerHeads <= NATIVE_DSA_MAX_INDEXER_HEADS));
-    if (S === 1 && this.native && nativeRows) return ctx.profiler.time('attention', () => this.attendNative(group, inp, sparse, ctx.recordSelections));
-    if (this.native && nativeRows && group.maxContext <= NATIVE_CHUNK_MAX_CONTEXT)
-      return ctx.profiler.time('attention', () => this.attendChunksNative(group, inp, sparse, ctx.recordSelections));
+    if (this.native && nativeRows && (S === 1 || group.maxContext <= NATIVE_CHUNK_MAX_CONTEXT))
+      return ctx.profiler.time('attention', () => this.attendNative(group, inp, sparse, ctx.recordSelections));
     if (!sparse) {
       const o = await ctx.profiler.timeAsync('attention', () => this.runDense(group, inp));
       return { o, lastSelections: ctx.recordSelections ? allVisible(group) : null };
@@ -128,46 +128,11 @@ export class SparseMlaAttention {
   }
 
   /**
-   * Decode rows (S = 1) in C (decode_layer.c decodeAttention), the group's sequences spread over the kernels'
-   * pool: every visible key, or with DSA and more visible keys than topk the indexer's selection.
+   * The group's rows in C (decode_layer.c attendRows), spread over the kernels' pool: each row attends as a
+   * decode row at its position does, every key up to it or with DSA and more of them than topk the indexer's
+   * selection, over its own causal prefix: no [S, T] scores or masks, nothing past a row's position computed.
    */
   private attendNative(
-    group: AttentionGroup,
-    inp: AttentionLayerInputs,
-    sparse: boolean,
-    recordSelections: boolean,
-  ): { o: Float32Array; lastSelections: Int32Array[] | null } {
-    const { numSeqs: B, rowStart: first } = group;
-    const { numHeads: H, latentDim: C, kvLoraRank: L, indexerHeads: Hi, indexerDim: Di, indexTopk } = this.shapes;
-    const k = Math.max(1, indexTopk);
-    const o = new Float32Array(B * H * L);
-    const sel = new Int32Array(B * k);
-    const visible = group.startPos.map((p) => p + 1);
-    this.native!.decodeAttention(
-      inp.q.subarray(first * H * C, (first + B) * H * C),
-      sparse ? inp.iq!.subarray(first * Hi * Di, (first + B) * Hi * Di) : null,
-      sparse ? inp.iw!.subarray(first * Hi, (first + B) * Hi) : null,
-      inp.latentRows!,
-      sparse ? inp.indexerKeyRows! : null,
-      group.keySlots,
-      visible,
-      o,
-      sel,
-      L,
-    );
-    if (!recordSelections) return { o, lastSelections: null };
-    const lastSelections = Array.from(visible, (n, b) =>
-      sparse && n > k ? sel.subarray(b * k, (b + 1) * k).filter((s) => s >= 0) : Int32Array.from({ length: n }, (_, j) => j),
-    );
-    return { o, lastSelections };
-  }
-
-  /**
-   * Chunks (S > 1) in C (decode_layer.c chunkAttention): each row attends as a decode row at its position would,
-   * over its own causal prefix (every key, or the indexer's topk of it), so no [S, T] scores or masks are built
-   * and the products past a row's position are never computed (NATIVE_CHUNK_MAX_CONTEXT has the measurements).
-   */
-  private attendChunksNative(
     group: AttentionGroup,
     inp: AttentionLayerInputs,
     sparse: boolean,
@@ -179,7 +144,7 @@ export class SparseMlaAttention {
     const R = B * S;
     const o = new Float32Array(R * H * L);
     const sel = new Int32Array(B * k);
-    this.native!.chunkAttention(
+    this.native!.attendRows(
       inp.q.subarray(first * H * C, (first + R) * H * C),
       sparse ? inp.iq!.subarray(first * Hi * Di, (first + R) * Hi * Di) : null,
       sparse ? inp.iw!.subarray(first * Hi, (first + R) * Hi) : null,

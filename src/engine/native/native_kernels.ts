@@ -79,29 +79,12 @@ export interface NativeDecodeKernels {
     kvLoraRank: number,
   ): void;
   /**
-   * Decode attention of B sequences with one query row each, sequences spread over the pool: row b attends
-   * the keys at slots[b * T .. b * T + visible[b]) (positions 0 .. visible[b] - 1), all of them, or with keys
-   * (DSA) and more than topk = sel.length / B visible, the indexer's topk best (sel row b gets the kept
-   * positions ascending, then -1). q [B, H, C], iq [B, Hi, Di], iw [B, Hi], o [B, H, L].
+   * MLA 5 of query rows, B sequences with S rows each (decode: S = 1): row b * S + i of q [B * S, H, C] is
+   * sequence b's query at position startPos[b] + i and attends every key up to it at slots [B, T] of the pool,
+   * or with keys (DSA) and more of them than topk its indexer selection (iq [B * S, Hi, Di], iw [B * S, Hi]);
+   * o [B * S, H, L]. sel [B, topk] gets each sequence's last row's kept positions, ascending, then -1.
    */
-  decodeAttention(
-    q: Float32Array,
-    iq: Float32Array | null,
-    iw: Float32Array | null,
-    pool: Float32Array | Uint16Array,
-    keys: Float32Array | Uint16Array | null,
-    slots: Int32Array,
-    visible: Int32Array,
-    o: Float32Array,
-    sel: Int32Array,
-    kvLoraRank: number,
-  ): void;
-  /**
-   * Attention of chunks: row b * S + i of q [B * S, H, C] is sequence b's query at position startPos[b] + i and
-   * attends what a decode row there would (decodeAttention): every key up to it, or with keys (DSA) and more of
-   * them than topk its indexer selection. sel [B, topk] gets each sequence's last row's kept positions.
-   */
-  chunkAttention(
+  attendRows(
     q: Float32Array,
     iq: Float32Array | null,
     iw: Float32Array | null,
