@@ -21,19 +21,28 @@ import type { BlockId, PagedKVStorageOptions, StorageDims, StorageDtype, Storage
 
 type TokenShape = Omit<StorageDims, 'blockSize'> & StorageDtype;
 
-/** Slot of each position start .. start+count-1 of a sequence; throws if the table is too short. */
-export function slotMapping(blockTable: readonly BlockId[], blockSize: number, start: number, count: number): Int32Array {
+/**
+ * Slot of each position start .. start+count-1 of a sequence, into `out` (a new array by default); throws if the
+ * table is too short. Block by block, no division per position: a 64k-token context's slots are rebuilt every
+ * decode step (step_plan.ts), 0.23-0.57 -> 0.08-0.22 ms in a node probe.
+ */
+export function slotMapping(blockTable: readonly BlockId[], blockSize: number, start: number, count: number, out = new Int32Array(count)): Int32Array {
   assert(Number.isInteger(start) && start >= 0 && Number.isInteger(count) && count >= 0, `slotMapping(${start}, ${count})`);
   assert(
     start + count <= blockTable.length * blockSize,
     `positions up to ${start + count} need ${Math.ceil((start + count) / blockSize)} blocks, table has ${blockTable.length}`,
   );
-  const slots = new Int32Array(count);
-  for (let i = 0; i < count; i++) {
-    const pos = start + i;
-    slots[i] = blockTable[Math.floor(pos / blockSize)]! * blockSize + (pos % blockSize); // in range: asserted above
+  assert(out.length >= count, `slotMapping: ${count} slots into ${out.length}`);
+  for (let i = 0, pos = start; i < count;) {
+    const block = Math.floor(pos / blockSize);
+    const offset = pos - block * blockSize;
+    const first = blockTable[block]! * blockSize + offset; // in range: asserted above
+    const n = Math.min(blockSize - offset, count - i);
+    for (let j = 0; j < n; j++) out[i + j] = first + j;
+    i += n;
+    pos += n;
   }
-  return slots;
+  return out;
 }
 
 function rowShape(shape: TokenShape): KVRowShape {

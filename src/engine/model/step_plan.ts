@@ -66,7 +66,7 @@ export function planStep(seqs: readonly StepSequence[], blockSize: number, maxPo
     assert(n > 0, `sequence ${i}: no new tokens`);
     assert(s.numComputedTokens + n <= maxPositions, `sequence ${i}: ${s.numComputedTokens + n} tokens exceed ${maxPositions} positions`);
     rowStartOf[i] = row;
-    slots.set(slotMapping(s.blockTable, blockSize, s.numComputedTokens, n), row);
+    slotMapping(s.blockTable, blockSize, s.numComputedTokens, n, slots.subarray(row, row + n));
     tokenIds.set(s.tokenIds, row);
     for (let j = 0; j < n; j++) positions[row + j] = s.numComputedTokens + j;
     row += n;
@@ -100,7 +100,7 @@ function makeGroup(members: readonly (readonly [number, StepSequence])[], rowSta
   members.forEach(([, s], b) => {
     const ctx = s.numComputedTokens + S;
     const row = keySlots.subarray(b * T, (b + 1) * T);
-    row.set(slotMapping(s.blockTable, blockSize, 0, ctx));
+    slotMapping(s.blockTable, blockSize, 0, ctx, row);
     row.fill(row[0]!, ctx); // ctx >= 1: position 0's slot exists
   });
   const keySlotSpan = members.length === 1 ? blockSpan(members[0]![1].blockTable, Math.ceil(T / blockSize), blockSize) : null;
