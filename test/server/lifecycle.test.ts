@@ -95,12 +95,14 @@ describe('request lifecycle', () => {
   });
 
   test('a burst past the queue limit gets 429s; everything accepted completes', async () => {
+    // 200 tokens each: the first requests must still be running when the last of the burst arrive (at 20 the
+    // native kernels finished some first on a fresh CI checkout, and all 10 were accepted)
     const results = await Promise.all(
       Array.from({ length: 10 }, (_, i) =>
         fetch(`${server.address}/v1/completions`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ prompt: [5 + i, 6, 7], max_tokens: 20, temperature: 0, ignore_eos: true }),
+          body: JSON.stringify({ prompt: [5 + i, 6, 7], max_tokens: 200, temperature: 0, ignore_eos: true }),
         }).then(async (r) => ({ status: r.status, body: (await r.json()) as { error: { code: string }; usage: { completion_tokens: number } } })),
       ),
     );
@@ -110,7 +112,7 @@ describe('request lifecycle', () => {
     assert.ok(ok.length >= 2, 'some were served');
     assert.equal(rejected.length + ok.length, 10);
     for (const r of rejected) assert.equal(r.body.error.code, 'DSV_ERR_QUEUE_FULL');
-    for (const r of ok) assert.equal(r.body.usage.completion_tokens, 20);
+    for (const r of ok) assert.equal(r.body.usage.completion_tokens, 200);
   });
 });
 
@@ -174,11 +176,15 @@ test('--drain-timeout is enforced: 20 long requests and an unread stream are abo
   );
   stalled.pause(); // holds an unread stream
   await waitFor(async () => metricValue(await samples(), 'vllm:num_requests_running') > 0, 'the stream to run');
+  // 20 requests of 4 sequences each: more work than the drain can finish in its 2 s (20 single sequences of
+  // 450 tokens sometimes all finished in time once the native kernels decoded them)
   const responses = Array.from({ length: 20 }, (_, i) =>
-    fetch(`${address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(long(i)) }).then(async (r) => ({
-      status: r.status,
-      body: (await r.json()) as { error?: { code: string } },
-    })),
+    fetch(`${address}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...long(i), n: 4 }) }).then(
+      async (r) => ({
+        status: r.status,
+        body: (await r.json()) as { error?: { code: string } },
+      }),
+    ),
   );
   await waitFor(async () => metricValue(await samples(), 'vllm:num_requests_waiting') > 0, 'requests to queue up');
 
