@@ -1253,21 +1253,19 @@ static napi_value dsa_decode(napi_env env, napi_callback_info info) {
 
 // ---------------------------------------------------------------------------------------------------
 // MLA 5 (with DSA selection) of query rows in batches: B sequences with S rows each (decode: S = 1; prefill
-// chunks: S > 1), the rows spread over the pool's threads whole (each thread runs its rows' kernels alone:
-// the pool is busy), instead of one call per row that splits every phase of it across the threads.
+// chunks: S > 1). Row r = b * S + i is sequence b's query at position startPos[b] + i: it attends every key up
+// to it, or with DSA and more of them than topk the indexer's selection among them (dsa_row); no [S, T] score
+// matrix or mask is built. Rows are spread over the pool's threads whole (each thread runs its rows' kernels
+// alone: the pool is busy), instead of one call per row that splits every phase of it across the threads.
 
-// Row r = b * S + i of q [B * S, H, C] is sequence b's query at position startPos[b] + i: it attends every key
-// up to it, or with DSA and more of them than topk the indexer's selection among them (dsa_row). No [S, T]
-// score matrix or mask is ever built; a chunk's rows read their sequence's keys, which stay in cache between
-// neighbours.
 typedef struct {
-  const float *q, *iq, *iw;
-  Pool latent, keys;
-  const int32_t *slots, *start;
+  const float *q, *iq, *iw;  // [B * S, H, C], [B * S, Hi, Di] | NULL, [B * S, Hi] | NULL
+  Pool latent, keys;         // keys.rows NULL: no indexer
+  const int32_t *slots, *start;  // [B, T], [B]
   int T, S, H, C, L, Hi, Di, k;
-  float* o;
-  int32_t* sel;  // [B, k]: the selection of each sequence's last row
-  const char** err;
+  float* o;          // [B * S, H, L]
+  int32_t* sel;      // [B, k]: the selection of each sequence's last row
+  const char** err;  // [B * S]
 } QueryRows;
 
 static void query_rows(const void* ctx, int r0, int r1) {
@@ -1276,12 +1274,13 @@ static void query_rows(const void* ctx, int r0, int r1) {
   for (int r = r0; r < r1; r++) {
     const int b = r / d->S, i = r % d->S, n = d->start[b] + i + 1;
     const int32_t* slots = d->slots + (size_t)b * d->T;
-    int32_t* sel = i == d->S - 1 ? d->sel + (size_t)b * d->k : thread_scratch(SCRATCH_SEL, sizeof(int32_t) * (size_t)d->k);
-    if (!sel) {
-      d->err[r] = "attendRows: out of memory";
-    } else if (!d->keys.rows || n <= d->k) {
-      for (int j = 0; j < d->k; j++) sel[j] = j < n ? j : -1;
+    int32_t* sel = i == d->S - 1 ? d->sel + (size_t)b * d->k : NULL;  // only the last row's selection is returned
+    if (!d->keys.rows || n <= d->k) {  // every visible key (with DSA too: topk covers them all)
+      if (sel)
+        for (int j = 0; j < d->k; j++) sel[j] = j < n ? j : -1;
       d->err[r] = attend_rows(d->q + r * HC, &d->latent, slots, n, d->H, d->C, d->L, d->o + r * HL);
+    } else if (!sel && !(sel = thread_scratch(SCRATCH_SEL, sizeof(int32_t) * (size_t)d->k))) {
+      d->err[r] = "attendRows: out of memory";
     } else {
       d->err[r] = dsa_row(d->q + r * HC, d->iq + (size_t)r * d->Hi * d->Di, d->iw + (size_t)r * d->Hi, d->Hi, d->Di, &d->latent, &d->keys, slots, n, d->k,
                           d->H, d->C, d->L, d->o + r * HL, sel);
